@@ -1,0 +1,326 @@
+/* evaluate.c: the CPU backend. Splits a request into chunks of pixels (or
+ * points), runs the SIMD kernel on each chunk on the worker threads, adds the
+ * affine part and writes straight into the caller's strided buffers. */
+#include "internal.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Pixels per work item: long enough to amortise a chunk's set-up, short
+ * enough to balance threads on narrow windows. A multiple of the tile. */
+#define CHUNK_PIXELS 1024
+
+/* Below this many point-pixel pairs a request runs on the calling thread:
+ * starting threads would cost more than it saves. */
+#define MIN_PAIRS_FOR_THREADS 200000.0
+
+static int has_avx2(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+static int has_avx512(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512vl") && has_avx2();
+}
+
+tps_cpu_kernel tps_cpu_kernel_best(void)
+{
+    if (has_avx512())
+        return TPS_CPU_KERNEL_AVX512;
+    if (has_avx2())
+        return TPS_CPU_KERNEL_AVX2;
+    return TPS_CPU_KERNEL_GENERIC;
+}
+
+const char *tps_cpu_kernel_name(tps_cpu_kernel kernel)
+{
+    switch (kernel == TPS_CPU_KERNEL_AUTO ? tps_cpu_kernel_best() : kernel) {
+    case TPS_CPU_KERNEL_AVX512: return "avx512";
+    case TPS_CPU_KERNEL_AVX2: return "avx2";
+    default: return "generic";
+    }
+}
+
+/* NULL when this processor cannot run the requested kernel. */
+tps_kernel_fn tps_kernel_for(tps_cpu_kernel kernel)
+{
+    switch (kernel) {
+    case TPS_CPU_KERNEL_AUTO: return tps_kernel_for(tps_cpu_kernel_best());
+    case TPS_CPU_KERNEL_AVX512: return has_avx512() ? tps_kernel_avx512 : NULL;
+    case TPS_CPU_KERNEL_AVX2: return has_avx2() ? tps_kernel_avx2 : NULL;
+    case TPS_CPU_KERNEL_GENERIC: return tps_kernel_generic;
+    }
+    return NULL;
+}
+
+void tps_eval_options_init(tps_eval_options *options)
+{
+    if (!options)
+        return;
+    options->num_threads = 1;
+    options->device = TPS_DEVICE_AUTO;
+    options->cpu_kernel = TPS_CPU_KERNEL_AUTO;
+}
+
+void tps_grid_from_geotransform(tps_grid *grid, const double gt[6], double x_off, double y_off,
+                                size_t ncols, size_t nrows, double step_x, double step_y)
+{
+    /* Cell (c, r) covers source pixels [x_off + c*step_x, ... + step_x):
+     * its centre is at pixel coordinates (x_off + (c + 0.5) step_x, ...). */
+    double px = x_off + 0.5 * step_x, py = y_off + 0.5 * step_y;
+    grid->x0 = gt[0] + px * gt[1] + py * gt[2];
+    grid->y0 = gt[3] + px * gt[4] + py * gt[5];
+    grid->col_dx = step_x * gt[1];
+    grid->col_dy = step_x * gt[4];
+    grid->row_dx = step_y * gt[2];
+    grid->row_dy = step_y * gt[5];
+    grid->ncols = ncols;
+    grid->nrows = nrows;
+}
+
+/* ---- one request, shared by its worker threads ---- */
+
+typedef struct request {
+    const tps_model *model;
+    tps_kernel_fn kernel;
+    size_t n_bands;
+    const size_t *bands;       /* model band of each output */
+    const double **weights;    /* n_bands weight arrays */
+    /* Targets: a grid (scaled coordinates) or scattered points. */
+    int is_grid;
+    double u0, v0, cu, cv, ru, rv; /* grid origin, column step, row step */
+    size_t ncols, nrows, chunks_per_row;
+    const double *pts_u, *pts_v;
+    size_t n_pts;
+    /* Sinks. */
+    const tps_output *outputs; /* grid */
+    double **pts_out;          /* points */
+    /* Per-thread scratch: u, v, acc (CHUNK_PIXELS each, acc n_bands times). */
+    double **scratch;
+} request;
+
+static void run_chunk(size_t item, int thread, void *user)
+{
+    request *rq = user;
+    const tps_model *md = rq->model;
+    double *pu = rq->scratch[thread];
+    double *pv = pu + CHUNK_PIXELS;
+    double *acc = pv + CHUNK_PIXELS;
+
+    size_t row = 0, col0 = 0, count;
+    if (rq->is_grid) {
+        row = item / rq->chunks_per_row;
+        col0 = (item % rq->chunks_per_row) * CHUNK_PIXELS;
+        count = rq->ncols - col0 < CHUNK_PIXELS ? rq->ncols - col0 : CHUNK_PIXELS;
+        double u = rq->u0 + (double)col0 * rq->cu + (double)row * rq->ru;
+        double v = rq->v0 + (double)col0 * rq->cv + (double)row * rq->rv;
+        for (size_t k = 0; k < count; ++k) {
+            pu[k] = u + (double)k * rq->cu;
+            pv[k] = v + (double)k * rq->cv;
+        }
+    } else {
+        col0 = item * CHUNK_PIXELS;
+        count = rq->n_pts - col0 < CHUNK_PIXELS ? rq->n_pts - col0 : CHUNK_PIXELS;
+        memcpy(pu, rq->pts_u + col0, count * sizeof(double));
+        memcpy(pv, rq->pts_v + col0, count * sizeof(double));
+    }
+    /* Pad to whole tiles with copies of the last target; their sums are
+     * computed and dropped. */
+    size_t m = (count + TPS_KERNEL_TILE - 1) / TPS_KERNEL_TILE * TPS_KERNEL_TILE;
+    for (size_t k = count; k < m; ++k) {
+        pu[k] = pu[count - 1];
+        pv[k] = pv[count - 1];
+    }
+
+    int same_v = rq->is_grid && rq->cv == 0.0;
+    tps_kernel_job job = {md->n, md->u, md->v, rq->n_bands, rq->weights, m, pu, pv, same_v, acc};
+    rq->kernel(&job);
+
+    for (size_t b = 0; b < rq->n_bands; ++b) {
+        const double *a = md->affine[rq->bands[b]];
+        const double *sum = acc + b * m;
+        if (rq->is_grid) {
+            const tps_output *o = &rq->outputs[b];
+            char *dst = (char *)o->data + (ptrdiff_t)row * o->line_stride +
+                        (ptrdiff_t)col0 * o->pixel_stride;
+            if (o->type == TPS_FLOAT32) {
+                for (size_t k = 0; k < count; ++k) {
+                    float value = (float)(sum[k] + a[0] + a[1] * pu[k] + a[2] * pv[k]);
+                    memcpy(dst + (ptrdiff_t)k * o->pixel_stride, &value, sizeof value);
+                }
+            } else {
+                for (size_t k = 0; k < count; ++k) {
+                    double value = sum[k] + a[0] + a[1] * pu[k] + a[2] * pv[k];
+                    memcpy(dst + (ptrdiff_t)k * o->pixel_stride, &value, sizeof value);
+                }
+            }
+        } else {
+            double *dst = rq->pts_out[b] + col0;
+            for (size_t k = 0; k < count; ++k)
+                dst[k] = sum[k] + a[0] + a[1] * pu[k] + a[2] * pv[k];
+        }
+    }
+}
+
+static tps_status run_request(tps_context *ctx, request *rq, size_t n_items, double pairs,
+                              int num_threads)
+{
+    int threads = num_threads < 1 ? 1 : num_threads;
+    if (pairs < MIN_PAIRS_FOR_THREADS)
+        threads = 1;
+    if ((size_t)threads > n_items)
+        threads = (int)n_items;
+    if (threads < 1)
+        threads = 1;
+
+    size_t per_thread = (size_t)CHUNK_PIXELS * (2 + rq->n_bands);
+    double *pool = malloc(sizeof(double) * per_thread * (size_t)threads);
+    double **scratch = malloc(sizeof(double *) * (size_t)threads);
+    const double **weights = malloc(sizeof(double *) * rq->n_bands);
+    if (!pool || !scratch || !weights) {
+        free(pool);
+        free(scratch);
+        free(weights);
+        return tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory for evaluation buffers");
+    }
+    for (int t = 0; t < threads; ++t)
+        scratch[t] = pool + per_thread * (size_t)t;
+    for (size_t b = 0; b < rq->n_bands; ++b)
+        weights[b] = rq->model->half_weights[rq->bands[b]];
+    rq->scratch = scratch;
+    rq->weights = weights;
+
+    tps_parallel_for(n_items, threads, run_chunk, rq);
+
+    free(pool);
+    free(scratch);
+    free(weights);
+    return TPS_OK;
+}
+
+static tps_status check_common(tps_context *ctx, const tps_model *model,
+                               const tps_eval_options *options, tps_kernel_fn *kernel)
+{
+    if (!model)
+        return tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT, "no model");
+    tps_device device = options ? options->device : TPS_DEVICE_AUTO;
+    if (device == TPS_DEVICE_GPU) {
+        tps_status st = tps_device_check(ctx, TPS_DEVICE_GPU);
+        if (st != TPS_OK)
+            return st;
+    }
+    tps_cpu_kernel which = options ? options->cpu_kernel : TPS_CPU_KERNEL_AUTO;
+    *kernel = tps_kernel_for(which);
+    if (!*kernel)
+        return tps_set_error(ctx, TPS_ERR_DEVICE_UNAVAILABLE,
+                             "this processor cannot run the %s evaluation kernel",
+                             tps_cpu_kernel_name(which));
+    return TPS_OK;
+}
+
+tps_status tps_evaluate_grid(tps_context *ctx, const tps_model *model, const tps_grid *grid,
+                             size_t n_outputs, const tps_output *outputs,
+                             const tps_eval_options *options)
+{
+    tps_clear_error(ctx);
+    tps_kernel_fn kernel;
+    tps_status st = check_common(ctx, model, options, &kernel);
+    if (st != TPS_OK)
+        return st;
+    if (!grid || (n_outputs > 0 && !outputs))
+        return tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT, "no grid or no outputs");
+    if (n_outputs == 0 || grid->ncols == 0 || grid->nrows == 0)
+        return TPS_OK;
+
+    size_t *bands = malloc(sizeof(size_t) * n_outputs);
+    if (!bands)
+        return tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory");
+    for (size_t b = 0; b < n_outputs; ++b) {
+        const tps_output *o = &outputs[b];
+        if (o->band >= model->n_bands || !o->data ||
+            (o->type != TPS_FLOAT32 && o->type != TPS_FLOAT64)) {
+            free(bands);
+            return tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT,
+                                 "output %zu: band %zu of %zu, or its buffer or type, is invalid",
+                                 b, o->band, model->n_bands);
+        }
+        bands[b] = o->band;
+    }
+
+    const double s = model->scale;
+    request rq = {0};
+    rq.model = model;
+    rq.kernel = kernel;
+    rq.n_bands = n_outputs;
+    rq.bands = bands;
+    rq.is_grid = 1;
+    rq.u0 = (grid->x0 - model->cx) / s;
+    rq.v0 = (grid->y0 - model->cy) / s;
+    rq.cu = grid->col_dx / s;
+    rq.cv = grid->col_dy / s;
+    rq.ru = grid->row_dx / s;
+    rq.rv = grid->row_dy / s;
+    rq.ncols = grid->ncols;
+    rq.nrows = grid->nrows;
+    rq.chunks_per_row = (grid->ncols + CHUNK_PIXELS - 1) / CHUNK_PIXELS;
+    rq.outputs = outputs;
+    double pairs = (double)model->n * (double)grid->ncols * (double)grid->nrows;
+    st = run_request(ctx, &rq, rq.chunks_per_row * grid->nrows, pairs,
+                     options ? options->num_threads : 1);
+    free(bands);
+    return st;
+}
+
+tps_status tps_evaluate_scaled(tps_context *ctx, const tps_model *model, size_t n_bands,
+                               const size_t *bands, size_t n, const double *u, const double *v,
+                               double **out, int num_threads, tps_cpu_kernel which)
+{
+    tps_kernel_fn kernel = tps_kernel_for(which);
+    if (!kernel)
+        return tps_set_error(ctx, TPS_ERR_DEVICE_UNAVAILABLE,
+                             "this processor cannot run the %s evaluation kernel",
+                             tps_cpu_kernel_name(which));
+    if (n == 0 || n_bands == 0)
+        return TPS_OK;
+    request rq = {0};
+    rq.model = model;
+    rq.kernel = kernel;
+    rq.n_bands = n_bands;
+    rq.bands = bands;
+    rq.pts_u = u;
+    rq.pts_v = v;
+    rq.n_pts = n;
+    rq.pts_out = out;
+    return run_request(ctx, &rq, (n + CHUNK_PIXELS - 1) / CHUNK_PIXELS, (double)model->n * (double)n,
+                       num_threads);
+}
+
+tps_status tps_evaluate_points(tps_context *ctx, const tps_model *model, size_t band, size_t n,
+                               const double *x, const double *y, double *out,
+                               const tps_eval_options *options)
+{
+    tps_clear_error(ctx);
+    tps_kernel_fn kernel;
+    tps_status st = check_common(ctx, model, options, &kernel);
+    if (st != TPS_OK)
+        return st;
+    if (band >= model->n_bands || (n > 0 && (!x || !y || !out)))
+        return tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT, "invalid band or buffers");
+    double *uv = malloc(sizeof(double) * 2 * (n ? n : 1));
+    if (!uv)
+        return tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory");
+    for (size_t i = 0; i < n; ++i) {
+        uv[i] = (x[i] - model->cx) / model->scale;
+        uv[n + i] = (y[i] - model->cy) / model->scale;
+    }
+    st = tps_evaluate_scaled(ctx, model, 1, &band, n, uv, uv + n, &out,
+                             options ? options->num_threads : 1,
+                             options ? options->cpu_kernel : TPS_CPU_KERNEL_AUTO);
+    free(uv);
+    return st;
+}

@@ -1,0 +1,92 @@
+/* internal.h: what the engine's files share and the public API hides. */
+#ifndef TPS_INTERNAL_H
+#define TPS_INTERNAL_H
+
+#include "tps.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+
+struct tps_context {
+    tps_status status;
+    char message[1024];
+    tps_log_fn log_fn;
+    void *log_user;
+};
+
+/* The model works in centred, scaled coordinates u = (x - cx) / scale,
+ * v = (y - cy) / scale, with the points' bounding box mapped into [-1, 1]:
+ * the kernel matrix is then well scaled and the results do not depend on
+ * where the user's CRS puts its origin. */
+struct tps_model {
+    size_t n;        /* distinct points */
+    double cx, cy, scale;
+    double *u, *v;   /* n scaled coordinates */
+    size_t n_bands;
+    /* Band b's kernel weights, halved: the kernel evaluates r^2 log(r^2),
+     * which is twice phi(r) = r^2 log r. Zero for points missing in band b. */
+    double **half_weights;
+    double (*affine)[3]; /* band b: a0 + a1 u + a2 v */
+    tps_band_info *band_info;
+    tps_model_info info;
+};
+
+/* ---- errors and messages (context.c) ---- */
+tps_status tps_set_error(tps_context *ctx, tps_status status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void tps_clear_error(tps_context *ctx);
+void tps_log(tps_context *ctx, tps_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+double tps_now_seconds(void);
+
+/* ---- the dense solve (solve.c) ---- */
+/* Bytes the dense solve of n points needs at its peak. */
+size_t tps_solve_bytes(size_t n, size_t n_rhs);
+/* Solve (K + lambda I) w + P a = z, P^T w = 0 for n_rhs right-hand sides
+ * over the n points (u, v), in scaled coordinates. w[r] (n values) and
+ * a[r] (3 values) receive the solution of z[r]. `what` names the bands for
+ * messages. */
+tps_status tps_solve_dense(tps_context *ctx, size_t n, const double *u, const double *v,
+                           double lambda, size_t n_rhs, const double *const *z, double **w,
+                           double (*a)[3], int num_threads, const char *what);
+
+/* ---- parallel loops (parallel.c) ---- */
+/* Calls body(item, thread, user) for item in [0, n_items) on up to
+ * n_threads threads (the caller's thread is one of them). Items are taken
+ * from a shared counter, so uneven items balance. Returns 0, or -1 if no
+ * thread could be started at all (then nothing ran). */
+typedef void (*tps_parallel_body)(size_t item, int thread, void *user);
+int tps_parallel_for(size_t n_items, int n_threads, tps_parallel_body body, void *user);
+
+/* ---- the evaluation kernel (eval_kernel.c, compiled once per ISA) ---- */
+/* Pixels are handled in tiles of this many; callers pad target arrays to a
+ * multiple of it. */
+#define TPS_KERNEL_TILE 32
+/* Points are visited in blocks of this many so that a block's coordinates
+ * and weights stay in the L1/L2 cache while all tiles of a row pass over it. */
+#define TPS_KERNEL_POINT_BLOCK 2048
+
+typedef struct tps_kernel_job {
+    size_t n_src;               /* source points */
+    const double *su, *sv;      /* their scaled coordinates */
+    size_t n_bands;
+    const double *const *w;     /* n_bands arrays of n_src half-weights */
+    size_t m;                   /* target points, a multiple of TPS_KERNEL_TILE */
+    const double *pu, *pv;      /* their scaled coordinates */
+    int same_v;                 /* all targets have v == pv[0] (a north-up grid row) */
+    double *acc;                /* out: acc[b * m + k] = sum_i w[b][i] r^2 log r^2 */
+} tps_kernel_job;
+
+typedef void (*tps_kernel_fn)(const tps_kernel_job *job);
+void tps_kernel_generic(const tps_kernel_job *job);
+void tps_kernel_avx2(const tps_kernel_job *job);
+void tps_kernel_avx512(const tps_kernel_job *job);
+
+/* ---- evaluation helpers (evaluate.c) ---- */
+tps_kernel_fn tps_kernel_for(tps_cpu_kernel kernel);
+/* Evaluate bands at scattered points given in scaled coordinates. */
+tps_status tps_evaluate_scaled(tps_context *ctx, const tps_model *model, size_t n_bands,
+                               const size_t *bands, size_t n, const double *u, const double *v,
+                               double **out, int num_threads, tps_cpu_kernel kernel);
+
+#endif

@@ -1,0 +1,396 @@
+/* model.c: from raw points to a solved model. Drops unusable points, merges
+ * coincident ones, centres and scales the coordinates, groups bands that can
+ * share a factorisation, solves each group and measures the residuals. */
+#include "internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void tps_fit_options_init(tps_fit_options *options)
+{
+    if (!options)
+        return;
+    options->max_memory = 0;
+    options->num_threads = 1;
+}
+
+typedef struct input_point {
+    double x, y;
+    size_t index;
+} input_point;
+
+static int compare_xy(const void *pa, const void *pb)
+{
+    const input_point *a = pa, *b = pb;
+    if (a->x != b->x)
+        return a->x < b->x ? -1 : 1;
+    if (a->y != b->y)
+        return a->y < b->y ? -1 : 1;
+    return a->index < b->index ? -1 : (a->index > b->index);
+}
+
+tps_model *tps_model_destroy(tps_model *model)
+{
+    if (!model)
+        return NULL;
+    if (model->half_weights)
+        for (size_t b = 0; b < model->n_bands; ++b)
+            free(model->half_weights[b]);
+    free(model->half_weights);
+    free(model->affine);
+    free(model->band_info);
+    free(model->u);
+    free(model->v);
+    free(model);
+    return NULL;
+}
+
+/* Distinct points, with each band's values averaged over the points merged
+ * into them (NaN where none of them had a value). */
+static tps_status merge_points(tps_context *ctx, tps_model *md, size_t n_points, const double *x,
+                               const double *y, const double *const *values, double **merged)
+{
+    input_point *pts = malloc(sizeof *pts * (n_points ? n_points : 1));
+    size_t *counts = calloc(md->n_bands, sizeof *counts);
+    if (!pts || !counts) {
+        free(pts);
+        free(counts);
+        return tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory for %zu points", n_points);
+    }
+    size_t kept = 0;
+    for (size_t i = 0; i < n_points; ++i) {
+        if (isfinite(x[i]) && isfinite(y[i]))
+            pts[kept++] = (input_point){x[i], y[i], i};
+    }
+    md->info.n_dropped = n_points - kept;
+    qsort(pts, kept, sizeof *pts, compare_xy);
+
+    size_t n = 0;
+    md->u = malloc(sizeof(double) * (kept ? kept : 1));
+    md->v = malloc(sizeof(double) * (kept ? kept : 1));
+    for (size_t b = 0; b < md->n_bands; ++b)
+        merged[b] = malloc(sizeof(double) * (kept ? kept : 1));
+    int ok = md->u && md->v;
+    for (size_t b = 0; b < md->n_bands; ++b)
+        ok = ok && merged[b];
+    if (!ok) {
+        free(pts);
+        free(counts);
+        return tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory for %zu points", n_points);
+    }
+    for (size_t i = 0; i < kept;) {
+        size_t j = i;
+        memset(counts, 0, sizeof *counts * md->n_bands);
+        for (size_t b = 0; b < md->n_bands; ++b)
+            merged[b][n] = 0.0;
+        for (; j < kept && pts[j].x == pts[i].x && pts[j].y == pts[i].y; ++j) {
+            for (size_t b = 0; b < md->n_bands; ++b) {
+                double value = values[b][pts[j].index];
+                if (isfinite(value)) {
+                    merged[b][n] += value;
+                    ++counts[b];
+                }
+            }
+        }
+        for (size_t b = 0; b < md->n_bands; ++b)
+            merged[b][n] = counts[b] ? merged[b][n] / (double)counts[b] : NAN;
+        md->u[n] = pts[i].x; /* scaled later, once the bounding box is known */
+        md->v[n] = pts[i].y;
+        ++n;
+        i = j;
+    }
+    md->n = n;
+    md->info.n_points = n;
+    md->info.n_merged = kept - n;
+    free(pts);
+    free(counts);
+
+    if (md->info.n_dropped)
+        tps_log(ctx, TPS_LOG_DEBUG, "%zu of %zu points dropped: non-finite x or y",
+                md->info.n_dropped, n_points);
+    if (md->info.n_merged)
+        tps_log(ctx, TPS_LOG_WARNING,
+                "%zu point%s at the same location as another point were merged into %s "
+                "(values averaged)", md->info.n_merged, md->info.n_merged == 1 ? "" : "s",
+                md->info.n_merged == 1 ? "it" : "them");
+    return TPS_OK;
+}
+
+/* Centre on the bounding box and scale its longer side to [-1, 1]. */
+static void scale_points(tps_model *md)
+{
+    double x0 = INFINITY, y0 = INFINITY, x1 = -INFINITY, y1 = -INFINITY;
+    for (size_t i = 0; i < md->n; ++i) {
+        x0 = fmin(x0, md->u[i]);
+        x1 = fmax(x1, md->u[i]);
+        y0 = fmin(y0, md->v[i]);
+        y1 = fmax(y1, md->v[i]);
+    }
+    md->info.min_x = x0;
+    md->info.min_y = y0;
+    md->info.max_x = x1;
+    md->info.max_y = y1;
+    md->cx = 0.5 * (x0 + x1);
+    md->cy = 0.5 * (y0 + y1);
+    double half = 0.5 * fmax(x1 - x0, y1 - y0);
+    md->scale = half > 0.0 ? half : 1.0;
+    for (size_t i = 0; i < md->n; ++i) {
+        md->u[i] = (md->u[i] - md->cx) / md->scale;
+        md->v[i] = (md->v[i] - md->cy) / md->scale;
+    }
+}
+
+/* Band names for messages, 1-based as GDAL numbers bands: "band 2", "bands 1, 3". */
+static void describe_bands(char *out, size_t size, const size_t *bands, size_t n)
+{
+    int len = snprintf(out, size, "band%s ", n == 1 ? "" : "s");
+    for (size_t k = 0; k < n && len > 0 && (size_t)len < size; ++k)
+        len += snprintf(out + len, size - (size_t)len, "%s%zu", k ? ", " : "", bands[k] + 1);
+}
+
+static int same_mask(double *const *merged, size_t n, size_t b, size_t c)
+{
+    for (size_t i = 0; i < n; ++i)
+        if (isfinite(merged[b][i]) != isfinite(merged[c][i]))
+            return 0;
+    return 1;
+}
+
+/* Solve the bands that share lambda and missing values: one factorisation. */
+static tps_status solve_group(tps_context *ctx, tps_model *md, double *const *merged,
+                              const size_t *group, size_t n_group,
+                              const tps_fit_options *options)
+{
+    char what[256];
+    describe_bands(what, sizeof what, group, n_group);
+    const size_t first = group[0];
+    size_t m = 0;
+    for (size_t i = 0; i < md->n; ++i)
+        m += isfinite(merged[first][i]) ? 1 : 0;
+
+    size_t need = tps_solve_bytes(m, n_group);
+    if (options->max_memory && need > options->max_memory)
+        return tps_set_error(ctx, TPS_ERR_MEMORY_LIMIT,
+                             "%s: the dense solve of %zu points needs %zu bytes (%.2f GiB), more "
+                             "than the %zu bytes allowed", what, m, need,
+                             (double)need / 1073741824.0, options->max_memory);
+
+    size_t *index = malloc(sizeof(size_t) * (m ? m : 1));
+    double *su = malloc(sizeof(double) * (m ? m : 1));
+    double *sv = malloc(sizeof(double) * (m ? m : 1));
+    double *zw = malloc(sizeof(double) * (m ? m : 1) * 2 * n_group);
+    const double **z = malloc(sizeof(double *) * n_group);
+    double **w = malloc(sizeof(double *) * n_group);
+    double (*a)[3] = malloc(sizeof(double[3]) * n_group);
+    tps_status st = TPS_OK;
+    if (!index || !su || !sv || !zw || !z || !w || !a) {
+        st = tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "%s: out of memory", what);
+        goto done;
+    }
+    m = 0;
+    for (size_t i = 0; i < md->n; ++i) {
+        if (isfinite(merged[first][i])) {
+            index[m] = i;
+            su[m] = md->u[i];
+            sv[m] = md->v[i];
+            ++m;
+        }
+    }
+    for (size_t g = 0; g < n_group; ++g) {
+        double *zg = zw + 2 * g * m;
+        for (size_t k = 0; k < m; ++k)
+            zg[k] = merged[group[g]][index[k]];
+        z[g] = zg;
+        w[g] = zg + m;
+    }
+    /* phi(r) = s^2 phi(r/s) + s^2 log(s) (r/s)^2, and the second term is
+     * absorbed by the affine part under the side conditions, so scaling
+     * coordinates by 1/s only rescales lambda by 1/s^2. */
+    const double lambda = md->band_info[first].smoothing / (md->scale * md->scale);
+    st = tps_solve_dense(ctx, m, su, sv, lambda, n_group, z, w, a,
+                         options->num_threads, what);
+    if (st != TPS_OK)
+        goto done;
+    for (size_t g = 0; g < n_group; ++g) {
+        size_t b = group[g];
+        for (size_t k = 0; k < m; ++k)
+            md->half_weights[b][index[k]] = 0.5 * w[g][k];
+        memcpy(md->affine[b], a[g], sizeof a[g]);
+    }
+    md->info.n_factorisations++;
+
+done:
+    free(index);
+    free(su);
+    free(sv);
+    free(zw);
+    free(z);
+    free(w);
+    free(a);
+    return st;
+}
+
+/* max |f(x_i) - z_i| over each band's points, by the same kernel that fills
+ * rasters: what a user would see at the data points. */
+static tps_status measure_residuals(tps_context *ctx, tps_model *md, double *const *merged,
+                                    int num_threads)
+{
+    size_t *bands = malloc(sizeof(size_t) * md->n_bands);
+    double **out = calloc(md->n_bands, sizeof(double *));
+    tps_status st = TPS_OK;
+    if (!bands || !out) {
+        st = tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory");
+        goto done;
+    }
+    for (size_t b = 0; b < md->n_bands; ++b) {
+        bands[b] = b;
+        out[b] = malloc(sizeof(double) * md->n);
+        if (!out[b]) {
+            st = tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory");
+            goto done;
+        }
+    }
+    st = tps_evaluate_scaled(ctx, md, md->n_bands, bands, md->n, md->u, md->v, out,
+                             num_threads, TPS_CPU_KERNEL_AUTO);
+    if (st != TPS_OK)
+        goto done;
+    for (size_t b = 0; b < md->n_bands; ++b) {
+        double worst = 0.0;
+        for (size_t i = 0; i < md->n; ++i)
+            if (isfinite(merged[b][i]))
+                worst = fmax(worst, fabs(out[b][i] - merged[b][i]));
+        md->band_info[b].max_abs_residual = worst;
+    }
+done:
+    if (out)
+        for (size_t b = 0; b < md->n_bands; ++b)
+            free(out[b]);
+    free(out);
+    free(bands);
+    return st;
+}
+
+tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, const double *y,
+                            size_t n_bands, const double *const *values, const double *smoothing,
+                            const tps_fit_options *options)
+{
+    tps_clear_error(ctx);
+    const double t0 = tps_now_seconds();
+    tps_fit_options defaults;
+    tps_fit_options_init(&defaults);
+    if (!options)
+        options = &defaults;
+    if (n_bands == 0 || !values || !smoothing || (n_points > 0 && (!x || !y))) {
+        tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT, "no bands, values or coordinates given");
+        return NULL;
+    }
+    for (size_t b = 0; b < n_bands; ++b) {
+        if (!(smoothing[b] >= 0.0) || !isfinite(smoothing[b]) || (n_points > 0 && !values[b])) {
+            tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT,
+                          "band %zu: smoothing must be a finite number >= 0, got %g", b + 1,
+                          smoothing[b]);
+            return NULL;
+        }
+    }
+
+    tps_model *md = calloc(1, sizeof *md);
+    double **merged = calloc(n_bands, sizeof(double *));
+    size_t *group = malloc(sizeof(size_t) * n_bands);
+    char *assigned = calloc(n_bands, 1);
+    if (!md || !merged || !group || !assigned) {
+        tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory");
+        goto fail;
+    }
+    md->n_bands = n_bands;
+    md->info.n_input = n_points;
+    md->info.n_bands = n_bands;
+    md->half_weights = calloc(n_bands, sizeof(double *));
+    md->affine = calloc(n_bands, sizeof(double[3]));
+    md->band_info = calloc(n_bands, sizeof(tps_band_info));
+    if (!md->half_weights || !md->affine || !md->band_info) {
+        tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory");
+        goto fail;
+    }
+    if (merge_points(ctx, md, n_points, x, y, values, merged) != TPS_OK)
+        goto fail;
+    scale_points(md);
+
+    for (size_t b = 0; b < n_bands; ++b) {
+        tps_band_info *bi = &md->band_info[b];
+        bi->smoothing = smoothing[b];
+        bi->value_min = INFINITY;
+        bi->value_max = -INFINITY;
+        for (size_t i = 0; i < md->n; ++i) {
+            if (isfinite(merged[b][i])) {
+                bi->n_points++;
+                bi->value_min = fmin(bi->value_min, merged[b][i]);
+                bi->value_max = fmax(bi->value_max, merged[b][i]);
+            }
+        }
+        bi->n_missing = md->n - bi->n_points;
+        if (bi->n_missing)
+            tps_log(ctx, TPS_LOG_DEBUG, "band %zu: %zu of %zu points have no usable value "
+                    "(NaN, infinite or missing) and were left out", b + 1, bi->n_missing, md->n);
+        md->half_weights[b] = calloc(md->n ? md->n : 1, sizeof(double));
+        if (!md->half_weights[b]) {
+            tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory");
+            goto fail;
+        }
+    }
+
+    for (size_t b = 0; b < n_bands; ++b) {
+        if (assigned[b])
+            continue;
+        size_t n_group = 0;
+        for (size_t c = b; c < n_bands; ++c) {
+            if (!assigned[c] && smoothing[c] == smoothing[b] && same_mask(merged, md->n, b, c)) {
+                group[n_group++] = c;
+                assigned[c] = 1;
+            }
+        }
+        if (solve_group(ctx, md, merged, group, n_group, options) != TPS_OK)
+            goto fail;
+    }
+    if (measure_residuals(ctx, md, merged, options->num_threads) != TPS_OK)
+        goto fail;
+    md->info.solve_seconds = tps_now_seconds() - t0;
+
+    for (size_t b = 0; b < n_bands; ++b)
+        free(merged[b]);
+    free(merged);
+    free(group);
+    free(assigned);
+    return md;
+
+fail:
+    if (merged)
+        for (size_t b = 0; b < n_bands; ++b)
+            free(merged[b]);
+    free(merged);
+    free(group);
+    free(assigned);
+    tps_model_destroy(md);
+    return NULL;
+}
+
+tps_status tps_model_get_info(tps_context *ctx, const tps_model *model, tps_model_info *info)
+{
+    tps_clear_error(ctx);
+    if (!model || !info)
+        return tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT, "no model or no info");
+    *info = model->info;
+    return TPS_OK;
+}
+
+tps_status tps_model_get_band_info(tps_context *ctx, const tps_model *model, size_t band,
+                                   tps_band_info *info)
+{
+    tps_clear_error(ctx);
+    if (!model || !info || band >= model->n_bands)
+        return tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT, "no model, no info or no band %zu",
+                             band + 1);
+    *info = model->band_info[band];
+    return TPS_OK;
+}

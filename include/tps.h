@@ -1,0 +1,195 @@
+/*
+ * tps.h: the public C11 API of the gdal-tps engine.
+ *
+ * Scattered points in, a thin plate spline model out, the model evaluated
+ * into caller-owned strided buffers. No GDAL here: the driver is the only
+ * place that knows GDAL.
+ *
+ * Conventions (PROJ-like):
+ *  - every call that can fail takes a tps_context, which carries the last
+ *    error (code and message); one context per thread;
+ *  - objects are opaque; tps_*_destroy returns NULL so that callers can
+ *    write `m = tps_model_destroy(m);`;
+ *  - a tps_model is immutable once created: any number of threads may
+ *    evaluate one model at the same time, each with its own context.
+ *
+ * The mathematics: for each band,
+ *     f(x) = sum_i w_i phi(|x - x_i|) + a0 + a1 x + a2 y,  phi(r) = r^2 log r,
+ * with sum w_i = sum w_i x_i = sum w_i y_i = 0 and (K + lambda I) w + P a = z.
+ * lambda means what `smoothing` means in scipy's
+ * RBFInterpolator(kernel='thin_plate_spline', degree=1), in the units of
+ * the coordinates given to tps_model_create.
+ */
+#ifndef TPS_H
+#define TPS_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TPS_VERSION_MAJOR 0
+#define TPS_VERSION_MINOR 1
+#define TPS_VERSION_PATCH 0
+
+typedef struct tps_context tps_context;
+typedef struct tps_model tps_model;
+
+typedef enum tps_status {
+    TPS_OK = 0,
+    TPS_ERR_INVALID_ARGUMENT,   /* NULL or out-of-range argument */
+    TPS_ERR_TOO_FEW_POINTS,     /* fewer than 3 distinct usable points */
+    TPS_ERR_COLLINEAR,          /* all points on one line: the plane is undetermined */
+    TPS_ERR_SINGULAR,           /* factorisation failed: degenerate input */
+    TPS_ERR_MEMORY_LIMIT,       /* the dense system would exceed the allowed memory */
+    TPS_ERR_OUT_OF_MEMORY,      /* an allocation failed */
+    TPS_ERR_DEVICE_UNAVAILABLE, /* the requested device cannot be used */
+    TPS_ERR_INTERNAL
+} tps_status;
+
+/* ---- context ------------------------------------------------------------ */
+
+/* Messages that are not errors: warnings (e.g. coincident points merged) and
+ * debug lines (e.g. counts of dropped values). The driver forwards them to
+ * CPLError(CE_Warning) and CPLDebug. */
+typedef enum tps_log_level { TPS_LOG_DEBUG = 1, TPS_LOG_WARNING = 2 } tps_log_level;
+typedef void (*tps_log_fn)(void *user_data, tps_log_level level, const char *message);
+
+tps_context *tps_context_create(void);
+tps_context *tps_context_destroy(tps_context *ctx);
+void tps_context_set_log(tps_context *ctx, tps_log_fn fn, void *user_data);
+/* The last error; TPS_OK and "" when the last call succeeded. */
+tps_status tps_context_errno(const tps_context *ctx);
+const char *tps_context_errmsg(const tps_context *ctx);
+const char *tps_status_string(tps_status status);
+
+/* ---- model -------------------------------------------------------------- */
+
+typedef struct tps_fit_options {
+    /* Bytes the dense solve may allocate; 0 means no limit. Exceeding it
+     * fails with TPS_ERR_MEMORY_LIMIT and a message giving the bytes needed. */
+    size_t max_memory;
+    /* Threads for building the system and computing residuals; <= 0: one.
+     * (The factorisation runs on OpenBLAS's own threads.) */
+    int num_threads;
+} tps_fit_options;
+
+void tps_fit_options_init(tps_fit_options *options);
+
+/* Solve the spline of `n_bands` value sets over the same `n_points`
+ * locations. values[b][i] is band b's value at point i; a NaN or infinite
+ * value is missing (that point is left out of that band's solve only).
+ * Points with a non-finite x or y are dropped. Points at the same (x, y)
+ * are merged: their values are averaged per band (a warning says how many).
+ * smoothing[b] >= 0 is band b's lambda; bands with the same lambda and the
+ * same missing values share one factorisation. */
+tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, const double *y,
+                            size_t n_bands, const double *const *values, const double *smoothing,
+                            const tps_fit_options *options);
+tps_model *tps_model_destroy(tps_model *model);
+
+typedef struct tps_model_info {
+    size_t n_input;          /* points given */
+    size_t n_points;         /* distinct points the model holds */
+    size_t n_dropped;        /* points dropped for a non-finite x or y */
+    size_t n_merged;         /* points merged into another at the same location */
+    size_t n_bands;
+    size_t n_factorisations; /* distinct systems solved */
+    double solve_seconds;    /* wall time of tps_model_create */
+    double min_x, min_y, max_x, max_y; /* bounding box of the points */
+} tps_model_info;
+
+typedef struct tps_band_info {
+    size_t n_points;          /* points that entered this band's solve */
+    size_t n_missing;         /* points whose value was missing (NaN, inf) */
+    double smoothing;         /* lambda */
+    double max_abs_residual;  /* max |f(x_i) - z_i| over the band's points */
+    double value_min, value_max;
+} tps_band_info;
+
+tps_status tps_model_get_info(tps_context *ctx, const tps_model *model, tps_model_info *info);
+tps_status tps_model_get_band_info(tps_context *ctx, const tps_model *model, size_t band,
+                                   tps_band_info *info);
+
+/* ---- evaluation --------------------------------------------------------- */
+
+typedef enum tps_type { TPS_FLOAT32 = 1, TPS_FLOAT64 = 2 } tps_type;
+
+typedef enum tps_device {
+    TPS_DEVICE_AUTO = 0, /* the fastest available for the work */
+    TPS_DEVICE_CPU = 1,
+    TPS_DEVICE_GPU = 2
+} tps_device;
+
+/* CPU instruction set of the evaluation kernel; AUTO picks the best the
+ * processor supports at run time. The others exist for tests and benches. */
+typedef enum tps_cpu_kernel {
+    TPS_CPU_KERNEL_AUTO = 0,
+    TPS_CPU_KERNEL_GENERIC = 1,
+    TPS_CPU_KERNEL_AVX2 = 2,
+    TPS_CPU_KERNEL_AVX512 = 3
+} tps_cpu_kernel;
+
+/* A regular grid of evaluation points: cell (col, row) is evaluated at
+ *   x = x0 + col * col_dx + row * row_dx,  y = y0 + col * col_dy + row * row_dy.
+ * tps_grid_from_geotransform fills it for a GDAL-style geotransform (pixel
+ * centres of a window), so rotated grids and overviews come for free. */
+typedef struct tps_grid {
+    double x0, y0;
+    double col_dx, col_dy;
+    double row_dx, row_dy;
+    size_t ncols, nrows;
+} tps_grid;
+
+/* Pixel centres of the window [x_off, x_off + ncols) x [y_off, y_off + nrows)
+ * of a raster whose geotransform is gt (GDAL's six coefficients), each output
+ * cell spanning `step_x` x `step_y` source pixels (1 for full resolution). */
+void tps_grid_from_geotransform(tps_grid *grid, const double gt[6], double x_off, double y_off,
+                                size_t ncols, size_t nrows, double step_x, double step_y);
+
+/* Where one band's values go: element (col, row) is written at
+ * (char *)data + row * line_stride + col * pixel_stride. */
+typedef struct tps_output {
+    size_t band;
+    void *data;
+    tps_type type;
+    ptrdiff_t pixel_stride; /* bytes */
+    ptrdiff_t line_stride;  /* bytes */
+} tps_output;
+
+typedef struct tps_eval_options {
+    int num_threads;           /* <= 0: one */
+    tps_device device;
+    tps_cpu_kernel cpu_kernel;
+} tps_eval_options;
+
+void tps_eval_options_init(tps_eval_options *options);
+
+/* Evaluate the listed bands over the grid in one pass over the points (the
+ * distances are computed once for all bands). */
+tps_status tps_evaluate_grid(tps_context *ctx, const tps_model *model, const tps_grid *grid,
+                             size_t n_outputs, const tps_output *outputs,
+                             const tps_eval_options *options);
+
+/* Evaluate one band at scattered locations. */
+tps_status tps_evaluate_points(tps_context *ctx, const tps_model *model, size_t band, size_t n,
+                               const double *x, const double *y, double *out,
+                               const tps_eval_options *options);
+
+/* ---- devices ------------------------------------------------------------ */
+
+const char *tps_device_name(tps_device device);
+/* TPS_OK when `device` can evaluate in this process; otherwise the reason in ctx. */
+tps_status tps_device_check(tps_context *ctx, tps_device device);
+/* The device that evaluates `pairs` point-pixel pairs when `requested` is asked for. */
+tps_device tps_device_choose(tps_device requested, double pairs);
+/* Name of the CPU kernel AUTO resolves to on this processor ("avx512", "avx2", "generic"). */
+const char *tps_cpu_kernel_name(tps_cpu_kernel kernel);
+tps_cpu_kernel tps_cpu_kernel_best(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TPS_H */
