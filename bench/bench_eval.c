@@ -70,7 +70,7 @@ int main(int argc, char **argv)
     double *out = malloc(sizeof(double) * grid * grid);
     double gt[6] = {0.0, 1.0 / grid, 0.0, 1.0, 0.0, -1.0 / grid};
     tps_grid g;
-    tps_grid_from_geotransform(&g, gt, 0, 0, grid, grid, 1, 1);
+    tps_grid_from_geotransform(&g, gt, 0, 0, grid, grid);
     tps_output o = {0, out, TPS_FLOAT64, sizeof(double), (ptrdiff_t)(sizeof(double) * grid)};
     tps_eval_options eo;
     tps_eval_options_init(&eo);

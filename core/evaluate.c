@@ -67,18 +67,17 @@ void tps_eval_options_init(tps_eval_options *options)
     options->cpu_kernel = TPS_CPU_KERNEL_AUTO;
 }
 
-void tps_grid_from_geotransform(tps_grid *grid, const double gt[6], double x_off, double y_off,
-                                size_t ncols, size_t nrows, double step_x, double step_y)
+void tps_grid_from_geotransform(tps_grid *grid, const double gt[6], size_t x_off, size_t y_off,
+                                size_t ncols, size_t nrows)
 {
-    /* Cell (c, r) covers source pixels [x_off + c*step_x, ... + step_x):
-     * its centre is at pixel coordinates (x_off + (c + 0.5) step_x, ...). */
-    double px = x_off + 0.5 * step_x, py = y_off + 0.5 * step_y;
-    grid->x0 = gt[0] + px * gt[1] + py * gt[2];
-    grid->y0 = gt[3] + px * gt[4] + py * gt[5];
-    grid->col_dx = step_x * gt[1];
-    grid->col_dy = step_x * gt[4];
-    grid->row_dx = step_y * gt[2];
-    grid->row_dy = step_y * gt[5];
+    grid->x0 = gt[0] + 0.5 * gt[1] + 0.5 * gt[2];
+    grid->y0 = gt[3] + 0.5 * gt[4] + 0.5 * gt[5];
+    grid->col_dx = gt[1];
+    grid->col_dy = gt[4];
+    grid->row_dx = gt[2];
+    grid->row_dy = gt[5];
+    grid->first_col = x_off;
+    grid->first_row = y_off;
     grid->ncols = ncols;
     grid->nrows = nrows;
 }
@@ -94,7 +93,7 @@ typedef struct request {
     /* Targets: a grid (scaled coordinates) or scattered points. */
     int is_grid;
     double u0, v0, cu, cv, ru, rv; /* grid origin, column step, row step */
-    size_t ncols, nrows, chunks_per_row;
+    size_t first_col, first_row, ncols, nrows, chunks_per_row;
     const double *pts_u, *pts_v;
     size_t n_pts;
     /* Sinks. */
@@ -117,11 +116,14 @@ static void run_chunk(size_t item, int thread, void *user)
         row = item / rq->chunks_per_row;
         col0 = (item % rq->chunks_per_row) * CHUNK_PIXELS;
         count = rq->ncols - col0 < CHUNK_PIXELS ? rq->ncols - col0 : CHUNK_PIXELS;
-        double u = rq->u0 + (double)col0 * rq->cu + (double)row * rq->ru;
-        double v = rq->v0 + (double)col0 * rq->cv + (double)row * rq->rv;
+        /* From the absolute cell index, in a fixed order: the same cell
+         * gets the same coordinates whatever window or chunk it is in. */
+        const double j = (double)(rq->first_row + row);
+        const double row_u = rq->u0 + j * rq->ru, row_v = rq->v0 + j * rq->rv;
         for (size_t k = 0; k < count; ++k) {
-            pu[k] = u + (double)k * rq->cu;
-            pv[k] = v + (double)k * rq->cv;
+            const double i = (double)(rq->first_col + col0 + k);
+            pu[k] = row_u + i * rq->cu;
+            pv[k] = row_v + i * rq->cv;
         }
     } else {
         col0 = item * CHUNK_PIXELS;
@@ -265,6 +267,8 @@ tps_status tps_evaluate_grid(tps_context *ctx, const tps_model *model, const tps
     rq.cv = grid->col_dy / s;
     rq.ru = grid->row_dx / s;
     rq.rv = grid->row_dy / s;
+    rq.first_col = grid->first_col;
+    rq.first_row = grid->first_row;
     rq.ncols = grid->ncols;
     rq.nrows = grid->nrows;
     rq.chunks_per_row = (grid->ncols + CHUNK_PIXELS - 1) / CHUNK_PIXELS;

@@ -131,22 +131,26 @@ typedef enum tps_cpu_kernel {
     TPS_CPU_KERNEL_AVX512 = 3
 } tps_cpu_kernel;
 
-/* A regular grid of evaluation points: cell (col, row) is evaluated at
- *   x = x0 + col * col_dx + row * row_dx,  y = y0 + col * col_dy + row * row_dy.
- * tps_grid_from_geotransform fills it for a GDAL-style geotransform (pixel
- * centres of a window), so rotated grids and overviews come for free. */
+/* A window of a regular grid of evaluation points. Cell (c, r) of the
+ * window, for c < ncols and r < nrows, is the grid's cell
+ * (i, j) = (first_col + c, first_row + r), evaluated at
+ *   x = x0 + i * col_dx + j * row_dx,  y = y0 + i * col_dy + j * row_dy.
+ * A cell's value depends only on (i, j), never on the window around it:
+ * any window, block or thread split of a raster gives the same bytes.
+ * tps_grid_from_geotransform fills it from a GDAL geotransform, so rotated
+ * grids and overviews (their own geotransform) come for free. */
 typedef struct tps_grid {
-    double x0, y0;
+    double x0, y0;         /* the centre of grid cell (0, 0) */
     double col_dx, col_dy;
     double row_dx, row_dy;
+    size_t first_col, first_row;
     size_t ncols, nrows;
 } tps_grid;
 
-/* Pixel centres of the window [x_off, x_off + ncols) x [y_off, y_off + nrows)
- * of a raster whose geotransform is gt (GDAL's six coefficients), each output
- * cell spanning `step_x` x `step_y` source pixels (1 for full resolution). */
-void tps_grid_from_geotransform(tps_grid *grid, const double gt[6], double x_off, double y_off,
-                                size_t ncols, size_t nrows, double step_x, double step_y);
+/* The pixel centres of the window [x_off, x_off + ncols) x [y_off, y_off +
+ * nrows) of a raster whose geotransform is gt (GDAL's six coefficients). */
+void tps_grid_from_geotransform(tps_grid *grid, const double gt[6], size_t x_off, size_t y_off,
+                                size_t ncols, size_t nrows);
 
 /* Where one band's values go: element (col, row) is written at
  * (char *)data + row * line_stride + col * pixel_stride. */

@@ -1,0 +1,968 @@
+/*
+ * tps_config.cpp: the .tps XML and the TPS: open options into a TPSConfig.
+ *
+ * Strict on purpose: a typo in a number or a size of 0 is reported with
+ * the file name, the element (or option) and the offending text, instead
+ * of silently producing a raster the user did not ask for. Unknown
+ * elements only warn, so that files written for a newer driver still open.
+ *
+ * Open options apply to both forms. For a .tps file an open option
+ * overrides the corresponding element; the grid options (EXTENT,
+ * RESOLUTION, SIZE) replace the file's whole grid (GeoTransform, Extent,
+ * Resolution, Size) as soon as one of them is given, because mixing, say,
+ * a file's GeoTransform with a RESOLUTION option has no obvious meaning.
+ * FIELD replaces the file's <Band> list; SMOOTHING overrides every band's
+ * smoothing, per-band ones included.
+ */
+#include "tps_config.h"
+
+#include "tps_errors.h"
+
+#include "cpl_conv.h"
+#include "cpl_error.h"
+#include "cpl_minixml.h"
+#include "cpl_multiproc.h"
+#include "cpl_string.h"
+#include "cpl_vsi.h"
+#include "gdal_version.h"
+
+#include <cctype>
+#include <cmath>
+#include <cstdarg>
+#include <memory>
+#include <set>
+
+namespace
+{
+
+/* A .tps file is a few hundred bytes; anything this big is not one. */
+constexpr int MAX_TPS_FILE_BYTES = 16 * 1024 * 1024;
+
+/* At most this many pixels in one block: 128 MB of Float64. */
+constexpr double MAX_BLOCK_PIXELS = 16777216.0;
+
+constexpr int MAX_THREADS = 1024;
+
+std::string Trim(const std::string &s)
+{
+    const char *pszWS = " \t\r\n";
+    const size_t nStart = s.find_first_not_of(pszWS);
+    if (nStart == std::string::npos)
+        return std::string();
+    const size_t nEnd = s.find_last_not_of(pszWS);
+    return s.substr(nStart, nEnd - nStart + 1);
+}
+
+std::string GetDirName(const char *pszPath)
+{
+#if GDAL_VERSION_NUM >= GDAL_COMPUTE_VERSION(3, 11, 0)
+    return CPLGetPathSafe(pszPath);
+#else
+    return CPLGetPath(pszPath);
+#endif
+}
+
+std::string ProjectRelative(const std::string &osDir, const std::string &osFile)
+{
+#if GDAL_VERSION_NUM >= GDAL_COMPUTE_VERSION(3, 11, 0)
+    return CPLProjectRelativeFilenameSafe(osDir.c_str(), osFile.c_str());
+#else
+    return CPLProjectRelativeFilename(osDir.c_str(), osFile.c_str());
+#endif
+}
+
+/* "178440, 40, 0" and "178440 40 0" both give three tokens; "1,,2" and a
+ * trailing comma are errors (an empty token). */
+bool SplitNumbers(const std::string &osText, std::vector<std::string> &aosTokens)
+{
+    aosTokens.clear();
+    std::string osCur;
+    bool bCommaPending = false; // a comma since the last token
+    bool bInToken = false;
+    for (char c : osText)
+    {
+        if (c == ',' || std::isspace(static_cast<unsigned char>(c)))
+        {
+            if (bInToken)
+            {
+                aosTokens.push_back(osCur);
+                osCur.clear();
+                bInToken = false;
+            }
+            if (c == ',')
+            {
+                if (bCommaPending || aosTokens.empty())
+                    return false;
+                bCommaPending = true;
+            }
+        }
+        else
+        {
+            osCur += c;
+            bInToken = true;
+            bCommaPending = false;
+        }
+    }
+    if (bInToken)
+        aosTokens.push_back(osCur);
+    return !bCommaPending;
+}
+
+bool ParseDouble(const std::string &osToken, double *pdfValue)
+{
+    if (osToken.empty())
+        return false;
+    char *pszEnd = nullptr;
+    const double dfValue = CPLStrtod(osToken.c_str(), &pszEnd);
+    if (pszEnd == osToken.c_str() || *pszEnd != '\0')
+        return false;
+    *pdfValue = dfValue;
+    return true;
+}
+
+bool ParseFinite(const std::string &osToken, double *pdfValue)
+{
+    return ParseDouble(osToken, pdfValue) && std::isfinite(*pdfValue);
+}
+
+/* A decimal integer 1 .. nMax ("+" allowed, nothing else). */
+bool ParsePositiveInt(const std::string &osToken, int nMax, int *pnValue, bool *pbTooLarge)
+{
+    size_t i = 0;
+    if (i < osToken.size() && osToken[i] == '+')
+        i++;
+    if (i == osToken.size())
+        return false;
+    double dfValue = 0;
+    for (; i < osToken.size(); i++)
+    {
+        if (!std::isdigit(static_cast<unsigned char>(osToken[i])))
+            return false;
+        dfValue = dfValue * 10 + (osToken[i] - '0');
+    }
+    if (dfValue < 1)
+        return false;
+    if (dfValue > nMax)
+    {
+        *pbTooLarge = true;
+        return false;
+    }
+    *pnValue = static_cast<int>(dfValue);
+    return true;
+}
+
+/* The one class that knows the names: walks the XML and the options and
+ * reports failures as "<name>: <label>: <problem>". */
+class TPSConfigParser
+{
+  public:
+    explicit TPSConfigParser(TPSConfig &oConfig) : m_oConfig(oConfig)
+    {
+    }
+
+    bool Parse(const char *pszFilename, CSLConstList papszOpenOptions);
+
+  private:
+    TPSConfig &m_oConfig;
+
+    bool Fail(CPLErrorNum nNum, const std::string &osLabel, const char *pszFmt, ...)
+        CPL_PRINT_FUNC_FORMAT(4, 5);
+    void Warn(const char *pszFmt, ...) CPL_PRINT_FUNC_FORMAT(2, 3);
+
+    bool ParseXMLText(const std::string &osText);
+    bool ParseRoot(const CPLXMLNode *psRoot);
+    bool ParsePoints(const CPLXMLNode *psPoints);
+    bool ParseBand(const CPLXMLNode *psBand, int iBand);
+    bool ApplyOpenOptions(CSLConstList papszOpenOptions, bool bConnectionForm);
+    bool Validate(bool bConnectionForm);
+
+    /* Value parsers, shared by elements and options: osLabel is "<Size>"
+     * or "SIZE". */
+    bool ParseSmoothingValue(const std::string &osLabel, const std::string &osText,
+                             double *pdfValue);
+    bool ParseGeoTransform(const std::string &osLabel, const std::string &osText);
+    bool ParseExtent(const std::string &osLabel, const std::string &osText);
+    bool ParseResolution(const std::string &osLabel, const std::string &osText);
+    bool ParseSize(const std::string &osLabel, const std::string &osText);
+    bool ParseBlockSize(const std::string &osLabel, const std::string &osText);
+    bool ParseDataType(const std::string &osLabel, const std::string &osText);
+    bool ParseNoData(const std::string &osLabel, const std::string &osText);
+    bool ParseNumThreads(const std::string &osLabel, const std::string &osText,
+                         bool bFromConfigOption);
+    bool ParseDevice(const std::string &osLabel, const std::string &osText);
+
+    std::string ResolveSource(const std::string &osSource) const;
+};
+
+bool TPSConfigParser::Fail(CPLErrorNum nNum, const std::string &osLabel, const char *pszFmt, ...)
+{
+    va_list args;
+    va_start(args, pszFmt);
+    const std::string osMsg = CPLString().vPrintf(pszFmt, args);
+    va_end(args);
+    const std::string osFull =
+        m_oConfig.osName + ": " + (osLabel.empty() ? std::string() : osLabel + ": ") + osMsg;
+    CPLError(CE_Failure, nNum, "%s", TPSSanitize(osFull).c_str());
+    return false;
+}
+
+void TPSConfigParser::Warn(const char *pszFmt, ...)
+{
+    va_list args;
+    va_start(args, pszFmt);
+    const std::string osMsg = CPLString().vPrintf(pszFmt, args);
+    va_end(args);
+    CPLError(CE_Warning, CPLE_AppDefined, "%s",
+             TPSSanitize(m_oConfig.osName + ": " + osMsg).c_str());
+}
+
+/* Concatenated text children, trimmed. */
+std::string NodeText(const CPLXMLNode *psNode)
+{
+    std::string osText;
+    for (const CPLXMLNode *psChild = psNode->psChild; psChild; psChild = psChild->psNext)
+    {
+        if (psChild->eType == CXT_Text && psChild->pszValue)
+            osText += psChild->pszValue;
+    }
+    return Trim(osText);
+}
+
+bool TPSConfigParser::ParseSmoothingValue(const std::string &osLabel, const std::string &osText,
+                                          double *pdfValue)
+{
+    double dfValue = 0;
+    if (!ParseFinite(osText, &dfValue) || dfValue < 0)
+        return Fail(CPLE_IllegalArg, osLabel, "expected a finite number >= 0, got '%s'",
+                    TPSShown(osText).c_str());
+    *pdfValue = dfValue;
+    return true;
+}
+
+bool TPSConfigParser::ParseGeoTransform(const std::string &osLabel, const std::string &osText)
+{
+    std::vector<std::string> aosTokens;
+    double adf[6] = {0, 0, 0, 0, 0, 0};
+    bool bOK = SplitNumbers(osText, aosTokens) && aosTokens.size() == 6;
+    for (size_t i = 0; bOK && i < 6; i++)
+        bOK = ParseFinite(aosTokens[i], &adf[i]);
+    if (!bOK)
+        return Fail(CPLE_IllegalArg, osLabel,
+                    "expected six finite numbers 'x0, dx, rx, y0, ry, dy', got '%s'",
+                    TPSShown(osText).c_str());
+    const double dfDet = adf[1] * adf[5] - adf[2] * adf[4];
+    if (!(dfDet != 0) || !std::isfinite(dfDet))
+        return Fail(CPLE_IllegalArg, osLabel,
+                    "the pixel axes are degenerate (dx*dy - rx*ry = 0), got '%s'",
+                    TPSShown(osText).c_str());
+    std::copy(adf, adf + 6, m_oConfig.adfGeoTransform);
+    m_oConfig.bHasGeoTransform = true;
+    return true;
+}
+
+bool TPSConfigParser::ParseExtent(const std::string &osLabel, const std::string &osText)
+{
+    std::vector<std::string> aosTokens;
+    double adf[4] = {0, 0, 0, 0};
+    bool bOK = SplitNumbers(osText, aosTokens) && aosTokens.size() == 4;
+    for (size_t i = 0; bOK && i < 4; i++)
+        bOK = ParseFinite(aosTokens[i], &adf[i]);
+    if (!bOK)
+        return Fail(CPLE_IllegalArg, osLabel,
+                    "expected four finite numbers 'minx miny maxx maxy', got '%s'",
+                    TPSShown(osText).c_str());
+    if (!(adf[0] < adf[2]) || !(adf[1] < adf[3]) || !std::isfinite(adf[2] - adf[0]) ||
+        !std::isfinite(adf[3] - adf[1]))
+        return Fail(CPLE_IllegalArg, osLabel, "expected minx < maxx and miny < maxy, got '%s'",
+                    TPSShown(osText).c_str());
+    std::copy(adf, adf + 4, m_oConfig.adfExtent);
+    m_oConfig.bHasExtent = true;
+    return true;
+}
+
+bool TPSConfigParser::ParseResolution(const std::string &osLabel, const std::string &osText)
+{
+    std::vector<std::string> aosTokens;
+    double adf[2] = {0, 0};
+    bool bOK = SplitNumbers(osText, aosTokens) && (aosTokens.size() == 1 || aosTokens.size() == 2);
+    for (size_t i = 0; bOK && i < aosTokens.size(); i++)
+        bOK = ParseFinite(aosTokens[i], &adf[i]) && adf[i] > 0;
+    if (!bOK)
+        return Fail(CPLE_IllegalArg, osLabel,
+                    "expected one or two positive numbers 'xres [yres]', got '%s'",
+                    TPSShown(osText).c_str());
+    if (aosTokens.size() == 1)
+        adf[1] = adf[0];
+    m_oConfig.adfResolution[0] = adf[0];
+    m_oConfig.adfResolution[1] = adf[1];
+    m_oConfig.bHasResolution = true;
+    return true;
+}
+
+bool TPSConfigParser::ParseSize(const std::string &osLabel, const std::string &osText)
+{
+    std::vector<std::string> aosTokens;
+    int an[2] = {0, 0};
+    bool bTooLarge = false;
+    bool bOK = SplitNumbers(osText, aosTokens) && aosTokens.size() == 2;
+    for (size_t i = 0; bOK && i < 2; i++)
+        bOK = ParsePositiveInt(aosTokens[i], TPS_MAX_RASTER_SIDE, &an[i], &bTooLarge);
+    if (bTooLarge)
+        return Fail(CPLE_IllegalArg, osLabel, "each side must be between 1 and %d pixels, got '%s'",
+                    TPS_MAX_RASTER_SIDE, TPSShown(osText).c_str());
+    if (!bOK)
+        return Fail(CPLE_IllegalArg, osLabel,
+                    "expected two positive integers 'columns rows', got '%s'",
+                    TPSShown(osText).c_str());
+    m_oConfig.nXSize = an[0];
+    m_oConfig.nYSize = an[1];
+    m_oConfig.bHasSize = true;
+    return true;
+}
+
+bool TPSConfigParser::ParseBlockSize(const std::string &osLabel, const std::string &osText)
+{
+    std::vector<std::string> aosTokens;
+    int an[2] = {0, 0};
+    bool bTooLarge = false;
+    bool bOK = SplitNumbers(osText, aosTokens) && aosTokens.size() == 2;
+    for (size_t i = 0; bOK && i < 2; i++)
+        bOK = ParsePositiveInt(aosTokens[i], TPS_MAX_RASTER_SIDE, &an[i], &bTooLarge);
+    if (!bOK || static_cast<double>(an[0]) * an[1] > MAX_BLOCK_PIXELS)
+        return Fail(CPLE_IllegalArg, osLabel,
+                    "expected two positive integers 'columns rows' with at most %.0f pixels "
+                    "in all, got '%s'",
+                    MAX_BLOCK_PIXELS, TPSShown(osText).c_str());
+    m_oConfig.nBlockXSize = an[0];
+    m_oConfig.nBlockYSize = an[1];
+    m_oConfig.bHasBlockSize = true;
+    return true;
+}
+
+bool TPSConfigParser::ParseDataType(const std::string &osLabel, const std::string &osText)
+{
+    if (EQUAL(osText.c_str(), "Float32"))
+        m_oConfig.eDataType = GDT_Float32;
+    else if (EQUAL(osText.c_str(), "Float64"))
+        m_oConfig.eDataType = GDT_Float64;
+    else
+        return Fail(CPLE_IllegalArg, osLabel, "expected Float32 or Float64, got '%s'",
+                    TPSShown(osText).c_str());
+    return true;
+}
+
+bool TPSConfigParser::ParseNoData(const std::string &osLabel, const std::string &osText)
+{
+    double dfValue = 0;
+    // NaN is a common nodata value for float rasters; infinities are not.
+    if (!ParseDouble(osText, &dfValue) || std::isinf(dfValue))
+        return Fail(CPLE_IllegalArg, osLabel, "expected a number, got '%s'",
+                    TPSShown(osText).c_str());
+    m_oConfig.dfNoData = dfValue;
+    m_oConfig.bHasNoData = true;
+    return true;
+}
+
+bool TPSConfigParser::ParseNumThreads(const std::string &osLabel, const std::string &osText,
+                                      bool bFromConfigOption)
+{
+    int nThreads = 0;
+    bool bTooLarge = false;
+    if (EQUAL(osText.c_str(), "ALL_CPUS"))
+        nThreads = CPLGetNumCPUs();
+    else if (!ParsePositiveInt(osText, MAX_THREADS, &nThreads, &bTooLarge))
+    {
+        if (bFromConfigOption)
+        {
+            // The user's global setting, not this data set's: say so and go on.
+            Warn("GDAL_NUM_THREADS: expected ALL_CPUS or an integer between 1 and %d, got "
+                 "'%s'; using all %d CPUs",
+                 MAX_THREADS, TPSShown(osText).c_str(), CPLGetNumCPUs());
+            nThreads = CPLGetNumCPUs();
+        }
+        else
+            return Fail(CPLE_IllegalArg, osLabel,
+                        "expected ALL_CPUS or an integer between 1 and %d, got '%s'", MAX_THREADS,
+                        TPSShown(osText).c_str());
+    }
+    m_oConfig.nNumThreads = std::max(1, nThreads);
+    return true;
+}
+
+bool TPSConfigParser::ParseDevice(const std::string &osLabel, const std::string &osText)
+{
+    if (EQUAL(osText.c_str(), "AUTO"))
+        m_oConfig.eDevice = TPSDeviceRequest::AUTO;
+    else if (EQUAL(osText.c_str(), "CPU"))
+        m_oConfig.eDevice = TPSDeviceRequest::CPU;
+    else if (EQUAL(osText.c_str(), "GPU"))
+        m_oConfig.eDevice = TPSDeviceRequest::GPU;
+    else
+        return Fail(CPLE_IllegalArg, osLabel, "expected AUTO, CPU or GPU, got '%s'",
+                    TPSShown(osText).c_str());
+    return true;
+}
+
+std::string TPSConfigParser::ResolveSource(const std::string &osSource) const
+{
+    return TPSResolvePath(m_oConfig.osBaseDir, osSource);
+}
+
+bool TPSConfigParser::ParsePoints(const CPLXMLNode *psPoints)
+{
+    std::set<std::string> oSeen;
+    for (const CPLXMLNode *psChild = psPoints->psChild; psChild; psChild = psChild->psNext)
+    {
+        if (psChild->eType != CXT_Element)
+            continue;
+        const std::string osElt = psChild->pszValue;
+        const std::string osLabel = "<Points><" + osElt + ">";
+        const std::string osText = NodeText(psChild);
+        std::string *posTarget = nullptr;
+        if (osElt == "Source")
+            posTarget = &m_oConfig.osSource;
+        else if (osElt == "Layer")
+            posTarget = &m_oConfig.osLayer;
+        else if (osElt == "XField")
+            posTarget = &m_oConfig.osXField;
+        else if (osElt == "YField")
+            posTarget = &m_oConfig.osYField;
+        else if (osElt == "SRS")
+            posTarget = &m_oConfig.osPointsSRS;
+        else if (osElt == "Where")
+            posTarget = &m_oConfig.osWhere;
+        else
+        {
+            Warn("ignoring unknown element <%s> in <Points>", TPSShown(osElt).c_str());
+            continue;
+        }
+        if (!oSeen.insert(osElt).second)
+            return Fail(CPLE_AppDefined, osLabel, "given more than once");
+        if (osText.empty())
+            return Fail(CPLE_IllegalArg, osLabel, "empty");
+        *posTarget = osText;
+    }
+    if (m_oConfig.osSource.empty())
+        return Fail(CPLE_AppDefined, "<Points>", "missing <Source>");
+    m_oConfig.osSource = ResolveSource(m_oConfig.osSource);
+    return true;
+}
+
+bool TPSConfigParser::ParseBand(const CPLXMLNode *psBand, int iBand)
+{
+    TPSBandConfig oBand;
+    const std::string osBandLabel = CPLSPrintf("<Band> #%d", iBand + 1);
+    std::set<std::string> oSeen;
+    for (const CPLXMLNode *psChild = psBand->psChild; psChild; psChild = psChild->psNext)
+    {
+        if (psChild->eType != CXT_Element)
+            continue;
+        const std::string osElt = psChild->pszValue;
+        const std::string osLabel = osBandLabel + ": <" + osElt + ">";
+        if (osElt != "Field" && osElt != "GeometryZ" && osElt != "Smoothing" &&
+            osElt != "Description")
+        {
+            Warn("ignoring unknown element <%s> in %s", TPSShown(osElt).c_str(),
+                 osBandLabel.c_str());
+            continue;
+        }
+        if (!oSeen.insert(osElt).second)
+            return Fail(CPLE_AppDefined, osLabel, "given more than once");
+        const std::string osText = NodeText(psChild);
+        if (osElt == "Field")
+        {
+            if (osText.empty())
+                return Fail(CPLE_IllegalArg, osLabel, "empty");
+            oBand.osField = osText;
+        }
+        else if (osElt == "GeometryZ")
+            oBand.bGeometryZ = true;
+        else if (osElt == "Smoothing")
+        {
+            if (!ParseSmoothingValue(osLabel, osText, &oBand.dfSmoothing))
+                return false;
+            oBand.bHasSmoothing = true;
+        }
+        else
+            oBand.osDescription = osText;
+    }
+    if (oBand.bGeometryZ == !oBand.osField.empty())
+        return Fail(CPLE_AppDefined, osBandLabel,
+                    "expected exactly one of <Field> or <GeometryZ/>");
+    m_oConfig.aoBands.push_back(oBand);
+    return true;
+}
+
+bool TPSConfigParser::ParseRoot(const CPLXMLNode *psRoot)
+{
+    std::set<std::string> oSeen;
+    bool bHasPoints = false;
+    int nBands = 0;
+    for (const CPLXMLNode *psChild = psRoot->psChild; psChild; psChild = psChild->psNext)
+    {
+        if (psChild->eType != CXT_Element)
+            continue;
+        const std::string osElt = psChild->pszValue;
+        const std::string osLabel = "<" + osElt + ">";
+        if (osElt == "Band")
+        {
+            if (!ParseBand(psChild, nBands++))
+                return false;
+            continue;
+        }
+        static const char *const apszKnown[] = {
+            "Points",     "SRS",       "GeoTransform", "Size",        "Extent",
+            "Resolution", "Smoothing", "DataType",     "NoDataValue", "BlockSize"};
+        bool bKnown = false;
+        for (const char *pszKnown : apszKnown)
+            bKnown = bKnown || osElt == pszKnown;
+        if (!bKnown)
+        {
+            Warn("ignoring unknown element <%s> in <TPSDataset>", TPSShown(osElt).c_str());
+            continue;
+        }
+        if (!oSeen.insert(osElt).second)
+            return Fail(CPLE_AppDefined, osLabel, "given more than once");
+        if (osElt == "Points")
+        {
+            if (!ParsePoints(psChild))
+                return false;
+            bHasPoints = true;
+            continue;
+        }
+        const std::string osText = NodeText(psChild);
+        if (osText.empty())
+            return Fail(CPLE_IllegalArg, osLabel, "empty");
+        bool bOK = true;
+        if (osElt == "SRS")
+            m_oConfig.osOutputSRS = osText;
+        else if (osElt == "GeoTransform")
+            bOK = ParseGeoTransform(osLabel, osText);
+        else if (osElt == "Size")
+            bOK = ParseSize(osLabel, osText);
+        else if (osElt == "Extent")
+            bOK = ParseExtent(osLabel, osText);
+        else if (osElt == "Resolution")
+            bOK = ParseResolution(osLabel, osText);
+        else if (osElt == "Smoothing")
+            bOK = ParseSmoothingValue(osLabel, osText, &m_oConfig.dfSmoothing);
+        else if (osElt == "DataType")
+            bOK = ParseDataType(osLabel, osText);
+        else if (osElt == "NoDataValue")
+            bOK = ParseNoData(osLabel, osText);
+        else if (osElt == "BlockSize")
+            bOK = ParseBlockSize(osLabel, osText);
+        if (!bOK)
+            return false;
+    }
+    if (!bHasPoints)
+        return Fail(CPLE_AppDefined, "", "missing <Points>");
+    return true;
+}
+
+bool TPSConfigParser::ParseXMLText(const std::string &osText)
+{
+    CPLXMLNode *psTree = nullptr;
+    std::string osParseError;
+    {
+        // CPLParseXMLString reports its own error: fold it into ours.
+        TPSErrorCapture oCapture;
+        psTree = CPLParseXMLString(osText.c_str());
+        osParseError = oCapture.LastFailure();
+    }
+    std::unique_ptr<CPLXMLNode, decltype(&CPLDestroyXMLNode)> poTree(psTree, CPLDestroyXMLNode);
+    if (!poTree || !osParseError.empty())
+        return Fail(CPLE_OpenFailed, "", "malformed XML%s%s", osParseError.empty() ? "" : ": ",
+                    osParseError.c_str());
+    const CPLXMLNode *psRoot = CPLGetXMLNode(poTree.get(), "=TPSDataset");
+    if (psRoot == nullptr)
+    {
+        const CPLXMLNode *psFirst = poTree.get();
+        while (psFirst && psFirst->eType != CXT_Element)
+            psFirst = psFirst->psNext;
+        while (psFirst && psFirst->pszValue && psFirst->pszValue[0] == '?')
+            psFirst = psFirst->psNext; // <?xml ...?>
+        return Fail(CPLE_OpenFailed, "", "missing root element <TPSDataset>%s%s%s",
+                    psFirst ? " (found <" : "", psFirst ? psFirst->pszValue : "",
+                    psFirst ? ">)" : "");
+    }
+    return ParseRoot(psRoot);
+}
+
+bool TPSConfigParser::ApplyOpenOptions(CSLConstList papszOpenOptions, bool bConnectionForm)
+{
+    auto Fetch = [papszOpenOptions](const char *pszKey) -> const char * {
+        return CSLFetchNameValue(papszOpenOptions, pszKey);
+    };
+    // String options: an empty value is a mistake, not "unset".
+    struct StringOption
+    {
+        const char *pszKey;
+        std::string *posTarget;
+    };
+    const StringOption asStrings[] = {{"LAYER", &m_oConfig.osLayer},
+                                      {"XFIELD", &m_oConfig.osXField},
+                                      {"YFIELD", &m_oConfig.osYField},
+                                      {"SRS", &m_oConfig.osPointsSRS}};
+    for (const auto &oOpt : asStrings)
+    {
+        const char *pszValue = Fetch(oOpt.pszKey);
+        if (pszValue == nullptr)
+            continue;
+        const std::string osValue = Trim(pszValue);
+        if (osValue.empty())
+            return Fail(CPLE_IllegalArg, oOpt.pszKey, "empty value");
+        *oOpt.posTarget = osValue;
+        if (oOpt.posTarget == &m_oConfig.osPointsSRS)
+            m_oConfig.osPointsSRSLabel = "SRS";
+    }
+
+    if (const char *pszFields = Fetch("FIELD"))
+    {
+        m_oConfig.aoBands.clear();
+        const CPLStringList aosFields(CSLTokenizeString2(pszFields, ",", CSLT_ALLOWEMPTYTOKENS));
+        for (int i = 0; i < aosFields.size(); i++)
+        {
+            const std::string osField = Trim(aosFields[i]);
+            if (osField.empty())
+                return Fail(CPLE_IllegalArg, "FIELD",
+                            "expected a comma-separated list of attribute names, got '%s'",
+                            TPSShown(pszFields).c_str());
+            TPSBandConfig oBand;
+            oBand.osField = osField;
+            m_oConfig.aoBands.push_back(oBand);
+        }
+        if (m_oConfig.aoBands.empty())
+            return Fail(CPLE_IllegalArg, "FIELD", "empty value");
+    }
+    else if (bConnectionForm)
+        return Fail(CPLE_AppDefined, "FIELD",
+                    "missing: give -oo FIELD=<attribute> (comma-separated for several bands)");
+
+    const char *pszExtent = Fetch("EXTENT");
+    const char *pszResolution = Fetch("RESOLUTION");
+    const char *pszSize = Fetch("SIZE");
+    if (pszExtent || pszResolution || pszSize)
+    {
+        m_oConfig.bHasGeoTransform = false;
+        m_oConfig.bHasExtent = false;
+        m_oConfig.bHasResolution = false;
+        m_oConfig.bHasSize = false;
+        m_oConfig.bGridFromOptions = true;
+        if (pszExtent && !ParseExtent("EXTENT", Trim(pszExtent)))
+            return false;
+        if (pszResolution && !ParseResolution("RESOLUTION", Trim(pszResolution)))
+            return false;
+        if (pszSize && !ParseSize("SIZE", Trim(pszSize)))
+            return false;
+    }
+
+    if (const char *pszSmoothing = Fetch("SMOOTHING"))
+    {
+        const CPLStringList aosValues(CSLTokenizeString2(pszSmoothing, ",", CSLT_ALLOWEMPTYTOKENS));
+        const size_t nBands = m_oConfig.aoBands.size();
+        if (aosValues.size() == 1)
+        {
+            if (!ParseSmoothingValue("SMOOTHING", Trim(aosValues[0]), &m_oConfig.dfSmoothing))
+                return false;
+            for (auto &oBand : m_oConfig.aoBands)
+                oBand.bHasSmoothing = false;
+        }
+        else if (static_cast<size_t>(aosValues.size()) == nBands)
+        {
+            for (size_t i = 0; i < nBands; i++)
+            {
+                if (!ParseSmoothingValue("SMOOTHING", Trim(aosValues[static_cast<int>(i)]),
+                                         &m_oConfig.aoBands[i].dfSmoothing))
+                    return false;
+                m_oConfig.aoBands[i].bHasSmoothing = true;
+            }
+        }
+        else
+            return Fail(CPLE_IllegalArg, "SMOOTHING",
+                        "expected one value or one per band (%d), got '%s'",
+                        static_cast<int>(nBands), TPSShown(pszSmoothing).c_str());
+    }
+
+    if (const char *pszType = Fetch("DATA_TYPE"))
+    {
+        if (!ParseDataType("DATA_TYPE", Trim(pszType)))
+            return false;
+    }
+    if (const char *pszDevice = Fetch("DEVICE"))
+    {
+        if (!ParseDevice("DEVICE", Trim(pszDevice)))
+            return false;
+    }
+    if (const char *pszThreads = Fetch("NUM_THREADS"))
+        return ParseNumThreads("NUM_THREADS", Trim(pszThreads), false);
+    if (const char *pszThreads = CPLGetConfigOption("GDAL_NUM_THREADS", nullptr))
+        return ParseNumThreads("GDAL_NUM_THREADS", Trim(pszThreads), true);
+    m_oConfig.nNumThreads = std::max(1, CPLGetNumCPUs());
+    return true;
+}
+
+bool TPSConfigParser::Validate(bool bConnectionForm)
+{
+    auto &c = m_oConfig;
+    const bool bOpt = c.bGridFromOptions;
+    if (c.osXField.empty() != c.osYField.empty())
+        return Fail(CPLE_AppDefined, bConnectionForm ? "XFIELD/YFIELD" : "<XField>/<YField>",
+                    "give both or neither");
+    if (c.aoBands.empty())
+        return Fail(CPLE_AppDefined, "", "no <Band>: give at least one <Band> with a <Field>");
+    for (size_t i = 0; i < c.aoBands.size(); i++)
+    {
+        auto &oBand = c.aoBands[i];
+        if (oBand.bGeometryZ && !c.osXField.empty())
+            return Fail(CPLE_AppDefined, CPLSPrintf("<Band> #%d", static_cast<int>(i) + 1),
+                        "<GeometryZ/> needs coordinates from the geometry; remove "
+                        "<XField>/<YField>");
+        if (!oBand.bHasSmoothing)
+            oBand.dfSmoothing = c.dfSmoothing;
+        if (oBand.osDescription.empty())
+            oBand.osDescription = oBand.bGeometryZ ? "Z" : oBand.osField;
+    }
+    if (c.bHasGeoTransform && !c.bHasSize)
+        return Fail(CPLE_AppDefined, "<GeoTransform>", "needs <Size>");
+    if (c.bHasGeoTransform && (c.bHasExtent || c.bHasResolution))
+        return Fail(CPLE_AppDefined, "<GeoTransform>",
+                    "give either <GeoTransform> and <Size>, or <Extent> with <Resolution> or "
+                    "<Size>, not both");
+    if (c.bHasResolution && c.bHasSize)
+        return Fail(CPLE_AppDefined, bOpt ? "RESOLUTION/SIZE" : "<Resolution>/<Size>",
+                    "give one or the other, not both");
+    // A grid that does not depend on the points is checked now, before
+    // reading points and solving (an extent over a tiny resolution).
+    if (c.bHasGeoTransform || c.bHasExtent)
+    {
+        double adfGT[6];
+        int nXSize = 0, nYSize = 0;
+        return TPSResolveGrid(c, 0, 0, 0, 0, adfGT, &nXSize, &nYSize);
+    }
+    return true;
+}
+
+bool TPSConfigParser::Parse(const char *pszFilename, CSLConstList papszOpenOptions)
+{
+    bool bConnectionForm = false;
+    if (STARTS_WITH_CI(pszFilename, "TPS:"))
+    {
+        bConnectionForm = true;
+        m_oConfig.osName = pszFilename;
+        const std::string osSource = Trim(pszFilename + 4);
+        if (osSource.empty())
+            return Fail(CPLE_OpenFailed, "", "empty source; expected TPS:<vector data set>");
+        m_oConfig.osSource = osSource; // relative to the current directory, as given
+    }
+    else if (STARTS_WITH(pszFilename, "<TPSDataset"))
+    {
+        // XML text given as the file name; relative paths are relative to
+        // the current directory.
+        m_oConfig.osName = "inline <TPSDataset>";
+        if (!ParseXMLText(pszFilename))
+            return false;
+    }
+    else
+    {
+        m_oConfig.osName = pszFilename;
+        m_oConfig.osBaseDir = GetDirName(pszFilename);
+        VSIStatBufL sStat;
+        if (VSIStatL(pszFilename, &sStat) != 0)
+            return Fail(CPLE_OpenFailed, "", "no such file");
+        if (VSI_ISDIR(sStat.st_mode))
+            return Fail(CPLE_OpenFailed, "", "is a directory, not a .tps file");
+        if (sStat.st_size > MAX_TPS_FILE_BYTES)
+            return Fail(CPLE_OpenFailed, "", "too large for a .tps file (%llu bytes)",
+                        static_cast<unsigned long long>(sStat.st_size));
+        GByte *pabyText = nullptr;
+        std::string osReadError;
+        bool bRead = false;
+        {
+            TPSErrorCapture oCapture;
+            bRead =
+                VSIIngestFile(nullptr, pszFilename, &pabyText, nullptr, MAX_TPS_FILE_BYTES) != 0;
+            osReadError = oCapture.LastFailure();
+        }
+        if (!bRead)
+        {
+            CPLFree(pabyText);
+            return Fail(CPLE_OpenFailed, "", "cannot read the file%s%s",
+                        osReadError.empty() ? "" : ": ", osReadError.c_str());
+        }
+        std::string osText(reinterpret_cast<const char *>(pabyText));
+        CPLFree(pabyText);
+        if (Trim(osText).empty())
+            return Fail(CPLE_OpenFailed, "", "empty file: expected a <TPSDataset> XML document");
+        // A UTF-8 byte order mark is not XML: CPLParseXMLString would choke.
+        if (osText.compare(0, 3, "\xEF\xBB\xBF") == 0)
+            osText.erase(0, 3);
+        if (!ParseXMLText(osText))
+            return false;
+    }
+    if (!ApplyOpenOptions(papszOpenOptions, bConnectionForm))
+        return false;
+    return Validate(bConnectionForm);
+}
+
+} // namespace
+
+bool TPSParseConfig(const char *pszFilename, CSLConstList papszOpenOptions, TPSConfig *psConfig)
+{
+    TPSConfig oConfig;
+    TPSConfigParser oParser(oConfig);
+    if (!oParser.Parse(pszFilename, papszOpenOptions))
+        return false;
+    *psConfig = std::move(oConfig);
+    return true;
+}
+
+bool TPSResolveGrid(const TPSConfig &c, double dfMinX, double dfMinY, double dfMaxX, double dfMaxY,
+                    double adfGT[6], int *pnXSize, int *pnYSize)
+{
+    if (c.bHasGeoTransform)
+    {
+        std::copy(c.adfGeoTransform, c.adfGeoTransform + 6, adfGT);
+        *pnXSize = c.nXSize;
+        *pnYSize = c.nYSize;
+        return true;
+    }
+    const bool bOpt = c.bGridFromOptions;
+    if (c.bHasExtent)
+    {
+        dfMinX = c.adfExtent[0];
+        dfMinY = c.adfExtent[1];
+        dfMaxX = c.adfExtent[2];
+        dfMaxY = c.adfExtent[3];
+    }
+    const double dfWidth = dfMaxX - dfMinX;
+    const double dfHeight = dfMaxY - dfMinY;
+    if (!std::isfinite(dfWidth) || !std::isfinite(dfHeight) || dfWidth < 0 || dfHeight < 0)
+    {
+        CPLError(CE_Failure, CPLE_AppDefined,
+                 "%s: cannot derive a grid: the points have no finite bounding box",
+                 c.osName.c_str());
+        return false;
+    }
+
+    int nXSize = 0, nYSize = 0;
+    double dfResX = 0, dfResY = 0;
+    if (c.bHasResolution)
+    {
+        // Enough pixels of the given size to cover the extent (a ratio within
+        // 1e-9 of an integer counts as that integer: 3080 / 40 is 77, not 78).
+        double adfCount[2] = {dfWidth / c.adfResolution[0], dfHeight / c.adfResolution[1]};
+        for (double &dfCount : adfCount)
+        {
+            const double dfRounded = std::round(dfCount);
+            dfCount = std::fabs(dfCount - dfRounded) <= 1e-9 * std::max(1.0, dfCount)
+                          ? dfRounded
+                          : std::ceil(dfCount);
+            dfCount = std::max(1.0, dfCount);
+        }
+        if (!(adfCount[0] <= TPS_MAX_RASTER_SIDE) || !(adfCount[1] <= TPS_MAX_RASTER_SIDE))
+        {
+            CPLError(CE_Failure, CPLE_IllegalArg,
+                     "%s: %s: the grid would be %.0f x %.0f pixels; each side must be between "
+                     "1 and %d",
+                     c.osName.c_str(), bOpt ? "RESOLUTION" : "<Resolution>", adfCount[0],
+                     adfCount[1], TPS_MAX_RASTER_SIDE);
+            return false;
+        }
+        nXSize = static_cast<int>(adfCount[0]);
+        nYSize = static_cast<int>(adfCount[1]);
+        dfResX = c.adfResolution[0];
+        dfResY = c.adfResolution[1];
+    }
+    else
+    {
+        if (!(dfWidth > 0) || !(dfHeight > 0))
+        {
+            CPLError(CE_Failure, CPLE_AppDefined,
+                     "%s: cannot derive a grid from the points: their bounding box has zero "
+                     "width or height; give %s",
+                     c.osName.c_str(), bOpt ? "EXTENT" : "<Extent> or <GeoTransform>");
+            return false;
+        }
+        if (c.bHasSize)
+        {
+            nXSize = c.nXSize;
+            nYSize = c.nYSize;
+        }
+        else
+        {
+            // 512 pixels on the long side, the short side in proportion: pixels
+            // are then nearly square and the extent is exactly the box.
+            constexpr int LONG_SIDE = 512;
+            if (dfWidth >= dfHeight)
+            {
+                nXSize = LONG_SIDE;
+                nYSize =
+                    static_cast<int>(std::max(1.0, std::round(LONG_SIDE * dfHeight / dfWidth)));
+            }
+            else
+            {
+                nYSize = LONG_SIDE;
+                nXSize =
+                    static_cast<int>(std::max(1.0, std::round(LONG_SIDE * dfWidth / dfHeight)));
+            }
+        }
+        dfResX = dfWidth / nXSize;
+        dfResY = dfHeight / nYSize;
+    }
+    adfGT[0] = dfMinX;
+    adfGT[1] = dfResX;
+    adfGT[2] = 0;
+    adfGT[3] = dfMaxY;
+    adfGT[4] = 0;
+    adfGT[5] = -dfResY;
+    *pnXSize = nXSize;
+    *pnYSize = nYSize;
+    return true;
+}
+
+bool TPSIsConnectionString(const char *pszSource)
+{
+    // A scheme of two or more characters before a colon ("C:" is a Windows
+    // drive, hence two).
+    const char *pszColon = strchr(pszSource, ':');
+    if (pszColon == nullptr || pszColon - pszSource < 2 || STARTS_WITH(pszSource, "/vsi"))
+        return false;
+    for (const char *p = pszSource; p < pszColon; p++)
+    {
+        if (!std::isalnum(static_cast<unsigned char>(*p)) && *p != '_' && *p != '-' && *p != '+')
+            return false;
+    }
+    return true;
+}
+
+std::string TPSResolvePath(const std::string &osBaseDir, const std::string &osSource)
+{
+    if (osBaseDir.empty() || TPSIsConnectionString(osSource.c_str()) ||
+        !CPLIsFilenameRelative(osSource.c_str()))
+        return osSource;
+    const std::string osPath = ProjectRelative(osBaseDir, osSource);
+    if (!STARTS_WITH(osPath.c_str(), "/vsi"))
+        return osPath; // the OS resolves ".." (and symbolic links) itself
+    std::vector<std::string> aosParts;
+    size_t nStart = 0;
+    while (nStart <= osPath.size())
+    {
+        size_t nEnd = osPath.find('/', nStart);
+        if (nEnd == std::string::npos)
+            nEnd = osPath.size();
+        const std::string osPart = osPath.substr(nStart, nEnd - nStart);
+        // Keep "", "vsimem": never climb above the file system's prefix.
+        // Empty parts stay: "/vsicurl/https://host" needs its "//".
+        if (osPart == ".." && aosParts.size() > 2 && aosParts.back() != ".." &&
+            !aosParts.back().empty())
+            aosParts.pop_back();
+        else if (osPart != ".")
+            aosParts.push_back(osPart);
+        nStart = nEnd + 1;
+    }
+    std::string osOut;
+    for (size_t i = 0; i < aosParts.size(); i++)
+        osOut += (i ? "/" : "") + aosParts[i];
+    return osOut;
+}

@@ -1,0 +1,106 @@
+/*
+ * tps_config.h: everything a TPS data set is made of, read from a `.tps`
+ * file (or inline XML) or from the `TPS:<ogr source>` form, plus open
+ * options, into one plain struct.
+ *
+ * No OGR and no engine here, on purpose: this is the part that reads
+ * untrusted text, and it should stay small enough to fuzz on its own.
+ */
+#ifndef TPS_CONFIG_H
+#define TPS_CONFIG_H
+
+#include "cpl_port.h"
+#include "gdal.h"
+
+#include <string>
+#include <vector>
+
+struct TPSBandConfig
+{
+    std::string osField;        /* attribute to interpolate; empty if bGeometryZ */
+    bool bGeometryZ = false;    /* <GeometryZ/>: the point's Z */
+    bool bHasSmoothing = false; /* <Smoothing> given in this <Band> */
+    double dfSmoothing = 0.0;   /* effective lambda once parsing is done */
+    std::string osDescription;  /* default: the field name, or "Z" */
+};
+
+enum class TPSDeviceRequest
+{
+    AUTO,
+    CPU,
+    GPU
+};
+
+struct TPSConfig
+{
+    /* What messages start with: the file name as given, the "TPS:..."
+     * string, or "inline <TPSDataset>" for XML passed as the file name. */
+    std::string osName;
+    /* Folder that relative paths in the XML resolve against ("" = cwd). */
+    std::string osBaseDir;
+
+    /* <Points> */
+    std::string osSource;           /* resolved (relative to the .tps file's folder) */
+    std::string osLayer;            /* empty: the first layer */
+    std::string osXField, osYField; /* both empty: coordinates from the geometry */
+    std::string osPointsSRS;        /* empty: the layer's CRS */
+    std::string osPointsSRSLabel = "<Points><SRS>"; /* or "SRS" (open option) */
+    std::string osWhere;                            /* OGR attribute filter, may be empty */
+
+    /* Output CRS; empty: the points' CRS. */
+    std::string osOutputSRS;
+
+    /* Grid. Placement: GeoTransform, Extent, or (neither) the points'
+     * bounding box. Density: Size, Resolution, or (neither) 512 pixels on
+     * the long side. GeoTransform always comes with Size. */
+    bool bHasGeoTransform = false;
+    double adfGeoTransform[6] = {0, 1, 0, 0, 0, 1};
+    bool bHasExtent = false;
+    double adfExtent[4] = {0, 0, 0, 0}; /* minx miny maxx maxy */
+    bool bHasResolution = false;
+    double adfResolution[2] = {0, 0}; /* x y, both > 0 */
+    bool bHasSize = false;
+    int nXSize = 0, nYSize = 0;
+    /* The grid came from EXTENT/RESOLUTION/SIZE: messages name those. */
+    bool bGridFromOptions = false;
+
+    double dfSmoothing = 0.0; /* default lambda for bands without their own */
+    GDALDataType eDataType = GDT_Float32;
+    bool bHasNoData = false;
+    double dfNoData = 0.0;
+    bool bHasBlockSize = false;
+    int nBlockXSize = 256, nBlockYSize = 256; /* clamped to the raster later */
+
+    std::vector<TPSBandConfig> aoBands;
+
+    /* Open options that are not about the model. */
+    int nNumThreads = 1;
+    TPSDeviceRequest eDevice = TPSDeviceRequest::AUTO;
+};
+
+/* The largest raster side accepted (2^24): beyond that a request is almost
+ * certainly a mistake (a 1e9 x 1e9 float grid is 4 exabytes). */
+constexpr int TPS_MAX_RASTER_SIDE = 16777216;
+
+/* Fills *psConfig from pszFilename (a .tps path, "TPS:<source>", or XML
+ * text starting with <TPSDataset) and the open options. On failure emits
+ * exactly one CE_Failure whose message starts with the name, and returns
+ * false. Warnings (unknown elements) may be emitted on success. */
+bool TPSParseConfig(const char *pszFilename, CSLConstList papszOpenOptions, TPSConfig *psConfig);
+
+/* The geotransform and size of the raster. With an explicit grid the
+ * bounding box is not used; otherwise it is the points' bounding box in the
+ * output CRS. On failure emits one CE_Failure and returns false. */
+bool TPSResolveGrid(const TPSConfig &oConfig, double dfMinX, double dfMinY, double dfMaxX,
+                    double dfMaxY, double adfGT[6], int *pnXSize, int *pnYSize);
+
+/* True when pszSource is a connection string or URL ("PG:dbname=x",
+ * "WFS:http://...", "https://...") rather than a path. */
+bool TPSIsConnectionString(const char *pszSource);
+
+/* pszSource resolved against osBaseDir when it is a relative path (as is
+ * otherwise). ".." is collapsed lexically inside /vsi file systems, which
+ * do not understand it themselves. */
+std::string TPSResolvePath(const std::string &osBaseDir, const std::string &osSource);
+
+#endif /* TPS_CONFIG_H */

@@ -1,0 +1,542 @@
+/*
+ * tps_dataset.cpp: TPSDataset and TPSRasterBand.
+ *
+ * Pixels are computed, never stored. Two read paths:
+ *  - RasterIO at full resolution into a Float32/Float64 buffer (what
+ *    gdal_translate, ReadAsArray and most clients do) evaluates straight
+ *    into the caller's buffer, all requested bands in one engine call, so
+ *    the distances to the points are computed once per pixel;
+ *  - anything else (resampled reads, integer buffers) goes through GDAL's
+ *    block cache, and a block read fills that block of every band at once
+ *    for the same reason.
+ */
+#include "tps_dataset.h"
+
+#include "tps_errors.h"
+#include "tps_points.h"
+
+#include "cpl_conv.h"
+#include "cpl_string.h"
+#include "cpl_vsi.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+namespace
+{
+
+constexpr const char *MD_DOMAIN = "TPS";
+
+/* Row chunks of a big window: at most this many pixels and point-pixel
+ * pairs per engine call, so that the progress bar moves and a user
+ * interrupt is seen within a few seconds. */
+constexpr double CHUNK_MAX_PIXELS = 4194304.0;
+constexpr double CHUNK_MAX_PAIRS = 1e9;
+
+const char *SizeString(size_t n)
+{
+    return CPLSPrintf("%llu", static_cast<unsigned long long>(n));
+}
+
+/* TPS_MAX_MEMORY: "4000000000", "512MB", "4GB", "50%" (of the usable RAM),
+ * "0" (no limit). Default: half the usable RAM. */
+bool GetMaxMemory(const std::string &osName, size_t *pnBytes)
+{
+    const GIntBig nRAM = CPLGetUsablePhysicalRAM();
+    const char *pszValue = CPLGetConfigOption("TPS_MAX_MEMORY", nullptr);
+    if (pszValue == nullptr)
+    {
+        *pnBytes = nRAM > 0 ? static_cast<size_t>(nRAM / 2) : 0;
+        return true;
+    }
+    char *pszEnd = nullptr;
+    double dfValue = CPLStrtod(pszValue, &pszEnd);
+    const std::string osSuffix = CPLString(pszEnd ? pszEnd : "").Trim();
+    double dfUnit = 0;
+    if (osSuffix.empty() || EQUAL(osSuffix.c_str(), "B"))
+        dfUnit = 1;
+    else if (EQUAL(osSuffix.c_str(), "K") || EQUAL(osSuffix.c_str(), "KB"))
+        dfUnit = 1024.0;
+    else if (EQUAL(osSuffix.c_str(), "M") || EQUAL(osSuffix.c_str(), "MB"))
+        dfUnit = 1024.0 * 1024;
+    else if (EQUAL(osSuffix.c_str(), "G") || EQUAL(osSuffix.c_str(), "GB"))
+        dfUnit = 1024.0 * 1024 * 1024;
+    else if (EQUAL(osSuffix.c_str(), "T") || EQUAL(osSuffix.c_str(), "TB"))
+        dfUnit = 1024.0 * 1024 * 1024 * 1024;
+    else if (osSuffix == "%" && nRAM > 0)
+        dfUnit = static_cast<double>(nRAM) / 100;
+    const double dfBytes = dfValue * dfUnit;
+    if (pszEnd == pszValue || dfUnit == 0 || !std::isfinite(dfBytes) || dfBytes < 0 ||
+        dfBytes >= static_cast<double>(std::numeric_limits<size_t>::max()))
+    {
+        CPLError(CE_Failure, CPLE_IllegalArg,
+                 "%s: TPS_MAX_MEMORY: expected a number of bytes such as 4000000000, 512MB, "
+                 "4GB or 50%% (of the RAM; 0: no limit), got '%s'",
+                 osName.c_str(), TPSShown(pszValue).c_str());
+        return false;
+    }
+    *pnBytes = static_cast<size_t>(dfBytes);
+    return true;
+}
+
+tps_device ToEngineDevice(TPSDeviceRequest eDevice)
+{
+    switch (eDevice)
+    {
+    case TPSDeviceRequest::CPU:
+        return TPS_DEVICE_CPU;
+    case TPSDeviceRequest::GPU:
+        return TPS_DEVICE_GPU;
+    case TPSDeviceRequest::AUTO:
+        break;
+    }
+    return TPS_DEVICE_AUTO;
+}
+
+} // namespace
+
+/************************************************************************/
+/*                             TPSDataset                               */
+/************************************************************************/
+
+TPSDataset::TPSDataset() = default;
+
+TPSDataset::~TPSDataset()
+{
+    // Flush while the object is whole: ~GDALDataset, which deletes the
+    // bands, runs after the model and the context are gone.
+    FlushCache(true);
+}
+
+void TPSDataset::LogCallback(void *pUserData, tps_log_level eLevel, const char *pszMessage)
+{
+    const auto *poDS = static_cast<const TPSDataset *>(pUserData);
+    const char *pszName = poDS ? poDS->m_oConfig.osName.c_str() : "TPS";
+    if (eLevel == TPS_LOG_WARNING)
+        CPLError(CE_Warning, CPLE_AppDefined, "%s: %s", pszName, pszMessage);
+    else
+        CPLDebug("TPS", "%s: %s", pszName, pszMessage);
+}
+
+bool TPSDataset::ReportEngineError(const char *pszWhat) const
+{
+    const tps_status eStatus = tps_context_errno(m_poContext.get());
+    const char *pszMsg = tps_context_errmsg(m_poContext.get());
+    if (pszMsg == nullptr || pszMsg[0] == '\0')
+        pszMsg = tps_status_string(eStatus);
+    std::string osMsg = m_oConfig.osName + ": " + pszWhat + ": " + pszMsg;
+    if (eStatus == TPS_ERR_MEMORY_LIMIT)
+        osMsg += "; raise the limit with --config TPS_MAX_MEMORY <bytes> (or the "
+                 "TPS_MAX_MEMORY environment variable)";
+    CPLError(CE_Failure, eStatus == TPS_ERR_OUT_OF_MEMORY ? CPLE_OutOfMemory : CPLE_AppDefined,
+             "%s", TPSSanitize(osMsg).c_str());
+    return false;
+}
+
+std::shared_ptr<TPSSharedModel> TPSDataset::Solve()
+{
+    TPSPoints oPoints;
+    if (!TPSLoadPoints(m_oConfig, &oPoints))
+        return nullptr;
+
+    const size_t nModelBands = m_oConfig.aoBands.size();
+    std::vector<const double *> apdfValues(nModelBands);
+    std::vector<double> adfSmoothing(nModelBands);
+    for (size_t b = 0; b < nModelBands; b++)
+    {
+        apdfValues[b] = oPoints.aadfValues[b].data();
+        adfSmoothing[b] = m_oConfig.aoBands[b].dfSmoothing;
+    }
+    tps_fit_options sFitOptions;
+    tps_fit_options_init(&sFitOptions);
+    sFitOptions.max_memory = m_nMaxMemory;
+    sFitOptions.num_threads = m_oConfig.nNumThreads;
+
+    auto poModel = std::make_shared<TPSSharedModel>();
+    const auto oStart = std::chrono::steady_clock::now();
+    poModel->psModel = tps_model_create(m_poContext.get(), oPoints.adfX.size(), oPoints.adfX.data(),
+                                        oPoints.adfY.data(), nModelBands, apdfValues.data(),
+                                        adfSmoothing.data(), &sFitOptions);
+    if (poModel->psModel == nullptr)
+    {
+        ReportEngineError("cannot solve the spline");
+        return nullptr;
+    }
+    const double dfSeconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - oStart).count();
+
+    if (tps_model_get_info(m_poContext.get(), poModel->psModel, &poModel->sInfo) != TPS_OK)
+    {
+        ReportEngineError("cannot query the model");
+        return nullptr;
+    }
+    poModel->asBandInfo.resize(nModelBands);
+    for (size_t b = 0; b < nModelBands; b++)
+    {
+        if (tps_model_get_band_info(m_poContext.get(), poModel->psModel, b,
+                                    &poModel->asBandInfo[b]) != TPS_OK)
+        {
+            ReportEngineError("cannot query the model");
+            return nullptr;
+        }
+    }
+    poModel->bHasSRS = oPoints.bHasOutputSRS;
+    poModel->oSRS = oPoints.oOutputSRS;
+
+    CPLDebug("TPS",
+             "%s: solved %llu bands over %llu distinct points (%llu given, %llu dropped, %llu "
+             "merged) with %llu factorisations in %.3f s",
+             m_oConfig.osName.c_str(), static_cast<unsigned long long>(nModelBands),
+             static_cast<unsigned long long>(poModel->sInfo.n_points),
+             static_cast<unsigned long long>(poModel->sInfo.n_input),
+             static_cast<unsigned long long>(poModel->sInfo.n_dropped),
+             static_cast<unsigned long long>(poModel->sInfo.n_merged),
+             static_cast<unsigned long long>(poModel->sInfo.n_factorisations), dfSeconds);
+    return poModel;
+}
+
+std::unique_ptr<TPSDataset> TPSDataset::Open(TPSConfig &&oConfig)
+{
+    auto poDS = std::make_unique<TPSDataset>();
+    poDS->m_oConfig = std::move(oConfig);
+    const TPSConfig &c = poDS->m_oConfig;
+    const char *pszName = c.osName.c_str();
+
+    poDS->m_poContext.reset(tps_context_create());
+    if (!poDS->m_poContext)
+    {
+        CPLError(CE_Failure, CPLE_OutOfMemory, "%s: cannot create an engine context", pszName);
+        return nullptr;
+    }
+    tps_context_set_log(poDS->m_poContext.get(), LogCallback, poDS.get());
+
+    tps_eval_options_init(&poDS->m_sEvalOptions);
+    poDS->m_sEvalOptions.num_threads = c.nNumThreads;
+    poDS->m_sEvalOptions.device = ToEngineDevice(c.eDevice);
+    poDS->m_sEvalOptions.cpu_kernel = TPS_CPU_KERNEL_AUTO;
+    // Before the solve: an unusable device should not cost a solve to find out.
+    if (c.eDevice == TPSDeviceRequest::GPU &&
+        tps_device_check(poDS->m_poContext.get(), TPS_DEVICE_GPU) != TPS_OK)
+    {
+        const char *pszMsg = tps_context_errmsg(poDS->m_poContext.get());
+        CPLError(CE_Failure, CPLE_NotSupported, "%s: DEVICE=GPU: %s", pszName,
+                 pszMsg && pszMsg[0] ? pszMsg : "the GPU cannot be used");
+        return nullptr;
+    }
+    if (!GetMaxMemory(c.osName, &poDS->m_nMaxMemory))
+        return nullptr;
+
+    int nSolves = 0;
+    TPSDataset *poRaw = poDS.get();
+    poDS->m_poModel = TPSModelCacheGet(
+        TPSModelCacheKey(c), [poRaw]() { return poRaw->Solve(); }, &nSolves);
+    if (!poDS->m_poModel)
+        return nullptr;
+
+    const tps_model_info &sInfo = poDS->m_poModel->sInfo;
+    if (!TPSResolveGrid(c, sInfo.min_x, sInfo.min_y, sInfo.max_x, sInfo.max_y,
+                        poDS->m_adfGeoTransform, &poDS->nRasterXSize, &poDS->nRasterYSize))
+        return nullptr;
+
+    for (int i = 0; i < static_cast<int>(c.aoBands.size()); i++)
+        poDS->SetBand(i + 1, new TPSRasterBand(poDS.get(), i + 1));
+    poDS->BuildMetadata(nSolves);
+    return poDS;
+}
+
+void TPSDataset::BuildMetadata(int nSolves)
+{
+    const TPSConfig &c = m_oConfig;
+    const tps_model_info &sInfo = m_poModel->sInfo;
+
+    std::string osSmoothing;
+    bool bSameSmoothing = true;
+    double dfMaxResidual = 0;
+    for (size_t b = 0; b < c.aoBands.size(); b++)
+    {
+        osSmoothing += CPLSPrintf("%s%.17g", b ? "," : "", c.aoBands[b].dfSmoothing);
+        bSameSmoothing = bSameSmoothing && c.aoBands[b].dfSmoothing == c.aoBands[0].dfSmoothing;
+        dfMaxResidual = std::max(dfMaxResidual, m_poModel->asBandInfo[b].max_abs_residual);
+    }
+    if (bSameSmoothing)
+        osSmoothing = CPLSPrintf("%.17g", c.aoBands[0].dfSmoothing);
+
+    const double dfPairs =
+        static_cast<double>(sInfo.n_points) * nRasterXSize * static_cast<double>(nRasterYSize);
+    SetMetadataItem("POINT_COUNT", SizeString(sInfo.n_points), MD_DOMAIN);
+    SetMetadataItem("INPUT_POINTS", SizeString(sInfo.n_input), MD_DOMAIN);
+    SetMetadataItem("SMOOTHING", osSmoothing.c_str(), MD_DOMAIN);
+    SetMetadataItem("SOLVE_SECONDS", CPLSPrintf("%.6f", sInfo.solve_seconds), MD_DOMAIN);
+    SetMetadataItem("MAX_ABS_RESIDUAL", CPLSPrintf("%.17g", dfMaxResidual), MD_DOMAIN);
+    SetMetadataItem("DEVICE", tps_device_name(tps_device_choose(m_sEvalOptions.device, dfPairs)),
+                    MD_DOMAIN);
+    SetMetadataItem("CPU_KERNEL", tps_cpu_kernel_name(tps_cpu_kernel_best()), MD_DOMAIN);
+    SetMetadataItem("NUM_THREADS", CPLSPrintf("%d", m_sEvalOptions.num_threads), MD_DOMAIN);
+    SetMetadataItem("SOLVES", CPLSPrintf("%d", nSolves), MD_DOMAIN);
+
+    for (int i = 0; i < nBands; i++)
+    {
+        const TPSBandConfig &oBand = c.aoBands[i];
+        const tps_band_info &sBand = m_poModel->asBandInfo[i];
+        GDALRasterBand *poBand = papoBands[i];
+        poBand->SetDescription(oBand.osDescription.c_str());
+        poBand->SetMetadataItem("FIELD", oBand.bGeometryZ ? "<GeometryZ/>" : oBand.osField.c_str(),
+                                MD_DOMAIN);
+        poBand->SetMetadataItem("SMOOTHING", CPLSPrintf("%.17g", oBand.dfSmoothing), MD_DOMAIN);
+        poBand->SetMetadataItem("POINT_COUNT", SizeString(sBand.n_points), MD_DOMAIN);
+        poBand->SetMetadataItem("MISSING_VALUES", SizeString(sBand.n_missing), MD_DOMAIN);
+        poBand->SetMetadataItem("MAX_ABS_RESIDUAL", CPLSPrintf("%.17g", sBand.max_abs_residual),
+                                MD_DOMAIN);
+    }
+}
+
+#if GDAL_VERSION_NUM >= GDAL_COMPUTE_VERSION(3, 12, 0)
+CPLErr TPSDataset::GetGeoTransform(GDALGeoTransform &oGT) const
+{
+    oGT = GDALGeoTransform(m_adfGeoTransform);
+    return CE_None;
+}
+#else
+CPLErr TPSDataset::GetGeoTransform(double *padfGT)
+{
+    std::copy(m_adfGeoTransform, m_adfGeoTransform + 6, padfGT);
+    return CE_None;
+}
+#endif
+
+const OGRSpatialReference *TPSDataset::GetSpatialRef() const
+{
+    return m_poModel && m_poModel->bHasSRS && !m_poModel->oSRS.IsEmpty() ? &m_poModel->oSRS
+                                                                         : nullptr;
+}
+
+char **TPSDataset::GetFileList()
+{
+    char **papszFiles = GDALDataset::GetFileList();
+    // The points are part of the data set: gdalinfo shows them, and
+    // tools that copy "all the files" should take them too.
+    VSIStatBufL sStat;
+    const char *pszSource = m_oConfig.osSource.c_str();
+    if (VSIStatL(pszSource, &sStat) == 0 && !VSI_ISDIR(sStat.st_mode) &&
+        CSLFindString(papszFiles, pszSource) < 0)
+        papszFiles = CSLAddString(papszFiles, pszSource);
+    return papszFiles;
+}
+
+bool TPSDataset::IsFastPath(GDALRWFlag eRWFlag, int nXOff, int nYOff, int nXSize, int nYSize,
+                            int nBufXSize, int nBufYSize, GDALDataType eBufType,
+                            const GDALRasterIOExtraArg *psExtraArg)
+{
+    if (eRWFlag != GF_Read || nBufXSize != nXSize || nBufYSize != nYSize ||
+        (eBufType != GDT_Float32 && eBufType != GDT_Float64))
+        return false;
+    // A sub-pixel window (gdal_translate -srcwin with fractions) is GDAL's
+    // business: its resampling defines what the caller gets.
+    if (psExtraArg && psExtraArg->bFloatingPointWindowValidity &&
+        (psExtraArg->dfXOff != nXOff || psExtraArg->dfYOff != nYOff ||
+         psExtraArg->dfXSize != nXSize || psExtraArg->dfYSize != nYSize))
+        return false;
+    return true;
+}
+
+CPLErr TPSDataset::EvaluateWindow(int nXOff, int nYOff, int nXSize, int nYSize,
+                                  std::vector<tps_output> &aoOutputs, GDALDataType eBufType,
+                                  GDALRasterIOExtraArg *psExtraArg)
+{
+    if (aoOutputs.empty() || nXSize <= 0 || nYSize <= 0)
+        return CE_None;
+    const double dfPoints = std::max<double>(1.0, static_cast<double>(m_poModel->sInfo.n_points));
+    const double dfRows =
+        std::min(CHUNK_MAX_PIXELS / nXSize, CHUNK_MAX_PAIRS / (dfPoints * nXSize));
+    const int nChunkRows = static_cast<int>(std::max(1.0, std::min<double>(nYSize, dfRows)));
+    // A Float32 raster read into a Float64 buffer must give the Float32
+    // values, as it would through the block cache: round after evaluating.
+    const bool bRoundToFloat32 = eBufType == GDT_Float64 && m_oConfig.eDataType == GDT_Float32;
+    GDALProgressFunc pfnProgress = psExtraArg ? psExtraArg->pfnProgress : nullptr;
+    void *pProgressData = psExtraArg ? psExtraArg->pProgressData : nullptr;
+
+    std::vector<tps_output> aoChunk(aoOutputs);
+    for (int iRow = 0; iRow < nYSize; iRow += nChunkRows)
+    {
+        const int nRows = std::min(nChunkRows, nYSize - iRow);
+        for (size_t i = 0; i < aoOutputs.size(); i++)
+            aoChunk[i].data = static_cast<GByte *>(aoOutputs[i].data) +
+                              static_cast<ptrdiff_t>(iRow) * aoOutputs[i].line_stride;
+        tps_grid sGrid;
+        tps_grid_from_geotransform(&sGrid, m_adfGeoTransform, static_cast<size_t>(nXOff),
+                                   static_cast<size_t>(nYOff + iRow), static_cast<size_t>(nXSize),
+                                   static_cast<size_t>(nRows));
+        if (tps_evaluate_grid(m_poContext.get(), m_poModel->psModel, &sGrid, aoChunk.size(),
+                              aoChunk.data(), &m_sEvalOptions) != TPS_OK)
+        {
+            ReportEngineError("evaluation failed");
+            return CE_Failure;
+        }
+        if (bRoundToFloat32)
+        {
+            for (const tps_output &oOut : aoChunk)
+            {
+                for (int j = 0; j < nRows; j++)
+                {
+                    GByte *pabyLine = static_cast<GByte *>(oOut.data) + j * oOut.line_stride;
+                    for (int k = 0; k < nXSize; k++)
+                    {
+                        double *pdf = reinterpret_cast<double *>(pabyLine + k * oOut.pixel_stride);
+                        *pdf = static_cast<double>(static_cast<float>(*pdf));
+                    }
+                }
+            }
+        }
+        if (pfnProgress &&
+            !pfnProgress(static_cast<double>(iRow + nRows) / nYSize, "", pProgressData))
+        {
+            CPLError(CE_Failure, CPLE_UserInterrupt, "User terminated");
+            return CE_Failure;
+        }
+    }
+    return CE_None;
+}
+
+CPLErr TPSDataset::IRasterIO(GDALRWFlag eRWFlag, int nXOff, int nYOff, int nXSize, int nYSize,
+                             void *pData, int nBufXSize, int nBufYSize, GDALDataType eBufType,
+                             int nBandCount, TPS_BANDMAP_TYPE panBandMap, GSpacing nPixelSpace,
+                             GSpacing nLineSpace, GSpacing nBandSpace,
+                             GDALRasterIOExtraArg *psExtraArg)
+{
+    if (eRWFlag == GF_Write)
+    {
+        CPLError(CE_Failure, CPLE_NoWriteAccess, "%s: the TPS driver is read-only",
+                 m_oConfig.osName.c_str());
+        return CE_Failure;
+    }
+    if (!IsFastPath(eRWFlag, nXOff, nYOff, nXSize, nYSize, nBufXSize, nBufYSize, eBufType,
+                    psExtraArg))
+        return GDALDataset::IRasterIO(eRWFlag, nXOff, nYOff, nXSize, nYSize, pData, nBufXSize,
+                                      nBufYSize, eBufType, nBandCount, panBandMap, nPixelSpace,
+                                      nLineSpace, nBandSpace, psExtraArg);
+    std::vector<tps_output> aoOutputs(nBandCount);
+    for (int i = 0; i < nBandCount; i++)
+    {
+        aoOutputs[i].band = static_cast<size_t>(panBandMap[i] - 1);
+        aoOutputs[i].data = static_cast<GByte *>(pData) + i * nBandSpace;
+        aoOutputs[i].type = eBufType == GDT_Float32 ? TPS_FLOAT32 : TPS_FLOAT64;
+        aoOutputs[i].pixel_stride = static_cast<ptrdiff_t>(nPixelSpace);
+        aoOutputs[i].line_stride = static_cast<ptrdiff_t>(nLineSpace);
+    }
+    return EvaluateWindow(nXOff, nYOff, nXSize, nYSize, aoOutputs, eBufType, psExtraArg);
+}
+
+CPLErr TPSDataset::ReadBlockAllBands(TPSRasterBand *poCaller, int nBlockXOff, int nBlockYOff,
+                                     void *pImage)
+{
+    const int nBlockXSize = poCaller->nBlockXSize;
+    const int nBlockYSize = poCaller->nBlockYSize;
+    const int nXOff = nBlockXOff * nBlockXSize;
+    const int nYOff = nBlockYOff * nBlockYSize;
+    const int nXValid = std::min(nBlockXSize, nRasterXSize - nXOff);
+    const int nYValid = std::min(nBlockYSize, nRasterYSize - nYOff);
+    const GDALDataType eType = m_oConfig.eDataType;
+    const int nDTSize = GDALGetDataTypeSizeBytes(eType);
+    const size_t nBlockBytes = static_cast<size_t>(nBlockXSize) * nBlockYSize * nDTSize;
+    const bool bPartial = nXValid < nBlockXSize || nYValid < nBlockYSize;
+
+    std::vector<tps_output> aoOutputs;
+    std::vector<std::pair<GDALRasterBand *, GDALRasterBlock *>> aoLockedBlocks;
+    for (int iBand = 1; iBand <= nBands; iBand++)
+    {
+        void *pBlockData = pImage;
+        if (iBand != poCaller->nBand)
+        {
+            GDALRasterBand *poBand = papoBands[iBand - 1];
+            // Already cached: nothing to compute for that band.
+            if (GDALRasterBlock *poCached = poBand->TryGetLockedBlockRef(nBlockXOff, nBlockYOff))
+            {
+                poCached->DropLock();
+                continue;
+            }
+            GDALRasterBlock *poBlock = poBand->GetLockedBlockRef(nBlockXOff, nBlockYOff, TRUE);
+            if (poBlock == nullptr)
+                continue; // no room: that band will compute its block when read
+            pBlockData = poBlock->GetDataRef();
+            aoLockedBlocks.emplace_back(poBand, poBlock);
+        }
+        // The part of a last block beyond the raster is never shown but is
+        // written to caches and files: make it zeros, not garbage.
+        if (bPartial)
+            memset(pBlockData, 0, nBlockBytes);
+        tps_output sOut;
+        sOut.band = static_cast<size_t>(iBand - 1);
+        sOut.data = pBlockData;
+        sOut.type = eType == GDT_Float32 ? TPS_FLOAT32 : TPS_FLOAT64;
+        sOut.pixel_stride = nDTSize;
+        sOut.line_stride = static_cast<ptrdiff_t>(nBlockXSize) * nDTSize;
+        aoOutputs.push_back(sOut);
+    }
+
+    const CPLErr eErr = EvaluateWindow(nXOff, nYOff, nXValid, nYValid, aoOutputs, eType, nullptr);
+    for (auto &oLocked : aoLockedBlocks)
+    {
+        oLocked.second->DropLock();
+        // A block that was never filled must not stay in the cache.
+        if (eErr != CE_None)
+            oLocked.first->FlushBlock(nBlockXOff, nBlockYOff, FALSE);
+    }
+    return eErr;
+}
+
+/************************************************************************/
+/*                            TPSRasterBand                             */
+/************************************************************************/
+
+TPSRasterBand::TPSRasterBand(TPSDataset *poDSIn, int nBandIn)
+{
+    poDS = poDSIn;
+    nBand = nBandIn;
+    eAccess = GA_ReadOnly;
+    eDataType = poDSIn->m_oConfig.eDataType;
+    nRasterXSize = poDSIn->nRasterXSize;
+    nRasterYSize = poDSIn->nRasterYSize;
+    nBlockXSize = std::min(poDSIn->m_oConfig.nBlockXSize, nRasterXSize);
+    nBlockYSize = std::min(poDSIn->m_oConfig.nBlockYSize, nRasterYSize);
+}
+
+double TPSRasterBand::GetNoDataValue(int *pbSuccess)
+{
+    const TPSConfig &c = static_cast<TPSDataset *>(poDS)->m_oConfig;
+    if (pbSuccess)
+        *pbSuccess = c.bHasNoData;
+    return c.bHasNoData ? c.dfNoData : 0.0;
+}
+
+CPLErr TPSRasterBand::IReadBlock(int nBlockXOff, int nBlockYOff, void *pImage)
+{
+    return static_cast<TPSDataset *>(poDS)->ReadBlockAllBands(this, nBlockXOff, nBlockYOff, pImage);
+}
+
+CPLErr TPSRasterBand::IRasterIO(GDALRWFlag eRWFlag, int nXOff, int nYOff, int nXSize, int nYSize,
+                                void *pData, int nBufXSize, int nBufYSize, GDALDataType eBufType,
+                                GSpacing nPixelSpace, GSpacing nLineSpace,
+                                GDALRasterIOExtraArg *psExtraArg)
+{
+    auto *poTPSDS = static_cast<TPSDataset *>(poDS);
+    if (eRWFlag == GF_Write)
+    {
+        CPLError(CE_Failure, CPLE_NoWriteAccess, "%s: the TPS driver is read-only",
+                 poTPSDS->m_oConfig.osName.c_str());
+        return CE_Failure;
+    }
+    if (!TPSDataset::IsFastPath(eRWFlag, nXOff, nYOff, nXSize, nYSize, nBufXSize, nBufYSize,
+                                eBufType, psExtraArg))
+        return GDALRasterBand::IRasterIO(eRWFlag, nXOff, nYOff, nXSize, nYSize, pData, nBufXSize,
+                                         nBufYSize, eBufType, nPixelSpace, nLineSpace, psExtraArg);
+    std::vector<tps_output> aoOutputs(1);
+    aoOutputs[0].band = static_cast<size_t>(nBand - 1);
+    aoOutputs[0].data = pData;
+    aoOutputs[0].type = eBufType == GDT_Float32 ? TPS_FLOAT32 : TPS_FLOAT64;
+    aoOutputs[0].pixel_stride = static_cast<ptrdiff_t>(nPixelSpace);
+    aoOutputs[0].line_stride = static_cast<ptrdiff_t>(nLineSpace);
+    return poTPSDS->EvaluateWindow(nXOff, nYOff, nXSize, nYSize, aoOutputs, eBufType, psExtraArg);
+}

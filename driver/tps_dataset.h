@@ -1,0 +1,116 @@
+/*
+ * tps_dataset.h: the raster a solved thin plate spline model describes.
+ *
+ * TPSDataset holds a shared, immutable model (see tps_model_cache.h) and
+ * its own tps_context: a GDAL data set is used by one thread at a time,
+ * and threads that read in parallel open their own handles, which then
+ * share the model but not the context.
+ */
+#ifndef TPS_DATASET_H
+#define TPS_DATASET_H
+
+#include "tps.h"
+#include "tps_config.h"
+#include "tps_model_cache.h"
+
+#include "gdal_priv.h"
+#include "gdal_version.h"
+#include "ogr_spatialref.h"
+
+#include <memory>
+#include <vector>
+
+/* The band map argument of GDALDataset::IRasterIO is BANDMAP_TYPE in
+ * newer GDALs (int * unless GDAL_BANDMAP_TYPE_CONST_SAFE), int * in 3.6. */
+#ifdef BANDMAP_TYPE
+#define TPS_BANDMAP_TYPE BANDMAP_TYPE
+#else
+#define TPS_BANDMAP_TYPE int *
+#endif
+
+class TPSRasterBand;
+
+class TPSDataset final : public GDALDataset
+{
+    friend class TPSRasterBand;
+
+  public:
+    TPSDataset();
+    ~TPSDataset() override;
+
+    /* Loads the points (or finds the cached model), solves, sets up the
+     * grid and the bands. On failure: one CE_Failure, nullptr. */
+    static std::unique_ptr<TPSDataset> Open(TPSConfig &&oConfig);
+
+#if GDAL_VERSION_NUM >= GDAL_COMPUTE_VERSION(3, 12, 0)
+    CPLErr GetGeoTransform(GDALGeoTransform &oGT) const override;
+#else
+    CPLErr GetGeoTransform(double *padfGT) override;
+#endif
+    const OGRSpatialReference *GetSpatialRef() const override;
+    char **GetFileList() override;
+
+  protected:
+    CPLErr IRasterIO(GDALRWFlag eRWFlag, int nXOff, int nYOff, int nXSize, int nYSize, void *pData,
+                     int nBufXSize, int nBufYSize, GDALDataType eBufType, int nBandCount,
+                     TPS_BANDMAP_TYPE panBandMap, GSpacing nPixelSpace, GSpacing nLineSpace,
+                     GSpacing nBandSpace, GDALRasterIOExtraArg *psExtraArg) override;
+
+  private:
+    struct ContextDeleter
+    {
+        void operator()(tps_context *psCtx) const
+        {
+            tps_context_destroy(psCtx);
+        }
+    };
+
+    TPSConfig m_oConfig{};
+    std::shared_ptr<TPSSharedModel> m_poModel{};
+    std::unique_ptr<tps_context, ContextDeleter> m_poContext{};
+    tps_eval_options m_sEvalOptions{};
+    double m_adfGeoTransform[6] = {0, 1, 0, 0, 0, 1};
+    size_t m_nMaxMemory = 0;
+
+    static void LogCallback(void *pUserData, tps_log_level eLevel, const char *pszMessage);
+
+    bool ReportEngineError(const char *pszWhat) const;
+    std::shared_ptr<TPSSharedModel> Solve();
+    void BuildMetadata(int nSolves);
+
+    /* The fast path: evaluates the window [nXOff, nXOff+nXSize) x
+     * [nYOff, nYOff+nYSize) at full resolution for the bands listed, each
+     * aoOutputs[i].data pointing at the window's first pixel, all of type
+     * eBufType (Float32 or Float64). Splits big windows into row chunks
+     * and reports progress through psExtraArg (may be null). */
+    CPLErr EvaluateWindow(int nXOff, int nYOff, int nXSize, int nYSize,
+                          std::vector<tps_output> &aoOutputs, GDALDataType eBufType,
+                          GDALRasterIOExtraArg *psExtraArg);
+
+    /* A block of every band at once (the distances are computed once);
+     * pImage is the caller band's buffer, the other bands' blocks go
+     * straight into the block cache. */
+    CPLErr ReadBlockAllBands(TPSRasterBand *poCaller, int nBlockXOff, int nBlockYOff, void *pImage);
+
+    static bool IsFastPath(GDALRWFlag eRWFlag, int nXOff, int nYOff, int nXSize, int nYSize,
+                           int nBufXSize, int nBufYSize, GDALDataType eBufType,
+                           const GDALRasterIOExtraArg *psExtraArg);
+};
+
+class TPSRasterBand final : public GDALRasterBand
+{
+    friend class TPSDataset;
+
+  public:
+    TPSRasterBand(TPSDataset *poDS, int nBand);
+
+    double GetNoDataValue(int *pbSuccess = nullptr) override;
+
+  protected:
+    CPLErr IReadBlock(int nBlockXOff, int nBlockYOff, void *pImage) override;
+    CPLErr IRasterIO(GDALRWFlag eRWFlag, int nXOff, int nYOff, int nXSize, int nYSize, void *pData,
+                     int nBufXSize, int nBufYSize, GDALDataType eBufType, GSpacing nPixelSpace,
+                     GSpacing nLineSpace, GDALRasterIOExtraArg *psExtraArg) override;
+};
+
+#endif /* TPS_DATASET_H */

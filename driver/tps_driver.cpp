@@ -1,0 +1,163 @@
+/*
+ * tps_driver.cpp: the GDAL "TPS" driver: registration, Identify, Open.
+ *
+ * A plugin not listed in GDAL's drivers.ini registers before the built-in
+ * drivers, so Identify runs for every file any GDAL program opens: it
+ * looks only at the name and the header bytes GDAL has already read.
+ */
+#include "tps_config.h"
+#include "tps_dataset.h"
+
+#include "cpl_port.h"
+#include "cpl_string.h"
+#include "gdal_priv.h"
+
+#include <cctype>
+#include <cstring>
+
+extern "C" __attribute__((visibility("default"))) void GDALRegister_TPS();
+
+namespace
+{
+
+constexpr const char ROOT_TAG[] = "<TPSDataset";
+constexpr int ROOT_TAG_LEN = sizeof(ROOT_TAG) - 1;
+
+/* True if pszText (of nLen bytes) starts, after a UTF-8 BOM, blanks and an
+ * optional <?xml ...?> declaration, with the <TPSDataset element. */
+bool StartsWithRootTag(const char *pszText, int nLen)
+{
+    int i = 0;
+    if (nLen >= 3 && memcmp(pszText, "\xEF\xBB\xBF", 3) == 0)
+        i = 3;
+    auto SkipBlanks = [&]() {
+        while (i < nLen && std::isspace(static_cast<unsigned char>(pszText[i])))
+            i++;
+    };
+    SkipBlanks();
+    if (nLen - i >= 5 && memcmp(pszText + i, "<?xml", 5) == 0)
+    {
+        for (i += 5; i + 1 < nLen && !(pszText[i] == '?' && pszText[i + 1] == '>'); i++)
+        {
+        }
+        if (i + 1 >= nLen)
+            return false;
+        i += 2;
+        SkipBlanks();
+    }
+    if (nLen - i < ROOT_TAG_LEN || memcmp(pszText + i, ROOT_TAG, ROOT_TAG_LEN) != 0)
+        return false;
+    // "<TPSDatasetX" is another element.
+    if (nLen - i == ROOT_TAG_LEN)
+        return true;
+    const char chNext = pszText[i + ROOT_TAG_LEN];
+    return chNext == '>' || chNext == '/' || std::isspace(static_cast<unsigned char>(chNext));
+}
+
+bool HasTPSExtension(const char *pszFilename)
+{
+    const char *pszDot = strrchr(pszFilename, '.');
+    if (pszDot == nullptr || strchr(pszDot, '/') != nullptr || strchr(pszDot, '\\') != nullptr)
+        return false;
+    return EQUAL(pszDot + 1, "tps");
+}
+
+int TPSDriverIdentify(GDALOpenInfo *poOpenInfo)
+{
+    const char *pszFilename = poOpenInfo->pszFilename;
+    if (STARTS_WITH_CI(pszFilename, "TPS:"))
+        return TRUE;
+    // XML text given as the file name, as VRT allows.
+    if (STARTS_WITH(pszFilename, ROOT_TAG))
+        return TRUE;
+    if (poOpenInfo->bIsDirectory)
+        return FALSE;
+    if (HasTPSExtension(pszFilename))
+        return TRUE;
+    return poOpenInfo->nHeaderBytes > 0 &&
+           StartsWithRootTag(reinterpret_cast<const char *>(poOpenInfo->pabyHeader),
+                             poOpenInfo->nHeaderBytes);
+}
+
+GDALDataset *TPSDriverOpen(GDALOpenInfo *poOpenInfo)
+{
+    if (!TPSDriverIdentify(poOpenInfo))
+        return nullptr;
+    if (poOpenInfo->eAccess == GA_Update)
+    {
+        CPLError(CE_Failure, CPLE_NotSupported,
+                 "%s: the TPS driver is read-only: open without update access",
+                 STARTS_WITH(poOpenInfo->pszFilename, ROOT_TAG) ? "inline <TPSDataset>"
+                                                                : poOpenInfo->pszFilename);
+        return nullptr;
+    }
+    TPSConfig oConfig;
+    if (!TPSParseConfig(poOpenInfo->pszFilename, poOpenInfo->papszOpenOptions, &oConfig))
+        return nullptr;
+    std::unique_ptr<TPSDataset> poDS = TPSDataset::Open(std::move(oConfig));
+    if (!poDS)
+        return nullptr;
+    poDS->SetDescription(poOpenInfo->pszFilename);
+    return poDS.release();
+}
+
+constexpr const char OPEN_OPTIONS[] =
+    "<OpenOptionList>"
+    "  <Option name='FIELD' type='string' description='Attribute to interpolate; "
+    "comma-separated for several bands. Required with TPS:; for a .tps file it replaces "
+    "the Band list'/>"
+    "  <Option name='LAYER' type='string' description='Layer of the point source "
+    "(default: the first)'/>"
+    "  <Option name='XFIELD' type='string' description='Attribute holding the X "
+    "coordinate (default: the point geometry)'/>"
+    "  <Option name='YFIELD' type='string' description='Attribute holding the Y "
+    "coordinate (with XFIELD)'/>"
+    "  <Option name='SRS' type='string' description='CRS of the points, e.g. EPSG:28992 "
+    "(assigns or overrides the layer CRS); also the output CRS unless the .tps file "
+    "gives one'/>"
+    "  <Option name='EXTENT' type='string' description='Output extent: minx,miny,maxx,maxy "
+    "(default: the bounding box of the points)'/>"
+    "  <Option name='RESOLUTION' type='string' description='Pixel size: xres[,yres]'/>"
+    "  <Option name='SIZE' type='string' description='Raster size: columns,rows "
+    "(default: 512 pixels on the long side). EXTENT, RESOLUTION and SIZE replace the grid "
+    "of a .tps file'/>"
+    "  <Option name='SMOOTHING' type='string' default='0' description='Smoothing "
+    "lambda &gt;= 0 (0: exact interpolation), one value or one per band, comma-separated'/>"
+    "  <Option name='DATA_TYPE' type='string-select' default='Float32' "
+    "description='Data type of the bands'>"
+    "    <Value>Float32</Value>"
+    "    <Value>Float64</Value>"
+    "  </Option>"
+    "  <Option name='NUM_THREADS' type='string' description='Evaluation threads: a "
+    "number or ALL_CPUS (default: GDAL_NUM_THREADS, else all CPUs)'/>"
+    "  <Option name='DEVICE' type='string-select' default='AUTO' "
+    "description='Evaluation backend'>"
+    "    <Value>AUTO</Value>"
+    "    <Value>CPU</Value>"
+    "    <Value>GPU</Value>"
+    "  </Option>"
+    "</OpenOptionList>";
+
+} // namespace
+
+void GDALRegister_TPS()
+{
+    // The C++ ABI changes with each GDAL minor release.
+    if (!GDAL_CHECK_VERSION("TPS"))
+        return;
+    if (GDALGetDriverByName("TPS") != nullptr)
+        return;
+
+    auto *poDriver = new GDALDriver();
+    poDriver->SetDescription("TPS");
+    poDriver->SetMetadataItem(GDAL_DCAP_RASTER, "YES");
+    poDriver->SetMetadataItem(GDAL_DCAP_VIRTUALIO, "YES");
+    poDriver->SetMetadataItem(GDAL_DMD_LONGNAME, "Thin plate spline surface from points");
+    poDriver->SetMetadataItem(GDAL_DMD_EXTENSIONS, "tps");
+    poDriver->SetMetadataItem(GDAL_DMD_HELPTOPIC, "docs/format.md");
+    poDriver->SetMetadataItem(GDAL_DMD_CONNECTION_PREFIX, "TPS:");
+    poDriver->SetMetadataItem(GDAL_DMD_OPENOPTIONLIST, OPEN_OPTIONS);
+    poDriver->pfnIdentify = TPSDriverIdentify;
+    poDriver->pfnOpen = TPSDriverOpen;
+    GetGDALDriverManager()->RegisterDriver(poDriver);
+}

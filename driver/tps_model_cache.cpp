@@ -1,0 +1,143 @@
+/*
+ * tps_model_cache.cpp: see tps_model_cache.h.
+ *
+ * One slot per key, never removed: a slot is a few dozen bytes and keeps
+ * the solve counter alive after the model is gone. The global mutex only
+ * guards the map; each slot has its own mutex, held during the solve, so
+ * that a second opener of the same key waits for the first one's model
+ * while opens of other keys go on.
+ */
+#include "tps_model_cache.h"
+
+#include "cpl_conv.h"
+#include "cpl_string.h"
+#include "cpl_vsi.h"
+#include "gdal_version.h"
+
+#include <map>
+#include <mutex>
+#include <vector>
+
+namespace
+{
+
+struct Slot
+{
+    std::mutex oSolveMutex{};
+    std::weak_ptr<TPSSharedModel> poModel{};
+    int nSolves = 0;
+};
+
+struct Cache
+{
+    std::mutex oMutex{};
+    std::map<std::string, std::shared_ptr<Slot>> oSlots{};
+};
+
+Cache &GetCache()
+{
+    // Never destroyed: a data set closed from an atexit handler after
+    // static destruction must still find a valid cache.
+    static Cache *poCache = new Cache();
+    return *poCache;
+}
+
+std::string AbsoluteSource(const std::string &osSource)
+{
+    if (TPSIsConnectionString(osSource.c_str()) || !CPLIsFilenameRelative(osSource.c_str()))
+        return osSource;
+    char *pszCwd = CPLGetCurrentDir();
+    if (pszCwd == nullptr)
+        return osSource;
+    std::string osAbs = TPSResolvePath(pszCwd, osSource);
+    CPLFree(pszCwd);
+    return osAbs;
+}
+
+/* name=<length>:<value>; so that no value can fake another field. */
+void AddPart(std::string &osKey, const char *pszName, const std::string &osValue)
+{
+    osKey += pszName;
+    osKey += CPLSPrintf("=%llu:", static_cast<unsigned long long>(osValue.size()));
+    osKey += osValue;
+    osKey += '\n';
+}
+
+} // namespace
+
+std::string TPSModelCacheKey(const TPSConfig &c)
+{
+    std::string osKey;
+    const std::string osSource = AbsoluteSource(c.osSource);
+    AddPart(osKey, "source", osSource);
+    // The files whose change changes the points: the source and the
+    // companions that hold its attributes (a shapefile's values are in the
+    // .dbf) or its latest writes (a GeoPackage's -wal).
+    std::vector<std::string> aosFiles{osSource, osSource + "-wal"};
+#if GDAL_VERSION_NUM >= GDAL_COMPUTE_VERSION(3, 11, 0)
+    if (EQUAL(CPLGetExtensionSafe(osSource.c_str()).c_str(), "shp"))
+        aosFiles.push_back(CPLResetExtensionSafe(osSource.c_str(), "dbf"));
+#else
+    if (EQUAL(CPLGetExtension(osSource.c_str()), "shp"))
+        aosFiles.push_back(CPLResetExtension(osSource.c_str(), "dbf"));
+#endif
+    for (const std::string &osFile : aosFiles)
+    {
+        VSIStatBufL sStat;
+        if (VSIStatL(osFile.c_str(), &sStat) != 0)
+            continue;
+        AddPart(osKey, "file", osFile);
+        AddPart(osKey, "size", CPLSPrintf("%llu", static_cast<unsigned long long>(sStat.st_size)));
+#if defined(__linux__)
+        // Nanoseconds too: a rewrite within the same second is still a change.
+        AddPart(osKey, "mtime",
+                CPLSPrintf("%lld.%09ld", static_cast<long long>(sStat.st_mtime),
+                           static_cast<long>(sStat.st_mtim.tv_nsec)));
+#else
+        AddPart(osKey, "mtime", CPLSPrintf("%lld", static_cast<long long>(sStat.st_mtime)));
+#endif
+    }
+    AddPart(osKey, "layer", c.osLayer);
+    AddPart(osKey, "xfield", c.osXField);
+    AddPart(osKey, "yfield", c.osYField);
+    AddPart(osKey, "where", c.osWhere);
+    AddPart(osKey, "points_srs", c.osPointsSRS);
+    AddPart(osKey, "output_srs", c.osOutputSRS);
+    for (const auto &oBand : c.aoBands)
+    {
+        AddPart(osKey, "band",
+                oBand.bGeometryZ ? std::string("<GeometryZ/>") : "field:" + oBand.osField);
+        AddPart(osKey, "smoothing", CPLSPrintf("%.17g", oBand.dfSmoothing));
+    }
+    return osKey;
+}
+
+std::shared_ptr<TPSSharedModel> TPSModelCacheGet(
+    const std::string &osKey, const std::function<std::shared_ptr<TPSSharedModel>()> &fnSolve,
+    int *pnSolves)
+{
+    Cache &oCache = GetCache();
+    std::shared_ptr<Slot> poSlot;
+    {
+        std::lock_guard<std::mutex> oLock(oCache.oMutex);
+        auto &poEntry = oCache.oSlots[osKey];
+        if (!poEntry)
+            poEntry = std::make_shared<Slot>();
+        poSlot = poEntry;
+    }
+
+    std::lock_guard<std::mutex> oSolveLock(poSlot->oSolveMutex);
+    std::shared_ptr<TPSSharedModel> poModel = poSlot->poModel.lock();
+    if (!poModel)
+    {
+        poModel = fnSolve();
+        if (poModel)
+        {
+            poSlot->poModel = poModel;
+            poSlot->nSolves++;
+        }
+    }
+    if (pnSolves)
+        *pnSolves = poSlot->nSolves;
+    return poModel;
+}

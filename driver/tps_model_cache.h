@@ -1,0 +1,63 @@
+/*
+ * tps_model_cache.h: one solved model per process for the same inputs.
+ *
+ * A solve is O(N^3); opening a data set should not be. QGIS opens one
+ * handle per render thread, GDAL utilities reopen files: all handles of
+ * the same .tps content over the same, unchanged point source share one
+ * immutable tps_model (the engine allows concurrent evaluation of one
+ * model, each thread with its own context).
+ *
+ * The cache holds weak references only: the model is freed when the last
+ * data set using it closes. A per-key count of solves survives that, for
+ * the SOLVES metadata item (and for tests proving that two opens solved
+ * once).
+ */
+#ifndef TPS_MODEL_CACHE_H
+#define TPS_MODEL_CACHE_H
+
+#include "tps.h"
+#include "tps_config.h"
+
+#include "ogr_spatialref.h"
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+/* A solved model and what was learnt while building it that a second
+ * handle needs without reading the points again. */
+struct TPSSharedModel
+{
+    tps_model *psModel = nullptr;
+    tps_model_info sInfo{};
+    std::vector<tps_band_info> asBandInfo{};
+    bool bHasSRS = false;
+    OGRSpatialReference oSRS{}; /* the output CRS */
+
+    TPSSharedModel() = default;
+    TPSSharedModel(const TPSSharedModel &) = delete;
+    TPSSharedModel &operator=(const TPSSharedModel &) = delete;
+    ~TPSSharedModel()
+    {
+        tps_model_destroy(psModel);
+    }
+};
+
+/* The inputs of the solve as one string: the absolute point source path,
+ * its size and modification time when it is a file, layer, fields,
+ * filter, CRSs, per-band field and smoothing. Two configs with the same
+ * key give the same model. */
+std::string TPSModelCacheKey(const TPSConfig &oConfig);
+
+/* The model for osKey: the cached one if some open data set still holds
+ * it, else the result of fnSolve() (called without the cache's global
+ * lock; concurrent callers for the same key wait for it instead of
+ * solving again). A nullptr from fnSolve (a failure, already reported) is
+ * returned as is and not cached. *pnSolves receives the number of
+ * successful solves for this key so far in this process. */
+std::shared_ptr<TPSSharedModel> TPSModelCacheGet(
+    const std::string &osKey, const std::function<std::shared_ptr<TPSSharedModel>()> &fnSolve,
+    int *pnSolves);
+
+#endif /* TPS_MODEL_CACHE_H */

@@ -1,0 +1,38 @@
+/*
+ * tps_points.h: the scattered points of a TPS data set, read with OGR and
+ * brought into the output CRS, ready for tps_model_create.
+ */
+#ifndef TPS_POINTS_H
+#define TPS_POINTS_H
+
+#include "tps_config.h"
+
+#include "ogr_spatialref.h"
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+struct TPSPoints
+{
+    /* One entry per point (a MultiPoint gives several), in the output CRS.
+     * A NaN coordinate marks a point without usable location (null
+     * geometry, empty coordinate field): the engine drops those. */
+    std::vector<double> adfX{}, adfY{};
+    /* aadfValues[band][point]; NaN where the value is missing. */
+    std::vector<std::vector<double>> aadfValues{};
+
+    size_t nFeatures = 0;            /* features read after the attribute filter */
+    size_t nNonFiniteXY = 0;         /* points passed with a non-finite coordinate */
+    std::vector<size_t> anMissing{}; /* per band: missing values seen */
+
+    bool bHasOutputSRS = false; /* false: the CRS is unknown */
+    OGRSpatialReference oOutputSRS{};
+    std::string osLayerName{};
+};
+
+/* Reads the points oConfig describes. On failure emits exactly one
+ * CE_Failure starting with oConfig.osName and returns false. */
+bool TPSLoadPoints(const TPSConfig &oConfig, TPSPoints *psPoints);
+
+#endif /* TPS_POINTS_H */
