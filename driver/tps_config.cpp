@@ -299,14 +299,21 @@ bool TPSConfigParser::ParseResolution(const std::string &osLabel, const std::str
     return true;
 }
 
-bool TPSConfigParser::ParseSize(const std::string &osLabel, const std::string &osText)
+/* "columns rows": two integers in 1..TPS_MAX_RASTER_SIDE. */
+static bool ParseIntPair(const std::string &osText, int an[2], bool *pbTooLarge)
 {
     std::vector<std::string> aosTokens;
-    int an[2] = {0, 0};
-    bool bTooLarge = false;
     bool bOK = SplitNumbers(osText, aosTokens) && aosTokens.size() == 2;
     for (size_t i = 0; bOK && i < 2; i++)
-        bOK = ParsePositiveInt(aosTokens[i], TPS_MAX_RASTER_SIDE, &an[i], &bTooLarge);
+        bOK = ParsePositiveInt(aosTokens[i], TPS_MAX_RASTER_SIDE, &an[i], pbTooLarge);
+    return bOK;
+}
+
+bool TPSConfigParser::ParseSize(const std::string &osLabel, const std::string &osText)
+{
+    int an[2] = {0, 0};
+    bool bTooLarge = false;
+    const bool bOK = ParseIntPair(osText, an, &bTooLarge);
     if (bTooLarge)
         return Fail(CPLE_IllegalArg, osLabel, "each side must be between 1 and %d pixels, got '%s'",
                     TPS_MAX_RASTER_SIDE, TPSShown(osText).c_str());
@@ -322,13 +329,10 @@ bool TPSConfigParser::ParseSize(const std::string &osLabel, const std::string &o
 
 bool TPSConfigParser::ParseBlockSize(const std::string &osLabel, const std::string &osText)
 {
-    std::vector<std::string> aosTokens;
     int an[2] = {0, 0};
     bool bTooLarge = false;
-    bool bOK = SplitNumbers(osText, aosTokens) && aosTokens.size() == 2;
-    for (size_t i = 0; bOK && i < 2; i++)
-        bOK = ParsePositiveInt(aosTokens[i], TPS_MAX_RASTER_SIDE, &an[i], &bTooLarge);
-    if (!bOK || static_cast<double>(an[0]) * an[1] > MAX_BLOCK_PIXELS)
+    if (!ParseIntPair(osText, an, &bTooLarge) ||
+        static_cast<double>(an[0]) * an[1] > MAX_BLOCK_PIXELS)
         return Fail(CPLE_IllegalArg, osLabel,
                     "expected two positive integers 'columns rows' with at most %.0f pixels "
                     "in all, got '%s'",
