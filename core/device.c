@@ -1,5 +1,5 @@
-/* device.c: which backend evaluates. Only the CPU exists in this build; the
- * GPU backend (gpu/) plugs in here. */
+/* device.c: which backend evaluates. */
+#include "gpu_backend.h"
 #include "internal.h"
 
 const char *tps_device_name(tps_device device)
@@ -15,21 +15,32 @@ const char *tps_device_name(tps_device device)
 tps_status tps_device_check(tps_context *ctx, tps_device device)
 {
     tps_clear_error(ctx);
+    char err[512] = "";
     switch (device) {
     case TPS_DEVICE_AUTO:
     case TPS_DEVICE_CPU:
         return TPS_OK;
     case TPS_DEVICE_GPU:
-        return tps_set_error(ctx, TPS_ERR_DEVICE_UNAVAILABLE,
-                             "GPU evaluation is not available: this build of gdal-tps has no "
-                             "GPU support; use DEVICE=CPU or DEVICE=AUTO");
+        if (tps_gpu_probe(err, sizeof err) != 0)
+            return tps_set_error(ctx, TPS_ERR_DEVICE_UNAVAILABLE,
+                                 "GPU evaluation is not available: %s; use DEVICE=CPU or "
+                                 "DEVICE=AUTO", err);
+        return TPS_OK;
     }
     return tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT, "unknown device %d", (int)device);
 }
 
 tps_device tps_device_choose(tps_device requested, double pairs)
 {
-    (void)pairs;
-    (void)requested;
-    return TPS_DEVICE_CPU;
+    char err[512];
+    if (requested == TPS_DEVICE_CPU || tps_gpu_probe(err, sizeof err) != 0)
+        return TPS_DEVICE_CPU;
+    if (requested == TPS_DEVICE_GPU)
+        return TPS_DEVICE_GPU;
+    return pairs >= TPS_GPU_MIN_PAIRS ? TPS_DEVICE_GPU : TPS_DEVICE_CPU;
+}
+
+const char *tps_gpu_description(void)
+{
+    return tps_gpu_name();
 }

@@ -65,6 +65,7 @@ void tps_eval_options_init(tps_eval_options *options)
     options->num_threads = 1;
     options->device = TPS_DEVICE_AUTO;
     options->cpu_kernel = TPS_CPU_KERNEL_AUTO;
+    options->precision = TPS_PRECISION_DOUBLE;
 }
 
 void tps_grid_from_geotransform(tps_grid *grid, const double gt[6], size_t x_off, size_t y_off,
@@ -210,12 +211,6 @@ static tps_status check_common(tps_context *ctx, const tps_model *model,
 {
     if (!model)
         return tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT, "no model");
-    tps_device device = options ? options->device : TPS_DEVICE_AUTO;
-    if (device == TPS_DEVICE_GPU) {
-        tps_status st = tps_device_check(ctx, TPS_DEVICE_GPU);
-        if (st != TPS_OK)
-            return st;
-    }
     tps_cpu_kernel which = options ? options->cpu_kernel : TPS_CPU_KERNEL_AUTO;
     *kernel = tps_kernel_for(which);
     if (!*kernel)
@@ -274,6 +269,19 @@ tps_status tps_evaluate_grid(tps_context *ctx, const tps_model *model, const tps
     rq.chunks_per_row = (grid->ncols + CHUNK_PIXELS - 1) / CHUNK_PIXELS;
     rq.outputs = outputs;
     double pairs = (double)model->n * (double)grid->ncols * (double)grid->nrows;
+    const tps_device requested = options ? options->device : TPS_DEVICE_AUTO;
+    if (requested == TPS_DEVICE_GPU || tps_device_choose(requested, pairs) == TPS_DEVICE_GPU) {
+        st = tps_evaluate_grid_gpu(ctx, model, grid, n_outputs, outputs,
+                                   options ? options->precision : TPS_PRECISION_DOUBLE);
+        if (st == TPS_OK || requested == TPS_DEVICE_GPU) {
+            free(bands);
+            return st;
+        }
+        /* AUTO: a GPU that fails (out of memory, gone) costs speed, not the read. */
+        tps_log(ctx, TPS_LOG_DEBUG, "GPU evaluation failed, evaluating on the CPU: %s",
+                tps_context_errmsg(ctx));
+        tps_clear_error(ctx);
+    }
     st = run_request(ctx, &rq, rq.chunks_per_row * grid->nrows, pairs,
                      options ? options->num_threads : 1);
     free(bands);

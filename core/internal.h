@@ -4,8 +4,15 @@
 
 #include "tps.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct tps_gpu_model;
 
 struct tps_context {
     tps_status status;
@@ -29,7 +36,21 @@ struct tps_model {
     double (*affine)[3]; /* band b: a0 + a1 u + a2 v */
     tps_band_info *band_info;
     tps_model_info info;
+    /* The device copy, made on the first GPU evaluation and shared by every
+     * thread and handle that evaluates this model; freed with it. */
+    pthread_mutex_t gpu_lock;
+    struct tps_gpu_model *gpu;
+    size_t gpu_uploads;
+    int gpu_lock_ready;
 };
+
+/* ---- the GPU path (evaluate_gpu.c) ---- */
+/* Below this many point-pixel pairs AUTO evaluates on the CPU: the GPU's
+ * fixed costs (launch, transfer, synchronisation; ~0.1 ms) would dominate. */
+#define TPS_GPU_MIN_PAIRS 2e7
+tps_status tps_evaluate_grid_gpu(tps_context *ctx, const tps_model *model, const tps_grid *grid,
+                                 size_t n_outputs, const tps_output *outputs,
+                                 tps_precision precision);
 
 /* ---- errors and messages (context.c) ---- */
 tps_status tps_set_error(tps_context *ctx, tps_status status, const char *fmt, ...)
@@ -88,5 +109,9 @@ tps_kernel_fn tps_kernel_for(tps_cpu_kernel kernel);
 tps_status tps_evaluate_scaled(tps_context *ctx, const tps_model *model, size_t n_bands,
                                const size_t *bands, size_t n, const double *u, const double *v,
                                double **out, int num_threads, tps_cpu_kernel kernel);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -1,6 +1,7 @@
 /* model.c: from raw points to a solved model. Drops unusable points, merges
  * coincident ones, centres and scales the coordinates, groups bands that can
  * share a factorisation, solves each group and measures the residuals. */
+#include "gpu_backend.h"
 #include "internal.h"
 
 #include <math.h>
@@ -35,6 +36,9 @@ tps_model *tps_model_destroy(tps_model *model)
 {
     if (!model)
         return NULL;
+    tps_gpu_model_destroy(model->gpu);
+    if (model->gpu_lock_ready)
+        pthread_mutex_destroy(&model->gpu_lock);
     if (model->half_weights)
         for (size_t b = 0; b < model->n_bands; ++b)
             free(model->half_weights[b]);
@@ -304,6 +308,11 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
         goto fail;
     }
     md->n_bands = n_bands;
+    md->gpu_lock_ready = pthread_mutex_init(&md->gpu_lock, NULL) == 0;
+    if (!md->gpu_lock_ready) {
+        tps_set_error(ctx, TPS_ERR_INTERNAL, "cannot create a mutex");
+        goto fail;
+    }
     md->info.n_input = n_points;
     md->info.n_bands = n_bands;
     md->half_weights = calloc(n_bands, sizeof(double *));
@@ -373,6 +382,16 @@ fail:
     free(assigned);
     tps_model_destroy(md);
     return NULL;
+}
+
+size_t tps_model_device_uploads(const tps_model *model)
+{
+    if (!model)
+        return 0;
+    pthread_mutex_lock((pthread_mutex_t *)&model->gpu_lock);
+    size_t uploads = model->gpu_uploads;
+    pthread_mutex_unlock((pthread_mutex_t *)&model->gpu_lock);
+    return uploads;
 }
 
 tps_status tps_model_get_info(tps_context *ctx, const tps_model *model, tps_model_info *info)

@@ -190,6 +190,7 @@ class TPSConfigParser
     bool ParseNumThreads(const std::string &osLabel, const std::string &osText,
                          bool bFromConfigOption);
     bool ParseDevice(const std::string &osLabel, const std::string &osText);
+    bool ParsePrecision(const std::string &osLabel, const std::string &osText);
 
     std::string ResolveSource(const std::string &osSource) const;
 };
@@ -403,6 +404,18 @@ bool TPSConfigParser::ParseDevice(const std::string &osLabel, const std::string 
         m_oConfig.eDevice = TPSDeviceRequest::GPU;
     else
         return Fail(CPLE_IllegalArg, osLabel, "expected AUTO, CPU or GPU, got '%s'",
+                    TPSShown(osText).c_str());
+    return true;
+}
+
+bool TPSConfigParser::ParsePrecision(const std::string &osLabel, const std::string &osText)
+{
+    if (EQUAL(osText.c_str(), "DOUBLE"))
+        m_oConfig.bMixedPrecision = false;
+    else if (EQUAL(osText.c_str(), "MIXED"))
+        m_oConfig.bMixedPrecision = true;
+    else
+        return Fail(CPLE_IllegalArg, osLabel, "expected DOUBLE or MIXED, got '%s'",
                     TPSShown(osText).c_str());
     return true;
 }
@@ -696,6 +709,11 @@ bool TPSConfigParser::ApplyOpenOptions(CSLConstList papszOpenOptions, bool bConn
     if (const char *pszDevice = Fetch("DEVICE"))
     {
         if (!ParseDevice("DEVICE", Trim(pszDevice)))
+            return false;
+    }
+    if (const char *pszPrecision = Fetch("PRECISION"))
+    {
+        if (!ParsePrecision("PRECISION", Trim(pszPrecision)))
             return false;
     }
     if (const char *pszThreads = Fetch("NUM_THREADS"))

@@ -76,6 +76,7 @@ struct TPSConfig
     /* Open options that are not about the model. */
     int nNumThreads = 1;
     TPSDeviceRequest eDevice = TPSDeviceRequest::AUTO;
+    bool bMixedPrecision = false; /* PRECISION=MIXED (GPU only) */
 };
 
 /* The largest raster side accepted (2^24): beyond that a request is almost

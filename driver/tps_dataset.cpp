@@ -35,6 +35,10 @@ constexpr const char *MD_DOMAIN = "TPS";
  * interrupt is seen within a few seconds. */
 constexpr double CHUNK_MAX_PIXELS = 4194304.0;
 constexpr double CHUNK_MAX_PAIRS = 1e9;
+/* The GPU evaluates ~1e11-1e12 pairs/s and overlaps its own transfers
+ * within a call: fewer, larger calls. */
+constexpr double CHUNK_MAX_PIXELS_GPU = 67108864.0;
+constexpr double CHUNK_MAX_PAIRS_GPU = 2e11;
 
 const char *SizeString(size_t n)
 {
@@ -217,6 +221,8 @@ std::unique_ptr<TPSDataset> TPSDataset::Open(TPSConfig &&oConfig)
     poDS->m_sEvalOptions.num_threads = c.nNumThreads;
     poDS->m_sEvalOptions.device = ToEngineDevice(c.eDevice);
     poDS->m_sEvalOptions.cpu_kernel = TPS_CPU_KERNEL_AUTO;
+    poDS->m_sEvalOptions.precision =
+        c.bMixedPrecision ? TPS_PRECISION_MIXED : TPS_PRECISION_DOUBLE;
     // Before the solve: an unusable device should not cost a solve to find out.
     if (c.eDevice == TPSDeviceRequest::GPU &&
         tps_device_check(poDS->m_poContext.get(), TPS_DEVICE_GPU) != TPS_OK)
@@ -241,6 +247,17 @@ std::unique_ptr<TPSDataset> TPSDataset::Open(TPSConfig &&oConfig)
                         poDS->m_adfGeoTransform, &poDS->nRasterXSize, &poDS->nRasterYSize))
         return nullptr;
 
+    // One device for the whole dataset, chosen from the size of the whole
+    // raster, so that DEVICE says what evaluates every block.
+    const double dfPairs = static_cast<double>(sInfo.n_points) * poDS->nRasterXSize *
+                           static_cast<double>(poDS->nRasterYSize);
+    poDS->m_bDeviceAuto = c.eDevice == TPSDeviceRequest::AUTO;
+    poDS->m_sEvalOptions.device = tps_device_choose(poDS->m_sEvalOptions.device, dfPairs);
+    CPLDebug("TPS", "%s: evaluating on the %s%s%s", pszName,
+             tps_device_name(poDS->m_sEvalOptions.device),
+             poDS->m_sEvalOptions.device == TPS_DEVICE_GPU ? ": " : "",
+             poDS->m_sEvalOptions.device == TPS_DEVICE_GPU ? tps_gpu_description() : "");
+
     for (int i = 0; i < static_cast<int>(c.aoBands.size()); i++)
         poDS->SetBand(i + 1, new TPSRasterBand(poDS.get(), i + 1));
     poDS->BuildMetadata(nSolves);
@@ -264,15 +281,19 @@ void TPSDataset::BuildMetadata(int nSolves)
     if (bSameSmoothing)
         osSmoothing = CPLSPrintf("%.17g", c.aoBands[0].dfSmoothing);
 
-    const double dfPairs =
-        static_cast<double>(sInfo.n_points) * nRasterXSize * static_cast<double>(nRasterYSize);
     SetMetadataItem("POINT_COUNT", SizeString(sInfo.n_points), MD_DOMAIN);
     SetMetadataItem("INPUT_POINTS", SizeString(sInfo.n_input), MD_DOMAIN);
     SetMetadataItem("SMOOTHING", osSmoothing.c_str(), MD_DOMAIN);
     SetMetadataItem("SOLVE_SECONDS", CPLSPrintf("%.6f", sInfo.solve_seconds), MD_DOMAIN);
     SetMetadataItem("MAX_ABS_RESIDUAL", CPLSPrintf("%.17g", dfMaxResidual), MD_DOMAIN);
-    SetMetadataItem("DEVICE", tps_device_name(tps_device_choose(m_sEvalOptions.device, dfPairs)),
-                    MD_DOMAIN);
+    SetMetadataItem("DEVICE", tps_device_name(m_sEvalOptions.device), MD_DOMAIN);
+    if (m_sEvalOptions.device == TPS_DEVICE_GPU)
+    {
+        SetMetadataItem("GPU", tps_gpu_description(), MD_DOMAIN);
+        SetMetadataItem("PRECISION",
+                        m_sEvalOptions.precision == TPS_PRECISION_MIXED ? "MIXED" : "DOUBLE",
+                        MD_DOMAIN);
+    }
     SetMetadataItem("CPU_KERNEL", tps_cpu_kernel_name(tps_cpu_kernel_best()), MD_DOMAIN);
     SetMetadataItem("NUM_THREADS", CPLSPrintf("%d", m_sEvalOptions.num_threads), MD_DOMAIN);
     SetMetadataItem("SOLVES", CPLSPrintf("%d", nSolves), MD_DOMAIN);
@@ -291,6 +312,25 @@ void TPSDataset::BuildMetadata(int nSolves)
         poBand->SetMetadataItem("MAX_ABS_RESIDUAL", CPLSPrintf("%.17g", sBand.max_abs_residual),
                                 MD_DOMAIN);
     }
+}
+
+void TPSDataset::RefreshDynamicMetadata(const char *pszDomain)
+{
+    if (pszDomain != nullptr && EQUAL(pszDomain, MD_DOMAIN))
+        SetMetadataItem("DEVICE_UPLOADS",
+                        SizeString(tps_model_device_uploads(m_poModel->psModel)), MD_DOMAIN);
+}
+
+char **TPSDataset::GetMetadata(const char *pszDomain)
+{
+    RefreshDynamicMetadata(pszDomain);
+    return GDALDataset::GetMetadata(pszDomain);
+}
+
+const char *TPSDataset::GetMetadataItem(const char *pszName, const char *pszDomain)
+{
+    RefreshDynamicMetadata(pszDomain);
+    return GDALDataset::GetMetadataItem(pszName, pszDomain);
 }
 
 #if GDAL_VERSION_NUM >= GDAL_COMPUTE_VERSION(3, 12, 0)
@@ -349,8 +389,10 @@ CPLErr TPSDataset::EvaluateWindow(int nXOff, int nYOff, int nXSize, int nYSize,
     if (aoOutputs.empty() || nXSize <= 0 || nYSize <= 0)
         return CE_None;
     const double dfPoints = std::max<double>(1.0, static_cast<double>(m_poModel->sInfo.n_points));
+    const bool bGPU = m_sEvalOptions.device == TPS_DEVICE_GPU;
     const double dfRows =
-        std::min(CHUNK_MAX_PIXELS / nXSize, CHUNK_MAX_PAIRS / (dfPoints * nXSize));
+        std::min((bGPU ? CHUNK_MAX_PIXELS_GPU : CHUNK_MAX_PIXELS) / nXSize,
+                 (bGPU ? CHUNK_MAX_PAIRS_GPU : CHUNK_MAX_PAIRS) / (dfPoints * nXSize));
     const int nChunkRows = static_cast<int>(std::max(1.0, std::min<double>(nYSize, dfRows)));
     // A Float32 raster read into a Float64 buffer must give the Float32
     // values, as it would through the block cache: round after evaluating.
@@ -369,8 +411,20 @@ CPLErr TPSDataset::EvaluateWindow(int nXOff, int nYOff, int nXSize, int nYSize,
         tps_grid_from_geotransform(&sGrid, m_adfGeoTransform, static_cast<size_t>(nXOff),
                                    static_cast<size_t>(nYOff + iRow), static_cast<size_t>(nXSize),
                                    static_cast<size_t>(nRows));
-        if (tps_evaluate_grid(m_poContext.get(), m_poModel->psModel, &sGrid, aoChunk.size(),
-                              aoChunk.data(), &m_sEvalOptions) != TPS_OK)
+        tps_status eStatus = tps_evaluate_grid(m_poContext.get(), m_poModel->psModel, &sGrid,
+                                               aoChunk.size(), aoChunk.data(), &m_sEvalOptions);
+        if (eStatus != TPS_OK && m_bDeviceAuto && m_sEvalOptions.device == TPS_DEVICE_GPU)
+        {
+            // DEVICE=AUTO chose the GPU and the GPU failed (out of memory,
+            // gone): this handle goes on on the CPU, and says so.
+            CPLDebug("TPS", "%s: GPU evaluation failed, going on on the CPU: %s",
+                     m_oConfig.osName.c_str(), tps_context_errmsg(m_poContext.get()));
+            m_sEvalOptions.device = TPS_DEVICE_CPU;
+            SetMetadataItem("DEVICE", "CPU", MD_DOMAIN);
+            eStatus = tps_evaluate_grid(m_poContext.get(), m_poModel->psModel, &sGrid,
+                                        aoChunk.size(), aoChunk.data(), &m_sEvalOptions);
+        }
+        if (eStatus != TPS_OK)
         {
             ReportEngineError("evaluation failed");
             return CE_Failure;

@@ -49,6 +49,9 @@ class TPSDataset final : public GDALDataset
 #endif
     const OGRSpatialReference *GetSpatialRef() const override;
     char **GetFileList() override;
+    /* DEVICE_UPLOADS in the TPS domain changes as GPU reads happen. */
+    char **GetMetadata(const char *pszDomain = "") override;
+    const char *GetMetadataItem(const char *pszName, const char *pszDomain = "") override;
 
   protected:
     CPLErr IRasterIO(GDALRWFlag eRWFlag, int nXOff, int nYOff, int nXSize, int nYSize, void *pData,
@@ -71,12 +74,14 @@ class TPSDataset final : public GDALDataset
     tps_eval_options m_sEvalOptions{};
     double m_adfGeoTransform[6] = {0, 1, 0, 0, 0, 1};
     size_t m_nMaxMemory = 0;
+    bool m_bDeviceAuto = true; /* DEVICE=AUTO: a failing GPU falls back to the CPU */
 
     static void LogCallback(void *pUserData, tps_log_level eLevel, const char *pszMessage);
 
     bool ReportEngineError(const char *pszWhat) const;
     std::shared_ptr<TPSSharedModel> Solve();
     void BuildMetadata(int nSolves);
+    void RefreshDynamicMetadata(const char *pszDomain);
 
     /* The fast path: evaluates the window [nXOff, nXOff+nXSize) x
      * [nYOff, nYOff+nYSize) at full resolution for the bands listed, each

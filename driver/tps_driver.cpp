@@ -136,6 +136,12 @@ constexpr const char OPEN_OPTIONS[] =
     "    <Value>CPU</Value>"
     "    <Value>GPU</Value>"
     "  </Option>"
+    "  <Option name='PRECISION' type='string-select' default='DOUBLE' "
+    "description='GPU arithmetic: DOUBLE (FP64, within 1e-9 of the CPU) or MIXED (FP32 "
+    "distances and log, FP64 sums; within 1e-5 of the value range)'>"
+    "    <Value>DOUBLE</Value>"
+    "    <Value>MIXED</Value>"
+    "  </Option>"
     "</OpenOptionList>";
 
 } // namespace

@@ -162,10 +162,19 @@ typedef struct tps_output {
     ptrdiff_t line_stride;  /* bytes */
 } tps_output;
 
+/* Arithmetic of the GPU kernels (the CPU always evaluates in double).
+ * DOUBLE: FP64 throughout; within 1e-9 x value range of the CPU path.
+ * MIXED: distances and log in FP32 on the centred, scaled coordinates
+ * (the special-function unit's log2), sums in FP64 over FP32 partial sums
+ * of a few hundred points; within 1e-5 x value range of the CPU path on
+ * the test set (docs/design.md gives the bound). */
+typedef enum tps_precision { TPS_PRECISION_DOUBLE = 0, TPS_PRECISION_MIXED = 1 } tps_precision;
+
 typedef struct tps_eval_options {
-    int num_threads;           /* <= 0: one */
-    tps_device device;
+    int num_threads;           /* CPU threads; <= 0: one */
+    tps_device device;         /* AUTO resolves with tps_device_choose */
     tps_cpu_kernel cpu_kernel;
+    tps_precision precision;   /* GPU only */
 } tps_eval_options;
 
 void tps_eval_options_init(tps_eval_options *options);
@@ -184,10 +193,21 @@ tps_status tps_evaluate_points(tps_context *ctx, const tps_model *model, size_t 
 /* ---- devices ------------------------------------------------------------ */
 
 const char *tps_device_name(tps_device device);
-/* TPS_OK when `device` can evaluate in this process; otherwise the reason in ctx. */
+/* TPS_OK when `device` can evaluate in this process; otherwise the reason
+ * in ctx (no GPU support built in, no driver, no device, ...). */
 tps_status tps_device_check(tps_context *ctx, tps_device device);
-/* The device that evaluates `pairs` point-pixel pairs when `requested` is asked for. */
+/* The device that evaluates a job of `pairs` point-pixel pairs when
+ * `requested` is asked for: AUTO is the GPU when one is usable and the job
+ * is big enough for the GPU to win, else the CPU. Never fails: GPU is
+ * returned only when usable. */
 tps_device tps_device_choose(tps_device requested, double pairs);
+/* A description of the GPU (name, memory) or "" when there is none. */
+const char *tps_gpu_description(void);
+
+/* Host-to-device uploads of the model's invariant data (points and
+ * weights) so far: 0 before the first GPU evaluation, 1 after any number
+ * of GPU evaluations from any number of threads. */
+size_t tps_model_device_uploads(const tps_model *model);
 /* Name of the CPU kernel AUTO resolves to on this processor ("avx512", "avx2", "generic"). */
 const char *tps_cpu_kernel_name(tps_cpu_kernel kernel);
 tps_cpu_kernel tps_cpu_kernel_best(void);

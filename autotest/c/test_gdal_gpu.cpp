@@ -1,0 +1,211 @@
+/* test_gdal_gpu.cpp: the GPU through GDAL, for machines without GDAL's
+ * Python bindings (the GPU host). Links libgdal; the plugin comes from
+ * GDAL_DRIVER_PATH.
+ *   test_gdal_gpu share      two DEVICE=GPU handles read 64 blocks x 3 bands;
+ *                            exactly one upload of the model (DEVICE_UPLOADS),
+ *                            values within 1e-9 x range of a DEVICE=CPU handle,
+ *                            a PRECISION=MIXED handle within 1e-5, same upload
+ *   test_gdal_gpu fallback   without a usable GPU: DEVICE=GPU fails at open
+ *                            with a message naming the GPU, AUTO reads on the CPU
+ * Exit 77 (skipped) when the mode does not apply to this machine. */
+#include "gdal_priv.h"
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+static int failures = 0, checks = 0;
+#define CHECK(cond, ...)                                                    \
+    do {                                                                    \
+        ++checks;                                                           \
+        if (!(cond)) {                                                      \
+            ++failures;                                                     \
+            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
+            fprintf(stderr, __VA_ARGS__);                                   \
+            fputc('\n', stderr);                                            \
+        }                                                                   \
+    } while (0)
+
+static std::string g_last_error;
+static void CPL_STDCALL capture(CPLErr, CPLErrorNum, const char *msg)
+{
+    g_last_error = msg;
+}
+
+/* 2000 random points, three value columns, and a 2048 x 2048 .tps with
+ * 256 x 256 blocks: 64 blocks per band. */
+static std::string write_fixture(const std::string &dir)
+{
+    const std::string csv = dir + "/points.csv", tps = dir + "/gpu.tps";
+    FILE *f = fopen(csv.c_str(), "w");
+    fprintf(f, "x,y,a,b,c\n");
+    srand(3);
+    for (int i = 0; i < 2000; ++i) {
+        double u = rand() / double(RAND_MAX), v = rand() / double(RAND_MAX);
+        fprintf(f, "%.17g,%.17g,%.17g,%.17g,%.17g\n", 400000 + 5000 * u, 6000000 + 5000 * v,
+                sin(6 * u) * cos(4 * v), 50 * exp(-8 * ((u - .5) * (u - .5) + v * v)), u * v);
+    }
+    fclose(f);
+    f = fopen(tps.c_str(), "w");
+    fprintf(f, "<TPSDataset><Points><Source>points.csv</Source><XField>x</XField>"
+               "<YField>y</YField></Points>"
+               "<GeoTransform>400000, 2.44140625, 0, 6005000, 0, -2.44140625</GeoTransform>"
+               "<Size>2048 2048</Size><BlockSize>256 256</BlockSize><DataType>Float64</DataType>"
+               "<Band><Field>a</Field></Band><Band><Field>b</Field><Smoothing>1000</Smoothing>"
+               "</Band><Band><Field>c</Field></Band></TPSDataset>\n");
+    fclose(f);
+    return tps;
+}
+
+static GDALDataset *open_tps(const std::string &path, const char *device, const char *precision)
+{
+    CPLStringList options;
+    options.SetNameValue("DEVICE", device);
+    if (precision)
+        options.SetNameValue("PRECISION", precision);
+    return GDALDataset::FromHandle(GDALOpenEx(path.c_str(), GDAL_OF_RASTER | GDAL_OF_READONLY,
+                                              nullptr, options.List(), nullptr));
+}
+
+static const char *md(GDALDataset *ds, const char *key)
+{
+    const char *v = ds->GetMetadataItem(key, "TPS");
+    return v ? v : "(none)";
+}
+
+static int share(const std::string &tps)
+{
+    GDALDataset *a = open_tps(tps, "GPU", nullptr), *b = open_tps(tps, "GPU", nullptr);
+    GDALDataset *cpu = open_tps(tps, "CPU", nullptr);
+    if (!a || !b || !cpu) {
+        fprintf(stderr, "open failed: %s\n", g_last_error.c_str());
+        return 1;
+    }
+    CHECK(strcmp(md(a, "DEVICE"), "GPU") == 0, "DEVICE=%s", md(a, "DEVICE"));
+    CHECK(strcmp(md(cpu, "DEVICE"), "CPU") == 0, "DEVICE=%s", md(cpu, "DEVICE"));
+    CHECK(strcmp(md(a, "DEVICE_UPLOADS"), "0") == 0, "before any read: %s",
+          md(a, "DEVICE_UPLOADS"));
+    std::vector<double> ga(256 * 256), gc(256 * 256);
+    double worst[3] = {0, 0, 0}, lo[3], hi[3];
+    for (int k = 0; k < 3; ++k) {
+        lo[k] = 1e300;
+        hi[k] = -1e300;
+    }
+    int blocks = 0;
+    for (int by = 0; by < 8; ++by)
+        for (int bx = 0; bx < 8; ++bx)
+            for (int k = 1; k <= 3; ++k) {
+                GDALDataset *gpu = (bx + by + k) % 2 ? a : b; /* both handles */
+                CHECK(gpu->GetRasterBand(k)->ReadBlock(bx, by, ga.data()) == CE_None, "%s",
+                      g_last_error.c_str());
+                CHECK(cpu->GetRasterBand(k)->ReadBlock(bx, by, gc.data()) == CE_None, "%s",
+                      g_last_error.c_str());
+                for (size_t i = 0; i < ga.size(); ++i) {
+                    worst[k - 1] = std::fmax(worst[k - 1], std::fabs(ga[i] - gc[i]));
+                    lo[k - 1] = std::fmin(lo[k - 1], gc[i]);
+                    hi[k - 1] = std::fmax(hi[k - 1], gc[i]);
+                }
+                ++blocks;
+            }
+    for (int k = 0; k < 3; ++k) {
+        printf("band %d: max |GPU - CPU| = %.3g x range\n", k + 1, worst[k] / (hi[k] - lo[k]));
+        CHECK(worst[k] <= 1e-9 * (hi[k] - lo[k]), "band %d: %.3g", k + 1, worst[k]);
+    }
+    printf("%d blocks read through two GPU handles; DEVICE_UPLOADS %s / %s, SOLVES %s\n", blocks,
+           md(a, "DEVICE_UPLOADS"), md(b, "DEVICE_UPLOADS"), md(a, "SOLVES"));
+    CHECK(strcmp(md(a, "DEVICE_UPLOADS"), "1") == 0, "uploads %s", md(a, "DEVICE_UPLOADS"));
+    CHECK(strcmp(md(b, "DEVICE_UPLOADS"), "1") == 0, "uploads %s", md(b, "DEVICE_UPLOADS"));
+    CHECK(strcmp(md(a, "SOLVES"), "1") == 0, "solves %s", md(a, "SOLVES"));
+
+    /* MIXED on the same model: the same device copy. */
+    GDALDataset *mixed = open_tps(tps, "GPU", "MIXED");
+    CHECK(mixed != nullptr, "%s", g_last_error.c_str());
+    if (mixed) {
+        std::vector<double> all_g(2048 * 64), all_c(2048 * 64);
+        for (int k = 1; k <= 3; ++k) {
+            CHECK(mixed->GetRasterBand(k)->RasterIO(GF_Read, 0, 1000, 2048, 64, all_g.data(), 2048,
+                                                    64, GDT_Float64, 0, 0, nullptr) == CE_None,
+                  "%s", g_last_error.c_str());
+            CHECK(cpu->GetRasterBand(k)->RasterIO(GF_Read, 0, 1000, 2048, 64, all_c.data(), 2048,
+                                                  64, GDT_Float64, 0, 0, nullptr) == CE_None,
+                  "%s", g_last_error.c_str());
+            double w = 0;
+            for (size_t i = 0; i < all_g.size(); ++i)
+                w = std::fmax(w, std::fabs(all_g[i] - all_c[i]));
+            printf("band %d MIXED: max |GPU - CPU| = %.3g x range\n", k, w / (hi[k - 1] - lo[k - 1]));
+            CHECK(w <= 1e-5 * (hi[k - 1] - lo[k - 1]), "MIXED band %d: %.3g", k, w);
+        }
+        CHECK(strcmp(md(mixed, "DEVICE_UPLOADS"), "1") == 0, "uploads %s",
+              md(mixed, "DEVICE_UPLOADS"));
+        GDALClose(mixed);
+    }
+    GDALClose(a);
+    GDALClose(b);
+    GDALClose(cpu);
+    return 0;
+}
+
+static int fallback(const std::string &tps)
+{
+    GDALDataset *gpu = open_tps(tps, "GPU", nullptr);
+    CHECK(gpu == nullptr, "DEVICE=GPU opened without a usable GPU");
+    CHECK(g_last_error.find("GPU") != std::string::npos, "message: %s", g_last_error.c_str());
+    printf("DEVICE=GPU: %s\n", g_last_error.c_str());
+    if (gpu)
+        GDALClose(gpu);
+    GDALDataset *autods = open_tps(tps, "AUTO", nullptr);
+    CHECK(autods != nullptr, "AUTO: %s", g_last_error.c_str());
+    if (autods) {
+        CHECK(strcmp(md(autods, "DEVICE"), "CPU") == 0, "DEVICE=%s", md(autods, "DEVICE"));
+        double v = 0;
+        CHECK(autods->GetRasterBand(1)->RasterIO(GF_Read, 5, 5, 1, 1, &v, 1, 1, GDT_Float64, 0,
+                                                  0, nullptr) == CE_None && std::isfinite(v),
+              "AUTO read");
+        GDALClose(autods);
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const std::string mode = argc > 1 ? argv[1] : "share";
+    GDALAllRegister();
+    CPLPushErrorHandler(capture);
+    if (!GDALGetDriverByName("TPS")) {
+        fprintf(stderr, "the TPS driver is not registered: set GDAL_DRIVER_PATH\n");
+        return 1;
+    }
+    char dir[] = "/tmp/tps_gpu_XXXXXX";
+    if (!mkdtemp(dir))
+        return 1;
+    const std::string tps = write_fixture(dir);
+    /* Is a GPU usable? A DEVICE=GPU open says. */
+    GDALDataset *probe = open_tps(tps, "GPU", nullptr);
+    const bool usable = probe != nullptr;
+    if (probe)
+        GDALClose(probe);
+    int rc;
+    if (mode == "fallback") {
+        if (usable) {
+            printf("SKIP: a GPU is usable here; run with CUDA_VISIBLE_DEVICES= to test the "
+                   "fallback\n");
+            rc = 77;
+        } else {
+            rc = fallback(tps);
+        }
+    } else if (!usable) {
+        printf("SKIP: no usable GPU: %s\n", g_last_error.c_str());
+        rc = 77;
+    } else {
+        rc = share(tps);
+    }
+    if (rc != 77)
+        printf("%d checks, %d failed\n", checks, failures);
+    VSIUnlink((std::string(dir) + "/points.csv").c_str());
+    VSIUnlink(tps.c_str());
+    VSIRmdir(dir);
+    return rc == 77 ? 77 : (failures || rc ? 1 : 0);
+}

@@ -1,0 +1,257 @@
+/* test_gpu.c: the GPU path against the CPU path, and the fallback without
+ * a GPU. Exit 77 (ctest: skipped, with the reason printed) for the parts
+ * that need a GPU when none can be used.
+ *   test_gpu fallback   no usable GPU (none here, or CUDA_VISIBLE_DEVICES=):
+ *                       DEVICE=GPU fails clearly, AUTO evaluates on the CPU
+ *   test_gpu parity     DOUBLE within 1e-9 and MIXED within 1e-5 of the
+ *                       value range of the CPU path, windows, strides,
+ *                       several bands; one upload for many evaluations from
+ *                       several threads */
+#include "tps.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int failures = 0, checks = 0;
+#define CHECK(cond, ...)                                                    \
+    do {                                                                    \
+        ++checks;                                                           \
+        if (!(cond)) {                                                      \
+            ++failures;                                                     \
+            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
+            fprintf(stderr, __VA_ARGS__);                                   \
+            fputc('\n', stderr);                                            \
+        }                                                                   \
+    } while (0)
+
+static unsigned long long rng = 0x9E3779B97F4A7C15ULL;
+static double uniform(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (double)(rng >> 11) / 9007199254740992.0;
+}
+
+enum { NB = 3 };
+
+typedef struct fixture {
+    tps_model *model;
+    double range[NB];
+    double gt[6];
+} fixture;
+
+/* n random points over `extent` at (x0, y0); three bands, the third with
+ * some values missing (its own factorisation), lambda per band. */
+static int make_fixture(fixture *f, size_t n, double x0, double y0, double extent, double lambda)
+{
+    tps_context *ctx = tps_context_create();
+    double *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y);
+    double *z[NB];
+    for (int b = 0; b < NB; ++b)
+        z[b] = malloc(n * sizeof(double));
+    for (size_t i = 0; i < n; ++i) {
+        double u = uniform(), v = uniform();
+        x[i] = x0 + extent * u;
+        y[i] = y0 + extent * v;
+        z[0][i] = sin(6 * u) * cos(4 * v) + 0.3 * u;
+        z[1][i] = 100.0 * exp(-((u - 0.4) * (u - 0.4) + (v - 0.6) * (v - 0.6)) * 8);
+        z[2][i] = (i % 11 == 0) ? NAN : u * v * 1000.0;
+    }
+    for (int b = 0; b < NB; ++b) {
+        double lo = INFINITY, hi = -INFINITY;
+        for (size_t i = 0; i < n; ++i)
+            if (isfinite(z[b][i])) {
+                lo = fmin(lo, z[b][i]);
+                hi = fmax(hi, z[b][i]);
+            }
+        f->range[b] = hi - lo;
+    }
+    double lambdas[NB] = {lambda, lambda, 0.0};
+    tps_fit_options fo;
+    tps_fit_options_init(&fo);
+    fo.num_threads = 4;
+    f->model = tps_model_create(ctx, n, x, y, NB, (const double *const *)z, lambdas, &fo);
+    if (!f->model)
+        fprintf(stderr, "fit: %s\n", tps_context_errmsg(ctx));
+    /* A slightly rotated grid reaching past the points. */
+    double gt[6] = {x0 - 0.05 * extent, extent / 400, 0.002 * extent / 400,
+                    y0 + 1.05 * extent, 0.001 * extent / 300, -extent / 300};
+    memcpy(f->gt, gt, sizeof gt);
+    free(x);
+    free(y);
+    for (int b = 0; b < NB; ++b)
+        free(z[b]);
+    tps_context_destroy(ctx);
+    return f->model != NULL;
+}
+
+/* Max |gpu - cpu| / range per band over a window, Float64. */
+static void compare_window(const fixture *f, tps_precision precision, size_t c0, size_t r0,
+                           size_t nc, size_t nr, double *worst)
+{
+    tps_context *ctx = tps_context_create();
+    double *cpu = malloc(NB * nc * nr * sizeof(double)), *gpu = malloc(NB * nc * nr * sizeof(double));
+    tps_grid g;
+    tps_grid_from_geotransform(&g, f->gt, c0, r0, nc, nr);
+    tps_output o[NB];
+    tps_eval_options eo;
+    tps_eval_options_init(&eo);
+    eo.num_threads = 4;
+    for (int pass = 0; pass < 2; ++pass) {
+        double *dst = pass ? gpu : cpu;
+        /* Pixel-interleaved on the GPU pass: strides are honoured. */
+        for (int b = 0; b < NB; ++b)
+            o[b] = pass ? (tps_output){(size_t)b, dst + b, TPS_FLOAT64, NB * 8, (ptrdiff_t)(NB * 8 * nc)}
+                        : (tps_output){(size_t)b, dst + b * nc * nr, TPS_FLOAT64, 8, (ptrdiff_t)(8 * nc)};
+        for (size_t k = 0; k < NB * nc * nr; ++k)
+            dst[k] = NAN; /* poison: every element must be written */
+        eo.device = pass ? TPS_DEVICE_GPU : TPS_DEVICE_CPU;
+        eo.precision = precision;
+        tps_status st = tps_evaluate_grid(ctx, f->model, &g, NB, o, &eo);
+        CHECK(st == TPS_OK, "%s", tps_context_errmsg(ctx));
+    }
+    for (int b = 0; b < NB; ++b) {
+        worst[b] = 0;
+        for (size_t r = 0; r < nr; ++r)
+            for (size_t c = 0; c < nc; ++c) {
+                double a = cpu[b * nc * nr + r * nc + c], v = gpu[(r * nc + c) * NB + b];
+                double d = fabs(a - v) / f->range[b];
+                worst[b] = isnan(d) ? INFINITY : fmax(worst[b], d);
+            }
+    }
+    free(cpu);
+    free(gpu);
+    tps_context_destroy(ctx);
+}
+
+typedef struct thread_job {
+    const fixture *f;
+    int seed;
+    int bad;
+} thread_job;
+
+/* Many GPU reads of random windows from one thread, each checked against
+ * the same window on the CPU. */
+static void *reader(void *p)
+{
+    thread_job *job = p;
+    unsigned s = (unsigned)job->seed;
+    for (int k = 0; k < 16; ++k) {
+        size_t c0 = rand_r(&s) % 300, r0 = rand_r(&s) % 200;
+        size_t nc = 1 + rand_r(&s) % 100, nr = 1 + rand_r(&s) % 100;
+        double worst[NB];
+        compare_window(job->f, TPS_PRECISION_DOUBLE, c0, r0, nc, nr, worst);
+        for (int b = 0; b < NB; ++b)
+            job->bad += !(worst[b] <= 1e-9);
+    }
+    return NULL;
+}
+
+static int parity(void)
+{
+    struct {
+        size_t n;
+        double x0, y0, extent, lambda;
+    } cases[] = {{2000, 0, 0, 1, 0}, {1500, 500000, 5000000, 20000, 0},
+                 {1500, 500000, 5000000, 20000, 1e5}, {300, -3, 7, 2, 1e-3}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; ++k) {
+        fixture f;
+        if (!make_fixture(&f, cases[k].n, cases[k].x0, cases[k].y0, cases[k].extent,
+                          cases[k].lambda)) {
+            ++failures;
+            continue;
+        }
+        double wd[NB], wm[NB];
+        compare_window(&f, TPS_PRECISION_DOUBLE, 0, 0, 400, 300, wd);
+        compare_window(&f, TPS_PRECISION_MIXED, 0, 0, 400, 300, wm);
+        for (int b = 0; b < NB; ++b) {
+            printf("case %zu band %d: DOUBLE %.2e, MIXED %.2e (x range)\n", k, b, wd[b], wm[b]);
+            CHECK(wd[b] <= 1e-9, "case %zu band %d: DOUBLE off by %.3g x range", k, b, wd[b]);
+            CHECK(wm[b] <= 1e-5, "case %zu band %d: MIXED off by %.3g x range", k, b, wm[b]);
+        }
+        /* Odd windows: partial thread tiles, one pixel, one row. */
+        size_t wins[][4] = {{1, 1, 1, 1}, {7, 3, 513, 1}, {399, 299, 1, 1}, {13, 17, 129, 77}};
+        for (size_t wi = 0; wi < 4; ++wi) {
+            compare_window(&f, TPS_PRECISION_DOUBLE, wins[wi][0], wins[wi][1], wins[wi][2],
+                           wins[wi][3], wd);
+            for (int b = 0; b < NB; ++b)
+                CHECK(wd[b] <= 1e-9, "case %zu window %zu band %d: %.3g", k, wi, b, wd[b]);
+        }
+        if (k == 0) {
+            /* Concurrent readers: one device copy, right answers. */
+            pthread_t t[4];
+            thread_job jobs[4];
+            for (int i = 0; i < 4; ++i) {
+                jobs[i] = (thread_job){&f, 100 + i, 0};
+                pthread_create(&t[i], NULL, reader, &jobs[i]);
+            }
+            for (int i = 0; i < 4; ++i) {
+                pthread_join(t[i], NULL);
+                CHECK(jobs[i].bad == 0, "thread %d: %d bad windows", i, jobs[i].bad);
+            }
+            CHECK(tps_model_device_uploads(f.model) == 1, "uploads: %zu",
+                  tps_model_device_uploads(f.model));
+        }
+        tps_model_destroy(f.model);
+    }
+    return 0;
+}
+
+static int fallback(void)
+{
+    tps_context *ctx = tps_context_create();
+    CHECK(tps_device_check(ctx, TPS_DEVICE_GPU) == TPS_ERR_DEVICE_UNAVAILABLE,
+          "GPU reported usable");
+    CHECK(strstr(tps_context_errmsg(ctx), "GPU") != NULL, "message: %s", tps_context_errmsg(ctx));
+    printf("DEVICE=GPU says: %s\n", tps_context_errmsg(ctx));
+    CHECK(tps_device_choose(TPS_DEVICE_AUTO, 1e15) == TPS_DEVICE_CPU, "AUTO chose the GPU");
+    CHECK(tps_device_choose(TPS_DEVICE_GPU, 1e15) == TPS_DEVICE_CPU, "GPU chosen though unusable");
+    fixture f;
+    if (make_fixture(&f, 200, 0, 0, 1, 0)) {
+        double out[20 * 10];
+        tps_grid g;
+        tps_grid_from_geotransform(&g, f.gt, 0, 0, 20, 10);
+        tps_output o = {0, out, TPS_FLOAT64, 8, 8 * 20};
+        tps_eval_options eo;
+        tps_eval_options_init(&eo);
+        eo.device = TPS_DEVICE_GPU;
+        CHECK(tps_evaluate_grid(ctx, f.model, &g, 1, &o, &eo) == TPS_ERR_DEVICE_UNAVAILABLE,
+              "explicit GPU evaluation did not fail");
+        eo.device = TPS_DEVICE_AUTO;
+        CHECK(tps_evaluate_grid(ctx, f.model, &g, 1, &o, &eo) == TPS_OK, "AUTO: %s",
+              tps_context_errmsg(ctx));
+        CHECK(tps_model_device_uploads(f.model) == 0, "uploads without a GPU");
+        tps_model_destroy(f.model);
+    }
+    tps_context_destroy(ctx);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *what = argc > 1 ? argv[1] : "parity";
+    tps_context *ctx = tps_context_create();
+    const int usable = tps_device_check(ctx, TPS_DEVICE_GPU) == TPS_OK;
+    if (strcmp(what, "fallback") == 0) {
+        if (usable) {
+            printf("SKIP: a GPU is usable here (%s); run with CUDA_VISIBLE_DEVICES= to test the "
+                   "fallback\n", tps_gpu_description());
+            return 77;
+        }
+        fallback();
+    } else {
+        if (!usable) {
+            printf("SKIP: no usable GPU: %s\n", tps_context_errmsg(ctx));
+            return 77;
+        }
+        printf("GPU: %s\n", tps_gpu_description());
+        parity();
+    }
+    tps_context_destroy(ctx);
+    printf("%d checks, %d failed\n", checks, failures);
+    return failures ? 1 : 0;
+}

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Runs the GPU tests and benchmarks on the GPU host (see docs/benchmarks.md),
+# from binaries built on the development machine:
+#   cmake -S . -B build-gpu && cmake --build build-gpu -j
+#   mkdir -p .device/bin .device/lib && cp build-gpu/gdal_TPS.so build-gpu/autotest/c/test_* \
+#     build-gpu/bench/tps_bench_* .device/bin/ && strip .device/bin/*
+#   cp -L /usr/lib/x86_64-linux-gnu/liblapacke.so.3 /usr/lib/x86_64-linux-gnu/libtmglib.so.3 .device/lib/
+#   ../shared/tools/gdal-runtime-bundle .device/rt
+# then, on the GPU host, from the repository root: bench/gpu_host.sh OUT_DIR [quick]
+set -u
+out=${1:?usage: gpu_host.sh OUT_DIR [quick]}
+mode=${2:-full}
+mkdir -p "$out" /opt/gdalrt
+tar xJf .device/rt/gdal-runtime.txz -C /opt/gdalrt
+export PATH=/opt/gdalrt/bin:$PATH LD_LIBRARY_PATH=/opt/gdalrt/lib:$PWD/.device/lib
+export GDAL_DATA=/opt/gdalrt/share/gdal PROJ_DATA=/opt/gdalrt/share/proj
+export GDAL_DRIVER_PATH=$PWD/.device/bin
+B=.device/bin
+step() { echo; echo "== $*"; }
+
+step machine
+nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm,driver_version --format=csv
+lscpu | grep -E "Model name|^CPU\(s\)"
+gdalinfo --version && gdalinfo --formats | grep TPS
+
+step tests
+$B/test_engine | tail -1;                      echo "test_engine rc=$?"
+$B/test_gpu parity;                            echo "test_gpu parity rc=$?"
+CUDA_VISIBLE_DEVICES= $B/test_gpu fallback;    echo "test_gpu fallback rc=$?"
+$B/test_gdal_gpu share;                        echo "test_gdal_gpu share rc=$?"
+CUDA_VISIBLE_DEVICES= $B/test_gdal_gpu fallback; echo "test_gdal_gpu fallback rc=$?"
+[ "$mode" = quick ] && exit 0
+
+step "kernels, 8192^2 grid"
+$B/tps_bench_gpu 8192 1000 10000 | tee "$out/bench_gpu.txt"
+
+step "gdal_translate end to end: 16384^2 Float32 from N = 10000"
+work=$(mktemp -d)
+python3 - "$work" <<'PY'
+import sys, numpy as np
+d = sys.argv[1]
+rng = np.random.default_rng(5)
+p = rng.random((10000, 2))
+z = np.sin(6 * p[:, 0]) * np.cos(4 * p[:, 1]) + 0.3 * p[:, 0]
+np.savetxt(d + "/pts.csv", np.c_[p * 10000 + [500000, 5000000], z], delimiter=",",
+           header="x,y,z", comments="", fmt="%.17g")
+open(d + "/big.tps", "w").write("""<TPSDataset><Points><Source>pts.csv</Source>
+<XField>x</XField><YField>y</YField></Points>
+<GeoTransform>500000, 0.6103515625, 0, 5010000, 0, -0.6103515625</GeoTransform>
+<Size>16384 16384</Size><Band><Field>z</Field></Band></TPSDataset>""")
+PY
+for prec in DOUBLE MIXED; do
+  TIMEFORMAT="gdal_translate DEVICE=GPU PRECISION=$prec: %R s"
+  time gdal_translate -q -oo DEVICE=GPU -oo PRECISION=$prec "$work/big.tps" "$work/big_$prec.tif"
+done
+TIMEFORMAT="gdalinfo (open: points + solve, no evaluation): %R s"
+time gdalinfo -oo DEVICE=GPU "$work/big.tps" > /dev/null
+TIMEFORMAT="GeoTIFF copy (read + write of the same raster): %R s"
+time gdal_translate -q "$work/big_DOUBLE.tif" "$work/copy.tif"
+rm -rf "$work"

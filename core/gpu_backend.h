@@ -1,0 +1,53 @@
+/* gpu_backend.h: what the engine asks of the GPU backend (gpu/tps_gpu.cu).
+ * Plain C across the boundary; every function reports failure by a non-zero
+ * return and a message in err[errlen], never by exiting. Builds without
+ * CUDA link core/gpu_none.c instead, which says so. */
+#ifndef TPS_GPU_BACKEND_H
+#define TPS_GPU_BACKEND_H
+
+#include "tps.h"
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tps_gpu_model tps_gpu_model;
+
+/* 0 when a GPU can be used; probed once per process. */
+int tps_gpu_probe(char *err, size_t errlen);
+/* "NVIDIA H100 80GB HBM3, 79.1 GiB" or "". */
+const char *tps_gpu_name(void);
+
+/* Upload the invariant data of a model: scaled point coordinates, each
+ * band's half-weights and affine part, in FP64 and FP32 copies. */
+tps_gpu_model *tps_gpu_model_create(size_t n, const double *u, const double *v, size_t n_bands,
+                                   const double *const *half_weights, const double (*affine)[3],
+                                   char *err, size_t errlen);
+void tps_gpu_model_destroy(tps_gpu_model *model);
+
+/* A window of a grid in the model's scaled coordinates: cell (c, r) is at
+ *   u = (u0 + j ru) + i cu,  v = (v0 + j rv) + i cv,  i = first_col + c, j = first_row + r. */
+typedef struct tps_gpu_grid {
+    double u0, v0, cu, cv, ru, rv;
+    size_t first_col, first_row, ncols, nrows;
+} tps_gpu_grid;
+
+/* Evaluate outputs[k].band for every k into the caller's strided buffers. */
+int tps_gpu_evaluate_grid(tps_gpu_model *model, const tps_gpu_grid *grid, size_t n_outputs,
+                          const tps_output *outputs, tps_precision precision, char *err,
+                          size_t errlen);
+
+/* For bench/ only, CUDA builds only: the kernels alone over `grid` into
+ * device memory (Float32 planes of bands 0..n_bands-1); *ms receives the
+ * median of `repeats` timings after a warm-up. */
+int tps_gpu_time_kernel(tps_gpu_model *model, const tps_gpu_grid *grid, size_t n_bands,
+                        tps_precision precision, int repeats, double *ms, char *err,
+                        size_t errlen);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,40 @@
+/* gpu_none.c: the GPU backend of a build without CUDA. */
+#include "gpu_backend.h"
+
+#include <stdio.h>
+
+static const char no_gpu[] = "this build of gdal-tps has no GPU support (built without CUDA)";
+
+int tps_gpu_probe(char *err, size_t errlen)
+{
+    snprintf(err, errlen, "%s", no_gpu);
+    return -1;
+}
+
+const char *tps_gpu_name(void)
+{
+    return "";
+}
+
+tps_gpu_model *tps_gpu_model_create(size_t n, const double *u, const double *v, size_t n_bands,
+                                   const double *const *half_weights, const double (*affine)[3],
+                                   char *err, size_t errlen)
+{
+    (void)n, (void)u, (void)v, (void)n_bands, (void)half_weights, (void)affine;
+    snprintf(err, errlen, "%s", no_gpu);
+    return NULL;
+}
+
+void tps_gpu_model_destroy(tps_gpu_model *model)
+{
+    (void)model;
+}
+
+int tps_gpu_evaluate_grid(tps_gpu_model *model, const tps_gpu_grid *grid, size_t n_outputs,
+                          const tps_output *outputs, tps_precision precision, char *err,
+                          size_t errlen)
+{
+    (void)model, (void)grid, (void)n_outputs, (void)outputs, (void)precision;
+    snprintf(err, errlen, "%s", no_gpu);
+    return -1;
+}
