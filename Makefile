@@ -22,8 +22,8 @@ demo: build
 	./scripts/demo.sh $(OUT)
 
 test: build
-	cd $(BUILD) && ctest --output-on-failure
-	$(PYTHON) -m pytest autotest -q -p no:cacheprovider
+	cd $(BUILD) && ctest --output-on-failure --verbose
+	$(PYTHON) -m pytest autotest -q -rs -p no:cacheprovider
 
 install: build
 	cmake --install $(BUILD)

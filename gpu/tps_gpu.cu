@@ -55,6 +55,15 @@ void probe_device()
 {
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
+    if (e == cudaErrorInsufficientDriver) {
+        int runtime = 0;
+        cudaRuntimeGetVersion(&runtime);
+        snprintf(probe_message, sizeof probe_message,
+                 "no usable GPU: no NVIDIA driver found, or one older than this build's CUDA %d.%d "
+                 "runtime needs (cudaErrorInsufficientDriver)", runtime / 1000, runtime % 1000 / 10);
+        cudaGetLastError();
+        return;
+    }
     if (e != cudaSuccess) {
         fail(probe_message, sizeof probe_message, "no usable GPU", e);
         cudaGetLastError();
