@@ -223,6 +223,80 @@ int main(int argc, char **argv)
         tps_model_destroy(m);
         tps_context_destroy(ctx);
     }
+    /* The solve: CPU (all cores) against cuSOLVER, N = 5000 and 20000 (or
+     * TPS_BENCH_SOLVE="n1 n2 ..."). */
+    const char *solve_env = getenv("TPS_BENCH_SOLVE");
+    std::vector<size_t> solve_sizes;
+    if (solve_env) {
+        char *end = nullptr;
+        for (const char *p = solve_env; *p; p = end) {
+            size_t v = strtoul(p, &end, 10);
+            if (end == p)
+                break;
+            if (v)
+                solve_sizes.push_back(v);
+        }
+    } else {
+        solve_sizes = {5000, 20000};
+    }
+    printf("\n| N | CPU solve s (%d threads) | GPU solve s (cuSOLVER) | ratio | max diff / range |\n",
+           cpus);
+    printf("|---|---|---|---|---|\n");
+    for (size_t n : solve_sizes) {
+        std::vector<double> x(n), y(n), z(n);
+        srand(2);
+        double lo = 1e300, hi = -1e300;
+        for (size_t i = 0; i < n; ++i) {
+            x[i] = rand() / (double)RAND_MAX;
+            y[i] = rand() / (double)RAND_MAX;
+            z[i] = sin(6 * x[i]) * cos(4 * y[i]) + 0.3 * x[i];
+            lo = fmin(lo, z[i]);
+            hi = fmax(hi, z[i]);
+        }
+        tps_context *ctx = tps_context_create();
+        tps_fit_options fo;
+        tps_fit_options_init(&fo);
+        fo.num_threads = cpus;
+        const double *zp = z.data();
+        double lambda = 0.0, secs[2];
+        tps_model *models[2];
+        for (int k = 0; k < 2; ++k) {
+            fo.device = k ? TPS_DEVICE_GPU : TPS_DEVICE_CPU;
+            double t0 = now();
+            models[k] = tps_model_create(ctx, n, x.data(), y.data(), 1, &zp, &lambda, &fo);
+            secs[k] = now() - t0;
+            if (!models[k]) {
+                fprintf(stderr, "%s\n", tps_context_errmsg(ctx));
+                return 1;
+            }
+        }
+        tps_model_info info;
+        tps_model_get_info(ctx, models[1], &info);
+        const size_t cg = 256;
+        const double cgt[6] = {0.0, 1.0 / cg, 0.0, 1.0, 0.0, -1.0 / cg};
+        tps_grid cgrid;
+        tps_grid_from_geotransform(&cgrid, cgt, 0, 0, cg, cg);
+        std::vector<double> ga(cg * cg), gb(cg * cg);
+        tps_output oa = {0, ga.data(), TPS_FLOAT64, 8, (ptrdiff_t)(8 * cg)};
+        tps_output ob = {0, gb.data(), TPS_FLOAT64, 8, (ptrdiff_t)(8 * cg)};
+        tps_eval_options eo;
+        tps_eval_options_init(&eo);
+        eo.device = TPS_DEVICE_CPU;
+        eo.num_threads = cpus;
+        tps_evaluate_grid(ctx, models[0], &cgrid, 1, &oa, &eo);
+        tps_evaluate_grid(ctx, models[1], &cgrid, 1, &ob, &eo);
+        double worst = 0;
+        for (size_t k = 0; k < cg * cg; ++k)
+            worst = fmax(worst, fabs(ga[k] - gb[k]));
+        printf("| %zu | %.2f | %.2f%s | %.1fx | %.1e |\n", n, secs[0], secs[1],
+               info.solve_device == TPS_DEVICE_GPU ? "" : " (fell back to the CPU)",
+               secs[0] / secs[1], worst / (hi - lo));
+        fflush(stdout);
+        tps_model_destroy(models[0]);
+        tps_model_destroy(models[1]);
+        tps_context_destroy(ctx);
+    }
+
     printf("\n| N | grid | naive FP64 | DOUBLE | MIXED | DOUBLE e2e | MIXED e2e | CPU (%d thr) | "
            "DOUBLE/naive | max err DOUBLE / MIXED (x range) |\n", cpus);
     printf("|---|---|---|---|---|---|---|---|---|---|\n");

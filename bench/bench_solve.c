@@ -74,7 +74,8 @@ int main(int argc, char **argv)
     const double *zp = z;
     double *w = sol;
     double (*a)[3] = (double(*)[3])(sol + n);
-    if (tps_solve_dense(ctx, n, u, v, lambda, 1, &zp, &w, a, 2, "bench") != TPS_OK) {
+    int used_gpu = 0;
+    if (tps_solve_dense(ctx, n, u, v, lambda, 1, &zp, &w, a, 2, 0, &used_gpu, "bench") != TPS_OK) {
         fprintf(stderr, "%s\n", tps_context_errmsg(ctx));
         return 1;
     }

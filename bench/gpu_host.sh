@@ -31,7 +31,7 @@ $B/test_gdal_gpu share;                        echo "test_gdal_gpu share rc=$?"
 CUDA_VISIBLE_DEVICES= $B/test_gdal_gpu fallback; echo "test_gdal_gpu fallback rc=$?"
 [ "$mode" = quick ] && exit 0
 
-step "kernels, 8192^2 grid"
+step "kernels, 8192^2 grid; solves"
 $B/tps_bench_gpu 8192 1000 10000 | tee "$out/bench_gpu.txt"
 
 step "gdal_translate end to end: 16384^2 Float32 from N = 10000"
@@ -53,8 +53,10 @@ for prec in DOUBLE MIXED; do
   TIMEFORMAT="gdal_translate DEVICE=GPU PRECISION=$prec: %R s"
   time gdal_translate -q -oo DEVICE=GPU -oo PRECISION=$prec "$work/big.tps" "$work/big_$prec.tif"
 done
-TIMEFORMAT="gdalinfo (open: points + solve, no evaluation): %R s"
-time gdalinfo -oo DEVICE=GPU "$work/big.tps" > /dev/null
+TIMEFORMAT="gdalinfo DEVICE=GPU (open: points + cuSOLVER solve, no evaluation): %R s"
+time gdalinfo -oo DEVICE=GPU -mdd TPS "$work/big.tps" | grep -E "SOLVE_"
+TIMEFORMAT="gdalinfo DEVICE=CPU (open: points + CPU solve, no evaluation): %R s"
+time gdalinfo -oo DEVICE=CPU -mdd TPS "$work/big.tps" | grep -E "SOLVE_"
 TIMEFORMAT="GeoTIFF copy (read + write of the same raster): %R s"
 time gdal_translate -q "$work/big_DOUBLE.tif" "$work/copy.tif"
 rm -rf "$work"

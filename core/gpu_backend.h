@@ -39,6 +39,22 @@ int tps_gpu_evaluate_grid(tps_gpu_model *model, const tps_gpu_grid *grid, size_t
                           const tps_output *outputs, tps_precision precision, char *err,
                           size_t errlen);
 
+/* The dense solve's O(N^3) part (core/solve.c has the method): forms
+ * K + lambda I on the device, applies the three reflectors of P's QR
+ * (dgeqrf's output `reflectors`, N x 3, and `tau`), factors the trailing
+ * block with cuSOLVER's dpotrf and solves: rhs (N x n_rhs, column-major,
+ * holding Q^T z) gets g in its rows 3..N-1; first_columns (3 N) receives
+ * the first three columns of Q^T (K + lambda I) Q. */
+enum {
+    TPS_GPU_SOLVE_UNAVAILABLE = 1,           /* no GPU, no cuSOLVER, too little memory */
+    TPS_GPU_SOLVE_FAILED = 2,                /* a CUDA or cuSOLVER error */
+    TPS_GPU_SOLVE_NOT_POSITIVE_DEFINITE = 3  /* degenerate input, as on the CPU */
+};
+int tps_gpu_solve_available(char *err, size_t errlen);
+int tps_gpu_factor_solve(size_t n, const double *u, const double *v, double lambda,
+                         const double *reflectors, const double tau[3], size_t n_rhs,
+                         double *rhs, double *first_columns, char *err, size_t errlen);
+
 /* For bench/ only, CUDA builds only: the kernels alone over `grid` into
  * device memory (Float32 planes of bands 0..n_bands-1); *ms receives the
  * median of `repeats` timings after a warm-up. */

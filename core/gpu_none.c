@@ -38,3 +38,19 @@ int tps_gpu_evaluate_grid(tps_gpu_model *model, const tps_gpu_grid *grid, size_t
     snprintf(err, errlen, "%s", no_gpu);
     return -1;
 }
+
+int tps_gpu_solve_available(char *err, size_t errlen)
+{
+    snprintf(err, errlen, "%s", no_gpu);
+    return -1;
+}
+
+int tps_gpu_factor_solve(size_t n, const double *u, const double *v, double lambda,
+                         const double *reflectors, const double tau[3], size_t n_rhs,
+                         double *rhs, double *first_columns, char *err, size_t errlen)
+{
+    (void)n, (void)u, (void)v, (void)lambda, (void)reflectors, (void)tau, (void)n_rhs;
+    (void)rhs, (void)first_columns;
+    snprintf(err, errlen, "%s", no_gpu);
+    return TPS_GPU_SOLVE_UNAVAILABLE;
+}

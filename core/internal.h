@@ -65,11 +65,17 @@ double tps_now_seconds(void);
 size_t tps_solve_bytes(size_t n, size_t n_rhs);
 /* Solve (K + lambda I) w + P a = z, P^T w = 0 for n_rhs right-hand sides
  * over the n points (u, v), in scaled coordinates. w[r] (n values) and
- * a[r] (3 values) receive the solution of z[r]. `what` names the bands for
- * messages. */
+ * a[r] (3 values) receive the solution of z[r]. With try_gpu the O(N^3)
+ * part runs on the GPU when it can (*used_gpu says whether it did); else,
+ * or when the GPU cannot, on the CPU. `what` names the bands for messages. */
 tps_status tps_solve_dense(tps_context *ctx, size_t n, const double *u, const double *v,
                            double lambda, size_t n_rhs, const double *const *z, double **w,
-                           double (*a)[3], int num_threads, const char *what);
+                           double (*a)[3], int num_threads, int try_gpu, int *used_gpu,
+                           const char *what);
+/* DEVICE=AUTO solves on the GPU from this many points: below, the CPU's
+ * solve takes well under a second and the GPU's set-up (cuSOLVER handle,
+ * transfers) would not pay. */
+#define TPS_GPU_SOLVE_MIN_POINTS 3000
 
 /* ---- parallel loops (parallel.c) ---- */
 /* Calls body(item, thread, user) for item in [0, n_items) on up to

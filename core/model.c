@@ -15,6 +15,7 @@ void tps_fit_options_init(tps_fit_options *options)
         return;
     options->max_memory = 0;
     options->num_threads = 1;
+    options->device = TPS_DEVICE_AUTO;
 }
 
 typedef struct input_point {
@@ -213,10 +214,17 @@ static tps_status solve_group(tps_context *ctx, tps_model *md, double *const *me
      * absorbed by the affine part under the side conditions, so scaling
      * coordinates by 1/s only rescales lambda by 1/s^2. */
     const double lambda = md->band_info[first].smoothing / (md->scale * md->scale);
-    st = tps_solve_dense(ctx, m, su, sv, lambda, n_group, z, w, a,
-                         options->num_threads, what);
+    char why[512];
+    const int try_gpu = options->device == TPS_DEVICE_GPU ||
+                        (options->device == TPS_DEVICE_AUTO && m >= TPS_GPU_SOLVE_MIN_POINTS &&
+                         tps_gpu_solve_available(why, sizeof why) == 0);
+    int used_gpu = 0;
+    st = tps_solve_dense(ctx, m, su, sv, lambda, n_group, z, w, a, options->num_threads, try_gpu,
+                         &used_gpu, what);
     if (st != TPS_OK)
         goto done;
+    if (used_gpu)
+        md->info.solve_device = TPS_DEVICE_GPU;
     for (size_t g = 0; g < n_group; ++g) {
         size_t b = group[g];
         for (size_t k = 0; k < m; ++k)
@@ -315,6 +323,7 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
     }
     md->info.n_input = n_points;
     md->info.n_bands = n_bands;
+    md->info.solve_device = TPS_DEVICE_CPU;
     md->half_weights = calloc(n_bands, sizeof(double *));
     md->affine = calloc(n_bands, sizeof(double[3]));
     md->band_info = calloc(n_bands, sizeof(tps_band_info));

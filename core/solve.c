@@ -12,6 +12,7 @@
  * reflectors as symmetric rank-2 updates (dsymv + dsyr2): LAPACK's dormqr
  * on the N x N matrix was the slow part in our measurements.
  * docs/design.md gives the measured residuals and timings. */
+#include "gpu_backend.h"
 #include "internal.h"
 
 #include <cblas.h>
@@ -50,52 +51,15 @@ static void fill_column(size_t j, int thread, void *user)
     }
 }
 
-tps_status tps_solve_dense(tps_context *ctx, size_t n, const double *u, const double *v,
-                           double lambda, size_t n_rhs, const double *const *z, double **w,
-                           double (*a)[3], int num_threads, const char *what)
+/* The CPU factorisation: fills mat (N x N, lower triangle) with
+ * Q^T (K + lambda I) Q, factors its trailing block and replaces rows 3.. of
+ * rhs (Q^T z) by g. */
+static tps_status factor_solve_cpu(tps_context *ctx, size_t n, const double *u, const double *v,
+                                   double lambda, const double *p, const double tau[3],
+                                   size_t n_rhs, double *rhs, double *mat, double *q, double *y,
+                                   int num_threads, const char *what)
 {
-    if (n < 3)
-        return tps_set_error(ctx, TPS_ERR_TOO_FEW_POINTS,
-                             "%s: %zu distinct usable point%s, at least 3 are needed", what, n,
-                             n == 1 ? "" : "s");
-    if (n > (size_t)INT32_MAX)
-        return tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT, "%s: too many points (%zu)", what, n);
     const lapack_int ni = (lapack_int)n;
-
-    double *p = malloc(sizeof(double) * n * 3);          /* [1 u v], then its QR */
-    double *rhs = malloc(sizeof(double) * n * n_rhs);    /* Q^T z, then [.; g], then w */
-    double *y = malloc(sizeof(double) * n);
-    double *q = malloc(sizeof(double) * n);
-    double *mat = malloc(sizeof(double) * n * n);
-    double tau[3];
-    tps_status st = TPS_OK;
-    if (!p || !rhs || !y || !q || !mat) {
-        st = tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY,
-                           "%s: out of memory for the dense system of %zu points (%zu bytes)",
-                           what, n, tps_solve_bytes(n, n_rhs));
-        goto done;
-    }
-
-    for (size_t i = 0; i < n; ++i) {
-        p[i] = 1.0;
-        p[n + i] = u[i];
-        p[2 * n + i] = v[i];
-    }
-    if (LAPACKE_dgeqrf(LAPACK_COL_MAJOR, ni, 3, p, ni, tau) != 0) {
-        st = tps_set_error(ctx, TPS_ERR_INTERNAL, "%s: QR of the polynomial part failed", what);
-        goto done;
-    }
-    /* Coordinates lie in [-1, 1], so the columns of P have norms ~sqrt(N):
-     * a last diagonal of R that small relative to the first means [1 u v]
-     * has rank 2, i.e. all points on one line (R11 catches a vertical line,
-     * R22 any other). */
-    if (!(fabs(p[n + 1]) > 1e-10 * fabs(p[0])) || !(fabs(p[2 * n + 2]) > 1e-10 * fabs(p[0]))) {
-        st = tps_set_error(ctx, TPS_ERR_COLLINEAR,
-                           "%s: all %zu points lie on one line; a surface needs points that "
-                           "span an area", what, n);
-        goto done;
-    }
-
     fill_job fj = {n, u, v, lambda, mat};
     tps_parallel_for(n, n > 512 ? num_threads : 1, fill_column, &fj);
 
@@ -114,30 +78,117 @@ tps_status tps_solve_dense(tps_context *ctx, size_t n, const double *u, const do
 
     double *b22 = mat + 3 * n + 3;
     lapack_int info = LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', ni - 3, b22, ni);
-    if (info != 0) {
-        st = tps_set_error(ctx, TPS_ERR_SINGULAR,
-                           "%s: the spline system of %zu points is not positive definite "
-                           "(Cholesky failed at pivot %d): the points are degenerate or too "
-                           "close together for an exact fit; a smoothing > 0 may help",
-                           what, n, (int)info);
+    if (info != 0)
+        return tps_set_error(ctx, TPS_ERR_SINGULAR,
+                             "%s: the spline system of %zu points is not positive definite "
+                             "(Cholesky failed at pivot %d): the points are degenerate or too "
+                             "close together for an exact fit; a smoothing > 0 may help",
+                             what, n, (int)info);
+    if (LAPACKE_dpotrs(LAPACK_COL_MAJOR, 'L', ni - 3, (lapack_int)n_rhs, b22, ni, rhs + 3, ni) != 0)
+        return tps_set_error(ctx, TPS_ERR_INTERNAL, "%s: applying the factorisation failed", what);
+    return TPS_OK;
+}
+
+tps_status tps_solve_dense(tps_context *ctx, size_t n, const double *u, const double *v,
+                           double lambda, size_t n_rhs, const double *const *z, double **w,
+                           double (*a)[3], int num_threads, int try_gpu, int *used_gpu,
+                           const char *what)
+{
+    *used_gpu = 0;
+    if (n < 3)
+        return tps_set_error(ctx, TPS_ERR_TOO_FEW_POINTS,
+                             "%s: %zu distinct usable point%s, at least 3 are needed", what, n,
+                             n == 1 ? "" : "s");
+    if (n > (size_t)INT32_MAX)
+        return tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT, "%s: too many points (%zu)", what, n);
+    const lapack_int ni = (lapack_int)n;
+
+    double *p = malloc(sizeof(double) * n * 3);          /* [1 u v], then its QR */
+    double *rhs = malloc(sizeof(double) * n * n_rhs);    /* Q^T z, then [.; g], then w */
+    double *y = malloc(sizeof(double) * n);
+    double *q = malloc(sizeof(double) * n);
+    double *mat = NULL;                                  /* the CPU path's N x N matrix */
+    double *cols = NULL;                                 /* the GPU path's first 3 columns */
+    const double *b_cols;  /* column k of Q^T A Q: b_cols + k n */
+    double tau[3];
+    tps_status st = TPS_OK;
+    if (!p || !rhs || !y || !q) {
+        st = tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "%s: out of memory", what);
+        goto done;
+    }
+
+    for (size_t i = 0; i < n; ++i) {
+        p[i] = 1.0;
+        p[n + i] = u[i];
+        p[2 * n + i] = v[i];
+    }
+    if (LAPACKE_dgeqrf(LAPACK_COL_MAJOR, ni, 3, p, ni, tau) != 0) {
+        st = tps_set_error(ctx, TPS_ERR_INTERNAL, "%s: QR of the polynomial part failed", what);
+        goto done;
+    }
+    /* Coordinates lie in [-1, 1], so the columns of P have norms ~sqrt(N):
+     * a diagonal of R that small relative to the first means [1 u v]
+     * has rank 2, i.e. all points on one line (R11 catches a vertical line,
+     * R22 any other). */
+    if (!(fabs(p[n + 1]) > 1e-10 * fabs(p[0])) || !(fabs(p[2 * n + 2]) > 1e-10 * fabs(p[0]))) {
+        st = tps_set_error(ctx, TPS_ERR_COLLINEAR,
+                           "%s: all %zu points lie on one line; a surface needs points that "
+                           "span an area", what, n);
         goto done;
     }
 
     for (size_t r = 0; r < n_rhs; ++r)
         memcpy(rhs + r * n, z[r], sizeof(double) * n);
     const lapack_int nr = (lapack_int)n_rhs;
-    if (LAPACKE_dormqr(LAPACK_COL_MAJOR, 'L', 'T', ni, nr, 3, p, ni, tau, rhs, ni) != 0 ||
-        LAPACKE_dpotrs(LAPACK_COL_MAJOR, 'L', ni - 3, nr, b22, ni, rhs + 3, ni) != 0) {
-        st = tps_set_error(ctx, TPS_ERR_INTERNAL, "%s: applying the factorisation failed", what);
+    if (LAPACKE_dormqr(LAPACK_COL_MAJOR, 'L', 'T', ni, nr, 3, p, ni, tau, rhs, ni) != 0) {
+        st = tps_set_error(ctx, TPS_ERR_INTERNAL, "%s: applying Q^T failed", what);
         goto done;
     }
+
+    if (try_gpu) {
+        char err[512] = "";
+        cols = malloc(sizeof(double) * 3 * n);
+        int rc = cols ? tps_gpu_factor_solve(n, u, v, lambda, p, tau, n_rhs, rhs, cols, err,
+                                             sizeof err)
+                      : TPS_GPU_SOLVE_UNAVAILABLE;
+        if (rc == 0) {
+            *used_gpu = 1;
+        } else if (rc == TPS_GPU_SOLVE_NOT_POSITIVE_DEFINITE) {
+            st = tps_set_error(ctx, TPS_ERR_SINGULAR,
+                               "%s: the spline system of %zu points is not positive definite "
+                               "(%s, on the GPU): the points are degenerate or too close "
+                               "together for an exact fit; a smoothing > 0 may help",
+                               what, n, err);
+            goto done;
+        } else {
+            tps_log(ctx, TPS_LOG_DEBUG, "%s: solving on the CPU, not the GPU: %s", what, err);
+            /* rhs still holds Q^T z: the GPU path writes g only on success. */
+        }
+    }
+    if (*used_gpu) {
+        b_cols = cols;
+    } else {
+        mat = malloc(sizeof(double) * n * n);
+        if (!mat) {
+            st = tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY,
+                               "%s: out of memory for the dense system of %zu points (%zu bytes)",
+                               what, n, tps_solve_bytes(n, n_rhs));
+            goto done;
+        }
+        st = factor_solve_cpu(ctx, n, u, v, lambda, p, tau, n_rhs, rhs, mat, q, y, num_threads,
+                              what);
+        if (st != TPS_OK)
+            goto done;
+        b_cols = mat;
+    }
+
     for (size_t r = 0; r < n_rhs; ++r) {
         double *c = rhs + r * n; /* c[0..2] = Q1^T z, c[3..] = g */
         /* R a = Q1^T z - (Q1^T A Q2) g; Q1^T A Q2 sits below the diagonal
-         * block as Q2^T A Q1 (columns 0..2, rows 3..) in the lower triangle. */
+         * block as Q2^T A Q1 (columns 0..2, rows 3..) of Q^T A Q. */
         double t[3];
         for (size_t k = 0; k < 3; ++k)
-            t[k] = c[k] - cblas_ddot(ni - 3, mat + k * n + 3, 1, c + 3, 1);
+            t[k] = c[k] - cblas_ddot(ni - 3, b_cols + k * n + 3, 1, c + 3, 1);
         for (int k = 2; k >= 0; --k) {
             double s = t[k];
             for (int l = k + 1; l < 3; ++l)
@@ -160,5 +211,6 @@ done:
     free(y);
     free(q);
     free(mat);
+    free(cols);
     return st;
 }

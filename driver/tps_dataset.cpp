@@ -158,6 +158,7 @@ std::shared_ptr<TPSSharedModel> TPSDataset::Solve()
     tps_fit_options_init(&sFitOptions);
     sFitOptions.max_memory = m_nMaxMemory;
     sFitOptions.num_threads = m_oConfig.nNumThreads;
+    sFitOptions.device = ToEngineDevice(m_oConfig.eDevice);
 
     auto poModel = std::make_shared<TPSSharedModel>();
     const auto oStart = std::chrono::steady_clock::now();
@@ -285,6 +286,7 @@ void TPSDataset::BuildMetadata(int nSolves)
     SetMetadataItem("INPUT_POINTS", SizeString(sInfo.n_input), MD_DOMAIN);
     SetMetadataItem("SMOOTHING", osSmoothing.c_str(), MD_DOMAIN);
     SetMetadataItem("SOLVE_SECONDS", CPLSPrintf("%.6f", sInfo.solve_seconds), MD_DOMAIN);
+    SetMetadataItem("SOLVE_DEVICE", tps_device_name(sInfo.solve_device), MD_DOMAIN);
     SetMetadataItem("MAX_ABS_RESIDUAL", CPLSPrintf("%.17g", dfMaxResidual), MD_DOMAIN);
     SetMetadataItem("DEVICE", tps_device_name(m_sEvalOptions.device), MD_DOMAIN);
     if (m_sEvalOptions.device == TPS_DEVICE_GPU)

@@ -48,6 +48,13 @@ typedef enum tps_status {
     TPS_ERR_INTERNAL
 } tps_status;
 
+/* Where work runs. */
+typedef enum tps_device {
+    TPS_DEVICE_AUTO = 0, /* the fastest available for the work */
+    TPS_DEVICE_CPU = 1,
+    TPS_DEVICE_GPU = 2
+} tps_device;
+
 /* ---- context ------------------------------------------------------------ */
 
 /* Messages that are not errors: warnings (e.g. coincident points merged) and
@@ -73,6 +80,11 @@ typedef struct tps_fit_options {
     /* Threads for building the system and computing residuals; <= 0: one.
      * (The factorisation runs on OpenBLAS's own threads.) */
     int num_threads;
+    /* Where the O(N^3) part of the solve runs: CPU; GPU (cuSOLVER, when a
+     * GPU and cuSOLVER are usable and the device has the memory, else the
+     * CPU, with a debug line); AUTO (default): the GPU from a few thousand
+     * points on, where it pays. */
+    tps_device device;
 } tps_fit_options;
 
 void tps_fit_options_init(tps_fit_options *options);
@@ -97,6 +109,7 @@ typedef struct tps_model_info {
     size_t n_bands;
     size_t n_factorisations; /* distinct systems solved */
     double solve_seconds;    /* wall time of tps_model_create */
+    tps_device solve_device; /* CPU, or GPU if any factorisation ran there */
     double min_x, min_y, max_x, max_y; /* bounding box of the points */
 } tps_model_info;
 
@@ -115,12 +128,6 @@ tps_status tps_model_get_band_info(tps_context *ctx, const tps_model *model, siz
 /* ---- evaluation --------------------------------------------------------- */
 
 typedef enum tps_type { TPS_FLOAT32 = 1, TPS_FLOAT64 = 2 } tps_type;
-
-typedef enum tps_device {
-    TPS_DEVICE_AUTO = 0, /* the fastest available for the work */
-    TPS_DEVICE_CPU = 1,
-    TPS_DEVICE_GPU = 2
-} tps_device;
 
 /* CPU instruction set of the evaluation kernel; AUTO picks the best the
  * processor supports at run time. The others exist for tests and benches. */

@@ -119,6 +119,9 @@ static int share(const std::string &tps)
     CHECK(strcmp(md(a, "DEVICE_UPLOADS"), "1") == 0, "uploads %s", md(a, "DEVICE_UPLOADS"));
     CHECK(strcmp(md(b, "DEVICE_UPLOADS"), "1") == 0, "uploads %s", md(b, "DEVICE_UPLOADS"));
     CHECK(strcmp(md(a, "SOLVES"), "1") == 0, "solves %s", md(a, "SOLVES"));
+    /* The model was solved by the first DEVICE=GPU open: with cuSOLVER. */
+    printf("SOLVE_DEVICE %s, SOLVE_SECONDS %s\n", md(a, "SOLVE_DEVICE"), md(a, "SOLVE_SECONDS"));
+    CHECK(strcmp(md(a, "SOLVE_DEVICE"), "GPU") == 0, "SOLVE_DEVICE=%s", md(a, "SOLVE_DEVICE"));
 
     /* MIXED on the same model: the same device copy. */
     GDALDataset *mixed = open_tps(tps, "GPU", "MIXED");

@@ -151,8 +151,68 @@ static void *reader(void *p)
     return NULL;
 }
 
+/* The cuSOLVER solve against the CPU solve: both models evaluated on the
+ * CPU over the same grid, within 1e-8 x value range. */
+static void solve_parity(size_t n, double lambda)
+{
+    tps_context *ctx = tps_context_create();
+    double *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y), *z = malloc(n * sizeof *z);
+    double lo = INFINITY, hi = -INFINITY;
+    for (size_t i = 0; i < n; ++i) {
+        double u = uniform(), v = uniform();
+        x[i] = 300000 + 8000 * u;
+        y[i] = 4000000 + 6000 * v;
+        z[i] = sin(5 * u) * cos(3 * v) + u * u;
+        lo = fmin(lo, z[i]);
+        hi = fmax(hi, z[i]);
+    }
+    const double *zp = z;
+    tps_fit_options fo;
+    tps_fit_options_init(&fo);
+    fo.num_threads = 8;
+    fo.device = TPS_DEVICE_CPU;
+    tps_model *cpu = tps_model_create(ctx, n, x, y, 1, &zp, &lambda, &fo);
+    fo.device = TPS_DEVICE_GPU;
+    tps_model *gpu = tps_model_create(ctx, n, x, y, 1, &zp, &lambda, &fo);
+    CHECK(cpu && gpu, "fit: %s", tps_context_errmsg(ctx));
+    if (cpu && gpu) {
+        tps_model_info ic, ig;
+        tps_model_get_info(ctx, cpu, &ic);
+        tps_model_get_info(ctx, gpu, &ig);
+        CHECK(ic.solve_device == TPS_DEVICE_CPU && ig.solve_device == TPS_DEVICE_GPU,
+              "solve devices %d %d", (int)ic.solve_device, (int)ig.solve_device);
+        enum { W = 200, H = 150 };
+        static double a[H][W], b[H][W];
+        const double gt[6] = {299000, 50, 0, 4007000, 0, -50};
+        tps_grid g;
+        tps_grid_from_geotransform(&g, gt, 0, 0, W, H);
+        tps_eval_options eo;
+        tps_eval_options_init(&eo);
+        eo.device = TPS_DEVICE_CPU;
+        eo.num_threads = 8;
+        tps_output oa = {0, a, TPS_FLOAT64, 8, 8 * W}, ob = {0, b, TPS_FLOAT64, 8, 8 * W};
+        tps_evaluate_grid(ctx, cpu, &g, 1, &oa, &eo);
+        tps_evaluate_grid(ctx, gpu, &g, 1, &ob, &eo);
+        double worst = 0;
+        for (int r = 0; r < H; ++r)
+            for (int c = 0; c < W; ++c)
+                worst = fmax(worst, fabs(a[r][c] - b[r][c]));
+        printf("solve n=%zu lambda=%g: GPU vs CPU solve %.2e x range\n", n, lambda,
+               worst / (hi - lo));
+        CHECK(worst <= 1e-8 * (hi - lo), "GPU solve off by %.3g x range", worst / (hi - lo));
+    }
+    tps_model_destroy(cpu);
+    tps_model_destroy(gpu);
+    free(x);
+    free(y);
+    free(z);
+    tps_context_destroy(ctx);
+}
+
 static int parity(void)
 {
+    solve_parity(1200, 0.0);
+    solve_parity(3500, 1e4);
     struct {
         size_t n;
         double x0, y0, extent, lambda;
@@ -226,6 +286,20 @@ static int fallback(void)
               tps_context_errmsg(ctx));
         CHECK(tps_model_device_uploads(f.model) == 0, "uploads without a GPU");
         tps_model_destroy(f.model);
+    }
+    /* A GPU solve asked for without a GPU: solved on the CPU, and says so. */
+    double x[5] = {0, 1, 0, 1, 0.3}, y[5] = {0, 0, 1, 1, 0.6}, z[5] = {1, 2, 3, 4, 5}, lam = 0;
+    const double *zp = z;
+    tps_fit_options fo;
+    tps_fit_options_init(&fo);
+    fo.device = TPS_DEVICE_GPU;
+    tps_model *m = tps_model_create(ctx, 5, x, y, 1, &zp, &lam, &fo);
+    CHECK(m != NULL, "%s", tps_context_errmsg(ctx));
+    if (m) {
+        tps_model_info info;
+        tps_model_get_info(ctx, m, &info);
+        CHECK(info.solve_device == TPS_DEVICE_CPU, "solve device %d", (int)info.solve_device);
+        tps_model_destroy(m);
     }
     tps_context_destroy(ctx);
     return 0;
