@@ -172,9 +172,9 @@ typedef struct tps_output {
 /* Arithmetic of the GPU kernels (the CPU always evaluates in double).
  * DOUBLE: FP64 throughout; within 1e-9 x value range of the CPU path.
  * MIXED: distances and log in FP32 on the centred, scaled coordinates
- * (the special-function unit's log2), sums in FP64 over FP32 partial sums
- * of a few hundred points; within 1e-5 x value range of the CPU path on
- * the test set (docs/design.md gives the bound). */
+ * (the special-function unit's log2), sums in FP64 over compensated FP32
+ * partial sums of 256 points; ~1e-6 to 2e-5 x value range of the CPU path
+ * depending on the data's cancellation (docs/design.md gives the model). */
 typedef enum tps_precision { TPS_PRECISION_DOUBLE = 0, TPS_PRECISION_MIXED = 1 } tps_precision;
 
 typedef struct tps_eval_options {
