@@ -3,7 +3,7 @@
 # from binaries built on the development machine:
 #   cmake -S . -B build-gpu && cmake --build build-gpu -j
 #   mkdir -p .device/bin .device/lib && cp build-gpu/gdal_TPS.so build-gpu/autotest/c/test_* \
-#     build-gpu/bench/tps_bench_* .device/bin/ && strip .device/bin/*
+#     build-gpu/bench/tps_bench_gpu build-gpu/bench/tps_mixed_error .device/bin/ && strip .device/bin/*
 #   cp -L /usr/lib/x86_64-linux-gnu/liblapacke.so.3 /usr/lib/x86_64-linux-gnu/libtmglib.so.3 .device/lib/
 #   ../shared/tools/gdal-runtime-bundle .device/rt
 # then, on the GPU host, from the repository root: bench/gpu_host.sh OUT_DIR [quick]
@@ -33,6 +33,9 @@ CUDA_VISIBLE_DEVICES= $B/test_gdal_gpu fallback; echo "test_gdal_gpu fallback rc
 
 step "kernels, 8192^2 grid; solves"
 $B/tps_bench_gpu 8192 1000 10000 | tee "$out/bench_gpu.txt"
+
+step "MIXED: where its error comes from (bench/mixed_error.cu)"
+$B/tps_mixed_error 2000
 
 step "gdal_translate end to end: 16384^2 Float32 from N = 10000"
 work=$(mktemp -d)
