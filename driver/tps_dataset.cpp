@@ -254,10 +254,15 @@ std::unique_ptr<TPSDataset> TPSDataset::Open(TPSConfig &&oConfig)
                            static_cast<double>(poDS->nRasterYSize);
     poDS->m_bDeviceAuto = c.eDevice == TPSDeviceRequest::AUTO;
     poDS->m_sEvalOptions.device = tps_device_choose(poDS->m_sEvalOptions.device, dfPairs);
-    CPLDebug("TPS", "%s: evaluating on the %s%s%s", pszName,
-             tps_device_name(poDS->m_sEvalOptions.device),
-             poDS->m_sEvalOptions.device == TPS_DEVICE_GPU ? ": " : "",
-             poDS->m_sEvalOptions.device == TPS_DEVICE_GPU ? tps_gpu_description() : "");
+    if (poDS->m_sEvalOptions.device == TPS_DEVICE_GPU)
+        CPLDebug("TPS", "%s: evaluating on the GPU: %s", pszName, tps_gpu_description());
+    else if (poDS->m_bDeviceAuto &&
+             tps_device_check(poDS->m_poContext.get(), TPS_DEVICE_GPU) != TPS_OK)
+        CPLDebug("TPS", "%s: evaluating on the CPU: %s", pszName,
+                 tps_context_errmsg(poDS->m_poContext.get()));
+    else
+        CPLDebug("TPS", "%s: evaluating on the CPU (%s)", pszName,
+                 poDS->m_bDeviceAuto ? "too little work for the GPU to win" : "DEVICE=CPU");
 
     for (int i = 0; i < static_cast<int>(c.aoBands.size()); i++)
         poDS->SetBand(i + 1, new TPSRasterBand(poDS.get(), i + 1));
