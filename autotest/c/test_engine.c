@@ -14,19 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int failures = 0;
-static int checks = 0;
-
-#define CHECK(cond, ...)                                                  \
-    do {                                                                  \
-        ++checks;                                                         \
-        if (!(cond)) {                                                    \
-            ++failures;                                                   \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                 \
-            fputc('\n', stderr);                                          \
-        }                                                                 \
-    } while (0)
+#include "check.h"
 
 static unsigned long long rng_state = 88172645463325252ULL;
 static double uniform(void) /* xorshift64: reproducible, no libc rand() state */

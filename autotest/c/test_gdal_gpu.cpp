@@ -17,17 +17,7 @@
 #include <string>
 #include <vector>
 
-static int failures = 0, checks = 0;
-#define CHECK(cond, ...)                                                    \
-    do {                                                                    \
-        ++checks;                                                           \
-        if (!(cond)) {                                                      \
-            ++failures;                                                     \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                   \
-            fputc('\n', stderr);                                            \
-        }                                                                   \
-    } while (0)
+#include "check.h"
 
 static std::string g_last_error;
 static void CPL_STDCALL capture(CPLErr, CPLErrorNum, const char *msg)
