@@ -46,6 +46,8 @@ const char *tps_status_string(tps_status status)
     case TPS_ERR_OUT_OF_MEMORY: return "out of memory";
     case TPS_ERR_DEVICE_UNAVAILABLE: return "device unavailable";
     case TPS_ERR_INTERNAL: return "internal error";
+    case TPS_ERR_BAD_MODEL_DATA: return "invalid saved model";
+    case TPS_ERR_MODEL_MISMATCH: return "saved model of other inputs";
     }
     return "unknown status";
 }

@@ -45,7 +45,9 @@ typedef enum tps_status {
     TPS_ERR_MEMORY_LIMIT,       /* the dense system would exceed the allowed memory */
     TPS_ERR_OUT_OF_MEMORY,      /* an allocation failed */
     TPS_ERR_DEVICE_UNAVAILABLE, /* the requested device cannot be used */
-    TPS_ERR_INTERNAL
+    TPS_ERR_INTERNAL,
+    TPS_ERR_BAD_MODEL_DATA,     /* saved model bytes that are damaged, truncated or foreign */
+    TPS_ERR_MODEL_MISMATCH      /* a valid saved model, but of other inputs (hash differs) */
 } tps_status;
 
 /* Where work runs. */
@@ -124,6 +126,49 @@ typedef struct tps_band_info {
 tps_status tps_model_get_info(tps_context *ctx, const tps_model *model, tps_model_info *info);
 tps_status tps_model_get_band_info(tps_context *ctx, const tps_model *model, size_t band,
                                    tps_band_info *info);
+
+/* ---- saved models ------------------------------------------------------- */
+
+/* A solved model as bytes, so that a solve is done once and kept; file
+ * I/O is the caller's (the driver goes through GDAL's VSI). The bytes are
+ * a versioned binary (docs/design.md gives the layout) in this machine's
+ * byte order: a fixed header of TPS_MODEL_HEADER_BYTES, the model's arrays,
+ * the caller's opaque extra bytes, and a checksum of all of it.
+ *
+ * `hash` is the caller's digest of everything the model depends on (the
+ * points, the options of the solve): it is stored, and a load that expects
+ * another one fails with TPS_ERR_MODEL_MISMATCH. Evaluating a loaded model
+ * gives bit-identical results to evaluating the saved one. */
+#define TPS_MODEL_HEADER_BYTES 128
+
+/* Serialises `model` with `hash` and `extra_size` bytes of `extra` (may be
+ * NULL when 0) into a buffer allocated here: *data, *size bytes, to free
+ * with tps_free. */
+tps_status tps_model_save(tps_context *ctx, const tps_model *model, const unsigned char hash[32],
+                          const void *extra, size_t extra_size, void **data, size_t *size);
+
+/* Checks the first header_size (>= TPS_MODEL_HEADER_BYTES) bytes of saved
+ * model data and, when they are a valid header of a model saved with
+ * expected_hash (NULL: any hash), gives the total size the data must have.
+ * Lets a reader reject a stale or foreign file, and bound what it reads,
+ * before reading the rest. TPS_ERR_BAD_MODEL_DATA, TPS_ERR_MODEL_MISMATCH
+ * otherwise. */
+tps_status tps_model_saved_size(tps_context *ctx, const void *header, size_t header_size,
+                                const unsigned char expected_hash[32], size_t *total_size);
+
+/* The model saved in data[0, size), or NULL with TPS_ERR_BAD_MODEL_DATA
+ * (anything damaged: signature, version, byte order, sizes, counts,
+ * checksum, non-finite or inconsistent values) or TPS_ERR_MODEL_MISMATCH
+ * (saved with a hash other than expected_hash; NULL: any hash). Nothing
+ * is allocated before the counts are checked against `size`. *extra and
+ * *extra_size (either may be NULL) receive the saved extra bytes: a
+ * pointer into `data`, valid while it is. */
+tps_model *tps_model_load(tps_context *ctx, const void *data, size_t size,
+                          const unsigned char expected_hash[32], const void **extra,
+                          size_t *extra_size);
+
+/* Frees memory the engine allocated for the caller (tps_model_save's data). */
+void tps_free(void *data);
 
 /* ---- evaluation --------------------------------------------------------- */
 

@@ -1,0 +1,361 @@
+/* test_model_io.c: saved models (core/model_io.c).
+ *
+ *  - a round trip evaluates bit-identically (grid and scattered points,
+ *    every band) and gives back the same info, band info and extra bytes;
+ *    saving the loaded model gives the same bytes again;
+ *  - every truncation of a saved model, every single damaged byte, random
+ *    garbage and crafted headers (other version, other byte order, huge
+ *    counts, a NaN behind a valid checksum) fail cleanly with
+ *    TPS_ERR_BAD_MODEL_DATA; another hash fails with TPS_ERR_MODEL_MISMATCH.
+ * Run under valgrind too: no failure path may leak or read out of bounds. */
+#include "tps.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+
+/* Header offsets, as docs/design.md documents them. */
+#define OFF_VERSION 8
+#define OFF_BYTE_ORDER 12
+#define OFF_HASH 40
+#define OFF_N 72
+#define OFF_N_BANDS 80
+#define OFF_TOTAL 96
+
+static unsigned long long rng_state = 0x9E3779B97F4A7C15ULL;
+static uint64_t next_u64(void) /* xorshift64 */
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+static double uniform(void)
+{
+    return (double)(next_u64() >> 11) / 9007199254740992.0;
+}
+
+/* The trailer, recomputed independently of the engine, for crafted data. */
+static void reseal(unsigned char *buf, size_t size)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < size - 8; ++i) {
+        h ^= buf[i];
+        h *= 0x100000001b3ULL;
+    }
+    memcpy(buf + size - 8, &h, 8);
+}
+
+/* n random points over a 5 km square, three bands: a smooth field, one
+ * with missing values and smoothing, one with a coincident pair merged. */
+static tps_model *make_model(tps_context *ctx, size_t n)
+{
+    double *x = malloc(sizeof(double) * n), *y = malloc(sizeof(double) * n);
+    double *a = malloc(sizeof(double) * n), *b = malloc(sizeof(double) * n);
+    double *c = malloc(sizeof(double) * n);
+    for (size_t i = 0; i < n; ++i) {
+        x[i] = 400000 + 5000 * uniform();
+        y[i] = 6000000 + 5000 * uniform();
+        double u = (x[i] - 400000) / 5000, v = (y[i] - 6000000) / 5000;
+        a[i] = sin(6 * u) * cos(4 * v);
+        b[i] = i % 7 == 3 ? NAN : 50 * exp(-8 * ((u - .5) * (u - .5) + v * v));
+        c[i] = u * v + 0.01 * uniform();
+    }
+    x[n - 1] = x[0]; /* a duplicate location: merged */
+    y[n - 1] = y[0];
+    const double *values[3] = {a, b, c};
+    const double smoothing[3] = {0.0, 1000.0, 0.0};
+    tps_fit_options opt;
+    tps_fit_options_init(&opt);
+    opt.device = TPS_DEVICE_CPU;
+    tps_model *m = tps_model_create(ctx, n, x, y, 3, values, smoothing, &opt);
+    free(x);
+    free(y);
+    free(a);
+    free(b);
+    free(c);
+    return m;
+}
+
+static void eval_grid(tps_context *ctx, const tps_model *m, double *out, size_t cols,
+                      size_t rows)
+{
+    const double gt[6] = {399900, 5200.0 / (double)cols, 0, 6005100, 0, -5200.0 / (double)rows};
+    tps_grid g;
+    tps_grid_from_geotransform(&g, gt, 0, 0, cols, rows);
+    tps_output o[3];
+    for (size_t b = 0; b < 3; ++b)
+        o[b] = (tps_output){b, out + b * cols * rows, TPS_FLOAT64, 8, (ptrdiff_t)(8 * cols)};
+    tps_eval_options eo;
+    tps_eval_options_init(&eo);
+    eo.device = TPS_DEVICE_CPU;
+    eo.num_threads = 2;
+    CHECK(tps_evaluate_grid(ctx, m, &g, 3, o, &eo) == TPS_OK, "%s", tps_context_errmsg(ctx));
+}
+
+static void test_round_trip(tps_context *ctx, const tps_model *m, const unsigned char hash[32])
+{
+    const char extra[] = "SRS=EPSG:28992";
+    void *data = NULL;
+    size_t size = 0;
+    CHECK(tps_model_save(ctx, m, hash, extra, sizeof extra, &data, &size) == TPS_OK, "%s",
+          tps_context_errmsg(ctx));
+    size_t total = 0;
+    CHECK(tps_model_saved_size(ctx, data, TPS_MODEL_HEADER_BYTES, hash, &total) == TPS_OK &&
+              total == size,
+          "saved_size %zu vs %zu: %s", total, size, tps_context_errmsg(ctx));
+
+    const void *got_extra = NULL;
+    size_t got_extra_size = 0;
+    tps_model *l = tps_model_load(ctx, data, size, hash, &got_extra, &got_extra_size);
+    CHECK(l != NULL, "load: %s", tps_context_errmsg(ctx));
+    if (!l) {
+        tps_free(data);
+        return;
+    }
+    CHECK(got_extra_size == sizeof extra && memcmp(got_extra, extra, sizeof extra) == 0,
+          "extra bytes (%zu)", got_extra_size);
+    CHECK(tps_model_device_uploads(l) == 0, "a loaded model has no device copy yet");
+
+    tps_model_info a, b;
+    tps_model_get_info(ctx, m, &a);
+    tps_model_get_info(ctx, l, &b);
+    CHECK(a.n_input == b.n_input && a.n_points == b.n_points && a.n_dropped == b.n_dropped &&
+              a.n_merged == b.n_merged && a.n_bands == b.n_bands &&
+              a.n_factorisations == b.n_factorisations && a.solve_seconds == b.solve_seconds &&
+              a.solve_device == b.solve_device && a.min_x == b.min_x && a.min_y == b.min_y &&
+              a.max_x == b.max_x && a.max_y == b.max_y,
+          "model info differs");
+    CHECK(a.n_merged == 1, "the fixture merges one point (%zu)", a.n_merged);
+    for (size_t k = 0; k < 3; ++k) {
+        tps_band_info p, q;
+        tps_model_get_band_info(ctx, m, k, &p);
+        tps_model_get_band_info(ctx, l, k, &q);
+        CHECK(memcmp(&p, &q, sizeof p) == 0, "band %zu info differs", k + 1);
+    }
+
+    const size_t cols = 67, rows = 41, cells = 3 * cols * rows;
+    double *g1 = malloc(sizeof(double) * cells), *g2 = malloc(sizeof(double) * cells);
+    eval_grid(ctx, m, g1, cols, rows);
+    eval_grid(ctx, l, g2, cols, rows);
+    CHECK(memcmp(g1, g2, sizeof(double) * cells) == 0, "grid values differ after a load");
+    double px[50], py[50], o1[50], o2[50];
+    for (int i = 0; i < 50; ++i) {
+        px[i] = 399000 + 7000 * uniform();
+        py[i] = 5999000 + 7000 * uniform();
+    }
+    for (size_t k = 0; k < 3; ++k) {
+        tps_evaluate_points(ctx, m, k, 50, px, py, o1, NULL);
+        tps_evaluate_points(ctx, l, k, 50, px, py, o2, NULL);
+        CHECK(memcmp(o1, o2, sizeof o1) == 0, "band %zu: point values differ", k + 1);
+    }
+
+    void *again = NULL;
+    size_t again_size = 0;
+    CHECK(tps_model_save(ctx, l, hash, extra, sizeof extra, &again, &again_size) == TPS_OK &&
+              again_size == size && memcmp(again, data, size) == 0,
+          "saving a loaded model gives other bytes");
+    printf("round trip: %zu bytes, %zu points, 3 bands, %zu cells bit-identical\n", size,
+           b.n_points, cells);
+    tps_free(again);
+    free(g1);
+    free(g2);
+    tps_model_destroy(l);
+    tps_free(data);
+}
+
+static int fails_as(tps_context *ctx, const void *data, size_t size, const unsigned char *hash,
+                    tps_status expected)
+{
+    const void *extra = (const void *)1;
+    size_t extra_size = 1;
+    tps_model *l = tps_model_load(ctx, data, size, hash, &extra, &extra_size);
+    const int ok = l == NULL && tps_context_errno(ctx) == expected && extra == NULL &&
+                   extra_size == 0 && tps_context_errmsg(ctx)[0] != '\0';
+    tps_model_destroy(l);
+    return ok;
+}
+
+static void test_damage(tps_context *ctx, const tps_model *m, const unsigned char hash[32])
+{
+    void *data = NULL;
+    size_t size = 0;
+    CHECK(tps_model_save(ctx, m, hash, "ab", 2, &data, &size) == TPS_OK, "save");
+    if (!data)
+        return;
+    unsigned char *buf = malloc(size);
+
+    /* Every truncation, down to nothing. */
+    size_t bad_trunc = 0;
+    for (size_t len = 0; len < size; ++len) {
+        memcpy(buf, data, len);
+        if (!fails_as(ctx, buf, len, hash, TPS_ERR_BAD_MODEL_DATA))
+            ++bad_trunc;
+    }
+    CHECK(bad_trunc == 0, "%zu truncations did not fail cleanly", bad_trunc);
+    CHECK(fails_as(ctx, data, size - 1, hash, TPS_ERR_BAD_MODEL_DATA) &&
+              strstr(tps_context_errmsg(ctx), "truncated"),
+          "truncation message: %s", tps_context_errmsg(ctx));
+
+    /* One damaged byte, at every position: the checksum (or, for the hash
+     * bytes, the hash) must catch it. */
+    size_t bad_flip = 0;
+    for (size_t pos = 0; pos < size; ++pos) {
+        memcpy(buf, data, size);
+        buf[pos] ^= (unsigned char)(1 + next_u64() % 255);
+        const int in_hash = pos >= OFF_HASH && pos < OFF_HASH + 32;
+        if (!fails_as(ctx, buf, size, hash,
+                      in_hash ? TPS_ERR_MODEL_MISMATCH : TPS_ERR_BAD_MODEL_DATA))
+            ++bad_flip;
+        /* Without an expected hash, the checksum catches the hash bytes too. */
+        if (!fails_as(ctx, buf, size, NULL, TPS_ERR_BAD_MODEL_DATA))
+            ++bad_flip;
+    }
+    CHECK(bad_flip == 0, "%zu damaged bytes were not caught", bad_flip);
+
+    /* Several random bytes at random places, 2000 times. */
+    size_t bad_random = 0;
+    for (int t = 0; t < 2000; ++t) {
+        memcpy(buf, data, size);
+        const int k = 2 + (int)(next_u64() % 8);
+        for (int j = 0; j < k; ++j)
+            buf[next_u64() % size] = (unsigned char)next_u64();
+        if (memcmp(buf, data, size) == 0)
+            continue;
+        tps_model *l = tps_model_load(ctx, buf, size, hash, NULL, NULL);
+        if (l != NULL)
+            ++bad_random;
+        tps_model_destroy(l);
+    }
+    CHECK(bad_random == 0, "%zu random damages loaded", bad_random);
+
+    /* Garbage of every small size, and garbage behind a valid header. */
+    size_t bad_garbage = 0;
+    for (size_t len = 0; len < 2 * size; len += 1 + len / 8) {
+        unsigned char *g = malloc(len ? len : 1);
+        for (size_t i = 0; i < len; ++i)
+            g[i] = (unsigned char)next_u64();
+        if (!fails_as(ctx, g, len, hash, TPS_ERR_BAD_MODEL_DATA))
+            ++bad_garbage;
+        if (len > TPS_MODEL_HEADER_BYTES) {
+            memcpy(g, data, TPS_MODEL_HEADER_BYTES);
+            if (tps_model_load(ctx, g, len, hash, NULL, NULL) != NULL)
+                ++bad_garbage;
+        }
+        free(g);
+    }
+    CHECK(bad_garbage == 0, "%zu garbage buffers loaded", bad_garbage);
+
+    /* Another hash: a stale model, said so. */
+    unsigned char other[32];
+    memcpy(other, hash, 32);
+    other[31] ^= 0x80;
+    CHECK(fails_as(ctx, data, size, other, TPS_ERR_MODEL_MISMATCH), "other hash: %s",
+          tps_context_errmsg(ctx));
+    size_t total = 7;
+    CHECK(tps_model_saved_size(ctx, data, size, other, &total) == TPS_ERR_MODEL_MISMATCH &&
+              total == 0,
+          "saved_size with another hash");
+    tps_model *any = tps_model_load(ctx, data, size, NULL, NULL, NULL);
+    CHECK(any != NULL, "no expected hash: any hash loads (%s)", tps_context_errmsg(ctx));
+    tps_model_destroy(any);
+
+    /* Crafted with a valid checksum: another format version. */
+    memcpy(buf, data, size);
+    const uint32_t version = 2;
+    memcpy(buf + OFF_VERSION, &version, 4);
+    reseal(buf, size);
+    CHECK(fails_as(ctx, buf, size, hash, TPS_ERR_BAD_MODEL_DATA) &&
+              strstr(tps_context_errmsg(ctx), "version"),
+          "version 2: %s", tps_context_errmsg(ctx));
+
+    /* The other byte order. */
+    memcpy(buf, data, size);
+    const uint32_t swapped = 0x04030201u;
+    memcpy(buf + OFF_BYTE_ORDER, &swapped, 4);
+    reseal(buf, size);
+    CHECK(fails_as(ctx, buf, size, hash, TPS_ERR_BAD_MODEL_DATA) &&
+              strstr(tps_context_errmsg(ctx), "byte order"),
+          "other byte order: %s", tps_context_errmsg(ctx));
+
+    /* Counts that would allocate terabytes. Within the format's bounds and
+     * with the total they imply, the header is consistent (saved_size says
+     * how much to read) but the data is short; beyond the bounds, the
+     * header itself is refused. Either way nothing is allocated (valgrind
+     * would see it). */
+    const uint64_t counts[][2] = {{(uint64_t)1 << 39, 3}, {(uint64_t)1 << 62, 1},
+                                  {100, (uint64_t)1 << 40}, {UINT64_MAX, UINT64_MAX}};
+    for (size_t t = 0; t < sizeof counts / sizeof counts[0]; ++t) {
+        const uint64_t n = counts[t][0], nb = counts[t][1];
+        const int in_bounds = t == 0;
+        /* header, cx cy scale + info, bands, u v, weights, padded "ab", trailer */
+        const uint64_t total = 128 + 8 * 15 + 72 * nb + 16 * n + 8 * n * nb + 8 + 8;
+        memcpy(buf, data, size);
+        memcpy(buf + OFF_N, &n, 8);
+        memcpy(buf + OFF_N_BANDS, &nb, 8);
+        memcpy(buf + OFF_TOTAL, &total, 8);
+        reseal(buf, size);
+        CHECK(fails_as(ctx, buf, size, hash, TPS_ERR_BAD_MODEL_DATA), "huge counts %zu: %s", t,
+              tps_context_errmsg(ctx));
+        size_t sz = 1;
+        const tps_status st = tps_model_saved_size(ctx, buf, TPS_MODEL_HEADER_BYTES, hash, &sz);
+        CHECK(in_bounds ? st == TPS_OK && sz == total : st == TPS_ERR_BAD_MODEL_DATA && sz == 0,
+              "saved_size of huge counts %zu: %d, %zu", t, (int)st, sz);
+    }
+
+    /* A NaN in the last half-weight, behind a valid checksum. */
+    memcpy(buf, data, size);
+    const double nan = NAN;
+    memcpy(buf + size - 8 - 8 - 8, &nan, 8); /* before the padded "ab" and the trailer */
+    reseal(buf, size);
+    CHECK(fails_as(ctx, buf, size, hash, TPS_ERR_BAD_MODEL_DATA), "NaN weight: %s",
+          tps_context_errmsg(ctx));
+
+    /* Arguments. */
+    void *d = (void *)1;
+    size_t s = 1;
+    CHECK(tps_model_save(ctx, NULL, hash, NULL, 0, &d, &s) == TPS_ERR_INVALID_ARGUMENT &&
+              d == NULL && s == 0,
+          "save without a model");
+    CHECK(tps_model_save(ctx, m, NULL, NULL, 0, &d, &s) == TPS_ERR_INVALID_ARGUMENT,
+          "save without a hash");
+    CHECK(tps_model_save(ctx, m, hash, NULL, 3, &d, &s) == TPS_ERR_INVALID_ARGUMENT,
+          "extra size without extra bytes");
+    CHECK(fails_as(ctx, NULL, size, hash, TPS_ERR_INVALID_ARGUMENT), "load of NULL");
+    tps_free(NULL);
+
+    printf("damage: %zu truncations, %zu single-byte and 2000 random damages, garbage, "
+           "crafted headers: all refused\n", size, 2 * size);
+    free(buf);
+    tps_free(data);
+}
+
+int main(void)
+{
+    tps_context *ctx = tps_context_create();
+    unsigned char hash[32];
+    for (int i = 0; i < 32; ++i)
+        hash[i] = (unsigned char)(i * 37 + 11);
+
+    tps_model *m = make_model(ctx, 400);
+    CHECK(m != NULL, "create: %s", tps_context_errmsg(ctx));
+    if (m)
+        test_round_trip(ctx, m, hash);
+    tps_model_destroy(m);
+
+    /* A small model keeps the exhaustive damage tests fast under valgrind. */
+    m = make_model(ctx, 24);
+    CHECK(m != NULL, "create: %s", tps_context_errmsg(ctx));
+    if (m) {
+        test_round_trip(ctx, m, hash);
+        test_damage(ctx, m, hash);
+    }
+    tps_model_destroy(m);
+    tps_context_destroy(ctx);
+    printf("%d checks, %d failed\n", checks, failures);
+    return failures ? 1 : 0;
+}

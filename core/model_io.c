@@ -1,0 +1,486 @@
+/* model_io.c: a solved model to bytes and back, so that an O(N^3) solve is
+ * done once and kept (the driver writes the bytes next to the .tps file).
+ *
+ * The bytes may come from anywhere: a file another machine wrote, a file
+ * truncated by a full disk, a torn write, a random file that happens to
+ * have the right name. Loading therefore trusts nothing: the header is
+ * checked before its counts are used, every count is bounded and the size
+ * it implies must be exactly the size given before anything is allocated,
+ * a checksum covers every byte, and the values must make a model the
+ * engine could have produced (finite, consistent counts). A load either
+ * gives back the very arrays that were saved, or fails with
+ * TPS_ERR_BAD_MODEL_DATA / TPS_ERR_MODEL_MISMATCH and a message.
+ *
+ * The layout (docs/design.md describes it too), in the writer's byte order,
+ * integers as uint64 and reals as IEEE 754 binary64:
+ *
+ *   header, TPS_MODEL_HEADER_BYTES:
+ *     0  "TPSMODEL"          8  format version (u32)
+ *    12  byte-order mark     16 header bytes (u32)   20 sizeof(double) (u32)
+ *    24  sizeof(count) (u32) 28 zero (u32)           32 probe double
+ *    40  dependency hash (32 bytes)
+ *    72  n (u64)  80 n_bands (u64)  88 extra bytes (u64)  96 total bytes (u64)
+ *   104  zeros up to 128
+ *   payload:
+ *     cx, cy, scale
+ *     tps_model_info: 7 counts (n_input, n_points, n_dropped, n_merged,
+ *       n_bands, n_factorisations, solve_device), 5 reals (solve_seconds,
+ *       min_x, min_y, max_x, max_y)
+ *     per band: 2 counts (n_points, n_missing), 4 reals (smoothing,
+ *       max_abs_residual, value_min, value_max), the affine part (3 reals)
+ *     u[n], v[n], then each band's half-weights[n]
+ *     the caller's extra bytes, zero-padded to a multiple of 8
+ *   trailer: FNV-1a 64 of every byte before it (u64)
+ *
+ * The device copy of a model is not saved: it is a cache of these arrays,
+ * made again on the first GPU evaluation after a load. */
+#include "internal.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MODEL_MAGIC "TPSMODEL"
+/* Bump on any change of the layout or of what the arrays mean. */
+#define MODEL_FORMAT_VERSION 1u
+/* Reads back as 0x04030201 on a machine of the other byte order. */
+#define MODEL_BYTE_ORDER_MARK 0x01020304u
+/* A double with every byte different: a file whose doubles are not IEEE
+ * binary64 in this machine's byte order cannot reproduce it. */
+#define MODEL_PROBE (-0x1.23456789abcdep-3)
+
+/* Bounds that no real model reaches, checked before any count is used
+ * in arithmetic: 2^40 points is 8 TiB per array. They keep every size
+ * computed below far from overflowing 64 bits. */
+#define MODEL_MAX_POINTS ((uint64_t)1 << 40)
+#define MODEL_MAX_BANDS ((uint64_t)1 << 20)
+#define MODEL_MAX_VALUES ((uint64_t)1 << 41) /* n * n_bands */
+#define MODEL_MAX_EXTRA ((uint64_t)1 << 32)
+
+#define INFO_COUNTS 7
+#define INFO_REALS 5
+#define BAND_COUNTS 2
+#define BAND_REALS 7
+#define FIXED_PAYLOAD_BYTES (8u * (3 + INFO_COUNTS + INFO_REALS))
+#define BAND_BYTES (8u * (BAND_COUNTS + BAND_REALS))
+
+/* Where a u64 / u32 field sits in the header. */
+enum {
+    OFF_MAGIC = 0,
+    OFF_VERSION = 8,
+    OFF_BYTE_ORDER = 12,
+    OFF_HEADER_BYTES = 16,
+    OFF_DOUBLE_BYTES = 20,
+    OFF_COUNT_BYTES = 24,
+    OFF_FLAGS = 28,
+    OFF_PROBE = 32,
+    OFF_HASH = 40,
+    OFF_N = 72,
+    OFF_N_BANDS = 80,
+    OFF_EXTRA_BYTES = 88,
+    OFF_TOTAL_BYTES = 96,
+    OFF_RESERVED = 104
+};
+
+_Static_assert(sizeof(double) == 8, "the format stores IEEE 754 binary64 reals");
+_Static_assert(OFF_RESERVED <= TPS_MODEL_HEADER_BYTES, "header fields overflow the header");
+_Static_assert(TPS_MODEL_HEADER_BYTES % 8 == 0, "the payload must stay 8-byte aligned");
+
+void tps_free(void *data)
+{
+    free(data);
+}
+
+/* FNV-1a, 64 bits. Any single changed byte changes the result (each step
+ * is a bijection of the state for a given byte), and it needs no library. */
+static uint64_t fnv1a64(const unsigned char *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < n; ++i) {
+        h ^= p[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+static size_t pad8(size_t n)
+{
+    return (n + 7) & ~(size_t)7;
+}
+
+/* Bytes of a saved model of these counts; 0 when they are out of bounds. */
+static uint64_t saved_bytes(uint64_t n, uint64_t n_bands, uint64_t extra)
+{
+    if (n > MODEL_MAX_POINTS || n_bands > MODEL_MAX_BANDS || extra > MODEL_MAX_EXTRA ||
+        n * n_bands > MODEL_MAX_VALUES)
+        return 0;
+    return TPS_MODEL_HEADER_BYTES + FIXED_PAYLOAD_BYTES + BAND_BYTES * n_bands + 16 * n +
+           8 * n * n_bands + ((extra + 7) & ~(uint64_t)7) + 8;
+}
+
+/* ---- writing ---- */
+
+typedef struct writer {
+    unsigned char *p;
+} writer;
+
+static void put_bytes(writer *w, const void *src, size_t n)
+{
+    memcpy(w->p, src, n);
+    w->p += n;
+}
+static void put_u64(writer *w, uint64_t v) { put_bytes(w, &v, 8); }
+static void put_f64(writer *w, double v) { put_bytes(w, &v, 8); }
+
+static void put_u32_at(unsigned char *base, size_t off, uint32_t v)
+{
+    memcpy(base + off, &v, 4);
+}
+static void put_u64_at(unsigned char *base, size_t off, uint64_t v)
+{
+    memcpy(base + off, &v, 8);
+}
+
+tps_status tps_model_save(tps_context *ctx, const tps_model *model, const unsigned char hash[32],
+                          const void *extra, size_t extra_size, void **data, size_t *size)
+{
+    tps_clear_error(ctx);
+    if (data)
+        *data = NULL;
+    if (size)
+        *size = 0;
+    if (!model || !hash || !data || !size || (extra_size && !extra))
+        return tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT,
+                             "no model, hash or output, or extra bytes without a pointer");
+    const uint64_t total = saved_bytes(model->n, model->n_bands, extra_size);
+    if (total == 0 || total > SIZE_MAX)
+        return tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT,
+                             "a model of %zu points, %zu bands and %zu extra bytes is too large "
+                             "to save", model->n, model->n_bands, extra_size);
+    unsigned char *buf = calloc(1, (size_t)total);
+    if (!buf)
+        return tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY,
+                             "out of memory for the %llu bytes of a saved model",
+                             (unsigned long long)total);
+
+    memcpy(buf + OFF_MAGIC, MODEL_MAGIC, 8);
+    put_u32_at(buf, OFF_VERSION, MODEL_FORMAT_VERSION);
+    put_u32_at(buf, OFF_BYTE_ORDER, MODEL_BYTE_ORDER_MARK);
+    put_u32_at(buf, OFF_HEADER_BYTES, TPS_MODEL_HEADER_BYTES);
+    put_u32_at(buf, OFF_DOUBLE_BYTES, (uint32_t)sizeof(double));
+    put_u32_at(buf, OFF_COUNT_BYTES, (uint32_t)sizeof(uint64_t));
+    const double probe = MODEL_PROBE;
+    memcpy(buf + OFF_PROBE, &probe, 8);
+    memcpy(buf + OFF_HASH, hash, 32);
+    put_u64_at(buf, OFF_N, model->n);
+    put_u64_at(buf, OFF_N_BANDS, model->n_bands);
+    put_u64_at(buf, OFF_EXTRA_BYTES, extra_size);
+    put_u64_at(buf, OFF_TOTAL_BYTES, total);
+
+    writer w = {buf + TPS_MODEL_HEADER_BYTES};
+    put_f64(&w, model->cx);
+    put_f64(&w, model->cy);
+    put_f64(&w, model->scale);
+    const tps_model_info *in = &model->info;
+    put_u64(&w, in->n_input);
+    put_u64(&w, in->n_points);
+    put_u64(&w, in->n_dropped);
+    put_u64(&w, in->n_merged);
+    put_u64(&w, in->n_bands);
+    put_u64(&w, in->n_factorisations);
+    put_u64(&w, (uint64_t)in->solve_device);
+    put_f64(&w, in->solve_seconds);
+    put_f64(&w, in->min_x);
+    put_f64(&w, in->min_y);
+    put_f64(&w, in->max_x);
+    put_f64(&w, in->max_y);
+    for (size_t b = 0; b < model->n_bands; ++b) {
+        const tps_band_info *bi = &model->band_info[b];
+        put_u64(&w, bi->n_points);
+        put_u64(&w, bi->n_missing);
+        put_f64(&w, bi->smoothing);
+        put_f64(&w, bi->max_abs_residual);
+        put_f64(&w, bi->value_min);
+        put_f64(&w, bi->value_max);
+        put_bytes(&w, model->affine[b], sizeof(double[3]));
+    }
+    put_bytes(&w, model->u, sizeof(double) * model->n);
+    put_bytes(&w, model->v, sizeof(double) * model->n);
+    for (size_t b = 0; b < model->n_bands; ++b)
+        put_bytes(&w, model->half_weights[b], sizeof(double) * model->n);
+    if (extra_size)
+        put_bytes(&w, extra, extra_size);
+    w.p = buf + total - 8; /* past the zero padding */
+    put_u64(&w, fnv1a64(buf, (size_t)total - 8));
+
+    *data = buf;
+    *size = (size_t)total;
+    return TPS_OK;
+}
+
+/* ---- reading ---- */
+
+typedef struct reader {
+    const unsigned char *p;
+} reader;
+
+static void get_bytes(reader *r, void *dst, size_t n)
+{
+    memcpy(dst, r->p, n);
+    r->p += n;
+}
+static uint64_t get_u64(reader *r)
+{
+    uint64_t v;
+    get_bytes(r, &v, 8);
+    return v;
+}
+static double get_f64(reader *r)
+{
+    double v;
+    get_bytes(r, &v, 8);
+    return v;
+}
+static uint32_t get_u32_at(const unsigned char *base, size_t off)
+{
+    uint32_t v;
+    memcpy(&v, base + off, 4);
+    return v;
+}
+static uint64_t get_u64_at(const unsigned char *base, size_t off)
+{
+    uint64_t v;
+    memcpy(&v, base + off, 8);
+    return v;
+}
+
+static tps_status bad(tps_context *ctx, const char *what)
+{
+    return tps_set_error(ctx, TPS_ERR_BAD_MODEL_DATA, "not a valid saved model: %s", what);
+}
+
+static tps_status check_header(tps_context *ctx, const unsigned char *h, size_t size,
+                               const unsigned char expected_hash[32], uint64_t *total)
+{
+    if (size < TPS_MODEL_HEADER_BYTES)
+        return tps_set_error(ctx, TPS_ERR_BAD_MODEL_DATA,
+                             "not a valid saved model: %zu bytes, shorter than the %d-byte header",
+                             size, TPS_MODEL_HEADER_BYTES);
+    if (memcmp(h + OFF_MAGIC, MODEL_MAGIC, 8) != 0)
+        return bad(ctx, "no TPSMODEL signature");
+    const uint32_t order = get_u32_at(h, OFF_BYTE_ORDER);
+    if (order != MODEL_BYTE_ORDER_MARK)
+        return bad(ctx, order == 0x04030201u ? "written on a machine of the other byte order"
+                                             : "unknown byte order mark");
+    const uint32_t version = get_u32_at(h, OFF_VERSION);
+    if (version != MODEL_FORMAT_VERSION)
+        return tps_set_error(ctx, TPS_ERR_BAD_MODEL_DATA,
+                             "not a valid saved model: format version %u, this engine reads %u",
+                             version, MODEL_FORMAT_VERSION);
+    if (get_u32_at(h, OFF_HEADER_BYTES) != TPS_MODEL_HEADER_BYTES ||
+        get_u32_at(h, OFF_DOUBLE_BYTES) != sizeof(double) ||
+        get_u32_at(h, OFF_COUNT_BYTES) != sizeof(uint64_t) || get_u32_at(h, OFF_FLAGS) != 0)
+        return bad(ctx, "header, real or count sizes differ from this engine's");
+    double probe;
+    memcpy(&probe, h + OFF_PROBE, 8);
+    if (probe != MODEL_PROBE)
+        return bad(ctx, "its reals are not IEEE 754 doubles in this machine's byte order");
+    for (size_t i = OFF_RESERVED; i < TPS_MODEL_HEADER_BYTES; ++i)
+        if (h[i] != 0)
+            return bad(ctx, "reserved header bytes are not zero");
+    const uint64_t n = get_u64_at(h, OFF_N), n_bands = get_u64_at(h, OFF_N_BANDS);
+    const uint64_t extra = get_u64_at(h, OFF_EXTRA_BYTES);
+    if (n < 3 || n_bands < 1)
+        return bad(ctx, "fewer than 3 points or no band");
+    const uint64_t expected = saved_bytes(n, n_bands, extra);
+    if (expected == 0)
+        return bad(ctx, "point, band or extra byte counts beyond any model");
+    if (get_u64_at(h, OFF_TOTAL_BYTES) != expected)
+        return bad(ctx, "the total size in the header does not match its counts");
+    if (expected > SIZE_MAX)
+        return bad(ctx, "too large for this machine's address space");
+    /* The hash last: a damaged header must read as damaged, not as stale. */
+    if (expected_hash && memcmp(h + OFF_HASH, expected_hash, 32) != 0)
+        return tps_set_error(ctx, TPS_ERR_MODEL_MISMATCH,
+                             "the saved model was made from other inputs (dependency hash "
+                             "differs)");
+    *total = expected;
+    return TPS_OK;
+}
+
+tps_status tps_model_saved_size(tps_context *ctx, const void *header, size_t header_size,
+                                const unsigned char expected_hash[32], size_t *total_size)
+{
+    tps_clear_error(ctx);
+    if (total_size)
+        *total_size = 0;
+    if (!header || !total_size)
+        return tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT, "no header or no output");
+    uint64_t total = 0;
+    tps_status st = check_header(ctx, header, header_size, expected_hash, &total);
+    if (st == TPS_OK)
+        *total_size = (size_t)total;
+    return st;
+}
+
+static int all_finite(const double *p, size_t n)
+{
+    for (size_t i = 0; i < n; ++i)
+        if (!isfinite(p[i]))
+            return 0;
+    return 1;
+}
+
+/* Within the [-1, 1] square scale_points maps the points into (with room
+ * for the rounding of (x - cx) / scale). */
+static int all_scaled(const double *p, size_t n)
+{
+    for (size_t i = 0; i < n; ++i)
+        if (!(fabs(p[i]) <= 1.0 + 1e-9))
+            return 0;
+    return 1;
+}
+
+/* What tps_model_create guarantees of a model, checked on one read back. */
+static tps_status check_values(tps_context *ctx, const tps_model *md)
+{
+    const tps_model_info *in = &md->info;
+    if (!isfinite(md->cx) || !isfinite(md->cy) || !isfinite(md->scale) || !(md->scale > 0.0))
+        return bad(ctx, "non-finite centre or non-positive scale");
+    if (in->n_points != md->n || in->n_bands != md->n_bands ||
+        in->n_input - in->n_dropped - in->n_merged != md->n || in->n_dropped > in->n_input ||
+        in->n_merged > in->n_input || in->n_factorisations < 1 ||
+        in->n_factorisations > md->n_bands)
+        return bad(ctx, "inconsistent point, band or factorisation counts");
+    if (in->solve_device != TPS_DEVICE_CPU && in->solve_device != TPS_DEVICE_GPU)
+        return bad(ctx, "unknown solve device");
+    if (!isfinite(in->solve_seconds) || in->solve_seconds < 0 || !isfinite(in->min_x) ||
+        !isfinite(in->min_y) || !isfinite(in->max_x) || !isfinite(in->max_y) ||
+        in->min_x > in->max_x || in->min_y > in->max_y)
+        return bad(ctx, "invalid solve time or bounding box");
+    for (size_t b = 0; b < md->n_bands; ++b) {
+        const tps_band_info *bi = &md->band_info[b];
+        if (bi->n_points < 3 || bi->n_points > md->n || bi->n_missing != md->n - bi->n_points)
+            return bad(ctx, "inconsistent band point counts");
+        if (!isfinite(bi->smoothing) || bi->smoothing < 0 || !isfinite(bi->max_abs_residual) ||
+            bi->max_abs_residual < 0 || !isfinite(bi->value_min) || !isfinite(bi->value_max) ||
+            bi->value_min > bi->value_max)
+            return bad(ctx, "invalid band smoothing, residual or value range");
+        if (!all_finite(md->affine[b], 3) || !all_finite(md->half_weights[b], md->n))
+            return bad(ctx, "non-finite weights");
+    }
+    if (!all_finite(md->u, md->n) || !all_finite(md->v, md->n) || !all_scaled(md->u, md->n) ||
+        !all_scaled(md->v, md->n))
+        return bad(ctx, "point coordinates outside the model's square");
+    return TPS_OK;
+}
+
+tps_model *tps_model_load(tps_context *ctx, const void *data, size_t size,
+                          const unsigned char expected_hash[32], const void **extra,
+                          size_t *extra_size)
+{
+    tps_clear_error(ctx);
+    if (extra)
+        *extra = NULL;
+    if (extra_size)
+        *extra_size = 0;
+    if (!data) {
+        tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT, "no data");
+        return NULL;
+    }
+    const unsigned char *buf = data;
+    uint64_t total = 0;
+    if (check_header(ctx, buf, size, expected_hash, &total) != TPS_OK)
+        return NULL;
+    if (size != total) {
+        tps_set_error(ctx, TPS_ERR_BAD_MODEL_DATA,
+                      "not a valid saved model: %zu bytes where its header says %llu%s", size,
+                      (unsigned long long)total, size < total ? " (truncated)" : "");
+        return NULL;
+    }
+    uint64_t stored_sum;
+    memcpy(&stored_sum, buf + size - 8, 8);
+    if (fnv1a64(buf, size - 8) != stored_sum) {
+        bad(ctx, "checksum mismatch (damaged or torn)");
+        return NULL;
+    }
+
+    const size_t n = (size_t)get_u64_at(buf, OFF_N);
+    const size_t n_bands = (size_t)get_u64_at(buf, OFF_N_BANDS);
+    const size_t n_extra = (size_t)get_u64_at(buf, OFF_EXTRA_BYTES);
+    tps_model *md = calloc(1, sizeof *md);
+    if (!md) {
+        tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory");
+        return NULL;
+    }
+    md->n = n;
+    md->n_bands = n_bands;
+    /* As tps_model_create does: the device copy is made on first use, under this lock. */
+    md->gpu_lock_ready = pthread_mutex_init(&md->gpu_lock, NULL) == 0;
+    md->u = malloc(sizeof(double) * n);
+    md->v = malloc(sizeof(double) * n);
+    md->half_weights = calloc(n_bands, sizeof(double *));
+    md->affine = calloc(n_bands, sizeof(double[3]));
+    md->band_info = calloc(n_bands, sizeof(tps_band_info));
+    int ok = md->gpu_lock_ready && md->u && md->v && md->half_weights && md->affine &&
+             md->band_info;
+    for (size_t b = 0; ok && b < n_bands; ++b)
+        ok = (md->half_weights[b] = malloc(sizeof(double) * n)) != NULL;
+    if (!ok) {
+        tps_set_error(ctx, md->gpu_lock_ready ? TPS_ERR_OUT_OF_MEMORY : TPS_ERR_INTERNAL,
+                      md->gpu_lock_ready ? "out of memory for a model of %zu points"
+                                         : "cannot create a mutex (model of %zu points)", n);
+        return tps_model_destroy(md);
+    }
+
+    reader r = {buf + TPS_MODEL_HEADER_BYTES};
+    md->cx = get_f64(&r);
+    md->cy = get_f64(&r);
+    md->scale = get_f64(&r);
+    tps_model_info *in = &md->info;
+    in->n_input = (size_t)get_u64(&r);
+    in->n_points = (size_t)get_u64(&r);
+    in->n_dropped = (size_t)get_u64(&r);
+    in->n_merged = (size_t)get_u64(&r);
+    in->n_bands = (size_t)get_u64(&r);
+    in->n_factorisations = (size_t)get_u64(&r);
+    const uint64_t device = get_u64(&r);
+    /* Out-of-range values become an invalid enum value that check_values rejects. */
+    in->solve_device = device == TPS_DEVICE_CPU   ? TPS_DEVICE_CPU
+                       : device == TPS_DEVICE_GPU ? TPS_DEVICE_GPU
+                                                  : TPS_DEVICE_AUTO;
+    in->solve_seconds = get_f64(&r);
+    in->min_x = get_f64(&r);
+    in->min_y = get_f64(&r);
+    in->max_x = get_f64(&r);
+    in->max_y = get_f64(&r);
+    for (size_t b = 0; b < n_bands; ++b) {
+        tps_band_info *bi = &md->band_info[b];
+        bi->n_points = (size_t)get_u64(&r);
+        bi->n_missing = (size_t)get_u64(&r);
+        bi->smoothing = get_f64(&r);
+        bi->max_abs_residual = get_f64(&r);
+        bi->value_min = get_f64(&r);
+        bi->value_max = get_f64(&r);
+        get_bytes(&r, md->affine[b], sizeof(double[3]));
+    }
+    get_bytes(&r, md->u, sizeof(double) * n);
+    get_bytes(&r, md->v, sizeof(double) * n);
+    for (size_t b = 0; b < n_bands; ++b)
+        get_bytes(&r, md->half_weights[b], sizeof(double) * n);
+    const unsigned char *extra_at = r.p;
+    for (size_t i = n_extra; i < pad8(n_extra); ++i) {
+        if (extra_at[i] != 0) {
+            bad(ctx, "non-zero padding");
+            return tps_model_destroy(md);
+        }
+    }
+    if (check_values(ctx, md) != TPS_OK)
+        return tps_model_destroy(md);
+    if (extra)
+        *extra = n_extra ? extra_at : NULL;
+    if (extra_size)
+        *extra_size = n_extra;
+    return md;
+}
