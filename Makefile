@@ -7,7 +7,7 @@ JOBS    ?= $(shell nproc)
 OUT     ?= out
 export GDAL_DRIVER_PATH := $(CURDIR)/$(BUILD)
 
-.PHONY: all deps build demo test install bench clean
+.PHONY: all deps build demo test install bench fuzz sanitize clean
 
 all: build
 
@@ -25,6 +25,27 @@ test: build
 	cd $(BUILD) && ctest --output-on-failure --verbose
 	$(PYTHON) -m pytest autotest -q -rs -p no:cacheprovider
 
+# libFuzzer over the driver's open path, bounded in time (FUZZ_SECONDS).
+FUZZ_SECONDS ?= 120
+fuzz: deps
+	CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	    -DTPS_CUDA=OFF -DTPS_FUZZ=ON -DTPS_SANITIZE=address,undefined
+	cmake --build build-fuzz -j$(JOBS) --target fuzz_tps
+	mkdir -p build-fuzz/corpus
+	build-fuzz/fuzz/fuzz_tps -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+	    -print_final_stats=1 $(FUZZ_FLAGS) build-fuzz/corpus fuzz/corpus
+
+# The C and Python suites against an ASan + UBSan build (python3 itself is
+# not instrumented: the runtime is preloaded; leaks are checked on the C tests).
+sanitize: deps
+	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DTPS_CUDA=OFF -DTPS_SANITIZE=address,undefined
+	cmake --build build-asan -j$(JOBS)
+	cd build-asan && ctest --output-on-failure
+	GDAL_DRIVER_PATH=$(CURDIR)/build-asan \
+	    LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libstdc++.so)" \
+	    ASAN_OPTIONS=detect_leaks=0:halt_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	    $(PYTHON) -m pytest autotest -q -p no:cacheprovider -x
+
 install: build
 	cmake --install $(BUILD)
 
@@ -32,4 +53,4 @@ bench: build
 	$(PYTHON) bench/bench_cpu.py
 
 clean:
-	rm -rf $(BUILD) $(OUT)
+	rm -rf $(BUILD) $(OUT) build-fuzz build-asan

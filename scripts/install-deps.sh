@@ -7,6 +7,7 @@ packages=(
   libgdal-dev gdal-bin python3-gdal
   liblapacke-dev libopenblas-dev
   python3-numpy python3-scipy python3-pytest
+  clang libclang-rt-14-dev valgrind
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -306,22 +306,25 @@ int main(int argc, char **argv)
     const char *what = argc > 1 ? argv[1] : "parity";
     tps_context *ctx = tps_context_create();
     const int usable = tps_device_check(ctx, TPS_DEVICE_GPU) == TPS_OK;
+    int skip = 0;
     if (strcmp(what, "fallback") == 0) {
         if (usable) {
             printf("SKIP: a GPU is usable here (%s); run with CUDA_VISIBLE_DEVICES= to test the "
                    "fallback\n", tps_gpu_description());
-            return 77;
+            skip = 1;
+        } else {
+            fallback();
         }
-        fallback();
+    } else if (!usable) {
+        printf("SKIP: no usable GPU: %s\n", tps_context_errmsg(ctx));
+        skip = 1;
     } else {
-        if (!usable) {
-            printf("SKIP: no usable GPU: %s\n", tps_context_errmsg(ctx));
-            return 77;
-        }
         printf("GPU: %s\n", tps_gpu_description());
         parity();
     }
     tps_context_destroy(ctx);
+    if (skip)
+        return 77;
     printf("%d checks, %d failed\n", checks, failures);
     return failures ? 1 : 0;
 }

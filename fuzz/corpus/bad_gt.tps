@@ -1,0 +1,1 @@
+<TPSDataset><Points><Source>pts.csv</Source><XField>x</XField><YField>y</YField></Points><GeoTransform>1e308, 1e308, 0, 0, 0, -1e-308</GeoTransform><Size>16777216 3</Size><Smoothing>nan</Smoothing><Band><GeometryZ/></Band></TPSDataset>

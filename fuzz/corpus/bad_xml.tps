@@ -1,0 +1,1 @@
+<TPSDataset><Points><Source>pts.csv</Sour
