@@ -191,6 +191,7 @@ class TPSConfigParser
                          bool bFromConfigOption);
     bool ParseDevice(const std::string &osLabel, const std::string &osText);
     bool ParsePrecision(const std::string &osLabel, const std::string &osText);
+    bool ParseModelCache(const std::string &osLabel, const std::string &osText);
 
     std::string ResolveSource(const std::string &osSource) const;
 };
@@ -416,6 +417,20 @@ bool TPSConfigParser::ParsePrecision(const std::string &osLabel, const std::stri
         m_oConfig.bMixedPrecision = true;
     else
         return Fail(CPLE_IllegalArg, osLabel, "expected DOUBLE or MIXED, got '%s'",
+                    TPSShown(osText).c_str());
+    return true;
+}
+
+bool TPSConfigParser::ParseModelCache(const std::string &osLabel, const std::string &osText)
+{
+    if (EQUAL(osText.c_str(), "YES"))
+        m_oConfig.eModelCache = TPSModelCacheMode::YES;
+    else if (EQUAL(osText.c_str(), "NO"))
+        m_oConfig.eModelCache = TPSModelCacheMode::NO;
+    else if (EQUAL(osText.c_str(), "READ_ONLY"))
+        m_oConfig.eModelCache = TPSModelCacheMode::READ_ONLY;
+    else
+        return Fail(CPLE_IllegalArg, osLabel, "expected YES, NO or READ_ONLY, got '%s'",
                     TPSShown(osText).c_str());
     return true;
 }
@@ -716,6 +731,18 @@ bool TPSConfigParser::ApplyOpenOptions(CSLConstList papszOpenOptions, bool bConn
         if (!ParsePrecision("PRECISION", Trim(pszPrecision)))
             return false;
     }
+    // The configuration option sets the default for tools that cannot pass
+    // open options (QGIS layers, VRTs); the open option wins.
+    if (const char *pszCache = Fetch("MODEL_CACHE"))
+    {
+        if (!ParseModelCache("MODEL_CACHE", Trim(pszCache)))
+            return false;
+    }
+    else if (const char *pszCacheConfig = CPLGetConfigOption("TPS_MODEL_CACHE", nullptr))
+    {
+        if (!ParseModelCache("TPS_MODEL_CACHE", Trim(pszCacheConfig)))
+            return false;
+    }
     if (const char *pszThreads = Fetch("NUM_THREADS"))
         return ParseNumThreads("NUM_THREADS", Trim(pszThreads), false);
     if (const char *pszThreads = CPLGetConfigOption("GDAL_NUM_THREADS", nullptr))
@@ -788,6 +815,7 @@ bool TPSConfigParser::Parse(const char *pszFilename, CSLConstList papszOpenOptio
     else
     {
         m_oConfig.osName = pszFilename;
+        m_oConfig.osTPSFile = pszFilename;
         m_oConfig.osBaseDir = GetDirName(pszFilename);
         VSIStatBufL sStat;
         if (VSIStatL(pszFilename, &sStat) != 0)

@@ -24,6 +24,14 @@ struct TPSBandConfig
     std::string osDescription;  /* default: the field name, or "Z" */
 };
 
+/* MODEL_CACHE: whether the solved model is kept in <name>.tps.model. */
+enum class TPSModelCacheMode
+{
+    YES,      /* read it when valid, write it after a solve */
+    NO,       /* neither */
+    READ_ONLY /* read it when valid, never write */
+};
+
 enum class TPSDeviceRequest
 {
     AUTO,
@@ -38,6 +46,9 @@ struct TPSConfig
     std::string osName;
     /* Folder that relative paths in the XML resolve against ("" = cwd). */
     std::string osBaseDir;
+    /* The .tps file as given; "" for the TPS: and inline XML forms, which
+     * have no file to keep a solved model next to. */
+    std::string osTPSFile;
 
     /* <Points> */
     std::string osSource;           /* resolved (relative to the .tps file's folder) */
@@ -77,6 +88,7 @@ struct TPSConfig
     int nNumThreads = 1;
     TPSDeviceRequest eDevice = TPSDeviceRequest::AUTO;
     bool bMixedPrecision = false; /* PRECISION=MIXED (GPU only) */
+    TPSModelCacheMode eModelCache = TPSModelCacheMode::YES;
 };
 
 /* The largest raster side accepted (2^24): beyond that a request is almost

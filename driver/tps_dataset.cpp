@@ -13,6 +13,7 @@
 #include "tps_dataset.h"
 
 #include "tps_errors.h"
+#include "tps_model_file.h"
 #include "tps_points.h"
 
 #include "cpl_conv.h"
@@ -203,6 +204,36 @@ std::shared_ptr<TPSSharedModel> TPSDataset::Solve()
     return poModel;
 }
 
+std::shared_ptr<TPSSharedModel> TPSDataset::LoadOrSolve()
+{
+    const char *pszName = m_oConfig.osName.c_str();
+    TPSModelFile oFile;
+    std::string osWhy;
+    const bool bKeep = TPSModelFilePrepare(m_oConfig, &oFile, &osWhy);
+    if (!bKeep)
+    {
+        if (!osWhy.empty())
+            CPLDebug("TPS", "%s: the solved model is not kept in a file: %s", pszName,
+                     osWhy.c_str());
+        return Solve();
+    }
+    if (auto poModel = TPSModelFileRead(oFile, m_poContext.get(), &osWhy))
+    {
+        CPLDebug("TPS", "%s: reused the solved model from %s", pszName, oFile.osPath.c_str());
+        return poModel;
+    }
+    CPLDebug("TPS", "%s: solving: %s", pszName, osWhy.c_str());
+    auto poModel = Solve();
+    if (poModel && oFile.bWrite)
+    {
+        if (TPSModelFileWrite(oFile, *poModel, m_poContext.get(), &osWhy))
+            CPLDebug("TPS", "%s: wrote the solved model to %s", pszName, oFile.osPath.c_str());
+        else
+            CPLDebug("TPS", "%s: the solved model is not kept: %s", pszName, osWhy.c_str());
+    }
+    return poModel;
+}
+
 std::unique_ptr<TPSDataset> TPSDataset::Open(TPSConfig &&oConfig)
 {
     auto poDS = std::make_unique<TPSDataset>();
@@ -239,7 +270,7 @@ std::unique_ptr<TPSDataset> TPSDataset::Open(TPSConfig &&oConfig)
     int nSolves = 0;
     TPSDataset *poRaw = poDS.get();
     poDS->m_poModel = TPSModelCacheGet(
-        TPSModelCacheKey(c), [poRaw]() { return poRaw->Solve(); }, &nSolves);
+        TPSModelCacheKey(c), [poRaw]() { return poRaw->LoadOrSolve(); }, &nSolves);
     if (!poDS->m_poModel)
         return nullptr;
 
@@ -304,6 +335,7 @@ void TPSDataset::BuildMetadata(int nSolves)
     SetMetadataItem("CPU_KERNEL", tps_cpu_kernel_name(tps_cpu_kernel_best()), MD_DOMAIN);
     SetMetadataItem("NUM_THREADS", CPLSPrintf("%d", m_sEvalOptions.num_threads), MD_DOMAIN);
     SetMetadataItem("SOLVES", CPLSPrintf("%d", nSolves), MD_DOMAIN);
+    SetMetadataItem("MODEL_SOURCE", m_poModel->bFromFile ? "FILE" : "SOLVED", MD_DOMAIN);
 
     for (int i = 0; i < nBands; i++)
     {
@@ -370,6 +402,11 @@ char **TPSDataset::GetFileList()
     if (VSIStatL(pszSource, &sStat) == 0 && !VSI_ISDIR(sStat.st_mode) &&
         CSLFindString(papszFiles, pszSource) < 0)
         papszFiles = CSLAddString(papszFiles, pszSource);
+    // So is the solved model kept next to the .tps file.
+    const std::string osModelFile = TPSModelFilePath(m_oConfig);
+    if (!osModelFile.empty() && VSIStatL(osModelFile.c_str(), &sStat) == 0 &&
+        VSI_ISREG(sStat.st_mode))
+        papszFiles = CSLAddString(papszFiles, osModelFile.c_str());
     return papszFiles;
 }
 

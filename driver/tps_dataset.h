@@ -79,6 +79,9 @@ class TPSDataset final : public GDALDataset
     static void LogCallback(void *pUserData, tps_log_level eLevel, const char *pszMessage);
 
     bool ReportEngineError(const char *pszWhat) const;
+    /* The model from <name>.tps.model when it is valid for this data set,
+     * else Solve() (and the model file written, with MODEL_CACHE=YES). */
+    std::shared_ptr<TPSSharedModel> LoadOrSolve();
     std::shared_ptr<TPSSharedModel> Solve();
     void BuildMetadata(int nSolves);
     void RefreshDynamicMetadata(const char *pszDomain);

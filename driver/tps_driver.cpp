@@ -143,6 +143,14 @@ constexpr const char OPEN_OPTIONS[] =
     "    <Value>DOUBLE</Value>"
     "    <Value>MIXED</Value>"
     "  </Option>"
+    "  <Option name='MODEL_CACHE' type='string-select' default='YES' "
+    "description='Keep the solved model in &lt;name&gt;.tps.model and reuse it while it "
+    "matches the points and settings: YES, NO, or READ_ONLY (reuse, never write). Default: "
+    "the TPS_MODEL_CACHE configuration option, else YES'>"
+    "    <Value>YES</Value>"
+    "    <Value>NO</Value>"
+    "    <Value>READ_ONLY</Value>"
+    "  </Option>"
     "</OpenOptionList>";
 
 } // namespace

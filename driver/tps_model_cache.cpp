@@ -54,8 +54,14 @@ std::string AbsoluteSource(const std::string &osSource)
     return osAbs;
 }
 
-/* name=<length>:<value>; so that no value can fake another field. */
 void AddPart(std::string &osKey, const char *pszName, const std::string &osValue)
+{
+    TPSModelKeyAppend(osKey, pszName, osValue);
+}
+
+} // namespace
+
+void TPSModelKeyAppend(std::string &osKey, const char *pszName, const std::string &osValue)
 {
     osKey += pszName;
     osKey += CPLSPrintf("=%llu:", static_cast<unsigned long long>(osValue.size()));
@@ -63,7 +69,23 @@ void AddPart(std::string &osKey, const char *pszName, const std::string &osValue
     osKey += '\n';
 }
 
-} // namespace
+std::string TPSModelConfigKey(const TPSConfig &c)
+{
+    std::string osKey;
+    AddPart(osKey, "layer", c.osLayer);
+    AddPart(osKey, "xfield", c.osXField);
+    AddPart(osKey, "yfield", c.osYField);
+    AddPart(osKey, "where", c.osWhere);
+    AddPart(osKey, "points_srs", c.osPointsSRS);
+    AddPart(osKey, "output_srs", c.osOutputSRS);
+    for (const auto &oBand : c.aoBands)
+    {
+        AddPart(osKey, "band",
+                oBand.bGeometryZ ? std::string("<GeometryZ/>") : "field:" + oBand.osField);
+        AddPart(osKey, "smoothing", CPLSPrintf("%.17g", oBand.dfSmoothing));
+    }
+    return osKey;
+}
 
 std::string TPSModelCacheKey(const TPSConfig &c)
 {
@@ -97,18 +119,7 @@ std::string TPSModelCacheKey(const TPSConfig &c)
         AddPart(osKey, "mtime", CPLSPrintf("%lld", static_cast<long long>(sStat.st_mtime)));
 #endif
     }
-    AddPart(osKey, "layer", c.osLayer);
-    AddPart(osKey, "xfield", c.osXField);
-    AddPart(osKey, "yfield", c.osYField);
-    AddPart(osKey, "where", c.osWhere);
-    AddPart(osKey, "points_srs", c.osPointsSRS);
-    AddPart(osKey, "output_srs", c.osOutputSRS);
-    for (const auto &oBand : c.aoBands)
-    {
-        AddPart(osKey, "band",
-                oBand.bGeometryZ ? std::string("<GeometryZ/>") : "field:" + oBand.osField);
-        AddPart(osKey, "smoothing", CPLSPrintf("%.17g", oBand.dfSmoothing));
-    }
+    osKey += TPSModelConfigKey(c);
     return osKey;
 }
 
@@ -134,7 +145,9 @@ std::shared_ptr<TPSSharedModel> TPSModelCacheGet(
         if (poModel)
         {
             poSlot->poModel = poModel;
-            poSlot->nSolves++;
+            // A model read from its .tps.model file was not solved here.
+            if (!poModel->bFromFile)
+                poSlot->nSolves++;
         }
     }
     if (pnSolves)

@@ -34,6 +34,7 @@ struct TPSSharedModel
     std::vector<tps_band_info> asBandInfo{};
     bool bHasSRS = false;
     OGRSpatialReference oSRS{}; /* the output CRS */
+    bool bFromFile = false;     /* read from <name>.tps.model, not solved */
 
     TPSSharedModel() = default;
     TPSSharedModel(const TPSSharedModel &) = delete;
@@ -50,12 +51,22 @@ struct TPSSharedModel
  * key give the same model. */
 std::string TPSModelCacheKey(const TPSConfig &oConfig);
 
+/* The part of the key that comes from the configuration alone (layer,
+ * fields, filter, CRSs, per-band field and smoothing): shared with the
+ * hash of the model file (tps_model_file.h). */
+std::string TPSModelConfigKey(const TPSConfig &oConfig);
+
+/* Appends "name=<length>:<value>\n" to osKey: with the length, no value
+ * can fake another field. */
+void TPSModelKeyAppend(std::string &osKey, const char *pszName, const std::string &osValue);
+
 /* The model for osKey: the cached one if some open data set still holds
  * it, else the result of fnSolve() (called without the cache's global
  * lock; concurrent callers for the same key wait for it instead of
  * solving again). A nullptr from fnSolve (a failure, already reported) is
  * returned as is and not cached. *pnSolves receives the number of
- * successful solves for this key so far in this process. */
+ * successful solves for this key so far in this process (a model fnSolve
+ * read from its model file, bFromFile, is not a solve). */
 std::shared_ptr<TPSSharedModel> TPSModelCacheGet(
     const std::string &osKey, const std::function<std::shared_ptr<TPSSharedModel>()> &fnSolve,
     int *pnSolves);

@@ -81,6 +81,10 @@ class PointLoader
 
     /* Returns false with m_osError set. */
     bool Load();
+    /* Opens the source and its layer and sets up the CRSs as Load() does,
+     * reads no feature; fills *paosFiles with GDAL's list of the source's
+     * files. Returns false with m_osError set. */
+    bool Describe(std::vector<std::string> *paosFiles);
 
     std::string m_osError{};
     CPLErrorNum m_nErrorNum = CPLE_AppDefined;
@@ -516,6 +520,38 @@ bool PointLoader::Load()
 }
 
 } // namespace
+
+bool PointLoader::Describe(std::vector<std::string> *paosFiles)
+{
+    TPSErrorCapture oCapture;
+    OGRSpatialReference oPointsSRS;
+    bool bHasPointsSRS = false;
+    if (!OpenSource(oCapture) || !OpenLayer(oCapture) ||
+        !SetUpSRS(oCapture, oPointsSRS, bHasPointsSRS))
+        return false;
+    const CPLStringList aosList(m_poDS->GetFileList());
+    for (int i = 0; i < aosList.size(); i++)
+        paosFiles->emplace_back(aosList[i]);
+    return true;
+}
+
+bool TPSDescribeSource(const TPSConfig &oConfig, TPSSourceInfo *psInfo, std::string *posWhyNot)
+{
+    // Quietly, warnings included: the solve that may follow reports them.
+    CPLErrorStateBackuper oErrorState;
+    CPLErrorHandlerPusher oQuiet(CPLQuietErrorHandler);
+    TPSPoints oPoints;
+    PointLoader oLoader(oConfig, oPoints);
+    psInfo->aosFiles.clear();
+    if (!oLoader.Describe(&psInfo->aosFiles))
+    {
+        *posWhyNot = oLoader.m_osError;
+        return false;
+    }
+    psInfo->bHasOutputSRS = oPoints.bHasOutputSRS;
+    psInfo->oOutputSRS = oPoints.oOutputSRS;
+    return true;
+}
 
 bool TPSLoadPoints(const TPSConfig &oConfig, TPSPoints *psPoints)
 {

@@ -35,4 +35,18 @@ struct TPSPoints
  * CE_Failure starting with oConfig.osName and returns false. */
 bool TPSLoadPoints(const TPSConfig &oConfig, TPSPoints *psPoints);
 
+/* What a solved model kept in a file needs from the source without its
+ * points: the output CRS, set up by the same code as TPSLoadPoints's
+ * (identical to a solve's), and the files GDAL lists for the source. */
+struct TPSSourceInfo
+{
+    bool bHasOutputSRS = false;
+    OGRSpatialReference oOutputSRS{};
+    std::vector<std::string> aosFiles{};
+};
+
+/* Opens the source and its layer, reads no feature. Emits nothing: on
+ * failure returns false with the reason in *posWhyNot. */
+bool TPSDescribeSource(const TPSConfig &oConfig, TPSSourceInfo *psInfo, std::string *posWhyNot);
+
 #endif /* TPS_POINTS_H */

@@ -200,6 +200,7 @@ int main(int argc, char **argv)
         printf("%d checks, %d failed\n", checks, failures);
     VSIUnlink((std::string(dir) + "/points.csv").c_str());
     VSIUnlink(tps.c_str());
+    VSIUnlink((tps + ".model").c_str()); /* the solved model kept next to it */
     VSIRmdir(dir);
     return rc == 77 ? 77 : (failures || rc ? 1 : 0);
 }

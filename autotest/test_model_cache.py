@@ -1,0 +1,517 @@
+"""The solved model kept next to the .tps file (<name>.tps.model).
+
+References are independent of the model file: an open with MODEL_CACHE=NO
+(which neither reads nor writes it, and solves), and scipy's
+RBFInterpolator for values after the points change.
+
+* the first open solves and writes the file; another *process* reuses it
+  (MODEL_SOURCE=FILE, SOLVES=0) with the same bytes and CRS as a solve;
+* points changed in place with the same size and modification time (only
+  the content hash can tell) are solved again, with the new values; a
+  shapefile's .dbf changed the same way too;
+* truncated, damaged, garbage, empty files, a folder in the file's place,
+  and a model of another .tps: solved, correct, no error and no warning
+  (a debug line says why), and the file is rewritten;
+* MODEL_CACHE=NO neither reads nor writes; READ_ONLY reads, never writes;
+  the TPS_MODEL_CACHE configuration option; bad values fail the open;
+* no file where none can be written: a .tps inside a tar (read-only for
+  everyone, root included), and TPS: connection strings;
+* the grid is not part of the hash: another SIZE reuses the model;
+* /vsimem/ .tps files keep their model in /vsimem/;
+* processes: 4 started together on a kept model all read it (one solve in
+  all, the first process's); 4 started together without one all solve,
+  agree bit for bit, and leave one valid file and no temporary files.
+"""
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import time
+
+import numpy as np
+import pytest
+from osgeo import gdal, ogr
+
+from conftest import (PYTHON, VSIMem, assert_close64, grid_around, md, open_tps, random_points,
+                      scipy_ds_ref, smooth_values, subprocess_env, tps_xml, write_csv, write_tps)
+
+GRID = (40, 30)
+
+# One open in a fresh process: metadata, a digest of every band's bytes, the
+# CRS and how many errors/warnings GDAL reported, as JSON. argv: path, start
+# time (wait until then, so that several processes open at once), options.
+PROBE = r'''
+import hashlib, json, sys, time
+from osgeo import gdal
+gdal.DontUseExceptions()
+msgs = []
+gdal.PushErrorHandler(lambda c, n, m: msgs.append((c, m)))
+start = float(sys.argv[2])
+while time.time() < start:
+    time.sleep(0.001)
+ds = gdal.OpenEx(sys.argv[1], gdal.OF_RASTER, open_options=sys.argv[3:])
+out = {'opened': ds is not None,
+       'failures': [m for c, m in msgs if c >= gdal.CE_Failure],
+       'warnings': [m for c, m in msgs if c == gdal.CE_Warning],
+       'debug': ' | '.join(m for c, m in msgs if c == gdal.CE_Debug)}
+if ds is not None:
+    m = ds.GetMetadata('TPS')
+    out.update(source=m.get('MODEL_SOURCE'), solves=m.get('SOLVES'),
+               digest=hashlib.sha256(ds.ReadRaster()).hexdigest(), srs=ds.GetProjection())
+print(json.dumps(out))
+'''
+
+
+def start_probe(path, oo=(), start=0.0):
+    env = subprocess_env()
+    env['CPL_DEBUG'] = 'TPS'
+    return subprocess.Popen([PYTHON, '-c', PROBE, str(path), repr(start)] + list(oo),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+
+
+def finish_probe(proc):
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def probe(path, oo=()):
+    return finish_probe(start_probe(path, oo))
+
+
+def make_points(folder, n=200, seed=41, name='p.csv'):
+    rng = np.random.default_rng(seed)
+    x, y = random_points(n, rng, 155000.0, 463000.0, 3000.0)
+    cols = {'x': x, 'y': y, 'z': smooth_values(x, y, rng), 'w': smooth_values(x, y, rng)}
+    write_csv(folder / name, cols)
+    return cols
+
+
+def make_tps(folder, cols, name='m.tps', source='p.csv', bands=None, **kw):
+    gt = grid_around(cols['x'], cols['y'], *GRID)
+    kw.setdefault('points_srs', 'EPSG:28992')
+    xml = tps_xml(source, bands or ['z', {'field': 'w', 'smoothing': 300.0}], geotransform=gt,
+                  size=GRID, data_type='Float64', **kw)
+    return write_tps(folder / name, xml)
+
+
+def open_read(path, oo=()):
+    """In this process: (MODEL_SOURCE, SOLVES, bytes, CRS, errors captured),
+    with the handle closed again (the in-process model goes with it)."""
+    gdal.SetConfigOption('CPL_DEBUG', 'TPS')
+    try:
+        ds, cap = open_tps(path, list(oo))
+    finally:
+        gdal.SetConfigOption('CPL_DEBUG', None)
+    assert ds is not None, cap.errors
+    res = (md(ds, 'MODEL_SOURCE'), md(ds, 'SOLVES'), ds.ReadRaster(), ds.GetProjection(), cap)
+    ds = None
+    return res
+
+
+def solved_bytes(path):
+    """The reference: a solve that never sees the model file."""
+    src, _, data, _, _ = open_read(path, ['MODEL_CACHE=NO'])
+    assert src == 'SOLVED'
+    return data
+
+
+def digest(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def debug_lines(cap):
+    return [m for c, _, m in cap.errors if c == gdal.CE_Debug]
+
+
+def assert_quiet(cap):
+    assert not cap.failures and not cap.warnings, cap.errors
+
+
+def assert_valid_model(path):
+    """The file at path loads: a fresh process reads its model."""
+    res = probe(path)
+    assert res['source'] == 'FILE', res['debug']
+    return res
+
+
+def temp_files(folder):
+    return [f for f in os.listdir(folder) if '.tmp.' in f]
+
+
+# ------------------------------------------------------------- the basics
+
+def test_written_after_first_open_and_reused_by_another_process(tmp_path):
+    cols = make_points(tmp_path)
+    path = make_tps(tmp_path, cols)
+    model = path + '.model'
+    src, solves, data, srs, cap = open_read(path)
+    assert_quiet(cap)
+    assert (src, solves) == ('SOLVED', '1')
+    assert os.path.isfile(model)
+    with open(model, 'rb') as f:
+        assert f.read(8) == b'TPSMODEL'
+    assert any('wrote the solved model to' in m for m in debug_lines(cap)), debug_lines(cap)
+    assert not temp_files(tmp_path)
+    ds, _ = open_tps(path)
+    assert model in ds.GetFileList()
+    ds = None
+
+    res = probe(path)
+    assert res['opened'] and not res['failures'] and not res['warnings'], res
+    assert (res['source'], res['solves']) == ('FILE', '0'), res['debug']
+    assert 'reused the solved model from' in res['debug']
+    assert res['digest'] == digest(data) == digest(solved_bytes(path))
+    assert res['srs'] == srs and 'Amersfoort' in srs
+    # and the values are the spline's (scipy, independently)
+    ds, _ = open_tps(path)
+    for b, (field, lam) in enumerate([('z', 0.0), ('w', 300.0)], start=1):
+        ref = scipy_ds_ref(ds, cols['x'], cols['y'], cols[field], lam)
+        assert_close64(ds.GetRasterBand(b).ReadAsArray(), ref, np.ptp(cols[field]), what=field)
+
+
+def test_in_process_cache_stays_in_front(tmp_path):
+    """A second handle while the first is open shares its model: the file
+    is not read again (SOLVES stays 1, MODEL_SOURCE says where it came from)."""
+    cols = make_points(tmp_path)
+    path = make_tps(tmp_path, cols)
+    ds1, _ = open_tps(path)
+    os.remove(path + '.model')
+    ds2, _ = open_tps(path)
+    assert md(ds1, 'MODEL_SOURCE') == md(ds2, 'MODEL_SOURCE') == 'SOLVED'
+    assert md(ds2, 'SOLVES') == '1'
+    assert not os.path.exists(path + '.model')
+    ds1 = ds2 = None
+    # all handles closed: the file is consulted again, and written
+    open_read(path)
+    src, solves, _, _, _ = open_read(path)
+    assert (src, solves) == ('FILE', '2')  # two solves so far in this process, none now
+
+
+def test_copied_folder_and_other_spellings_keep_the_model(tmp_path):
+    """The hash names the source relative to the .tps folder: m.tps,
+    ./m.tps, an absolute path, and a copy of the folder (times kept, as
+    cp -p and rsync -a do) elsewhere all read the one model."""
+    src_dir = tmp_path / 'a'
+    src_dir.mkdir()
+    cols = make_points(src_dir)
+    make_tps(src_dir, cols)
+    open_read(str(src_dir / 'm.tps'))
+    for name in ['m.tps', './m.tps', str(src_dir / 'm.tps'), '../a/m.tps']:
+        r = subprocess.run([PYTHON, '-c', PROBE, name, '0'], cwd=src_dir, env=subprocess_env(),
+                           capture_output=True, text=True, check=True)
+        assert json.loads(r.stdout)['source'] == 'FILE', (name, r.stdout)
+    shutil.copytree(src_dir, tmp_path / 'b')
+    assert probe(tmp_path / 'b' / 'm.tps')['source'] == 'FILE'
+
+
+def test_grid_is_not_in_the_hash(tmp_path):
+    cols = make_points(tmp_path)
+    path = make_tps(tmp_path, cols)
+    open_read(path)
+    res = probe(path, ['SIZE=17,9'])
+    assert res['source'] == 'FILE', res['debug']
+    ds, _ = open_tps(path, ['SIZE=17,9', 'MODEL_CACHE=NO'])
+    assert res['digest'] == digest(ds.ReadRaster())
+
+
+def test_other_settings_are_in_the_hash(tmp_path):
+    cols = make_points(tmp_path)
+    path = make_tps(tmp_path, cols)
+    open_read(path)
+    res = probe(path, ['SMOOTHING=5'])
+    assert res['source'] == 'SOLVED' and 'stale' in res['debug'], res['debug']
+    ds, _ = open_tps(path, ['SMOOTHING=5', 'MODEL_CACHE=NO'])
+    assert res['digest'] == digest(ds.ReadRaster())
+
+
+# ------------------------------------------------------- changed points
+
+def test_changed_points_same_size_same_mtime_are_solved_again(tmp_path):
+    cols = make_points(tmp_path)
+    path = make_tps(tmp_path, cols)
+    csv = tmp_path / 'p.csv'
+    open_read(path)
+    st = os.stat(csv)
+    text = csv.read_text()
+    # one value changed, byte count kept: the 5th data row's z loses its
+    # last digit to another digit
+    lines = text.split('\n')
+    fields = lines[5].split(',')
+    last = fields[2][-1]
+    fields[2] = fields[2][:-1] + ('7' if last != '7' else '3')
+    lines[5] = ','.join(fields)
+    new_text = '\n'.join(lines)
+    assert len(new_text) == len(text) and new_text != text
+    csv.write_text(new_text)
+    os.utime(csv, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(csv).st_mtime_ns == st.st_mtime_ns and os.stat(csv).st_size == st.st_size
+
+    res = probe(path)
+    assert res['source'] == 'SOLVED' and 'stale' in res['debug'], res['debug']
+    z = cols['z'].copy()
+    z[4] = float(fields[2])
+    ds, _ = open_tps(path, ['MODEL_CACHE=NO'])
+    ref = scipy_ds_ref(ds, cols['x'], cols['y'], z, 0.0)
+    assert_close64(ds.GetRasterBand(1).ReadAsArray(), ref, np.ptp(z))
+    assert res['digest'] == digest(ds.ReadRaster())
+    # rewritten for the new points
+    assert assert_valid_model(path)['digest'] == res['digest']
+
+
+def test_changed_shapefile_dbf_is_solved_again(tmp_path):
+    cols = make_points(tmp_path)
+    drv = ogr.GetDriverByName('ESRI Shapefile')
+    src = drv.CreateDataSource(str(tmp_path / 'p.shp'))
+    lyr = src.CreateLayer('p', None, ogr.wkbPoint)
+    lyr.CreateField(ogr.FieldDefn('z', ogr.OFTReal))
+    for i in range(len(cols['x'])):
+        f = ogr.Feature(lyr.GetLayerDefn())
+        f.SetField('z', float(cols['z'][i]))
+        f.SetGeometry(ogr.CreateGeometryFromWkt('POINT (%r %r)' % (cols['x'][i], cols['y'][i])))
+        lyr.CreateFeature(f)
+    src = lyr = None
+    path = make_tps(tmp_path, cols, source='p.shp', bands=['z'], xfield=None, yfield=None)
+    open_read(path)
+    dbf = tmp_path / 'p.dbf'
+    stamps = {p: os.stat(p) for p in tmp_path.glob('p.*')}
+    src = ogr.Open(str(tmp_path / 'p.shp'), 1)
+    lyr = src.GetLayer(0)
+    f = lyr.GetFeature(7)
+    f.SetField('z', 12345.0)
+    lyr.SetFeature(f)
+    src = lyr = f = None
+    for p, st in stamps.items():
+        os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(dbf).st_size == stamps[dbf].st_size
+
+    res = probe(path)
+    assert res['source'] == 'SOLVED' and 'stale' in res['debug'], res['debug']
+    z = cols['z'].copy()
+    z[7] = 12345.0
+    ds, _ = open_tps(path, ['MODEL_CACHE=NO'])
+    assert_close64(ds.ReadAsArray(), scipy_ds_ref(ds, cols['x'], cols['y'], z, 0.0), np.ptp(z))
+    assert res['digest'] == digest(ds.ReadRaster())
+
+
+# ------------------------------------------------------- damaged files
+
+def _truncate_half(b):
+    return b[:len(b) // 2]
+
+
+def _flip_middle(b):
+    b = bytearray(b)
+    b[len(b) // 2] ^= 0x40
+    return bytes(b)
+
+
+DAMAGES = {
+    'truncated_half': (_truncate_half, 'truncated'),
+    'truncated_1': (lambda b: b[:-1], 'truncated'),
+    'header_only': (lambda b: b[:128], 'truncated'),
+    'one_byte_flipped': (_flip_middle, 'checksum'),
+    'garbage_same_size': (lambda b: np.random.default_rng(5).bytes(len(b)), 'signature'),
+    'empty': (lambda b: b'', 'header'),
+    'other_version': (lambda b: b[:8] + b'\x09' + b[9:], 'version'),
+    'other_byte_order': (lambda b: b[:12] + b[12:16][::-1] + b[16:], 'byte order'),
+    'longer': (lambda b: b + b'\0' * 8, 'truncated or damaged'),
+}
+
+
+@pytest.mark.parametrize('damage', sorted(DAMAGES))
+def test_damaged_model_file_is_solved_again(tmp_path, damage):
+    cols = make_points(tmp_path)
+    path = make_tps(tmp_path, cols)
+    model = path + '.model'
+    reference = solved_bytes(path)
+    open_read(path)
+    with open(model, 'rb') as f:
+        good = f.read()
+    fn, why = DAMAGES[damage]
+    with open(model, 'wb') as f:
+        f.write(fn(good))
+    src, solves, data, _, cap = open_read(path)
+    assert_quiet(cap)
+    assert src == 'SOLVED'
+    assert data == reference
+    debug = ' '.join(debug_lines(cap))
+    assert 'solving' in debug and why in debug, debug
+    # rewritten, valid again (not byte-identical: SOLVE_SECONDS is kept too)
+    with open(model, 'rb') as f:
+        assert len(f.read()) == len(good)
+    src, solves, again, _, _ = open_read(path)
+    assert src == 'FILE' and again == reference
+
+
+def test_folder_in_place_of_the_model_file(tmp_path):
+    cols = make_points(tmp_path)
+    path = make_tps(tmp_path, cols)
+    os.mkdir(path + '.model')
+    src, _, data, _, cap = open_read(path)
+    assert_quiet(cap)
+    assert src == 'SOLVED' and data == solved_bytes(path)
+    debug = ' '.join(debug_lines(cap))
+    assert 'not a file' in debug and 'not kept' in debug, debug
+    assert os.path.isdir(path + '.model') and not temp_files(tmp_path)
+
+
+def test_model_of_another_tps_is_ignored(tmp_path):
+    cols = make_points(tmp_path)
+    a = make_tps(tmp_path, cols, name='a.tps', bands=['z'])
+    b = make_tps(tmp_path, cols, name='b.tps', bands=['w'])
+    open_read(a)
+    with open(a + '.model', 'rb') as f:
+        model_a = f.read()
+    with open(b + '.model', 'wb') as f:
+        f.write(model_a)
+    src, _, data, _, cap = open_read(b)
+    assert_quiet(cap)
+    assert src == 'SOLVED' and 'stale' in ' '.join(debug_lines(cap))
+    assert data == solved_bytes(b)
+    ds, _ = open_tps(b, ['MODEL_CACHE=NO'])
+    assert_close64(ds.ReadAsArray(), scipy_ds_ref(ds, cols['x'], cols['y'], cols['w'], 0.0),
+                   np.ptp(cols['w']))
+
+
+# ------------------------------------------------------- MODEL_CACHE
+
+def test_model_cache_no_neither_reads_nor_writes(tmp_path):
+    cols = make_points(tmp_path)
+    path = make_tps(tmp_path, cols)
+    src, _, _, _, cap = open_read(path, ['MODEL_CACHE=NO'])
+    assert src == 'SOLVED' and not os.path.exists(path + '.model')
+    assert not [m for m in debug_lines(cap) if '.model' in m], debug_lines(cap)
+    open_read(path)  # writes it
+    st = os.stat(path + '.model')
+    res = probe(path, ['MODEL_CACHE=NO'])
+    assert (res['source'], res['solves']) == ('SOLVED', '1')
+    assert os.stat(path + '.model').st_mtime_ns == st.st_mtime_ns
+
+
+def test_model_cache_read_only(tmp_path):
+    cols = make_points(tmp_path)
+    path = make_tps(tmp_path, cols)
+    model = path + '.model'
+    res = probe(path, ['MODEL_CACHE=READ_ONLY'])
+    assert res['source'] == 'SOLVED' and not os.path.exists(model)
+    open_read(path)
+    res = probe(path, ['MODEL_CACHE=READ_ONLY'])
+    assert res['source'] == 'FILE' and res['digest'] == digest(solved_bytes(path))
+    # stale: solved, and the stale file left alone
+    with open(model, 'rb') as f:
+        stale = f.read()
+    res = probe(path, ['MODEL_CACHE=READ_ONLY', 'SMOOTHING=2'])
+    assert res['source'] == 'SOLVED'
+    with open(model, 'rb') as f:
+        assert f.read() == stale
+
+
+def test_config_option_and_bad_values(tmp_path):
+    cols = make_points(tmp_path)
+    path = make_tps(tmp_path, cols)
+    gdal.SetConfigOption('TPS_MODEL_CACHE', 'NO')
+    try:
+        src, _, _, _, _ = open_read(path)
+        assert src == 'SOLVED' and not os.path.exists(path + '.model')
+        src, _, _, _, _ = open_read(path, ['MODEL_CACHE=YES'])  # the option wins
+        assert os.path.exists(path + '.model')
+        gdal.SetConfigOption('TPS_MODEL_CACHE', 'maybe')
+        ds, cap = open_tps(path)
+        assert ds is None and any('TPS_MODEL_CACHE' in m and 'maybe' in m for m in cap.failures)
+    finally:
+        gdal.SetConfigOption('TPS_MODEL_CACHE', None)
+    ds, cap = open_tps(path, ['MODEL_CACHE=sometimes'])
+    assert ds is None
+    assert any('MODEL_CACHE' in m and 'READ_ONLY' in m for m in cap.failures), cap.errors
+
+
+def test_open_option_is_advertised():
+    opts = gdal.GetDriverByName('TPS').GetMetadataItem('DMD_OPENOPTIONLIST')
+    assert "name='MODEL_CACHE'" in opts and 'READ_ONLY' in opts
+
+
+# ------------------------------------------------------- where no file can be kept
+
+def test_unwritable_folder_inside_a_tar(tmp_path):
+    """/vsitar/ is read-only for everyone (a chmod 555 folder is not, for
+    root): the open solves, reports nothing, and writes nothing."""
+    inner = tmp_path / 'inner'
+    inner.mkdir()
+    cols = make_points(inner)
+    path = make_tps(inner, cols)
+    reference = solved_bytes(path)
+    tar = tmp_path / 'pack.tar'
+    with tarfile.open(tar, 'w') as t:
+        t.add(inner / 'm.tps', 'm.tps')
+        t.add(inner / 'p.csv', 'p.csv')
+    vpath = '/vsitar/%s/m.tps' % tar
+    src, _, data, _, cap = open_read(vpath)
+    assert_quiet(cap)
+    assert src == 'SOLVED' and data == reference
+    debug = ' '.join(debug_lines(cap))
+    assert 'not kept' in debug and 'cannot create' in debug, debug
+    assert gdal.VSIStatL(vpath + '.model') is None
+    assert sorted(os.listdir(tmp_path)) == ['inner', 'pack.tar']
+
+
+def test_connection_string_form_keeps_no_file(tmp_path):
+    cols = make_points(tmp_path)
+    before = sorted(os.listdir(tmp_path))
+    src, _, _, _, cap = open_read('TPS:' + str(tmp_path / 'p.csv'),
+                                  ['FIELD=z', 'XFIELD=x', 'YFIELD=y', 'SIZE=10,10'])
+    assert_quiet(cap)
+    assert src == 'SOLVED' and sorted(os.listdir(tmp_path)) == before
+    assert any('no .tps file' in m for m in debug_lines(cap))
+
+
+def test_vsimem_tps_keeps_its_model_in_vsimem(tmp_path):
+    cols = make_points(tmp_path)
+    with VSIMem() as mem:
+        with open(tmp_path / 'p.csv') as f:
+            mem.write('p.csv', f.read())
+        path = mem.write('m.tps', open(make_tps(tmp_path, cols)).read())
+        mem.files.append(path + '.model')
+        src, _, data, _, _ = open_read(path)
+        assert src == 'SOLVED' and gdal.VSIStatL(path + '.model') is not None
+        src, solves, again, _, _ = open_read(path)
+        assert src == 'FILE' and again == data
+        assert not [f for f in gdal.ReadDir(mem.root) if '.tmp.' in f]
+
+
+# ------------------------------------------------------- several processes
+
+def test_many_processes_one_solve(tmp_path):
+    """The issue's promise: one solve, then every process reads it."""
+    cols = make_points(tmp_path, n=600)
+    path = make_tps(tmp_path, cols)
+    first = probe(path)
+    assert (first['source'], first['solves']) == ('SOLVED', '1')
+    start = time.time() + 0.8
+    procs = [start_probe(path, start=start) for _ in range(4)]
+    results = [finish_probe(p) for p in procs]
+    for r in results:
+        assert (r['source'], r['solves']) == ('FILE', '0'), r['debug']
+        assert r['digest'] == first['digest'] and not r['failures'] and not r['warnings']
+    total_solves = sum(int(r['solves']) for r in [first] + results)
+    assert total_solves == 1
+
+
+def test_concurrent_cold_start_leaves_one_valid_file(tmp_path):
+    """Without a model file, processes that open at the same moment each
+    solve (nothing coordinates them), write their own temporary file and
+    rename it into place: the last rename wins, all agree, nothing torn."""
+    cols = make_points(tmp_path, n=1500)
+    path = make_tps(tmp_path, cols)
+    start = time.time() + 1.0
+    procs = [start_probe(path, start=start) for _ in range(4)]
+    results = [finish_probe(p) for p in procs]
+    digests = {r['digest'] for r in results}
+    assert len(digests) == 1, results
+    for r in results:
+        assert r['opened'] and not r['failures'] and not r['warnings'], r
+    assert not temp_files(tmp_path)
+    assert assert_valid_model(path)['digest'] in digests
+    assert digests == {digest(solved_bytes(path))}

@@ -1,0 +1,77 @@
+/*
+ * tps_model_file.h: the solved model kept next to the .tps file, so that
+ * a solve is done once per set of inputs, not once per process or machine.
+ *
+ * "<name>.tps.model" holds the engine's saved model (tps_model_save)
+ * under a SHA-256 of everything the model depends on: the
+ * model's part of the configuration, the point source's files (size,
+ * modification time and content) and the versions of the code that reads
+ * and solves them. A file whose hash differs, or that is damaged in any
+ * way, is not used: the model is solved again (and the file rewritten).
+ *
+ * Nothing here emits a GDAL error: a model file is an optimisation, and
+ * every problem with it ends in a solve, with the reason in a debug line.
+ */
+#ifndef TPS_MODEL_FILE_H
+#define TPS_MODEL_FILE_H
+
+#include "tps.h"
+#include "tps_config.h"
+#include "tps_model_cache.h"
+
+#include "cpl_port.h"
+#include "ogr_spatialref.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+/* Where the model of one configuration is kept, and what it must match. */
+struct TPSModelFile
+{
+    std::string osPath{}; /* <name>.tps.model */
+    GByte abyHash[32] = {};
+    size_t nBands = 0;   /* the bands of the data set: a model must have as many */
+    bool bWrite = false; /* MODEL_CACHE=YES: write after a solve */
+    /* The output CRS, from the source as a solve sets it up (the file
+     * holds numbers only: a CRS written out and read back is not always
+     * the same object). */
+    bool bHasSRS = false;
+    OGRSpatialReference oSRS{};
+
+    /* The size and modification time of each point source file when the
+     * hash was made: a source that changes while the solve reads it must
+     * not be saved under the old hash. */
+    struct Stamp
+    {
+        std::string osFile;
+        GUIntBig nSize;
+        std::string osMTime;
+    };
+    std::vector<Stamp> aoStamps{};
+};
+
+/* "<name>.tps.model" for a .tps file whose MODEL_CACHE is not NO, else "". */
+std::string TPSModelFilePath(const TPSConfig &oConfig);
+
+/* Fills *psFile for oConfig. False when this configuration keeps no model
+ * file, with the reason in *posWhyNot ("" when there is nothing to say,
+ * e.g. MODEL_CACHE=NO): the TPS: and inline XML forms (no .tps file), a
+ * source that is not a file (a connection string), a source GDAL cannot
+ * open or list (its layer or CRS included). */
+bool TPSModelFilePrepare(const TPSConfig &oConfig, TPSModelFile *psFile, std::string *posWhyNot);
+
+/* The model kept in oFile.osPath when it is there, intact and made with
+ * oFile.abyHash; else nullptr, with the reason in *posWhy (no file, made
+ * from other inputs, damaged, unreadable). psCtx receives engine errors. */
+std::shared_ptr<TPSSharedModel> TPSModelFileRead(const TPSModelFile &oFile, tps_context *psCtx,
+                                                 std::string *posWhy);
+
+/* Saves oModel to oFile.osPath: written to a temporary file in the same
+ * folder, then renamed into place, so that readers and concurrent writers
+ * never see a partial file. False with the reason in *posWhy when it
+ * cannot (unwritable folder, full disk, the source changed meanwhile). */
+bool TPSModelFileWrite(const TPSModelFile &oFile, const TPSSharedModel &oModel,
+                       tps_context *psCtx, std::string *posWhy);
+
+#endif /* TPS_MODEL_FILE_H */
