@@ -6,7 +6,10 @@
  *  - every truncation of a saved model, every single damaged byte, random
  *    garbage and crafted headers (other version, other byte order, huge
  *    counts, a NaN behind a valid checksum) fail cleanly with
- *    TPS_ERR_BAD_MODEL_DATA; another hash fails with TPS_ERR_MODEL_MISMATCH.
+ *    TPS_ERR_BAD_MODEL_DATA; another hash fails with TPS_ERR_MODEL_MISMATCH;
+ *  - where a GPU is usable, a loaded model (no device copy yet) is uploaded
+ *    once on its first GPU evaluation and gives the saved model's GPU bytes,
+ *    in FP64 and MIXED (skipped, not failed, without a GPU).
  * Run under valgrind too: no failure path may leak or read out of bounds. */
 #include "tps.h"
 
@@ -81,8 +84,8 @@ static tps_model *make_model(tps_context *ctx, size_t n)
     return m;
 }
 
-static void eval_grid(tps_context *ctx, const tps_model *m, double *out, size_t cols,
-                      size_t rows)
+static void eval_grid_on(tps_context *ctx, const tps_model *m, double *out, size_t cols,
+                         size_t rows, tps_device device, tps_precision precision)
 {
     const double gt[6] = {399900, 5200.0 / (double)cols, 0, 6005100, 0, -5200.0 / (double)rows};
     tps_grid g;
@@ -92,9 +95,40 @@ static void eval_grid(tps_context *ctx, const tps_model *m, double *out, size_t 
         o[b] = (tps_output){b, out + b * cols * rows, TPS_FLOAT64, 8, (ptrdiff_t)(8 * cols)};
     tps_eval_options eo;
     tps_eval_options_init(&eo);
-    eo.device = TPS_DEVICE_CPU;
+    eo.device = device;
+    eo.precision = precision;
     eo.num_threads = 2;
     CHECK(tps_evaluate_grid(ctx, m, &g, 3, o, &eo) == TPS_OK, "%s", tps_context_errmsg(ctx));
+}
+
+static void eval_grid(tps_context *ctx, const tps_model *m, double *out, size_t cols,
+                      size_t rows)
+{
+    eval_grid_on(ctx, m, out, cols, rows, TPS_DEVICE_CPU, TPS_PRECISION_DOUBLE);
+}
+
+/* The device copy is not saved: a loaded model makes its own, once. */
+static void test_gpu(tps_context *ctx, const tps_model *m, const tps_model *l)
+{
+    if (tps_device_check(ctx, TPS_DEVICE_GPU) != TPS_OK) {
+        printf("GPU: skipped: %s\n", tps_context_errmsg(ctx));
+        return;
+    }
+    const size_t cols = 300, rows = 200, cells = 3 * cols * rows;
+    double *g1 = malloc(sizeof(double) * cells), *g2 = malloc(sizeof(double) * cells);
+    const tps_precision precisions[2] = {TPS_PRECISION_DOUBLE, TPS_PRECISION_MIXED};
+    for (int p = 0; p < 2; ++p) {
+        eval_grid_on(ctx, m, g1, cols, rows, TPS_DEVICE_GPU, precisions[p]);
+        eval_grid_on(ctx, l, g2, cols, rows, TPS_DEVICE_GPU, precisions[p]);
+        CHECK(memcmp(g1, g2, sizeof(double) * cells) == 0,
+              "GPU %s values of the loaded model differ", p ? "MIXED" : "DOUBLE");
+    }
+    CHECK(tps_model_device_uploads(l) == 1, "uploads of the loaded model: %zu",
+          tps_model_device_uploads(l));
+    printf("GPU (%s): loaded model uploaded once, DOUBLE and MIXED bytes equal the saved "
+           "model's\n", tps_gpu_description());
+    free(g1);
+    free(g2);
 }
 
 static void test_round_trip(tps_context *ctx, const tps_model *m, const unsigned char hash[32])
@@ -161,6 +195,7 @@ static void test_round_trip(tps_context *ctx, const tps_model *m, const unsigned
           "saving a loaded model gives other bytes");
     printf("round trip: %zu bytes, %zu points, 3 bands, %zu cells bit-identical\n", size,
            b.n_points, cells);
+    test_gpu(ctx, m, l);
     tps_free(again);
     free(g1);
     free(g2);
