@@ -1,8 +1,12 @@
 /*
  * tps_model_cache.cpp: see tps_model_cache.h.
  *
- * One slot per key, never removed: a slot is a few dozen bytes and keeps
- * the solve counter alive after the model is gone. The global mutex only
+ * One slot per key: it keeps the solve counter alive after the model is
+ * gone. Slots of models no handle holds are swept once there are more than
+ * MAX_IDLE_SLOTS of them, so that a long-running process that opens many
+ * different .tps files (a tile server, a fuzzer: seen growing by a few
+ * hundred bytes per file) stays bounded; such a model's SOLVES restarts
+ * from 0 if it is opened again after the sweep. The global mutex only
  * guards the map; each slot has its own mutex, held during the solve, so
  * that a second opener of the same key waits for the first one's model
  * while opens of other keys go on.
@@ -20,6 +24,8 @@
 
 namespace
 {
+
+constexpr size_t MAX_IDLE_SLOTS = 4096;
 
 struct Slot
 {
@@ -131,6 +137,17 @@ std::shared_ptr<TPSSharedModel> TPSModelCacheGet(
     std::shared_ptr<Slot> poSlot;
     {
         std::lock_guard<std::mutex> oLock(oCache.oMutex);
+        if (oCache.oSlots.size() > MAX_IDLE_SLOTS && oCache.oSlots.count(osKey) == 0)
+        {
+            for (auto it = oCache.oSlots.begin(); it != oCache.oSlots.end();)
+            {
+                // Idle: no handle holds its model and no opener holds the slot.
+                if (it->second->poModel.expired() && it->second.use_count() == 1)
+                    it = oCache.oSlots.erase(it);
+                else
+                    ++it;
+            }
+        }
         auto &poEntry = oCache.oSlots[osKey];
         if (!poEntry)
             poEntry = std::make_shared<Slot>();
