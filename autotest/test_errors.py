@@ -8,7 +8,11 @@ all values missing, malformed / truncated / empty XML, wrong root, missing
 <Band> or <Field>, missing source / layer / field, non-numeric values, bad
 SRS, zero / negative / absurd / non-numeric sizes, bad extent, resolution
 and geotransform, negative / NaN / infinite smoothing, unknown DataType, the
-TPS_MAX_MEMORY limit, bad TPS: open options, DEVICE=GPU without a GPU.
+TPS_MAX_MEMORY limit, bad TPS: open options, DEVICE=GPU without a GPU;
+hostile files and paths: a 17 MB .tps, 100,000 nested elements, a .tps
+naming itself as its source, '..' in <Source>, an unreachable /vsicurl/
+source, points outside the CRS transformation's domain, CRSs with no
+transformation between them. (Damaged .tps.model files: test_model_cache.py.)
 """
 import subprocess
 import textwrap
@@ -346,3 +350,82 @@ def test_nasty_inputs_in_subprocess(tmp_path, case):
     assert r.returncode == 0, (r.returncode, r.stdout, r.stderr[-2000:])
     assert 'RESULT NONE' in r.stdout, r.stdout
     assert 'nasty.tps' in r.stdout, r.stdout
+
+
+# ------------------------------------------------------------ hostile files and paths
+
+def test_huge_xml(good):
+    """A .tps far larger than any real one is refused before it is parsed."""
+    p = good['dir'] / 'huge.tps'
+    with open(p, 'w') as f:
+        f.write('<TPSDataset>' + '<!--' + 'x' * (17 * 1024 * 1024) + '-->' + '</TPSDataset>')
+    assert_open_fails(str(p), 'huge.tps', ['large', 'bytes'])
+
+
+def test_deeply_nested_xml(good):
+    """100,000 nested unknown elements: a warning or a clear failure, no stack
+    overflow (the subprocess must exit normally)."""
+    p = good['dir'] / 'deep.tps'
+    depth = 100000
+    with open(p, 'w') as f:
+        f.write('<TPSDataset>' + '<a>' * depth + '</a>' * depth + '</TPSDataset>')
+    r = subprocess.run([PYTHON, '-c', SUBPROCESS_SCRIPT, str(p)], env=subprocess_env(),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, (r.returncode, r.stderr[-2000:])
+    assert 'RESULT NONE' in r.stdout and 'deep.tps' in r.stdout, r.stdout
+
+
+def test_tps_referencing_itself(good):
+    """<Source> naming the .tps itself: not a vector data set, a clear error,
+    no recursion."""
+    p = good['tps']('self.tps', source='self.tps')
+    assert_open_fails(p, 'self.tps', ['self.tps'])
+
+
+def test_source_with_dotdot(good):
+    """'..' in <Source> resolves against the .tps folder: a file one level up
+    opens, a missing one is named in the error."""
+    sub = good['dir'] / 'sub'
+    sub.mkdir()
+    ok = write_tps(sub / 'up.tps', tps_xml('../pts.csv', ['conc_ppm'], size=(8, 8), extent=EXT))
+    ds, cap = open_tps(ok)
+    assert ds is not None, cap.errors
+    ref, _ = open_tps(good['tps']('same.tps', size=(8, 8)))
+    np.testing.assert_array_equal(ds.ReadAsArray(), ref.ReadAsArray())
+    bad = write_tps(sub / 'upmissing.tps', tps_xml('../../nowhere/pts.csv', ['conc_ppm'],
+                                                   size=(8, 8), extent=EXT))
+    assert_open_fails(bad, 'upmissing.tps', ['nowhere'])
+
+
+def test_vsicurl_source_unreachable(good):
+    """A /vsicurl/ source on a closed loopback port fails fast and clearly (no
+    hang: the subprocess has a timeout)."""
+    p = good['tps']('curl.tps', source='/vsicurl/http://127.0.0.1:9/pts.csv')
+    env = subprocess_env()
+    env.update({'GDAL_HTTP_TIMEOUT': '5', 'GDAL_HTTP_MAX_RETRY': '0', 'CPL_VSIL_CURL_USE_HEAD': 'NO'})
+    r = subprocess.run([PYTHON, '-c', SUBPROCESS_SCRIPT, p], env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, (r.returncode, r.stderr[-2000:])
+    assert 'RESULT NONE' in r.stdout and 'curl.tps' in r.stdout, r.stdout
+
+
+def test_points_outside_the_transform_domain(good):
+    """Points given in EPSG:4326 with impossible latitudes cannot be moved to
+    the output CRS: the open fails and says how many points failed."""
+    lon = np.linspace(5.0, 6.0, 30)
+    lat = np.where(np.arange(30) % 3 == 0, 95.0, np.linspace(51.0, 52.0, 30))
+    write_csv(good['dir'] / 'geo.csv', {'x': lon, 'y': lat, 'conc_ppm': lon + lat})
+    p = write_tps(good['dir'] / 'domain.tps',
+                  tps_xml('geo.csv', ['conc_ppm'], points_srs='EPSG:4326', srs='EPSG:28992',
+                          size=(10, 10), extent=(150000, 300000, 250000, 400000)))
+    assert_open_fails(p, 'domain.tps', ['transform'])
+
+
+def test_crs_without_transformation(good):
+    """An output CRS PROJ cannot reach from the points' CRS (an engineering
+    CRS without any link): a clear failure naming the transformation."""
+    eng = ('ENGCRS["site grid",EDATUM["site"],CS[Cartesian,2],'
+           'AXIS["x",east,ORDER[1],LENGTHUNIT["metre",1]],'
+           'AXIS["y",north,ORDER[2],LENGTHUNIT["metre",1]]]')
+    p = good['tps']('eng.tps', points_srs=eng, srs='EPSG:4326', extent=None, size=(8, 8))
+    assert_open_fails(p, 'eng.tps', ['transform'])
