@@ -9,6 +9,9 @@
  *  - anything else (resampled reads, integer buffers) goes through GDAL's
  *    block cache, and a block read fills that block of every band at once
  *    for the same reason.
+ * Downsampled reads go to the virtual overviews (factor 2, 4, 8, ...): the
+ * spline evaluated directly at the coarser pixel centres, by the same two
+ * paths, so that a zoomed-out read costs about the pixels it returns.
  */
 #include "tps_dataset.h"
 
@@ -40,6 +43,9 @@ constexpr double CHUNK_MAX_PAIRS = 1e9;
  * within a call: fewer, larger calls. */
 constexpr double CHUNK_MAX_PIXELS_GPU = 67108864.0;
 constexpr double CHUNK_MAX_PAIRS_GPU = 2e11;
+
+/* Overview levels stop before the larger side falls below this. */
+constexpr int TPS_OVERVIEW_MIN_SIDE = 256;
 
 const char *SizeString(size_t n)
 {
@@ -114,6 +120,38 @@ TPSDataset::~TPSDataset()
     // Flush while the object is whole: ~GDALDataset, which deletes the
     // bands, runs after the model and the context are gone.
     FlushCache(true);
+    m_apoOverviews.clear();
+}
+
+void TPSDataset::CreateOverviews()
+{
+    for (GIntBig nFactor = 2;; nFactor *= 2)
+    {
+        // ceil(size / factor), as GDAL sizes overviews.
+        const int nOvXSize = static_cast<int>((nRasterXSize + nFactor - 1) / nFactor);
+        const int nOvYSize = static_cast<int>((nRasterYSize + nFactor - 1) / nFactor);
+        if (std::max(nOvXSize, nOvYSize) < TPS_OVERVIEW_MIN_SIDE)
+            break;
+        auto poOvr = std::make_unique<TPSDataset>();
+        poOvr->m_poParent = this;
+        poOvr->m_oConfig = m_oConfig;
+        poOvr->m_poModel = m_poModel;
+        poOvr->nRasterXSize = nOvXSize;
+        poOvr->nRasterYSize = nOvYSize;
+        poOvr->eAccess = GA_ReadOnly;
+        // Same origin and extent: the pixel is the extent over the
+        // overview's size (not exactly nFactor times the pixel when the
+        // size does not divide).
+        const double dfXScale = static_cast<double>(nRasterXSize) / nOvXSize;
+        const double dfYScale = static_cast<double>(nRasterYSize) / nOvYSize;
+        const double *gt = m_adfGeoTransform;
+        const double adfOvGT[6] = {gt[0], gt[1] * dfXScale, gt[2] * dfYScale,
+                                   gt[3], gt[4] * dfXScale, gt[5] * dfYScale};
+        std::copy(adfOvGT, adfOvGT + 6, poOvr->m_adfGeoTransform);
+        for (int i = 0; i < nBands; i++)
+            poOvr->SetBand(i + 1, new TPSRasterBand(poOvr.get(), i + 1));
+        m_apoOverviews.push_back(std::move(poOvr));
+    }
 }
 
 void TPSDataset::LogCallback(void *pUserData, tps_log_level eLevel, const char *pszMessage)
@@ -297,6 +335,7 @@ std::unique_ptr<TPSDataset> TPSDataset::Open(TPSConfig &&oConfig)
 
     for (int i = 0; i < static_cast<int>(c.aoBands.size()); i++)
         poDS->SetBand(i + 1, new TPSRasterBand(poDS.get(), i + 1));
+    poDS->CreateOverviews();
     poDS->BuildMetadata(nSolves);
     return poDS;
 }
@@ -356,8 +395,14 @@ void TPSDataset::BuildMetadata(int nSolves)
 void TPSDataset::RefreshDynamicMetadata(const char *pszDomain)
 {
     if (pszDomain != nullptr && EQUAL(pszDomain, MD_DOMAIN))
+    {
         SetMetadataItem("DEVICE_UPLOADS",
                         SizeString(tps_model_device_uploads(m_poModel->psModel)), MD_DOMAIN);
+        SetMetadataItem("PIXELS_EVALUATED",
+                        CPLSPrintf("%llu",
+                                   static_cast<unsigned long long>(Root().m_nPixelsEvaluated)),
+                        MD_DOMAIN);
+    }
 }
 
 char **TPSDataset::GetMetadata(const char *pszDomain)
@@ -432,8 +477,13 @@ CPLErr TPSDataset::EvaluateWindow(int nXOff, int nYOff, int nXSize, int nYSize,
 {
     if (aoOutputs.empty() || nXSize <= 0 || nYSize <= 0)
         return CE_None;
+    // An overview evaluates with the full-resolution data set's context
+    // and options, over its own geotransform.
+    TPSDataset &oRoot = Root();
+    tps_context *psCtx = oRoot.m_poContext.get();
+    tps_eval_options &sEvalOptions = oRoot.m_sEvalOptions;
     const double dfPoints = std::max<double>(1.0, static_cast<double>(m_poModel->sInfo.n_points));
-    const bool bGPU = m_sEvalOptions.device == TPS_DEVICE_GPU;
+    const bool bGPU = sEvalOptions.device == TPS_DEVICE_GPU;
     const double dfRows =
         std::min((bGPU ? CHUNK_MAX_PIXELS_GPU : CHUNK_MAX_PIXELS) / nXSize,
                  (bGPU ? CHUNK_MAX_PAIRS_GPU : CHUNK_MAX_PAIRS) / (dfPoints * nXSize));
@@ -455,24 +505,25 @@ CPLErr TPSDataset::EvaluateWindow(int nXOff, int nYOff, int nXSize, int nYSize,
         tps_grid_from_geotransform(&sGrid, m_adfGeoTransform, static_cast<size_t>(nXOff),
                                    static_cast<size_t>(nYOff + iRow), static_cast<size_t>(nXSize),
                                    static_cast<size_t>(nRows));
-        tps_status eStatus = tps_evaluate_grid(m_poContext.get(), m_poModel->psModel, &sGrid,
-                                               aoChunk.size(), aoChunk.data(), &m_sEvalOptions);
-        if (eStatus != TPS_OK && m_bDeviceAuto && m_sEvalOptions.device == TPS_DEVICE_GPU)
+        tps_status eStatus = tps_evaluate_grid(psCtx, m_poModel->psModel, &sGrid, aoChunk.size(),
+                                               aoChunk.data(), &sEvalOptions);
+        if (eStatus != TPS_OK && oRoot.m_bDeviceAuto && sEvalOptions.device == TPS_DEVICE_GPU)
         {
             // DEVICE=AUTO chose the GPU and the GPU failed (out of memory,
             // gone): this handle goes on on the CPU, and says so.
             CPLDebug("TPS", "%s: GPU evaluation failed, going on on the CPU: %s",
-                     m_oConfig.osName.c_str(), tps_context_errmsg(m_poContext.get()));
-            m_sEvalOptions.device = TPS_DEVICE_CPU;
-            SetMetadataItem("DEVICE", "CPU", MD_DOMAIN);
-            eStatus = tps_evaluate_grid(m_poContext.get(), m_poModel->psModel, &sGrid,
-                                        aoChunk.size(), aoChunk.data(), &m_sEvalOptions);
+                     m_oConfig.osName.c_str(), tps_context_errmsg(psCtx));
+            sEvalOptions.device = TPS_DEVICE_CPU;
+            oRoot.SetMetadataItem("DEVICE", "CPU", MD_DOMAIN);
+            eStatus = tps_evaluate_grid(psCtx, m_poModel->psModel, &sGrid, aoChunk.size(),
+                                        aoChunk.data(), &sEvalOptions);
         }
         if (eStatus != TPS_OK)
         {
-            ReportEngineError("evaluation failed");
+            oRoot.ReportEngineError("evaluation failed");
             return CE_Failure;
         }
+        oRoot.m_nPixelsEvaluated += static_cast<uint64_t>(nXSize) * static_cast<uint64_t>(nRows);
         if (bRoundToFloat32)
         {
             for (const tps_output &oOut : aoChunk)
@@ -607,6 +658,19 @@ double TPSRasterBand::GetNoDataValue(int *pbSuccess)
     if (pbSuccess)
         *pbSuccess = c.bHasNoData;
     return c.bHasNoData ? c.dfNoData : 0.0;
+}
+
+int TPSRasterBand::GetOverviewCount()
+{
+    const auto *poTPSDS = static_cast<TPSDataset *>(poDS);
+    return poTPSDS->m_poParent ? 0 : static_cast<int>(poTPSDS->m_apoOverviews.size());
+}
+
+GDALRasterBand *TPSRasterBand::GetOverview(int iOverview)
+{
+    if (iOverview < 0 || iOverview >= GetOverviewCount())
+        return nullptr;
+    return static_cast<TPSDataset *>(poDS)->m_apoOverviews[iOverview]->GetRasterBand(nBand);
 }
 
 CPLErr TPSRasterBand::IReadBlock(int nBlockXOff, int nBlockYOff, void *pImage)

@@ -17,6 +17,7 @@
 #include "gdal_version.h"
 #include "ogr_spatialref.h"
 
+#include <cstdint>
 #include <memory>
 #include <vector>
 
@@ -49,7 +50,8 @@ class TPSDataset final : public GDALDataset
 #endif
     const OGRSpatialReference *GetSpatialRef() const override;
     char **GetFileList() override;
-    /* DEVICE_UPLOADS in the TPS domain changes as GPU reads happen. */
+    /* DEVICE_UPLOADS and PIXELS_EVALUATED in the TPS domain change as
+     * reads happen. */
     char **GetMetadata(const char *pszDomain = "") override;
     const char *GetMetadataItem(const char *pszName, const char *pszDomain = "") override;
 
@@ -75,6 +77,24 @@ class TPSDataset final : public GDALDataset
     double m_adfGeoTransform[6] = {0, 1, 0, 0, 0, 1};
     size_t m_nMaxMemory = 0;
     bool m_bDeviceAuto = true; /* DEVICE=AUTO: a failing GPU falls back to the CPU */
+
+    /* Virtual overviews. An overview level is a TPSDataset of its own (so
+     * that GDAL's dataset-level overview reads find it through the band's
+     * GetDataset()) with a coarser geotransform over the same extent; it
+     * has no context, options or counter of its own: it evaluates with
+     * its parent's (Root()). Declared after the context: destroyed first. */
+    TPSDataset *m_poParent = nullptr;
+    std::vector<std::unique_ptr<TPSDataset>> m_apoOverviews{};
+    /* Pixels evaluated through this handle, its overviews included (root only). */
+    uint64_t m_nPixelsEvaluated = 0;
+
+    TPSDataset &Root()
+    {
+        return m_poParent ? *m_poParent : *this;
+    }
+    /* Overview levels of factor 2, 4, 8, ... while the larger side stays
+     * >= TPS_OVERVIEW_MIN_SIDE pixels. */
+    void CreateOverviews();
 
     static void LogCallback(void *pUserData, tps_log_level eLevel, const char *pszMessage);
 
@@ -113,6 +133,9 @@ class TPSRasterBand final : public GDALRasterBand
     TPSRasterBand(TPSDataset *poDS, int nBand);
 
     double GetNoDataValue(int *pbSuccess = nullptr) override;
+    /* The virtual overviews (none on an overview band). */
+    int GetOverviewCount() override;
+    GDALRasterBand *GetOverview(int iOverview) override;
 
   protected:
     CPLErr IReadBlock(int nBlockXOff, int nBlockYOff, void *pImage) override;
