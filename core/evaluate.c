@@ -270,6 +270,18 @@ tps_status tps_evaluate_grid(tps_context *ctx, const tps_model *model, const tps
     rq.outputs = outputs;
     double pairs = (double)model->n * (double)grid->ncols * (double)grid->nrows;
     const tps_device requested = options ? options->device : TPS_DEVICE_AUTO;
+    if (model->local) {
+        /* Local models evaluate on the CPU: the GPU backend holds one dense
+         * point set per model, not patches (docs/design.md). */
+        if (requested == TPS_DEVICE_GPU)
+            tps_log(ctx, TPS_LOG_DEBUG, "a local model evaluates on the CPU, not the GPU");
+        tps_local_targets t = {1, rq.u0, rq.v0, rq.cu, rq.cv, rq.ru, rq.rv, rq.first_col,
+                               rq.first_row, rq.ncols, rq.nrows, outputs, NULL, NULL, 0, NULL};
+        st = tps_local_evaluate(ctx, model, kernel, n_outputs, bands, &t,
+                                options ? options->num_threads : 1);
+        free(bands);
+        return st;
+    }
     if (requested == TPS_DEVICE_GPU || tps_device_choose(requested, pairs) == TPS_DEVICE_GPU) {
         st = tps_evaluate_grid_gpu(ctx, model, grid, n_outputs, outputs,
                                    options ? options->precision : TPS_PRECISION_DOUBLE);
@@ -299,6 +311,14 @@ tps_status tps_evaluate_scaled(tps_context *ctx, const tps_model *model, size_t 
                              tps_cpu_kernel_name(which));
     if (n == 0 || n_bands == 0)
         return TPS_OK;
+    if (model->local) {
+        tps_local_targets t = {0};
+        t.pts_u = u;
+        t.pts_v = v;
+        t.n_pts = n;
+        t.pts_out = out;
+        return tps_local_evaluate(ctx, model, kernel, n_bands, bands, &t, num_threads);
+    }
     request rq = {0};
     rq.model = model;
     rq.kernel = kernel;

@@ -13,6 +13,7 @@ extern "C" {
 #endif
 
 struct tps_gpu_model;
+struct tps_local;
 
 struct tps_context {
     tps_status status;
@@ -36,6 +37,9 @@ struct tps_model {
     double (*affine)[3]; /* band b: a0 + a1 u + a2 v */
     tps_band_info *band_info;
     tps_model_info info;
+    /* LOCAL models (local.c): the patches. NULL for a global model, whose
+     * surface is half_weights and affine (which a local model leaves zero). */
+    struct tps_local *local;
     /* The device copy, made on the first GPU evaluation and shared by every
      * thread and handle that evaluates this model; freed with it. */
     pthread_mutex_t gpu_lock;
@@ -108,6 +112,30 @@ typedef void (*tps_kernel_fn)(const tps_kernel_job *job);
 void tps_kernel_generic(const tps_kernel_job *job);
 void tps_kernel_avx2(const tps_kernel_job *job);
 void tps_kernel_avx512(const tps_kernel_job *job);
+
+/* ---- local models (local.c) ---- */
+/* Builds md->local over md's (scaled) points: the quadtree, the patches and
+ * their solves, after checking the estimated peak memory against
+ * options->max_memory. merged[b] holds band b's values (NaN: missing). */
+tps_status tps_local_build(tps_context *ctx, tps_model *md, double *const *merged,
+                           const tps_fit_options *options);
+void tps_local_destroy(struct tps_local *local);
+
+/* Where a local evaluation reads its targets and writes its values: a grid
+ * (scaled coordinates, as evaluate.c computes them) into strided outputs,
+ * or scattered scaled points into double arrays. */
+typedef struct tps_local_targets {
+    int is_grid;
+    double u0, v0, cu, cv, ru, rv;
+    size_t first_col, first_row, ncols, nrows;
+    const tps_output *outputs;
+    const double *pts_u, *pts_v;
+    size_t n_pts;
+    double **pts_out;
+} tps_local_targets;
+tps_status tps_local_evaluate(tps_context *ctx, const tps_model *md, tps_kernel_fn kernel,
+                              size_t n_bands, const size_t *bands, const tps_local_targets *t,
+                              int num_threads);
 
 /* ---- evaluation helpers (evaluate.c) ---- */
 tps_kernel_fn tps_kernel_for(tps_cpu_kernel kernel);

@@ -16,6 +16,9 @@ void tps_fit_options_init(tps_fit_options *options)
     options->max_memory = 0;
     options->num_threads = 1;
     options->device = TPS_DEVICE_AUTO;
+    options->mode = TPS_MODE_GLOBAL;
+    options->patch_points = TPS_DEFAULT_PATCH_POINTS;
+    options->overlap = TPS_DEFAULT_OVERLAP;
 }
 
 typedef struct input_point {
@@ -38,6 +41,7 @@ tps_model *tps_model_destroy(tps_model *model)
     if (!model)
         return NULL;
     tps_gpu_model_destroy(model->gpu);
+    tps_local_destroy(model->local);
     if (model->gpu_lock_ready)
         pthread_mutex_destroy(&model->gpu_lock);
     if (model->half_weights)
@@ -298,6 +302,18 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
         tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT, "no bands, values or coordinates given");
         return NULL;
     }
+    if (options->mode != TPS_MODE_AUTO && options->mode != TPS_MODE_GLOBAL &&
+        options->mode != TPS_MODE_LOCAL) {
+        tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT, "unknown mode %d", (int)options->mode);
+        return NULL;
+    }
+    if (options->mode != TPS_MODE_GLOBAL &&
+        (options->patch_points < 20 || !(options->overlap > 1.0 && options->overlap <= 4.0))) {
+        tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT,
+                      "patch points must be >= 20 (got %zu) and the overlap in (1, 4] (got %g)",
+                      options->patch_points, options->overlap);
+        return NULL;
+    }
     for (size_t b = 0; b < n_bands; ++b) {
         if (!(smoothing[b] >= 0.0) || !isfinite(smoothing[b]) || (n_points > 0 && !values[b])) {
             tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT,
@@ -358,7 +374,38 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
         }
     }
 
+    /* GLOBAL or LOCAL. AUTO keeps the exact global spline while its dense
+     * system is small (a second or two, a few hundred MB) and fits the
+     * memory limit; past that the local model's O(N) cost wins. */
+    tps_mode mode = options->mode;
+    size_t global_need = 0;
     for (size_t b = 0; b < n_bands; ++b) {
+        size_t need = tps_solve_bytes(md->band_info[b].n_points, n_bands);
+        global_need = need > global_need ? need : global_need;
+    }
+    if (mode == TPS_MODE_AUTO)
+        mode = md->n <= TPS_AUTO_GLOBAL_MAX_POINTS &&
+                       (!options->max_memory || global_need <= options->max_memory)
+                   ? TPS_MODE_GLOBAL
+                   : TPS_MODE_LOCAL;
+    md->info.mode = mode;
+    if (mode == TPS_MODE_LOCAL) {
+        if (tps_local_build(ctx, md, merged, options) != TPS_OK) {
+            if (options->mode == TPS_MODE_AUTO &&
+                tps_context_errno(ctx) == TPS_ERR_MEMORY_LIMIT) {
+                char msg[sizeof ctx->message];
+                snprintf(msg, sizeof msg, "%s; the global dense solve would need %zu bytes",
+                         tps_context_errmsg(ctx), global_need);
+                tps_set_error(ctx, TPS_ERR_MEMORY_LIMIT, "%s", msg);
+            }
+            goto fail;
+        }
+        tps_log(ctx, TPS_LOG_DEBUG, "%s model of %zu points: %zu patches",
+                options->mode == TPS_MODE_AUTO ? "AUTO chose a local" : "local", md->n,
+                md->info.n_patches);
+    }
+
+    for (size_t b = 0; b < n_bands && mode == TPS_MODE_GLOBAL; ++b) {
         if (assigned[b])
             continue;
         size_t n_group = 0;

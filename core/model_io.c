@@ -32,6 +32,9 @@
  *     the caller's extra bytes, zero-padded to a multiple of 8
  *   trailer: FNV-1a 64 of every byte before it (u64)
  *
+ * Only global models are saved (tps_model_save refuses local ones), so a
+ * loaded model is always global.
+ *
  * The device copy of a model is not saved: it is a cache of these arrays,
  * made again on the first GPU evaluation after a load. */
 #include "internal.h"
@@ -153,6 +156,12 @@ tps_status tps_model_save(tps_context *ctx, const tps_model *model, const unsign
     if (!model || !hash || !data || !size || (extra_size && !extra))
         return tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT,
                              "no model, hash or output, or extra bytes without a pointer");
+    /* Local models are not persisted: their O(N) solve is cheap next to the
+     * O(N^3) one this format exists for, and keeping the format one layout
+     * means a file can never be read as the other kind of model. */
+    if (model->local)
+        return tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT,
+                             "local models are not saved (they are solved again on each open)");
     const uint64_t total = saved_bytes(model->n, model->n_bands, extra_size);
     if (total == 0 || total > SIZE_MAX)
         return tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT,
@@ -455,6 +464,8 @@ tps_model *tps_model_load(tps_context *ctx, const void *data, size_t size,
     in->min_y = get_f64(&r);
     in->max_x = get_f64(&r);
     in->max_y = get_f64(&r);
+    in->mode = TPS_MODE_GLOBAL; /* the only kind saved */
+    in->n_patches = 0;
     for (size_t b = 0; b < n_bands; ++b) {
         tps_band_info *bi = &md->band_info[b];
         bi->n_points = (size_t)get_u64(&r);

@@ -192,6 +192,9 @@ class TPSConfigParser
     bool ParseDevice(const std::string &osLabel, const std::string &osText);
     bool ParsePrecision(const std::string &osLabel, const std::string &osText);
     bool ParseModelCache(const std::string &osLabel, const std::string &osText);
+    bool ParseMode(const std::string &osLabel, const std::string &osText);
+    bool ParsePatchPoints(const std::string &osLabel, const std::string &osText);
+    bool ParseOverlap(const std::string &osLabel, const std::string &osText);
 
     std::string ResolveSource(const std::string &osSource) const;
 };
@@ -409,6 +412,44 @@ bool TPSConfigParser::ParseDevice(const std::string &osLabel, const std::string 
     return true;
 }
 
+bool TPSConfigParser::ParseMode(const std::string &osLabel, const std::string &osText)
+{
+    if (EQUAL(osText.c_str(), "AUTO"))
+        m_oConfig.eMode = TPSModeRequest::AUTO;
+    else if (EQUAL(osText.c_str(), "GLOBAL"))
+        m_oConfig.eMode = TPSModeRequest::GLOBAL;
+    else if (EQUAL(osText.c_str(), "LOCAL"))
+        m_oConfig.eMode = TPSModeRequest::LOCAL;
+    else
+        return Fail(CPLE_IllegalArg, osLabel, "expected AUTO, GLOBAL or LOCAL, got '%s'",
+                    TPSShown(osText).c_str());
+    return true;
+}
+
+bool TPSConfigParser::ParsePatchPoints(const std::string &osLabel, const std::string &osText)
+{
+    double dfValue = 0;
+    // Below 20 a patch is an almost affine fit; above 20000 its dense
+    // system (3.2 GB) defeats the point of patches.
+    if (!ParseFinite(osText, &dfValue) || dfValue != std::floor(dfValue) || dfValue < 20 ||
+        dfValue > 20000)
+        return Fail(CPLE_IllegalArg, osLabel, "expected an integer from 20 to 20000, got '%s'",
+                    TPSShown(osText).c_str());
+    m_oConfig.nPatchPoints = static_cast<int>(dfValue);
+    return true;
+}
+
+bool TPSConfigParser::ParseOverlap(const std::string &osLabel, const std::string &osText)
+{
+    double dfValue = 0;
+    if (!ParseFinite(osText, &dfValue) || !(dfValue > 1.0) || dfValue > 4.0)
+        return Fail(CPLE_IllegalArg, osLabel,
+                    "expected a number > 1 and <= 4 (the patch enlargement factor), got '%s'",
+                    TPSShown(osText).c_str());
+    m_oConfig.dfOverlap = dfValue;
+    return true;
+}
+
 bool TPSConfigParser::ParsePrecision(const std::string &osLabel, const std::string &osText)
 {
     if (EQUAL(osText.c_str(), "DOUBLE"))
@@ -544,7 +585,8 @@ bool TPSConfigParser::ParseRoot(const CPLXMLNode *psRoot)
         }
         static const char *const apszKnown[] = {
             "Points",     "SRS",       "GeoTransform", "Size",        "Extent",
-            "Resolution", "Smoothing", "DataType",     "NoDataValue", "BlockSize"};
+            "Resolution", "Smoothing", "DataType",     "NoDataValue", "BlockSize",
+            "Mode",       "PatchPoints", "Overlap"};
         bool bKnown = false;
         for (const char *pszKnown : apszKnown)
             bKnown = bKnown || osElt == pszKnown;
@@ -584,6 +626,12 @@ bool TPSConfigParser::ParseRoot(const CPLXMLNode *psRoot)
             bOK = ParseNoData(osLabel, osText);
         else if (osElt == "BlockSize")
             bOK = ParseBlockSize(osLabel, osText);
+        else if (osElt == "Mode")
+            bOK = ParseMode(osLabel, osText);
+        else if (osElt == "PatchPoints")
+            bOK = ParsePatchPoints(osLabel, osText);
+        else if (osElt == "Overlap")
+            bOK = ParseOverlap(osLabel, osText);
         if (!bOK)
             return false;
     }
@@ -729,6 +777,21 @@ bool TPSConfigParser::ApplyOpenOptions(CSLConstList papszOpenOptions, bool bConn
     if (const char *pszPrecision = Fetch("PRECISION"))
     {
         if (!ParsePrecision("PRECISION", Trim(pszPrecision)))
+            return false;
+    }
+    if (const char *pszMode = Fetch("MODE"))
+    {
+        if (!ParseMode("MODE", Trim(pszMode)))
+            return false;
+    }
+    if (const char *pszPatch = Fetch("PATCH_POINTS"))
+    {
+        if (!ParsePatchPoints("PATCH_POINTS", Trim(pszPatch)))
+            return false;
+    }
+    if (const char *pszOverlap = Fetch("OVERLAP"))
+    {
+        if (!ParseOverlap("OVERLAP", Trim(pszOverlap)))
             return false;
     }
     // The configuration option sets the default for tools that cannot pass

@@ -32,6 +32,14 @@ enum class TPSModelCacheMode
     READ_ONLY /* read it when valid, never write */
 };
 
+/* <Mode> / MODE: the engine's tps_mode (docs/design.md, "Local mode"). */
+enum class TPSModeRequest
+{
+    AUTO,   /* GLOBAL while the dense system is small and fits TPS_MAX_MEMORY */
+    GLOBAL, /* one dense spline over all points */
+    LOCAL   /* a partition of unity over overlapping patches */
+};
+
 enum class TPSDeviceRequest
 {
     AUTO,
@@ -79,6 +87,11 @@ struct TPSConfig
     GDALDataType eDataType = GDT_Float32;
     bool bHasNoData = false;
     double dfNoData = 0.0;
+    /* <Mode>, <PatchPoints>, <Overlap> (open options MODE, PATCH_POINTS,
+     * OVERLAP): they change the surface, so the model keys include them. */
+    TPSModeRequest eMode = TPSModeRequest::AUTO;
+    int nPatchPoints = 500; /* the engine's TPS_DEFAULT_PATCH_POINTS */
+    double dfOverlap = 1.5; /* the engine's TPS_DEFAULT_OVERLAP */
     bool bHasBlockSize = false;
     int nBlockXSize = 256, nBlockYSize = 256; /* clamped to the raster later */
 

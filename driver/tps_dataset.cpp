@@ -198,6 +198,11 @@ std::shared_ptr<TPSSharedModel> TPSDataset::Solve()
     sFitOptions.max_memory = m_nMaxMemory;
     sFitOptions.num_threads = m_oConfig.nNumThreads;
     sFitOptions.device = ToEngineDevice(m_oConfig.eDevice);
+    sFitOptions.mode = m_oConfig.eMode == TPSModeRequest::GLOBAL  ? TPS_MODE_GLOBAL
+                       : m_oConfig.eMode == TPSModeRequest::LOCAL ? TPS_MODE_LOCAL
+                                                                  : TPS_MODE_AUTO;
+    sFitOptions.patch_points = static_cast<size_t>(m_oConfig.nPatchPoints);
+    sFitOptions.overlap = m_oConfig.dfOverlap;
 
     auto poModel = std::make_shared<TPSSharedModel>();
     const auto oStart = std::chrono::steady_clock::now();
@@ -323,7 +328,17 @@ std::unique_ptr<TPSDataset> TPSDataset::Open(TPSConfig &&oConfig)
                            static_cast<double>(poDS->nRasterYSize);
     poDS->m_bDeviceAuto = c.eDevice == TPSDeviceRequest::AUTO;
     poDS->m_sEvalOptions.device = tps_device_choose(poDS->m_sEvalOptions.device, dfPairs);
-    if (poDS->m_sEvalOptions.device == TPS_DEVICE_GPU)
+    if (sInfo.mode == TPS_MODE_LOCAL)
+    {
+        // The GPU backend holds one dense point set per model, not patches:
+        // local models evaluate on the CPU, whatever DEVICE says.
+        if (poDS->m_sEvalOptions.device == TPS_DEVICE_GPU)
+            CPLDebug("TPS", "%s: a local model evaluates on the CPU, not the GPU", pszName);
+        poDS->m_sEvalOptions.device = TPS_DEVICE_CPU;
+        CPLDebug("TPS", "%s: evaluating on the CPU (a local model of %llu patches)", pszName,
+                 static_cast<unsigned long long>(sInfo.n_patches));
+    }
+    else if (poDS->m_sEvalOptions.device == TPS_DEVICE_GPU)
         CPLDebug("TPS", "%s: evaluating on the GPU: %s", pszName, tps_gpu_description());
     else if (poDS->m_bDeviceAuto &&
              tps_device_check(poDS->m_poContext.get(), TPS_DEVICE_GPU) != TPS_OK)
@@ -362,6 +377,8 @@ void TPSDataset::BuildMetadata(int nSolves)
     SetMetadataItem("SMOOTHING", osSmoothing.c_str(), MD_DOMAIN);
     SetMetadataItem("SOLVE_SECONDS", CPLSPrintf("%.6f", sInfo.solve_seconds), MD_DOMAIN);
     SetMetadataItem("SOLVE_DEVICE", tps_device_name(sInfo.solve_device), MD_DOMAIN);
+    SetMetadataItem("MODE", sInfo.mode == TPS_MODE_LOCAL ? "LOCAL" : "GLOBAL", MD_DOMAIN);
+    SetMetadataItem("PATCHES", SizeString(sInfo.n_patches), MD_DOMAIN);
     SetMetadataItem("MAX_ABS_RESIDUAL", CPLSPrintf("%.17g", dfMaxResidual), MD_DOMAIN);
     SetMetadataItem("DEVICE", tps_device_name(m_sEvalOptions.device), MD_DOMAIN);
     if (m_sEvalOptions.device == TPS_DEVICE_GPU)

@@ -90,6 +90,14 @@ std::string TPSModelConfigKey(const TPSConfig &c)
                 oBand.bGeometryZ ? std::string("<GeometryZ/>") : "field:" + oBand.osField);
         AddPart(osKey, "smoothing", CPLSPrintf("%.17g", oBand.dfSmoothing));
     }
+    // The mode and its parameters change the surface: a model solved under
+    // one must never serve another (in this process or from a model file).
+    AddPart(osKey, "mode",
+            c.eMode == TPSModeRequest::GLOBAL  ? "GLOBAL"
+            : c.eMode == TPSModeRequest::LOCAL ? "LOCAL"
+                                               : "AUTO");
+    AddPart(osKey, "patch_points", CPLSPrintf("%d", c.nPatchPoints));
+    AddPart(osKey, "overlap", CPLSPrintf("%.17g", c.dfOverlap));
     return osKey;
 }
 

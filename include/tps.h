@@ -75,6 +75,18 @@ const char *tps_status_string(tps_status status);
 
 /* ---- model -------------------------------------------------------------- */
 
+/* How the surface is built (docs/design.md, "Local mode").
+ * GLOBAL: one dense spline over all points (O(N^2) memory, O(N^3) time).
+ * LOCAL: a partition of unity over overlapping patches of a quadtree, a
+ * spline solved per patch, blended with C2 weights: O(N) memory and time.
+ * AUTO: GLOBAL up to TPS_AUTO_GLOBAL_MAX_POINTS points when its dense system
+ * fits max_memory, else LOCAL. */
+typedef enum tps_mode { TPS_MODE_AUTO = 0, TPS_MODE_GLOBAL = 1, TPS_MODE_LOCAL = 2 } tps_mode;
+
+#define TPS_AUTO_GLOBAL_MAX_POINTS 5000
+#define TPS_DEFAULT_PATCH_POINTS 500
+#define TPS_DEFAULT_OVERLAP 1.5
+
 typedef struct tps_fit_options {
     /* Bytes the dense solve may allocate; 0 means no limit. Exceeding it
      * fails with TPS_ERR_MEMORY_LIMIT and a message giving the bytes needed. */
@@ -87,6 +99,15 @@ typedef struct tps_fit_options {
      * CPU, with a debug line); AUTO (default): the GPU from a few thousand
      * points on, where it pays. */
     tps_device device;
+    /* GLOBAL (the default here, as before modes existed; the driver's
+     * default is AUTO), LOCAL or AUTO. LOCAL models solve on the CPU. */
+    tps_mode mode;
+    /* LOCAL: a quadtree cell is split while it holds more points than this
+     * (>= 20; default TPS_DEFAULT_PATCH_POINTS). */
+    size_t patch_points;
+    /* LOCAL: each patch is its cell enlarged by this factor (> 1, <= 4;
+     * default TPS_DEFAULT_OVERLAP). */
+    double overlap;
 } tps_fit_options;
 
 void tps_fit_options_init(tps_fit_options *options);
@@ -113,6 +134,8 @@ typedef struct tps_model_info {
     double solve_seconds;    /* wall time of tps_model_create */
     tps_device solve_device; /* CPU, or GPU if any factorisation ran there */
     double min_x, min_y, max_x, max_y; /* bounding box of the points */
+    tps_mode mode;           /* GLOBAL or LOCAL: what was built */
+    size_t n_patches;        /* LOCAL: patches; GLOBAL: 0 */
 } tps_model_info;
 
 typedef struct tps_band_info {
@@ -141,7 +164,9 @@ tps_status tps_model_get_band_info(tps_context *ctx, const tps_model *model, siz
  * gives bit-identical results to evaluating the saved one. */
 #define TPS_MODEL_HEADER_BYTES 128
 
-/* Serialises `model` with `hash` and `extra_size` bytes of `extra` (may be
+/* Only GLOBAL models are saved: a LOCAL model is refused with
+ * TPS_ERR_INVALID_ARGUMENT (it is re-solved, in O(N), on each open).
+ * Serialises `model` with `hash` and `extra_size` bytes of `extra` (may be
  * NULL when 0) into a buffer allocated here: *data, *size bytes, to free
  * with tps_free. */
 tps_status tps_model_save(tps_context *ctx, const tps_model *model, const unsigned char hash[32],

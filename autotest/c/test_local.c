@@ -1,0 +1,350 @@
+/* test_local.c: LOCAL models (core/local.c) against the global spline and
+ * against what a partition of unity must guarantee.
+ *
+ *  - Franke's function, N = 5,000 random points in [0, 1]^2: the local
+ *    surface stays within stated bounds of the global one on a 201^2 grid;
+ *  - lambda = 0: exact at the data points (1e-9 x value range);
+ *  - no gradient jumps: along lines that cross many patch boundaries, the
+ *    discrete second derivative with step d and 2d agree window by window
+ *    (measured 1.000 on every window; a kink makes the step-d one up to
+ *    twice the other: a self-check adds a 2e-3 gradient jump and sees 1.43);
+ *  - any window of a grid gives the same bytes as the whole grid, with one
+ *    thread or several;
+ *  - degenerate inputs fail with clear errors; local models are not saved. */
+#include "tps.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+
+static unsigned long long rng_state = 0x9E3779B97F4A7C15ULL;
+static double uniform(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (double)(rng_state >> 11) / 9007199254740992.0;
+}
+
+static double franke(double x, double y)
+{
+    return 0.75 * exp(-(pow(9 * x - 2, 2) + pow(9 * y - 2, 2)) / 4) +
+           0.75 * exp(-pow(9 * x + 1, 2) / 49 - (9 * y + 1) / 10) +
+           0.5 * exp(-(pow(9 * x - 7, 2) + pow(9 * y - 3, 2)) / 4) -
+           0.2 * exp(-pow(9 * x - 4, 2) - pow(9 * y - 7, 2));
+}
+
+#define N 5000
+#define G 201
+
+static double px[N], py[N], pz[N];
+
+static tps_model *make(tps_context *ctx, tps_mode mode, double lambda, int threads)
+{
+    tps_fit_options fo;
+    tps_fit_options_init(&fo);
+    fo.mode = mode;
+    fo.num_threads = threads;
+    fo.device = TPS_DEVICE_CPU;
+    const double *values[1] = {pz};
+    tps_model *m = tps_model_create(ctx, N, px, py, 1, values, &lambda, &fo);
+    CHECK(m != NULL, "create (mode %d): %s", (int)mode, tps_context_errmsg(ctx));
+    return m;
+}
+
+static void eval_grid(tps_context *ctx, const tps_model *m, double *out, size_t c0, size_t r0,
+                      size_t nc, size_t nr, size_t stride, int threads)
+{
+    const double gt[6] = {-0.5 / (G - 1), 1.0 / (G - 1), 0, -0.5 / (G - 1), 0, 1.0 / (G - 1)};
+    tps_grid g;
+    tps_grid_from_geotransform(&g, gt, c0, r0, nc, nr);
+    tps_output o = {0, out, TPS_FLOAT64, sizeof(double), (ptrdiff_t)(stride * sizeof(double))};
+    tps_eval_options eo;
+    tps_eval_options_init(&eo);
+    eo.num_threads = threads;
+    eo.device = TPS_DEVICE_CPU;
+    CHECK(tps_evaluate_grid(ctx, m, &g, 1, &o, &eo) == TPS_OK, "grid: %s",
+          tps_context_errmsg(ctx));
+}
+
+/* The largest ratio, over windows of `win` samples, of the discrete second
+ * derivative's maximum with step d to its maximum with step 2d, along
+ * f[0..n): ~1 for a C1 surface with bounded curvature, ~2 at a kink. */
+static double kink_ratio(const double *f, size_t n, double d, size_t win, double *at)
+{
+    double worst = 0.0;
+    for (size_t w0 = 2; w0 + win + 2 <= n; w0 += win) {
+        double m1 = 0.0, m2 = 0.0;
+        for (size_t k = w0; k < w0 + win; ++k) {
+            m1 = fmax(m1, fabs(f[k + 1] - 2 * f[k] + f[k - 1]) / (d * d));
+            m2 = fmax(m2, fabs(f[k + 2] - 2 * f[k] + f[k - 2]) / (4 * d * d));
+        }
+        if (m2 > 0.0 && m1 / m2 > worst) {
+            worst = m1 / m2;
+            *at = (double)w0;
+        }
+    }
+    return worst;
+}
+
+static void test_accuracy_and_seams(void)
+{
+    tps_context *ctx = tps_context_create();
+    double zmin = INFINITY, zmax = -INFINITY;
+    for (size_t i = 0; i < N; ++i) {
+        px[i] = uniform();
+        py[i] = uniform();
+        pz[i] = franke(px[i], py[i]);
+        zmin = fmin(zmin, pz[i]);
+        zmax = fmax(zmax, pz[i]);
+    }
+    const double range = zmax - zmin;
+
+    tps_model *global = make(ctx, TPS_MODE_GLOBAL, 0.0, 2);
+    tps_model *local = make(ctx, TPS_MODE_LOCAL, 0.0, 2);
+    if (!global || !local)
+        goto done;
+    tps_model_info info;
+    tps_model_get_info(ctx, local, &info);
+    CHECK(info.mode == TPS_MODE_LOCAL && info.n_patches > 4, "mode %d, %zu patches",
+          (int)info.mode, info.n_patches);
+    printf("local: %zu patches, %zu factorisations, solved in %.3f s\n", info.n_patches,
+           info.n_factorisations, info.solve_seconds);
+
+    /* Exact at the data points (lambda = 0). */
+    tps_band_info bi;
+    tps_model_get_band_info(ctx, local, 0, &bi);
+    printf("local: max |f(x_i) - z_i| = %.3g (%.3g x range)\n", bi.max_abs_residual,
+           bi.max_abs_residual / range);
+    CHECK(bi.max_abs_residual <= 1e-9 * range, "data-point error %.3g", bi.max_abs_residual);
+
+    /* Local against global on the grid. */
+    static double a[G * G], b[G * G];
+    eval_grid(ctx, global, a, 0, 0, G, G, G, 2);
+    eval_grid(ctx, local, b, 0, 0, G, G, G, 2);
+    double worst = 0.0, sum2 = 0.0, truth = 0.0, inner = 0.0;
+    for (size_t r = 0; r < G; ++r)
+        for (size_t c = 0; c < G; ++c) {
+            const double d = fabs(a[r * G + c] - b[r * G + c]);
+            worst = fmax(worst, d);
+            if (r >= G / 20 && r < G - G / 20 && c >= G / 20 && c < G - G / 20)
+                inner = fmax(inner, d);
+            sum2 += d * d;
+            truth = fmax(truth, fabs(b[r * G + c] - franke(c / (G - 1.0), r / (G - 1.0))));
+        }
+    const double rms = sqrt(sum2 / (G * G));
+    printf("local vs global: max %.3g (%.3g x range; %.3g x range inside [0.05, 0.95]^2), rms "
+           "%.3g (%.3g x range); local vs Franke max %.3g\n", worst, worst / range,
+           inner / range, rms, rms / range, truth);
+    /* Measured (docs/design.md, "Local mode"): 1.6e-3, 3.5e-5 inside, rms
+     * 2.2e-5 x range; the largest differences sit in the outer band where
+     * the grid reaches past the points (both splines extrapolate there).
+     * Bounds with a margin: */
+    CHECK(worst <= 5e-3 * range, "local vs global max %.3g", worst);
+    CHECK(inner <= 2e-4 * range, "local vs global max inside %.3g", inner);
+    CHECK(rms <= 1e-4 * range, "local vs global rms %.3g", rms);
+
+    /* Seams: lines across the whole box cross every level of patch edges. */
+    enum { LINE = 40000 };
+    static double lx[LINE], ly[LINE], lf[LINE];
+    const double d = 0.96 / LINE;
+    const double ys[3] = {0.37, 0.5 + 1e-7, 0.8123};
+    double worst_ratio = 0.0;
+    for (int l = 0; l < 3; ++l) {
+        for (int dir = 0; dir < 2; ++dir) {
+            for (size_t k = 0; k < LINE; ++k) {
+                lx[k] = dir ? ys[l] : 0.02 + d * (double)k;
+                ly[k] = dir ? 0.02 + d * (double)k : ys[l];
+            }
+            tps_eval_options eo;
+            tps_eval_options_init(&eo);
+            eo.num_threads = 2;
+            CHECK(tps_evaluate_points(ctx, local, 0, LINE, lx, ly, lf, &eo) == TPS_OK, "line");
+            double at = 0.0;
+            const double ratio = kink_ratio(lf, LINE, d, 200, &at);
+            worst_ratio = fmax(worst_ratio, ratio);
+            CHECK(ratio < 1.2, "line %d/%d: second differences jump (ratio %.3f at sample %g)",
+                  l, dir, ratio, at);
+            if (l == 0 && dir == 0) {
+                /* The check must see a kink: add a gradient jump of 2e-3 (0.15%
+                 * of the range per unit) at x = 0.5. */
+                for (size_t k = 0; k < LINE; ++k)
+                    lf[k] += 1e-3 * fabs(lx[k] - 0.5 - 0.3 * d);
+                const double seam = kink_ratio(lf, LINE, d, 200, &at);
+                printf("kink check: smooth %.3f, with a 2e-3 gradient jump %.3f\n", ratio, seam);
+                CHECK(seam > 1.2, "the seam check misses a kink (ratio %.3f)", seam);
+            }
+        }
+    }
+    printf("seams: worst second-difference ratio %.3f over 6 lines\n", worst_ratio);
+
+    /* Windows and threads give the same bytes as the whole grid. */
+    static double w[G * G];
+    memset(w, 0xff, sizeof w);
+    const size_t bs[3] = {17, 64, 200};
+    for (int t = 0; t < 3; ++t) {
+        for (size_t r0 = 0; r0 < G; r0 += bs[t])
+            for (size_t c0 = 0; c0 < G; c0 += bs[t]) {
+                size_t nc = G - c0 < bs[t] ? G - c0 : bs[t];
+                size_t nr = G - r0 < bs[t] ? G - r0 : bs[t];
+                eval_grid(ctx, local, w + r0 * G + c0, c0, r0, nc, nr, G, t == 1 ? 1 : 2);
+            }
+        CHECK(memcmp(w, b, sizeof w) == 0, "windows of %zu differ from the whole grid", bs[t]);
+    }
+    /* A float32 output, strided, gives the double result rounded. */
+    static float f32[G * G * 2];
+    {
+        const double gt[6] = {-0.5 / (G - 1), 1.0 / (G - 1), 0, -0.5 / (G - 1), 0, 1.0 / (G - 1)};
+        tps_grid g;
+        tps_grid_from_geotransform(&g, gt, 0, 0, G, G);
+        tps_output o = {0, f32, TPS_FLOAT32, 2 * sizeof(float), (ptrdiff_t)(2 * G * sizeof(float))};
+        CHECK(tps_evaluate_grid(ctx, local, &g, 1, &o, NULL) == TPS_OK, "f32");
+        int same = 1;
+        for (size_t k = 0; k < G * G; ++k)
+            same = same && f32[2 * k] == (float)b[k];
+        CHECK(same, "float32 output differs from the rounded double output");
+    }
+
+    /* Smoothing: lambda means the same per patch as globally. */
+    {
+        tps_model *gs = make(ctx, TPS_MODE_GLOBAL, 1e-4, 2);
+        tps_model *ls = make(ctx, TPS_MODE_LOCAL, 1e-4, 2);
+        if (gs && ls) {
+            eval_grid(ctx, gs, a, 0, 0, G, G, G, 2);
+            eval_grid(ctx, ls, b, 0, 0, G, G, G, 2);
+            double ws = 0.0;
+            for (size_t k = 0; k < G * G; ++k)
+                ws = fmax(ws, fabs(a[k] - b[k]));
+            tps_band_info gi, li;
+            tps_model_get_band_info(ctx, gs, 0, &gi);
+            tps_model_get_band_info(ctx, ls, 0, &li);
+            printf("lambda 1e-4: local vs global max %.3g (%.3g x range); residuals global "
+                   "%.3g, local %.3g\n", ws, ws / range, gi.max_abs_residual,
+                   li.max_abs_residual);
+            CHECK(ws <= 5e-3 * range, "smoothed local vs global %.3g", ws);
+            CHECK(li.max_abs_residual > 1e-6 && li.max_abs_residual < 2 * gi.max_abs_residual,
+                  "smoothing per patch: residual %.3g vs global %.3g", li.max_abs_residual,
+                  gi.max_abs_residual);
+        }
+        tps_model_destroy(gs);
+        tps_model_destroy(ls);
+    }
+
+    /* Not persisted. */
+    unsigned char hash[32] = {0};
+    void *data = NULL;
+    size_t size = 0;
+    CHECK(tps_model_save(ctx, local, hash, NULL, 0, &data, &size) == TPS_ERR_INVALID_ARGUMENT &&
+              strstr(tps_context_errmsg(ctx), "local"),
+          "saving a local model: %s", tps_context_errmsg(ctx));
+    tps_free(data);
+
+done:
+    tps_model_destroy(global);
+    tps_model_destroy(local);
+    tps_context_destroy(ctx);
+}
+
+static void test_auto_and_errors(void)
+{
+    tps_context *ctx = tps_context_create();
+    double x[300], y[300], z[300];
+    for (int i = 0; i < 300; ++i) {
+        x[i] = uniform() * 1000.0;
+        y[i] = uniform() * 10.0;
+        z[i] = sin(x[i] / 100.0) + y[i];
+    }
+    const double *values[1] = {z};
+    double lambda = 0.0;
+    tps_fit_options fo;
+    tps_fit_options_init(&fo);
+    CHECK(fo.mode == TPS_MODE_GLOBAL, "the engine's default mode stays GLOBAL");
+
+    /* AUTO: global when small and within the limit, local when the limit is tight. */
+    fo.mode = TPS_MODE_AUTO;
+    tps_model *m = tps_model_create(ctx, 300, x, y, 1, values, &lambda, &fo);
+    tps_model_info info = {0};
+    if (m)
+        tps_model_get_info(ctx, m, &info);
+    CHECK(m && info.mode == TPS_MODE_GLOBAL, "AUTO, 300 points: %s", tps_context_errmsg(ctx));
+    tps_model_destroy(m);
+    fo.max_memory = 300 * 300 * 8 / 2;
+    fo.patch_points = 40;
+    m = tps_model_create(ctx, 300, x, y, 1, values, &lambda, &fo);
+    if (m)
+        tps_model_get_info(ctx, m, &info);
+    CHECK(m && info.mode == TPS_MODE_LOCAL && info.n_patches >= 4,
+          "AUTO under a tight limit: %s", tps_context_errmsg(ctx));
+    tps_model_destroy(m);
+
+    /* Memory limit of the local path: bytes needed, bytes allowed, both paths under AUTO. */
+    fo.max_memory = 1000;
+    m = tps_model_create(ctx, 300, x, y, 1, values, &lambda, &fo);
+    CHECK(!m && tps_context_errno(ctx) == TPS_ERR_MEMORY_LIMIT &&
+              strstr(tps_context_errmsg(ctx), "local solve") &&
+              strstr(tps_context_errmsg(ctx), "1000 bytes allowed") &&
+              strstr(tps_context_errmsg(ctx), "global dense solve"),
+          "memory limit: %s", tps_context_errmsg(ctx));
+    fo.max_memory = 0;
+
+    /* Degenerate inputs. */
+    fo.mode = TPS_MODE_LOCAL;
+    for (int i = 0; i < 300; ++i)
+        y[i] = 2.0 * x[i] + 1.0;
+    m = tps_model_create(ctx, 300, x, y, 1, values, &lambda, &fo);
+    CHECK(!m && tps_context_errno(ctx) == TPS_ERR_COLLINEAR, "collinear: %s",
+          tps_context_errmsg(ctx));
+    m = tps_model_create(ctx, 2, x, y, 1, values, &lambda, &fo);
+    CHECK(!m && tps_context_errno(ctx) == TPS_ERR_TOO_FEW_POINTS, "two points: %s",
+          tps_context_errmsg(ctx));
+    fo.patch_points = 5;
+    m = tps_model_create(ctx, 300, x, y, 1, values, &lambda, &fo);
+    CHECK(!m && tps_context_errno(ctx) == TPS_ERR_INVALID_ARGUMENT, "patch points 5: %s",
+          tps_context_errmsg(ctx));
+    fo.patch_points = 100;
+    fo.overlap = 1.0;
+    m = tps_model_create(ctx, 300, x, y, 1, values, &lambda, &fo);
+    CHECK(!m && tps_context_errno(ctx) == TPS_ERR_INVALID_ARGUMENT, "overlap 1: %s",
+          tps_context_errmsg(ctx));
+
+    /* A clustered set with missing values: every patch still solves, and
+     * extrapolation far outside the box stays finite. */
+    fo.overlap = 1.3;
+    fo.patch_points = 30;
+    for (int i = 0; i < 300; ++i) {
+        const double r = i < 250 ? 0.01 : 1.0;
+        x[i] = 100.0 + r * uniform();
+        y[i] = 200.0 + r * uniform();
+        z[i] = i % 7 == 0 ? NAN : x[i] - y[i] + 0.1 * sin(30.0 * x[i]);
+    }
+    double z2[300];
+    for (int i = 0; i < 300; ++i)
+        z2[i] = i % 5 == 0 ? NAN : y[i];
+    const double *values2[2] = {z, z2};
+    double lambdas[2] = {0.0, 0.0};
+    m = tps_model_create(ctx, 300, x, y, 2, values2, lambdas, &fo);
+    CHECK(m != NULL, "clustered, missing values: %s", tps_context_errmsg(ctx));
+    if (m) {
+        double qx[3] = {95.0, 100.5, 120.0}, qy[3] = {190.0, 200.5, 230.0}, out[3];
+        CHECK(tps_evaluate_points(ctx, m, 1, 3, qx, qy, out, NULL) == TPS_OK, "extrapolate");
+        CHECK(isfinite(out[0]) && isfinite(out[1]) && isfinite(out[2]) &&
+                  fabs(out[1] - 200.5) < 1e-6,
+              "extrapolated %g %g %g", out[0], out[1], out[2]);
+        tps_band_info bi;
+        tps_model_get_band_info(ctx, m, 0, &bi);
+        CHECK(bi.max_abs_residual < 1e-8, "clustered residual %.3g", bi.max_abs_residual);
+    }
+    tps_model_destroy(m);
+    tps_context_destroy(ctx);
+}
+
+int main(void)
+{
+    test_accuracy_and_seams();
+    test_auto_and_errors();
+    printf("%d checks, %d failures\n", checks, failures);
+    return failures ? 1 : 0;
+}

@@ -1,0 +1,811 @@
+/* local.c: LOCAL models, a partition of unity over overlapping patches.
+ *
+ * A dense spline needs N^2 memory and N^3 time; beyond ~10^4 points that is
+ * out of reach. Here the surface is
+ *     f(x) = sum_p W_p(x) f_p(x),   W_p = w_p / sum_q w_q,
+ * where f_p is a thin plate spline solved over the points of patch p only
+ * and w_p a C2 bump that vanishes outside the patch. Construction
+ * (docs/design.md, "Local mode", says why each choice):
+ *  - a quadtree over the points' bounding box (scaled coordinates), a cell
+ *    split while it holds more than patch_points points;
+ *  - each leaf cell gives a patch: the cell enlarged by `overlap` around its
+ *    centre, grown further (x1.5 steps) until every band has at least
+ *    MIN_PATCH_POINTS usable points that do not lie on one line (or the
+ *    patch covers every point);
+ *  - per patch, the dense solve of solve.c in the patch's own centred,
+ *    scaled frame, with lambda rescaled so that it means what it means
+ *    globally (the same penalised least squares problem, restricted to the
+ *    patch's points);
+ *  - w_p(u, v) = b((u - cx) / hx) b((v - cy) / hy), b(t) = (1 - t^2)^3 on
+ *    |t| < 1: C2, so the blend is C2 wherever the patch splines are (they
+ *    are C1 at their nodes, C-infinity elsewhere): no seams;
+ *  - the leaf cells tile the bounding box and each lies strictly inside its
+ *    patch, so sum_q w_q > 0 there; outside the box the weights are taken at
+ *    the point clamped into the box, while the patch splines are evaluated
+ *    at the point itself (their own extrapolation, blended).
+ * Evaluation of a chunk of pixels visits only the patches whose support
+ * meets the chunk (a uniform grid over the box lists them) and runs the
+ * SIMD kernel of eval_kernel.c over each patch's points for the pixels
+ * inside its support. A pixel's value depends only on its own coordinates:
+ * its patches are summed in patch order whatever chunk it falls in. */
+#include "internal.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Fewest usable points per band a patch solves with (unless the band has
+ * fewer in all): fewer would make a patch an almost affine fit. */
+#define MIN_PATCH_POINTS 20
+/* Points are distinct, so cells separate them long before this depth. */
+#define MAX_DEPTH 48
+/* Patch growth per step while it lacks points. */
+#define GROW 1.5
+/* Smallest eigenvalue ratio of a patch's point covariance: below, the
+ * points are (nearly) on a line and the patch's plane is undetermined. */
+#define COLLINEAR_RATIO 1e-6
+/* Targets per evaluation work item (a multiple of the kernel tile). */
+#define CHUNK 1024
+/* The patch lookup grid has at most this many cells a side. */
+#define MAX_GRID 1024
+
+typedef struct patch {
+    double cx, cy, hx, hy; /* support: |u - cx| < hx, |v - cy| < hy (model's scaled units) */
+    double pcx, pcy, ps;   /* the patch spline's frame: l = (u - pcx) / ps */
+    size_t n;              /* points in the patch's spline */
+    size_t *index;         /* their model indices (during the build only) */
+    double *u, *v;         /* their coordinates in the patch frame */
+    double **hw;           /* n_bands arrays of half-weights (0: missing in that band) */
+    double (*affine)[3];
+} patch;
+
+struct tps_local {
+    size_t n_patches, n_bands;
+    patch *patches;
+    double bu0, bv0, bu1, bv1; /* the points' bounding box, scaled */
+    /* The patch lookup: a gx x gy grid over the box; cell c lists the patches
+     * cell_patch[cell_start[c] .. cell_start[c + 1]) whose support meets it. */
+    size_t gx, gy;
+    double gdu, gdv;
+    size_t *cell_start, *cell_patch;
+};
+
+typedef struct node {
+    double u0, v0, u1, v1;
+    size_t begin, end; /* its points: perm[begin .. end) */
+    size_t child;      /* 0: a leaf; else the first of its 4 children */
+    int depth;
+} node;
+
+typedef struct band_stats {
+    size_t n;
+    double su, sv, suu, svv, suv; /* relative to the patch centre */
+} band_stats;
+
+void tps_local_destroy(struct tps_local *lc)
+{
+    if (!lc)
+        return;
+    for (size_t p = 0; p < lc->n_patches; ++p) {
+        patch *pt = &lc->patches[p];
+        free(pt->index);
+        free(pt->u);
+        free(pt->v);
+        if (pt->hw)
+            for (size_t b = 0; b < lc->n_bands; ++b)
+                free(pt->hw[b]);
+        free(pt->hw);
+        free(pt->affine);
+    }
+    free(lc->patches);
+    free(lc->cell_start);
+    free(lc->cell_patch);
+    free(lc);
+}
+
+/* ---- the build ---- */
+
+typedef struct build {
+    const tps_model *md;
+    double *const *merged;
+    size_t n_bands;
+    size_t *perm;
+    node *nodes;
+    size_t n_nodes;
+    size_t *leaves; /* node index of each patch */
+    size_t *band_total; /* usable points per band, over all points */
+    struct tps_local *lc;
+    band_stats *stats;  /* n_bands per thread */
+    /* The first error of the parallel phases (lowest patch index wins, so the
+     * message does not depend on thread timing). */
+    pthread_mutex_t lock;
+    size_t err_patch;
+    tps_context err;
+    const double *smoothing; /* per band, user units */
+    double scale;            /* the model's scale: user units per scaled unit */
+    size_t n_solves;
+} build;
+
+static void record_error(build *bd, size_t p, const tps_context *ctx)
+{
+    pthread_mutex_lock(&bd->lock);
+    if (bd->err.status == TPS_OK || p < bd->err_patch) {
+        bd->err = *ctx;
+        bd->err_patch = p;
+    }
+    pthread_mutex_unlock(&bd->lock);
+}
+
+static size_t partition(size_t *perm, size_t begin, size_t end, const double *c, double mid)
+{
+    size_t i = begin, j = end;
+    while (i < j) {
+        if (c[perm[i]] < mid)
+            ++i;
+        else {
+            --j;
+            size_t t = perm[i];
+            perm[i] = perm[j];
+            perm[j] = t;
+        }
+    }
+    return i;
+}
+
+static tps_status build_tree(tps_context *ctx, build *bd, size_t patch_points)
+{
+    const tps_model *md = bd->md;
+    const struct tps_local *lc = bd->lc;
+    size_t cap = 64;
+    bd->nodes = malloc(sizeof(node) * cap);
+    bd->perm = malloc(sizeof(size_t) * md->n);
+    if (!bd->nodes || !bd->perm)
+        return tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory for the patch tree");
+    for (size_t i = 0; i < md->n; ++i)
+        bd->perm[i] = i;
+    bd->nodes[0] = (node){lc->bu0, lc->bv0, lc->bu1, lc->bv1, 0, md->n, 0, 0};
+    bd->n_nodes = 1;
+    /* Breadth first: children are appended and visited in turn. */
+    for (size_t k = 0; k < bd->n_nodes; ++k) {
+        node nd = bd->nodes[k];
+        if (nd.end - nd.begin <= patch_points || nd.depth >= MAX_DEPTH)
+            continue;
+        if (bd->n_nodes + 4 > cap) {
+            cap *= 2;
+            node *grown = realloc(bd->nodes, sizeof(node) * cap);
+            if (!grown)
+                return tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY,
+                                     "out of memory for the patch tree");
+            bd->nodes = grown;
+        }
+        const double mu = 0.5 * (nd.u0 + nd.u1), mv = 0.5 * (nd.v0 + nd.v1);
+        size_t s1 = partition(bd->perm, nd.begin, nd.end, md->v, mv);
+        size_t s0 = partition(bd->perm, nd.begin, s1, md->u, mu);
+        size_t s2 = partition(bd->perm, s1, nd.end, md->u, mu);
+        const size_t c = bd->n_nodes;
+        bd->nodes[k].child = c;
+        bd->nodes[c + 0] = (node){nd.u0, nd.v0, mu, mv, nd.begin, s0, 0, nd.depth + 1};
+        bd->nodes[c + 1] = (node){mu, nd.v0, nd.u1, mv, s0, s1, 0, nd.depth + 1};
+        bd->nodes[c + 2] = (node){nd.u0, mv, mu, nd.v1, s1, s2, 0, nd.depth + 1};
+        bd->nodes[c + 3] = (node){mu, mv, nd.u1, nd.v1, s2, nd.end, 0, nd.depth + 1};
+        bd->n_nodes += 4;
+    }
+    return TPS_OK;
+}
+
+/* Calls visit(i) for each point i with |u - cx| <= hx and |v - cy| <= hy,
+ * in tree order (deterministic). */
+typedef void (*visit_fn)(size_t i, void *user);
+static void query(const build *bd, double cx, double cy, double hx, double hy, visit_fn visit,
+                  void *user)
+{
+    const tps_model *md = bd->md;
+    const double qu0 = cx - hx, qu1 = cx + hx, qv0 = cy - hy, qv1 = cy + hy;
+    size_t stack[4 * MAX_DEPTH + 8];
+    size_t top = 0;
+    stack[top++] = 0;
+    while (top) {
+        const node *nd = &bd->nodes[stack[--top]];
+        if (nd->u1 < qu0 || nd->u0 > qu1 || nd->v1 < qv0 || nd->v0 > qv1 || nd->end == nd->begin)
+            continue;
+        if (nd->child) {
+            /* Pushed in reverse so that children are visited in order. */
+            for (int q = 3; q >= 0; --q)
+                stack[top++] = nd->child + (size_t)q;
+            continue;
+        }
+        for (size_t k = nd->begin; k < nd->end; ++k) {
+            size_t i = bd->perm[k];
+            if (fabs(md->u[i] - cx) <= hx && fabs(md->v[i] - cy) <= hy)
+                visit(i, user);
+        }
+    }
+}
+
+typedef struct count_visit {
+    const build *bd;
+    band_stats *st;
+    double cx, cy;
+    size_t n;
+} count_visit;
+
+static void count_point(size_t i, void *user)
+{
+    count_visit *cv = user;
+    const double du = cv->bd->md->u[i] - cv->cx, dv = cv->bd->md->v[i] - cv->cy;
+    cv->n++;
+    for (size_t b = 0; b < cv->bd->n_bands; ++b) {
+        if (!isfinite(cv->bd->merged[b][i]))
+            continue;
+        band_stats *s = &cv->st[b];
+        s->n++;
+        s->su += du;
+        s->sv += dv;
+        s->suu += du * du;
+        s->svv += dv * dv;
+        s->suv += du * dv;
+    }
+}
+
+static int spans_area(const band_stats *s)
+{
+    if (s->n < 3)
+        return 0;
+    const double n = (double)s->n, mu = s->su / n, mv = s->sv / n;
+    const double cuu = s->suu / n - mu * mu, cvv = s->svv / n - mv * mv;
+    const double cuv = s->suv / n - mu * mv;
+    const double tr = cuu + cvv;
+    return tr > 0.0 && cuu * cvv - cuv * cuv > COLLINEAR_RATIO * tr * tr;
+}
+
+/* Phase 1 (parallel over leaves): the patch's final support and size. */
+static void size_patch(size_t p, int thread, void *user)
+{
+    build *bd = user;
+    struct tps_local *lc = bd->lc;
+    const node *nd = &bd->nodes[bd->leaves[p]];
+    patch *pt = &lc->patches[p];
+    band_stats *st = bd->stats + (size_t)thread * bd->n_bands;
+    pt->cx = 0.5 * (nd->u0 + nd->u1);
+    pt->cy = 0.5 * (nd->v0 + nd->v1);
+    for (;;) {
+        memset(st, 0, sizeof *st * bd->n_bands);
+        count_visit cv = {bd, st, pt->cx, pt->cy, 0};
+        query(bd, pt->cx, pt->cy, pt->hx, pt->hy, count_point, &cv);
+        pt->n = cv.n;
+        const int covers_all = pt->cx - pt->hx <= lc->bu0 && pt->cx + pt->hx >= lc->bu1 &&
+                               pt->cy - pt->hy <= lc->bv0 && pt->cy + pt->hy >= lc->bv1;
+        if (covers_all)
+            return;
+        int ok = 1;
+        for (size_t b = 0; b < bd->n_bands && ok; ++b) {
+            size_t want = bd->band_total[b] < MIN_PATCH_POINTS ? bd->band_total[b]
+                                                               : MIN_PATCH_POINTS;
+            ok = st[b].n >= want && spans_area(&st[b]);
+        }
+        if (ok)
+            return;
+        pt->hx *= GROW;
+        pt->hy *= GROW;
+    }
+}
+
+typedef struct collect_visit {
+    size_t *index;
+    size_t n;
+} collect_visit;
+
+static void collect_point(size_t i, void *user)
+{
+    collect_visit *cv = user;
+    cv->index[cv->n++] = i;
+}
+
+/* Phase 2 (parallel over patches): gather the points, solve each band group. */
+static void solve_patch(size_t p, int thread, void *user)
+{
+    (void)thread;
+    build *bd = user;
+    struct tps_local *lc = bd->lc;
+    const tps_model *md = bd->md;
+    patch *pt = &lc->patches[p];
+    const size_t nb = bd->n_bands, n = pt->n;
+    tps_context ctx = {0};
+
+    pt->index = malloc(sizeof(size_t) * (n ? n : 1));
+    pt->u = malloc(sizeof(double) * (n ? n : 1));
+    pt->v = malloc(sizeof(double) * (n ? n : 1));
+    pt->hw = calloc(nb, sizeof(double *));
+    pt->affine = calloc(nb, sizeof(double[3]));
+    size_t *group = malloc(sizeof(size_t) * nb);
+    char *assigned = calloc(nb, 1);
+    size_t *sub = malloc(sizeof(size_t) * (n ? n : 1));
+    double *su = malloc(sizeof(double) * (n ? n : 1));
+    double *sv = malloc(sizeof(double) * (n ? n : 1));
+    double *zw = malloc(sizeof(double) * (n ? n : 1) * 2 * nb);
+    const double **z = malloc(sizeof(double *) * nb);
+    double **w = malloc(sizeof(double *) * nb);
+    double (*a)[3] = malloc(sizeof(double[3]) * nb);
+    int ok = pt->index && pt->u && pt->v && pt->hw && pt->affine && group && assigned && sub &&
+             su && sv && zw && z && w && a;
+    for (size_t b = 0; ok && b < nb; ++b)
+        ok = (pt->hw[b] = calloc(n ? n : 1, sizeof(double))) != NULL;
+    if (!ok) {
+        tps_set_error(&ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory for patch %zu (%zu points)",
+                      p + 1, n);
+        goto done;
+    }
+    collect_visit cv = {pt->index, 0};
+    query(bd, pt->cx, pt->cy, pt->hx, pt->hy, collect_point, &cv);
+    /* The patch frame: centred on its support, its longer half-side 1. */
+    pt->pcx = pt->cx;
+    pt->pcy = pt->cy;
+    pt->ps = fmax(pt->hx, pt->hy);
+    for (size_t k = 0; k < n; ++k) {
+        pt->u[k] = (md->u[pt->index[k]] - pt->pcx) / pt->ps;
+        pt->v[k] = (md->v[pt->index[k]] - pt->pcy) / pt->ps;
+    }
+    for (size_t b = 0; b < nb; ++b) {
+        if (assigned[b])
+            continue;
+        size_t ng = 0;
+        for (size_t c = b; c < nb; ++c) {
+            int same = !assigned[c] && bd->smoothing[c] == bd->smoothing[b];
+            for (size_t k = 0; same && k < n; ++k)
+                same = isfinite(bd->merged[b][pt->index[k]]) ==
+                       isfinite(bd->merged[c][pt->index[k]]);
+            if (same) {
+                group[ng++] = c;
+                assigned[c] = 1;
+            }
+        }
+        size_t m = 0;
+        for (size_t k = 0; k < n; ++k) {
+            if (isfinite(bd->merged[b][pt->index[k]])) {
+                sub[m] = k;
+                su[m] = pt->u[k];
+                sv[m] = pt->v[k];
+                ++m;
+            }
+        }
+        for (size_t g = 0; g < ng; ++g) {
+            double *zg = zw + 2 * g * m;
+            for (size_t k = 0; k < m; ++k)
+                zg[k] = bd->merged[group[g]][pt->index[sub[k]]];
+            z[g] = zg;
+            w[g] = zg + m;
+        }
+        /* lambda is in user units squared (tps.h); the patch frame's unit is
+         * scale * ps user units, so the patch solves the very penalised
+         * least squares problem of the global spline, on its own points. */
+        const double unit = bd->scale * pt->ps;
+        const double lambda = bd->smoothing[b] / (unit * unit);
+        char what[96];
+        snprintf(what, sizeof what, "patch %zu of %zu, band %zu", p + 1, lc->n_patches, b + 1);
+        int used_gpu = 0;
+        if (tps_solve_dense(&ctx, m, su, sv, lambda, ng, z, w, a, 1, 0, &used_gpu, what) !=
+            TPS_OK)
+            goto done;
+        for (size_t g = 0; g < ng; ++g) {
+            for (size_t k = 0; k < m; ++k)
+                pt->hw[group[g]][sub[k]] = 0.5 * w[g][k];
+            memcpy(pt->affine[group[g]], a[g], sizeof a[g]);
+        }
+        pthread_mutex_lock(&bd->lock);
+        bd->n_solves++;
+        pthread_mutex_unlock(&bd->lock);
+    }
+done:
+    if (ctx.status != TPS_OK)
+        record_error(bd, p, &ctx);
+    free(pt->index);
+    pt->index = NULL;
+    free(group);
+    free(assigned);
+    free(sub);
+    free(su);
+    free(sv);
+    free(zw);
+    free(z);
+    free(w);
+    free(a);
+}
+
+static size_t grid_cell(double x, double x0, double d, size_t n)
+{
+    double c = floor((x - x0) / d);
+    if (!(c > 0.0))
+        return 0;
+    return c >= (double)n ? n - 1 : (size_t)c;
+}
+
+static tps_status build_lookup(tps_context *ctx, struct tps_local *lc)
+{
+    size_t side = (size_t)ceil(sqrt((double)lc->n_patches)) + 1;
+    lc->gx = lc->gy = side > MAX_GRID ? MAX_GRID : side;
+    lc->gdu = (lc->bu1 - lc->bu0) / (double)lc->gx;
+    lc->gdv = (lc->bv1 - lc->bv0) / (double)lc->gy;
+    if (!(lc->gdu > 0.0))
+        lc->gdu = 1.0;
+    if (!(lc->gdv > 0.0))
+        lc->gdv = 1.0;
+    const size_t cells = lc->gx * lc->gy;
+    lc->cell_start = calloc(cells + 1, sizeof(size_t));
+    if (!lc->cell_start)
+        return tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory for the patch lookup");
+    for (int pass = 0; pass < 2; ++pass) {
+        for (size_t p = 0; p < lc->n_patches; ++p) {
+            const patch *pt = &lc->patches[p];
+            size_t i0 = grid_cell(pt->cx - pt->hx, lc->bu0, lc->gdu, lc->gx);
+            size_t i1 = grid_cell(pt->cx + pt->hx, lc->bu0, lc->gdu, lc->gx);
+            size_t j0 = grid_cell(pt->cy - pt->hy, lc->bv0, lc->gdv, lc->gy);
+            size_t j1 = grid_cell(pt->cy + pt->hy, lc->bv0, lc->gdv, lc->gy);
+            for (size_t j = j0; j <= j1; ++j)
+                for (size_t i = i0; i <= i1; ++i) {
+                    size_t c = j * lc->gx + i;
+                    if (pass == 0)
+                        lc->cell_start[c + 1]++;
+                    else
+                        lc->cell_patch[lc->cell_start[c]++] = p;
+                }
+        }
+        if (pass == 0) {
+            for (size_t c = 0; c < cells; ++c)
+                lc->cell_start[c + 1] += lc->cell_start[c];
+            lc->cell_patch = malloc(sizeof(size_t) * (lc->cell_start[cells] + 1));
+            if (!lc->cell_patch)
+                return tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY,
+                                     "out of memory for the patch lookup");
+        } else {
+            /* The fill advanced each start to the next cell's: shift back. */
+            for (size_t c = cells; c > 0; --c)
+                lc->cell_start[c] = lc->cell_start[c - 1];
+            lc->cell_start[0] = 0;
+        }
+    }
+    return TPS_OK;
+}
+
+tps_status tps_local_build(tps_context *ctx, tps_model *md, double *const *merged,
+                           const tps_fit_options *options)
+{
+    const double t0 = tps_now_seconds();
+    const size_t nb = md->n_bands;
+    const int threads = options->num_threads < 1 ? 1 : options->num_threads;
+    const size_t patch_points = options->patch_points;
+    const double overlap = options->overlap;
+    if (md->n < 3)
+        return tps_set_error(ctx, TPS_ERR_TOO_FEW_POINTS,
+                             "%zu distinct usable point%s, at least 3 are needed", md->n,
+                             md->n == 1 ? "" : "s");
+    build bd = {0};
+    bd.md = md;
+    bd.merged = merged;
+    bd.n_bands = nb;
+    bd.scale = md->scale;
+    tps_status st = TPS_OK;
+    double *smoothing = malloc(sizeof(double) * nb);
+    bd.band_total = calloc(nb, sizeof(size_t));
+    struct tps_local *lc = calloc(1, sizeof *lc);
+    if (!smoothing || !bd.band_total || !lc || pthread_mutex_init(&bd.lock, NULL) != 0) {
+        free(smoothing);
+        free(bd.band_total);
+        free(lc);
+        return tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory");
+    }
+    bd.lc = lc;
+    lc->n_bands = nb;
+    for (size_t b = 0; b < nb; ++b) {
+        smoothing[b] = md->band_info[b].smoothing;
+        bd.band_total[b] = md->band_info[b].n_points;
+    }
+    bd.smoothing = smoothing;
+
+    /* All points on one line: the quadtree would split a zero-width box. */
+    band_stats all = {0};
+    for (size_t i = 0; i < md->n; ++i) {
+        all.n++;
+        all.su += md->u[i];
+        all.sv += md->v[i];
+        all.suu += md->u[i] * md->u[i];
+        all.svv += md->v[i] * md->v[i];
+        all.suv += md->u[i] * md->v[i];
+    }
+    lc->bu0 = (md->info.min_x - md->cx) / md->scale;
+    lc->bu1 = (md->info.max_x - md->cx) / md->scale;
+    lc->bv0 = (md->info.min_y - md->cy) / md->scale;
+    lc->bv1 = (md->info.max_y - md->cy) / md->scale;
+    if (!spans_area(&all) || !(lc->bu1 > lc->bu0) || !(lc->bv1 > lc->bv0)) {
+        st = tps_set_error(ctx, TPS_ERR_COLLINEAR,
+                           "all %zu points lie on (or very near) one line; a surface needs "
+                           "points that span an area", md->n);
+        goto done;
+    }
+
+    st = build_tree(ctx, &bd, patch_points);
+    if (st != TPS_OK)
+        goto done;
+    for (size_t k = 0; k < bd.n_nodes; ++k)
+        lc->n_patches += bd.nodes[k].child ? 0 : 1;
+    lc->patches = calloc(lc->n_patches, sizeof(patch));
+    bd.leaves = malloc(sizeof(size_t) * lc->n_patches);
+    bd.stats = malloc(sizeof(band_stats) * nb * (size_t)threads);
+    if (!lc->patches || !bd.leaves || !bd.stats) {
+        st = tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory for %zu patches",
+                           lc->n_patches);
+        goto done;
+    }
+    for (size_t k = 0, p = 0; k < bd.n_nodes; ++k) {
+        if (bd.nodes[k].child)
+            continue;
+        const node *nd = &bd.nodes[k];
+        bd.leaves[p] = k;
+        lc->patches[p].hx = 0.5 * overlap * (nd->u1 - nd->u0);
+        lc->patches[p].hy = 0.5 * overlap * (nd->v1 - nd->v0);
+        ++p;
+    }
+    tps_parallel_for(lc->n_patches, threads, size_patch, &bd);
+
+    /* The memory guard, now that the patch sizes are known and before the
+     * patches' arrays and systems are allocated: every patch keeps its
+     * points and weights; `threads` patch systems are solved at once. */
+    size_t entries = 0, largest = 0;
+    for (size_t p = 0; p < lc->n_patches; ++p) {
+        entries += lc->patches[p].n;
+        largest = lc->patches[p].n > largest ? lc->patches[p].n : largest;
+    }
+    const size_t kept = entries * sizeof(double) * (2 + nb) +
+                        lc->n_patches * (sizeof(patch) + nb * (sizeof(double *) + 24));
+    const size_t per_solve = tps_solve_bytes(largest, nb) +
+                             largest * (sizeof(size_t) * 2 + sizeof(double) * (2 + 2 * nb));
+    const size_t tree = md->n * sizeof(size_t) + bd.n_nodes * sizeof(node);
+    const size_t lookup = (lc->n_patches * 4 + 2 * (size_t)MAX_GRID) * sizeof(size_t);
+    const size_t need = kept + (size_t)threads * per_solve + tree + lookup;
+    if (options->max_memory && need > options->max_memory) {
+        st = tps_set_error(ctx, TPS_ERR_MEMORY_LIMIT,
+                           "the local solve of %zu points in %zu patches (up to %zu points "
+                           "each, %d at a time) needs %zu bytes (%.2f GiB), more than the %zu "
+                           "bytes allowed", md->n, lc->n_patches, largest, threads, need,
+                           (double)need / 1073741824.0, options->max_memory);
+        goto done;
+    }
+
+    /* One patch per thread, each factorisation on its own thread: OpenBLAS's
+     * own threads on top would contend for the same cores (measured: 100,000
+     * points, 2 cores, 7.9 s with them, 2.8 s without). The setting is
+     * process-wide, so it is restored at once; a global solve running in
+     * another thread meanwhile runs single-threaded, never wrong. */
+    const int blas_threads = openblas_get_num_threads();
+    if (threads > 1)
+        openblas_set_num_threads(1);
+    tps_parallel_for(lc->n_patches, threads, solve_patch, &bd);
+    if (threads > 1)
+        openblas_set_num_threads(blas_threads);
+    if (bd.err.status != TPS_OK) {
+        st = tps_set_error(ctx, bd.err.status, "%s", bd.err.message);
+        goto done;
+    }
+    st = build_lookup(ctx, lc);
+    if (st != TPS_OK)
+        goto done;
+    md->info.n_factorisations = bd.n_solves;
+    md->info.n_patches = lc->n_patches;
+    tps_log(ctx, TPS_LOG_DEBUG,
+            "local model: %zu patches of up to %zu points (%.1f on average, cells of up to %zu "
+            "points, overlap %.3g), %zu factorisations in %.3f s", lc->n_patches, largest,
+            (double)entries / (double)lc->n_patches, patch_points, overlap, bd.n_solves,
+            tps_now_seconds() - t0);
+    md->local = lc;
+    lc = NULL;
+
+done:
+    tps_local_destroy(lc);
+    pthread_mutex_destroy(&bd.lock);
+    free(smoothing);
+    free(bd.band_total);
+    free(bd.perm);
+    free(bd.nodes);
+    free(bd.leaves);
+    free(bd.stats);
+    return st;
+}
+
+/* ---- evaluation ---- */
+
+typedef struct local_request {
+    const tps_model *md;
+    const struct tps_local *lc;
+    tps_kernel_fn kernel;
+    size_t n_bands;
+    const size_t *bands;
+    const tps_local_targets *t;
+    size_t chunks_per_row;
+    char *scratch; /* per thread: scratch_bytes each */
+    size_t scratch_bytes;
+} local_request;
+
+static int compare_size(const void *pa, const void *pb)
+{
+    size_t a = *(const size_t *)pa, b = *(const size_t *)pb;
+    return a < b ? -1 : (a > b);
+}
+
+static double clamp(double x, double lo, double hi) { return x < lo ? lo : (x > hi ? hi : x); }
+
+/* The C2 bump (1 - t^2)^3 on |t| < 1. */
+static double bump(double t)
+{
+    double s = 1.0 - t * t;
+    return s > 0.0 ? s * s * s : 0.0;
+}
+
+static void run_local_chunk(size_t item, int thread, void *user)
+{
+    local_request *rq = user;
+    const struct tps_local *lc = rq->lc;
+    const tps_local_targets *t = rq->t;
+    const size_t nb = rq->n_bands;
+    char *base = rq->scratch + rq->scratch_bytes * (size_t)thread;
+    double *pu = (double *)base, *pv = pu + CHUNK, *qu = pv + CHUNK, *qv = qu + CHUNK;
+    double *wsum = qv + CHUNK, *lu = wsum + CHUNK, *lv = lu + CHUNK, *wk = lv + CHUNK;
+    double *acc = wk + CHUNK, *pacc = acc + nb * CHUNK;
+    const double **wts = (const double **)(pacc + nb * CHUNK);
+    size_t *idx = (size_t *)(wts + nb);
+    size_t *cand = idx + CHUNK;
+    unsigned char *mark = (unsigned char *)(cand + lc->n_patches);
+
+    size_t row = 0, col0 = 0, count;
+    if (t->is_grid) {
+        row = item / rq->chunks_per_row;
+        col0 = (item % rq->chunks_per_row) * CHUNK;
+        count = t->ncols - col0 < CHUNK ? t->ncols - col0 : CHUNK;
+        /* As evaluate.c: from the absolute cell index, in a fixed order. */
+        const double j = (double)(t->first_row + row);
+        const double row_u = t->u0 + j * t->ru, row_v = t->v0 + j * t->rv;
+        for (size_t k = 0; k < count; ++k) {
+            const double i = (double)(t->first_col + col0 + k);
+            pu[k] = row_u + i * t->cu;
+            pv[k] = row_v + i * t->cv;
+        }
+    } else {
+        col0 = item * CHUNK;
+        count = t->n_pts - col0 < CHUNK ? t->n_pts - col0 : CHUNK;
+        memcpy(pu, t->pts_u + col0, count * sizeof(double));
+        memcpy(pv, t->pts_v + col0, count * sizeof(double));
+    }
+    /* Weights at the target clamped into the points' box (extrapolation
+     * blends the patches nearest the box edge). */
+    double mu0 = INFINITY, mu1 = -INFINITY, mv0 = INFINITY, mv1 = -INFINITY;
+    for (size_t k = 0; k < count; ++k) {
+        qu[k] = clamp(pu[k], lc->bu0, lc->bu1);
+        qv[k] = clamp(pv[k], lc->bv0, lc->bv1);
+        mu0 = fmin(mu0, qu[k]);
+        mu1 = fmax(mu1, qu[k]);
+        mv0 = fmin(mv0, qv[k]);
+        mv1 = fmax(mv1, qv[k]);
+        wsum[k] = 0.0;
+    }
+    memset(acc, 0, sizeof(double) * nb * CHUNK);
+    /* The candidate patches, in patch order so that every target sums its
+     * patches in the same order whatever chunk it is in. NaN coordinates
+     * give an empty range and NaN values. */
+    size_t n_cand = 0;
+    if (count && mu0 <= mu1 && mv0 <= mv1) {
+        size_t i0 = grid_cell(mu0, lc->bu0, lc->gdu, lc->gx);
+        size_t i1 = grid_cell(mu1, lc->bu0, lc->gdu, lc->gx);
+        size_t j0 = grid_cell(mv0, lc->bv0, lc->gdv, lc->gy);
+        size_t j1 = grid_cell(mv1, lc->bv0, lc->gdv, lc->gy);
+        for (size_t j = j0; j <= j1; ++j)
+            for (size_t i = i0; i <= i1; ++i) {
+                const size_t c = j * lc->gx + i;
+                for (size_t e = lc->cell_start[c]; e < lc->cell_start[c + 1]; ++e) {
+                    size_t p = lc->cell_patch[e];
+                    if (!mark[p]) {
+                        mark[p] = 1;
+                        cand[n_cand++] = p;
+                    }
+                }
+            }
+        for (size_t e = 0; e < n_cand; ++e)
+            mark[cand[e]] = 0;
+        qsort(cand, n_cand, sizeof *cand, compare_size);
+    }
+    const int same_v = t->is_grid && t->cv == 0.0;
+    for (size_t e = 0; e < n_cand; ++e) {
+        const patch *pt = &lc->patches[cand[e]];
+        size_t sel = 0;
+        for (size_t k = 0; k < count; ++k) {
+            double w = bump((qu[k] - pt->cx) / pt->hx) * bump((qv[k] - pt->cy) / pt->hy);
+            if (w > 0.0) {
+                idx[sel] = k;
+                wk[sel] = w;
+                lu[sel] = (pu[k] - pt->pcx) / pt->ps;
+                lv[sel] = (pv[k] - pt->pcy) / pt->ps;
+                ++sel;
+            }
+        }
+        if (!sel)
+            continue;
+        const size_t m = (sel + TPS_KERNEL_TILE - 1) / TPS_KERNEL_TILE * TPS_KERNEL_TILE;
+        for (size_t k = sel; k < m; ++k) {
+            lu[k] = lu[sel - 1];
+            lv[k] = lv[sel - 1];
+        }
+        for (size_t b = 0; b < nb; ++b)
+            wts[b] = pt->hw[rq->bands[b]];
+        tps_kernel_job job = {pt->n, pt->u, pt->v, nb, wts, m, lu, lv, same_v, pacc};
+        rq->kernel(&job);
+        for (size_t b = 0; b < nb; ++b) {
+            const double *a = pt->affine[rq->bands[b]];
+            const double *sum = pacc + b * m;
+            double *ab = acc + b * CHUNK;
+            for (size_t s = 0; s < sel; ++s)
+                ab[idx[s]] += wk[s] * (sum[s] + a[0] + a[1] * lu[s] + a[2] * lv[s]);
+        }
+        for (size_t s = 0; s < sel; ++s)
+            wsum[idx[s]] += wk[s];
+    }
+    for (size_t b = 0; b < nb; ++b) {
+        const double *ab = acc + b * CHUNK;
+        if (t->is_grid) {
+            const tps_output *o = &t->outputs[b];
+            char *dst = (char *)o->data + (ptrdiff_t)row * o->line_stride +
+                        (ptrdiff_t)col0 * o->pixel_stride;
+            for (size_t k = 0; k < count; ++k) {
+                /* wsum > 0 inside the box by construction; NaN only for NaN targets. */
+                double value = wsum[k] > 0.0 ? ab[k] / wsum[k] : NAN;
+                if (o->type == TPS_FLOAT32) {
+                    float f = (float)value;
+                    memcpy(dst + (ptrdiff_t)k * o->pixel_stride, &f, sizeof f);
+                } else {
+                    memcpy(dst + (ptrdiff_t)k * o->pixel_stride, &value, sizeof value);
+                }
+            }
+        } else {
+            double *dst = t->pts_out[b] + col0;
+            for (size_t k = 0; k < count; ++k)
+                dst[k] = wsum[k] > 0.0 ? ab[k] / wsum[k] : NAN;
+        }
+    }
+}
+
+tps_status tps_local_evaluate(tps_context *ctx, const tps_model *md, tps_kernel_fn kernel,
+                              size_t n_bands, const size_t *bands, const tps_local_targets *t,
+                              int num_threads)
+{
+    const struct tps_local *lc = md->local;
+    local_request rq = {md, lc, kernel, n_bands, bands, t, 0, NULL, 0};
+    size_t n_items;
+    double targets;
+    if (t->is_grid) {
+        rq.chunks_per_row = (t->ncols + CHUNK - 1) / CHUNK;
+        n_items = rq.chunks_per_row * t->nrows;
+        targets = (double)t->ncols * (double)t->nrows;
+    } else {
+        n_items = (t->n_pts + CHUNK - 1) / CHUNK;
+        targets = (double)t->n_pts;
+    }
+    if (n_items == 0)
+        return TPS_OK;
+    int threads = num_threads < 1 ? 1 : num_threads;
+    /* A target costs a few patches of a few hundred points: threads pay
+     * from a few hundred targets on. */
+    if (targets < 256.0)
+        threads = 1;
+    if ((size_t)threads > n_items)
+        threads = (int)n_items;
+    rq.scratch_bytes = sizeof(double) * CHUNK * (8 + 2 * n_bands) +
+                       sizeof(double *) * n_bands + sizeof(size_t) * (CHUNK + lc->n_patches) +
+                       lc->n_patches + 64;
+    rq.scratch_bytes = (rq.scratch_bytes + 63) / 64 * 64;
+    rq.scratch = calloc((size_t)threads, rq.scratch_bytes);
+    if (!rq.scratch)
+        return tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory for evaluation buffers");
+    tps_parallel_for(n_items, threads, run_local_chunk, &rq);
+    free(rq.scratch);
+    return TPS_OK;
+}
