@@ -75,7 +75,7 @@ int main(int argc, char **argv)
     double *w = sol;
     double (*a)[3] = (double(*)[3])(sol + n);
     int used_gpu = 0;
-    if (tps_solve_dense(ctx, n, u, v, lambda, 1, &zp, &w, a, 2, 0, &used_gpu, "bench") != TPS_OK) {
+    if (tps_solve_dense(ctx, n, u, v, lambda, 1, &zp, &w, a, 2, 0, 0, &used_gpu, "bench") != TPS_OK) {
         fprintf(stderr, "%s\n", tps_context_errmsg(ctx));
         return 1;
     }

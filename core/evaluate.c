@@ -66,6 +66,7 @@ void tps_eval_options_init(tps_eval_options *options)
     options->device = TPS_DEVICE_AUTO;
     options->cpu_kernel = TPS_CPU_KERNEL_AUTO;
     options->precision = TPS_PRECISION_DOUBLE;
+    options->gpu_max_memory = 0;
 }
 
 void tps_grid_from_geotransform(tps_grid *grid, const double gt[6], size_t x_off, size_t y_off,
@@ -284,7 +285,8 @@ tps_status tps_evaluate_grid(tps_context *ctx, const tps_model *model, const tps
     }
     if (requested == TPS_DEVICE_GPU || tps_device_choose(requested, pairs) == TPS_DEVICE_GPU) {
         st = tps_evaluate_grid_gpu(ctx, model, grid, n_outputs, outputs,
-                                   options ? options->precision : TPS_PRECISION_DOUBLE);
+                                   options ? options->precision : TPS_PRECISION_DOUBLE,
+                                   options ? options->gpu_max_memory : 0);
         if (st == TPS_OK || requested == TPS_DEVICE_GPU) {
             free(bands);
             return st;

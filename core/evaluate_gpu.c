@@ -5,14 +5,15 @@
 #include "internal.h"
 
 /* The device copy of the model, uploading it on first use. */
-static struct tps_gpu_model *device_model(tps_context *ctx, tps_model *md)
+static struct tps_gpu_model *device_model(tps_context *ctx, tps_model *md, size_t max_bytes)
 {
     char err[512] = "";
     pthread_mutex_lock(&md->gpu_lock);
     if (!md->gpu) {
         md->gpu = tps_gpu_model_create(md->n, md->u, md->v, md->n_bands,
                                        (const double *const *)md->half_weights,
-                                       (const double(*)[3])md->affine, err, sizeof err);
+                                       (const double(*)[3])md->affine, max_bytes, err,
+                                       sizeof err);
         if (md->gpu)
             md->gpu_uploads++;
     }
@@ -25,11 +26,11 @@ static struct tps_gpu_model *device_model(tps_context *ctx, tps_model *md)
 
 tps_status tps_evaluate_grid_gpu(tps_context *ctx, const tps_model *model, const tps_grid *grid,
                                  size_t n_outputs, const tps_output *outputs,
-                                 tps_precision precision)
+                                 tps_precision precision, size_t max_bytes)
 {
     /* The device copy is a cache of the immutable model: filling it does
      * not change what the model computes. */
-    struct tps_gpu_model *gpu = device_model(ctx, (tps_model *)model);
+    struct tps_gpu_model *gpu = device_model(ctx, (tps_model *)model, max_bytes);
     if (!gpu)
         return tps_context_errno(ctx);
     const double s = model->scale;
@@ -37,7 +38,8 @@ tps_status tps_evaluate_grid_gpu(tps_context *ctx, const tps_model *model, const
                       grid->col_dy / s, grid->row_dx / s, grid->row_dy / s, grid->first_col,
                       grid->first_row, grid->ncols, grid->nrows};
     char err[512] = "";
-    if (tps_gpu_evaluate_grid(gpu, &g, n_outputs, outputs, precision, err, sizeof err) != 0)
+    if (tps_gpu_evaluate_grid(gpu, &g, n_outputs, outputs, precision, max_bytes, err,
+                              sizeof err) != 0)
         return tps_set_error(ctx, TPS_ERR_DEVICE_UNAVAILABLE, "GPU evaluation: %s", err);
     return TPS_OK;
 }

@@ -22,9 +22,10 @@ const char *tps_gpu_name(void);
 
 /* Upload the invariant data of a model: scaled point coordinates, each
  * band's half-weights and affine part, in FP64 and FP32 copies. */
+/* max_bytes: GPU memory this may allocate, 0 for no limit. */
 tps_gpu_model *tps_gpu_model_create(size_t n, const double *u, const double *v, size_t n_bands,
                                    const double *const *half_weights, const double (*affine)[3],
-                                   char *err, size_t errlen);
+                                   size_t max_bytes, char *err, size_t errlen);
 void tps_gpu_model_destroy(tps_gpu_model *model);
 
 /* A window of a grid in the model's scaled coordinates: cell (c, r) is at
@@ -36,8 +37,8 @@ typedef struct tps_gpu_grid {
 
 /* Evaluate outputs[k].band for every k into the caller's strided buffers. */
 int tps_gpu_evaluate_grid(tps_gpu_model *model, const tps_gpu_grid *grid, size_t n_outputs,
-                          const tps_output *outputs, tps_precision precision, char *err,
-                          size_t errlen);
+                          const tps_output *outputs, tps_precision precision, size_t max_bytes,
+                          char *err, size_t errlen);
 
 /* The dense solve's O(N^3) part (core/solve.c has the method): forms
  * K + lambda I on the device, applies the three reflectors of P's QR
@@ -53,7 +54,8 @@ enum {
 int tps_gpu_solve_available(char *err, size_t errlen);
 int tps_gpu_factor_solve(size_t n, const double *u, const double *v, double lambda,
                          const double *reflectors, const double tau[3], size_t n_rhs,
-                         double *rhs, double *first_columns, char *err, size_t errlen);
+                         double *rhs, double *first_columns, size_t max_bytes, char *err,
+                         size_t errlen);
 
 /* For bench/ only, CUDA builds only: the kernels alone over `grid` into
  * device memory (Float32 planes of bands 0..n_bands-1); *ms receives the

@@ -18,9 +18,9 @@ const char *tps_gpu_name(void)
 
 tps_gpu_model *tps_gpu_model_create(size_t n, const double *u, const double *v, size_t n_bands,
                                    const double *const *half_weights, const double (*affine)[3],
-                                   char *err, size_t errlen)
+                                   size_t max_bytes, char *err, size_t errlen)
 {
-    (void)n, (void)u, (void)v, (void)n_bands, (void)half_weights, (void)affine;
+    (void)n, (void)u, (void)v, (void)n_bands, (void)half_weights, (void)affine, (void)max_bytes;
     snprintf(err, errlen, "%s", no_gpu);
     return NULL;
 }
@@ -31,10 +31,10 @@ void tps_gpu_model_destroy(tps_gpu_model *model)
 }
 
 int tps_gpu_evaluate_grid(tps_gpu_model *model, const tps_gpu_grid *grid, size_t n_outputs,
-                          const tps_output *outputs, tps_precision precision, char *err,
-                          size_t errlen)
+                          const tps_output *outputs, tps_precision precision, size_t max_bytes,
+                          char *err, size_t errlen)
 {
-    (void)model, (void)grid, (void)n_outputs, (void)outputs, (void)precision;
+    (void)model, (void)grid, (void)n_outputs, (void)outputs, (void)precision, (void)max_bytes;
     snprintf(err, errlen, "%s", no_gpu);
     return -1;
 }
@@ -47,10 +47,11 @@ int tps_gpu_solve_available(char *err, size_t errlen)
 
 int tps_gpu_factor_solve(size_t n, const double *u, const double *v, double lambda,
                          const double *reflectors, const double tau[3], size_t n_rhs,
-                         double *rhs, double *first_columns, char *err, size_t errlen)
+                         double *rhs, double *first_columns, size_t max_bytes, char *err,
+                         size_t errlen)
 {
     (void)n, (void)u, (void)v, (void)lambda, (void)reflectors, (void)tau, (void)n_rhs;
-    (void)rhs, (void)first_columns;
+    (void)rhs, (void)first_columns, (void)max_bytes;
     snprintf(err, errlen, "%s", no_gpu);
     return TPS_GPU_SOLVE_UNAVAILABLE;
 }

@@ -54,7 +54,7 @@ struct tps_model {
 #define TPS_GPU_MIN_PAIRS 2e7
 tps_status tps_evaluate_grid_gpu(tps_context *ctx, const tps_model *model, const tps_grid *grid,
                                  size_t n_outputs, const tps_output *outputs,
-                                 tps_precision precision);
+                                 tps_precision precision, size_t max_bytes);
 
 /* ---- errors and messages (context.c) ---- */
 tps_status tps_set_error(tps_context *ctx, tps_status status, const char *fmt, ...)
@@ -74,8 +74,8 @@ size_t tps_solve_bytes(size_t n, size_t n_rhs);
  * or when the GPU cannot, on the CPU. `what` names the bands for messages. */
 tps_status tps_solve_dense(tps_context *ctx, size_t n, const double *u, const double *v,
                            double lambda, size_t n_rhs, const double *const *z, double **w,
-                           double (*a)[3], int num_threads, int try_gpu, int *used_gpu,
-                           const char *what);
+                           double (*a)[3], int num_threads, int try_gpu, size_t gpu_max_bytes,
+                           int *used_gpu, const char *what);
 /* DEVICE=AUTO solves on the GPU from this many points: below, the CPU's
  * solve takes well under a second and the GPU's set-up (cuSOLVER handle,
  * transfers) would not pay. */

@@ -387,7 +387,7 @@ static void solve_patch(size_t p, int thread, void *user)
         char what[96];
         snprintf(what, sizeof what, "patch %zu of %zu, band %zu", p + 1, lc->n_patches, b + 1);
         int used_gpu = 0;
-        if (tps_solve_dense(&ctx, m, su, sv, lambda, ng, z, w, a, 1, 0, &used_gpu, what) !=
+        if (tps_solve_dense(&ctx, m, su, sv, lambda, ng, z, w, a, 1, 0, 0, &used_gpu, what) !=
             TPS_OK)
             goto done;
         for (size_t g = 0; g < ng; ++g) {

@@ -16,6 +16,7 @@ void tps_fit_options_init(tps_fit_options *options)
     options->max_memory = 0;
     options->num_threads = 1;
     options->device = TPS_DEVICE_AUTO;
+    options->gpu_max_memory = 0;
     options->mode = TPS_MODE_GLOBAL;
     options->patch_points = TPS_DEFAULT_PATCH_POINTS;
     options->overlap = TPS_DEFAULT_OVERLAP;
@@ -224,7 +225,7 @@ static tps_status solve_group(tps_context *ctx, tps_model *md, double *const *me
                          tps_gpu_solve_available(why, sizeof why) == 0);
     int used_gpu = 0;
     st = tps_solve_dense(ctx, m, su, sv, lambda, n_group, z, w, a, options->num_threads, try_gpu,
-                         &used_gpu, what);
+                         options->gpu_max_memory, &used_gpu, what);
     if (st != TPS_OK)
         goto done;
     if (used_gpu)

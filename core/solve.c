@@ -91,8 +91,8 @@ static tps_status factor_solve_cpu(tps_context *ctx, size_t n, const double *u, 
 
 tps_status tps_solve_dense(tps_context *ctx, size_t n, const double *u, const double *v,
                            double lambda, size_t n_rhs, const double *const *z, double **w,
-                           double (*a)[3], int num_threads, int try_gpu, int *used_gpu,
-                           const char *what)
+                           double (*a)[3], int num_threads, int try_gpu, size_t gpu_max_bytes,
+                           int *used_gpu, const char *what)
 {
     *used_gpu = 0;
     if (n < 3)
@@ -148,8 +148,8 @@ tps_status tps_solve_dense(tps_context *ctx, size_t n, const double *u, const do
     if (try_gpu) {
         char err[512] = "";
         cols = malloc(sizeof(double) * 3 * n);
-        int rc = cols ? tps_gpu_factor_solve(n, u, v, lambda, p, tau, n_rhs, rhs, cols, err,
-                                             sizeof err)
+        int rc = cols ? tps_gpu_factor_solve(n, u, v, lambda, p, tau, n_rhs, rhs, cols,
+                                             gpu_max_bytes, err, sizeof err)
                       : TPS_GPU_SOLVE_UNAVAILABLE;
         if (rc == 0) {
             *used_gpu = 1;

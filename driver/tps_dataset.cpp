@@ -54,13 +54,16 @@ const char *SizeString(size_t n)
 
 /* TPS_MAX_MEMORY: "4000000000", "512MB", "4GB", "50%" (of the usable RAM),
  * "0" (no limit). Default: half the usable RAM. */
-bool GetMaxMemory(const std::string &osName, size_t *pnBytes)
+/* A memory limit from a configuration option: "4000000000", "512MB",
+ * "4GB", "50%" (of the usable RAM), "0" (no limit); nDefault when unset. */
+bool GetMemoryOption(const std::string &osName, const char *pszOption, size_t nDefault,
+                     size_t *pnBytes)
 {
     const GIntBig nRAM = CPLGetUsablePhysicalRAM();
-    const char *pszValue = CPLGetConfigOption("TPS_MAX_MEMORY", nullptr);
+    const char *pszValue = CPLGetConfigOption(pszOption, nullptr);
     if (pszValue == nullptr)
     {
-        *pnBytes = nRAM > 0 ? static_cast<size_t>(nRAM / 2) : 0;
+        *pnBytes = nDefault;
         return true;
     }
     char *pszEnd = nullptr;
@@ -84,9 +87,9 @@ bool GetMaxMemory(const std::string &osName, size_t *pnBytes)
         dfBytes >= static_cast<double>(std::numeric_limits<size_t>::max()))
     {
         CPLError(CE_Failure, CPLE_IllegalArg,
-                 "%s: TPS_MAX_MEMORY: expected a number of bytes such as 4000000000, 512MB, "
+                 "%s: %s: expected a number of bytes such as 4000000000, 512MB, "
                  "4GB or 50%% (of the RAM; 0: no limit), got '%s'",
-                 osName.c_str(), TPSShown(pszValue).c_str());
+                 osName.c_str(), pszOption, TPSShown(pszValue).c_str());
         return false;
     }
     *pnBytes = static_cast<size_t>(dfBytes);
@@ -196,6 +199,7 @@ std::shared_ptr<TPSSharedModel> TPSDataset::Solve()
     tps_fit_options sFitOptions;
     tps_fit_options_init(&sFitOptions);
     sFitOptions.max_memory = m_nMaxMemory;
+    sFitOptions.gpu_max_memory = m_sEvalOptions.gpu_max_memory;
     sFitOptions.num_threads = m_oConfig.nNumThreads;
     sFitOptions.device = ToEngineDevice(m_oConfig.eDevice);
     sFitOptions.mode = m_oConfig.eMode == TPSModeRequest::GLOBAL  ? TPS_MODE_GLOBAL
@@ -307,7 +311,14 @@ std::unique_ptr<TPSDataset> TPSDataset::Open(TPSConfig &&oConfig)
                  pszMsg && pszMsg[0] ? pszMsg : "the GPU cannot be used");
         return nullptr;
     }
-    if (!GetMaxMemory(c.osName, &poDS->m_nMaxMemory))
+    // TPS_MAX_MEMORY caps the dense solve (default: half the RAM);
+    // TPS_GPU_MAX_MEMORY what the GPU paths may allocate (default: no cap
+    // beyond the device's free memory).
+    const GIntBig nRAM = CPLGetUsablePhysicalRAM();
+    if (!GetMemoryOption(c.osName, "TPS_MAX_MEMORY", nRAM > 0 ? static_cast<size_t>(nRAM / 2) : 0,
+                         &poDS->m_nMaxMemory) ||
+        !GetMemoryOption(c.osName, "TPS_GPU_MAX_MEMORY", 0,
+                         &poDS->m_sEvalOptions.gpu_max_memory))
         return nullptr;
 
     int nSolves = 0;

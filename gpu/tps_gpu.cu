@@ -498,11 +498,22 @@ extern "C" void tps_gpu_model_destroy(tps_gpu_model *m)
 
 extern "C" tps_gpu_model *tps_gpu_model_create(size_t n, const double *u, const double *v,
                                               size_t n_bands, const double *const *half_weights,
-                                              const double (*affine)[3], char *err,
-                                              size_t errlen)
+                                              const double (*affine)[3], size_t max_bytes,
+                                              char *err, size_t errlen)
 {
     if (tps_gpu_probe(err, errlen) != 0)
         return nullptr;
+    {
+        const size_t np = (n + TILE - 1) / TILE * TILE;
+        const size_t need = np * (sizeof(double2) + sizeof(float2)) +
+                            np * n_bands * (sizeof(double) + sizeof(float)) + sizeof(LogTable);
+        if (max_bytes && need > max_bytes) {
+            snprintf(err, errlen,
+                     "the model's device copy needs %zu bytes of GPU memory, more than the %zu "
+                     "allowed", need, max_bytes);
+            return nullptr;
+        }
+    }
     cudaSetDevice(0);
     tps_gpu_model *m = static_cast<tps_gpu_model *>(calloc(1, sizeof *m));
     if (!m) {
@@ -570,7 +581,8 @@ extern "C" tps_gpu_model *tps_gpu_model_create(size_t n, const double *u, const 
 
 extern "C" int tps_gpu_evaluate_grid(tps_gpu_model *m, const tps_gpu_grid *grid,
                                      size_t n_outputs, const tps_output *outputs,
-                                     tps_precision precision, char *err, size_t errlen)
+                                     tps_precision precision, size_t max_bytes, char *err,
+                                     size_t errlen)
 {
     if (n_outputs == 0 || grid->ncols == 0 || grid->nrows == 0)
         return 0;
@@ -592,6 +604,15 @@ extern "C" int tps_gpu_evaluate_grid(tps_gpu_model *m, const tps_gpu_grid *grid,
         chunk_rows = grid->nrows;
     if (chunk_rows > 65535) /* gridDim.y */
         chunk_rows = 65535;
+    /* Two device chunks (the pinned host ones are host memory). */
+    if (max_bytes && 2 * bytes_per_row > max_bytes) {
+        snprintf(err, errlen,
+                 "the transfer buffers need %zu bytes of GPU memory, more than the %zu allowed",
+                 2 * bytes_per_row, max_bytes);
+        return -1;
+    }
+    if (max_bytes && 2 * chunk_rows * bytes_per_row > max_bytes)
+        chunk_rows = max_bytes / (2 * bytes_per_row);
     Workspace *ws = acquire_workspace(chunk_rows * bytes_per_row, err, errlen);
     if (!ws)
         return -1;

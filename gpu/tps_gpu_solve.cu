@@ -141,7 +141,8 @@ extern "C" int tps_gpu_solve_available(char *err, size_t errlen)
 
 extern "C" int tps_gpu_factor_solve(size_t n, const double *u, const double *v, double lambda,
                                     const double *reflectors, const double tau[3], size_t n_rhs,
-                                    double *rhs, double *first_columns, char *err, size_t errlen)
+                                    double *rhs, double *first_columns, size_t max_bytes,
+                                    char *err, size_t errlen)
 {
     if (tps_gpu_solve_available(err, errlen) != 0)
         return TPS_GPU_SOLVE_UNAVAILABLE;
@@ -152,6 +153,11 @@ extern "C" int tps_gpu_factor_solve(size_t n, const double *u, const double *v, 
     cudaSetDevice(0);
     const int ni = int(n), m = ni - 3;
     const size_t matrix_bytes = n * n * sizeof(double);
+    if (max_bytes && matrix_bytes > max_bytes) {
+        snprintf(err, errlen, "the GPU solve of %zu points needs %zu bytes of GPU memory, more "
+                 "than the %zu allowed", n, matrix_bytes, max_bytes);
+        return TPS_GPU_SOLVE_UNAVAILABLE;
+    }
     size_t free_bytes = 0, total_bytes = 0;
     cudaError_t e = cudaMemGetInfo(&free_bytes, &total_bytes);
     if (e != cudaSuccess || free_bytes < matrix_bytes + n * (n_rhs + 8) * sizeof(double) + (64u << 20)) {

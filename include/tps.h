@@ -99,6 +99,9 @@ typedef struct tps_fit_options {
      * CPU, with a debug line); AUTO (default): the GPU from a few thousand
      * points on, where it pays. */
     tps_device device;
+    /* Bytes of GPU memory the GPU solve may allocate; 0: no limit beyond
+     * what the device has free. Over it, the solve runs on the CPU. */
+    size_t gpu_max_memory;
     /* GLOBAL (the default here, as before modes existed; the driver's
      * default is AUTO), LOCAL or AUTO. LOCAL models solve on the CPU. */
     tps_mode mode;
@@ -252,6 +255,10 @@ typedef struct tps_eval_options {
     tps_device device;         /* AUTO resolves with tps_device_choose */
     tps_cpu_kernel cpu_kernel;
     tps_precision precision;   /* GPU only */
+    /* Bytes of GPU memory a GPU evaluation may allocate (the model's device
+     * copy on first use, and its transfer buffers); 0: no limit. Over it the
+     * evaluation fails with TPS_ERR_DEVICE_UNAVAILABLE (AUTO: on the CPU). */
+    size_t gpu_max_memory;
 } tps_eval_options;
 
 void tps_eval_options_init(tps_eval_options *options);

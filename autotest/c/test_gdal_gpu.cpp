@@ -5,6 +5,9 @@
  *                            exactly one upload of the model (DEVICE_UPLOADS),
  *                            values within 1e-9 x range of a DEVICE=CPU handle,
  *                            a PRECISION=MIXED handle within 1e-5, same upload
+ *                            then, with TPS_GPU_MAX_MEMORY=1000 (a stand-in for
+ *                            a device out of memory), AUTO reads on the CPU and
+ *                            DEVICE=GPU reads fail clearly
  *   test_gdal_gpu fallback   without a usable GPU: DEVICE=GPU fails at open
  *                            with a message naming the GPU, AUTO reads on the CPU
  * Exit 77 (skipped) when the mode does not apply to this machine. */
@@ -141,6 +144,53 @@ static int share(const std::string &tps)
     return 0;
 }
 
+/* TPS_GPU_MAX_MEMORY far too small for the model (a stand-in for a device
+ * out of memory): AUTO reads on the CPU and says so, GPU fails clearly. */
+static int budget(const std::string &dir)
+{
+    const std::string tps = dir + "/budget.tps";
+    FILE *f = fopen(tps.c_str(), "w");
+    fprintf(f, "<TPSDataset><Points><Source>points.csv</Source><XField>x</XField>"
+               "<YField>y</YField></Points>"
+               "<GeoTransform>400000, 2.44140625, 0, 6005000, 0, -2.44140625</GeoTransform>"
+               "<Size>2048 2048</Size><DataType>Float64</DataType>"
+               "<Band><Field>a</Field><Smoothing>7</Smoothing></Band></TPSDataset>\n");
+    fclose(f);
+    CPLSetConfigOption("TPS_GPU_MAX_MEMORY", "1000");
+    GDALDataset *autods = open_tps(tps, "AUTO", nullptr), *gpu = open_tps(tps, "GPU", nullptr);
+    GDALDataset *cpu = open_tps(tps, "CPU", nullptr);
+    CHECK(autods && gpu && cpu, "open: %s", g_last_error.c_str());
+    if (autods && gpu && cpu) {
+        CHECK(strcmp(md(autods, "DEVICE"), "GPU") == 0, "AUTO chose %s", md(autods, "DEVICE"));
+        std::vector<double> va(256 * 64), vc(256 * 64);
+        CHECK(autods->GetRasterBand(1)->RasterIO(GF_Read, 100, 200, 256, 64, va.data(), 256, 64,
+                                                 GDT_Float64, 0, 0, nullptr) == CE_None,
+              "AUTO read: %s", g_last_error.c_str());
+        CHECK(cpu->GetRasterBand(1)->RasterIO(GF_Read, 100, 200, 256, 64, vc.data(), 256, 64,
+                                              GDT_Float64, 0, 0, nullptr) == CE_None,
+              "CPU read: %s", g_last_error.c_str());
+        CHECK(va == vc, "AUTO over budget: not the CPU's values");
+        CHECK(strcmp(md(autods, "DEVICE"), "CPU") == 0, "after the fallback DEVICE=%s",
+              md(autods, "DEVICE"));
+        g_last_error.clear();
+        CHECK(gpu->GetRasterBand(1)->RasterIO(GF_Read, 100, 200, 256, 64, va.data(), 256, 64,
+                                              GDT_Float64, 0, 0, nullptr) == CE_Failure,
+              "DEVICE=GPU over budget read succeeded");
+        CHECK(g_last_error.find("GPU memory") != std::string::npos, "message: %s",
+              g_last_error.c_str());
+        printf("DEVICE=GPU over budget: %s\n", g_last_error.c_str());
+        CHECK(strcmp(md(gpu, "DEVICE_UPLOADS"), "0") == 0, "uploads %s",
+              md(gpu, "DEVICE_UPLOADS"));
+    }
+    CPLSetConfigOption("TPS_GPU_MAX_MEMORY", nullptr);
+    for (GDALDataset *ds : {autods, gpu, cpu})
+        if (ds)
+            GDALClose(ds);
+    VSIUnlink(tps.c_str());
+    VSIUnlink((tps + ".model").c_str());
+    return 0;
+}
+
 static int fallback(const std::string &tps)
 {
     GDALDataset *gpu = open_tps(tps, "GPU", nullptr);
@@ -193,6 +243,8 @@ int main(int argc, char **argv)
         rc = 77;
     } else {
         rc = share(tps);
+        if (rc == 0)
+            rc = budget(dir);
     }
     if (probe)
         GDALClose(probe);

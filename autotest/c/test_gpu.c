@@ -199,8 +199,66 @@ static void solve_parity(size_t n, double lambda)
     tps_context_destroy(ctx);
 }
 
+/* A tiny GPU memory budget stands in for a device that is out of memory:
+ * DEVICE=GPU fails with a clear error, AUTO evaluates on the CPU, the GPU
+ * solve falls back to the CPU; never a wrong value. */
+static void memory_budget(void)
+{
+    fixture f;
+    if (!make_fixture(&f, 2000, 0, 0, 1, 0)) {
+        ++failures;
+        return;
+    }
+    tps_context *ctx = tps_context_create();
+    enum { W = 400, H = 300 };
+    static double cpu[H][W], got[H][W];
+    tps_grid g;
+    tps_grid_from_geotransform(&g, f.gt, 0, 0, W, H);
+    tps_output oc = {0, cpu, TPS_FLOAT64, 8, 8 * W}, og = {0, got, TPS_FLOAT64, 8, 8 * W};
+    tps_eval_options eo;
+    tps_eval_options_init(&eo);
+    eo.num_threads = 8;
+    eo.device = TPS_DEVICE_CPU;
+    tps_evaluate_grid(ctx, f.model, &g, 1, &oc, &eo);
+    eo.gpu_max_memory = 1000;
+    eo.device = TPS_DEVICE_GPU;
+    CHECK(tps_evaluate_grid(ctx, f.model, &g, 1, &og, &eo) == TPS_ERR_DEVICE_UNAVAILABLE &&
+              strstr(tps_context_errmsg(ctx), "GPU memory") != NULL,
+          "GPU over budget: %s", tps_context_errmsg(ctx));
+    printf("GPU over budget says: %s\n", tps_context_errmsg(ctx));
+    eo.device = TPS_DEVICE_AUTO; /* 2000 x 400 x 300 pairs: AUTO picks the GPU, which refuses */
+    CHECK(tps_evaluate_grid(ctx, f.model, &g, 1, &og, &eo) == TPS_OK, "AUTO: %s",
+          tps_context_errmsg(ctx));
+    CHECK(memcmp(cpu, got, sizeof cpu) == 0, "AUTO over budget: not the CPU's values");
+    CHECK(tps_model_device_uploads(f.model) == 0, "uploads %zu", tps_model_device_uploads(f.model));
+    tps_model_destroy(f.model);
+
+    double x[400], y[400], z[400], lam = 0;
+    for (int i = 0; i < 400; ++i) {
+        x[i] = uniform();
+        y[i] = uniform();
+        z[i] = x[i] * y[i];
+    }
+    const double *zp = z;
+    tps_fit_options fo;
+    tps_fit_options_init(&fo);
+    fo.device = TPS_DEVICE_GPU;
+    fo.gpu_max_memory = 1000;
+    tps_model *m = tps_model_create(ctx, 400, x, y, 1, &zp, &lam, &fo);
+    CHECK(m != NULL, "%s", tps_context_errmsg(ctx));
+    if (m) {
+        tps_model_info info;
+        tps_model_get_info(ctx, m, &info);
+        CHECK(info.solve_device == TPS_DEVICE_CPU, "solve over budget ran on %d",
+              (int)info.solve_device);
+        tps_model_destroy(m);
+    }
+    tps_context_destroy(ctx);
+}
+
 static int parity(void)
 {
+    memory_budget();
     solve_parity(1200, 0.0);
     solve_parity(3500, 1e4);
     struct {
