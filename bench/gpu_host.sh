@@ -29,13 +29,15 @@ $B/test_gpu parity;                            echo "test_gpu parity rc=$?"
 CUDA_VISIBLE_DEVICES= $B/test_gpu fallback;    echo "test_gpu fallback rc=$?"
 $B/test_gdal_gpu share;                        echo "test_gdal_gpu share rc=$?"
 CUDA_VISIBLE_DEVICES= $B/test_gdal_gpu fallback; echo "test_gdal_gpu fallback rc=$?"
+[ -x $B/test_model_io ] && { $B/test_model_io | tail -1; echo "test_model_io rc=$?"; }
+[ -x $B/test_local ] && { $B/test_local | tail -1; echo "test_local rc=$?"; }
 [ "$mode" = quick ] && exit 0
 
 step "kernels, 8192^2 grid; solves"
 $B/tps_bench_gpu 8192 1000 10000 | tee "$out/bench_gpu.txt"
 
 step "MIXED: where its error comes from (bench/mixed_error.cu)"
-$B/tps_mixed_error 2000
+[ -x $B/tps_mixed_error ] && $B/tps_mixed_error 2000
 
 step "gdal_translate end to end: 16384^2 Float32 from N = 10000"
 work=$(mktemp -d)
