@@ -79,11 +79,14 @@ const char *tps_status_string(tps_status status);
  * GLOBAL: one dense spline over all points (O(N^2) memory, O(N^3) time).
  * LOCAL: a partition of unity over overlapping patches of a quadtree, a
  * spline solved per patch, blended with C2 weights: O(N) memory and time.
- * AUTO: GLOBAL up to TPS_AUTO_GLOBAL_MAX_POINTS points when its dense system
+ * AUTO: GLOBAL up to TPS_AUTO_GLOBAL_MAX_POINTS points (with a usable GPU
+ * and device != CPU: TPS_AUTO_GLOBAL_MAX_POINTS_GPU) when its dense system
  * fits max_memory, else LOCAL. */
 typedef enum tps_mode { TPS_MODE_AUTO = 0, TPS_MODE_GLOBAL = 1, TPS_MODE_LOCAL = 2 } tps_mode;
 
 #define TPS_AUTO_GLOBAL_MAX_POINTS 5000
+/* ... or this many when the solve may run on a usable GPU (cuSOLVER). */
+#define TPS_AUTO_GLOBAL_MAX_POINTS_GPU 30000
 #define TPS_DEFAULT_PATCH_POINTS 500
 #define TPS_DEFAULT_OVERLAP 1.5
 
