@@ -145,7 +145,7 @@ constexpr const char OPEN_OPTIONS[] =
     "  </Option>"
     "  <Option name='MODE' type='string-select' default='AUTO' "
     "description='GLOBAL: one dense spline; LOCAL: blended patches (millions of points); "
-    "AUTO: GLOBAL up to 5000 points when it fits TPS_MAX_MEMORY'>"
+    "AUTO: GLOBAL up to 5000 points (30000 with a GPU) when it fits TPS_MAX_MEMORY'>"
     "    <Value>AUTO</Value><Value>GLOBAL</Value><Value>LOCAL</Value>"
     "  </Option>"
     "  <Option name='PATCH_POINTS' type='int' default='500' min='20' max='20000' "
