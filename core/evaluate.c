@@ -92,18 +92,36 @@ typedef struct request {
     size_t n_bands;
     const size_t *bands;       /* model band of each output */
     const double **weights;    /* n_bands weight arrays */
-    /* Targets: a grid (scaled coordinates) or scattered points. */
-    int is_grid;
-    double u0, v0, cu, cv, ru, rv; /* grid origin, column step, row step */
-    size_t first_col, first_row, ncols, nrows, chunks_per_row;
-    const double *pts_u, *pts_v;
-    size_t n_pts;
-    /* Sinks. */
-    const tps_output *outputs; /* grid */
-    double **pts_out;          /* points */
+    tps_targets t;             /* where the targets come from and go to */
     /* Per-thread scratch: u, v, acc (CHUNK_PIXELS each, acc n_bands times). */
     double **scratch;
 } request;
+
+size_t tps_targets_chunk(const tps_targets *t, size_t item, size_t chunk, double *pu, double *pv,
+                         size_t *row, size_t *col0)
+{
+    size_t count;
+    if (t->is_grid) {
+        const size_t chunks_per_row = (t->ncols + chunk - 1) / chunk;
+        *row = item / chunks_per_row;
+        *col0 = (item % chunks_per_row) * chunk;
+        count = t->ncols - *col0 < chunk ? t->ncols - *col0 : chunk;
+        const double j = (double)(t->first_row + *row);
+        const double row_u = t->u0 + j * t->ru, row_v = t->v0 + j * t->rv;
+        for (size_t k = 0; k < count; ++k) {
+            const double i = (double)(t->first_col + *col0 + k);
+            pu[k] = row_u + i * t->cu;
+            pv[k] = row_v + i * t->cv;
+        }
+    } else {
+        *row = 0;
+        *col0 = item * chunk;
+        count = t->n_pts - *col0 < chunk ? t->n_pts - *col0 : chunk;
+        memcpy(pu, t->pts_u + *col0, count * sizeof(double));
+        memcpy(pv, t->pts_v + *col0, count * sizeof(double));
+    }
+    return count;
+}
 
 static void run_chunk(size_t item, int thread, void *user)
 {
@@ -113,26 +131,8 @@ static void run_chunk(size_t item, int thread, void *user)
     double *pv = pu + CHUNK_PIXELS;
     double *acc = pv + CHUNK_PIXELS;
 
-    size_t row = 0, col0 = 0, count;
-    if (rq->is_grid) {
-        row = item / rq->chunks_per_row;
-        col0 = (item % rq->chunks_per_row) * CHUNK_PIXELS;
-        count = rq->ncols - col0 < CHUNK_PIXELS ? rq->ncols - col0 : CHUNK_PIXELS;
-        /* From the absolute cell index, in a fixed order: the same cell
-         * gets the same coordinates whatever window or chunk it is in. */
-        const double j = (double)(rq->first_row + row);
-        const double row_u = rq->u0 + j * rq->ru, row_v = rq->v0 + j * rq->rv;
-        for (size_t k = 0; k < count; ++k) {
-            const double i = (double)(rq->first_col + col0 + k);
-            pu[k] = row_u + i * rq->cu;
-            pv[k] = row_v + i * rq->cv;
-        }
-    } else {
-        col0 = item * CHUNK_PIXELS;
-        count = rq->n_pts - col0 < CHUNK_PIXELS ? rq->n_pts - col0 : CHUNK_PIXELS;
-        memcpy(pu, rq->pts_u + col0, count * sizeof(double));
-        memcpy(pv, rq->pts_v + col0, count * sizeof(double));
-    }
+    size_t row, col0;
+    const size_t count = tps_targets_chunk(&rq->t, item, CHUNK_PIXELS, pu, pv, &row, &col0);
     /* Pad to whole tiles with copies of the last target; their sums are
      * computed and dropped. */
     size_t m = (count + TPS_KERNEL_TILE - 1) / TPS_KERNEL_TILE * TPS_KERNEL_TILE;
@@ -141,15 +141,15 @@ static void run_chunk(size_t item, int thread, void *user)
         pv[k] = pv[count - 1];
     }
 
-    int same_v = rq->is_grid && rq->cv == 0.0;
+    int same_v = rq->t.is_grid && rq->t.cv == 0.0;
     tps_kernel_job job = {md->n, md->u, md->v, rq->n_bands, rq->weights, m, pu, pv, same_v, acc};
     rq->kernel(&job);
 
     for (size_t b = 0; b < rq->n_bands; ++b) {
         const double *a = md->affine[rq->bands[b]];
         const double *sum = acc + b * m;
-        if (rq->is_grid) {
-            const tps_output *o = &rq->outputs[b];
+        if (rq->t.is_grid) {
+            const tps_output *o = &rq->t.outputs[b];
             char *dst = (char *)o->data + (ptrdiff_t)row * o->line_stride +
                         (ptrdiff_t)col0 * o->pixel_stride;
             if (o->type == TPS_FLOAT32) {
@@ -164,7 +164,7 @@ static void run_chunk(size_t item, int thread, void *user)
                 }
             }
         } else {
-            double *dst = rq->pts_out[b] + col0;
+            double *dst = rq->t.pts_out[b] + col0;
             for (size_t k = 0; k < count; ++k)
                 dst[k] = sum[k] + a[0] + a[1] * pu[k] + a[2] * pv[k];
         }
@@ -256,19 +256,22 @@ tps_status tps_evaluate_grid(tps_context *ctx, const tps_model *model, const tps
     rq.kernel = kernel;
     rq.n_bands = n_outputs;
     rq.bands = bands;
-    rq.is_grid = 1;
-    rq.u0 = (grid->x0 - model->cx) / s;
-    rq.v0 = (grid->y0 - model->cy) / s;
-    rq.cu = grid->col_dx / s;
-    rq.cv = grid->col_dy / s;
-    rq.ru = grid->row_dx / s;
-    rq.rv = grid->row_dy / s;
-    rq.first_col = grid->first_col;
-    rq.first_row = grid->first_row;
-    rq.ncols = grid->ncols;
-    rq.nrows = grid->nrows;
-    rq.chunks_per_row = (grid->ncols + CHUNK_PIXELS - 1) / CHUNK_PIXELS;
-    rq.outputs = outputs;
+    rq.t = (tps_targets){1,
+                         (grid->x0 - model->cx) / s,
+                         (grid->y0 - model->cy) / s,
+                         grid->col_dx / s,
+                         grid->col_dy / s,
+                         grid->row_dx / s,
+                         grid->row_dy / s,
+                         grid->first_col,
+                         grid->first_row,
+                         grid->ncols,
+                         grid->nrows,
+                         outputs,
+                         NULL,
+                         NULL,
+                         0,
+                         NULL};
     double pairs = (double)model->n * (double)grid->ncols * (double)grid->nrows;
     const tps_device requested = options ? options->device : TPS_DEVICE_AUTO;
     if (model->local) {
@@ -276,9 +279,7 @@ tps_status tps_evaluate_grid(tps_context *ctx, const tps_model *model, const tps
          * point set per model, not patches (docs/design.md). */
         if (requested == TPS_DEVICE_GPU)
             tps_log(ctx, TPS_LOG_DEBUG, "a local model evaluates on the CPU, not the GPU");
-        tps_local_targets t = {1, rq.u0, rq.v0, rq.cu, rq.cv, rq.ru, rq.rv, rq.first_col,
-                               rq.first_row, rq.ncols, rq.nrows, outputs, NULL, NULL, 0, NULL};
-        st = tps_local_evaluate(ctx, model, kernel, n_outputs, bands, &t,
+        st = tps_local_evaluate(ctx, model, kernel, n_outputs, bands, &rq.t,
                                 options ? options->num_threads : 1);
         free(bands);
         return st;
@@ -296,7 +297,8 @@ tps_status tps_evaluate_grid(tps_context *ctx, const tps_model *model, const tps
                 tps_context_errmsg(ctx));
         tps_clear_error(ctx);
     }
-    st = run_request(ctx, &rq, rq.chunks_per_row * grid->nrows, pairs,
+    const size_t chunks_per_row = (grid->ncols + CHUNK_PIXELS - 1) / CHUNK_PIXELS;
+    st = run_request(ctx, &rq, chunks_per_row * grid->nrows, pairs,
                      options ? options->num_threads : 1);
     free(bands);
     return st;
@@ -313,23 +315,17 @@ tps_status tps_evaluate_scaled(tps_context *ctx, const tps_model *model, size_t 
                              tps_cpu_kernel_name(which));
     if (n == 0 || n_bands == 0)
         return TPS_OK;
-    if (model->local) {
-        tps_local_targets t = {0};
-        t.pts_u = u;
-        t.pts_v = v;
-        t.n_pts = n;
-        t.pts_out = out;
-        return tps_local_evaluate(ctx, model, kernel, n_bands, bands, &t, num_threads);
-    }
     request rq = {0};
     rq.model = model;
     rq.kernel = kernel;
     rq.n_bands = n_bands;
     rq.bands = bands;
-    rq.pts_u = u;
-    rq.pts_v = v;
-    rq.n_pts = n;
-    rq.pts_out = out;
+    rq.t.pts_u = u;
+    rq.t.pts_v = v;
+    rq.t.n_pts = n;
+    rq.t.pts_out = out;
+    if (model->local)
+        return tps_local_evaluate(ctx, model, kernel, n_bands, bands, &rq.t, num_threads);
     return run_request(ctx, &rq, (n + CHUNK_PIXELS - 1) / CHUNK_PIXELS, (double)model->n * (double)n,
                        num_threads);
 }

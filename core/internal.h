@@ -121,23 +121,31 @@ tps_status tps_local_build(tps_context *ctx, tps_model *md, double *const *merge
                            const tps_fit_options *options);
 void tps_local_destroy(struct tps_local *local);
 
-/* Where a local evaluation reads its targets and writes its values: a grid
- * (scaled coordinates, as evaluate.c computes them) into strided outputs,
- * or scattered scaled points into double arrays. */
-typedef struct tps_local_targets {
+
+/* ---- evaluation helpers (evaluate.c) ---- */
+/* Where an evaluation reads its targets and writes its values: a window of
+ * a grid (scaled coordinates) into strided outputs, or scattered scaled
+ * points into double arrays. Shared by the global and the local paths. */
+typedef struct tps_targets {
     int is_grid;
-    double u0, v0, cu, cv, ru, rv;
+    double u0, v0, cu, cv, ru, rv; /* grid origin, column step, row step */
     size_t first_col, first_row, ncols, nrows;
     const tps_output *outputs;
     const double *pts_u, *pts_v;
     size_t n_pts;
     double **pts_out;
-} tps_local_targets;
+} tps_targets;
+/* The targets of work item `item` when a request is cut into runs of at
+ * most `chunk` targets (a grid row is cut into ceil(ncols / chunk) items):
+ * fills pu, pv and returns how many, with *row and *col0 saying where they
+ * go. Grid targets come from their absolute cell index in a fixed order,
+ * so a cell gets the same coordinates whatever window or chunk it is in. */
+size_t tps_targets_chunk(const tps_targets *t, size_t item, size_t chunk, double *pu, double *pv,
+                         size_t *row, size_t *col0);
+/* A local model's evaluation (local.c). */
 tps_status tps_local_evaluate(tps_context *ctx, const tps_model *md, tps_kernel_fn kernel,
-                              size_t n_bands, const size_t *bands, const tps_local_targets *t,
+                              size_t n_bands, const size_t *bands, const tps_targets *t,
                               int num_threads);
-
-/* ---- evaluation helpers (evaluate.c) ---- */
 tps_kernel_fn tps_kernel_for(tps_cpu_kernel kernel);
 /* Evaluate bands at scattered points given in scaled coordinates. */
 tps_status tps_evaluate_scaled(tps_context *ctx, const tps_model *model, size_t n_bands,

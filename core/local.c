@@ -622,8 +622,7 @@ typedef struct local_request {
     tps_kernel_fn kernel;
     size_t n_bands;
     const size_t *bands;
-    const tps_local_targets *t;
-    size_t chunks_per_row;
+    const tps_targets *t;
     char *scratch; /* per thread: scratch_bytes each */
     size_t scratch_bytes;
 } local_request;
@@ -647,7 +646,7 @@ static void run_local_chunk(size_t item, int thread, void *user)
 {
     local_request *rq = user;
     const struct tps_local *lc = rq->lc;
-    const tps_local_targets *t = rq->t;
+    const tps_targets *t = rq->t;
     const size_t nb = rq->n_bands;
     char *base = rq->scratch + rq->scratch_bytes * (size_t)thread;
     double *pu = (double *)base, *pv = pu + CHUNK, *qu = pv + CHUNK, *qv = qu + CHUNK;
@@ -658,25 +657,8 @@ static void run_local_chunk(size_t item, int thread, void *user)
     size_t *cand = idx + CHUNK;
     unsigned char *mark = (unsigned char *)(cand + lc->n_patches);
 
-    size_t row = 0, col0 = 0, count;
-    if (t->is_grid) {
-        row = item / rq->chunks_per_row;
-        col0 = (item % rq->chunks_per_row) * CHUNK;
-        count = t->ncols - col0 < CHUNK ? t->ncols - col0 : CHUNK;
-        /* As evaluate.c: from the absolute cell index, in a fixed order. */
-        const double j = (double)(t->first_row + row);
-        const double row_u = t->u0 + j * t->ru, row_v = t->v0 + j * t->rv;
-        for (size_t k = 0; k < count; ++k) {
-            const double i = (double)(t->first_col + col0 + k);
-            pu[k] = row_u + i * t->cu;
-            pv[k] = row_v + i * t->cv;
-        }
-    } else {
-        col0 = item * CHUNK;
-        count = t->n_pts - col0 < CHUNK ? t->n_pts - col0 : CHUNK;
-        memcpy(pu, t->pts_u + col0, count * sizeof(double));
-        memcpy(pv, t->pts_v + col0, count * sizeof(double));
-    }
+    size_t row, col0;
+    const size_t count = tps_targets_chunk(t, item, CHUNK, pu, pv, &row, &col0);
     /* Weights at the target clamped into the points' box (extrapolation
      * blends the patches nearest the box edge). */
     double mu0 = INFINITY, mu1 = -INFINITY, mv0 = INFINITY, mv1 = -INFINITY;
@@ -774,16 +756,15 @@ static void run_local_chunk(size_t item, int thread, void *user)
 }
 
 tps_status tps_local_evaluate(tps_context *ctx, const tps_model *md, tps_kernel_fn kernel,
-                              size_t n_bands, const size_t *bands, const tps_local_targets *t,
+                              size_t n_bands, const size_t *bands, const tps_targets *t,
                               int num_threads)
 {
     const struct tps_local *lc = md->local;
-    local_request rq = {md, lc, kernel, n_bands, bands, t, 0, NULL, 0};
+    local_request rq = {md, lc, kernel, n_bands, bands, t, NULL, 0};
     size_t n_items;
     double targets;
     if (t->is_grid) {
-        rq.chunks_per_row = (t->ncols + CHUNK - 1) / CHUNK;
-        n_items = rq.chunks_per_row * t->nrows;
+        n_items = (t->ncols + CHUNK - 1) / CHUNK * t->nrows;
         targets = (double)t->ncols * (double)t->nrows;
     } else {
         n_items = (t->n_pts + CHUNK - 1) / CHUNK;
