@@ -15,23 +15,9 @@
 #include <string.h>
 
 #include "check.h"
+#include "testdata.h"
 
-static unsigned long long rng_state = 88172645463325252ULL;
-static double uniform(void) /* xorshift64: reproducible, no libc rand() state */
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (double)(rng_state >> 11) / 9007199254740992.0;
-}
 
-static double franke(double x, double y)
-{
-    return 0.75 * exp(-(pow(9 * x - 2, 2) + pow(9 * y - 2, 2)) / 4) +
-           0.75 * exp(-pow(9 * x + 1, 2) / 49 - (9 * y + 1) / 10) +
-           0.5 * exp(-(pow(9 * x - 7, 2) + pow(9 * y - 3, 2)) / 4) -
-           0.2 * exp(-pow(9 * x - 4, 2) - pow(9 * y - 7, 2));
-}
 
 static double phi(double r2) { return r2 > 0 ? 0.5 * r2 * log(r2) : 0.0; }
 
@@ -454,6 +440,7 @@ static void test_degenerate(void)
 
 int main(void)
 {
+    rng_state = 88172645463325252ULL; /* the data these tests were tuned on */
     printf("CPU kernel: %s\n", tps_cpu_kernel_name(TPS_CPU_KERNEL_AUTO));
     test_against_reference(0.0, 0.0, 1.0, 200, 0.0);
     test_against_reference(0.0, 0.0, 1.0, 500, 1e-3);

@@ -16,15 +16,8 @@
 #include <string.h>
 
 #include "check.h"
+#include "testdata.h"
 
-static unsigned long long rng = 0x9E3779B97F4A7C15ULL;
-static double uniform(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (double)(rng >> 11) / 9007199254740992.0;
-}
 
 enum { NB = 3 };
 

@@ -19,23 +19,9 @@
 #include <string.h>
 
 #include "check.h"
+#include "testdata.h"
 
-static unsigned long long rng_state = 0x9E3779B97F4A7C15ULL;
-static double uniform(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (double)(rng_state >> 11) / 9007199254740992.0;
-}
 
-static double franke(double x, double y)
-{
-    return 0.75 * exp(-(pow(9 * x - 2, 2) + pow(9 * y - 2, 2)) / 4) +
-           0.75 * exp(-pow(9 * x + 1, 2) / 49 - (9 * y + 1) / 10) +
-           0.5 * exp(-(pow(9 * x - 7, 2) + pow(9 * y - 3, 2)) / 4) -
-           0.2 * exp(-pow(9 * x - 4, 2) - pow(9 * y - 7, 2));
-}
 
 #define N 5000
 #define G 201
