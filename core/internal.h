@@ -76,6 +76,18 @@ tps_status tps_solve_dense(tps_context *ctx, size_t n, const double *u, const do
                            double lambda, size_t n_rhs, const double *const *z, double **w,
                            double (*a)[3], int num_threads, int try_gpu, size_t gpu_max_bytes,
                            int *used_gpu, const char *what);
+/* Automatic smoothing (GCV) for one right-hand side z over the n points
+ * (u, v), scaled coordinates: one eigendecomposition of Q2^T K Q2, then
+ * O(N) per trial lambda (docs/design.md). On the CPU. */
+typedef struct tps_gcv_result {
+    double lambda;       /* chosen, in scaled units */
+    double score;        /* GCV(lambda) */
+    double effective_df; /* tr A(lambda) */
+    double loo_rmse, loo_mae;
+} tps_gcv_result;
+size_t tps_gcv_bytes(size_t n);
+tps_status tps_gcv_select(tps_context *ctx, size_t n, const double *u, const double *v,
+                          const double *z, int num_threads, tps_gcv_result *res, const char *what);
 /* DEVICE=AUTO solves on the GPU from this many points: below, the CPU's
  * solve takes well under a second and the GPU's set-up (cuSOLVER handle,
  * transfers) would not pay. */

@@ -20,6 +20,7 @@ void tps_fit_options_init(tps_fit_options *options)
     options->mode = TPS_MODE_GLOBAL;
     options->patch_points = TPS_DEFAULT_PATCH_POINTS;
     options->overlap = TPS_DEFAULT_OVERLAP;
+    options->smoothing_gcv = NULL;
 }
 
 typedef struct input_point {
@@ -249,6 +250,53 @@ done:
     return st;
 }
 
+/* Band b's lambda by GCV (solve.c), stored in its band_info in the user's
+ * units: lambda_user = lambda_scaled * scale^2. */
+static tps_status select_gcv(tps_context *ctx, tps_model *md, double *const *merged, size_t b,
+                             const tps_fit_options *options)
+{
+    char what[64];
+    describe_bands(what, sizeof what, &b, 1);
+    size_t m = 0;
+    for (size_t i = 0; i < md->n; ++i)
+        m += isfinite(merged[b][i]) ? 1 : 0;
+    size_t need = tps_gcv_bytes(m);
+    if (options->max_memory && need > options->max_memory)
+        return tps_set_error(ctx, TPS_ERR_MEMORY_LIMIT,
+                             "%s: GCV over %zu points needs %zu bytes (%.2f GiB), more than the "
+                             "%zu bytes allowed", what, m, need, (double)need / 1073741824.0,
+                             options->max_memory);
+    double *buf = malloc(sizeof(double) * 3 * (m ? m : 1));
+    if (!buf)
+        return tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "%s: out of memory", what);
+    double *su = buf, *sv = buf + m, *z = buf + 2 * m;
+    m = 0;
+    for (size_t i = 0; i < md->n; ++i) {
+        if (isfinite(merged[b][i])) {
+            su[m] = md->u[i];
+            sv[m] = md->v[i];
+            z[m] = merged[b][i];
+            ++m;
+        }
+    }
+    tps_gcv_result res;
+    const double t0 = tps_now_seconds();
+    tps_status st = tps_gcv_select(ctx, m, su, sv, z, options->num_threads, &res, what);
+    free(buf);
+    if (st != TPS_OK)
+        return st;
+    tps_band_info *bi = &md->band_info[b];
+    bi->smoothing = res.lambda * md->scale * md->scale;
+    bi->gcv_score = res.score;
+    bi->effective_df = res.effective_df;
+    bi->loo_rmse = res.loo_rmse;
+    bi->loo_mae = res.loo_mae;
+    tps_log(ctx, TPS_LOG_DEBUG, "%s: GCV chose smoothing %.6g (%.3g effective degrees of "
+            "freedom of %zu) in %.3f s", what, bi->smoothing, bi->effective_df, m,
+            tps_now_seconds() - t0);
+    return TPS_OK;
+}
+
 /* max |f(x_i) - z_i| over each band's points, by the same kernel that fills
  * rasters: what a user would see at the data points. */
 static tps_status measure_residuals(tps_context *ctx, tps_model *md, double *const *merged,
@@ -316,12 +364,24 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
         return NULL;
     }
     for (size_t b = 0; b < n_bands; ++b) {
-        if (!(smoothing[b] >= 0.0) || !isfinite(smoothing[b]) || (n_points > 0 && !values[b])) {
+        const int gcv = options->smoothing_gcv && options->smoothing_gcv[b];
+        if ((!gcv && (!(smoothing[b] >= 0.0) || !isfinite(smoothing[b]))) ||
+            (n_points > 0 && !values[b])) {
             tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT,
                           "band %zu: smoothing must be a finite number >= 0, got %g", b + 1,
                           smoothing[b]);
             return NULL;
         }
+    }
+
+    int any_gcv = 0;
+    for (size_t b = 0; b < n_bands; ++b)
+        any_gcv |= options->smoothing_gcv && options->smoothing_gcv[b];
+    if (any_gcv && options->mode == TPS_MODE_LOCAL) {
+        tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT,
+                      "GCV needs MODE=GLOBAL: automatic smoothing selects one lambda for the "
+                      "global spline, and a local model has no global influence matrix");
+        return NULL;
     }
 
     tps_model *md = calloc(1, sizeof *md);
@@ -354,7 +414,9 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
 
     for (size_t b = 0; b < n_bands; ++b) {
         tps_band_info *bi = &md->band_info[b];
-        bi->smoothing = smoothing[b];
+        bi->smoothing_gcv = options->smoothing_gcv && options->smoothing_gcv[b] ? 1 : 0;
+        bi->smoothing = bi->smoothing_gcv ? 0.0 : smoothing[b];
+        bi->gcv_score = bi->effective_df = bi->loo_rmse = bi->loo_mae = NAN;
         bi->value_min = INFINITY;
         bi->value_max = -INFINITY;
         for (size_t i = 0; i < md->n; ++i) {
@@ -394,6 +456,10 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
                                       tps_gpu_solve_available(why, sizeof why) == 0
                                   ? TPS_AUTO_GLOBAL_MAX_POINTS_GPU
                                   : TPS_AUTO_GLOBAL_MAX_POINTS;
+    if (mode == TPS_MODE_AUTO && any_gcv) {
+        mode = TPS_MODE_GLOBAL;
+        tps_log(ctx, TPS_LOG_DEBUG, "AUTO chose the global model: GCV needs it");
+    }
     if (mode == TPS_MODE_AUTO)
         mode = md->n <= global_max && (!options->max_memory || global_need <= options->max_memory)
                    ? TPS_MODE_GLOBAL
@@ -415,12 +481,16 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
                 md->info.n_patches);
     }
 
+    for (size_t b = 0; b < n_bands && mode == TPS_MODE_GLOBAL; ++b)
+        if (md->band_info[b].smoothing_gcv && select_gcv(ctx, md, merged, b, options) != TPS_OK)
+            goto fail;
     for (size_t b = 0; b < n_bands && mode == TPS_MODE_GLOBAL; ++b) {
         if (assigned[b])
             continue;
         size_t n_group = 0;
         for (size_t c = b; c < n_bands; ++c) {
-            if (!assigned[c] && smoothing[c] == smoothing[b] && same_mask(merged, md->n, b, c)) {
+            if (!assigned[c] && md->band_info[c].smoothing == md->band_info[b].smoothing &&
+                same_mask(merged, md->n, b, c)) {
                 group[n_group++] = c;
                 assigned[c] = 1;
             }

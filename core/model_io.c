@@ -26,8 +26,10 @@
  *     tps_model_info: 7 counts (n_input, n_points, n_dropped, n_merged,
  *       n_bands, n_factorisations, solve_device), 5 reals (solve_seconds,
  *       min_x, min_y, max_x, max_y)
- *     per band: 2 counts (n_points, n_missing), 4 reals (smoothing,
- *       max_abs_residual, value_min, value_max), the affine part (3 reals)
+ *     per band: 3 counts (n_points, n_missing, smoothing_gcv), 8 reals
+ *       (smoothing, max_abs_residual, value_min, value_max, gcv_score,
+ *       effective_df, loo_rmse, loo_mae: NaN for fixed lambda), the affine
+ *       part (3 reals)
  *     u[n], v[n], then each band's half-weights[n]
  *     the caller's extra bytes, zero-padded to a multiple of 8
  *   trailer: FNV-1a 64 of every byte before it (u64)
@@ -46,7 +48,7 @@
 
 #define MODEL_MAGIC "TPSMODEL"
 /* Bump on any change of the layout or of what the arrays mean. */
-#define MODEL_FORMAT_VERSION 1u
+#define MODEL_FORMAT_VERSION 2u
 /* Reads back as 0x04030201 on a machine of the other byte order. */
 #define MODEL_BYTE_ORDER_MARK 0x01020304u
 /* A double with every byte different: a file whose doubles are not IEEE
@@ -63,8 +65,8 @@
 
 #define INFO_COUNTS 7
 #define INFO_REALS 5
-#define BAND_COUNTS 2
-#define BAND_REALS 7
+#define BAND_COUNTS 3
+#define BAND_REALS 11
 #define FIXED_PAYLOAD_BYTES (8u * (3 + INFO_COUNTS + INFO_REALS))
 #define BAND_BYTES (8u * (BAND_COUNTS + BAND_REALS))
 
@@ -212,6 +214,11 @@ tps_status tps_model_save(tps_context *ctx, const tps_model *model, const unsign
         put_f64(&w, bi->max_abs_residual);
         put_f64(&w, bi->value_min);
         put_f64(&w, bi->value_max);
+        put_u64(&w, (uint64_t)bi->smoothing_gcv);
+        put_f64(&w, bi->gcv_score);
+        put_f64(&w, bi->effective_df);
+        put_f64(&w, bi->loo_rmse);
+        put_f64(&w, bi->loo_mae);
         put_bytes(&w, model->affine[b], sizeof(double[3]));
     }
     put_bytes(&w, model->u, sizeof(double) * model->n);
@@ -376,6 +383,9 @@ static tps_status check_values(tps_context *ctx, const tps_model *md)
             bi->max_abs_residual < 0 || !isfinite(bi->value_min) || !isfinite(bi->value_max) ||
             bi->value_min > bi->value_max)
             return bad(ctx, "invalid band smoothing, residual or value range");
+        if (isinf(bi->gcv_score) || isinf(bi->effective_df) || isinf(bi->loo_rmse) ||
+            isinf(bi->loo_mae))
+            return bad(ctx, "invalid band GCV statistics");
         if (!all_finite(md->affine[b], 3) || !all_finite(md->half_weights[b], md->n))
             return bad(ctx, "non-finite weights");
     }
@@ -474,6 +484,11 @@ tps_model *tps_model_load(tps_context *ctx, const void *data, size_t size,
         bi->max_abs_residual = get_f64(&r);
         bi->value_min = get_f64(&r);
         bi->value_max = get_f64(&r);
+        bi->smoothing_gcv = get_u64(&r) ? 1 : 0;
+        bi->gcv_score = get_f64(&r);
+        bi->effective_df = get_f64(&r);
+        bi->loo_rmse = get_f64(&r);
+        bi->loo_mae = get_f64(&r);
         get_bytes(&r, md->affine[b], sizeof(double[3]));
     }
     get_bytes(&r, md->u, sizeof(double) * n);

@@ -51,13 +51,10 @@ static void fill_column(size_t j, int thread, void *user)
     }
 }
 
-/* The CPU factorisation: fills mat (N x N, lower triangle) with
- * Q^T (K + lambda I) Q, factors its trailing block and replaces rows 3.. of
- * rhs (Q^T z) by g. */
-static tps_status factor_solve_cpu(tps_context *ctx, size_t n, const double *u, const double *v,
-                                   double lambda, const double *p, const double tau[3],
-                                   size_t n_rhs, double *rhs, double *mat, double *q, double *y,
-                                   int num_threads, const char *what)
+/* Fills mat (N x N, lower triangle) with Q^T (K + lambda I) Q. */
+static void form_projected(size_t n, const double *u, const double *v, double lambda,
+                           const double *p, const double tau[3], double *mat, double *q, double *y,
+                           int num_threads)
 {
     const lapack_int ni = (lapack_int)n;
     fill_job fj = {n, u, v, lambda, mat};
@@ -75,6 +72,18 @@ static tps_status factor_solve_cpu(tps_context *ctx, size_t n, const double *u, 
         cblas_daxpy(ni, -0.5 * tau[j] * tau[j] * beta, q, 1, y, 1);
         cblas_dsyr2(CblasColMajor, CblasLower, ni, -1.0, q, 1, y, 1, mat, ni);
     }
+}
+
+/* The CPU factorisation: fills mat (N x N, lower triangle) with
+ * Q^T (K + lambda I) Q, factors its trailing block and replaces rows 3.. of
+ * rhs (Q^T z) by g. */
+static tps_status factor_solve_cpu(tps_context *ctx, size_t n, const double *u, const double *v,
+                                   double lambda, const double *p, const double tau[3],
+                                   size_t n_rhs, double *rhs, double *mat, double *q, double *y,
+                                   int num_threads, const char *what)
+{
+    const lapack_int ni = (lapack_int)n;
+    form_projected(n, u, v, lambda, p, tau, mat, q, y, num_threads);
 
     double *b22 = mat + 3 * n + 3;
     lapack_int info = LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', ni - 3, b22, ni);
@@ -86,6 +95,29 @@ static tps_status factor_solve_cpu(tps_context *ctx, size_t n, const double *u, 
                              what, n, (int)info);
     if (LAPACKE_dpotrs(LAPACK_COL_MAJOR, 'L', ni - 3, (lapack_int)n_rhs, b22, ni, rhs + 3, ni) != 0)
         return tps_set_error(ctx, TPS_ERR_INTERNAL, "%s: applying the factorisation failed", what);
+    return TPS_OK;
+}
+
+/* P = [1 u v] = Q R by Householder QR: p receives LAPACK's compact form. */
+static tps_status poly_qr(tps_context *ctx, size_t n, const double *u, const double *v, double *p,
+                          double tau[3], const char *what)
+{
+    const lapack_int ni = (lapack_int)n;
+    for (size_t i = 0; i < n; ++i) {
+        p[i] = 1.0;
+        p[n + i] = u[i];
+        p[2 * n + i] = v[i];
+    }
+    if (LAPACKE_dgeqrf(LAPACK_COL_MAJOR, ni, 3, p, ni, tau) != 0)
+        return tps_set_error(ctx, TPS_ERR_INTERNAL, "%s: QR of the polynomial part failed", what);
+    /* Coordinates lie in [-1, 1], so the columns of P have norms ~sqrt(N):
+     * a diagonal of R that small relative to the first means [1 u v]
+     * has rank 2, i.e. all points on one line (R11 catches a vertical line,
+     * R22 any other). */
+    if (!(fabs(p[n + 1]) > 1e-10 * fabs(p[0])) || !(fabs(p[2 * n + 2]) > 1e-10 * fabs(p[0])))
+        return tps_set_error(ctx, TPS_ERR_COLLINEAR,
+                             "%s: all %zu points lie on one line; a surface needs points that "
+                             "span an area", what, n);
     return TPS_OK;
 }
 
@@ -117,25 +149,9 @@ tps_status tps_solve_dense(tps_context *ctx, size_t n, const double *u, const do
         goto done;
     }
 
-    for (size_t i = 0; i < n; ++i) {
-        p[i] = 1.0;
-        p[n + i] = u[i];
-        p[2 * n + i] = v[i];
-    }
-    if (LAPACKE_dgeqrf(LAPACK_COL_MAJOR, ni, 3, p, ni, tau) != 0) {
-        st = tps_set_error(ctx, TPS_ERR_INTERNAL, "%s: QR of the polynomial part failed", what);
+    st = poly_qr(ctx, n, u, v, p, tau, what);
+    if (st != TPS_OK)
         goto done;
-    }
-    /* Coordinates lie in [-1, 1], so the columns of P have norms ~sqrt(N):
-     * a diagonal of R that small relative to the first means [1 u v]
-     * has rank 2, i.e. all points on one line (R11 catches a vertical line,
-     * R22 any other). */
-    if (!(fabs(p[n + 1]) > 1e-10 * fabs(p[0])) || !(fabs(p[2 * n + 2]) > 1e-10 * fabs(p[0]))) {
-        st = tps_set_error(ctx, TPS_ERR_COLLINEAR,
-                           "%s: all %zu points lie on one line; a surface needs points that "
-                           "span an area", what, n);
-        goto done;
-    }
 
     for (size_t r = 0; r < n_rhs; ++r)
         memcpy(rhs + r * n, z[r], sizeof(double) * n);
@@ -212,5 +228,192 @@ done:
     free(q);
     free(mat);
     free(cols);
+    return st;
+}
+
+/* ---- automatic smoothing: generalised cross-validation ----------------- */
+
+size_t tps_gcv_bytes(size_t n)
+{
+    /* Q^T K Q (N^2) and its trailing block's copy ((N-3)^2) at once, then
+     * the eigenvectors and dsyevd's workspace (~2 (N-3)^2). */
+    return 3 * n * n * sizeof(double) + 16 * n * sizeof(double);
+}
+
+typedef struct gcv_data {
+    size_t n, m;
+    const double *e, *c; /* eigenvalues of B = Q2^T K Q2, c = V^T Q2^T z */
+} gcv_data;
+
+/* GCV(lambda) = N ||(I - A) z||^2 / tr(I - A)^2 (N - tr A = tr(I - A)). */
+static double gcv_score(const gcv_data *g, double lambda, double *trace_i_minus_a)
+{
+    double rss = 0.0, tr = 0.0;
+    for (size_t k = 0; k < g->m; ++k) {
+        double s = lambda / (g->e[k] + lambda);
+        double r = s * g->c[k];
+        rss += r * r;
+        tr += s;
+    }
+    if (trace_i_minus_a)
+        *trace_i_minus_a = tr;
+    return tr > 0.0 ? (double)g->n * rss / (tr * tr) : INFINITY;
+}
+
+/* Leave-one-out residuals in closed form: with Q2 V the null-space
+ * eigenvectors in point space, (I - A) = Q2 V diag(s) V^T Q2^T, s_k =
+ * lambda / (e_k + lambda), so r = (I - A) z = sum_k s_k c_k (Q2 V)_k and
+ * diag(I - A)_i = sum_k s_k (Q2 V)_{ik}^2; LOO residual_i = r_i / (1 - A_ii).
+ * (Q2 V)_k = Q [0; V_k] is formed one column at a time: O(N^2), O(N) memory. */
+static int gcv_loo(size_t n, size_t m, const double *p, const double tau[3], const double *e,
+                   const double *c, const double *eigvec, double lambda, double *x,
+                   double *rmse, double *mae)
+{
+    double *d = calloc(n, sizeof(double)), *r = calloc(n, sizeof(double));
+    if (!d || !r) {
+        free(d);
+        free(r);
+        return -1;
+    }
+    for (size_t k = 0; k < m; ++k) {
+        x[0] = x[1] = x[2] = 0.0;
+        memcpy(x + 3, eigvec + k * m, sizeof(double) * m);
+        for (int j = 2; j >= 0; --j) { /* Q = H1 H2 H3: H3 first */
+            const double *vj = p + (size_t)j * n;
+            double dot = x[j];
+            for (size_t i = (size_t)j + 1; i < n; ++i)
+                dot += vj[i] * x[i];
+            dot *= tau[j];
+            x[j] -= dot;
+            for (size_t i = (size_t)j + 1; i < n; ++i)
+                x[i] -= dot * vj[i];
+        }
+        const double s = lambda / (e[k] + lambda), t = s * c[k];
+        for (size_t i = 0; i < n; ++i) {
+            d[i] += s * x[i] * x[i];
+            r[i] += t * x[i];
+        }
+    }
+    double ss = 0.0, sa = 0.0;
+    for (size_t i = 0; i < n; ++i) {
+        double loo = r[i] / d[i];
+        ss += loo * loo;
+        sa += fabs(loo);
+    }
+    *rmse = sqrt(ss / (double)n);
+    *mae = sa / (double)n;
+    free(d);
+    free(r);
+    return 0;
+}
+
+tps_status tps_gcv_select(tps_context *ctx, size_t n, const double *u, const double *v,
+                          const double *z, int num_threads, tps_gcv_result *res, const char *what)
+{
+    if (n < 4)
+        return tps_set_error(ctx, TPS_ERR_TOO_FEW_POINTS,
+                             "%s: GCV needs at least 4 distinct usable points, got %zu", what, n);
+    if (n > (size_t)INT32_MAX)
+        return tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT, "%s: too many points (%zu)", what, n);
+    const size_t m = n - 3;
+    const lapack_int ni = (lapack_int)n, mi = (lapack_int)m;
+    double tau[3];
+    double *p = malloc(sizeof(double) * n * 3);
+    double *qz = malloc(sizeof(double) * n);
+    double *y = malloc(sizeof(double) * n);
+    double *q = malloc(sizeof(double) * n);
+    double *e = malloc(sizeof(double) * m);
+    double *c = malloc(sizeof(double) * m);
+    double *mat = malloc(sizeof(double) * n * n);
+    double *eig = malloc(sizeof(double) * m * m);
+    tps_status st = TPS_OK;
+    if (!p || !qz || !y || !q || !e || !c || !mat || !eig) {
+        st = tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "%s: out of memory for GCV (%zu bytes)",
+                           what, tps_gcv_bytes(n));
+        goto done;
+    }
+    st = poly_qr(ctx, n, u, v, p, tau, what);
+    if (st != TPS_OK)
+        goto done;
+    memcpy(qz, z, sizeof(double) * n);
+    if (LAPACKE_dormqr(LAPACK_COL_MAJOR, 'L', 'T', ni, 1, 3, p, ni, tau, qz, ni) != 0) {
+        st = tps_set_error(ctx, TPS_ERR_INTERNAL, "%s: applying Q^T failed", what);
+        goto done;
+    }
+    /* B = Q2^T K Q2, K unregularised, then B = V diag(e) V^T. */
+    form_projected(n, u, v, 0.0, p, tau, mat, q, y, num_threads);
+    for (size_t j = 0; j < m; ++j)
+        memcpy(eig + j * m + j, mat + (j + 3) * n + (j + 3), sizeof(double) * (m - j));
+    free(mat);
+    mat = NULL;
+    if (LAPACKE_dsyevd(LAPACK_COL_MAJOR, 'V', 'L', mi, eig, mi, e) != 0) {
+        st = tps_set_error(ctx, TPS_ERR_SINGULAR, "%s: the eigendecomposition for GCV failed",
+                           what);
+        goto done;
+    }
+    cblas_dgemv(CblasColMajor, CblasTrans, mi, mi, 1.0, eig, mi, qz + 3, 1, 0.0, c, 1);
+
+    /* Coarse grid over log lambda across the eigenvalues' range, then
+     * golden-section refinement around the best grid point. */
+    const double emax = e[m - 1] > 0.0 ? e[m - 1] : 1.0;
+    const double emin = e[0] > 1e-14 * emax ? e[0] : 1e-14 * emax;
+    const double lo = log(emin * 1e-3), hi = log(emax * 1e3);
+    enum { GRID = 80 };
+    gcv_data g = {n, m, e, c};
+    double best = INFINITY;
+    int ib = 0;
+    for (int i = 0; i < GRID; ++i) {
+        double s = gcv_score(&g, exp(lo + (hi - lo) * i / (GRID - 1)), NULL);
+        if (s < best) {
+            best = s;
+            ib = i;
+        }
+    }
+    const double step = (hi - lo) / (GRID - 1);
+    double a = lo + step * (ib > 0 ? ib - 1 : 0), b = lo + step * (ib < GRID - 1 ? ib + 1 : ib);
+    const double gr = 0.5 * (sqrt(5.0) - 1.0);
+    double x1 = b - gr * (b - a), x2 = a + gr * (b - a);
+    double f1 = gcv_score(&g, exp(x1), NULL), f2 = gcv_score(&g, exp(x2), NULL);
+    for (int it = 0; it < 80 && b - a > 1e-10; ++it) {
+        if (f1 <= f2) {
+            b = x2;
+            x2 = x1;
+            f2 = f1;
+            x1 = b - gr * (b - a);
+            f1 = gcv_score(&g, exp(x1), NULL);
+        } else {
+            a = x1;
+            x1 = x2;
+            f1 = f2;
+            x2 = a + gr * (b - a);
+            f2 = gcv_score(&g, exp(x2), NULL);
+        }
+    }
+    double lambda = f1 <= f2 ? exp(x1) : exp(x2);
+    double score = fmin(f1, f2);
+    const double lambda_grid = exp(lo + step * ib);
+    if (!(score <= best)) { /* the grid point was better (flat or noisy score) */
+        lambda = lambda_grid;
+        score = best;
+    }
+    double tr;
+    score = gcv_score(&g, lambda, &tr);
+    if (gcv_loo(n, m, p, tau, e, c, eig, lambda, q, &res->loo_rmse, &res->loo_mae) != 0) {
+        st = tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "%s: out of memory for GCV", what);
+        goto done;
+    }
+    res->lambda = lambda;
+    res->score = score;
+    res->effective_df = (double)n - tr;
+
+done:
+    free(p);
+    free(qz);
+    free(y);
+    free(q);
+    free(e);
+    free(c);
+    free(mat);
+    free(eig);
     return st;
 }

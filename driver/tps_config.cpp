@@ -179,7 +179,7 @@ class TPSConfigParser
     /* Value parsers, shared by elements and options: osLabel is "<Size>"
      * or "SIZE". */
     bool ParseSmoothingValue(const std::string &osLabel, const std::string &osText,
-                             double *pdfValue);
+                             double *pdfValue, bool *pbGCV);
     bool ParseGeoTransform(const std::string &osLabel, const std::string &osText);
     bool ParseExtent(const std::string &osLabel, const std::string &osText);
     bool ParseResolution(const std::string &osLabel, const std::string &osText);
@@ -234,13 +234,20 @@ std::string NodeText(const CPLXMLNode *psNode)
 }
 
 bool TPSConfigParser::ParseSmoothingValue(const std::string &osLabel, const std::string &osText,
-                                          double *pdfValue)
+                                          double *pdfValue, bool *pbGCV)
 {
+    if (EQUAL(osText.c_str(), "GCV"))
+    {
+        *pdfValue = 0.0;
+        *pbGCV = true;
+        return true;
+    }
     double dfValue = 0;
     if (!ParseFinite(osText, &dfValue) || dfValue < 0)
-        return Fail(CPLE_IllegalArg, osLabel, "expected a finite number >= 0, got '%s'",
-                    TPSShown(osText).c_str());
+        return Fail(CPLE_IllegalArg, osLabel,
+                    "expected a finite number >= 0 or GCV, got '%s'", TPSShown(osText).c_str());
     *pdfValue = dfValue;
+    *pbGCV = false;
     return true;
 }
 
@@ -552,7 +559,7 @@ bool TPSConfigParser::ParseBand(const CPLXMLNode *psBand, int iBand)
             oBand.bGeometryZ = true;
         else if (osElt == "Smoothing")
         {
-            if (!ParseSmoothingValue(osLabel, osText, &oBand.dfSmoothing))
+            if (!ParseSmoothingValue(osLabel, osText, &oBand.dfSmoothing, &oBand.bSmoothingGCV))
                 return false;
             oBand.bHasSmoothing = true;
         }
@@ -619,7 +626,8 @@ bool TPSConfigParser::ParseRoot(const CPLXMLNode *psRoot)
         else if (osElt == "Resolution")
             bOK = ParseResolution(osLabel, osText);
         else if (osElt == "Smoothing")
-            bOK = ParseSmoothingValue(osLabel, osText, &m_oConfig.dfSmoothing);
+            bOK = ParseSmoothingValue(osLabel, osText, &m_oConfig.dfSmoothing,
+                                      &m_oConfig.bSmoothingGCV);
         else if (osElt == "DataType")
             bOK = ParseDataType(osLabel, osText);
         else if (osElt == "NoDataValue")
@@ -743,7 +751,8 @@ bool TPSConfigParser::ApplyOpenOptions(CSLConstList papszOpenOptions, bool bConn
         const size_t nBands = m_oConfig.aoBands.size();
         if (aosValues.size() == 1)
         {
-            if (!ParseSmoothingValue("SMOOTHING", Trim(aosValues[0]), &m_oConfig.dfSmoothing))
+            if (!ParseSmoothingValue("SMOOTHING", Trim(aosValues[0]), &m_oConfig.dfSmoothing,
+                                     &m_oConfig.bSmoothingGCV))
                 return false;
             for (auto &oBand : m_oConfig.aoBands)
                 oBand.bHasSmoothing = false;
@@ -753,7 +762,8 @@ bool TPSConfigParser::ApplyOpenOptions(CSLConstList papszOpenOptions, bool bConn
             for (size_t i = 0; i < nBands; i++)
             {
                 if (!ParseSmoothingValue("SMOOTHING", Trim(aosValues[static_cast<int>(i)]),
-                                         &m_oConfig.aoBands[i].dfSmoothing))
+                                         &m_oConfig.aoBands[i].dfSmoothing,
+                                         &m_oConfig.aoBands[i].bSmoothingGCV))
                     return false;
                 m_oConfig.aoBands[i].bHasSmoothing = true;
             }
@@ -831,7 +841,10 @@ bool TPSConfigParser::Validate(bool bConnectionForm)
                         "<GeometryZ/> needs coordinates from the geometry; remove "
                         "<XField>/<YField>");
         if (!oBand.bHasSmoothing)
+        {
             oBand.dfSmoothing = c.dfSmoothing;
+            oBand.bSmoothingGCV = c.bSmoothingGCV;
+        }
         if (oBand.osDescription.empty())
             oBand.osDescription = oBand.bGeometryZ ? "Z" : oBand.osField;
     }

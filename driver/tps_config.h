@@ -21,6 +21,7 @@ struct TPSBandConfig
     bool bGeometryZ = false;    /* <GeometryZ/>: the point's Z */
     bool bHasSmoothing = false; /* <Smoothing> given in this <Band> */
     double dfSmoothing = 0.0;   /* effective lambda once parsing is done */
+    bool bSmoothingGCV = false; /* <Smoothing>GCV</Smoothing>: lambda chosen by GCV */
     std::string osDescription;  /* default: the field name, or "Z" */
 };
 
@@ -84,6 +85,7 @@ struct TPSConfig
     bool bGridFromOptions = false;
 
     double dfSmoothing = 0.0; /* default lambda for bands without their own */
+    bool bSmoothingGCV = false; /* ... or GCV (automatic) */
     GDALDataType eDataType = GDT_Float32;
     bool bHasNoData = false;
     double dfNoData = 0.0;

@@ -25,6 +25,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -191,10 +192,12 @@ std::shared_ptr<TPSSharedModel> TPSDataset::Solve()
     const size_t nModelBands = m_oConfig.aoBands.size();
     std::vector<const double *> apdfValues(nModelBands);
     std::vector<double> adfSmoothing(nModelBands);
+    std::vector<int> anSmoothingGCV(nModelBands);
     for (size_t b = 0; b < nModelBands; b++)
     {
         apdfValues[b] = oPoints.aadfValues[b].data();
         adfSmoothing[b] = m_oConfig.aoBands[b].dfSmoothing;
+        anSmoothingGCV[b] = m_oConfig.aoBands[b].bSmoothingGCV ? 1 : 0;
     }
     tps_fit_options sFitOptions;
     tps_fit_options_init(&sFitOptions);
@@ -207,6 +210,7 @@ std::shared_ptr<TPSSharedModel> TPSDataset::Solve()
                                                                   : TPS_MODE_AUTO;
     sFitOptions.patch_points = static_cast<size_t>(m_oConfig.nPatchPoints);
     sFitOptions.overlap = m_oConfig.dfOverlap;
+    sFitOptions.smoothing_gcv = anSmoothingGCV.data();
 
     auto poModel = std::make_shared<TPSSharedModel>();
     const auto oStart = std::chrono::steady_clock::now();
@@ -371,17 +375,59 @@ void TPSDataset::BuildMetadata(int nSolves)
     const TPSConfig &c = m_oConfig;
     const tps_model_info &sInfo = m_poModel->sInfo;
 
-    std::string osSmoothing;
-    bool bSameSmoothing = true;
+    // SMOOTHING is the lambda each band was solved with (GCV: the chosen
+    // one); like the GCV statistics, one value when all bands agree, else
+    // one per band, comma-separated.
+    const auto PerBand = [&](const std::function<std::string(size_t)> &fn)
+    {
+        std::string osAll, osFirst = fn(0);
+        bool bSame = true;
+        for (size_t b = 0; b < c.aoBands.size(); b++)
+        {
+            const std::string os = fn(b);
+            osAll += (b ? "," : "") + os;
+            bSame = bSame && os == osFirst;
+        }
+        return bSame ? osFirst : osAll;
+    };
+    const auto &asBI = m_poModel->asBandInfo;
     double dfMaxResidual = 0;
+    bool bAllGCV = true;
     for (size_t b = 0; b < c.aoBands.size(); b++)
     {
-        osSmoothing += CPLSPrintf("%s%.17g", b ? "," : "", c.aoBands[b].dfSmoothing);
-        bSameSmoothing = bSameSmoothing && c.aoBands[b].dfSmoothing == c.aoBands[0].dfSmoothing;
-        dfMaxResidual = std::max(dfMaxResidual, m_poModel->asBandInfo[b].max_abs_residual);
+        dfMaxResidual = std::max(dfMaxResidual, asBI[b].max_abs_residual);
+        bAllGCV = bAllGCV && asBI[b].smoothing_gcv;
     }
-    if (bSameSmoothing)
-        osSmoothing = CPLSPrintf("%.17g", c.aoBands[0].dfSmoothing);
+    const std::string osSmoothing =
+        PerBand([&](size_t b) { return std::string(CPLSPrintf("%.17g", asBI[b].smoothing)); });
+    SetMetadataItem("SMOOTHING_METHOD",
+                    PerBand([&](size_t b)
+                            { return std::string(asBI[b].smoothing_gcv ? "GCV" : "FIXED"); })
+                        .c_str(),
+                    MD_DOMAIN);
+    if (bAllGCV)
+    {
+        SetMetadataItem("GCV_SCORE",
+                        PerBand([&](size_t b)
+                                { return std::string(CPLSPrintf("%.17g", asBI[b].gcv_score)); })
+                            .c_str(),
+                        MD_DOMAIN);
+        SetMetadataItem("EFFECTIVE_DF",
+                        PerBand([&](size_t b) {
+                            return std::string(CPLSPrintf("%.17g", asBI[b].effective_df));
+                        }).c_str(),
+                        MD_DOMAIN);
+        SetMetadataItem("LOO_RMSE",
+                        PerBand([&](size_t b)
+                                { return std::string(CPLSPrintf("%.17g", asBI[b].loo_rmse)); })
+                            .c_str(),
+                        MD_DOMAIN);
+        SetMetadataItem("LOO_MAE",
+                        PerBand([&](size_t b)
+                                { return std::string(CPLSPrintf("%.17g", asBI[b].loo_mae)); })
+                            .c_str(),
+                        MD_DOMAIN);
+    }
 
     SetMetadataItem("POINT_COUNT", SizeString(sInfo.n_points), MD_DOMAIN);
     SetMetadataItem("INPUT_POINTS", SizeString(sInfo.n_input), MD_DOMAIN);
@@ -412,7 +458,17 @@ void TPSDataset::BuildMetadata(int nSolves)
         poBand->SetDescription(oBand.osDescription.c_str());
         poBand->SetMetadataItem("FIELD", oBand.bGeometryZ ? "<GeometryZ/>" : oBand.osField.c_str(),
                                 MD_DOMAIN);
-        poBand->SetMetadataItem("SMOOTHING", CPLSPrintf("%.17g", oBand.dfSmoothing), MD_DOMAIN);
+        poBand->SetMetadataItem("SMOOTHING", CPLSPrintf("%.17g", sBand.smoothing), MD_DOMAIN);
+        poBand->SetMetadataItem("SMOOTHING_METHOD", sBand.smoothing_gcv ? "GCV" : "FIXED",
+                                MD_DOMAIN);
+        if (sBand.smoothing_gcv)
+        {
+            poBand->SetMetadataItem("GCV_SCORE", CPLSPrintf("%.17g", sBand.gcv_score), MD_DOMAIN);
+            poBand->SetMetadataItem("EFFECTIVE_DF", CPLSPrintf("%.17g", sBand.effective_df),
+                                    MD_DOMAIN);
+            poBand->SetMetadataItem("LOO_RMSE", CPLSPrintf("%.17g", sBand.loo_rmse), MD_DOMAIN);
+            poBand->SetMetadataItem("LOO_MAE", CPLSPrintf("%.17g", sBand.loo_mae), MD_DOMAIN);
+        }
         poBand->SetMetadataItem("POINT_COUNT", SizeString(sBand.n_points), MD_DOMAIN);
         poBand->SetMetadataItem("MISSING_VALUES", SizeString(sBand.n_missing), MD_DOMAIN);
         poBand->SetMetadataItem("MAX_ABS_RESIDUAL", CPLSPrintf("%.17g", sBand.max_abs_residual),

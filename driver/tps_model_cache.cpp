@@ -88,7 +88,9 @@ std::string TPSModelConfigKey(const TPSConfig &c)
     {
         AddPart(osKey, "band",
                 oBand.bGeometryZ ? std::string("<GeometryZ/>") : "field:" + oBand.osField);
-        AddPart(osKey, "smoothing", CPLSPrintf("%.17g", oBand.dfSmoothing));
+        AddPart(osKey, "smoothing",
+                oBand.bSmoothingGCV ? std::string("GCV")
+                                    : std::string(CPLSPrintf("%.17g", oBand.dfSmoothing)));
     }
     // The mode and its parameters change the surface: a model solved under
     // one must never serve another (in this process or from a model file).

@@ -114,6 +114,14 @@ typedef struct tps_fit_options {
     /* LOCAL: each patch is its cell enlarged by this factor (> 1, <= 4;
      * default TPS_DEFAULT_OVERLAP). */
     double overlap;
+    /* Automatic smoothing: NULL (the default), or n_bands flags; a nonzero
+     * smoothing_gcv[b] makes band b's lambda the minimiser of the
+     * generalised cross-validation score (Craven & Wahba) and ignores
+     * smoothing[b]. Needs the global model: LOCAL mode fails with
+     * TPS_ERR_INVALID_ARGUMENT, AUTO builds a GLOBAL model. The selection
+     * runs on the CPU (one eigendecomposition, tps_band_info reports it);
+     * the solve with the chosen lambda is the fixed-lambda solve. */
+    const int *smoothing_gcv;
 } tps_fit_options;
 
 void tps_fit_options_init(tps_fit_options *options);
@@ -147,9 +155,15 @@ typedef struct tps_model_info {
 typedef struct tps_band_info {
     size_t n_points;          /* points that entered this band's solve */
     size_t n_missing;         /* points whose value was missing (NaN, inf) */
-    double smoothing;         /* lambda */
+    double smoothing;         /* lambda (with GCV: the chosen one) */
     double max_abs_residual;  /* max |f(x_i) - z_i| over the band's points */
     double value_min, value_max;
+    /* GCV bands (smoothing_gcv): 1, else 0; the next four are NaN for
+     * bands of a fixed lambda. */
+    int smoothing_gcv;
+    double gcv_score;         /* N ||(I - A) z||^2 / (N - tr A)^2 at the chosen lambda */
+    double effective_df;      /* tr A: 3 (a plane) to N (interpolation) */
+    double loo_rmse, loo_mae; /* leave-one-out residuals r_i / (1 - A_ii), closed form */
 } tps_band_info;
 
 tps_status tps_model_get_info(tps_context *ctx, const tps_model *model, tps_model_info *info);
