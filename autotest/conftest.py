@@ -53,6 +53,17 @@ def subprocess_env():
 PYTHON = sys.executable  # /usr/bin/python3 when run as the project says
 
 
+def run(args, cwd=None, timeout=300, env=None):
+    """Run a real program (gdal_translate, a client script) with the plugin
+    path; fail the test with its output when it fails."""
+    import subprocess
+    r = subprocess.run([str(a) for a in args], env=env or subprocess_env(), cwd=cwd,
+                       capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, '%s -> %d\nstdout: %s\nstderr: %s' % (
+        ' '.join(map(str, args)), r.returncode, r.stdout[-3000:], r.stderr[-3000:])
+    return r
+
+
 # --------------------------------------------------------------------------
 # Point data
 # --------------------------------------------------------------------------

@@ -39,19 +39,12 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from conftest import (DATA_DIR, PYTHON, REPO, grid_around, random_points, smooth_values,
+from conftest import (run, DATA_DIR, PYTHON, REPO, grid_around, random_points, smooth_values,
                       subprocess_env, tps_xml, write_csv, write_tps)
 
 CLIENTS = os.path.join(REPO, 'autotest', 'clients')
 MEUSE_EXTENT = [178440.0, 329600.0, 181560.0, 333760.0]
 
-
-def run(args, cwd=None, timeout=300, env=None):
-    r = subprocess.run([str(a) for a in args], env=env or subprocess_env(), cwd=cwd,
-                       capture_output=True, text=True, timeout=timeout)
-    assert r.returncode == 0, '%s -> %d\nstdout: %s\nstderr: %s' % (
-        ' '.join(map(str, args)), r.returncode, r.stdout[-3000:], r.stderr[-3000:])
-    return r
 
 
 _importable = {}

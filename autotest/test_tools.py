@@ -18,19 +18,12 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from conftest import (DATA_DIR, PYTHON, REPO, grid_around, open_tps, random_points, smooth_values,
+from conftest import (run, DATA_DIR, PYTHON, REPO, grid_around, open_tps, random_points, smooth_values,
                       subprocess_env, tps_xml, write_csv, write_tps)
 
 OPEN_OPTIONS = ['FIELD', 'LAYER', 'XFIELD', 'YFIELD', 'SRS', 'EXTENT', 'RESOLUTION', 'SIZE',
                 'SMOOTHING', 'DATA_TYPE', 'NUM_THREADS', 'DEVICE']
 
-
-def run(args, cwd=None, timeout=120):
-    r = subprocess.run(args, env=subprocess_env(), cwd=cwd, capture_output=True, text=True,
-                       timeout=timeout)
-    assert r.returncode == 0, '%s -> %d\nstdout: %s\nstderr: %s' % (
-        ' '.join(map(str, args)), r.returncode, r.stdout[-3000:], r.stderr[-3000:])
-    return r
 
 
 @pytest.fixture
