@@ -1,6 +1,7 @@
 /* bench_local.c: a LOCAL model end to end at scale (issue 4's scale test):
  * N random points -> an S x S Float32 grid over their box, on T threads.
  *   tps_bench_local [N=1000000] [S=4096] [T=nproc] [PATCH_POINTS=500] [OVERLAP=1.5]
+ *                   [EVAL_DEVICE=cpu|gpu]
  * Prints the solve and evaluation times; run under /usr/bin/time -v for the
  * memory peak (docs/benchmarks.md, "Local mode at scale"). Not run in CI. */
 #include "tps.h"
@@ -8,6 +9,8 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -74,7 +77,7 @@ int main(int argc, char **argv)
     tps_eval_options eo;
     tps_eval_options_init(&eo);
     eo.num_threads = threads;
-    eo.device = TPS_DEVICE_CPU;
+    eo.device = argc > 6 && strcmp(argv[6], "gpu") == 0 ? TPS_DEVICE_GPU : TPS_DEVICE_CPU;
     double t2 = now();
     if (tps_evaluate_grid(ctx, m, &g, 1, &o, &eo) != TPS_OK) {
         fprintf(stderr, "evaluate: %s\n", tps_context_errmsg(ctx));
@@ -84,8 +87,10 @@ int main(int argc, char **argv)
     double checksum = 0.0;
     for (size_t k = 0; k < side * side; k += 997)
         checksum += grid[k];
-    printf("points %zu, grid %zux%zu, threads %d, kernel %s\n", n, side, side, threads,
-           tps_cpu_kernel_name(TPS_CPU_KERNEL_AUTO));
+    printf("points %zu, grid %zux%zu, threads %d, evaluation on the %s (%s)\n", n, side, side,
+           threads, eo.device == TPS_DEVICE_GPU ? "GPU" : "CPU",
+           eo.device == TPS_DEVICE_GPU ? tps_gpu_description()
+                                       : tps_cpu_kernel_name(TPS_CPU_KERNEL_AUTO));
     printf("patches %zu (patch points %zu, overlap %g), factorisations %zu\n", info.n_patches,
            fo.patch_points, fo.overlap, info.n_factorisations);
     printf("solve (incl. residuals at all points) %.2f s, evaluate %.2f s (%.2f Mpixel/s), "
@@ -93,6 +98,9 @@ int main(int argc, char **argv)
            t3 - t0);
     printf("max residual at the data %.3g (range ~%.0f), checksum %.6g\n", bi.max_abs_residual,
            200.0 + 100.0, checksum);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("peak resident memory %.0f MB\n", (double)ru.ru_maxrss / 1024.0);
     tps_model_destroy(m);
     tps_context_destroy(ctx);
     free(x);

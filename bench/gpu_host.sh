@@ -3,7 +3,8 @@
 # from binaries built on the development machine:
 #   cmake -S . -B build-gpu && cmake --build build-gpu -j
 #   mkdir -p .device/bin .device/lib && cp build-gpu/gdal_TPS.so build-gpu/autotest/c/test_* \
-#     build-gpu/bench/tps_bench_gpu build-gpu/bench/tps_mixed_error .device/bin/ && strip .device/bin/*
+#     build-gpu/bench/tps_bench_gpu build-gpu/bench/tps_mixed_error build-gpu/bench/tps_bench_local \
+#     .device/bin/ && strip .device/bin/*
 #   cp -L /usr/lib/x86_64-linux-gnu/liblapacke.so.3 /usr/lib/x86_64-linux-gnu/libtmglib.so.3 .device/lib/
 #   ../shared/tools/gdal-runtime-bundle .device/rt
 # then, on the GPU host, from the repository root: bench/gpu_host.sh OUT_DIR [quick]
@@ -24,9 +25,10 @@ lscpu | grep -E "Model name|^CPU\(s\)"
 gdalinfo --version && gdalinfo --formats | grep TPS
 
 step tests
-$B/test_engine | tail -1;                      echo "test_engine rc=$?"
+[ -x $B/test_engine ] && { $B/test_engine | tail -1; echo "test_engine rc=$?"; }
 $B/test_gpu parity;                            echo "test_gpu parity rc=$?"
 CUDA_VISIBLE_DEVICES= $B/test_gpu fallback;    echo "test_gpu fallback rc=$?"
+for kind in upload launch trap; do $B/test_gpu fault_$kind | tail -4; echo "test_gpu fault_$kind rc=$?"; done
 $B/test_gdal_gpu share;                        echo "test_gdal_gpu share rc=$?"
 CUDA_VISIBLE_DEVICES= $B/test_gdal_gpu fallback; echo "test_gdal_gpu fallback rc=$?"
 [ -x $B/test_model_io ] && { $B/test_model_io | tail -1; echo "test_model_io rc=$?"; }
@@ -64,4 +66,34 @@ TIMEFORMAT="gdalinfo DEVICE=CPU (open: points + CPU solve, no evaluation): %R s"
 time gdalinfo -oo DEVICE=CPU -mdd TPS "$work/big.tps" | grep -E "SOLVE_"
 TIMEFORMAT="GeoTIFF copy (read + write of the same raster): %R s"
 time gdal_translate -q "$work/big_DOUBLE.tif" "$work/copy.tif"
+rm -rf "$work"
+
+step "local mode at scale: 10^6 points -> 4096^2 (engine; solve on the CPU's threads)"
+for dev in cpu gpu; do $B/tps_bench_local 1e6 4096 "$(nproc)" 500 1.5 $dev; done
+
+step "local mode end to end: gdal_translate of 10^6 points (CSV) -> 4096^2 Float32"
+work=$(mktemp -d)
+python3 - "$work" <<'PY'
+import sys, numpy as np
+d = sys.argv[1]
+rng = np.random.default_rng(7)
+p = rng.random((1000000, 2)) * 10000
+z = 100 * np.sin(p[:, 0] / 500) * np.cos(p[:, 1] / 700) + 0.01 * p[:, 0]
+np.savetxt(d + "/pts.csv", np.c_[p, z], delimiter=",", header="x,y,z", comments="", fmt="%.10g")
+open(d + "/big.tps", "w").write("""<TPSDataset><Points><Source>pts.csv</Source>
+<XField>x</XField><YField>y</YField></Points><Mode>LOCAL</Mode>
+<GeoTransform>0, 2.44140625, 0, 10000, 0, -2.44140625</GeoTransform>
+<Size>4096 4096</Size><Band><Field>z</Field></Band></TPSDataset>""")
+PY
+for dev in GPU CPU; do
+  TIMEFORMAT="gdal_translate MODE=LOCAL DEVICE=$dev NUM_THREADS=ALL_CPUS, 10^6 points -> 4096^2: %R s"
+  time gdal_translate -q -oo DEVICE=$dev -oo NUM_THREADS=ALL_CPUS -oo MODEL_CACHE=NO \
+    "$work/big.tps" "$work/local_$dev.tif"
+done
+TIMEFORMAT="gdalinfo (open: 10^6 points read + local solve): %R s"
+time gdalinfo -oo NUM_THREADS=ALL_CPUS -oo MODEL_CACHE=NO -mdd TPS "$work/big.tps" | grep -E "MODE|PATCH|SOLVE_"
+gdal_translate -q -of ENVI "$work/local_GPU.tif" "$work/g.raw" && gdal_translate -q -of ENVI "$work/local_CPU.tif" "$work/c.raw" && python3 -c "
+import numpy as np, sys
+g = np.fromfile('$work/g.raw', np.float32); c = np.fromfile('$work/c.raw', np.float32)
+print('local GPU vs CPU (Float32 outputs): max |diff| %.3g, value range %.3g' % (np.abs(g - c).max(), c.max() - c.min()))"
 rm -rf "$work"

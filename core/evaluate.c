@@ -272,19 +272,13 @@ tps_status tps_evaluate_grid(tps_context *ctx, const tps_model *model, const tps
                          NULL,
                          0,
                          NULL};
-    double pairs = (double)model->n * (double)grid->ncols * (double)grid->nrows;
+    const double pixels = (double)grid->ncols * (double)grid->nrows;
+    const double pairs =
+        model->local ? tps_local_pairs(model->local, pixels) : (double)model->n * pixels;
     const tps_device requested = options ? options->device : TPS_DEVICE_AUTO;
-    if (model->local) {
-        /* Local models evaluate on the CPU: the GPU backend holds one dense
-         * point set per model, not patches (docs/design.md). */
-        if (requested == TPS_DEVICE_GPU)
-            tps_log(ctx, TPS_LOG_DEBUG, "a local model evaluates on the CPU, not the GPU");
-        st = tps_local_evaluate(ctx, model, kernel, n_outputs, bands, &rq.t,
-                                options ? options->num_threads : 1);
-        free(bands);
-        return st;
-    }
     if (requested == TPS_DEVICE_GPU || tps_device_choose(requested, pairs) == TPS_DEVICE_GPU) {
+        if (model->local && options && options->precision == TPS_PRECISION_MIXED)
+            tps_log(ctx, TPS_LOG_DEBUG, "a local model evaluates in DOUBLE on the GPU");
         st = tps_evaluate_grid_gpu(ctx, model, grid, n_outputs, outputs,
                                    options ? options->precision : TPS_PRECISION_DOUBLE,
                                    options ? options->gpu_max_memory : 0);
@@ -296,6 +290,12 @@ tps_status tps_evaluate_grid(tps_context *ctx, const tps_model *model, const tps
         tps_log(ctx, TPS_LOG_DEBUG, "GPU evaluation failed, evaluating on the CPU: %s",
                 tps_context_errmsg(ctx));
         tps_clear_error(ctx);
+    }
+    if (model->local) {
+        st = tps_local_evaluate(ctx, model, kernel, n_outputs, bands, &rq.t,
+                                options ? options->num_threads : 1);
+        free(bands);
+        return st;
     }
     const size_t chunks_per_row = (grid->ncols + CHUNK_PIXELS - 1) / CHUNK_PIXELS;
     st = run_request(ctx, &rq, chunks_per_row * grid->nrows, pairs,

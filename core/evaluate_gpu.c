@@ -24,20 +24,46 @@ static struct tps_gpu_model *device_model(tps_context *ctx, tps_model *md, size_
     return gpu;
 }
 
+/* The same for a LOCAL model's patches. */
+static struct tps_gpu_local *device_local(tps_context *ctx, tps_model *md, size_t max_bytes)
+{
+    char err[512] = "";
+    pthread_mutex_lock(&md->gpu_lock);
+    if (!md->gpu_local) {
+        md->gpu_local = tps_local_upload(md->local, max_bytes, err, sizeof err);
+        if (md->gpu_local)
+            md->gpu_uploads++;
+    }
+    struct tps_gpu_local *gpu = md->gpu_local;
+    pthread_mutex_unlock(&md->gpu_lock);
+    if (!gpu)
+        tps_set_error(ctx, TPS_ERR_DEVICE_UNAVAILABLE, "%s", err);
+    return gpu;
+}
+
 tps_status tps_evaluate_grid_gpu(tps_context *ctx, const tps_model *model, const tps_grid *grid,
                                  size_t n_outputs, const tps_output *outputs,
                                  tps_precision precision, size_t max_bytes)
 {
-    /* The device copy is a cache of the immutable model: filling it does
-     * not change what the model computes. */
-    struct tps_gpu_model *gpu = device_model(ctx, (tps_model *)model, max_bytes);
-    if (!gpu)
-        return tps_context_errno(ctx);
     const double s = model->scale;
     tps_gpu_grid g = {(grid->x0 - model->cx) / s, (grid->y0 - model->cy) / s, grid->col_dx / s,
                       grid->col_dy / s, grid->row_dx / s, grid->row_dy / s, grid->first_col,
                       grid->first_row, grid->ncols, grid->nrows};
     char err[512] = "";
+    /* The device copy is a cache of the immutable model: filling it does
+     * not change what the model computes. */
+    if (model->local) {
+        struct tps_gpu_local *gpu = device_local(ctx, (tps_model *)model, max_bytes);
+        if (!gpu)
+            return tps_context_errno(ctx);
+        if (tps_gpu_local_evaluate_grid(gpu, &g, n_outputs, outputs, max_bytes, err,
+                                        sizeof err) != 0)
+            return tps_set_error(ctx, TPS_ERR_DEVICE_UNAVAILABLE, "GPU evaluation: %s", err);
+        return TPS_OK;
+    }
+    struct tps_gpu_model *gpu = device_model(ctx, (tps_model *)model, max_bytes);
+    if (!gpu)
+        return tps_context_errno(ctx);
     if (tps_gpu_evaluate_grid(gpu, &g, n_outputs, outputs, precision, max_bytes, err,
                               sizeof err) != 0)
         return tps_set_error(ctx, TPS_ERR_DEVICE_UNAVAILABLE, "GPU evaluation: %s", err);

@@ -40,6 +40,35 @@ int tps_gpu_evaluate_grid(tps_gpu_model *model, const tps_gpu_grid *grid, size_t
                           const tps_output *outputs, tps_precision precision, size_t max_bytes,
                           char *err, size_t errlen);
 
+/* LOCAL models (core/local.c): the patches, their points and weights in
+ * one device copy, and on the host the patch lookup grid that lists, for
+ * each cell of a gx x gy grid over the points' box, the patches whose
+ * support meets it (cell_patch[cell_start[c] .. cell_start[c + 1])). */
+typedef struct tps_gpu_local tps_gpu_local;
+typedef struct tps_gpu_patch {
+    double cx, cy, hx, hy; /* support: |u - cx| < hx, |v - cy| < hy */
+    double pcx, pcy, ps;   /* frame: l = (u - pcx) / ps */
+    size_t n;
+    const double *u, *v;        /* n coordinates in the patch frame */
+    const double *const *hw;    /* n_bands arrays of n half-weights */
+    const double (*affine)[3];  /* n_bands */
+} tps_gpu_patch;
+typedef struct tps_gpu_lookup {
+    double bu0, bv0, bu1, bv1; /* the points' box; weights are taken clamped into it */
+    size_t gx, gy;
+    double gdu, gdv;
+    const size_t *cell_start, *cell_patch;
+} tps_gpu_lookup;
+tps_gpu_local *tps_gpu_local_create(size_t n_patches, const tps_gpu_patch *patches,
+                                   size_t n_bands, const tps_gpu_lookup *lookup,
+                                   size_t max_bytes, char *err, size_t errlen);
+void tps_gpu_local_destroy(tps_gpu_local *local);
+/* As tps_gpu_evaluate_grid, in FP64 (the blend of a few hundred points per
+ * pixel; MIXED's speed matters for dense global sums). */
+int tps_gpu_local_evaluate_grid(tps_gpu_local *local, const tps_gpu_grid *grid,
+                                size_t n_outputs, const tps_output *outputs, size_t max_bytes,
+                                char *err, size_t errlen);
+
 /* The dense solve's O(N^3) part (core/solve.c has the method): forms
  * K + lambda I on the device, applies the three reflectors of P's QR
  * (dgeqrf's output `reflectors`, N x 3, and `tau`), factors the trailing

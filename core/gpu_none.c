@@ -55,3 +55,26 @@ int tps_gpu_factor_solve(size_t n, const double *u, const double *v, double lamb
     snprintf(err, errlen, "%s", no_gpu);
     return TPS_GPU_SOLVE_UNAVAILABLE;
 }
+
+tps_gpu_local *tps_gpu_local_create(size_t n_patches, const tps_gpu_patch *patches,
+                                   size_t n_bands, const tps_gpu_lookup *lookup,
+                                   size_t max_bytes, char *err, size_t errlen)
+{
+    (void)n_patches, (void)patches, (void)n_bands, (void)lookup, (void)max_bytes;
+    snprintf(err, errlen, "%s", no_gpu);
+    return NULL;
+}
+
+void tps_gpu_local_destroy(tps_gpu_local *local)
+{
+    (void)local;
+}
+
+int tps_gpu_local_evaluate_grid(tps_gpu_local *local, const tps_gpu_grid *grid,
+                                size_t n_outputs, const tps_output *outputs, size_t max_bytes,
+                                char *err, size_t errlen)
+{
+    (void)local, (void)grid, (void)n_outputs, (void)outputs, (void)max_bytes;
+    snprintf(err, errlen, "%s", no_gpu);
+    return -1;
+}

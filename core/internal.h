@@ -14,6 +14,7 @@ extern "C" {
 
 struct tps_gpu_model;
 struct tps_local;
+struct tps_gpu_local;
 
 struct tps_context {
     tps_status status;
@@ -44,6 +45,7 @@ struct tps_model {
      * thread and handle that evaluates this model; freed with it. */
     pthread_mutex_t gpu_lock;
     struct tps_gpu_model *gpu;
+    struct tps_gpu_local *gpu_local; /* the same, for a LOCAL model's patches */
     size_t gpu_uploads;
     int gpu_lock_ready;
 };
@@ -55,6 +57,11 @@ struct tps_model {
 tps_status tps_evaluate_grid_gpu(tps_context *ctx, const tps_model *model, const tps_grid *grid,
                                  size_t n_outputs, const tps_output *outputs,
                                  tps_precision precision, size_t max_bytes);
+/* Point-pixel pairs of a grid of `pixels` on a LOCAL model (for AUTO). */
+double tps_local_pairs(const struct tps_local *local, double pixels);
+/* The device copy of a LOCAL model's patches (local.c knows their layout). */
+struct tps_gpu_local *tps_local_upload(const struct tps_local *local, size_t max_bytes,
+                                       char *err, size_t errlen);
 
 /* ---- errors and messages (context.c) ---- */
 tps_status tps_set_error(tps_context *ctx, tps_status status, const char *fmt, ...)

@@ -28,6 +28,7 @@
  * SIMD kernel of eval_kernel.c over each patch's points for the pixels
  * inside its support. A pixel's value depends only on its own coordinates:
  * its patches are summed in patch order whatever chunk it falls in. */
+#include "gpu_backend.h"
 #include "internal.h"
 
 #include <cblas.h>
@@ -789,4 +790,39 @@ tps_status tps_local_evaluate(tps_context *ctx, const tps_model *md, tps_kernel_
     tps_parallel_for(n_items, threads, run_local_chunk, &rq);
     free(rq.scratch);
     return TPS_OK;
+}
+
+/* ---- the GPU path ---- */
+
+double tps_local_pairs(const struct tps_local *lc, double pixels)
+{
+    /* A pixel blends the patches over it: ~overlap^2 of them (each holding
+     * its share of points); the average patch size is a fair proxy. */
+    size_t entries = 0;
+    for (size_t p = 0; p < lc->n_patches; ++p)
+        entries += lc->patches[p].n;
+    const double per_patch = lc->n_patches ? (double)entries / (double)lc->n_patches : 0.0;
+    return pixels * 2.0 * per_patch;
+}
+
+struct tps_gpu_local *tps_local_upload(const struct tps_local *lc, size_t max_bytes, char *err,
+                                       size_t errlen)
+{
+    tps_gpu_patch *gp = calloc(lc->n_patches ? lc->n_patches : 1, sizeof *gp);
+    if (!gp) {
+        snprintf(err, errlen, "out of host memory");
+        return NULL;
+    }
+    for (size_t p = 0; p < lc->n_patches; ++p) {
+        const patch *pt = &lc->patches[p];
+        gp[p] = (tps_gpu_patch){pt->cx, pt->cy, pt->hx, pt->hy, pt->pcx, pt->pcy, pt->ps, pt->n,
+                                pt->u, pt->v, (const double *const *)pt->hw,
+                                (const double(*)[3])pt->affine};
+    }
+    const tps_gpu_lookup lookup = {lc->bu0, lc->bv0, lc->bu1, lc->bv1, lc->gx, lc->gy,
+                                   lc->gdu, lc->gdv, lc->cell_start, lc->cell_patch};
+    struct tps_gpu_local *gpu =
+        tps_gpu_local_create(lc->n_patches, gp, lc->n_bands, &lookup, max_bytes, err, errlen);
+    free(gp);
+    return gpu;
 }

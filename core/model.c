@@ -43,6 +43,7 @@ tps_model *tps_model_destroy(tps_model *model)
     if (!model)
         return NULL;
     tps_gpu_model_destroy(model->gpu);
+    tps_gpu_local_destroy(model->gpu_local);
     tps_local_destroy(model->local);
     if (model->gpu_lock_ready)
         pthread_mutex_destroy(&model->gpu_lock);

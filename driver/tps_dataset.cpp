@@ -45,6 +45,17 @@ constexpr double CHUNK_MAX_PAIRS = 1e9;
 constexpr double CHUNK_MAX_PIXELS_GPU = 67108864.0;
 constexpr double CHUNK_MAX_PAIRS_GPU = 2e11;
 
+// Point-pixel pairs per pixel: every point for a global model; for a local
+// one the points of the few patches blended over each pixel (cells hold
+// n / patches points, patches overlap ~2x: the engine's own estimate).
+double PairsPerPixel(const tps_model_info &sInfo)
+{
+    const double dfPoints = std::max<double>(1.0, static_cast<double>(sInfo.n_points));
+    if (sInfo.mode == TPS_MODE_LOCAL && sInfo.n_patches > 0)
+        return std::min(dfPoints, 4.5 * dfPoints / static_cast<double>(sInfo.n_patches));
+    return dfPoints;
+}
+
 /* Overview levels stop before the larger side falls below this. */
 constexpr int TPS_OVERVIEW_MIN_SIDE = 256;
 
@@ -339,22 +350,13 @@ std::unique_ptr<TPSDataset> TPSDataset::Open(TPSConfig &&oConfig)
 
     // One device for the whole dataset, chosen from the size of the whole
     // raster, so that DEVICE says what evaluates every block.
-    const double dfPairs = static_cast<double>(sInfo.n_points) * poDS->nRasterXSize *
-                           static_cast<double>(poDS->nRasterYSize);
+    const double dfPairs =
+        PairsPerPixel(sInfo) * poDS->nRasterXSize * static_cast<double>(poDS->nRasterYSize);
     poDS->m_bDeviceAuto = c.eDevice == TPSDeviceRequest::AUTO;
     poDS->m_sEvalOptions.device = tps_device_choose(poDS->m_sEvalOptions.device, dfPairs);
-    if (sInfo.mode == TPS_MODE_LOCAL)
-    {
-        // The GPU backend holds one dense point set per model, not patches:
-        // local models evaluate on the CPU, whatever DEVICE says.
-        if (poDS->m_sEvalOptions.device == TPS_DEVICE_GPU)
-            CPLDebug("TPS", "%s: a local model evaluates on the CPU, not the GPU", pszName);
-        poDS->m_sEvalOptions.device = TPS_DEVICE_CPU;
-        CPLDebug("TPS", "%s: evaluating on the CPU (a local model of %llu patches)", pszName,
-                 static_cast<unsigned long long>(sInfo.n_patches));
-    }
-    else if (poDS->m_sEvalOptions.device == TPS_DEVICE_GPU)
-        CPLDebug("TPS", "%s: evaluating on the GPU: %s", pszName, tps_gpu_description());
+    if (poDS->m_sEvalOptions.device == TPS_DEVICE_GPU)
+        CPLDebug("TPS", "%s: evaluating on the GPU: %s%s", pszName, tps_gpu_description(),
+                 sInfo.mode == TPS_MODE_LOCAL ? " (a local model: FP64 whatever PRECISION)" : "");
     else if (poDS->m_bDeviceAuto &&
              tps_device_check(poDS->m_poContext.get(), TPS_DEVICE_GPU) != TPS_OK)
         CPLDebug("TPS", "%s: evaluating on the CPU: %s", pszName,
@@ -566,7 +568,7 @@ CPLErr TPSDataset::EvaluateWindow(int nXOff, int nYOff, int nXSize, int nYSize,
     TPSDataset &oRoot = Root();
     tps_context *psCtx = oRoot.m_poContext.get();
     tps_eval_options &sEvalOptions = oRoot.m_sEvalOptions;
-    const double dfPoints = std::max<double>(1.0, static_cast<double>(m_poModel->sInfo.n_points));
+    const double dfPoints = PairsPerPixel(m_poModel->sInfo);
     const bool bGPU = sEvalOptions.device == TPS_DEVICE_GPU;
     const double dfRows =
         std::min((bGPU ? CHUNK_MAX_PIXELS_GPU : CHUNK_MAX_PIXELS) / nXSize,

@@ -50,6 +50,15 @@ static std::string write_fixture(const std::string &dir)
                "<Band><Field>a</Field></Band><Band><Field>b</Field><Smoothing>1000</Smoothing>"
                "</Band><Band><Field>c</Field></Band></TPSDataset>\n");
     fclose(f);
+    /* The same as a LOCAL model of small patches, next to it. */
+    f = fopen((dir + "/local.tps").c_str(), "w");
+    fprintf(f, "<TPSDataset><Points><Source>points.csv</Source><XField>x</XField>"
+               "<YField>y</YField></Points><Mode>LOCAL</Mode><PatchPoints>100</PatchPoints>"
+               "<GeoTransform>400000, 2.44140625, 0, 6005000, 0, -2.44140625</GeoTransform>"
+               "<Size>2048 2048</Size><BlockSize>256 256</BlockSize><DataType>Float64</DataType>"
+               "<Band><Field>a</Field></Band><Band><Field>b</Field><Smoothing>1000</Smoothing>"
+               "</Band><Band><Field>c</Field></Band></TPSDataset>\n");
+    fclose(f);
     return tps;
 }
 
@@ -69,7 +78,7 @@ static const char *md(GDALDataset *ds, const char *key)
     return v ? v : "(none)";
 }
 
-static int share(const std::string &tps)
+static int share(const std::string &tps, bool local)
 {
     GDALDataset *a = open_tps(tps, "GPU", nullptr), *b = open_tps(tps, "GPU", nullptr);
     GDALDataset *cpu = open_tps(tps, "CPU", nullptr);
@@ -78,6 +87,7 @@ static int share(const std::string &tps)
         return 1;
     }
     CHECK(strcmp(md(a, "DEVICE"), "GPU") == 0, "DEVICE=%s", md(a, "DEVICE"));
+    CHECK(strcmp(md(a, "MODE"), local ? "LOCAL" : "GLOBAL") == 0, "MODE=%s", md(a, "MODE"));
     CHECK(strcmp(md(cpu, "DEVICE"), "CPU") == 0, "DEVICE=%s", md(cpu, "DEVICE"));
     CHECK(strcmp(md(a, "DEVICE_UPLOADS"), "0") == 0, "before any read: %s",
           md(a, "DEVICE_UPLOADS"));
@@ -104,7 +114,8 @@ static int share(const std::string &tps)
                 ++blocks;
             }
     for (int k = 0; k < 3; ++k) {
-        printf("band %d: max |GPU - CPU| = %.3g x range\n", k + 1, worst[k] / (hi[k] - lo[k]));
+        printf("%s band %d: max |GPU - CPU| = %.3g x range\n", local ? "local" : "global", k + 1,
+               worst[k] / (hi[k] - lo[k]));
         CHECK(worst[k] <= 1e-9 * (hi[k] - lo[k]), "band %d: %.3g", k + 1, worst[k]);
     }
     printf("%d blocks read through two GPU handles; DEVICE_UPLOADS %s / %s, SOLVES %s\n", blocks,
@@ -112,6 +123,12 @@ static int share(const std::string &tps)
     CHECK(strcmp(md(a, "DEVICE_UPLOADS"), "1") == 0, "uploads %s", md(a, "DEVICE_UPLOADS"));
     CHECK(strcmp(md(b, "DEVICE_UPLOADS"), "1") == 0, "uploads %s", md(b, "DEVICE_UPLOADS"));
     CHECK(strcmp(md(a, "SOLVES"), "1") == 0, "solves %s", md(a, "SOLVES"));
+    if (local) { /* patches solve on the CPU threads; MIXED does not apply */
+        GDALClose(a);
+        GDALClose(b);
+        GDALClose(cpu);
+        return 0;
+    }
     /* The model was solved by the first DEVICE=GPU open: with cuSOLVER. */
     printf("SOLVE_DEVICE %s, SOLVE_SECONDS %s\n", md(a, "SOLVE_DEVICE"), md(a, "SOLVE_SECONDS"));
     CHECK(strcmp(md(a, "SOLVE_DEVICE"), "GPU") == 0, "SOLVE_DEVICE=%s", md(a, "SOLVE_DEVICE"));
@@ -187,6 +204,8 @@ static int budget(const std::string &dir)
         if (ds)
             GDALClose(ds);
     VSIUnlink(tps.c_str());
+    VSIUnlink((std::string(dir) + "/local.tps").c_str());
+    VSIUnlink((std::string(dir) + "/local.tps.model").c_str());
     VSIUnlink((tps + ".model").c_str());
     return 0;
 }
@@ -242,7 +261,9 @@ int main(int argc, char **argv)
         printf("SKIP: no usable GPU: %s\n", g_last_error.c_str());
         rc = 77;
     } else {
-        rc = share(tps);
+        rc = share(tps, false);
+        if (rc == 0)
+            rc = share(std::string(dir) + "/local.tps", true);
         if (rc == 0)
             rc = budget(dir);
     }
@@ -252,6 +273,8 @@ int main(int argc, char **argv)
         printf("%d checks, %d failed\n", checks, failures);
     VSIUnlink((std::string(dir) + "/points.csv").c_str());
     VSIUnlink(tps.c_str());
+    VSIUnlink((std::string(dir) + "/local.tps").c_str());
+    VSIUnlink((std::string(dir) + "/local.tps.model").c_str());
     VSIUnlink((tps + ".model").c_str()); /* the solved model kept next to it */
     VSIRmdir(dir);
     return rc == 77 ? 77 : (failures || rc ? 1 : 0);
