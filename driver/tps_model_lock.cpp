@@ -318,6 +318,7 @@ TPSModelLockOutcome TPSModelLockAcquireOrWait(const std::string &osModelPath,
     const Clock::time_point tStart = Clock::now();
 
     bool bAnnounced = false;
+    bool bWaiting = false; /* a holder we waited for is still to be heard of */
     std::string osSeen;           /* the lock as last seen: inode, content, time */
     Clock::time_point tSeenSince; /* since when it has looked like that */
     while (true)
@@ -348,8 +349,6 @@ TPSModelLockOutcome TPSModelLockAcquireOrWait(const std::string &osModelPath,
                 return oOut;
             }
             auto poLock = std::make_shared<TPSModelLock>(osLock, fd, dfStale / 5);
-            CPLDebug("TPS", "%s: lock taken by pid %lld on %s", pszLock,
-                     static_cast<long long>(getpid()), osHost.c_str());
             // A holder that finished between our first look and now left
             // its model: no need to solve it again. Read whatever the file
             // looks like (on NFS, a stat may still show cached attributes).
@@ -360,6 +359,19 @@ TPSModelLockOutcome TPSModelLockAcquireOrWait(const std::string &osModelPath,
                 oOut.bModelRead = true;
                 return oOut; /* poLock goes: the lock is removed */
             }
+            if (bWaiting)
+            {
+                // The holder we waited for ended without leaving a model:
+                // its solve failed, or gave a model that is not kept (local
+                // mode), or its source changed. Solving in turn under the
+                // lock would queue every waiter behind the next one.
+                CPLDebug("TPS", "%s: the lock holder finished without a model: solving "
+                         "without the lock", pszLock);
+                oOut.osWhyUnlocked = "the lock holder left no model";
+                return oOut; /* poLock goes */
+            }
+            CPLDebug("TPS", "%s: lock taken by pid %lld on %s", pszLock,
+                     static_cast<long long>(getpid()), osHost.c_str());
             oOut.poLock = std::move(poLock);
             return oOut;
         }
@@ -425,7 +437,10 @@ TPSModelLockOutcome TPSModelLockAcquireOrWait(const std::string &osModelPath,
                 return oOut;
             }
             if (eBreak == BreakResult::BROKEN)
+            {
                 CPLDebug("TPS", "%s: stale lock broken (%s)", pszLock, osStale.c_str());
+                bWaiting = false; /* its holder will never be heard of */
+            }
             osSeen.clear();
             continue;
         }
@@ -445,6 +460,7 @@ TPSModelLockOutcome TPSModelLockAcquireOrWait(const std::string &osModelPath,
             oOut.osWhyUnlocked = CPLSPrintf("lock timeout after %.1f s", dfWaited);
             return oOut;
         }
+        bWaiting = true;
         std::this_thread::sleep_for(
             std::chrono::duration<double>(std::min(POLL_S, dfTimeout - dfWaited)));
         if (fnTryRead(false))
