@@ -29,7 +29,8 @@ RBFInterpolator for values after the points change.
   live process is waited for TPS_MODEL_LOCK_TIMEOUT seconds, then the open
   solves and leaves that lock alone; one for another model is not waited
   for; a folder where no lock can be created solves as before; a failed
-  solve (collinear points) removes its lock.
+  solve (collinear points) removes its lock; a holder that leaves no model
+  (local mode) does not make its waiters queue behind each other.
 """
 import hashlib
 import json
