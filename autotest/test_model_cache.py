@@ -19,13 +19,24 @@ RBFInterpolator for values after the points change.
 * the grid is not part of the hash: another SIZE reuses the model;
 * /vsimem/ .tps files keep their model in /vsimem/;
 * processes: 4 started together on a kept model all read it (one solve in
-  all, the first process's); 4 started together without one all solve,
-  agree bit for bit, and leave one valid file and no temporary files.
+  all, the first process's); 4 started together without one solve once
+  (one takes <name>.tps.model.lock, the others wait and read its model;
+  also with a lock that must be kept fresh by its holder's heartbeat),
+  agree bit for bit with a solve that never sees the file, and leave one
+  valid file and no lock or temporary files;
+* the lock: one left by a dead process of this host, or by another
+  machine and not refreshed, is broken and the open solves; one held by a
+  live process is waited for TPS_MODEL_LOCK_TIMEOUT seconds, then the open
+  solves and leaves that lock alone; one for another model is not waited
+  for; a folder where no lock can be created solves as before; a failed
+  solve (collinear points) removes its lock; a holder that leaves no model
+  (local mode) does not make its waiters queue behind each other.
 """
 import hashlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import tarfile
 import time
@@ -64,8 +75,8 @@ print(json.dumps(out))
 '''
 
 
-def start_probe(path, oo=(), start=0.0):
-    env = subprocess_env()
+def start_probe(path, oo=(), start=0.0, env=None):
+    env = dict(subprocess_env(), **(env or {}))
     env['CPL_DEBUG'] = 'TPS'
     return subprocess.Popen([PYTHON, '-c', PROBE, str(path), repr(start)] + list(oo),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
@@ -77,8 +88,8 @@ def finish_probe(proc):
     return json.loads(out.strip().splitlines()[-1])
 
 
-def probe(path, oo=()):
-    return finish_probe(start_probe(path, oo))
+def probe(path, oo=(), env=None):
+    return finish_probe(start_probe(path, oo, env=env))
 
 
 def make_points(folder, n=200, seed=41, name='p.csv'):
@@ -499,19 +510,238 @@ def test_many_processes_one_solve(tmp_path):
     assert total_solves == 1
 
 
-def test_concurrent_cold_start_leaves_one_valid_file(tmp_path):
-    """Without a model file, processes that open at the same moment each
-    solve (nothing coordinates them), write their own temporary file and
-    rename it into place: the last rename wins, all agree, nothing torn."""
-    cols = make_points(tmp_path, n=1500)
+@pytest.mark.parametrize('stale', [None, '1'])
+def test_concurrent_cold_start_solves_once(tmp_path, stale):
+    """4 processes open a .tps with no model file at the same moment: one
+    takes the lock and solves (about a second here), the others wait and
+    read its model. With TPS_MODEL_LOCK_STALE=1 a lock whose holder stopped
+    refreshing it would be broken after 1 s: the holder's heartbeat must
+    keep it alive through the solve."""
+    cols = make_points(tmp_path, n=2500)
     path = make_tps(tmp_path, cols)
-    start = time.time() + 1.0
-    procs = [start_probe(path, start=start) for _ in range(4)]
+    env = {'TPS_MODEL_LOCK_STALE': stale} if stale else None
+    start = time.time() + 2.0  # all four have imported GDAL by then
+    procs = [start_probe(path, start=start, env=env) for _ in range(4)]
     results = [finish_probe(p) for p in procs]
-    digests = {r['digest'] for r in results}
-    assert len(digests) == 1, results
     for r in results:
         assert r['opened'] and not r['failures'] and not r['warnings'], r
-    assert not temp_files(tmp_path)
-    assert assert_valid_model(path)['digest'] in digests
-    assert digests == {digest(solved_bytes(path))}
+    assert sorted(r['source'] for r in results) == ['FILE', 'FILE', 'FILE', 'SOLVED'], \
+        [r['debug'] for r in results]
+    assert sum(int(r['solves']) for r in results) == 1
+    debug = [r['debug'] for r in results]
+    assert sum('lock taken' in d for d in debug) == 1, debug
+    assert not any('stale lock broken' in d or 'lock timeout' in d for d in debug), debug
+    # they did run at the same time: someone waited for the solver
+    assert any('waiting for lock holder' in d and 'the model appeared after' in d
+               for d in debug), debug
+    assert len({r['digest'] for r in results}) == 1
+    assert not lock_files(tmp_path) and not temp_files(tmp_path)
+    assert assert_valid_model(path)['digest'] == results[0]['digest'] == \
+        digest(solved_bytes(path))
+
+
+# ------------------------------------------------------------- the lock
+
+def model_hash(path):
+    """The hash a model file is made under (bytes 40-71 of its header): the
+    one a lock for the same model names."""
+    with open(str(path) + '.model', 'rb') as f:
+        return f.read(72)[40:].hex()
+
+
+def pid_space():
+    """Where a pid names one process (the driver's pidspace field): this
+    boot and this pid namespace."""
+    with open('/proc/sys/kernel/random/boot_id') as f:
+        return f.read().strip() + '/' + os.readlink('/proc/self/ns/pid')
+
+
+def write_lock(path, host, pid, model, space=None):
+    lock = str(path) + '.model.lock'
+    with open(lock, 'w') as f:
+        f.write('gdal-tps model lock 1\nhost=%s\npidspace=%s\npid=%d\nstarted=%d\nmodel=%s\n'
+                % (host, pid_space() if space is None else space, pid, int(time.time()), model))
+    with open(lock) as f:
+        return f.read()
+
+
+def lock_files(folder):
+    return [f for f in os.listdir(folder) if '.lock' in f]
+
+
+def dead_pid():
+    p = subprocess.Popen(['true'])
+    p.wait()
+    return p.pid
+
+
+def cold_tps(folder, n=600):
+    """A .tps, the hash of its model, no model file; and the reference bytes
+    (a solve that never sees the file)."""
+    cols = make_points(folder, n=n)
+    path = make_tps(folder, cols)
+    assert probe(path)['source'] == 'SOLVED'
+    h = model_hash(path)
+    os.remove(path + '.model')
+    return path, h, digest(solved_bytes(path))
+
+
+def timed_probe(path, env):
+    t0 = time.time()
+    r = probe(path, env=env)
+    return r, time.time() - t0
+
+
+def test_lock_of_a_dead_process_is_broken(tmp_path):
+    path, h, reference = cold_tps(tmp_path)
+    pid = dead_pid()
+    write_lock(path, socket.gethostname(), pid, h)
+    r, elapsed = timed_probe(path, {'TPS_MODEL_LOCK_TIMEOUT': '60', 'TPS_MODEL_LOCK_STALE': '60'})
+    assert r['opened'] and not r['failures'] and not r['warnings'], r
+    d = r['debug']
+    assert 'stale lock broken (its holder, pid %d on this host, is gone)' % pid in d, d
+    assert d.index('stale lock broken') < d.index('lock taken') and 'lock timeout' not in d, d
+    assert elapsed < 30, elapsed  # not the 60 s timeout nor the 60 s staleness
+    assert r['source'] == 'SOLVED' and r['digest'] == reference
+    assert not lock_files(tmp_path) and not temp_files(tmp_path)
+    assert assert_valid_model(path)['digest'] == reference
+
+
+def test_dead_pid_of_another_pid_namespace_is_not_judged(tmp_path):
+    """Same host name, other pid namespace (a container): the pid means
+    nothing here, so the lock is not broken for it (only by its staleness
+    or the timeout)."""
+    path, h, reference = cold_tps(tmp_path)
+    content = write_lock(path, socket.gethostname(), dead_pid(), h, space='other-container')
+    r, elapsed = timed_probe(path, {'TPS_MODEL_LOCK_TIMEOUT': '1', 'TPS_MODEL_LOCK_STALE': '60'})
+    d = r['debug']
+    assert 'lock timeout' in d and 'stale lock broken' not in d, d
+    assert r['source'] == 'SOLVED' and r['digest'] == reference
+    assert open(path + '.model.lock').read() == content
+
+
+def test_lock_of_another_machine_not_refreshed_is_broken(tmp_path):
+    """Its pid cannot be checked from here: the lock is stale once this
+    process has seen its modification time unchanged for
+    TPS_MODEL_LOCK_STALE seconds."""
+    path, h, reference = cold_tps(tmp_path)
+    write_lock(path, 'another-machine.invalid', 1, h)
+    r, elapsed = timed_probe(path, {'TPS_MODEL_LOCK_STALE': '1'})
+    d = r['debug']
+    assert 'waiting for lock holder pid 1 on another-machine.invalid' in d, d
+    assert 'stale lock broken (not refreshed for' in d and 'lock taken' in d, d
+    assert elapsed >= 1.0
+    assert r['source'] == 'SOLVED' and r['digest'] == reference and not r['warnings']
+    assert not lock_files(tmp_path)
+    assert assert_valid_model(path)['digest'] == reference
+
+
+def test_live_holder_is_waited_for_until_the_timeout(tmp_path):
+    """A lock of a live process (this test's) that never writes the model:
+    the open waits TPS_MODEL_LOCK_TIMEOUT seconds, then solves without the
+    lock, writes the model, and leaves the other process's lock alone."""
+    path, h, reference = cold_tps(tmp_path)
+    content = write_lock(path, socket.gethostname(), os.getpid(), h)
+    r, elapsed = timed_probe(path, {'TPS_MODEL_LOCK_TIMEOUT': '1.5'})
+    d = r['debug']
+    assert 'waiting for lock holder pid %d on %s' % (os.getpid(), socket.gethostname()) in d, d
+    assert 'lock timeout after 1.' in d and 'lock taken' not in d, d
+    assert elapsed >= 1.5
+    assert r['source'] == 'SOLVED' and r['digest'] == reference and not r['warnings']
+    assert open(path + '.model.lock').read() == content
+    assert assert_valid_model(path)['digest'] == reference  # read, no wait: the model is there
+
+
+def test_lock_for_another_model_is_not_waited_for(tmp_path):
+    path, _, reference = cold_tps(tmp_path)
+    content = write_lock(path, socket.gethostname(), os.getpid(), '00' * 32)
+    r, elapsed = timed_probe(path, {'TPS_MODEL_LOCK_TIMEOUT': '60'})
+    d = r['debug']
+    assert 'held for another model' in d and 'waiting' not in d, d
+    assert elapsed < 30
+    assert r['source'] == 'SOLVED' and r['digest'] == reference
+    assert open(path + '.model.lock').read() == content
+
+
+def test_bad_lock_timeout_value_warns(tmp_path):
+    path, _, reference = cold_tps(tmp_path)
+    r = probe(path, env={'TPS_MODEL_LOCK_TIMEOUT': 'soon'})
+    assert r['opened'] and r['digest'] == reference
+    assert any('TPS_MODEL_LOCK_TIMEOUT=soon' in w for w in r['warnings']), r
+
+
+class ReadOnlyFolder:
+    """A folder nobody can create files in: mode 555 for a normal user;
+    for root (who ignores modes) the immutable attribute."""
+
+    def __init__(self, folder):
+        self.folder = str(folder)
+
+    def __enter__(self):
+        if os.geteuid() != 0:
+            os.chmod(self.folder, 0o555)
+        else:
+            r = subprocess.run(['chattr', '+i', self.folder], capture_output=True, text=True)
+            if r.returncode != 0:
+                pytest.skip('root cannot make a folder read-only here: ' + r.stderr)
+        probe_file = os.path.join(self.folder, 'probe')
+        with pytest.raises(OSError):
+            open(probe_file, 'w')
+        return self
+
+    def __exit__(self, *exc):
+        if os.geteuid() != 0:
+            os.chmod(self.folder, 0o755)
+        else:
+            subprocess.run(['chattr', '-i', self.folder], check=True)
+
+
+def test_read_only_folder_solves_without_a_lock(tmp_path):
+    folder = tmp_path / 'ro'
+    folder.mkdir()
+    path, _, reference = cold_tps(folder)
+    before = sorted(os.listdir(folder))
+    with ReadOnlyFolder(folder):
+        r, elapsed = timed_probe(path, {'TPS_MODEL_LOCK_TIMEOUT': '60'})
+        after = sorted(os.listdir(folder))
+    assert r['opened'] and not r['failures'] and not r['warnings'], r
+    assert 'cannot create the lock' in r['debug'] and 'not kept' in r['debug'], r['debug']
+    assert r['source'] == 'SOLVED' and r['digest'] == reference
+    assert after == before
+
+
+def test_failed_solve_removes_its_lock(tmp_path):
+    """Collinear points: the solve fails, in two processes at once; one
+    took the lock and removed it, the other took it too (not at the same
+    time) or waited and, left without a model, solved without it."""
+    x = np.linspace(0.0, 100.0, 50)
+    write_csv(tmp_path / 'p.csv', {'x': x, 'y': 2.0 * x, 'z': x})
+    path = write_tps(tmp_path / 'm.tps', tps_xml('p.csv', ['z'], size=(10, 10),
+                                                 extent=(0, 0, 100, 200)))
+    start = time.time() + 0.8
+    results = [finish_probe(p) for p in [start_probe(path, start=start) for _ in range(2)]]
+    for r in results:
+        assert not r['opened'] and any('lie on one line' in m for m in r['failures']), r
+        assert 'lock taken' in r['debug'] or (
+            'waiting for lock holder' in r['debug'] and
+            'finished without a model' in r['debug']), r['debug']
+    assert sum('lock taken' in r['debug'] for r in results) >= 1
+    assert not lock_files(tmp_path) and not temp_files(tmp_path)
+    assert not os.path.exists(path + '.model')
+
+
+def test_model_that_is_not_kept_does_not_queue_the_waiters(tmp_path):
+    """A local model is not saved: the holder leaves no model, and a
+    process that waited for it solves at once, without the lock (it does
+    not take the lock and make the next one wait in turn)."""
+    cols = make_points(tmp_path, n=2500)
+    path = make_tps(tmp_path, cols, extra='<Mode>LOCAL</Mode><PatchPoints>200</PatchPoints>')
+    reference = digest(solved_bytes(path))
+    start = time.time() + 2.0
+    results = [finish_probe(p) for p in [start_probe(path, start=start) for _ in range(3)]]
+    for r in results:
+        d = r['debug']
+        assert r['opened'] and r['source'] == 'SOLVED' and r['digest'] == reference, r
+        assert ('lock taken' in d) != ('finished without a model' in d), d
+        assert d.count('waiting for lock holder') <= 1 and 'lock timeout' not in d, d
+    assert not lock_files(tmp_path) and not os.path.exists(path + '.model')

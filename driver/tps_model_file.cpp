@@ -282,8 +282,11 @@ bool TPSModelFilePrepare(const TPSConfig &c, TPSModelFile *psFile, std::string *
     return true;
 }
 
-std::shared_ptr<TPSSharedModel> TPSModelFileRead(const TPSModelFile &oFile, tps_context *psCtx,
-                                                 std::string *posWhy)
+namespace
+{
+
+std::shared_ptr<TPSSharedModel> ReadModelFile(const TPSModelFile &oFile, tps_context *psCtx,
+                                              std::string *posWhy)
 {
     const char *pszPath = oFile.osPath.c_str();
     CPLErrorStateBackuper oErrorState;
@@ -374,8 +377,8 @@ std::shared_ptr<TPSSharedModel> TPSModelFileRead(const TPSModelFile &oFile, tps_
     return poModel;
 }
 
-bool TPSModelFileWrite(const TPSModelFile &oFile, const TPSSharedModel &oModel,
-                       tps_context *psCtx, std::string *posWhy)
+bool WriteModelFile(const TPSModelFile &oFile, const TPSSharedModel &oModel, tps_context *psCtx,
+                    std::string *posWhy)
 {
     CPLErrorStateBackuper oErrorState;
     CPLErrorHandlerPusher oQuiet(CPLQuietErrorHandler);
@@ -433,6 +436,64 @@ bool TPSModelFileWrite(const TPSModelFile &oFile, const TPSSharedModel &oModel,
         return false;
     }
     return true;
+}
+
+/* What identifies one version of the model file: a waiter reads it again
+ * only when this changes (a damaged or foreign file is not read at every
+ * poll). */
+std::string FileVersion(const std::string &osPath)
+{
+    VSIStatBufL sStat;
+    if (VSIStatL(osPath.c_str(), &sStat) != 0)
+        return std::string();
+    return CPLSPrintf(CPL_FRMT_GUIB "/%llu/", static_cast<GUIntBig>(sStat.st_size),
+                      static_cast<unsigned long long>(sStat.st_ino)) +
+           MTimeString(sStat);
+}
+
+} // namespace
+
+std::shared_ptr<TPSSharedModel> TPSModelFileRead(TPSModelFile &oFile, tps_context *psCtx,
+                                                 std::string *posWhy)
+{
+    std::string osVersion = FileVersion(oFile.osPath);
+    auto poModel = ReadModelFile(oFile, psCtx, posWhy);
+    if (poModel || !oFile.bWrite)
+        return poModel;
+
+    // No valid model yet: solve it once among the processes opening it now.
+    std::string osHex;
+    for (GByte byte : oFile.abyHash)
+        osHex += CPLSPrintf("%02x", byte);
+    std::string osWhyNotNow;
+    auto fnTryRead = [&](bool bAlways)
+    {
+        const std::string osNow = FileVersion(oFile.osPath);
+        if (!bAlways && (osNow.empty() || osNow == osVersion))
+            return false;
+        osVersion = osNow;
+        poModel = ReadModelFile(oFile, psCtx, &osWhyNotNow);
+        return poModel != nullptr;
+    };
+    TPSModelLockOutcome oLock = TPSModelLockAcquireOrWait(oFile.osPath, osHex, fnTryRead);
+    if (oLock.bModelRead)
+        return poModel;
+    oFile.poLock = std::move(oLock.poLock);
+    if (!osWhyNotNow.empty())
+        *posWhy = osWhyNotNow;
+    if (!oLock.osWhyUnlocked.empty())
+        *posWhy += " (" + oLock.osWhyUnlocked + ")";
+    return nullptr;
+}
+
+bool TPSModelFileWrite(TPSModelFile &oFile, const TPSSharedModel &oModel, tps_context *psCtx,
+                       std::string *posWhy)
+{
+    const bool bOK = WriteModelFile(oFile, oModel, psCtx, posWhy);
+    // After the rename: a waiter sees the model, or (failed) no lock and
+    // solves itself.
+    oFile.poLock.reset();
+    return bOK;
 }
 
 std::string TPSModelFilePath(const TPSConfig &c)

@@ -9,8 +9,13 @@
  * and solves them. A file whose hash differs, or that is damaged in any
  * way, is not used: the model is solved again (and the file rewritten).
  *
+ * Processes that open the .tps at the same time before the file exists
+ * solve once: the first takes "<name>.tps.model.lock" and solves, the
+ * others wait for its model file (tps_model_lock.h).
+ *
  * Nothing here emits a GDAL error: a model file is an optimisation, and
- * every problem with it ends in a solve, with the reason in a debug line.
+ * every problem with it ends in a solve, with the reason in a debug line
+ * (a bad TPS_MODEL_LOCK_* value is warned about).
  */
 #ifndef TPS_MODEL_FILE_H
 #define TPS_MODEL_FILE_H
@@ -18,6 +23,7 @@
 #include "tps.h"
 #include "tps_config.h"
 #include "tps_model_cache.h"
+#include "tps_model_lock.h"
 
 #include "cpl_port.h"
 #include "ogr_spatialref.h"
@@ -49,6 +55,11 @@ struct TPSModelFile
         std::string osMTime;
     };
     std::vector<Stamp> aoStamps{};
+
+    /* The lock this process holds while it solves this model (taken by
+     * TPSModelFileRead): dropped by TPSModelFileWrite, or with this object
+     * when the solve fails. */
+    std::shared_ptr<TPSModelLock> poLock{};
 };
 
 /* "<name>.tps.model" for a .tps file whose MODEL_CACHE is not NO, else "". */
@@ -63,15 +74,20 @@ bool TPSModelFilePrepare(const TPSConfig &oConfig, TPSModelFile *psFile, std::st
 
 /* The model kept in oFile.osPath when it is there, intact and made with
  * oFile.abyHash; else nullptr, with the reason in *posWhy (no file, made
- * from other inputs, damaged, unreadable). psCtx receives engine errors. */
-std::shared_ptr<TPSSharedModel> TPSModelFileRead(const TPSModelFile &oFile, tps_context *psCtx,
+ * from other inputs, damaged, unreadable). psCtx receives engine errors.
+ * With oFile.bWrite, when there is no valid file yet, first coordinates
+ * with other processes: waits (bounded) for one that is solving this model
+ * and returns its model, or takes the lock (oFile.poLock) so that the
+ * others wait for this process's solve and TPSModelFileWrite. */
+std::shared_ptr<TPSSharedModel> TPSModelFileRead(TPSModelFile &oFile, tps_context *psCtx,
                                                  std::string *posWhy);
 
 /* Saves oModel to oFile.osPath: written to a temporary file in the same
  * folder, then renamed into place, so that readers and concurrent writers
  * never see a partial file. False with the reason in *posWhy when it
- * cannot (unwritable folder, full disk, the source changed meanwhile). */
-bool TPSModelFileWrite(const TPSModelFile &oFile, const TPSSharedModel &oModel,
+ * cannot (unwritable folder, full disk, the source changed meanwhile).
+ * Either way, then releases oFile.poLock. */
+bool TPSModelFileWrite(TPSModelFile &oFile, const TPSSharedModel &oModel,
                        tps_context *psCtx, std::string *posWhy);
 
 #endif /* TPS_MODEL_FILE_H */
