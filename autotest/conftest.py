@@ -170,7 +170,7 @@ def tps_xml(source, bands, *, layer=None, xfield='x', yfield='y', points_srs=Non
             resolution=None, smoothing=None, data_type=None, nodata=None,
             block_size=None, extra='', points_extra=''):
     """Build a .tps document. bands: list of field names or of dicts with keys
-    field | geometry_z, smoothing, description."""
+    field | geometry_z, smoothing, description, quantity."""
     out = ['<TPSDataset>', '  <Points>', '    <Source>%s</Source>' % source]
     if layer is not None:
         out.append('    <Layer>%s</Layer>' % layer)
@@ -218,6 +218,8 @@ def tps_xml(source, bands, *, layer=None, xfield='x', yfield='y', points_srs=Non
             out.append('    <Smoothing>%s</Smoothing>' % fmt(b['smoothing']))
         if b.get('description') is not None:
             out.append('    <Description>%s</Description>' % b['description'])
+        if b.get('quantity') is not None:
+            out.append('    <Quantity>%s</Quantity>' % b['quantity'])
         out.append('  </Band>')
     out.append('</TPSDataset>')
     return '\n'.join(out) + '\n'

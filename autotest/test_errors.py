@@ -5,7 +5,7 @@ subprocess, whose exit status must be 0).
 
 Covered: fewer than 3 points, collinear points, nothing left after <Where>,
 all values missing, malformed / truncated / empty XML, wrong root, missing
-<Band> or <Field>, missing source / layer / field, non-numeric values, bad
+<Band> or <Field>, unknown or repeated <Quantity>, missing source / layer / field, non-numeric values, bad
 SRS, zero / negative / absurd / non-numeric sizes, bad extent, resolution
 and geotransform, negative / NaN / infinite smoothing, unknown DataType, the
 TPS_MAX_MEMORY limit, bad TPS: open options, DEVICE=GPU without a GPU;
@@ -162,6 +162,20 @@ def test_band_without_field(good):
                   tps_xml('pts.csv', ['conc_ppm'], size=(10, 10), extent=EXT)
                   .replace('<Field>conc_ppm</Field>', '<Description>d</Description>'))
     assert_open_fails(p, 'nofield.tps', ['Field', 'GeometryZ'])
+
+
+@pytest.mark.parametrize('quantity', ['curvature', 'dz/dx', ''])
+def test_bad_quantity(good, quantity):
+    p = good['tps']('qty.tps', bands=['conc_ppm', {'field': 'conc_ppm', 'quantity': quantity}])
+    assert_open_fails(p, 'qty.tps', ['<Band> #2: <Quantity>'])
+
+
+def test_quantity_twice(good):
+    p = write_tps(good['dir'] / 'qty2.tps',
+                  tps_xml('pts.csv', [{'field': 'conc_ppm', 'quantity': 'slope'}], size=(10, 10),
+                          extent=EXT)
+                  .replace('</Quantity>', '</Quantity><Quantity>aspect</Quantity>'))
+    assert_open_fails(p, 'qty2.tps', ['<Quantity>'])
 
 
 # ------------------------------------------------------------ sources

@@ -221,6 +221,55 @@ static tps_status check_common(tps_context *ctx, const tps_model *model,
     return TPS_OK;
 }
 
+/* The CPU evaluation of a grid: value outputs through the vector kernel
+ * in one pass (distances shared by their bands), outputs of a derivative
+ * quantity through eval_deriv.c. */
+static tps_status evaluate_grid_cpu(tps_context *ctx, request *rq, size_t n_outputs,
+                                    const tps_output *outputs, const size_t *bands, double pairs,
+                                    int num_threads)
+{
+    size_t n_deriv = 0;
+    for (size_t b = 0; b < n_outputs; ++b)
+        n_deriv += outputs[b].quantity != TPS_QUANTITY_VALUE;
+    const size_t chunks_per_row = (rq->t.ncols + CHUNK_PIXELS - 1) / CHUNK_PIXELS;
+    if (n_deriv == 0) {
+        rq->t.outputs = outputs;
+        return run_request(ctx, rq, chunks_per_row * rq->t.nrows, pairs, num_threads);
+    }
+    /* Mixed requests: split the outputs by path, keeping their order. */
+    tps_output *split = malloc(sizeof(tps_output) * n_outputs);
+    size_t *value_bands = malloc(sizeof(size_t) * n_outputs);
+    if (!split || !value_bands) {
+        free(split);
+        free(value_bands);
+        return tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory");
+    }
+    size_t n_value = 0, d = n_outputs - n_deriv;
+    for (size_t b = 0; b < n_outputs; ++b) {
+        if (outputs[b].quantity == TPS_QUANTITY_VALUE) {
+            value_bands[n_value] = bands[b];
+            split[n_value++] = outputs[b];
+        } else {
+            split[d++] = outputs[b];
+        }
+    }
+    tps_status st = TPS_OK;
+    if (n_value > 0) {
+        rq->t.outputs = split;
+        rq->n_bands = n_value;
+        rq->bands = value_bands;
+        st = run_request(ctx, rq, chunks_per_row * rq->t.nrows, pairs, num_threads);
+    }
+    if (st == TPS_OK) {
+        tps_targets t = rq->t;
+        t.outputs = split + n_value;
+        st = tps_evaluate_grid_deriv(ctx, rq->model, &t, n_deriv, num_threads);
+    }
+    free(split);
+    free(value_bands);
+    return st;
+}
+
 tps_status tps_evaluate_grid(tps_context *ctx, const tps_model *model, const tps_grid *grid,
                              size_t n_outputs, const tps_output *outputs,
                              const tps_eval_options *options)
@@ -238,16 +287,32 @@ tps_status tps_evaluate_grid(tps_context *ctx, const tps_model *model, const tps
     size_t *bands = malloc(sizeof(size_t) * n_outputs);
     if (!bands)
         return tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory");
+    size_t n_deriv = 0;
     for (size_t b = 0; b < n_outputs; ++b) {
         const tps_output *o = &outputs[b];
         if (o->band >= model->n_bands || !o->data ||
-            (o->type != TPS_FLOAT32 && o->type != TPS_FLOAT64)) {
+            (o->type != TPS_FLOAT32 && o->type != TPS_FLOAT64) ||
+            (unsigned)o->quantity > (unsigned)TPS_QUANTITY_LAPLACIAN) {
             free(bands);
             return tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT,
-                                 "output %zu: band %zu of %zu, or its buffer or type, is invalid",
+                                 "output %zu: band %zu of %zu, or its buffer, type or quantity, "
+                                 "is invalid",
                                  b, o->band, model->n_bands);
         }
+        if (o->quantity != TPS_QUANTITY_VALUE)
+            ++n_deriv;
         bands[b] = o->band;
+    }
+    if (n_deriv > 0 && model->local) {
+        /* The blend of a local model would need the derivatives of its
+         * partition-of-unity weights too (docs/design.md). */
+        free(bands);
+        return tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT,
+                             "derivative quantities (such as %s) need a GLOBAL model; this one is "
+                             "LOCAL",
+                             tps_quantity_name(outputs[0].quantity != TPS_QUANTITY_VALUE
+                                                   ? outputs[0].quantity
+                                                   : TPS_QUANTITY_DZDX));
     }
 
     const double s = model->scale;
@@ -297,9 +362,8 @@ tps_status tps_evaluate_grid(tps_context *ctx, const tps_model *model, const tps
         free(bands);
         return st;
     }
-    const size_t chunks_per_row = (grid->ncols + CHUNK_PIXELS - 1) / CHUNK_PIXELS;
-    st = run_request(ctx, &rq, chunks_per_row * grid->nrows, pairs,
-                     options ? options->num_threads : 1);
+    st = evaluate_grid_cpu(ctx, &rq, n_outputs, outputs, bands, pairs,
+                           options ? options->num_threads : 1);
     free(bands);
     return st;
 }

@@ -4,6 +4,8 @@
 #include "gpu_backend.h"
 #include "internal.h"
 
+#include <stdlib.h>
+
 /* The device copy of the model, uploading it on first use. */
 static struct tps_gpu_model *device_model(tps_context *ctx, tps_model *md, size_t max_bytes)
 {
@@ -41,6 +43,63 @@ static struct tps_gpu_local *device_local(tps_context *ctx, tps_model *md, size_
     return gpu;
 }
 
+/* Pixels per derivative request to the GPU: bounds the host and device
+ * buffers of sums (3 doubles a pixel: 24 MiB) whatever the window. */
+#define DERIV_GPU_CHUNK_PIXELS ((size_t)1 << 20)
+
+/* Derivative outputs on the GPU: the device sums them per model band,
+ * the host forms each quantity with the CPU's code (eval_deriv.c). */
+static tps_status evaluate_deriv_gpu(tps_context *ctx, const tps_model *model,
+                                     struct tps_gpu_model *gpu, const tps_gpu_grid *g,
+                                     size_t n_outputs, const tps_output *outputs,
+                                     size_t max_bytes)
+{
+    size_t rows = DERIV_GPU_CHUNK_PIXELS / g->ncols;
+    if (rows < 1)
+        rows = 1;
+    if (rows > g->nrows)
+        rows = g->nrows;
+    double *sums = malloc(sizeof(double) * 3 * rows * g->ncols);
+    if (!sums)
+        return tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory for derivative sums");
+    tps_status st = TPS_OK;
+    char err[512] = "";
+    for (size_t row0 = 0; row0 < g->nrows && st == TPS_OK; row0 += rows) {
+        tps_gpu_grid chunk = *g;
+        chunk.first_row = g->first_row + row0;
+        chunk.nrows = g->nrows - row0 < rows ? g->nrows - row0 : rows;
+        const size_t pixels = chunk.nrows * chunk.ncols;
+        for (size_t b = 0; b < n_outputs && st == TPS_OK; ++b) {
+            size_t j = 0; /* the first output of this band: its sums serve them all */
+            while (outputs[j].band != outputs[b].band)
+                ++j;
+            if (j != b)
+                continue;
+            if (tps_gpu_deriv_sums(gpu, &chunk, outputs[b].band, sums, max_bytes, err,
+                                   sizeof err) != 0) {
+                st = tps_set_error(ctx, TPS_ERR_DEVICE_UNAVAILABLE, "GPU derivatives: %s", err);
+                break;
+            }
+            const double *a = model->affine[outputs[b].band];
+            for (size_t k = b; k < n_outputs; ++k) {
+                if (outputs[k].band != outputs[b].band)
+                    continue;
+                for (size_t r = 0; r < chunk.nrows; ++r)
+                    for (size_t c = 0; c < chunk.ncols; ++c) {
+                        const size_t p = r * chunk.ncols + c;
+                        tps_output_store(&outputs[k], row0 + r, c,
+                                         tps_deriv_quantity(outputs[k].quantity, sums[p],
+                                                            sums[pixels + p],
+                                                            sums[2 * pixels + p], a,
+                                                            model->scale));
+                    }
+            }
+        }
+    }
+    free(sums);
+    return st;
+}
+
 tps_status tps_evaluate_grid_gpu(tps_context *ctx, const tps_model *model, const tps_grid *grid,
                                  size_t n_outputs, const tps_output *outputs,
                                  tps_precision precision, size_t max_bytes)
@@ -51,7 +110,8 @@ tps_status tps_evaluate_grid_gpu(tps_context *ctx, const tps_model *model, const
                       grid->first_row, grid->ncols, grid->nrows};
     char err[512] = "";
     /* The device copy is a cache of the immutable model: filling it does
-     * not change what the model computes. */
+     * not change what the model computes. A local model has value outputs
+     * only (derivatives are refused before). */
     if (model->local) {
         struct tps_gpu_local *gpu = device_local(ctx, (tps_model *)model, max_bytes);
         if (!gpu)
@@ -64,8 +124,24 @@ tps_status tps_evaluate_grid_gpu(tps_context *ctx, const tps_model *model, const
     struct tps_gpu_model *gpu = device_model(ctx, (tps_model *)model, max_bytes);
     if (!gpu)
         return tps_context_errno(ctx);
-    if (tps_gpu_evaluate_grid(gpu, &g, n_outputs, outputs, precision, max_bytes, err,
-                              sizeof err) != 0)
-        return tps_set_error(ctx, TPS_ERR_DEVICE_UNAVAILABLE, "GPU evaluation: %s", err);
-    return TPS_OK;
+    /* Value outputs go to the value kernels, derivative ones to theirs,
+     * each list in the caller's order. */
+    tps_output *split = malloc(sizeof(tps_output) * (n_outputs ? n_outputs : 1));
+    if (!split)
+        return tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory");
+    size_t n_value = 0, n_deriv = 0;
+    for (size_t k = 0; k < n_outputs; ++k)
+        if (outputs[k].quantity == TPS_QUANTITY_VALUE)
+            split[n_value++] = outputs[k];
+    for (size_t k = 0; k < n_outputs; ++k)
+        if (outputs[k].quantity != TPS_QUANTITY_VALUE)
+            split[n_value + n_deriv++] = outputs[k];
+    tps_status st = TPS_OK;
+    if (n_value > 0 &&
+        tps_gpu_evaluate_grid(gpu, &g, n_value, split, precision, max_bytes, err, sizeof err) != 0)
+        st = tps_set_error(ctx, TPS_ERR_DEVICE_UNAVAILABLE, "GPU evaluation: %s", err);
+    if (st == TPS_OK && n_deriv > 0)
+        st = evaluate_deriv_gpu(ctx, model, gpu, &g, n_deriv, split + n_value, max_bytes);
+    free(split);
+    return st;
 }

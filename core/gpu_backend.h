@@ -69,6 +69,21 @@ int tps_gpu_local_evaluate_grid(tps_gpu_local *local, const tps_gpu_grid *grid,
                                 size_t n_outputs, const tps_output *outputs, size_t max_bytes,
                                 char *err, size_t errlen);
 
+/* Derivative sums of model band `band` over a grid window, in FP64 and the
+ * model's scaled units, as tps_deriv_sums (core/internal.h) computes them
+ * on the CPU: sums holds three planes of ncols x nrows doubles, row-major:
+ * sum_i 2 h_i du (log s + 1), the same with dv, and 4 sum_i h_i log s
+ * (NaN at a pixel lying on a point of nonzero weight). The engine turns
+ * them into quantities (gpu/tps_gpu_deriv.cu). */
+int tps_gpu_deriv_sums(tps_gpu_model *model, const tps_gpu_grid *grid, size_t band, double *sums,
+                       size_t max_bytes, char *err, size_t errlen);
+
+/* For gpu/ only: the device copy's FP64 arrays (n_pad points as double2
+ * (u, v), padding at the origin with weight 0; band b's half-weights at
+ * w + b * n_pad). */
+void tps_gpu_model_fp64_arrays(const tps_gpu_model *model, const void **uv, const double **w,
+                               size_t *n_pad, size_t *n_bands);
+
 /* The dense solve's O(N^3) part (core/solve.c has the method): forms
  * K + lambda I on the device, applies the three reflectors of P's QR
  * (dgeqrf's output `reflectors`, N x 3, and `tau`), factors the trailing

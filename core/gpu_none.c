@@ -39,6 +39,14 @@ int tps_gpu_evaluate_grid(tps_gpu_model *model, const tps_gpu_grid *grid, size_t
     return -1;
 }
 
+int tps_gpu_deriv_sums(tps_gpu_model *model, const tps_gpu_grid *grid, size_t band, double *sums,
+                       size_t max_bytes, char *err, size_t errlen)
+{
+    (void)model, (void)grid, (void)band, (void)sums, (void)max_bytes;
+    snprintf(err, errlen, "%s", no_gpu);
+    return -1;
+}
+
 int tps_gpu_solve_available(char *err, size_t errlen)
 {
     snprintf(err, errlen, "%s", no_gpu);

@@ -171,6 +171,27 @@ tps_status tps_evaluate_scaled(tps_context *ctx, const tps_model *model, size_t 
                                const size_t *bands, size_t n, const double *u, const double *v,
                                double **out, int num_threads, tps_cpu_kernel kernel);
 
+/* ---- derivative quantities (eval_deriv.c) ---- */
+/* "value", "dzdx", "dzdy", "slope", "aspect", "laplacian". */
+const char *tps_quantity_name(tps_quantity q);
+/* Sums of band `band` over the model's points at m targets (scaled
+ * coordinates), in scaled units: gu[k] = sum_i 2 h_i du (log s + 1), gv[k]
+ * the same with dv, lap[k] = 4 sum_i h_i log s; lap[k] is NaN when target k
+ * lies exactly on a point of nonzero weight. The GPU backend computes the
+ * same sums (gpu/tps_gpu_deriv.cu). */
+void tps_deriv_sums(const tps_model *md, size_t band, size_t m, const double *pu,
+                    const double *pv, double *gu, double *gv, double *lap);
+/* Quantity q (not VALUE) at a target, from its sums, the band's affine part
+ * and the model's scale (the chain rule back to the caller's units). */
+double tps_deriv_quantity(tps_quantity q, double gu, double gv, double lap,
+                          const double affine[3], double scale);
+/* Writes `value` at window cell (row, col) of output o, in o's type. */
+void tps_output_store(const tps_output *o, size_t row, size_t col, double value);
+/* Evaluates t->outputs[0 .. n_outputs), all of a derivative quantity, of a
+ * global model over the grid targets t, on the CPU. */
+tps_status tps_evaluate_grid_deriv(tps_context *ctx, const tps_model *md, const tps_targets *t,
+                                   size_t n_outputs, int num_threads);
+
 #ifdef __cplusplus
 }
 #endif

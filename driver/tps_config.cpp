@@ -26,6 +26,7 @@
 #include "cpl_vsi.h"
 #include "gdal_version.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <cstdarg>
@@ -173,6 +174,8 @@ class TPSConfigParser
     bool ParseRoot(const CPLXMLNode *psRoot);
     bool ParsePoints(const CPLXMLNode *psPoints);
     bool ParseBand(const CPLXMLNode *psBand, int iBand);
+    bool ParseQuantity(const std::string &osLabel, const std::string &osText,
+                       TPSQuantity *peQuantity);
     bool ApplyOpenOptions(CSLConstList papszOpenOptions, bool bConnectionForm);
     bool Validate(bool bConnectionForm);
 
@@ -528,6 +531,26 @@ bool TPSConfigParser::ParsePoints(const CPLXMLNode *psPoints)
     return true;
 }
 
+static const TPSQuantity aeQuantities[] = {TPSQuantity::VALUE,  TPSQuantity::DZDX,
+                                           TPSQuantity::DZDY,   TPSQuantity::SLOPE,
+                                           TPSQuantity::ASPECT, TPSQuantity::LAPLACIAN};
+
+bool TPSConfigParser::ParseQuantity(const std::string &osLabel, const std::string &osText,
+                                    TPSQuantity *peQuantity)
+{
+    for (TPSQuantity eQuantity : aeQuantities)
+    {
+        if (EQUAL(osText.c_str(), TPSQuantityName(eQuantity)))
+        {
+            *peQuantity = eQuantity;
+            return true;
+        }
+    }
+    return Fail(CPLE_IllegalArg, osLabel,
+                "expected value, dzdx, dzdy, slope, aspect or laplacian, got '%s'",
+                TPSShown(osText).c_str());
+}
+
 bool TPSConfigParser::ParseBand(const CPLXMLNode *psBand, int iBand)
 {
     TPSBandConfig oBand;
@@ -540,7 +563,7 @@ bool TPSConfigParser::ParseBand(const CPLXMLNode *psBand, int iBand)
         const std::string osElt = psChild->pszValue;
         const std::string osLabel = osBandLabel + ": <" + osElt + ">";
         if (osElt != "Field" && osElt != "GeometryZ" && osElt != "Smoothing" &&
-            osElt != "Description")
+            osElt != "Description" && osElt != "Quantity")
         {
             Warn("ignoring unknown element <%s> in %s", TPSShown(osElt).c_str(),
                  osBandLabel.c_str());
@@ -562,6 +585,11 @@ bool TPSConfigParser::ParseBand(const CPLXMLNode *psBand, int iBand)
             if (!ParseSmoothingValue(osLabel, osText, &oBand.dfSmoothing, &oBand.bSmoothingGCV))
                 return false;
             oBand.bHasSmoothing = true;
+        }
+        else if (osElt == "Quantity")
+        {
+            if (!ParseQuantity(osLabel, osText, &oBand.eQuantity))
+                return false;
         }
         else
             oBand.osDescription = osText;
@@ -833,6 +861,7 @@ bool TPSConfigParser::Validate(bool bConnectionForm)
                     "give both or neither");
     if (c.aoBands.empty())
         return Fail(CPLE_AppDefined, "", "no <Band>: give at least one <Band> with a <Field>");
+    c.aoModelBands.clear();
     for (size_t i = 0; i < c.aoBands.size(); i++)
     {
         auto &oBand = c.aoBands[i];
@@ -846,7 +875,28 @@ bool TPSConfigParser::Validate(bool bConnectionForm)
             oBand.bSmoothingGCV = c.bSmoothingGCV;
         }
         if (oBand.osDescription.empty())
+        {
             oBand.osDescription = oBand.bGeometryZ ? "Z" : oBand.osField;
+            if (oBand.eQuantity != TPSQuantity::VALUE)
+                oBand.osDescription += std::string(" ") + TPSQuantityName(oBand.eQuantity);
+        }
+        // The surface: one per field and smoothing, whatever the quantities.
+        const auto SameSurface = [&oBand](const TPSBandConfig &o)
+        {
+            return o.bGeometryZ == oBand.bGeometryZ && o.osField == oBand.osField &&
+                   o.bSmoothingGCV == oBand.bSmoothingGCV &&
+                   (o.bSmoothingGCV || o.dfSmoothing == oBand.dfSmoothing);
+        };
+        const auto oFound = std::find_if(c.aoModelBands.begin(), c.aoModelBands.end(), SameSurface);
+        oBand.nModelBand = static_cast<size_t>(oFound - c.aoModelBands.begin());
+        if (oFound == c.aoModelBands.end())
+        {
+            TPSBandConfig oSurface = oBand;
+            oSurface.eQuantity = TPSQuantity::VALUE;
+            oSurface.nModelBand = oBand.nModelBand;
+            oSurface.osDescription.clear();
+            c.aoModelBands.push_back(oSurface);
+        }
     }
     if (c.bHasGeoTransform && !c.bHasSize)
         return Fail(CPLE_AppDefined, "<GeoTransform>", "needs <Size>");
@@ -1091,4 +1141,24 @@ std::string TPSResolvePath(const std::string &osBaseDir, const std::string &osSo
     for (size_t i = 0; i < aosParts.size(); i++)
         osOut += (i ? "/" : "") + aosParts[i];
     return osOut;
+}
+
+const char *TPSQuantityName(TPSQuantity eQuantity)
+{
+    switch (eQuantity)
+    {
+    case TPSQuantity::VALUE:
+        return "value";
+    case TPSQuantity::DZDX:
+        return "dzdx";
+    case TPSQuantity::DZDY:
+        return "dzdy";
+    case TPSQuantity::SLOPE:
+        return "slope";
+    case TPSQuantity::ASPECT:
+        return "aspect";
+    case TPSQuantity::LAPLACIAN:
+        return "laplacian";
+    }
+    return "value";
 }

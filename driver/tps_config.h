@@ -15,6 +15,21 @@
 #include <string>
 #include <vector>
 
+/* <Quantity>: what a band shows of its field's surface (the engine's
+ * tps_quantity, same order). */
+enum class TPSQuantity
+{
+    VALUE,
+    DZDX,
+    DZDY,
+    SLOPE,
+    ASPECT,
+    LAPLACIAN
+};
+
+/* "value", "dzdx", ... as written in <Quantity>. */
+const char *TPSQuantityName(TPSQuantity eQuantity);
+
 struct TPSBandConfig
 {
     std::string osField;        /* attribute to interpolate; empty if bGeometryZ */
@@ -22,7 +37,10 @@ struct TPSBandConfig
     bool bHasSmoothing = false; /* <Smoothing> given in this <Band> */
     double dfSmoothing = 0.0;   /* effective lambda once parsing is done */
     bool bSmoothingGCV = false; /* <Smoothing>GCV</Smoothing>: lambda chosen by GCV */
-    std::string osDescription;  /* default: the field name, or "Z" */
+    std::string osDescription;  /* default: the field name, or "Z" (+ " slope", ...) */
+    TPSQuantity eQuantity = TPSQuantity::VALUE; /* <Quantity> */
+    /* The surface this band shows: its index in TPSConfig::aoModelBands. */
+    size_t nModelBand = 0;
 };
 
 /* MODEL_CACHE: whether the solved model is kept in <name>.tps.model. */
@@ -98,6 +116,12 @@ struct TPSConfig
     int nBlockXSize = 256, nBlockYSize = 256; /* clamped to the raster later */
 
     std::vector<TPSBandConfig> aoBands;
+    /* The distinct surfaces the raster bands show, in order of first use:
+     * one per (field or <GeometryZ/>, smoothing). Bands of several
+     * quantities of one field share it: one solve, one set of weights.
+     * What is loaded, solved, keyed and kept in the model file. (Their
+     * eQuantity is VALUE and nModelBand their own index.) */
+    std::vector<TPSBandConfig> aoModelBands;
 
     /* Open options that are not about the model. */
     int nNumThreads = 1;

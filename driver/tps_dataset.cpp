@@ -122,6 +122,26 @@ tps_device ToEngineDevice(TPSDeviceRequest eDevice)
     return TPS_DEVICE_AUTO;
 }
 
+tps_quantity ToEngineQuantity(TPSQuantity eQuantity)
+{
+    switch (eQuantity)
+    {
+    case TPSQuantity::DZDX:
+        return TPS_QUANTITY_DZDX;
+    case TPSQuantity::DZDY:
+        return TPS_QUANTITY_DZDY;
+    case TPSQuantity::SLOPE:
+        return TPS_QUANTITY_SLOPE;
+    case TPSQuantity::ASPECT:
+        return TPS_QUANTITY_ASPECT;
+    case TPSQuantity::LAPLACIAN:
+        return TPS_QUANTITY_LAPLACIAN;
+    case TPSQuantity::VALUE:
+        break;
+    }
+    return TPS_QUANTITY_VALUE;
+}
+
 } // namespace
 
 /************************************************************************/
@@ -200,15 +220,16 @@ std::shared_ptr<TPSSharedModel> TPSDataset::Solve()
     if (!TPSLoadPoints(m_oConfig, &oPoints))
         return nullptr;
 
-    const size_t nModelBands = m_oConfig.aoBands.size();
+    // The surfaces only: bands of other quantities of a field share its own.
+    const size_t nModelBands = m_oConfig.aoModelBands.size();
     std::vector<const double *> apdfValues(nModelBands);
     std::vector<double> adfSmoothing(nModelBands);
     std::vector<int> anSmoothingGCV(nModelBands);
     for (size_t b = 0; b < nModelBands; b++)
     {
         apdfValues[b] = oPoints.aadfValues[b].data();
-        adfSmoothing[b] = m_oConfig.aoBands[b].dfSmoothing;
-        anSmoothingGCV[b] = m_oConfig.aoBands[b].bSmoothingGCV ? 1 : 0;
+        adfSmoothing[b] = m_oConfig.aoModelBands[b].dfSmoothing;
+        anSmoothingGCV[b] = m_oConfig.aoModelBands[b].bSmoothingGCV ? 1 : 0;
     }
     tps_fit_options sFitOptions;
     tps_fit_options_init(&sFitOptions);
@@ -344,6 +365,23 @@ std::unique_ptr<TPSDataset> TPSDataset::Open(TPSConfig &&oConfig)
         return nullptr;
 
     const tps_model_info &sInfo = poDS->m_poModel->sInfo;
+    if (sInfo.mode == TPS_MODE_LOCAL)
+    {
+        // A blend of patch splines would need the derivatives of its
+        // blending weights too: derivative bands need the global spline.
+        for (size_t i = 0; i < c.aoBands.size(); i++)
+        {
+            if (c.aoBands[i].eQuantity == TPSQuantity::VALUE)
+                continue;
+            CPLError(CE_Failure, CPLE_NotSupported,
+                     "%s: <Band> #%d: <Quantity>%s</Quantity> needs the global spline, but the "
+                     "model is LOCAL (%llu points); set <Mode>GLOBAL</Mode> (open option "
+                     "MODE=GLOBAL)",
+                     pszName, static_cast<int>(i) + 1, TPSQuantityName(c.aoBands[i].eQuantity),
+                     static_cast<unsigned long long>(sInfo.n_points));
+            return nullptr;
+        }
+    }
     if (!TPSResolveGrid(c, sInfo.min_x, sInfo.min_y, sInfo.max_x, sInfo.max_y,
                         poDS->m_adfGeoTransform, &poDS->nRasterXSize, &poDS->nRasterYSize))
         return nullptr;
@@ -382,11 +420,11 @@ void TPSDataset::BuildMetadata(int nSolves)
     // one per band, comma-separated.
     const auto PerBand = [&](const std::function<std::string(size_t)> &fn)
     {
-        std::string osAll, osFirst = fn(0);
+        std::string osAll, osFirst = fn(c.aoBands[0].nModelBand);
         bool bSame = true;
         for (size_t b = 0; b < c.aoBands.size(); b++)
         {
-            const std::string os = fn(b);
+            const std::string os = fn(c.aoBands[b].nModelBand);
             osAll += (b ? "," : "") + os;
             bSame = bSame && os == osFirst;
         }
@@ -395,10 +433,10 @@ void TPSDataset::BuildMetadata(int nSolves)
     const auto &asBI = m_poModel->asBandInfo;
     double dfMaxResidual = 0;
     bool bAllGCV = true;
-    for (size_t b = 0; b < c.aoBands.size(); b++)
+    for (const tps_band_info &sBI : asBI)
     {
-        dfMaxResidual = std::max(dfMaxResidual, asBI[b].max_abs_residual);
-        bAllGCV = bAllGCV && asBI[b].smoothing_gcv;
+        dfMaxResidual = std::max(dfMaxResidual, sBI.max_abs_residual);
+        bAllGCV = bAllGCV && sBI.smoothing_gcv;
     }
     const std::string osSmoothing =
         PerBand([&](size_t b) { return std::string(CPLSPrintf("%.17g", asBI[b].smoothing)); });
@@ -455,11 +493,12 @@ void TPSDataset::BuildMetadata(int nSolves)
     for (int i = 0; i < nBands; i++)
     {
         const TPSBandConfig &oBand = c.aoBands[i];
-        const tps_band_info &sBand = m_poModel->asBandInfo[i];
+        const tps_band_info &sBand = m_poModel->asBandInfo[oBand.nModelBand];
         GDALRasterBand *poBand = papoBands[i];
         poBand->SetDescription(oBand.osDescription.c_str());
         poBand->SetMetadataItem("FIELD", oBand.bGeometryZ ? "<GeometryZ/>" : oBand.osField.c_str(),
                                 MD_DOMAIN);
+        poBand->SetMetadataItem("QUANTITY", TPSQuantityName(oBand.eQuantity), MD_DOMAIN);
         poBand->SetMetadataItem("SMOOTHING", CPLSPrintf("%.17g", sBand.smoothing), MD_DOMAIN);
         poBand->SetMetadataItem("SMOOTHING_METHOD", sBand.smoothing_gcv ? "GCV" : "FIXED",
                                 MD_DOMAIN);
@@ -655,7 +694,9 @@ CPLErr TPSDataset::IRasterIO(GDALRWFlag eRWFlag, int nXOff, int nYOff, int nXSiz
     std::vector<tps_output> aoOutputs(nBandCount);
     for (int i = 0; i < nBandCount; i++)
     {
-        aoOutputs[i].band = static_cast<size_t>(panBandMap[i] - 1);
+        const TPSBandConfig &oBand = m_oConfig.aoBands[panBandMap[i] - 1];
+        aoOutputs[i].band = oBand.nModelBand;
+        aoOutputs[i].quantity = ToEngineQuantity(oBand.eQuantity);
         aoOutputs[i].data = static_cast<GByte *>(pData) + i * nBandSpace;
         aoOutputs[i].type = eBufType == GDT_Float32 ? TPS_FLOAT32 : TPS_FLOAT64;
         aoOutputs[i].pixel_stride = static_cast<ptrdiff_t>(nPixelSpace);
@@ -702,8 +743,10 @@ CPLErr TPSDataset::ReadBlockAllBands(TPSRasterBand *poCaller, int nBlockXOff, in
         // written to caches and files: make it zeros, not garbage.
         if (bPartial)
             memset(pBlockData, 0, nBlockBytes);
-        tps_output sOut;
-        sOut.band = static_cast<size_t>(iBand - 1);
+        const TPSBandConfig &oBand = m_oConfig.aoBands[iBand - 1];
+        tps_output sOut{};
+        sOut.band = oBand.nModelBand;
+        sOut.quantity = ToEngineQuantity(oBand.eQuantity);
         sOut.data = pBlockData;
         sOut.type = eType == GDT_Float32 ? TPS_FLOAT32 : TPS_FLOAT64;
         sOut.pixel_stride = nDTSize;
@@ -736,6 +779,13 @@ TPSRasterBand::TPSRasterBand(TPSDataset *poDSIn, int nBandIn)
     nRasterYSize = poDSIn->nRasterYSize;
     nBlockXSize = std::min(poDSIn->m_oConfig.nBlockXSize, nRasterXSize);
     nBlockYSize = std::min(poDSIn->m_oConfig.nBlockYSize, nRasterYSize);
+}
+
+const char *TPSRasterBand::GetUnitType()
+{
+    const TPSQuantity eQuantity =
+        static_cast<TPSDataset *>(poDS)->m_oConfig.aoBands[nBand - 1].eQuantity;
+    return eQuantity == TPSQuantity::SLOPE || eQuantity == TPSQuantity::ASPECT ? "degrees" : "";
 }
 
 double TPSRasterBand::GetNoDataValue(int *pbSuccess)
@@ -781,7 +831,9 @@ CPLErr TPSRasterBand::IRasterIO(GDALRWFlag eRWFlag, int nXOff, int nYOff, int nX
         return GDALRasterBand::IRasterIO(eRWFlag, nXOff, nYOff, nXSize, nYSize, pData, nBufXSize,
                                          nBufYSize, eBufType, nPixelSpace, nLineSpace, psExtraArg);
     std::vector<tps_output> aoOutputs(1);
-    aoOutputs[0].band = static_cast<size_t>(nBand - 1);
+    const TPSBandConfig &oBand = poTPSDS->m_oConfig.aoBands[nBand - 1];
+    aoOutputs[0].band = oBand.nModelBand;
+    aoOutputs[0].quantity = ToEngineQuantity(oBand.eQuantity);
     aoOutputs[0].data = pData;
     aoOutputs[0].type = eBufType == GDT_Float32 ? TPS_FLOAT32 : TPS_FLOAT64;
     aoOutputs[0].pixel_stride = static_cast<ptrdiff_t>(nPixelSpace);

@@ -133,6 +133,9 @@ class TPSRasterBand final : public GDALRasterBand
     TPSRasterBand(TPSDataset *poDS, int nBand);
 
     double GetNoDataValue(int *pbSuccess = nullptr) override;
+    /* "degrees" for slope and aspect bands, else "" (the field's unit is
+     * not known). */
+    const char *GetUnitType() override;
     /* The virtual overviews (none on an overview band). */
     int GetOverviewCount() override;
     GDALRasterBand *GetOverview(int iOverview) override;

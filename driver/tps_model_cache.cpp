@@ -84,7 +84,9 @@ std::string TPSModelConfigKey(const TPSConfig &c)
     AddPart(osKey, "where", c.osWhere);
     AddPart(osKey, "points_srs", c.osPointsSRS);
     AddPart(osKey, "output_srs", c.osOutputSRS);
-    for (const auto &oBand : c.aoBands)
+    // The surfaces, not the raster bands: a derivative band of a field
+    // already present adds no surface and leaves the key as it was.
+    for (const auto &oBand : c.aoModelBands)
     {
         AddPart(osKey, "band",
                 oBand.bGeometryZ ? std::string("<GeometryZ/>") : "field:" + oBand.osField);

@@ -277,7 +277,7 @@ bool TPSModelFilePrepare(const TPSConfig &c, TPSModelFile *psFile, std::string *
         psFile->aoStamps.push_back(std::move(oStamp));
     }
     osKey += TPSModelConfigKey(c);
-    psFile->nBands = c.aoBands.size();
+    psFile->nBands = c.aoModelBands.size();
     CPL_SHA256(osKey.data(), osKey.size(), psFile->abyHash);
     return true;
 }

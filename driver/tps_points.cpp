@@ -289,7 +289,7 @@ bool PointLoader::AddGeometryPoints(const OGRFeature &oFeature,
 
 bool PointLoader::ReadFeatures(TPSErrorCapture &oCapture)
 {
-    const size_t nBands = m_oConfig.aoBands.size();
+    const size_t nBands = m_oConfig.aoModelBands.size();
     m_oPoints.aadfValues.assign(nBands, std::vector<double>());
     m_oPoints.anMissing.assign(nBands, 0);
     const bool bFromFields = !m_oConfig.osXField.empty();
@@ -471,7 +471,7 @@ bool PointLoader::Load()
     if (!m_oConfig.osXField.empty() && (!FindColumn(m_oConfig.osXField, "XField", m_oXColumn) ||
                                         !FindColumn(m_oConfig.osYField, "YField", m_oYColumn)))
         return false;
-    for (const auto &oBand : m_oConfig.aoBands)
+    for (const auto &oBand : m_oConfig.aoModelBands)
     {
         Column oColumn;
         if (oBand.bGeometryZ)

@@ -19,7 +19,8 @@ struct TPSPoints
      * A NaN coordinate marks a point without usable location (null
      * geometry, empty coordinate field): the engine drops those. */
     std::vector<double> adfX{}, adfY{};
-    /* aadfValues[band][point]; NaN where the value is missing. */
+    /* aadfValues[band][point], per model band (TPSConfig::aoModelBands);
+     * NaN where the value is missing. */
     std::vector<std::vector<double>> aadfValues{};
 
     size_t nFeatures = 0;            /* features read after the attribute filter */

@@ -695,6 +695,16 @@ extern "C" void tps_gpu_model_destroy(tps_gpu_model *m)
     free(m);
 }
 
+/* For gpu/tps_gpu_deriv.cu: the FP64 arrays, without its knowing this struct. */
+extern "C" void tps_gpu_model_fp64_arrays(const tps_gpu_model *m, const void **uv,
+                                          const double **w, size_t *n_pad, size_t *n_bands)
+{
+    *uv = m->uv;
+    *w = m->w;
+    *n_pad = m->n_pad;
+    *n_bands = m->n_bands;
+}
+
 extern "C" tps_gpu_model *tps_gpu_model_create(size_t n, const double *u, const double *v,
                                               size_t n_bands, const double *const *half_weights,
                                               const double (*affine)[3], size_t max_bytes,

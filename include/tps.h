@@ -249,6 +249,25 @@ typedef struct tps_grid {
 void tps_grid_from_geotransform(tps_grid *grid, const double gt[6], size_t x_off, size_t y_off,
                                 size_t ncols, size_t nrows);
 
+/* What an output holds: the surface f of its band, or a quantity derived
+ * analytically from the same weights (docs/design.md, "Derivative bands").
+ * x, y are the coordinates given to tps_model_create (the grid's CRS), not
+ * the grid's column and row: on a north-up raster y grows upwards, against
+ * the rows. Slope and aspect follow `gdaldem` and treat f as a height in
+ * the coordinates' unit. Derivatives need a GLOBAL model: a LOCAL one
+ * fails with TPS_ERR_INVALID_ARGUMENT. */
+typedef enum tps_quantity {
+    TPS_QUANTITY_VALUE = 0,     /* f */
+    TPS_QUANTITY_DZDX = 1,      /* df/dx */
+    TPS_QUANTITY_DZDY = 2,      /* df/dy */
+    TPS_QUANTITY_SLOPE = 3,     /* atan(|grad f|), degrees in [0, 90) */
+    TPS_QUANTITY_ASPECT = 4,    /* azimuth of -grad f (the downhill direction), degrees
+                                 * clockwise from +y (north), in [0, 360); NaN where
+                                 * grad f is exactly 0 (flat) */
+    TPS_QUANTITY_LAPLACIAN = 5  /* d2f/dx2 + d2f/dy2; NaN exactly at a data point of
+                                 * nonzero weight, where it is infinite */
+} tps_quantity;
+
 /* Where one band's values go: element (col, row) is written at
  * (char *)data + row * line_stride + col * pixel_stride. */
 typedef struct tps_output {
@@ -257,6 +276,7 @@ typedef struct tps_output {
     tps_type type;
     ptrdiff_t pixel_stride; /* bytes */
     ptrdiff_t line_stride;  /* bytes */
+    tps_quantity quantity;  /* last, so that {band, data, type, ps, ls} means VALUE */
 } tps_output;
 
 /* Arithmetic of the GPU kernels (the CPU always evaluates in double).
@@ -281,7 +301,9 @@ typedef struct tps_eval_options {
 void tps_eval_options_init(tps_eval_options *options);
 
 /* Evaluate the listed bands over the grid in one pass over the points (the
- * distances are computed once for all bands). */
+ * distances are computed once for all bands). Outputs of a derivative
+ * quantity take a second pass of their own (once per model band, however
+ * many quantities of it are asked for). */
 tps_status tps_evaluate_grid(tps_context *ctx, const tps_model *model, const tps_grid *grid,
                              size_t n_outputs, const tps_output *outputs,
                              const tps_eval_options *options);

@@ -7,7 +7,8 @@
  *                            a PRECISION=MIXED handle within 1e-5, same upload
  *                            then, with TPS_GPU_MAX_MEMORY=1000 (a stand-in for
  *                            a device out of memory), AUTO reads on the CPU and
- *                            DEVICE=GPU reads fail clearly
+ *                            DEVICE=GPU reads fail clearly; derivative bands
+ *                            (slope, aspect, ...) within 1e-9 of the CPU's
  *   test_gdal_gpu fallback   without a usable GPU: DEVICE=GPU fails at open
  *                            with a message naming the GPU, AUTO reads on the CPU
  * Exit 77 (skipped) when the mode does not apply to this machine. */
@@ -161,6 +162,66 @@ static int share(const std::string &tps, bool local)
     return 0;
 }
 
+/* Derivative bands (issue 7): a DEVICE=GPU handle against a DEVICE=CPU one,
+ * five quantities of field a and the value between them, one upload. */
+static int derivatives(const std::string &dir)
+{
+    const std::string tps = dir + "/deriv.tps";
+    const char *quantities[6] = {"dzdx", "dzdy", "value", "slope", "aspect", "laplacian"};
+    FILE *f = fopen(tps.c_str(), "w");
+    fprintf(f, "<TPSDataset><Points><Source>points.csv</Source><XField>x</XField>"
+               "<YField>y</YField></Points>"
+               "<GeoTransform>399000, 13.671875, 0.5, 6006000, 0.25, -13.671875</GeoTransform>"
+               "<Size>512 512</Size><DataType>Float64</DataType>");
+    for (const char *q : quantities)
+        fprintf(f, "<Band><Field>a</Field><Quantity>%s</Quantity></Band>", q);
+    fprintf(f, "</TPSDataset>\n");
+    fclose(f);
+    GDALDataset *gpu = open_tps(tps, "GPU", nullptr), *cpu = open_tps(tps, "CPU", nullptr);
+    CHECK(gpu && cpu, "open: %s", g_last_error.c_str());
+    if (gpu && cpu) {
+        const size_t n = 512 * 512;
+        std::vector<double> g(6 * n), c(6 * n);
+        int bands[6] = {1, 2, 3, 4, 5, 6};
+        CHECK(gpu->RasterIO(GF_Read, 0, 0, 512, 512, g.data(), 512, 512, GDT_Float64, 6, bands, 0,
+                            0, 0, nullptr) == CE_None, "GPU read: %s", g_last_error.c_str());
+        CHECK(cpu->RasterIO(GF_Read, 0, 0, 512, 512, c.data(), 512, 512, GDT_Float64, 6, bands, 0,
+                            0, 0, nullptr) == CE_None, "CPU read: %s", g_last_error.c_str());
+        double max_tan = 0;
+        for (size_t i = 0; i < n; ++i)
+            max_tan = std::fmax(max_tan, std::tan(c[3 * n + i] * M_PI / 180));
+        for (int k = 0; k < 6; ++k) {
+            double lo = 1e300, hi = -1e300, worst = 0;
+            for (size_t i = 0; i < n; ++i)
+                if (std::isfinite(c[k * n + i])) {
+                    lo = std::fmin(lo, c[k * n + i]);
+                    hi = std::fmax(hi, c[k * n + i]);
+                }
+            for (size_t i = 0; i < n; ++i) {
+                const double a = c[k * n + i], b = g[k * n + i];
+                if (std::isnan(a) || std::isnan(b)) {
+                    worst = std::isnan(a) && std::isnan(b) ? worst : INFINITY;
+                } else if (k == 4) { /* aspect: an angle, where not nearly flat */
+                    if (std::tan(c[3 * n + i] * M_PI / 180) >= 1e-3 * max_tan)
+                        worst = std::fmax(worst, std::fabs(std::remainder(a - b, 360.0)) / 360);
+                } else {
+                    worst = std::fmax(worst, std::fabs(a - b) / (hi - lo));
+                }
+            }
+            printf("%s: max |GPU - CPU| = %.3g x range\n", quantities[k], worst);
+            CHECK(worst <= 1e-9, "%s: GPU off by %.3g x range", quantities[k], worst);
+        }
+        CHECK(strcmp(md(gpu, "DEVICE_UPLOADS"), "1") == 0, "uploads %s",
+              md(gpu, "DEVICE_UPLOADS"));
+    }
+    for (GDALDataset *ds : {gpu, cpu})
+        if (ds)
+            GDALClose(ds);
+    VSIUnlink(tps.c_str());
+    VSIUnlink((tps + ".model").c_str());
+    return 0;
+}
+
 /* TPS_GPU_MAX_MEMORY far too small for the model (a stand-in for a device
  * out of memory): AUTO reads on the CPU and says so, GPU fails clearly. */
 static int budget(const std::string &dir)
@@ -264,6 +325,8 @@ int main(int argc, char **argv)
         rc = share(tps, false);
         if (rc == 0)
             rc = share(std::string(dir) + "/local.tps", true);
+        if (rc == 0)
+            rc = derivatives(dir);
         if (rc == 0)
             rc = budget(dir);
     }

@@ -6,7 +6,8 @@
  *   test_gpu parity     DOUBLE within 1e-9 and MIXED within 1e-5 of the
  *                       value range of the CPU path, windows, strides,
  *                       several bands; one upload for many evaluations from
- *                       several threads */
+ *                       several threads; derivative quantities within 1e-9
+ *                       of the CPU's */
 #include "tps.h"
 
 #include <math.h>
@@ -298,6 +299,83 @@ static void local_parity(void)
     tps_context_destroy(ctx);
 }
 
+/* Derivative quantities (tps_gpu_deriv.cu) against the CPU's
+ * (eval_deriv.c), bands 0 and 2 (2 has missing values), all five
+ * quantities in one request with a value output between them, pixel-
+ * interleaved on the GPU pass: within 1e-9 x the CPU window's range of
+ * each quantity; aspect as an angle, where the slope is not nearly flat
+ * (there the direction of a vanishing gradient is ill-conditioned). */
+enum { NQ = 11 };
+static void deriv_parity(const fixture *f, size_t k, size_t c0, size_t r0, size_t nc, size_t nr)
+{
+    static const tps_quantity qs[5] = {TPS_QUANTITY_DZDX, TPS_QUANTITY_DZDY, TPS_QUANTITY_SLOPE,
+                                       TPS_QUANTITY_ASPECT, TPS_QUANTITY_LAPLACIAN};
+    tps_context *ctx = tps_context_create();
+    const size_t plane = nc * nr;
+    double *cpu = malloc(NQ * plane * sizeof(double)), *gpu = malloc(NQ * plane * sizeof(double));
+    tps_grid g;
+    tps_grid_from_geotransform(&g, f->gt, c0, r0, nc, nr);
+    tps_output o[NQ];
+    tps_eval_options eo;
+    tps_eval_options_init(&eo);
+    eo.num_threads = 4;
+    for (int pass = 0; pass < 2; ++pass) {
+        double *dst = pass ? gpu : cpu;
+        for (int q = 0; q < NQ; ++q) {
+            /* outputs 0-4: band 0, 5: band 1's value, 6-10: band 2 */
+            const size_t band = q < 5 ? 0 : q == 5 ? 1 : 2;
+            const tps_quantity quantity = q == 5 ? TPS_QUANTITY_VALUE : qs[q < 5 ? q : q - 6];
+            o[q] = pass ? (tps_output){band, dst + q, TPS_FLOAT64, NQ * 8, (ptrdiff_t)(NQ * 8 * nc),
+                                       quantity}
+                        : (tps_output){band, dst + q * plane, TPS_FLOAT64, 8, (ptrdiff_t)(8 * nc),
+                                       quantity};
+        }
+        for (size_t i = 0; i < NQ * plane; ++i)
+            dst[i] = -12345.0; /* poison: every element must be written */
+        eo.device = pass ? TPS_DEVICE_GPU : TPS_DEVICE_CPU;
+        CHECK(tps_evaluate_grid(ctx, f->model, &g, NQ, o, &eo) == TPS_OK, "%s",
+              tps_context_errmsg(ctx));
+    }
+    for (int q = 0; q < NQ; ++q) {
+        const int is_aspect = q == 3 || q == 9;
+        double lo = INFINITY, hi = -INFINITY, grad_max = 0;
+        for (size_t i = 0; i < plane; ++i) {
+            const double v = cpu[q * plane + i];
+            if (isfinite(v)) {
+                lo = fmin(lo, v);
+                hi = fmax(hi, v);
+            }
+            const int s = q < 5 ? 2 : 8; /* that band's slope */
+            grad_max = fmax(grad_max, tan(cpu[s * plane + i] / 57.29577951308232));
+        }
+        const double range = hi > lo ? hi - lo : fmax(fabs(hi), 1e-300);
+        double worst = 0;
+        for (size_t i = 0; i < plane; ++i) {
+            const double a = cpu[q * plane + i], b = gpu[i * NQ + q];
+            if (isnan(a) || isnan(b)) {
+                worst = isnan(a) && isnan(b) ? worst : INFINITY;
+                continue;
+            }
+            if (is_aspect) {
+                const int s = q < 5 ? 2 : 8;
+                if (tan(cpu[s * plane + i] / 57.29577951308232) < 1e-3 * grad_max)
+                    continue;
+                worst = fmax(worst, fabs(remainder(a - b, 360.0)) / 360.0);
+            } else {
+                worst = fmax(worst, fabs(a - b) / range);
+            }
+        }
+        CHECK(worst <= 1e-9, "case %zu window %zu,%zu %zux%zu output %d: GPU derivative off by "
+              "%.3g x range", k, c0, r0, nc, nr, q, worst);
+        if (c0 == 0 && r0 == 0)
+            printf("case %zu output %d (%s): GPU vs CPU %.2e x range\n", k, q,
+                   q == 5 ? "value" : "derivative", worst);
+    }
+    free(cpu);
+    free(gpu);
+    tps_context_destroy(ctx);
+}
+
 static int parity(void)
 {
     local_parity();
@@ -338,6 +416,11 @@ static int parity(void)
             for (int b = 0; b < NB; ++b)
                 CHECK(wd[b] <= 1e-9, "case %zu window %zu band %d: %.3g", k, wi, b, wd[b]);
         }
+        deriv_parity(&f, k, 0, 0, 400, 300);
+        deriv_parity(&f, k, 13, 17, 129, 77);
+        deriv_parity(&f, k, 399, 299, 1, 1);
+        CHECK(tps_model_device_uploads(f.model) == 1, "derivatives: uploads %zu",
+              tps_model_device_uploads(f.model));
         if (k == 0) {
             /* Concurrent readers: one device copy, right answers. */
             pthread_t t[4];
