@@ -21,8 +21,8 @@ import pytest
 from osgeo import gdal
 from scipy.spatial import Delaunay, cKDTree
 
-from conftest import (PYTHON, open_tps, pixel_centres, random_points, run, scipy_grid,
-                      assert_close32, smooth_values, tps_xml, write_csv, write_tps)
+from conftest import (assert_close32, open_tps, pixel_centres, random_points, run, scipy_grid,
+                      smooth_values, tps_xml, write_csv, write_tps)
 
 MAXD = 0.9
 EXTENT = (-2.0, -1.5, 12.0, 11.5)  # the points fill [0, 10]^2: a margin to mask
@@ -301,3 +301,33 @@ def test_gdal_translate_keeps_nodata_and_mask(pts, tmp_path):
     t = gdal.Open(str(out))
     ref = reference_keep(pts, t.GetGeoTransform(), *SIZE, MAXD, True)
     np.testing.assert_array_equal(t.GetRasterBand(1).GetMaskBand().ReadAsArray() == 255, ref)
+
+
+def test_threads_with_their_own_handles(pts):
+    """The mask structures are read-only after open: 6 threads, each with its
+    own handle (and its overview levels), reading random windows give the
+    serial read's bytes."""
+    import threading
+    p = make(pts, 'conc.tps', MAXD, True, size=(600, 560), block_size=(64, 64),
+             data_type='Float64')
+    serial = opened(p).ReadAsArray()
+    rng = np.random.default_rng(5)
+    jobs = [[(int(rng.integers(0, 550)), int(rng.integers(0, 510)), int(rng.integers(1, 50)),
+              int(rng.integers(1, 50))) for _ in range(25)] for _ in range(6)]
+    bad = []
+
+    def worker(windows):
+        ds = opened(p)
+        band = ds.GetRasterBand(1)
+        for x0, y0, w, h in windows:
+            a = band.ReadAsArray(x0, y0, w, h)
+            m = band.GetMaskBand().ReadAsArray(x0, y0, w, h)
+            s = serial[y0:y0 + h, x0:x0 + w]
+            if a.tobytes() != s.tobytes() or not np.array_equal(m == 255, ~np.isnan(s)):
+                bad.append((x0, y0, w, h))
+    threads = [threading.Thread(target=worker, args=(j,)) for j in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not bad, bad
