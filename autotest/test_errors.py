@@ -7,7 +7,8 @@ Covered: fewer than 3 points, collinear points, nothing left after <Where>,
 all values missing, malformed / truncated / empty XML, wrong root, missing
 <Band> or <Field>, unknown or repeated <Quantity>, missing source / layer / field, non-numeric values, bad
 SRS, zero / negative / absurd / non-numeric sizes, bad extent, resolution
-and geotransform, negative / NaN / infinite smoothing, unknown DataType, the
+and geotransform, negative / NaN / infinite smoothing, unknown DataType,
+MaxDistance <= 0 / NaN / infinite / text, ConvexHull not a boolean, the
 TPS_MAX_MEMORY limit, bad TPS: open options, DEVICE=GPU without a GPU;
 hostile files and paths: a 17 MB .tps, 100,000 nested elements, a .tps
 naming itself as its source, '..' in <Source>, an unreachable /vsicurl/
@@ -264,6 +265,18 @@ def test_unknown_data_type(good, dt):
     assert_open_fails(p, 'dt.tps', ['DataType'])
 
 
+@pytest.mark.parametrize('value', ['0', '-1', 'nan', 'inf', 'far', '1 2'])
+def test_bad_max_distance(good, value):
+    p = good['tps']('maxd.tps', extra='<MaxDistance>%s</MaxDistance>' % value)
+    assert_open_fails(p, 'maxd.tps', ['MaxDistance'])
+
+
+@pytest.mark.parametrize('value', ['maybe', '2', 'yes please'])
+def test_bad_convex_hull(good, value):
+    p = good['tps']('hull.tps', extra='<ConvexHull>%s</ConvexHull>' % value)
+    assert_open_fails(p, 'hull.tps', ['ConvexHull'])
+
+
 # ------------------------------------------------------------ memory limit
 
 def test_memory_limit(tmp_path):
@@ -302,6 +315,8 @@ def test_memory_limit(tmp_path):
     (['FIELD=nofield', 'XFIELD=x', 'YFIELD=y', 'SIZE=10 10', 'EXTENT=0 0 10 10'], ['nofield']),
     (['FIELD=conc_ppm', 'XFIELD=x', 'YFIELD=y', 'SIZE=10 10', 'EXTENT=0 0 10 10', 'DEVICE=banana'], ['DEVICE']),
     (['FIELD=conc_ppm', 'XFIELD=x', 'YFIELD=y', 'SIZE=10 10', 'EXTENT=0 0 10 10', 'DEVICE=GPU'], ['GPU']),
+    (['FIELD=conc_ppm', 'XFIELD=x', 'YFIELD=y', 'SIZE=10 10', 'EXTENT=0 0 10 10', 'MAX_DISTANCE=-2'], ['MAX_DISTANCE']),
+    (['FIELD=conc_ppm', 'XFIELD=x', 'YFIELD=y', 'SIZE=10 10', 'EXTENT=0 0 10 10', 'CONVEX_HULL=banana'], ['CONVEX_HULL']),
 ])
 def test_bad_tps_syntax_options(good, oo, kw):
     assert_open_fails('TPS:' + str(good['dir'] / 'pts.csv'), 'pts.csv', kw, open_options=oo)

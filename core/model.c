@@ -550,3 +550,15 @@ tps_status tps_model_get_band_info(tps_context *ctx, const tps_model *model, siz
     *info = model->band_info[band];
     return TPS_OK;
 }
+
+tps_status tps_model_get_points(tps_context *ctx, const tps_model *model, double *x, double *y)
+{
+    tps_clear_error(ctx);
+    if (!model || !x || !y)
+        return tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT, "no model or no output arrays");
+    for (size_t i = 0; i < model->n; ++i) {
+        x[i] = model->cx + model->scale * model->u[i];
+        y[i] = model->cy + model->scale * model->v[i];
+    }
+    return TPS_OK;
+}

@@ -198,6 +198,8 @@ class TPSConfigParser
     bool ParseMode(const std::string &osLabel, const std::string &osText);
     bool ParsePatchPoints(const std::string &osLabel, const std::string &osText);
     bool ParseOverlap(const std::string &osLabel, const std::string &osText);
+    bool ParseMaxDistance(const std::string &osLabel, const std::string &osText);
+    bool ParseConvexHull(const std::string &osLabel, const std::string &osText);
 
     std::string ResolveSource(const std::string &osSource) const;
 };
@@ -460,6 +462,29 @@ bool TPSConfigParser::ParseOverlap(const std::string &osLabel, const std::string
     return true;
 }
 
+bool TPSConfigParser::ParseMaxDistance(const std::string &osLabel, const std::string &osText)
+{
+    double dfValue = 0;
+    if (!ParseFinite(osText, &dfValue) || !(dfValue > 0))
+        return Fail(CPLE_IllegalArg, osLabel,
+                    "expected a finite distance > 0 in the output CRS's units, got '%s'",
+                    TPSShown(osText).c_str());
+    m_oConfig.dfMaxDistance = dfValue;
+    return true;
+}
+
+bool TPSConfigParser::ParseConvexHull(const std::string &osLabel, const std::string &osText)
+{
+    if (EQUAL(osText.c_str(), "TRUE") || EQUAL(osText.c_str(), "YES") || osText == "1")
+        m_oConfig.bConvexHull = true;
+    else if (EQUAL(osText.c_str(), "FALSE") || EQUAL(osText.c_str(), "NO") || osText == "0")
+        m_oConfig.bConvexHull = false;
+    else
+        return Fail(CPLE_IllegalArg, osLabel, "expected true or false, got '%s'",
+                    TPSShown(osText).c_str());
+    return true;
+}
+
 bool TPSConfigParser::ParsePrecision(const std::string &osLabel, const std::string &osText)
 {
     if (EQUAL(osText.c_str(), "DOUBLE"))
@@ -621,7 +646,8 @@ bool TPSConfigParser::ParseRoot(const CPLXMLNode *psRoot)
         static const char *const apszKnown[] = {
             "Points",     "SRS",       "GeoTransform", "Size",        "Extent",
             "Resolution", "Smoothing", "DataType",     "NoDataValue", "BlockSize",
-            "Mode",       "PatchPoints", "Overlap"};
+            "Mode",       "PatchPoints", "Overlap",
+            "MaxDistance", "ConvexHull"};
         bool bKnown = false;
         for (const char *pszKnown : apszKnown)
             bKnown = bKnown || osElt == pszKnown;
@@ -668,6 +694,10 @@ bool TPSConfigParser::ParseRoot(const CPLXMLNode *psRoot)
             bOK = ParsePatchPoints(osLabel, osText);
         else if (osElt == "Overlap")
             bOK = ParseOverlap(osLabel, osText);
+        else if (osElt == "MaxDistance")
+            bOK = ParseMaxDistance(osLabel, osText);
+        else if (osElt == "ConvexHull")
+            bOK = ParseConvexHull(osLabel, osText);
         if (!bOK)
             return false;
     }
@@ -830,6 +860,16 @@ bool TPSConfigParser::ApplyOpenOptions(CSLConstList papszOpenOptions, bool bConn
     if (const char *pszOverlap = Fetch("OVERLAP"))
     {
         if (!ParseOverlap("OVERLAP", Trim(pszOverlap)))
+            return false;
+    }
+    if (const char *pszMaxDistance = Fetch("MAX_DISTANCE"))
+    {
+        if (!ParseMaxDistance("MAX_DISTANCE", Trim(pszMaxDistance)))
+            return false;
+    }
+    if (const char *pszHull = Fetch("CONVEX_HULL"))
+    {
+        if (!ParseConvexHull("CONVEX_HULL", Trim(pszHull)))
             return false;
     }
     // The configuration option sets the default for tools that cannot pass

@@ -114,6 +114,12 @@ struct TPSConfig
     double dfOverlap = 1.5; /* the engine's TPS_DEFAULT_OVERLAP */
     bool bHasBlockSize = false;
     int nBlockXSize = 256, nBlockYSize = 256; /* clamped to the raster later */
+    /* <MaxDistance>, <ConvexHull> (open options MAX_DISTANCE, CONVEX_HULL):
+     * pixels farther than this from every point (output CRS units; 0: no
+     * such mask), or outside the points' convex hull, are NoData. Not part
+     * of the model: applied to its values (tps_mask.h). */
+    double dfMaxDistance = 0.0;
+    bool bConvexHull = false;
 
     std::vector<TPSBandConfig> aoBands;
     /* The distinct surfaces the raster bands show, in order of first use:

@@ -44,6 +44,12 @@ constexpr double CHUNK_MAX_PAIRS = 1e9;
  * within a call: fewer, larger calls. */
 constexpr double CHUNK_MAX_PIXELS_GPU = 67108864.0;
 constexpr double CHUNK_MAX_PAIRS_GPU = 2e11;
+/* With a mask, a chunk evaluates only the rectangle around its kept
+ * pixels: smaller chunks follow the mask's shape more closely (a hull's
+ * slanted edge, a hole between point clusters), at the cost of more engine
+ * calls; at these sizes a call's fixed cost stays under ~1% of its work. */
+constexpr double CHUNK_MAX_PIXELS_MASKED = 262144.0;
+constexpr double CHUNK_MAX_PIXELS_MASKED_GPU = 4194304.0;
 
 // Point-pixel pairs per pixel: every point for a global model; for a local
 // one the points of the few patches blended over each pixel (cells hold
@@ -155,6 +161,7 @@ TPSDataset::~TPSDataset()
     // Flush while the object is whole: ~GDALDataset, which deletes the
     // bands, runs after the model and the context are gone.
     FlushCache(true);
+    m_poMaskBand.reset();
     m_apoOverviews.clear();
 }
 
@@ -185,6 +192,9 @@ void TPSDataset::CreateOverviews()
         std::copy(adfOvGT, adfOvGT + 6, poOvr->m_adfGeoTransform);
         for (int i = 0; i < nBands; i++)
             poOvr->SetBand(i + 1, new TPSRasterBand(poOvr.get(), i + 1));
+        poOvr->m_poMask = m_poMask;
+        if (m_poMask)
+            poOvr->m_poMaskBand = std::make_unique<TPSMaskBand>(poOvr.get());
         m_apoOverviews.push_back(std::move(poOvr));
     }
 }
@@ -405,9 +415,47 @@ std::unique_ptr<TPSDataset> TPSDataset::Open(TPSConfig &&oConfig)
 
     for (int i = 0; i < static_cast<int>(c.aoBands.size()); i++)
         poDS->SetBand(i + 1, new TPSRasterBand(poDS.get(), i + 1));
+    if ((c.dfMaxDistance > 0 || c.bConvexHull) && !poDS->BuildMask())
+        return nullptr;
     poDS->CreateOverviews();
     poDS->BuildMetadata(nSolves);
     return poDS;
+}
+
+bool TPSDataset::BuildMask()
+{
+    const size_t n = m_poModel->sInfo.n_points;
+    std::vector<double> adfX, adfY;
+    try
+    {
+        adfX.resize(n);
+        adfY.resize(n);
+    }
+    catch (const std::bad_alloc &)
+    {
+        CPLError(CE_Failure, CPLE_OutOfMemory, "%s: out of memory building the mask",
+                 m_oConfig.osName.c_str());
+        return false;
+    }
+    if (tps_model_get_points(m_poContext.get(), m_poModel->psModel, adfX.data(), adfY.data()) !=
+        TPS_OK)
+        return ReportEngineError("cannot read the model's points");
+    const auto oStart = std::chrono::steady_clock::now();
+    m_poMask = TPSMask::Build(adfX.data(), adfY.data(), n, m_oConfig.dfMaxDistance,
+                              m_oConfig.bConvexHull);
+    if (!m_poMask)
+    {
+        CPLError(CE_Failure, CPLE_OutOfMemory, "%s: out of memory building the mask",
+                 m_oConfig.osName.c_str());
+        return false;
+    }
+    CPLDebug("TPS", "%s: mask (MaxDistance %.17g, convex hull %s of %llu vertices) built in %.3f s",
+             m_oConfig.osName.c_str(), m_oConfig.dfMaxDistance,
+             m_oConfig.bConvexHull ? "on" : "off",
+             static_cast<unsigned long long>(m_poMask->HullSize()),
+             std::chrono::duration<double>(std::chrono::steady_clock::now() - oStart).count());
+    m_poMaskBand = std::make_unique<TPSMaskBand>(this);
+    return true;
 }
 
 void TPSDataset::BuildMetadata(int nSolves)
@@ -609,9 +657,11 @@ CPLErr TPSDataset::EvaluateWindow(int nXOff, int nYOff, int nXSize, int nYSize,
     tps_eval_options &sEvalOptions = oRoot.m_sEvalOptions;
     const double dfPoints = PairsPerPixel(m_poModel->sInfo);
     const bool bGPU = sEvalOptions.device == TPS_DEVICE_GPU;
-    const double dfRows =
-        std::min((bGPU ? CHUNK_MAX_PIXELS_GPU : CHUNK_MAX_PIXELS) / nXSize,
-                 (bGPU ? CHUNK_MAX_PAIRS_GPU : CHUNK_MAX_PAIRS) / (dfPoints * nXSize));
+    const double dfMaxPixels =
+        m_poMask ? (bGPU ? CHUNK_MAX_PIXELS_MASKED_GPU : CHUNK_MAX_PIXELS_MASKED)
+                 : (bGPU ? CHUNK_MAX_PIXELS_GPU : CHUNK_MAX_PIXELS);
+    const double dfMaxPairs = bGPU ? CHUNK_MAX_PAIRS_GPU : CHUNK_MAX_PAIRS;
+    const double dfRows = std::min(dfMaxPixels / nXSize, dfMaxPairs / (dfPoints * nXSize));
     const int nChunkRows = static_cast<int>(std::max(1.0, std::min<double>(nYSize, dfRows)));
     // A Float32 raster read into a Float64 buffer must give the Float32
     // values, as it would through the block cache: round after evaluating.
@@ -620,42 +670,118 @@ CPLErr TPSDataset::EvaluateWindow(int nXOff, int nYOff, int nXSize, int nYSize,
     void *pProgressData = psExtraArg ? psExtraArg->pProgressData : nullptr;
 
     std::vector<tps_output> aoChunk(aoOutputs);
+    std::vector<unsigned char> abyValid;
     for (int iRow = 0; iRow < nYSize; iRow += nChunkRows)
     {
         const int nRows = std::min(nChunkRows, nYSize - iRow);
-        for (size_t i = 0; i < aoOutputs.size(); i++)
-            aoChunk[i].data = static_cast<GByte *>(aoOutputs[i].data) +
-                              static_cast<ptrdiff_t>(iRow) * aoOutputs[i].line_stride;
-        tps_grid sGrid;
-        tps_grid_from_geotransform(&sGrid, m_adfGeoTransform, static_cast<size_t>(nXOff),
-                                   static_cast<size_t>(nYOff + iRow), static_cast<size_t>(nXSize),
-                                   static_cast<size_t>(nRows));
-        tps_status eStatus = tps_evaluate_grid(psCtx, m_poModel->psModel, &sGrid, aoChunk.size(),
-                                               aoChunk.data(), &sEvalOptions);
-        if (eStatus != TPS_OK && oRoot.m_bDeviceAuto && sEvalOptions.device == TPS_DEVICE_GPU)
+        // With a mask, only the smallest rectangle of the chunk that holds
+        // every kept pixel is evaluated (nothing when none is kept); the
+        // masked pixels become NoData below. A pixel's value does not
+        // depend on the window around it, so this changes no byte.
+        int nEvalX0 = 0, nEvalY0 = 0, nEvalXSize = nXSize, nEvalYSize = nRows;
+        if (m_poMask)
         {
-            // DEVICE=AUTO chose the GPU and the GPU failed (out of memory,
-            // gone): this handle goes on on the CPU, and says so.
-            CPLDebug("TPS", "%s: GPU evaluation failed, going on on the CPU: %s",
-                     m_oConfig.osName.c_str(), tps_context_errmsg(psCtx));
-            sEvalOptions.device = TPS_DEVICE_CPU;
-            oRoot.SetMetadataItem("DEVICE", "CPU", MD_DOMAIN);
-            eStatus = tps_evaluate_grid(psCtx, m_poModel->psModel, &sGrid, aoChunk.size(),
-                                        aoChunk.data(), &sEvalOptions);
+            tps_grid sChunkGrid;
+            tps_grid_from_geotransform(&sChunkGrid, m_adfGeoTransform, static_cast<size_t>(nXOff),
+                                       static_cast<size_t>(nYOff + iRow),
+                                       static_cast<size_t>(nXSize), static_cast<size_t>(nRows));
+            abyValid.resize(static_cast<size_t>(nXSize) * nRows);
+            if (m_poMask->Compute(sChunkGrid, abyValid.data(), sEvalOptions.num_threads) == 0)
+                nEvalXSize = nEvalYSize = 0;
+            else
+            {
+                int nMinX = nXSize, nMaxX = -1, nMinY = nRows, nMaxY = -1;
+                for (int j = 0; j < nRows; j++)
+                {
+                    const unsigned char *pabyRow =
+                        abyValid.data() + static_cast<size_t>(j) * nXSize;
+                    const unsigned char *pabyEnd = pabyRow + nXSize;
+                    const unsigned char *pabyFirst = std::find(pabyRow, pabyEnd, 1);
+                    if (pabyFirst == pabyEnd)
+                        continue;
+                    const unsigned char *pabyLast =
+                        std::find(std::make_reverse_iterator(pabyEnd),
+                                  std::make_reverse_iterator(pabyFirst), 1)
+                            .base() -
+                        1;
+                    nMinX = std::min(nMinX, static_cast<int>(pabyFirst - pabyRow));
+                    nMaxX = std::max(nMaxX, static_cast<int>(pabyLast - pabyRow));
+                    nMinY = std::min(nMinY, j);
+                    nMaxY = j;
+                }
+                nEvalX0 = nMinX;
+                nEvalY0 = nMinY;
+                nEvalXSize = nMaxX - nMinX + 1;
+                nEvalYSize = nMaxY - nMinY + 1;
+            }
         }
-        if (eStatus != TPS_OK)
+        if (nEvalXSize > 0 && nEvalYSize > 0)
         {
-            oRoot.ReportEngineError("evaluation failed");
-            return CE_Failure;
+            for (size_t i = 0; i < aoOutputs.size(); i++)
+                aoChunk[i].data =
+                    static_cast<GByte *>(aoOutputs[i].data) +
+                    static_cast<ptrdiff_t>(iRow + nEvalY0) * aoOutputs[i].line_stride +
+                    static_cast<ptrdiff_t>(nEvalX0) * aoOutputs[i].pixel_stride;
+            tps_grid sGrid;
+            tps_grid_from_geotransform(&sGrid, m_adfGeoTransform,
+                                       static_cast<size_t>(nXOff + nEvalX0),
+                                       static_cast<size_t>(nYOff + iRow + nEvalY0),
+                                       static_cast<size_t>(nEvalXSize),
+                                       static_cast<size_t>(nEvalYSize));
+            tps_status eStatus = tps_evaluate_grid(psCtx, m_poModel->psModel, &sGrid,
+                                                   aoChunk.size(), aoChunk.data(), &sEvalOptions);
+            if (eStatus != TPS_OK && oRoot.m_bDeviceAuto && sEvalOptions.device == TPS_DEVICE_GPU)
+            {
+                // DEVICE=AUTO chose the GPU and the GPU failed (out of memory,
+                // gone): this handle goes on on the CPU, and says so.
+                CPLDebug("TPS", "%s: GPU evaluation failed, going on on the CPU: %s",
+                         m_oConfig.osName.c_str(), tps_context_errmsg(psCtx));
+                sEvalOptions.device = TPS_DEVICE_CPU;
+                oRoot.SetMetadataItem("DEVICE", "CPU", MD_DOMAIN);
+                eStatus = tps_evaluate_grid(psCtx, m_poModel->psModel, &sGrid, aoChunk.size(),
+                                            aoChunk.data(), &sEvalOptions);
+            }
+            if (eStatus != TPS_OK)
+            {
+                oRoot.ReportEngineError("evaluation failed");
+                return CE_Failure;
+            }
+            oRoot.m_nPixelsEvaluated +=
+                static_cast<uint64_t>(nEvalXSize) * static_cast<uint64_t>(nEvalYSize);
         }
-        oRoot.m_nPixelsEvaluated += static_cast<uint64_t>(nXSize) * static_cast<uint64_t>(nRows);
-        if (bRoundToFloat32)
+        if (m_poMask)
         {
-            for (const tps_output &oOut : aoChunk)
+            const double dfNoData = NoDataValue();
+            const float fNoData = static_cast<float>(dfNoData);
+            for (const tps_output &oOut : aoOutputs)
             {
                 for (int j = 0; j < nRows; j++)
                 {
-                    GByte *pabyLine = static_cast<GByte *>(oOut.data) + j * oOut.line_stride;
+                    GByte *pabyLine = static_cast<GByte *>(oOut.data) +
+                                      static_cast<ptrdiff_t>(iRow + j) * oOut.line_stride;
+                    const unsigned char *pabyRowValid =
+                        abyValid.data() + static_cast<size_t>(j) * nXSize;
+                    for (int k = 0; k < nXSize; k++)
+                    {
+                        if (pabyRowValid[k])
+                            continue;
+                        GByte *pabyPixel = pabyLine + static_cast<ptrdiff_t>(k) * oOut.pixel_stride;
+                        if (oOut.type == TPS_FLOAT32)
+                            memcpy(pabyPixel, &fNoData, sizeof(fNoData));
+                        else
+                            memcpy(pabyPixel, &dfNoData, sizeof(dfNoData));
+                    }
+                }
+            }
+        }
+        if (bRoundToFloat32)
+        {
+            for (const tps_output &oOut : aoOutputs)
+            {
+                for (int j = 0; j < nRows; j++)
+                {
+                    GByte *pabyLine = static_cast<GByte *>(oOut.data) +
+                                      static_cast<ptrdiff_t>(iRow + j) * oOut.line_stride;
                     for (int k = 0; k < nXSize; k++)
                     {
                         double *pdf = reinterpret_cast<double *>(pabyLine + k * oOut.pixel_stride);
@@ -790,10 +916,25 @@ const char *TPSRasterBand::GetUnitType()
 
 double TPSRasterBand::GetNoDataValue(int *pbSuccess)
 {
-    const TPSConfig &c = static_cast<TPSDataset *>(poDS)->m_oConfig;
+    const auto *poTPSDS = static_cast<TPSDataset *>(poDS);
+    const bool bHasNoData = poTPSDS->HasNoData();
     if (pbSuccess)
-        *pbSuccess = c.bHasNoData;
-    return c.bHasNoData ? c.dfNoData : 0.0;
+        *pbSuccess = bHasNoData;
+    return bHasNoData ? poTPSDS->NoDataValue() : 0.0;
+}
+
+int TPSRasterBand::GetMaskFlags()
+{
+    if (static_cast<TPSDataset *>(poDS)->m_poMaskBand)
+        return GMF_PER_DATASET;
+    return GDALRasterBand::GetMaskFlags();
+}
+
+GDALRasterBand *TPSRasterBand::GetMaskBand()
+{
+    if (TPSMaskBand *poMask = static_cast<TPSDataset *>(poDS)->m_poMaskBand.get())
+        return poMask;
+    return GDALRasterBand::GetMaskBand();
 }
 
 int TPSRasterBand::GetOverviewCount()
@@ -839,4 +980,58 @@ CPLErr TPSRasterBand::IRasterIO(GDALRWFlag eRWFlag, int nXOff, int nYOff, int nX
     aoOutputs[0].pixel_stride = static_cast<ptrdiff_t>(nPixelSpace);
     aoOutputs[0].line_stride = static_cast<ptrdiff_t>(nLineSpace);
     return poTPSDS->EvaluateWindow(nXOff, nYOff, nXSize, nYSize, aoOutputs, eBufType, psExtraArg);
+}
+
+/************************************************************************/
+/*                             TPSMaskBand                              */
+/************************************************************************/
+
+TPSMaskBand::TPSMaskBand(TPSDataset *poDSIn)
+{
+    poDS = poDSIn;
+    nBand = 0;
+    eAccess = GA_ReadOnly;
+    eDataType = GDT_Byte;
+    nRasterXSize = poDSIn->nRasterXSize;
+    nRasterYSize = poDSIn->nRasterYSize;
+    nBlockXSize = std::min(poDSIn->m_oConfig.nBlockXSize, nRasterXSize);
+    nBlockYSize = std::min(poDSIn->m_oConfig.nBlockYSize, nRasterYSize);
+}
+
+int TPSMaskBand::GetOverviewCount()
+{
+    const auto *poTPSDS = static_cast<TPSDataset *>(poDS);
+    return poTPSDS->m_poParent ? 0 : static_cast<int>(poTPSDS->m_apoOverviews.size());
+}
+
+GDALRasterBand *TPSMaskBand::GetOverview(int iOverview)
+{
+    if (iOverview < 0 || iOverview >= GetOverviewCount())
+        return nullptr;
+    return static_cast<TPSDataset *>(poDS)->m_apoOverviews[iOverview]->m_poMaskBand.get();
+}
+
+CPLErr TPSMaskBand::IReadBlock(int nBlockXOff, int nBlockYOff, void *pImage)
+{
+    const auto *poTPSDS = static_cast<TPSDataset *>(poDS);
+    const int nXOff = nBlockXOff * nBlockXSize;
+    const int nYOff = nBlockYOff * nBlockYSize;
+    const int nXValid = std::min(nBlockXSize, nRasterXSize - nXOff);
+    const int nYValid = std::min(nBlockYSize, nRasterYSize - nYOff);
+    tps_grid sGrid;
+    tps_grid_from_geotransform(&sGrid, poTPSDS->m_adfGeoTransform, static_cast<size_t>(nXOff),
+                               static_cast<size_t>(nYOff), static_cast<size_t>(nXValid),
+                               static_cast<size_t>(nYValid));
+    std::vector<unsigned char> abyValid(static_cast<size_t>(nXValid) * nYValid);
+    poTPSDS->m_poMask->Compute(sGrid, abyValid.data(),
+                               poTPSDS->m_poParent ? poTPSDS->m_poParent->m_sEvalOptions.num_threads
+                                                   : poTPSDS->m_sEvalOptions.num_threads);
+    // Beyond the raster (a partial last block): zeros, as in the bands.
+    GByte *pabyImage = static_cast<GByte *>(pImage);
+    memset(pabyImage, 0, static_cast<size_t>(nBlockXSize) * nBlockYSize);
+    for (int j = 0; j < nYValid; j++)
+        for (int i = 0; i < nXValid; i++)
+            pabyImage[static_cast<size_t>(j) * nBlockXSize + i] =
+                abyValid[static_cast<size_t>(j) * nXValid + i] ? 255 : 0;
+    return CE_None;
 }

@@ -11,6 +11,7 @@
 
 #include "tps.h"
 #include "tps_config.h"
+#include "tps_mask.h"
 #include "tps_model_cache.h"
 
 #include "gdal_priv.h"
@@ -18,6 +19,7 @@
 #include "ogr_spatialref.h"
 
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <vector>
 
@@ -30,10 +32,12 @@
 #endif
 
 class TPSRasterBand;
+class TPSMaskBand;
 
 class TPSDataset final : public GDALDataset
 {
     friend class TPSRasterBand;
+    friend class TPSMaskBand;
 
   public:
     TPSDataset();
@@ -88,6 +92,21 @@ class TPSDataset final : public GDALDataset
     /* Pixels evaluated through this handle, its overviews included (root only). */
     uint64_t m_nPixelsEvaluated = 0;
 
+    /* <MaxDistance> / <ConvexHull>: the geometry (shared with the
+     * overviews) and this level's mask band; both null without masks. */
+    std::shared_ptr<const TPSMask> m_poMask{};
+    std::unique_ptr<TPSMaskBand> m_poMaskBand{};
+    /* The bands' NoData: <NoDataValue>, else NaN when a mask is on. */
+    bool HasNoData() const
+    {
+        return m_oConfig.bHasNoData || m_poMask != nullptr;
+    }
+    double NoDataValue() const
+    {
+        return m_oConfig.bHasNoData ? m_oConfig.dfNoData
+                                    : std::numeric_limits<double>::quiet_NaN();
+    }
+
     TPSDataset &Root()
     {
         return m_poParent ? *m_poParent : *this;
@@ -103,6 +122,9 @@ class TPSDataset final : public GDALDataset
      * else Solve() (and the model file written, with MODEL_CACHE=YES). */
     std::shared_ptr<TPSSharedModel> LoadOrSolve();
     std::shared_ptr<TPSSharedModel> Solve();
+    /* m_poMask and m_poMaskBand from the model's points; false after one
+     * CE_Failure. */
+    bool BuildMask();
     void BuildMetadata(int nSolves);
     void RefreshDynamicMetadata(const char *pszDomain);
 
@@ -136,6 +158,9 @@ class TPSRasterBand final : public GDALRasterBand
     /* "degrees" for slope and aspect bands, else "" (the field's unit is
      * not known). */
     const char *GetUnitType() override;
+    /* With a mask: GMF_PER_DATASET and the data set's TPSMaskBand. */
+    int GetMaskFlags() override;
+    GDALRasterBand *GetMaskBand() override;
     /* The virtual overviews (none on an overview band). */
     int GetOverviewCount() override;
     GDALRasterBand *GetOverview(int iOverview) override;
@@ -145,6 +170,23 @@ class TPSRasterBand final : public GDALRasterBand
     CPLErr IRasterIO(GDALRWFlag eRWFlag, int nXOff, int nYOff, int nXSize, int nYSize, void *pData,
                      int nBufXSize, int nBufYSize, GDALDataType eBufType, GSpacing nPixelSpace,
                      GSpacing nLineSpace, GDALRasterIOExtraArg *psExtraArg) override;
+};
+
+/* The mask of every band (GMF_PER_DATASET): 255 where a pixel is kept,
+ * 0 where <MaxDistance> or <ConvexHull> masks it, computed from the same
+ * geometry that writes NoData into the bands, so clients that read masks
+ * (integer outputs, QGIS, gdalwarp) agree with the values. */
+class TPSMaskBand final : public GDALRasterBand
+{
+  public:
+    explicit TPSMaskBand(TPSDataset *poDS);
+
+    /* The overview levels' mask bands (none on an overview's). */
+    int GetOverviewCount() override;
+    GDALRasterBand *GetOverview(int iOverview) override;
+
+  protected:
+    CPLErr IReadBlock(int nBlockXOff, int nBlockYOff, void *pImage) override;
 };
 
 #endif /* TPS_DATASET_H */

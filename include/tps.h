@@ -169,6 +169,12 @@ typedef struct tps_band_info {
 tps_status tps_model_get_info(tps_context *ctx, const tps_model *model, tps_model_info *info);
 tps_status tps_model_get_band_info(tps_context *ctx, const tps_model *model, size_t band,
                                    tps_band_info *info);
+/* The model's distinct points (after dropping and merging, info.n_points
+ * of them) in the coordinates they were given in, e.g. for masks that
+ * depend on where the data are. x and y receive info.n_points values each;
+ * they are the model's own coordinates mapped back (x = cx + scale * u),
+ * so equal to the input up to rounding (~1e-16 relative). */
+tps_status tps_model_get_points(tps_context *ctx, const tps_model *model, double *x, double *y);
 
 /* ---- saved models ------------------------------------------------------- */
 

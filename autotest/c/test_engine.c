@@ -177,6 +177,46 @@ static void test_affine_reproduced(void)
     tps_context_destroy(ctx);
 }
 
+/* tps_model_get_points gives the distinct usable points (a duplicate
+ * merged, a NaN x dropped) in the input coordinates, to rounding. */
+static void test_model_points(void)
+{
+    tps_context *ctx = tps_context_create();
+    enum { N = 40 };
+    double x[N + 2], y[N + 2], z[N + 2];
+    random_points(N, 500000.0, 5000000.0, 20000.0, x, y);
+    for (size_t i = 0; i < N; ++i)
+        z[i] = x[i] - y[i];
+    x[N] = x[3], y[N] = y[3], z[N] = z[3];  /* coincident: merged */
+    x[N + 1] = NAN, y[N + 1] = 1.0, z[N + 1] = 0; /* dropped */
+    tps_model *m = fit(ctx, N + 2, x, y, z, 0.0);
+    CHECK(m != NULL, "%s", tps_context_errmsg(ctx));
+    if (m) {
+        tps_model_info info;
+        tps_model_get_info(ctx, m, &info);
+        CHECK(info.n_points == N, "n_points %zu", info.n_points);
+        double px[N], py[N];
+        CHECK(tps_model_get_points(ctx, m, px, py) == TPS_OK, "%s", tps_context_errmsg(ctx));
+        int found[N] = {0};
+        for (size_t k = 0; k < N; ++k) {
+            size_t best = 0;
+            double bd = INFINITY;
+            for (size_t i = 0; i < N; ++i) {
+                double d = fabs(px[k] - x[i]) + fabs(py[k] - y[i]);
+                if (d < bd)
+                    bd = d, best = i;
+            }
+            CHECK(bd <= 1e-15 * 5e6, "point %zu is %g from the nearest input", k, bd);
+            found[best]++;
+        }
+        for (size_t i = 0; i < N; ++i)
+            CHECK(found[i] == 1, "input point %zu returned %d times", i, found[i]);
+        CHECK(tps_model_get_points(ctx, m, NULL, py) == TPS_ERR_INVALID_ARGUMENT, "NULL x");
+        tps_model_destroy(m);
+    }
+    tps_context_destroy(ctx);
+}
+
 /* All kernels and thread counts give the same grid (to rounding), and strided
  * Float32 output lands where the strides say. */
 static void test_kernels_threads_strides(void)
@@ -451,6 +491,7 @@ int main(void)
     test_log_accuracy_near_points();
     test_kernel_log_ulp();
     test_degenerate();
+    test_model_points(); /* last: the random stream above stays as tuned */
     printf("%d checks, %d failed\n", checks, failures);
     return failures ? 1 : 0;
 }

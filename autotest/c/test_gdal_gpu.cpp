@@ -4,11 +4,14 @@
  *   test_gdal_gpu share      two DEVICE=GPU handles read 64 blocks x 3 bands;
  *                            exactly one upload of the model (DEVICE_UPLOADS),
  *                            values within 1e-9 x range of a DEVICE=CPU handle,
- *                            a PRECISION=MIXED handle within 1e-5, same upload
- *                            then, with TPS_GPU_MAX_MEMORY=1000 (a stand-in for
- *                            a device out of memory), AUTO reads on the CPU and
- *                            DEVICE=GPU reads fail clearly; derivative bands
- *                            (slope, aspect, ...) within 1e-9 of the CPU's
+ *                            a PRECISION=MIXED handle within 1e-5, same upload;
+ *                            the same for a LOCAL model; derivative bands
+ *                            (slope, aspect, ...) within 1e-9 of the CPU's;
+ *                            masks (MAX_DISTANCE, CONVEX_HULL) give the same
+ *                            NaN pixels and mask band as on the CPU; then,
+ *                            with TPS_GPU_MAX_MEMORY=1000 (a stand-in for a
+ *                            device out of memory), AUTO reads on the CPU and
+ *                            DEVICE=GPU reads fail clearly
  *   test_gdal_gpu fallback   without a usable GPU: DEVICE=GPU fails at open
  *                            with a message naming the GPU, AUTO reads on the CPU
  * Exit 77 (skipped) when the mode does not apply to this machine. */
@@ -222,6 +225,67 @@ static int derivatives(const std::string &dir)
     return 0;
 }
 
+/* Masks are geometry, applied on the host whatever evaluates: a GPU handle
+ * with MAX_DISTANCE and CONVEX_HULL has NaN exactly where a CPU handle
+ * has, the same mask band, and its kept values within 1e-9 x range. */
+static int masks(const std::string &tps, const char *device)
+{
+    GDALDataset *ds[2] = {nullptr, nullptr};
+    const char *devices[2] = {device, "CPU"};
+    for (int k = 0; k < 2; ++k) {
+        CPLStringList options;
+        options.SetNameValue("DEVICE", devices[k]);
+        options.SetNameValue("MAX_DISTANCE", "60");
+        options.SetNameValue("CONVEX_HULL", "YES");
+        ds[k] = GDALDataset::FromHandle(GDALOpenEx(
+            tps.c_str(), GDAL_OF_RASTER | GDAL_OF_READONLY, nullptr, options.List(), nullptr));
+        CHECK(ds[k] != nullptr, "%s: %s", devices[k], g_last_error.c_str());
+    }
+    if (ds[0] && ds[1]) {
+        CHECK(strcmp(md(ds[0], "DEVICE"), device) == 0, "DEVICE=%s", md(ds[0], "DEVICE"));
+        const int n = 2048;
+        std::vector<double> v[2] = {std::vector<double>(size_t(n) * n),
+                                    std::vector<double>(size_t(n) * n)};
+        std::vector<GByte> m[2] = {std::vector<GByte>(size_t(n) * n),
+                                   std::vector<GByte>(size_t(n) * n)};
+        for (int k = 0; k < 2; ++k) {
+            GDALRasterBand *band = ds[k]->GetRasterBand(1);
+            CHECK(band->GetMaskFlags() == GMF_PER_DATASET, "mask flags %d", band->GetMaskFlags());
+            CHECK(band->RasterIO(GF_Read, 0, 0, n, n, v[k].data(), n, n, GDT_Float64, 0, 0,
+                                 nullptr) == CE_None,
+                  "%s", g_last_error.c_str());
+            CHECK(band->GetMaskBand()->RasterIO(GF_Read, 0, 0, n, n, m[k].data(), n, n, GDT_Byte,
+                                                0, 0, nullptr) == CE_None,
+                  "%s", g_last_error.c_str());
+        }
+        size_t kept = 0, nan_differs = 0, mask_differs = 0, mask_vs_nan = 0;
+        double worst = 0, lo = 1e300, hi = -1e300;
+        for (size_t i = 0; i < v[0].size(); ++i) {
+            nan_differs += std::isnan(v[0][i]) != std::isnan(v[1][i]);
+            mask_differs += m[0][i] != m[1][i];
+            mask_vs_nan += (m[0][i] == 255) == std::isnan(v[0][i]);
+            if (!std::isnan(v[1][i])) {
+                ++kept;
+                lo = std::fmin(lo, v[1][i]);
+                hi = std::fmax(hi, v[1][i]);
+                if (!std::isnan(v[0][i]))
+                    worst = std::fmax(worst, std::fabs(v[0][i] - v[1][i]));
+            }
+        }
+        printf("masks on %s: %.1f%% of the pixels kept, max |%s - CPU| = %.3g x range\n", device,
+               100.0 * kept / v[0].size(), device, worst / (hi - lo));
+        CHECK(kept > v[0].size() / 4 && kept < v[0].size(), "kept %zu", kept);
+        CHECK(nan_differs == 0, "%zu pixels NaN on one device only", nan_differs);
+        CHECK(mask_differs == 0, "%zu mask pixels differ", mask_differs);
+        CHECK(mask_vs_nan == 0, "%zu mask pixels disagree with the NaN", mask_vs_nan);
+        CHECK(worst <= 1e-9 * (hi - lo), "%.3g", worst);
+    }
+    for (GDALDataset *d : ds)
+        if (d)
+            GDALClose(d);
+    return 0;
+}
+
 /* TPS_GPU_MAX_MEMORY far too small for the model (a stand-in for a device
  * out of memory): AUTO reads on the CPU and says so, GPU fails clearly. */
 static int budget(const std::string &dir)
@@ -327,6 +391,8 @@ int main(int argc, char **argv)
             rc = share(std::string(dir) + "/local.tps", true);
         if (rc == 0)
             rc = derivatives(dir);
+        if (rc == 0)
+            rc = masks(tps, "GPU");
         if (rc == 0)
             rc = budget(dir);
     }
