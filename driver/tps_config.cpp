@@ -192,6 +192,7 @@ class TPSConfigParser
     bool ParseDevice(const std::string &osLabel, const std::string &osText);
     bool ParsePrecision(const std::string &osLabel, const std::string &osText);
     bool ParseModelCache(const std::string &osLabel, const std::string &osText);
+    bool ParseCrossValidation(const std::string &osLabel, const std::string &osText);
     bool ParseMode(const std::string &osLabel, const std::string &osText);
     bool ParsePatchPoints(const std::string &osLabel, const std::string &osText);
     bool ParseOverlap(const std::string &osLabel, const std::string &osText);
@@ -483,6 +484,19 @@ bool TPSConfigParser::ParseModelCache(const std::string &osLabel, const std::str
     return true;
 }
 
+bool TPSConfigParser::ParseCrossValidation(const std::string &osLabel, const std::string &osText)
+{
+    const char *psz = osText.c_str();
+    if (EQUAL(psz, "YES") || EQUAL(psz, "TRUE") || EQUAL(psz, "ON") || EQUAL(psz, "1"))
+        m_oConfig.bCrossValidation = true;
+    else if (EQUAL(psz, "NO") || EQUAL(psz, "FALSE") || EQUAL(psz, "OFF") || EQUAL(psz, "0"))
+        m_oConfig.bCrossValidation = false;
+    else
+        return Fail(CPLE_IllegalArg, osLabel, "expected YES or NO, got '%s'",
+                    TPSShown(osText).c_str());
+    return true;
+}
+
 std::string TPSConfigParser::ResolveSource(const std::string &osSource) const
 {
     return TPSResolvePath(m_oConfig.osBaseDir, osSource);
@@ -511,6 +525,8 @@ bool TPSConfigParser::ParsePoints(const CPLXMLNode *psPoints)
             posTarget = &m_oConfig.osPointsSRS;
         else if (osElt == "Where")
             posTarget = &m_oConfig.osWhere;
+        else if (osElt == "WeightField")
+            posTarget = &m_oConfig.osWeightField;
         else
         {
             Warn("ignoring unknown element <%s> in <Points>", TPSShown(osElt).c_str());
@@ -593,7 +609,7 @@ bool TPSConfigParser::ParseRoot(const CPLXMLNode *psRoot)
         static const char *const apszKnown[] = {
             "Points",     "SRS",       "GeoTransform", "Size",        "Extent",
             "Resolution", "Smoothing", "DataType",     "NoDataValue", "BlockSize",
-            "Mode",       "PatchPoints", "Overlap"};
+            "Mode",       "PatchPoints", "Overlap", "CrossValidation"};
         bool bKnown = false;
         for (const char *pszKnown : apszKnown)
             bKnown = bKnown || osElt == pszKnown;
@@ -640,6 +656,8 @@ bool TPSConfigParser::ParseRoot(const CPLXMLNode *psRoot)
             bOK = ParsePatchPoints(osLabel, osText);
         else if (osElt == "Overlap")
             bOK = ParseOverlap(osLabel, osText);
+        else if (osElt == "CrossValidation")
+            bOK = ParseCrossValidation(osLabel, osText);
         if (!bOK)
             return false;
     }
@@ -691,7 +709,8 @@ bool TPSConfigParser::ApplyOpenOptions(CSLConstList papszOpenOptions, bool bConn
     const StringOption asStrings[] = {{"LAYER", &m_oConfig.osLayer},
                                       {"XFIELD", &m_oConfig.osXField},
                                       {"YFIELD", &m_oConfig.osYField},
-                                      {"SRS", &m_oConfig.osPointsSRS}};
+                                      {"SRS", &m_oConfig.osPointsSRS},
+                                      {"WEIGHT_FIELD", &m_oConfig.osWeightField}};
     for (const auto &oOpt : asStrings)
     {
         const char *pszValue = Fetch(oOpt.pszKey);
@@ -802,6 +821,11 @@ bool TPSConfigParser::ApplyOpenOptions(CSLConstList papszOpenOptions, bool bConn
     if (const char *pszOverlap = Fetch("OVERLAP"))
     {
         if (!ParseOverlap("OVERLAP", Trim(pszOverlap)))
+            return false;
+    }
+    if (const char *pszCV = Fetch("CROSS_VALIDATION"))
+    {
+        if (!ParseCrossValidation("CROSS_VALIDATION", Trim(pszCV)))
             return false;
     }
     // The configuration option sets the default for tools that cannot pass
