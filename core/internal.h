@@ -83,6 +83,21 @@ tps_status tps_solve_dense(tps_context *ctx, size_t n, const double *u, const do
                            double lambda, size_t n_rhs, const double *const *z, double **w,
                            double (*a)[3], int num_threads, int try_gpu, size_t gpu_max_bytes,
                            int *used_gpu, const char *what);
+/* What tps_solve_dense_ex adds; either field may be NULL. Both make the
+ * solve run on the CPU. */
+typedef struct tps_solve_extra {
+    /* n multipliers of lambda on the diagonal: (K + lambda diag(noise)) w,
+     * noise_i = 1 / weight_i for per-point weights. */
+    const double *noise;
+    /* Receives n values (M^-1)_ii, M the saddle matrix: the leave-one-out
+     * residual of band r at point i is w[r][i] / loo_diag[i] (Rippa 1999).
+     * Costs one dpotri (~2/3 N^3) after the solve. */
+    double *loo_diag;
+} tps_solve_extra;
+tps_status tps_solve_dense_ex(tps_context *ctx, size_t n, const double *u, const double *v,
+                              double lambda, size_t n_rhs, const double *const *z, double **w,
+                              double (*a)[3], int num_threads, int try_gpu, size_t gpu_max_bytes,
+                              int *used_gpu, const tps_solve_extra *extra, const char *what);
 /* Automatic smoothing (GCV) for one right-hand side z over the n points
  * (u, v), scaled coordinates: one eigendecomposition of Q2^T K Q2, then
  * O(N) per trial lambda (docs/design.md). On the CPU. */
@@ -93,8 +108,12 @@ typedef struct tps_gcv_result {
     double loo_rmse, loo_mae;
 } tps_gcv_result;
 size_t tps_gcv_bytes(size_t n);
+/* sqrt_w: NULL, or the square roots of per-point weights: the weighted
+ * problem minimises sum w_i r_i^2 + lambda J, and its GCV score is
+ * N sum w_i r_i^2 / (N - tr A)^2 (the problem scaled by W^1/2). */
 tps_status tps_gcv_select(tps_context *ctx, size_t n, const double *u, const double *v,
-                          const double *z, int num_threads, tps_gcv_result *res, const char *what);
+                          const double *z, const double *sqrt_w, int num_threads,
+                          tps_gcv_result *res, const char *what);
 /* DEVICE=AUTO solves on the GPU from this many points: below, the CPU's
  * solve takes well under a second and the GPU's set-up (cuSOLVER handle,
  * transfers) would not pay. */
@@ -135,9 +154,10 @@ void tps_kernel_avx512(const tps_kernel_job *job);
 /* ---- local models (local.c) ---- */
 /* Builds md->local over md's (scaled) points: the quadtree, the patches and
  * their solves, after checking the estimated peak memory against
- * options->max_memory. merged[b] holds band b's values (NaN: missing). */
+ * options->max_memory. merged[b] holds band b's values (NaN: missing),
+ * merged_w[b] (merged_w NULL: unweighted) the points' weights in band b. */
 tps_status tps_local_build(tps_context *ctx, tps_model *md, double *const *merged,
-                           const tps_fit_options *options);
+                           double *const *merged_w, const tps_fit_options *options);
 void tps_local_destroy(struct tps_local *local);
 
 

@@ -113,6 +113,7 @@ void tps_local_destroy(struct tps_local *lc)
 typedef struct build {
     const tps_model *md;
     double *const *merged;
+    double *const *merged_w; /* NULL, or per-point weights per band */
     size_t n_bands;
     size_t *perm;
     node *nodes;
@@ -328,11 +329,12 @@ static void solve_patch(size_t p, int thread, void *user)
     double *su = malloc(sizeof(double) * (n ? n : 1));
     double *sv = malloc(sizeof(double) * (n ? n : 1));
     double *zw = malloc(sizeof(double) * (n ? n : 1) * 2 * nb);
+    double *noise = bd->merged_w ? malloc(sizeof(double) * (n ? n : 1)) : NULL;
     const double **z = malloc(sizeof(double *) * nb);
     double **w = malloc(sizeof(double *) * nb);
     double (*a)[3] = malloc(sizeof(double[3]) * nb);
     int ok = pt->index && pt->u && pt->v && pt->hw && pt->affine && group && assigned && sub &&
-             su && sv && zw && z && w && a;
+             su && sv && zw && z && w && a && (!bd->merged_w || noise);
     for (size_t b = 0; ok && b < nb; ++b)
         ok = (pt->hw[b] = calloc(n ? n : 1, sizeof(double))) != NULL;
     if (!ok) {
@@ -370,6 +372,8 @@ static void solve_patch(size_t p, int thread, void *user)
                 sub[m] = k;
                 su[m] = pt->u[k];
                 sv[m] = pt->v[k];
+                if (noise) /* the group shares its missing values, so its weights */
+                    noise[m] = 1.0 / bd->merged_w[b][pt->index[k]];
                 ++m;
             }
         }
@@ -388,8 +392,9 @@ static void solve_patch(size_t p, int thread, void *user)
         char what[96];
         snprintf(what, sizeof what, "patch %zu of %zu, band %zu", p + 1, lc->n_patches, b + 1);
         int used_gpu = 0;
-        if (tps_solve_dense(&ctx, m, su, sv, lambda, ng, z, w, a, 1, 0, 0, &used_gpu, what) !=
-            TPS_OK)
+        const tps_solve_extra extra = {noise, NULL};
+        if (tps_solve_dense_ex(&ctx, m, su, sv, lambda, ng, z, w, a, 1, 0, 0, &used_gpu, &extra,
+                               what) != TPS_OK)
             goto done;
         for (size_t g = 0; g < ng; ++g) {
             for (size_t k = 0; k < m; ++k)
@@ -411,6 +416,7 @@ done:
     free(su);
     free(sv);
     free(zw);
+    free(noise);
     free(z);
     free(w);
     free(a);
@@ -472,7 +478,7 @@ static tps_status build_lookup(tps_context *ctx, struct tps_local *lc)
 }
 
 tps_status tps_local_build(tps_context *ctx, tps_model *md, double *const *merged,
-                           const tps_fit_options *options)
+                           double *const *merged_w, const tps_fit_options *options)
 {
     const double t0 = tps_now_seconds();
     const size_t nb = md->n_bands;
@@ -486,6 +492,7 @@ tps_status tps_local_build(tps_context *ctx, tps_model *md, double *const *merge
     build bd = {0};
     bd.md = md;
     bd.merged = merged;
+    bd.merged_w = merged_w;
     bd.n_bands = nb;
     bd.scale = md->scale;
     tps_status st = TPS_OK;

@@ -21,6 +21,8 @@ void tps_fit_options_init(tps_fit_options *options)
     options->patch_points = TPS_DEFAULT_PATCH_POINTS;
     options->overlap = TPS_DEFAULT_OVERLAP;
     options->smoothing_gcv = NULL;
+    options->weights = NULL;
+    options->cross_validation = 0;
 }
 
 typedef struct input_point {
@@ -60,9 +62,12 @@ tps_model *tps_model_destroy(tps_model *model)
 }
 
 /* Distinct points, with each band's values averaged over the points merged
- * into them (NaN where none of them had a value). */
+ * into them (NaN where none of them had a value). With weights, the average
+ * is weighted and merged_w[b] receives the sum of the weights of the points
+ * averaged in band b (the weight of their mean); else merged_w is NULL. */
 static tps_status merge_points(tps_context *ctx, tps_model *md, size_t n_points, const double *x,
-                               const double *y, const double *const *values, double **merged)
+                               const double *y, const double *const *values,
+                               const double *weights, double **merged, double **merged_w)
 {
     input_point *pts = malloc(sizeof *pts * (n_points ? n_points : 1));
     size_t *counts = calloc(md->n_bands, sizeof *counts);
@@ -82,11 +87,14 @@ static tps_status merge_points(tps_context *ctx, tps_model *md, size_t n_points,
     size_t n = 0;
     md->u = malloc(sizeof(double) * (kept ? kept : 1));
     md->v = malloc(sizeof(double) * (kept ? kept : 1));
-    for (size_t b = 0; b < md->n_bands; ++b)
+    for (size_t b = 0; b < md->n_bands; ++b) {
         merged[b] = malloc(sizeof(double) * (kept ? kept : 1));
+        if (merged_w)
+            merged_w[b] = malloc(sizeof(double) * (kept ? kept : 1));
+    }
     int ok = md->u && md->v;
     for (size_t b = 0; b < md->n_bands; ++b)
-        ok = ok && merged[b];
+        ok = ok && merged[b] && (!merged_w || merged_w[b]);
     if (!ok) {
         free(pts);
         free(counts);
@@ -95,19 +103,27 @@ static tps_status merge_points(tps_context *ctx, tps_model *md, size_t n_points,
     for (size_t i = 0; i < kept;) {
         size_t j = i;
         memset(counts, 0, sizeof *counts * md->n_bands);
-        for (size_t b = 0; b < md->n_bands; ++b)
+        for (size_t b = 0; b < md->n_bands; ++b) {
             merged[b][n] = 0.0;
+            if (merged_w)
+                merged_w[b][n] = 0.0;
+        }
         for (; j < kept && pts[j].x == pts[i].x && pts[j].y == pts[i].y; ++j) {
+            const double wj = weights ? weights[pts[j].index] : 1.0;
             for (size_t b = 0; b < md->n_bands; ++b) {
                 double value = values[b][pts[j].index];
                 if (isfinite(value)) {
-                    merged[b][n] += value;
+                    merged[b][n] += wj * value;
+                    if (merged_w)
+                        merged_w[b][n] += wj;
                     ++counts[b];
                 }
             }
         }
-        for (size_t b = 0; b < md->n_bands; ++b)
-            merged[b][n] = counts[b] ? merged[b][n] / (double)counts[b] : NAN;
+        for (size_t b = 0; b < md->n_bands; ++b) {
+            const double total = merged_w ? merged_w[b][n] : (double)counts[b];
+            merged[b][n] = counts[b] ? merged[b][n] / total : NAN;
+        }
         md->u[n] = pts[i].x; /* scaled later, once the bounding box is known */
         md->v[n] = pts[i].y;
         ++n;
@@ -172,7 +188,7 @@ static int same_mask(double *const *merged, size_t n, size_t b, size_t c)
 
 /* Solve the bands that share lambda and missing values: one factorisation. */
 static tps_status solve_group(tps_context *ctx, tps_model *md, double *const *merged,
-                              const size_t *group, size_t n_group,
+                              double *const *merged_w, const size_t *group, size_t n_group,
                               const tps_fit_options *options)
 {
     char what[256];
@@ -196,8 +212,15 @@ static tps_status solve_group(tps_context *ctx, tps_model *md, double *const *me
     const double **z = malloc(sizeof(double *) * n_group);
     double **w = malloc(sizeof(double *) * n_group);
     double (*a)[3] = malloc(sizeof(double[3]) * n_group);
+    /* The bands of a group share their missing values, hence merged weights. */
+    int want_loo = 0;
+    for (size_t g = 0; g < n_group; ++g)
+        want_loo |= options->cross_validation && !md->band_info[group[g]].smoothing_gcv;
+    double *noise = merged_w ? malloc(sizeof(double) * (m ? m : 1)) : NULL;
+    double *loo_diag = want_loo ? malloc(sizeof(double) * (m ? m : 1)) : NULL;
     tps_status st = TPS_OK;
-    if (!index || !su || !sv || !zw || !z || !w || !a) {
+    if (!index || !su || !sv || !zw || !z || !w || !a || (merged_w && !noise) ||
+        (want_loo && !loo_diag)) {
         st = tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "%s: out of memory", what);
         goto done;
     }
@@ -207,6 +230,8 @@ static tps_status solve_group(tps_context *ctx, tps_model *md, double *const *me
             index[m] = i;
             su[m] = md->u[i];
             sv[m] = md->v[i];
+            if (noise)
+                noise[m] = 1.0 / merged_w[first][i];
             ++m;
         }
     }
@@ -226,10 +251,24 @@ static tps_status solve_group(tps_context *ctx, tps_model *md, double *const *me
                         (options->device == TPS_DEVICE_AUTO && m >= TPS_GPU_SOLVE_MIN_POINTS &&
                          tps_gpu_solve_available(why, sizeof why) == 0);
     int used_gpu = 0;
-    st = tps_solve_dense(ctx, m, su, sv, lambda, n_group, z, w, a, options->num_threads, try_gpu,
-                         options->gpu_max_memory, &used_gpu, what);
+    const tps_solve_extra extra = {noise, loo_diag};
+    st = tps_solve_dense_ex(ctx, m, su, sv, lambda, n_group, z, w, a, options->num_threads,
+                            try_gpu, options->gpu_max_memory, &used_gpu, &extra, what);
     if (st != TPS_OK)
         goto done;
+    for (size_t g = 0; want_loo && g < n_group; ++g) {
+        tps_band_info *bi = &md->band_info[group[g]];
+        if (bi->smoothing_gcv)
+            continue;
+        double ss = 0.0, sa = 0.0;
+        for (size_t k = 0; k < m; ++k) {
+            const double loo = w[g][k] / loo_diag[k];
+            ss += loo * loo;
+            sa += fabs(loo);
+        }
+        bi->loo_rmse = sqrt(ss / (double)m);
+        bi->loo_mae = sa / (double)m;
+    }
     if (used_gpu)
         md->info.solve_device = TPS_DEVICE_GPU;
     for (size_t g = 0; g < n_group; ++g) {
@@ -241,6 +280,8 @@ static tps_status solve_group(tps_context *ctx, tps_model *md, double *const *me
     md->info.n_factorisations++;
 
 done:
+    free(noise);
+    free(loo_diag);
     free(index);
     free(su);
     free(sv);
@@ -253,8 +294,8 @@ done:
 
 /* Band b's lambda by GCV (solve.c), stored in its band_info in the user's
  * units: lambda_user = lambda_scaled * scale^2. */
-static tps_status select_gcv(tps_context *ctx, tps_model *md, double *const *merged, size_t b,
-                             const tps_fit_options *options)
+static tps_status select_gcv(tps_context *ctx, tps_model *md, double *const *merged,
+                             double *const *merged_w, size_t b, const tps_fit_options *options)
 {
     char what[64];
     describe_bands(what, sizeof what, &b, 1);
@@ -267,22 +308,24 @@ static tps_status select_gcv(tps_context *ctx, tps_model *md, double *const *mer
                              "%s: GCV over %zu points needs %zu bytes (%.2f GiB), more than the "
                              "%zu bytes allowed", what, m, need, (double)need / 1073741824.0,
                              options->max_memory);
-    double *buf = malloc(sizeof(double) * 3 * (m ? m : 1));
+    double *buf = malloc(sizeof(double) * 4 * (m ? m : 1));
     if (!buf)
         return tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "%s: out of memory", what);
-    double *su = buf, *sv = buf + m, *z = buf + 2 * m;
+    double *su = buf, *sv = buf + m, *z = buf + 2 * m, *sqrt_w = merged_w ? buf + 3 * m : NULL;
     m = 0;
     for (size_t i = 0; i < md->n; ++i) {
         if (isfinite(merged[b][i])) {
             su[m] = md->u[i];
             sv[m] = md->v[i];
             z[m] = merged[b][i];
+            if (sqrt_w)
+                sqrt_w[m] = sqrt(merged_w[b][i]);
             ++m;
         }
     }
     tps_gcv_result res;
     const double t0 = tps_now_seconds();
-    tps_status st = tps_gcv_select(ctx, m, su, sv, z, options->num_threads, &res, what);
+    tps_status st = tps_gcv_select(ctx, m, su, sv, z, sqrt_w, options->num_threads, &res, what);
     free(buf);
     if (st != TPS_OK)
         return st;
@@ -375,6 +418,15 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
         }
     }
 
+    for (size_t i = 0; options->weights && i < n_points; ++i) {
+        const double wi = options->weights[i];
+        if (isfinite(x[i]) && isfinite(y[i]) && !(isfinite(wi) && wi > 0.0)) {
+            tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT,
+                          "point %zu: its weight must be a finite number > 0, got %g", i + 1, wi);
+            return NULL;
+        }
+    }
+
     int any_gcv = 0;
     for (size_t b = 0; b < n_bands; ++b)
         any_gcv |= options->smoothing_gcv && options->smoothing_gcv[b];
@@ -384,12 +436,19 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
                       "global spline, and a local model has no global influence matrix");
         return NULL;
     }
+    if (options->cross_validation && options->mode == TPS_MODE_LOCAL) {
+        tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT,
+                      "cross-validation needs MODE=GLOBAL: the leave-one-out residuals come "
+                      "from the inverse of the global spline's system");
+        return NULL;
+    }
 
     tps_model *md = calloc(1, sizeof *md);
     double **merged = calloc(n_bands, sizeof(double *));
+    double **merged_w = options->weights ? calloc(n_bands, sizeof(double *)) : NULL;
     size_t *group = malloc(sizeof(size_t) * n_bands);
     char *assigned = calloc(n_bands, 1);
-    if (!md || !merged || !group || !assigned) {
+    if (!md || !merged || !group || !assigned || (options->weights && !merged_w)) {
         tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory");
         goto fail;
     }
@@ -409,7 +468,8 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
         tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory");
         goto fail;
     }
-    if (merge_points(ctx, md, n_points, x, y, values, merged) != TPS_OK)
+    if (merge_points(ctx, md, n_points, x, y, values, options->weights, merged, merged_w) !=
+        TPS_OK)
         goto fail;
     scale_points(md);
 
@@ -457,9 +517,10 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
                                       tps_gpu_solve_available(why, sizeof why) == 0
                                   ? TPS_AUTO_GLOBAL_MAX_POINTS_GPU
                                   : TPS_AUTO_GLOBAL_MAX_POINTS;
-    if (mode == TPS_MODE_AUTO && any_gcv) {
+    if (mode == TPS_MODE_AUTO && (any_gcv || options->cross_validation)) {
         mode = TPS_MODE_GLOBAL;
-        tps_log(ctx, TPS_LOG_DEBUG, "AUTO chose the global model: GCV needs it");
+        tps_log(ctx, TPS_LOG_DEBUG, "AUTO chose the global model: %s needs it",
+                any_gcv ? "GCV" : "cross-validation");
     }
     if (mode == TPS_MODE_AUTO)
         mode = md->n <= global_max && (!options->max_memory || global_need <= options->max_memory)
@@ -467,7 +528,7 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
                    : TPS_MODE_LOCAL;
     md->info.mode = mode;
     if (mode == TPS_MODE_LOCAL) {
-        if (tps_local_build(ctx, md, merged, options) != TPS_OK) {
+        if (tps_local_build(ctx, md, merged, merged_w, options) != TPS_OK) {
             if (options->mode == TPS_MODE_AUTO &&
                 tps_context_errno(ctx) == TPS_ERR_MEMORY_LIMIT) {
                 char msg[sizeof ctx->message];
@@ -483,7 +544,8 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
     }
 
     for (size_t b = 0; b < n_bands && mode == TPS_MODE_GLOBAL; ++b)
-        if (md->band_info[b].smoothing_gcv && select_gcv(ctx, md, merged, b, options) != TPS_OK)
+        if (md->band_info[b].smoothing_gcv &&
+            select_gcv(ctx, md, merged, merged_w, b, options) != TPS_OK)
             goto fail;
     for (size_t b = 0; b < n_bands && mode == TPS_MODE_GLOBAL; ++b) {
         if (assigned[b])
@@ -496,25 +558,33 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
                 assigned[c] = 1;
             }
         }
-        if (solve_group(ctx, md, merged, group, n_group, options) != TPS_OK)
+        if (solve_group(ctx, md, merged, merged_w, group, n_group, options) != TPS_OK)
             goto fail;
     }
     if (measure_residuals(ctx, md, merged, options->num_threads) != TPS_OK)
         goto fail;
     md->info.solve_seconds = tps_now_seconds() - t0;
 
-    for (size_t b = 0; b < n_bands; ++b)
+    for (size_t b = 0; b < n_bands; ++b) {
         free(merged[b]);
+        if (merged_w)
+            free(merged_w[b]);
+    }
     free(merged);
+    free(merged_w);
     free(group);
     free(assigned);
     return md;
 
 fail:
-    if (merged)
-        for (size_t b = 0; b < n_bands; ++b)
+    for (size_t b = 0; b < n_bands; ++b) {
+        if (merged)
             free(merged[b]);
+        if (merged_w)
+            free(merged_w[b]);
+    }
     free(merged);
+    free(merged_w);
     free(group);
     free(assigned);
     tps_model_destroy(md);

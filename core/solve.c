@@ -33,6 +33,8 @@ typedef struct fill_job {
     const double *u, *v;
     double lambda;
     double *a;
+    const double *noise; /* NULL, or lambda's per-point multipliers 1 / weight_i */
+    const double *rows;  /* NULL, or D: the matrix is D K D (GCV's weighted form) */
 } fill_job;
 
 /* Column j of the lower triangle: phi(r) = r^2 log r = 0.5 r^2 log r^2. */
@@ -43,47 +45,80 @@ static void fill_column(size_t j, int thread, void *user)
     const size_t n = job->n;
     double *col = job->a + j * n;
     const double uj = job->u[j], vj = job->v[j];
-    col[j] = job->lambda;
+    col[j] = job->noise ? job->lambda * job->noise[j] : job->lambda;
     for (size_t i = j + 1; i < n; ++i) {
         double du = job->u[i] - uj, dv = job->v[i] - vj;
         double r2 = du * du + dv * dv;
         col[i] = r2 > 0.0 ? 0.5 * r2 * log(r2) : 0.0;
     }
+    if (job->rows)
+        for (size_t i = j + 1; i < n; ++i)
+            col[i] *= job->rows[i] * job->rows[j];
 }
 
-/* Fills mat (N x N, lower triangle) with Q^T (K + lambda I) Q. */
-static void form_projected(size_t n, const double *u, const double *v, double lambda,
-                           const double *p, const double tau[3], double *mat, double *q, double *y,
-                           int num_threads)
+/* mat <- H_j mat H_j for the symmetric mat (lower triangle), H_j the j-th
+ * reflector of the QR in p, tau: a rank-2 update, O(N^2). */
+static void reflect_both_sides(size_t n, size_t j, const double *p, const double tau[3],
+                               double *mat, double *q, double *y)
 {
     const lapack_int ni = (lapack_int)n;
-    fill_job fj = {n, u, v, lambda, mat};
+    memset(q, 0, sizeof(double) * n);
+    q[j] = 1.0;
+    memcpy(q + j + 1, p + j * n + j + 1, sizeof(double) * (n - j - 1));
+    cblas_dsymv(CblasColMajor, CblasLower, ni, 1.0, mat, ni, q, 1, 0.0, y, 1);
+    double beta = cblas_ddot(ni, q, 1, y, 1);
+    /* y <- tau y - (tau^2 beta / 2) q, then mat <- mat - q y^T - y q^T. */
+    cblas_dscal(ni, tau[j], y, 1);
+    cblas_daxpy(ni, -0.5 * tau[j] * tau[j] * beta, q, 1, y, 1);
+    cblas_dsyr2(CblasColMajor, CblasLower, ni, -1.0, q, 1, y, 1, mat, ni);
+}
+
+/* Fills mat (N x N, lower triangle) with Q^T (K + lambda diag(noise)) Q,
+ * or with rows = D, Q^T D K D Q (lambda 0 there). */
+static void form_projected(size_t n, const double *u, const double *v, double lambda,
+                           const double *noise, const double *rows, const double *p,
+                           const double tau[3], double *mat, double *q, double *y, int num_threads)
+{
+    fill_job fj = {n, u, v, lambda, mat, noise, rows};
     tps_parallel_for(n, n > 512 ? num_threads : 1, fill_column, &fj);
 
-    /* mat <- H_j mat H_j for j = 1..3, i.e. Q^T A Q with Q = H1 H2 H3. */
-    for (size_t j = 0; j < 3; ++j) {
-        memset(q, 0, sizeof(double) * n);
-        q[j] = 1.0;
-        memcpy(q + j + 1, p + j * n + j + 1, sizeof(double) * (n - j - 1));
-        cblas_dsymv(CblasColMajor, CblasLower, ni, 1.0, mat, ni, q, 1, 0.0, y, 1);
-        double beta = cblas_ddot(ni, q, 1, y, 1);
-        /* y <- tau y - (tau^2 beta / 2) q, then mat <- mat - q y^T - y q^T. */
-        cblas_dscal(ni, tau[j], y, 1);
-        cblas_daxpy(ni, -0.5 * tau[j] * tau[j] * beta, q, 1, y, 1);
-        cblas_dsyr2(CblasColMajor, CblasLower, ni, -1.0, q, 1, y, 1, mat, ni);
-    }
+    /* Q^T A Q with Q = H1 H2 H3: H1 first. */
+    for (size_t j = 0; j < 3; ++j)
+        reflect_both_sides(n, j, p, tau, mat, q, y);
+}
+
+/* Leave-one-out for any lambda, Rippa (1999): with M the saddle matrix
+ * [K + lambda W^-1, P; P^T, 0] and c = w the kernel weights, the residual
+ * of the fit without point i at x_i is e_i = w_i / (M^-1)_ii; M^-1's
+ * leading block is Q2 B^-1 Q2^T, B = Q2^T (K + lambda W^-1) Q2. mat holds
+ * B's Cholesky factor in its trailing block; it is overwritten: B^-1
+ * (dpotri), then Q [0 0; 0 B^-1] Q^T, whose diagonal goes to diag. */
+static tps_status loo_diagonal(tps_context *ctx, size_t n, const double *p, const double tau[3],
+                               double *mat, double *q, double *y, double *diag, const char *what)
+{
+    const lapack_int ni = (lapack_int)n;
+    if (LAPACKE_dpotri(LAPACK_COL_MAJOR, 'L', ni - 3, mat + 3 * n + 3, ni) != 0)
+        return tps_set_error(ctx, TPS_ERR_SINGULAR, "%s: inverting the spline system for "
+                             "leave-one-out cross-validation failed", what);
+    for (size_t k = 0; k < 3; ++k)
+        memset(mat + k * n + k, 0, sizeof(double) * (n - k));
+    for (int j = 2; j >= 0; --j) /* Q X Q^T = H1 H2 H3 X H3 H2 H1: H3 first */
+        reflect_both_sides(n, (size_t)j, p, tau, mat, q, y);
+    for (size_t i = 0; i < n; ++i)
+        diag[i] = mat[i * n + i];
+    return TPS_OK;
 }
 
 /* The CPU factorisation: fills mat (N x N, lower triangle) with
  * Q^T (K + lambda I) Q, factors its trailing block and replaces rows 3.. of
  * rhs (Q^T z) by g. */
 static tps_status factor_solve_cpu(tps_context *ctx, size_t n, const double *u, const double *v,
-                                   double lambda, const double *p, const double tau[3],
-                                   size_t n_rhs, double *rhs, double *mat, double *q, double *y,
-                                   int num_threads, const char *what)
+                                   double lambda, const double *noise, const double *p,
+                                   const double tau[3], size_t n_rhs, double *rhs, double *mat,
+                                   double *q, double *y, int num_threads, const char *what)
 {
     const lapack_int ni = (lapack_int)n;
-    form_projected(n, u, v, lambda, p, tau, mat, q, y, num_threads);
+    form_projected(n, u, v, lambda, noise, NULL, p, tau, mat, q, y, num_threads);
 
     double *b22 = mat + 3 * n + 3;
     lapack_int info = LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', ni - 3, b22, ni);
@@ -98,15 +133,17 @@ static tps_status factor_solve_cpu(tps_context *ctx, size_t n, const double *u, 
     return TPS_OK;
 }
 
-/* P = [1 u v] = Q R by Householder QR: p receives LAPACK's compact form. */
-static tps_status poly_qr(tps_context *ctx, size_t n, const double *u, const double *v, double *p,
-                          double tau[3], const char *what)
+/* P = [1 u v] (rows = D: D P) = Q R by Householder QR: p receives
+ * LAPACK's compact form. */
+static tps_status poly_qr(tps_context *ctx, size_t n, const double *u, const double *v,
+                          const double *rows, double *p, double tau[3], const char *what)
 {
     const lapack_int ni = (lapack_int)n;
     for (size_t i = 0; i < n; ++i) {
-        p[i] = 1.0;
-        p[n + i] = u[i];
-        p[2 * n + i] = v[i];
+        const double d = rows ? rows[i] : 1.0;
+        p[i] = d;
+        p[n + i] = d * u[i];
+        p[2 * n + i] = d * v[i];
     }
     if (LAPACKE_dgeqrf(LAPACK_COL_MAJOR, ni, 3, p, ni, tau) != 0)
         return tps_set_error(ctx, TPS_ERR_INTERNAL, "%s: QR of the polynomial part failed", what);
@@ -126,6 +163,21 @@ tps_status tps_solve_dense(tps_context *ctx, size_t n, const double *u, const do
                            double (*a)[3], int num_threads, int try_gpu, size_t gpu_max_bytes,
                            int *used_gpu, const char *what)
 {
+    return tps_solve_dense_ex(ctx, n, u, v, lambda, n_rhs, z, w, a, num_threads, try_gpu,
+                              gpu_max_bytes, used_gpu, NULL, what);
+}
+
+tps_status tps_solve_dense_ex(tps_context *ctx, size_t n, const double *u, const double *v,
+                              double lambda, size_t n_rhs, const double *const *z, double **w,
+                              double (*a)[3], int num_threads, int try_gpu, size_t gpu_max_bytes,
+                              int *used_gpu, const tps_solve_extra *extra, const char *what)
+{
+    const double *noise = extra ? extra->noise : NULL;
+    double *loo_diag = extra ? extra->loo_diag : NULL;
+    /* The GPU forms K + lambda I itself and keeps its factor: per-point
+     * noise and the inverse's diagonal are CPU-only. */
+    if (noise || loo_diag)
+        try_gpu = 0;
     *used_gpu = 0;
     if (n < 3)
         return tps_set_error(ctx, TPS_ERR_TOO_FEW_POINTS,
@@ -149,7 +201,7 @@ tps_status tps_solve_dense(tps_context *ctx, size_t n, const double *u, const do
         goto done;
     }
 
-    st = poly_qr(ctx, n, u, v, p, tau, what);
+    st = poly_qr(ctx, n, u, v, NULL, p, tau, what);
     if (st != TPS_OK)
         goto done;
 
@@ -191,8 +243,8 @@ tps_status tps_solve_dense(tps_context *ctx, size_t n, const double *u, const do
                                what, n, tps_solve_bytes(n, n_rhs));
             goto done;
         }
-        st = factor_solve_cpu(ctx, n, u, v, lambda, p, tau, n_rhs, rhs, mat, q, y, num_threads,
-                              what);
+        st = factor_solve_cpu(ctx, n, u, v, lambda, noise, p, tau, n_rhs, rhs, mat, q, y,
+                              num_threads, what);
         if (st != TPS_OK)
             goto done;
         b_cols = mat;
@@ -220,6 +272,8 @@ tps_status tps_solve_dense(tps_context *ctx, size_t n, const double *u, const do
     }
     for (size_t r = 0; r < n_rhs; ++r)
         memcpy(w[r], rhs + r * n, sizeof(double) * n);
+    if (loo_diag)
+        st = loo_diagonal(ctx, n, p, tau, mat, q, y, loo_diag, what);
 
 done:
     free(p);
@@ -266,8 +320,8 @@ static double gcv_score(const gcv_data *g, double lambda, double *trace_i_minus_
  * diag(I - A)_i = sum_k s_k (Q2 V)_{ik}^2; LOO residual_i = r_i / (1 - A_ii).
  * (Q2 V)_k = Q [0; V_k] is formed one column at a time: O(N^2), O(N) memory. */
 static int gcv_loo(size_t n, size_t m, const double *p, const double tau[3], const double *e,
-                   const double *c, const double *eigvec, double lambda, double *x,
-                   double *rmse, double *mae)
+                   const double *c, const double *eigvec, double lambda, const double *sqrt_w,
+                   double *x, double *rmse, double *mae)
 {
     double *d = calloc(n, sizeof(double)), *r = calloc(n, sizeof(double));
     if (!d || !r) {
@@ -296,7 +350,9 @@ static int gcv_loo(size_t n, size_t m, const double *p, const double tau[3], con
     }
     double ss = 0.0, sa = 0.0;
     for (size_t i = 0; i < n; ++i) {
-        double loo = r[i] / d[i];
+        /* weighted: r and A are those of the problem scaled by D = W^1/2,
+         * whose residual is D_i r_i and whose diagonal equals A's */
+        double loo = r[i] / (d[i] * (sqrt_w ? sqrt_w[i] : 1.0));
         ss += loo * loo;
         sa += fabs(loo);
     }
@@ -308,7 +364,8 @@ static int gcv_loo(size_t n, size_t m, const double *p, const double tau[3], con
 }
 
 tps_status tps_gcv_select(tps_context *ctx, size_t n, const double *u, const double *v,
-                          const double *z, int num_threads, tps_gcv_result *res, const char *what)
+                          const double *z, const double *sqrt_w, int num_threads,
+                          tps_gcv_result *res, const char *what)
 {
     if (n < 4)
         return tps_set_error(ctx, TPS_ERR_TOO_FEW_POINTS,
@@ -332,16 +389,18 @@ tps_status tps_gcv_select(tps_context *ctx, size_t n, const double *u, const dou
                            what, tps_gcv_bytes(n));
         goto done;
     }
-    st = poly_qr(ctx, n, u, v, p, tau, what);
+    st = poly_qr(ctx, n, u, v, sqrt_w, p, tau, what);
     if (st != TPS_OK)
         goto done;
-    memcpy(qz, z, sizeof(double) * n);
+    for (size_t i = 0; i < n; ++i)
+        qz[i] = sqrt_w ? sqrt_w[i] * z[i] : z[i];
     if (LAPACKE_dormqr(LAPACK_COL_MAJOR, 'L', 'T', ni, 1, 3, p, ni, tau, qz, ni) != 0) {
         st = tps_set_error(ctx, TPS_ERR_INTERNAL, "%s: applying Q^T failed", what);
         goto done;
     }
-    /* B = Q2^T K Q2, K unregularised, then B = V diag(e) V^T. */
-    form_projected(n, u, v, 0.0, p, tau, mat, q, y, num_threads);
+    /* B = Q2^T K Q2, K unregularised (weighted: of D K D and D P, D = W^1/2,
+     * so that lambda I there is lambda W^-1 here), then B = V diag(e) V^T. */
+    form_projected(n, u, v, 0.0, NULL, sqrt_w, p, tau, mat, q, y, num_threads);
     for (size_t j = 0; j < m; ++j)
         memcpy(eig + j * m + j, mat + (j + 3) * n + (j + 3), sizeof(double) * (m - j));
     free(mat);
@@ -398,7 +457,8 @@ tps_status tps_gcv_select(tps_context *ctx, size_t n, const double *u, const dou
     }
     double tr;
     score = gcv_score(&g, lambda, &tr);
-    if (gcv_loo(n, m, p, tau, e, c, eig, lambda, q, &res->loo_rmse, &res->loo_mae) != 0) {
+    if (gcv_loo(n, m, p, tau, e, c, eig, lambda, sqrt_w, q, &res->loo_rmse, &res->loo_mae) !=
+        0) {
         st = tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "%s: out of memory for GCV", what);
         goto done;
     }

@@ -195,6 +195,7 @@ class TPSConfigParser
     bool ParseDevice(const std::string &osLabel, const std::string &osText);
     bool ParsePrecision(const std::string &osLabel, const std::string &osText);
     bool ParseModelCache(const std::string &osLabel, const std::string &osText);
+    bool ParseCrossValidation(const std::string &osLabel, const std::string &osText);
     bool ParseMode(const std::string &osLabel, const std::string &osText);
     bool ParsePatchPoints(const std::string &osLabel, const std::string &osText);
     bool ParseOverlap(const std::string &osLabel, const std::string &osText);
@@ -511,6 +512,19 @@ bool TPSConfigParser::ParseModelCache(const std::string &osLabel, const std::str
     return true;
 }
 
+bool TPSConfigParser::ParseCrossValidation(const std::string &osLabel, const std::string &osText)
+{
+    const char *psz = osText.c_str();
+    if (EQUAL(psz, "YES") || EQUAL(psz, "TRUE") || EQUAL(psz, "ON") || EQUAL(psz, "1"))
+        m_oConfig.bCrossValidation = true;
+    else if (EQUAL(psz, "NO") || EQUAL(psz, "FALSE") || EQUAL(psz, "OFF") || EQUAL(psz, "0"))
+        m_oConfig.bCrossValidation = false;
+    else
+        return Fail(CPLE_IllegalArg, osLabel, "expected YES or NO, got '%s'",
+                    TPSShown(osText).c_str());
+    return true;
+}
+
 std::string TPSConfigParser::ResolveSource(const std::string &osSource) const
 {
     return TPSResolvePath(m_oConfig.osBaseDir, osSource);
@@ -539,6 +553,8 @@ bool TPSConfigParser::ParsePoints(const CPLXMLNode *psPoints)
             posTarget = &m_oConfig.osPointsSRS;
         else if (osElt == "Where")
             posTarget = &m_oConfig.osWhere;
+        else if (osElt == "WeightField")
+            posTarget = &m_oConfig.osWeightField;
         else
         {
             Warn("ignoring unknown element <%s> in <Points>", TPSShown(osElt).c_str());
@@ -647,7 +663,7 @@ bool TPSConfigParser::ParseRoot(const CPLXMLNode *psRoot)
             "Points",     "SRS",       "GeoTransform", "Size",        "Extent",
             "Resolution", "Smoothing", "DataType",     "NoDataValue", "BlockSize",
             "Mode",       "PatchPoints", "Overlap",
-            "MaxDistance", "ConvexHull"};
+            "MaxDistance", "ConvexHull", "CrossValidation"};
         bool bKnown = false;
         for (const char *pszKnown : apszKnown)
             bKnown = bKnown || osElt == pszKnown;
@@ -698,6 +714,8 @@ bool TPSConfigParser::ParseRoot(const CPLXMLNode *psRoot)
             bOK = ParseMaxDistance(osLabel, osText);
         else if (osElt == "ConvexHull")
             bOK = ParseConvexHull(osLabel, osText);
+        else if (osElt == "CrossValidation")
+            bOK = ParseCrossValidation(osLabel, osText);
         if (!bOK)
             return false;
     }
@@ -749,7 +767,8 @@ bool TPSConfigParser::ApplyOpenOptions(CSLConstList papszOpenOptions, bool bConn
     const StringOption asStrings[] = {{"LAYER", &m_oConfig.osLayer},
                                       {"XFIELD", &m_oConfig.osXField},
                                       {"YFIELD", &m_oConfig.osYField},
-                                      {"SRS", &m_oConfig.osPointsSRS}};
+                                      {"SRS", &m_oConfig.osPointsSRS},
+                                      {"WEIGHT_FIELD", &m_oConfig.osWeightField}};
     for (const auto &oOpt : asStrings)
     {
         const char *pszValue = Fetch(oOpt.pszKey);
@@ -870,6 +889,11 @@ bool TPSConfigParser::ApplyOpenOptions(CSLConstList papszOpenOptions, bool bConn
     if (const char *pszHull = Fetch("CONVEX_HULL"))
     {
         if (!ParseConvexHull("CONVEX_HULL", Trim(pszHull)))
+            return false;
+    }
+    if (const char *pszCV = Fetch("CROSS_VALIDATION"))
+    {
+        if (!ParseCrossValidation("CROSS_VALIDATION", Trim(pszCV)))
             return false;
     }
     // The configuration option sets the default for tools that cannot pass

@@ -84,6 +84,9 @@ struct TPSConfig
     std::string osPointsSRS;        /* empty: the layer's CRS */
     std::string osPointsSRSLabel = "<Points><SRS>"; /* or "SRS" (open option) */
     std::string osWhere;                            /* OGR attribute filter, may be empty */
+    /* <WeightField> (WEIGHT_FIELD): per-point weights in the smoothing term;
+     * empty: none. */
+    std::string osWeightField;
 
     /* Output CRS; empty: the points' CRS. */
     std::string osOutputSRS;
@@ -112,6 +115,9 @@ struct TPSConfig
     TPSModeRequest eMode = TPSModeRequest::AUTO;
     int nPatchPoints = 500; /* the engine's TPS_DEFAULT_PATCH_POINTS */
     double dfOverlap = 1.5; /* the engine's TPS_DEFAULT_OVERLAP */
+    /* <CrossValidation> / CROSS_VALIDATION: leave-one-out statistics for
+     * bands of a fixed lambda too (an extra ~2/3 N^3; GCV bands always). */
+    bool bCrossValidation = false;
     bool bHasBlockSize = false;
     int nBlockXSize = 256, nBlockYSize = 256; /* clamped to the raster later */
     /* <MaxDistance>, <ConvexHull> (open options MAX_DISTANCE, CONVEX_HULL):

@@ -253,6 +253,8 @@ std::shared_ptr<TPSSharedModel> TPSDataset::Solve()
     sFitOptions.patch_points = static_cast<size_t>(m_oConfig.nPatchPoints);
     sFitOptions.overlap = m_oConfig.dfOverlap;
     sFitOptions.smoothing_gcv = anSmoothingGCV.data();
+    sFitOptions.weights = oPoints.adfWeights.empty() ? nullptr : oPoints.adfWeights.data();
+    sFitOptions.cross_validation = m_oConfig.bCrossValidation ? 1 : 0;
 
     auto poModel = std::make_shared<TPSSharedModel>();
     const auto oStart = std::chrono::steady_clock::now();
@@ -480,11 +482,12 @@ void TPSDataset::BuildMetadata(int nSolves)
     };
     const auto &asBI = m_poModel->asBandInfo;
     double dfMaxResidual = 0;
-    bool bAllGCV = true;
+    bool bAllGCV = true, bAllLOO = true;
     for (const tps_band_info &sBI : asBI)
     {
         dfMaxResidual = std::max(dfMaxResidual, sBI.max_abs_residual);
         bAllGCV = bAllGCV && sBI.smoothing_gcv;
+        bAllLOO = bAllLOO && std::isfinite(sBI.loo_rmse);
     }
     const std::string osSmoothing =
         PerBand([&](size_t b) { return std::string(CPLSPrintf("%.17g", asBI[b].smoothing)); });
@@ -505,6 +508,10 @@ void TPSDataset::BuildMetadata(int nSolves)
                             return std::string(CPLSPrintf("%.17g", asBI[b].effective_df));
                         }).c_str(),
                         MD_DOMAIN);
+    }
+    // Leave-one-out: GCV bands, and fixed-lambda ones with CROSS_VALIDATION.
+    if (bAllLOO)
+    {
         SetMetadataItem("LOO_RMSE",
                         PerBand([&](size_t b)
                                 { return std::string(CPLSPrintf("%.17g", asBI[b].loo_rmse)); })
@@ -520,6 +527,8 @@ void TPSDataset::BuildMetadata(int nSolves)
     SetMetadataItem("POINT_COUNT", SizeString(sInfo.n_points), MD_DOMAIN);
     SetMetadataItem("INPUT_POINTS", SizeString(sInfo.n_input), MD_DOMAIN);
     SetMetadataItem("SMOOTHING", osSmoothing.c_str(), MD_DOMAIN);
+    if (!c.osWeightField.empty())
+        SetMetadataItem("WEIGHT_FIELD", c.osWeightField.c_str(), MD_DOMAIN);
     SetMetadataItem("SOLVE_SECONDS", CPLSPrintf("%.6f", sInfo.solve_seconds), MD_DOMAIN);
     SetMetadataItem("SOLVE_DEVICE", tps_device_name(sInfo.solve_device), MD_DOMAIN);
     SetMetadataItem("MODE", sInfo.mode == TPS_MODE_LOCAL ? "LOCAL" : "GLOBAL", MD_DOMAIN);
@@ -555,6 +564,9 @@ void TPSDataset::BuildMetadata(int nSolves)
             poBand->SetMetadataItem("GCV_SCORE", CPLSPrintf("%.17g", sBand.gcv_score), MD_DOMAIN);
             poBand->SetMetadataItem("EFFECTIVE_DF", CPLSPrintf("%.17g", sBand.effective_df),
                                     MD_DOMAIN);
+        }
+        if (std::isfinite(sBand.loo_rmse))
+        {
             poBand->SetMetadataItem("LOO_RMSE", CPLSPrintf("%.17g", sBand.loo_rmse), MD_DOMAIN);
             poBand->SetMetadataItem("LOO_MAE", CPLSPrintf("%.17g", sBand.loo_mae), MD_DOMAIN);
         }

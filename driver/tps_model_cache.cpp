@@ -102,6 +102,12 @@ std::string TPSModelConfigKey(const TPSConfig &c)
                                                : "AUTO");
     AddPart(osKey, "patch_points", CPLSPrintf("%d", c.nPatchPoints));
     AddPart(osKey, "overlap", CPLSPrintf("%.17g", c.dfOverlap));
+    // Only when set, so that the keys (and model files) of the models
+    // without them stay what they were.
+    if (!c.osWeightField.empty())
+        AddPart(osKey, "weight_field", c.osWeightField);
+    if (c.bCrossValidation)
+        AddPart(osKey, "cross_validation", "YES");
     return osKey;
 }
 

@@ -96,6 +96,8 @@ class PointLoader
     OGRLayer *m_poLayer = nullptr;
     Column m_oXColumn{}, m_oYColumn{};
     std::vector<Column> m_aoBandColumns{}; /* iField -1 for <GeometryZ/> */
+    Column m_oWeightColumn{};              /* iField -1: no <WeightField> */
+    double m_dfWeight = 1.0;               /* the current feature's weight */
     bool m_bNeedZ = false;
 
     bool Fail(CPLErrorNum nNum, const std::string &osMsg)
@@ -111,6 +113,7 @@ class PointLoader
     ValueStatus ReadValue(const OGRFeature &oFeature, const Column &oColumn, double *pdfValue,
                           std::string &osText) const;
     bool BadValue(const OGRFeature &oFeature, const Column &oColumn, const std::string &osText);
+    bool ReadWeight(const OGRFeature &oFeature);
     bool ReadFeatures(TPSErrorCapture &oCapture);
     bool AddGeometryPoints(const OGRFeature &oFeature, const std::vector<double> &adfValues);
     bool AddPoint(const OGRFeature &oFeature, const OGRPoint &oPoint,
@@ -232,6 +235,26 @@ bool PointLoader::BadValue(const OGRFeature &oFeature, const Column &oColumn,
                            TPSShown(osText).c_str()));
 }
 
+/* The feature's <WeightField> value into m_dfWeight. A weight is the
+ * point's share of the fit: a missing, non-numeric, non-finite, zero or
+ * negative one is an error, never a guess. */
+bool PointLoader::ReadWeight(const OGRFeature &oFeature)
+{
+    std::string osText;
+    const ValueStatus eStatus = ReadValue(oFeature, m_oWeightColumn, &m_dfWeight, osText);
+    if (eStatus == ValueStatus::NOT_A_NUMBER)
+        return BadValue(oFeature, m_oWeightColumn, osText);
+    if (eStatus == ValueStatus::MISSING || !(m_dfWeight > 0.0))
+        return Fail(CPLE_AppDefined,
+                    CPLSPrintf("<WeightField>: %s, field '%s', feature " CPL_FRMT_GIB ": the "
+                               "weight %s; every point needs a finite weight > 0",
+                               Where().c_str(), m_oWeightColumn.osName.c_str(), oFeature.GetFID(),
+                               eStatus == ValueStatus::MISSING
+                                   ? "is missing (null, empty, NA or not finite)"
+                                   : CPLSPrintf("is %.17g", m_dfWeight)));
+    return true;
+}
+
 bool PointLoader::AddPoint(const OGRFeature &oFeature, const OGRPoint &oPoint,
                            const std::vector<double> &adfValues)
 {
@@ -252,6 +275,8 @@ bool PointLoader::AddPoint(const OGRFeature &oFeature, const OGRPoint &oPoint,
     }
     m_oPoints.adfX.push_back(dfX);
     m_oPoints.adfY.push_back(dfY);
+    if (m_oWeightColumn.iField >= 0)
+        m_oPoints.adfWeights.push_back(m_dfWeight);
     for (size_t b = 0; b < adfValues.size(); b++)
         m_oPoints.aadfValues[b].push_back(m_aoBandColumns[b].iField < 0 ? dfZ : adfValues[b]);
     return true;
@@ -315,6 +340,8 @@ bool PointLoader::ReadFeatures(TPSErrorCapture &oCapture)
             if (eStatus == ValueStatus::MISSING)
                 m_oPoints.anMissing[b]++;
         }
+        if (m_oWeightColumn.iField >= 0 && !ReadWeight(*poFeature))
+            return false;
         if (bFromFields)
         {
             double adfXY[2] = {NaN, NaN};
@@ -327,6 +354,8 @@ bool PointLoader::ReadFeatures(TPSErrorCapture &oCapture)
             }
             m_oPoints.adfX.push_back(adfXY[0]);
             m_oPoints.adfY.push_back(adfXY[1]);
+            if (m_oWeightColumn.iField >= 0)
+                m_oPoints.adfWeights.push_back(m_dfWeight);
             for (size_t b = 0; b < nBands; b++)
                 m_oPoints.aadfValues[b].push_back(adfValues[b]);
         }
@@ -480,6 +509,9 @@ bool PointLoader::Load()
             return false;
         m_aoBandColumns.push_back(oColumn);
     }
+    if (!m_oConfig.osWeightField.empty() &&
+        !FindColumn(m_oConfig.osWeightField, "WeightField", m_oWeightColumn))
+        return false;
     if (m_oConfig.osXField.empty() && m_poLayer->GetGeomType() == wkbNone)
         return Fail(CPLE_AppDefined,
                     CPLSPrintf("%s has no geometry: give <XField>/<YField> (open options "

@@ -22,6 +22,8 @@ struct TPSPoints
     /* aadfValues[band][point], per model band (TPSConfig::aoModelBands);
      * NaN where the value is missing. */
     std::vector<std::vector<double>> aadfValues{};
+    /* With <WeightField>: each point's weight (finite, > 0); else empty. */
+    std::vector<double> adfWeights{};
 
     size_t nFeatures = 0;            /* features read after the attribute filter */
     size_t nNonFiniteXY = 0;         /* points passed with a non-finite coordinate */

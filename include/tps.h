@@ -122,6 +122,22 @@ typedef struct tps_fit_options {
      * runs on the CPU (one eigendecomposition, tps_band_info reports it);
      * the solve with the chosen lambda is the fixed-lambda solve. */
     const int *smoothing_gcv;
+    /* Per-point weights: NULL (the default: all 1), or n_points values,
+     * each finite and > 0 (else TPS_ERR_INVALID_ARGUMENT) for the points
+     * with finite x and y. The fit minimises
+     *     sum_i weight_i (z_i - f(x_i))^2 + lambda J(f),
+     * i.e. solves (K + lambda W^-1) w + P a = z (weight = 1 / measurement
+     * variance, up to a factor lambda absorbs; GCV is weighted too).
+     * Coincident points merge into their weighted mean, with the sum of
+     * their weights. GLOBAL and LOCAL; solves run on the CPU. */
+    const double *weights;
+    /* Nonzero: leave-one-out RMSE and MAE (tps_band_info) for bands of a
+     * fixed lambda too, in closed form from the inverse of the solve's
+     * system (Rippa 1999; defined for lambda = 0 as well): one extra
+     * ~2/3 N^3 (dpotri) per factorisation, on the CPU. Needs the global
+     * model: LOCAL fails with TPS_ERR_INVALID_ARGUMENT, AUTO builds GLOBAL.
+     * GCV bands have them whatever this says. */
+    int cross_validation;
 } tps_fit_options;
 
 void tps_fit_options_init(tps_fit_options *options);
@@ -158,12 +174,15 @@ typedef struct tps_band_info {
     double smoothing;         /* lambda (with GCV: the chosen one) */
     double max_abs_residual;  /* max |f(x_i) - z_i| over the band's points */
     double value_min, value_max;
-    /* GCV bands (smoothing_gcv): 1, else 0; the next four are NaN for
-     * bands of a fixed lambda. */
+    /* GCV bands (smoothing_gcv): 1, else 0; the next two are NaN for
+     * bands of a fixed lambda, the LOO ones too unless cross_validation. */
     int smoothing_gcv;
-    double gcv_score;         /* N ||(I - A) z||^2 / (N - tr A)^2 at the chosen lambda */
+    double gcv_score;         /* N ||(I - A) z||^2 / (N - tr A)^2 at the chosen lambda
+                                 (weighted: N sum w_i r_i^2 / (N - tr A)^2) */
     double effective_df;      /* tr A: 3 (a plane) to N (interpolation) */
-    double loo_rmse, loo_mae; /* leave-one-out residuals r_i / (1 - A_ii), closed form */
+    /* leave-one-out residuals z_i - f_(-i)(x_i), closed form: r_i / (1 - A_ii)
+     * (GCV), w_i / (M^-1)_ii (fixed lambda); unweighted RMSE and MAE */
+    double loo_rmse, loo_mae;
 } tps_band_info;
 
 tps_status tps_model_get_info(tps_context *ctx, const tps_model *model, tps_model_info *info);

@@ -3,6 +3,8 @@
 # demo. Does nothing when they are all present already. The last line is
 # the real clients autotest/test_clients.py runs (QGIS headless, rasterio,
 # rioxarray + Dask distributed): about 80 s of apt on a fresh Debian 12.
+# r-cran-fields is R's fields::Tps, the reference autotest/test_gcv_fields.py
+# runs (Rscript) for GCV, smoothing and per-point weights.
 set -euo pipefail
 packages=(
   cmake make g++ pkg-config
@@ -11,6 +13,7 @@ packages=(
   python3-numpy python3-scipy python3-pytest
   clang libclang-rt-14-dev valgrind
   python3-qgis python3-rasterio python3-rioxarray python3-distributed
+  r-cran-fields
 )
 missing=()
 for p in "${packages[@]}"; do

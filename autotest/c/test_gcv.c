@@ -181,6 +181,62 @@ static void test_errors(tps_context *ctx)
           "memory: %s", tps_context_errmsg(ctx));
 }
 
+/* Per-point weights and cross-validation: the engine's own argument checks
+ * (the driver checks weights first; other callers rely on these), and the
+ * weighted paths (GCV, fixed with LOO, LOCAL) run and free cleanly (this
+ * test runs under valgrind in CI). */
+static void test_weights_and_cv(tps_context *ctx)
+{
+    double z[N], w[N];
+    for (int i = 0; i < N; ++i) {
+        z[i] = franke(px[i], py[i]) + 0.05 * (uniform() - 0.5);
+        w[i] = 0.5 + uniform();
+    }
+    const double *vals[2] = {z, z};
+    double sm[2] = {0.0, 1e-3};
+    int gcv[2] = {1, 0};
+    tps_fit_options opt;
+    tps_fit_options_init(&opt);
+    opt.weights = w;
+    opt.smoothing_gcv = gcv;
+    opt.cross_validation = 1;
+    tps_model *m = tps_model_create(ctx, N, px, py, 2, vals, sm, &opt);
+    CHECK(m != NULL, "weighted GCV + fixed with LOO: %s", tps_context_errmsg(ctx));
+    tps_band_info b0, b1;
+    CHECK(m && tps_model_get_band_info(ctx, m, 0, &b0) == TPS_OK &&
+              tps_model_get_band_info(ctx, m, 1, &b1) == TPS_OK && b0.loo_rmse > 0 &&
+              b1.loo_rmse > 0 && b0.loo_mae <= b0.loo_rmse && b1.loo_mae <= b1.loo_rmse,
+          "LOO reported for both bands");
+    tps_model_destroy(m);
+
+    opt.smoothing_gcv = NULL;
+    opt.cross_validation = 0;
+    opt.mode = TPS_MODE_LOCAL;
+    opt.patch_points = 20;
+    m = tps_model_create(ctx, N, px, py, 1, vals, sm + 1, &opt);
+    CHECK(m != NULL, "weighted LOCAL: %s", tps_context_errmsg(ctx));
+    tps_model_destroy(m);
+
+    opt.mode = TPS_MODE_LOCAL;
+    opt.cross_validation = 1;
+    m = tps_model_create(ctx, N, px, py, 1, vals, sm + 1, &opt);
+    CHECK(!m && tps_context_errno(ctx) == TPS_ERR_INVALID_ARGUMENT &&
+              strstr(tps_context_errmsg(ctx), "cross-validation needs MODE=GLOBAL"),
+          "LOCAL + cross-validation: %s", tps_context_errmsg(ctx));
+    opt.mode = TPS_MODE_GLOBAL;
+    opt.cross_validation = 0;
+    const double bad[] = {0.0, -1.0, NAN, INFINITY};
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; ++k) {
+        const double keep = w[7];
+        w[7] = bad[k];
+        m = tps_model_create(ctx, N, px, py, 1, vals, sm + 1, &opt);
+        CHECK(!m && tps_context_errno(ctx) == TPS_ERR_INVALID_ARGUMENT &&
+                  strstr(tps_context_errmsg(ctx), "point 8: its weight"),
+              "weight %g: %s", bad[k], tps_context_errmsg(ctx));
+        w[7] = keep;
+    }
+}
+
 int main(void)
 {
     tps_context *ctx = tps_context_create();
@@ -192,6 +248,7 @@ int main(void)
     test_against_brute_force(ctx, 0.02, 1000.0);
     test_against_brute_force(ctx, 0.3, 0.01);
     test_errors(ctx);
+    test_weights_and_cv(ctx);
     tps_context_destroy(ctx);
     printf("%d checks, %d failures\n", checks, failures);
     return failures ? 1 : 0;
