@@ -127,6 +127,30 @@ tps_status tps_gcv_select(tps_context *ctx, size_t n, const double *u, const dou
 typedef void (*tps_parallel_body)(size_t item, int thread, void *user);
 int tps_parallel_for(size_t n_items, int n_threads, tps_parallel_body body, void *user);
 
+/* ---- progress of a long solve (progress.c) ---- */
+/* tps_model_create makes its options' progress function current on its own
+ * thread for the length of the call; the long loops under it report
+ * through tps_progress_stage and tps_progress without passing anything
+ * down. On any other thread (the workers of a parallel loop) and with no
+ * current function they do nothing, so reports come from the caller's
+ * thread only, as tps.h promises, and a loop body may report whichever
+ * thread runs it. */
+typedef struct tps_progress_state {
+    tps_progress_fn fn;
+    void *user;
+    char stage[256];
+    int next_percent; /* the next whole percent worth reporting */
+} tps_progress_state;
+/* Makes state (filled from options; fn may be NULL) current on this thread
+ * and returns what was current before, to give back to tps_progress_end. */
+tps_progress_state *tps_progress_begin(tps_progress_state *state, const tps_fit_options *options);
+void tps_progress_end(tps_progress_state *previous);
+/* Starts a stage: reports its fraction 0. */
+void tps_progress_stage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Reports `fraction` of the current stage when it reached the next whole
+ * percent (1 is always reported, once). */
+void tps_progress(double fraction);
+
 /* ---- the evaluation kernel (eval_kernel.c, compiled once per ISA) ---- */
 /* Pixels are handled in tiles of this many; callers pad target arrays to a
  * multiple of it. */

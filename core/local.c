@@ -317,6 +317,11 @@ static void solve_patch(size_t p, int thread, void *user)
     patch *pt = &lc->patches[p];
     const size_t nb = bd->n_bands, n = pt->n;
     tps_context ctx = {0};
+    /* Patches are taken in order: about p of them are done. The patch's own
+     * small solve reports nothing (no progress function is current for it). */
+    tps_progress((double)p / (double)lc->n_patches);
+    tps_progress_state quiet;
+    tps_progress_state *const outer_progress = tps_progress_begin(&quiet, NULL);
 
     pt->index = malloc(sizeof(size_t) * (n ? n : 1));
     pt->u = malloc(sizeof(double) * (n ? n : 1));
@@ -406,6 +411,7 @@ static void solve_patch(size_t p, int thread, void *user)
         pthread_mutex_unlock(&bd->lock);
     }
 done:
+    tps_progress_end(outer_progress);
     if (ctx.status != TPS_OK)
         record_error(bd, p, &ctx);
     free(pt->index);
@@ -590,9 +596,12 @@ tps_status tps_local_build(tps_context *ctx, tps_model *md, double *const *merge
     const int blas_threads = openblas_get_num_threads();
     if (threads > 1)
         openblas_set_num_threads(1);
+    tps_progress_stage("solving %zu patches", lc->n_patches);
     tps_parallel_for(lc->n_patches, threads, solve_patch, &bd);
     if (threads > 1)
         openblas_set_num_threads(blas_threads);
+    if (bd.err.status == TPS_OK)
+        tps_progress(1.0);
     if (bd.err.status != TPS_OK) {
         st = tps_set_error(ctx, bd.err.status, "%s", bd.err.message);
         goto done;

@@ -20,6 +20,8 @@ void tps_fit_options_init(tps_fit_options *options)
     options->mode = TPS_MODE_GLOBAL;
     options->patch_points = TPS_DEFAULT_PATCH_POINTS;
     options->overlap = TPS_DEFAULT_OVERLAP;
+    options->progress = NULL;
+    options->progress_data = NULL;
     options->smoothing_gcv = NULL;
     options->weights = NULL;
     options->cross_validation = 0;
@@ -443,6 +445,8 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
         return NULL;
     }
 
+    tps_progress_state progress;
+    tps_progress_state *const outer_progress = tps_progress_begin(&progress, options);
     tps_model *md = calloc(1, sizeof *md);
     double **merged = calloc(n_bands, sizeof(double *));
     double **merged_w = options->weights ? calloc(n_bands, sizeof(double *)) : NULL;
@@ -574,6 +578,7 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
     free(merged_w);
     free(group);
     free(assigned);
+    tps_progress_end(outer_progress);
     return md;
 
 fail:
@@ -588,6 +593,7 @@ fail:
     free(group);
     free(assigned);
     tps_model_destroy(md);
+    tps_progress_end(outer_progress);
     return NULL;
 }
 

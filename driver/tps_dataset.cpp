@@ -62,6 +62,10 @@ double PairsPerPixel(const tps_model_info &sInfo)
     return dfPoints;
 }
 
+/* With a progress function, each chunk aims at this long, so that the
+ * progress bar moves steadily. */
+constexpr double PROGRESS_STEP_SECONDS = 0.25;
+
 /* Overview levels stop before the larger side falls below this. */
 constexpr int TPS_OVERVIEW_MIN_SIDE = 256;
 
@@ -112,6 +116,48 @@ bool GetMemoryOption(const std::string &osName, const char *pszOption, size_t nD
     }
     *pnBytes = static_cast<size_t>(dfBytes);
     return true;
+}
+
+/* GDAL's Open has no progress callback: a long solve says how far it is in
+ * CPLDebug lines (seen with --debug on), at most one every
+ * TPS_PROGRESS_INTERVAL seconds (default 1; 0: every whole percent, which
+ * the tests use), the first after that long: a quick solve prints none. */
+struct SolveProgress
+{
+    const char *pszName = "";
+    double dfInterval = 1.0;
+    std::chrono::steady_clock::time_point oLast{};
+};
+
+void SolveProgressCallback(void *pUserData, const char *pszStage, double dfFraction)
+{
+    auto *psProgress = static_cast<SolveProgress *>(pUserData);
+    const auto oNow = std::chrono::steady_clock::now();
+    if (std::chrono::duration<double>(oNow - psProgress->oLast).count() < psProgress->dfInterval)
+        return;
+    psProgress->oLast = oNow;
+    // Whole percents as the engine counts them (tps.h): 28.999... is 29.
+    CPLDebug("TPS", "%s: solving: %s %d%%", psProgress->pszName, pszStage,
+             static_cast<int>(std::floor(100.0 * dfFraction + 1e-9)));
+}
+
+double GetProgressInterval(const std::string &osName)
+{
+    const char *pszValue = CPLGetConfigOption("TPS_PROGRESS_INTERVAL", nullptr);
+    if (pszValue == nullptr)
+        return 1.0;
+    char *pszEnd = nullptr;
+    const double dfValue = CPLStrtod(pszValue, &pszEnd);
+    if (pszEnd == pszValue || *pszEnd != '\0' || !(dfValue >= 0) || !std::isfinite(dfValue))
+    {
+        // Only debug output depends on it: say so, and keep the default.
+        CPLError(CE_Warning, CPLE_IllegalArg,
+                 "%s: TPS_PROGRESS_INTERVAL: expected a number of seconds >= 0, got '%s'; "
+                 "using 1",
+                 osName.c_str(), TPSShown(pszValue).c_str());
+        return 1.0;
+    }
+    return dfValue;
 }
 
 tps_device ToEngineDevice(TPSDeviceRequest eDevice)
@@ -255,9 +301,15 @@ std::shared_ptr<TPSSharedModel> TPSDataset::Solve()
     sFitOptions.smoothing_gcv = anSmoothingGCV.data();
     sFitOptions.weights = oPoints.adfWeights.empty() ? nullptr : oPoints.adfWeights.data();
     sFitOptions.cross_validation = m_oConfig.bCrossValidation ? 1 : 0;
+    SolveProgress sProgress;
+    sProgress.pszName = m_oConfig.osName.c_str();
+    sProgress.dfInterval = GetProgressInterval(m_oConfig.osName);
+    sFitOptions.progress = SolveProgressCallback;
+    sFitOptions.progress_data = &sProgress;
 
     auto poModel = std::make_shared<TPSSharedModel>();
     const auto oStart = std::chrono::steady_clock::now();
+    sProgress.oLast = oStart;
     poModel->psModel = tps_model_create(m_poContext.get(), oPoints.adfX.size(), oPoints.adfX.data(),
                                         oPoints.adfY.data(), nModelBands, apdfValues.data(),
                                         adfSmoothing.data(), &sFitOptions);
@@ -674,18 +726,26 @@ CPLErr TPSDataset::EvaluateWindow(int nXOff, int nYOff, int nXSize, int nYSize,
                  : (bGPU ? CHUNK_MAX_PIXELS_GPU : CHUNK_MAX_PIXELS);
     const double dfMaxPairs = bGPU ? CHUNK_MAX_PAIRS_GPU : CHUNK_MAX_PAIRS;
     const double dfRows = std::min(dfMaxPixels / nXSize, dfMaxPairs / (dfPoints * nXSize));
-    const int nChunkRows = static_cast<int>(std::max(1.0, std::min<double>(nYSize, dfRows)));
+    const int nMaxChunkRows = static_cast<int>(std::max(1.0, std::min<double>(nYSize, dfRows)));
     // A Float32 raster read into a Float64 buffer must give the Float32
     // values, as it would through the block cache: round after evaluating.
     const bool bRoundToFloat32 = eBufType == GDT_Float64 && m_oConfig.eDataType == GDT_Float32;
     GDALProgressFunc pfnProgress = psExtraArg ? psExtraArg->pfnProgress : nullptr;
     void *pProgressData = psExtraArg ? psExtraArg->pProgressData : nullptr;
+    // With a progress function, chunks aim at PROGRESS_STEP_SECONDS each,
+    // sized from the speed of the chunks so far, and the first one is
+    // small: the bar moves within a fraction of a second and then steadily,
+    // rather than after a first maximum-size chunk (seconds on a small
+    // machine). Chunking never changes the values (tps.h: a cell depends
+    // only on its indices).
+    int nChunkRows = pfnProgress ? std::max(1, nMaxChunkRows / 16) : nMaxChunkRows;
 
     std::vector<tps_output> aoChunk(aoOutputs);
     std::vector<unsigned char> abyValid;
-    for (int iRow = 0; iRow < nYSize; iRow += nChunkRows)
+    for (int iRow = 0, nRows = 0; iRow < nYSize; iRow += nRows)
     {
-        const int nRows = std::min(nChunkRows, nYSize - iRow);
+        nRows = std::min(nChunkRows, nYSize - iRow);
+        const auto oChunkStart = std::chrono::steady_clock::now();
         // With a mask, only the smallest rectangle of the chunk that holds
         // every kept pixel is evaluated (nothing when none is kept); the
         // masked pixels become NoData below. A pixel's value does not
@@ -801,6 +861,15 @@ CPLErr TPSDataset::EvaluateWindow(int nXOff, int nYOff, int nXSize, int nYSize,
                     }
                 }
             }
+        }
+        if (pfnProgress)
+        {
+            const double dfSeconds = std::max(
+                1e-6, std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                                    oChunkStart)
+                          .count());
+            const double dfNext = nRows / dfSeconds * PROGRESS_STEP_SECONDS;
+            nChunkRows = static_cast<int>(std::max(1.0, std::min<double>(nMaxChunkRows, dfNext)));
         }
         if (pfnProgress &&
             !pfnProgress(static_cast<double>(iRow + nRows) / nYSize, "", pProgressData))

@@ -90,6 +90,14 @@ typedef enum tps_mode { TPS_MODE_AUTO = 0, TPS_MODE_GLOBAL = 1, TPS_MODE_LOCAL =
 #define TPS_DEFAULT_PATCH_POINTS 500
 #define TPS_DEFAULT_OVERLAP 1.5
 
+/* Progress of a long solve: `stage` says what runs (e.g. "band 1:
+ * factorising 7997 x 7997 (Cholesky)"), `fraction` how much of that stage is
+ * done, from 0 to 1, never decreasing within a stage. Called only on the
+ * thread that called tps_model_create, on whole-percent steps (about a
+ * hundred times per stage at most); rate limiting (say once a second) is
+ * the caller's. */
+typedef void (*tps_progress_fn)(void *user_data, const char *stage, double fraction);
+
 typedef struct tps_fit_options {
     /* Bytes the dense solve may allocate; 0 means no limit. Exceeding it
      * fails with TPS_ERR_MEMORY_LIMIT and a message giving the bytes needed. */
@@ -114,6 +122,11 @@ typedef struct tps_fit_options {
     /* LOCAL: each patch is its cell enlarged by this factor (> 1, <= 4;
      * default TPS_DEFAULT_OVERLAP). */
     double overlap;
+    /* Progress reports of the long parts (building the system, the
+     * factorisation, GCV's eigendecomposition, local patches): NULL (the
+     * default) or a function, called with progress_data. */
+    tps_progress_fn progress;
+    void *progress_data;
     /* Automatic smoothing: NULL (the default), or n_bands flags; a nonzero
      * smoothing_gcv[b] makes band b's lambda the minimiser of the
      * generalised cross-validation score (Craven & Wahba) and ignores

@@ -10,7 +10,7 @@ packages=(
   cmake make g++ pkg-config
   libgdal-dev gdal-bin python3-gdal
   liblapacke-dev libopenblas-dev
-  python3-numpy python3-scipy python3-pytest
+  python3-numpy python3-scipy python3-pytest python3-matplotlib
   clang libclang-rt-14-dev valgrind
   python3-qgis python3-rasterio python3-rioxarray python3-distributed
   r-cran-fields
