@@ -1,7 +1,7 @@
 /* bench_local.c: a LOCAL model end to end at scale (issue 4's scale test):
  * N random points -> an S x S Float32 grid over their box, on T threads.
  *   tps_bench_local [N=1000000] [S=4096] [T=nproc] [PATCH_POINTS=500] [OVERLAP=1.5]
- *                   [EVAL_DEVICE=cpu|gpu]
+ *                   [EVAL_DEVICE=cpu|gpu] [SOLVE_DEVICE=cpu|gpu]
  * Prints the solve and evaluation times; run under /usr/bin/time -v for the
  * memory peak (docs/benchmarks.md, "Local mode at scale"). Not run in CI. */
 #include "tps.h"
@@ -51,7 +51,7 @@ int main(int argc, char **argv)
     tps_fit_options_init(&fo);
     fo.mode = TPS_MODE_LOCAL;
     fo.num_threads = threads;
-    fo.device = TPS_DEVICE_CPU;
+    fo.device = argc > 7 && strcmp(argv[7], "gpu") == 0 ? TPS_DEVICE_GPU : TPS_DEVICE_CPU;
     if (argc > 4)
         fo.patch_points = (size_t)atol(argv[4]);
     if (argc > 5)
@@ -91,8 +91,9 @@ int main(int argc, char **argv)
            threads, eo.device == TPS_DEVICE_GPU ? "GPU" : "CPU",
            eo.device == TPS_DEVICE_GPU ? tps_gpu_description()
                                        : tps_cpu_kernel_name(TPS_CPU_KERNEL_AUTO));
-    printf("patches %zu (patch points %zu, overlap %g), factorisations %zu\n", info.n_patches,
-           fo.patch_points, fo.overlap, info.n_factorisations);
+    printf("patches %zu (patch points %zu, overlap %g), factorisations %zu on the %s\n",
+           info.n_patches, fo.patch_points, fo.overlap, info.n_factorisations,
+           tps_device_name(info.solve_device));
     printf("solve (incl. residuals at all points) %.2f s, evaluate %.2f s (%.2f Mpixel/s), "
            "total %.2f s\n", t1 - t0, t3 - t2, (double)side * side / (t3 - t2) / 1e6,
            t3 - t0);

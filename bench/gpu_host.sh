@@ -68,8 +68,10 @@ TIMEFORMAT="GeoTIFF copy (read + write of the same raster): %R s"
 time gdal_translate -q "$work/big_DOUBLE.tif" "$work/copy.tif"
 rm -rf "$work"
 
-step "local mode at scale: 10^6 points -> 4096^2 (engine; solve on the CPU's threads)"
-for dev in cpu gpu; do $B/tps_bench_local 1e6 4096 "$(nproc)" 500 1.5 $dev; done
+step "local mode at scale: 10^6 points -> 4096^2 (engine): solve on the CPU threads or batched on the GPU"
+for solve in cpu gpu; do for dev in cpu gpu; do
+  $B/tps_bench_local 1e6 4096 "$(nproc)" 500 1.5 $dev $solve
+done; done
 
 step "local mode end to end: gdal_translate of 10^6 points (CSV) -> 4096^2 Float32"
 work=$(mktemp -d)

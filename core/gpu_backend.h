@@ -101,6 +101,30 @@ int tps_gpu_factor_solve(size_t n, const double *u, const double *v, double lamb
                          double *rhs, double *first_columns, size_t max_bytes, char *err,
                          size_t errlen);
 
+/* Many small systems at once (a local model's patches), each as
+ * tps_gpu_factor_solve: in, n points, lambda, the reflectors and tau of P's
+ * QR and rhs = Q^T z (n x n_rhs); out, g in rows 3.. of rhs and the first
+ * three columns of Q^T (K + lambda I) Q, when status is 0.
+ * status: 0; TPS_GPU_SOLVE_NOT_POSITIVE_DEFINITE (degenerate: an error, as
+ * on the CPU); TPS_GPU_SOLVE_UNAVAILABLE or _FAILED: not solved, solve it
+ * on the CPU. Systems are grouped by size into chunks that fit the GPU's
+ * free memory (and max_bytes), padded to the chunk's largest with the
+ * identity, and factored by cuSOLVER's batched Cholesky. Returns 0 when
+ * every chunk ran, else the first failure (its message in err). */
+typedef struct tps_gpu_system {
+    size_t n;
+    const double *u, *v;
+    double lambda;
+    const double *reflectors; /* n x 3, dgeqrf's compact form */
+    double tau[3];
+    size_t n_rhs;
+    double *rhs;              /* n x n_rhs */
+    double *first_columns;    /* 3 n */
+    int status;
+} tps_gpu_system;
+int tps_gpu_factor_solve_batch(size_t count, tps_gpu_system *systems, size_t max_bytes,
+                               char *err, size_t errlen);
+
 /* For bench/ only, CUDA builds only: the kernels alone over `grid` into
  * device memory (Float32 planes of bands 0..n_bands-1); *ms receives the
  * median of `repeats` timings after a warm-up. */

@@ -86,3 +86,13 @@ int tps_gpu_local_evaluate_grid(tps_gpu_local *local, const tps_gpu_grid *grid,
     snprintf(err, errlen, "%s", no_gpu);
     return -1;
 }
+
+int tps_gpu_factor_solve_batch(size_t count, tps_gpu_system *systems, size_t max_bytes,
+                               char *err, size_t errlen)
+{
+    for (size_t k = 0; k < count; ++k)
+        systems[k].status = TPS_GPU_SOLVE_UNAVAILABLE;
+    (void)max_bytes;
+    snprintf(err, errlen, "%s", no_gpu);
+    return TPS_GPU_SOLVE_UNAVAILABLE;
+}

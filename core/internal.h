@@ -98,6 +98,32 @@ tps_status tps_solve_dense_ex(tps_context *ctx, size_t n, const double *u, const
                               double lambda, size_t n_rhs, const double *const *z, double **w,
                               double (*a)[3], int num_threads, int try_gpu, size_t gpu_max_bytes,
                               int *used_gpu, const tps_solve_extra *extra, const char *what);
+/* Many independent dense solves (a local model's patches), each as
+ * tps_solve_dense_ex with its own points, lambda, optional noise and
+ * right-hand sides: preparation and finishing on num_threads threads, the
+ * factorisations batched on the GPU (try_gpu; those with noise, or that the
+ * GPU cannot take, on the CPU). Every job gets a status (and its message in
+ * err); the function returns the lowest-indexed failure. */
+typedef struct tps_dense_job {
+    size_t n;
+    const double *u, *v;
+    double lambda;
+    const double *noise;    /* NULL, or n multipliers of lambda */
+    size_t n_rhs;
+    const double *const *z; /* n_rhs arrays of n values */
+    double **w;             /* out: n_rhs arrays of n weights */
+    double (*a)[3];         /* out: n_rhs affine parts */
+    char what[96];
+    /* out */
+    tps_status status;
+    tps_context err;
+    int used_gpu;
+    /* working storage */
+    double *p, *rhs, *cols;
+    double tau[3];
+} tps_dense_job;
+tps_status tps_solve_dense_batch(tps_context *ctx, size_t count, tps_dense_job *jobs,
+                                 int num_threads, int try_gpu, size_t gpu_max_bytes);
 /* Automatic smoothing (GCV) for one right-hand side z over the n points
  * (u, v), scaled coordinates: one eigendecomposition of Q2^T K Q2, then
  * O(N) per trial lambda (docs/design.md). On the CPU. */

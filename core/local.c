@@ -129,7 +129,10 @@ typedef struct build {
     tps_context err;
     const double *smoothing; /* per band, user units */
     double scale;            /* the model's scale: user units per scaled unit */
-    size_t n_solves;
+    size_t n_solves, n_gpu_solves;
+    /* The wave of patches being solved: work[p - wave0]. */
+    struct patch_work *work;
+    size_t wave0;
 } build;
 
 static void record_error(build *bd, size_t p, const tps_context *ctx)
@@ -307,39 +310,60 @@ static void collect_point(size_t i, void *user)
     cv->index[cv->n++] = i;
 }
 
-/* Phase 2 (parallel over patches): gather the points, solve each band group. */
-static void solve_patch(size_t p, int thread, void *user)
+/* Phase 2, by waves of patches: gather each patch's points and set up one
+ * dense solve per group of bands (same lambda, same missing values), solve
+ * the wave's systems together (tps_solve_dense_batch: on the CPU threads,
+ * or factorised in batches on the GPU), store the weights. */
+typedef struct group_solve {
+    size_t ng, m;
+    size_t *bands; /* ng model bands */
+    size_t *sub;   /* m indices into the patch's points */
+    double *su, *sv, *noise, *zw; /* m each; zw: ng values then ng weights */
+    const double **z;
+    double **w;
+    double (*a)[3];
+    tps_dense_job job;
+} group_solve;
+
+typedef struct patch_work {
+    size_t n_groups;
+    group_solve *groups; /* up to n_bands */
+} patch_work;
+
+static void free_group(group_solve *gs)
+{
+    free(gs->bands);
+    free(gs->sub);
+    free(gs->su);
+    free(gs->sv);
+    free(gs->noise);
+    free(gs->zw);
+    free(gs->z);
+    free(gs->w);
+    free(gs->a);
+    memset(gs, 0, sizeof *gs);
+}
+
+static void prepare_patch(size_t p, int thread, void *user)
 {
     (void)thread;
     build *bd = user;
     struct tps_local *lc = bd->lc;
     const tps_model *md = bd->md;
     patch *pt = &lc->patches[p];
+    patch_work *pw = &bd->work[p - bd->wave0];
     const size_t nb = bd->n_bands, n = pt->n;
     tps_context ctx = {0};
-    /* Patches are taken in order: about p of them are done. The patch's own
-     * small solve reports nothing (no progress function is current for it). */
-    tps_progress((double)p / (double)lc->n_patches);
-    tps_progress_state quiet;
-    tps_progress_state *const outer_progress = tps_progress_begin(&quiet, NULL);
 
     pt->index = malloc(sizeof(size_t) * (n ? n : 1));
     pt->u = malloc(sizeof(double) * (n ? n : 1));
     pt->v = malloc(sizeof(double) * (n ? n : 1));
     pt->hw = calloc(nb, sizeof(double *));
     pt->affine = calloc(nb, sizeof(double[3]));
-    size_t *group = malloc(sizeof(size_t) * nb);
+    pw->groups = calloc(nb, sizeof(group_solve));
+    pw->n_groups = 0;
     char *assigned = calloc(nb, 1);
-    size_t *sub = malloc(sizeof(size_t) * (n ? n : 1));
-    double *su = malloc(sizeof(double) * (n ? n : 1));
-    double *sv = malloc(sizeof(double) * (n ? n : 1));
-    double *zw = malloc(sizeof(double) * (n ? n : 1) * 2 * nb);
-    double *noise = bd->merged_w ? malloc(sizeof(double) * (n ? n : 1)) : NULL;
-    const double **z = malloc(sizeof(double *) * nb);
-    double **w = malloc(sizeof(double *) * nb);
-    double (*a)[3] = malloc(sizeof(double[3]) * nb);
-    int ok = pt->index && pt->u && pt->v && pt->hw && pt->affine && group && assigned && sub &&
-             su && sv && zw && z && w && a && (!bd->merged_w || noise);
+    int ok = pt->index && pt->u && pt->v && pt->hw && pt->affine && pw->groups && assigned;
     for (size_t b = 0; ok && b < nb; ++b)
         ok = (pt->hw[b] = calloc(n ? n : 1, sizeof(double))) != NULL;
     if (!ok) {
@@ -360,72 +384,160 @@ static void solve_patch(size_t p, int thread, void *user)
     for (size_t b = 0; b < nb; ++b) {
         if (assigned[b])
             continue;
-        size_t ng = 0;
+        group_solve *gs = &pw->groups[pw->n_groups++];
+        gs->bands = malloc(sizeof(size_t) * nb);
+        gs->sub = malloc(sizeof(size_t) * (n ? n : 1));
+        gs->su = malloc(sizeof(double) * (n ? n : 1));
+        gs->sv = malloc(sizeof(double) * (n ? n : 1));
+        gs->noise = bd->merged_w ? malloc(sizeof(double) * (n ? n : 1)) : NULL;
+        gs->zw = malloc(sizeof(double) * (n ? n : 1) * 2 * nb);
+        gs->z = malloc(sizeof(double *) * nb);
+        gs->w = malloc(sizeof(double *) * nb);
+        gs->a = malloc(sizeof(double[3]) * nb);
+        if (!gs->bands || !gs->sub || !gs->su || !gs->sv || (bd->merged_w && !gs->noise) ||
+            !gs->zw || !gs->z || !gs->w || !gs->a) {
+            tps_set_error(&ctx, TPS_ERR_OUT_OF_MEMORY,
+                          "out of memory for patch %zu (%zu points)", p + 1, n);
+            goto done;
+        }
         for (size_t c = b; c < nb; ++c) {
             int same = !assigned[c] && bd->smoothing[c] == bd->smoothing[b];
             for (size_t k = 0; same && k < n; ++k)
                 same = isfinite(bd->merged[b][pt->index[k]]) ==
                        isfinite(bd->merged[c][pt->index[k]]);
             if (same) {
-                group[ng++] = c;
+                gs->bands[gs->ng++] = c;
                 assigned[c] = 1;
             }
         }
-        size_t m = 0;
         for (size_t k = 0; k < n; ++k) {
             if (isfinite(bd->merged[b][pt->index[k]])) {
-                sub[m] = k;
-                su[m] = pt->u[k];
-                sv[m] = pt->v[k];
-                if (noise) /* the group shares its missing values, so its weights */
-                    noise[m] = 1.0 / bd->merged_w[b][pt->index[k]];
-                ++m;
+                gs->sub[gs->m] = k;
+                gs->su[gs->m] = pt->u[k];
+                gs->sv[gs->m] = pt->v[k];
+                if (gs->noise) /* the group shares its missing values, so its weights */
+                    gs->noise[gs->m] = 1.0 / bd->merged_w[b][pt->index[k]];
+                ++gs->m;
             }
         }
-        for (size_t g = 0; g < ng; ++g) {
-            double *zg = zw + 2 * g * m;
-            for (size_t k = 0; k < m; ++k)
-                zg[k] = bd->merged[group[g]][pt->index[sub[k]]];
-            z[g] = zg;
-            w[g] = zg + m;
+        for (size_t g = 0; g < gs->ng; ++g) {
+            double *zg = gs->zw + 2 * g * gs->m;
+            for (size_t k = 0; k < gs->m; ++k)
+                zg[k] = bd->merged[gs->bands[g]][pt->index[gs->sub[k]]];
+            gs->z[g] = zg;
+            gs->w[g] = zg + gs->m;
         }
         /* lambda is in user units squared (tps.h); the patch frame's unit is
          * scale * ps user units, so the patch solves the very penalised
          * least squares problem of the global spline, on its own points. */
         const double unit = bd->scale * pt->ps;
-        const double lambda = bd->smoothing[b] / (unit * unit);
-        char what[96];
-        snprintf(what, sizeof what, "patch %zu of %zu, band %zu", p + 1, lc->n_patches, b + 1);
-        int used_gpu = 0;
-        const tps_solve_extra extra = {noise, NULL};
-        if (tps_solve_dense_ex(&ctx, m, su, sv, lambda, ng, z, w, a, 1, 0, 0, &used_gpu, &extra,
-                               what) != TPS_OK)
-            goto done;
-        for (size_t g = 0; g < ng; ++g) {
-            for (size_t k = 0; k < m; ++k)
-                pt->hw[group[g]][sub[k]] = 0.5 * w[g][k];
-            memcpy(pt->affine[group[g]], a[g], sizeof a[g]);
-        }
-        pthread_mutex_lock(&bd->lock);
-        bd->n_solves++;
-        pthread_mutex_unlock(&bd->lock);
+        tps_dense_job *job = &gs->job;
+        job->status = TPS_ERR_INTERNAL; /* until solved */
+        job->n = gs->m;
+        job->u = gs->su;
+        job->v = gs->sv;
+        job->lambda = bd->smoothing[b] / (unit * unit);
+        job->noise = gs->noise;
+        job->n_rhs = gs->ng;
+        job->z = gs->z;
+        job->w = gs->w;
+        job->a = gs->a;
+        snprintf(job->what, sizeof job->what, "patch %zu of %zu, band %zu", p + 1,
+                 lc->n_patches, b + 1);
     }
 done:
-    tps_progress_end(outer_progress);
     if (ctx.status != TPS_OK)
         record_error(bd, p, &ctx);
     free(pt->index);
     pt->index = NULL;
-    free(group);
     free(assigned);
-    free(sub);
-    free(su);
-    free(sv);
-    free(zw);
-    free(noise);
-    free(z);
-    free(w);
-    free(a);
+}
+
+static void store_patch(size_t p, int thread, void *user)
+{
+    (void)thread;
+    build *bd = user;
+    patch *pt = &bd->lc->patches[p];
+    patch_work *pw = &bd->work[p - bd->wave0];
+    for (size_t i = 0; i < pw->n_groups; ++i) {
+        group_solve *gs = &pw->groups[i];
+        /* A job the wave did not run (an earlier failure) stays
+         * TPS_ERR_INTERNAL with no message: that failure is reported. */
+        if (gs->job.status == TPS_OK) {
+            for (size_t g = 0; g < gs->ng; ++g) {
+                for (size_t k = 0; k < gs->m; ++k)
+                    pt->hw[gs->bands[g]][gs->sub[k]] = 0.5 * gs->w[g][k];
+                memcpy(pt->affine[gs->bands[g]], gs->a[g], sizeof gs->a[g]);
+            }
+        } else if (gs->job.err.status != TPS_OK) {
+            record_error(bd, p, &gs->job.err);
+        }
+        free_group(gs);
+    }
+    free(pw->groups);
+    pw->groups = NULL;
+    pw->n_groups = 0;
+}
+
+static void prepare_patch_in_wave(size_t i, int thread, void *user)
+{
+    prepare_patch(((build *)user)->wave0 + i, thread, user);
+}
+
+static void store_patch_in_wave(size_t i, int thread, void *user)
+{
+    store_patch(((build *)user)->wave0 + i, thread, user);
+}
+
+/* Patches per wave: the systems solved together (on the GPU, one batched
+ * factorisation call per size class), a bound on the memory they hold, and
+ * the steps of the progress report: about n_patches / 32, within these. */
+#define WAVE_PATCHES 512
+#define WAVE_PATCHES_MIN 16
+
+static void solve_patches(build *bd, int threads, int try_gpu, size_t gpu_max_bytes)
+{
+    struct tps_local *lc = bd->lc;
+    tps_dense_job *jobs = NULL;
+    size_t wave = lc->n_patches / 32;
+    wave = wave < WAVE_PATCHES_MIN ? WAVE_PATCHES_MIN : wave > WAVE_PATCHES ? WAVE_PATCHES : wave;
+    for (size_t w0 = 0; w0 < lc->n_patches && bd->err.status == TPS_OK; w0 += wave) {
+        const size_t count = lc->n_patches - w0 < wave ? lc->n_patches - w0 : wave;
+        bd->wave0 = w0;
+        memset(bd->work, 0, sizeof(patch_work) * count);
+        /* The patches' own solves report no progress: the wave does. */
+        tps_progress_state quiet;
+        tps_progress_state *const outer_progress = tps_progress_begin(&quiet, NULL);
+        tps_parallel_for(count, threads, prepare_patch_in_wave, bd);
+        size_t n_jobs = 0;
+        for (size_t i = 0; i < count; ++i)
+            n_jobs += bd->work[i].n_groups;
+        jobs = realloc(jobs, sizeof(tps_dense_job) * (n_jobs ? n_jobs : 1));
+        if (!jobs) {
+            tps_context oom = {0};
+            tps_set_error(&oom, TPS_ERR_OUT_OF_MEMORY, "out of memory for the patch solves");
+            record_error(bd, w0, &oom);
+        } else if (bd->err.status == TPS_OK) {
+            size_t j = 0;
+            for (size_t i = 0; i < count; ++i)
+                for (size_t g = 0; g < bd->work[i].n_groups; ++g)
+                    jobs[j++] = bd->work[i].groups[g].job;
+            tps_context ctx = {0};
+            tps_solve_dense_batch(&ctx, n_jobs, jobs, threads, try_gpu, gpu_max_bytes);
+            j = 0;
+            for (size_t i = 0; i < count; ++i)
+                for (size_t g = 0; g < bd->work[i].n_groups; ++g) {
+                    bd->work[i].groups[g].job = jobs[j];
+                    bd->n_solves += jobs[j].status == TPS_OK;
+                    bd->n_gpu_solves += jobs[j].status == TPS_OK && jobs[j].used_gpu;
+                    ++j;
+                }
+        }
+        tps_parallel_for(count, threads, store_patch_in_wave, bd);
+        tps_progress_end(outer_progress);
+        tps_progress((double)(w0 + count) / (double)lc->n_patches);
+    }
+    free(jobs);
 }
 
 static size_t grid_cell(double x, double x0, double d, size_t n)
@@ -578,7 +690,11 @@ tps_status tps_local_build(tps_context *ctx, tps_model *md, double *const *merge
                              largest * (sizeof(size_t) * 2 + sizeof(double) * (2 + 2 * nb));
     const size_t tree = md->n * sizeof(size_t) + bd.n_nodes * sizeof(node);
     const size_t lookup = (lc->n_patches * 4 + 2 * (size_t)MAX_GRID) * sizeof(size_t);
-    const size_t need = kept + (size_t)threads * per_solve + tree + lookup;
+    /* A wave's set-up systems: per point the patch copies (su, sv, noise,
+     * values and weights) and the solve's QR, right-hand sides and columns. */
+    const size_t wave = (lc->n_patches < WAVE_PATCHES ? lc->n_patches : WAVE_PATCHES) *
+                        largest * sizeof(double) * (9 + 3 * nb);
+    const size_t need = kept + (size_t)threads * per_solve + wave + tree + lookup;
     if (options->max_memory && need > options->max_memory) {
         st = tps_set_error(ctx, TPS_ERR_MEMORY_LIMIT,
                            "the local solve of %zu points in %zu patches (up to %zu points "
@@ -593,11 +709,21 @@ tps_status tps_local_build(tps_context *ctx, tps_model *md, double *const *merge
      * points, 2 cores, 7.9 s with them, 2.8 s without). The setting is
      * process-wide, so it is restored at once; a global solve running in
      * another thread meanwhile runs single-threaded, never wrong. */
+    bd.work = calloc(WAVE_PATCHES, sizeof(patch_work));
+    if (!bd.work) {
+        st = tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory for the patch solves");
+        goto done;
+    }
+    /* The factorisations in batches on the GPU where one can solve (as for
+     * a global model: unless DEVICE=CPU), else on the CPU threads. */
+    char why[512] = "";
+    const int try_gpu = options->device != TPS_DEVICE_CPU &&
+                        tps_gpu_solve_available(why, sizeof why) == 0;
     const int blas_threads = openblas_get_num_threads();
     if (threads > 1)
         openblas_set_num_threads(1);
     tps_progress_stage("solving %zu patches", lc->n_patches);
-    tps_parallel_for(lc->n_patches, threads, solve_patch, &bd);
+    solve_patches(&bd, threads, try_gpu, options->gpu_max_memory);
     if (threads > 1)
         openblas_set_num_threads(blas_threads);
     if (bd.err.status == TPS_OK)
@@ -611,11 +737,12 @@ tps_status tps_local_build(tps_context *ctx, tps_model *md, double *const *merge
         goto done;
     md->info.n_factorisations = bd.n_solves;
     md->info.n_patches = lc->n_patches;
+    md->info.solve_device = bd.n_gpu_solves ? TPS_DEVICE_GPU : TPS_DEVICE_CPU;
     tps_log(ctx, TPS_LOG_DEBUG,
             "local model: %zu patches of up to %zu points (%.1f on average, cells of up to %zu "
-            "points, overlap %.3g), %zu factorisations in %.3f s", lc->n_patches, largest,
-            (double)entries / (double)lc->n_patches, patch_points, overlap, bd.n_solves,
-            tps_now_seconds() - t0);
+            "points, overlap %.3g), %zu factorisations (%zu on the GPU) in %.3f s",
+            lc->n_patches, largest, (double)entries / (double)lc->n_patches, patch_points,
+            overlap, bd.n_solves, bd.n_gpu_solves, tps_now_seconds() - t0);
     md->local = lc;
     lc = NULL;
 
@@ -628,6 +755,7 @@ done:
     free(bd.nodes);
     free(bd.leaves);
     free(bd.stats);
+    free(bd.work);
     return st;
 }
 

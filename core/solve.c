@@ -214,6 +214,74 @@ tps_status tps_solve_dense(tps_context *ctx, size_t n, const double *u, const do
                               gpu_max_bytes, used_gpu, NULL, what);
 }
 
+/* Before the factorisation: P = Q R and rhs = Q^T z (n x n_rhs). */
+static tps_status dense_prepare(tps_context *ctx, size_t n, const double *u, const double *v,
+                                size_t n_rhs, const double *const *z, double *p, double tau[3],
+                                double *rhs, const char *what)
+{
+    tps_status st = poly_qr(ctx, n, u, v, NULL, p, tau, what);
+    if (st != TPS_OK)
+        return st;
+    for (size_t r = 0; r < n_rhs; ++r)
+        memcpy(rhs + r * n, z[r], sizeof(double) * n);
+    if (LAPACKE_dormqr(LAPACK_COL_MAJOR, 'L', 'T', (lapack_int)n, (lapack_int)n_rhs, 3, p,
+                       (lapack_int)n, tau, rhs, (lapack_int)n) != 0)
+        return tps_set_error(ctx, TPS_ERR_INTERNAL, "%s: applying Q^T failed", what);
+    return TPS_OK;
+}
+
+/* After it: rhs holds [Q1^T z; g], b_cols the first three columns of
+ * Q^T A Q; gives the affine parts a and the weights w = Q [0; g]. */
+static tps_status dense_finish(tps_context *ctx, size_t n, size_t n_rhs, const double *p,
+                               const double tau[3], const double *b_cols, double *rhs,
+                               double **w, double (*a)[3], const char *what)
+{
+    const lapack_int ni = (lapack_int)n;
+    for (size_t r = 0; r < n_rhs; ++r) {
+        double *c = rhs + r * n; /* c[0..2] = Q1^T z, c[3..] = g */
+        /* R a = Q1^T z - (Q1^T A Q2) g; Q1^T A Q2 sits below the diagonal
+         * block as Q2^T A Q1 (columns 0..2, rows 3..) of Q^T A Q. */
+        double t[3];
+        for (size_t k = 0; k < 3; ++k)
+            t[k] = c[k] - cblas_ddot(ni - 3, b_cols + k * n + 3, 1, c + 3, 1);
+        for (int k = 2; k >= 0; --k) {
+            double s = t[k];
+            for (int l = k + 1; l < 3; ++l)
+                s -= p[(size_t)l * n + (size_t)k] * a[r][l];
+            a[r][k] = s / p[(size_t)k * n + (size_t)k];
+        }
+        c[0] = c[1] = c[2] = 0.0;
+    }
+    /* w = Q [0; g]. */
+    if (LAPACKE_dormqr(LAPACK_COL_MAJOR, 'L', 'N', ni, (lapack_int)n_rhs, 3, p, ni, tau, rhs,
+                       ni) != 0)
+        return tps_set_error(ctx, TPS_ERR_INTERNAL, "%s: applying Q failed", what);
+    for (size_t r = 0; r < n_rhs; ++r)
+        memcpy(w[r], rhs + r * n, sizeof(double) * n);
+    return TPS_OK;
+}
+
+static tps_status not_positive_definite_on_gpu(tps_context *ctx, size_t n, const char *detail,
+                                               const char *what)
+{
+    return tps_set_error(ctx, TPS_ERR_SINGULAR,
+                         "%s: the spline system of %zu points is not positive definite "
+                         "(%s, on the GPU): the points are degenerate or too close together "
+                         "for an exact fit; a smoothing > 0 may help",
+                         what, n, detail);
+}
+
+static tps_status check_size(tps_context *ctx, size_t n, const char *what)
+{
+    if (n < 3)
+        return tps_set_error(ctx, TPS_ERR_TOO_FEW_POINTS,
+                             "%s: %zu distinct usable point%s, at least 3 are needed", what, n,
+                             n == 1 ? "" : "s");
+    if (n > (size_t)INT32_MAX)
+        return tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT, "%s: too many points (%zu)", what, n);
+    return TPS_OK;
+}
+
 tps_status tps_solve_dense_ex(tps_context *ctx, size_t n, const double *u, const double *v,
                               double lambda, size_t n_rhs, const double *const *z, double **w,
                               double (*a)[3], int num_threads, int try_gpu, size_t gpu_max_bytes,
@@ -226,13 +294,9 @@ tps_status tps_solve_dense_ex(tps_context *ctx, size_t n, const double *u, const
     if (noise || loo_diag)
         try_gpu = 0;
     *used_gpu = 0;
-    if (n < 3)
-        return tps_set_error(ctx, TPS_ERR_TOO_FEW_POINTS,
-                             "%s: %zu distinct usable point%s, at least 3 are needed", what, n,
-                             n == 1 ? "" : "s");
-    if (n > (size_t)INT32_MAX)
-        return tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT, "%s: too many points (%zu)", what, n);
-    const lapack_int ni = (lapack_int)n;
+    tps_status st = check_size(ctx, n, what);
+    if (st != TPS_OK)
+        return st;
 
     double *p = malloc(sizeof(double) * n * 3);          /* [1 u v], then its QR */
     double *rhs = malloc(sizeof(double) * n * n_rhs);    /* Q^T z, then [.; g], then w */
@@ -242,23 +306,13 @@ tps_status tps_solve_dense_ex(tps_context *ctx, size_t n, const double *u, const
     double *cols = NULL;                                 /* the GPU path's first 3 columns */
     const double *b_cols;  /* column k of Q^T A Q: b_cols + k n */
     double tau[3];
-    tps_status st = TPS_OK;
     if (!p || !rhs || !y || !q) {
         st = tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "%s: out of memory", what);
         goto done;
     }
-
-    st = poly_qr(ctx, n, u, v, NULL, p, tau, what);
+    st = dense_prepare(ctx, n, u, v, n_rhs, z, p, tau, rhs, what);
     if (st != TPS_OK)
         goto done;
-
-    for (size_t r = 0; r < n_rhs; ++r)
-        memcpy(rhs + r * n, z[r], sizeof(double) * n);
-    const lapack_int nr = (lapack_int)n_rhs;
-    if (LAPACKE_dormqr(LAPACK_COL_MAJOR, 'L', 'T', ni, nr, 3, p, ni, tau, rhs, ni) != 0) {
-        st = tps_set_error(ctx, TPS_ERR_INTERNAL, "%s: applying Q^T failed", what);
-        goto done;
-    }
 
     if (try_gpu) {
         char err[512] = "";
@@ -272,11 +326,7 @@ tps_status tps_solve_dense_ex(tps_context *ctx, size_t n, const double *u, const
             tps_progress(1.0);
             *used_gpu = 1;
         } else if (rc == TPS_GPU_SOLVE_NOT_POSITIVE_DEFINITE) {
-            st = tps_set_error(ctx, TPS_ERR_SINGULAR,
-                               "%s: the spline system of %zu points is not positive definite "
-                               "(%s, on the GPU): the points are degenerate or too close "
-                               "together for an exact fit; a smoothing > 0 may help",
-                               what, n, err);
+            st = not_positive_definite_on_gpu(ctx, n, err, what);
             goto done;
         } else {
             tps_log(ctx, TPS_LOG_DEBUG, "%s: solving on the CPU, not the GPU: %s", what, err);
@@ -299,30 +349,8 @@ tps_status tps_solve_dense_ex(tps_context *ctx, size_t n, const double *u, const
             goto done;
         b_cols = mat;
     }
-
-    for (size_t r = 0; r < n_rhs; ++r) {
-        double *c = rhs + r * n; /* c[0..2] = Q1^T z, c[3..] = g */
-        /* R a = Q1^T z - (Q1^T A Q2) g; Q1^T A Q2 sits below the diagonal
-         * block as Q2^T A Q1 (columns 0..2, rows 3..) of Q^T A Q. */
-        double t[3];
-        for (size_t k = 0; k < 3; ++k)
-            t[k] = c[k] - cblas_ddot(ni - 3, b_cols + k * n + 3, 1, c + 3, 1);
-        for (int k = 2; k >= 0; --k) {
-            double s = t[k];
-            for (int l = k + 1; l < 3; ++l)
-                s -= p[(size_t)l * n + (size_t)k] * a[r][l];
-            a[r][k] = s / p[(size_t)k * n + (size_t)k];
-        }
-        c[0] = c[1] = c[2] = 0.0;
-    }
-    /* w = Q [0; g]. */
-    if (LAPACKE_dormqr(LAPACK_COL_MAJOR, 'L', 'N', ni, nr, 3, p, ni, tau, rhs, ni) != 0) {
-        st = tps_set_error(ctx, TPS_ERR_INTERNAL, "%s: applying Q failed", what);
-        goto done;
-    }
-    for (size_t r = 0; r < n_rhs; ++r)
-        memcpy(w[r], rhs + r * n, sizeof(double) * n);
-    if (loo_diag)
+    st = dense_finish(ctx, n, n_rhs, p, tau, b_cols, rhs, w, a, what);
+    if (st == TPS_OK && loo_diag)
         st = loo_diagonal(ctx, n, p, tau, mat, q, y, loo_diag, what);
 
 done:
@@ -333,6 +361,121 @@ done:
     free(mat);
     free(cols);
     return st;
+}
+
+/* ---- many small solves: the patches of a local model ------------------- */
+
+typedef struct batch_run {
+    tps_dense_job *jobs;
+    tps_gpu_system *gpu; /* NULL: no GPU */
+} batch_run;
+
+static void batch_prepare(size_t k, int thread, void *user)
+{
+    (void)thread;
+    tps_dense_job *job = &((batch_run *)user)->jobs[k];
+    job->status = check_size(&job->err, job->n, job->what);
+    if (job->status != TPS_OK)
+        return;
+    job->p = malloc(sizeof(double) * job->n * 3);
+    job->rhs = malloc(sizeof(double) * job->n * job->n_rhs);
+    job->cols = malloc(sizeof(double) * job->n * 3);
+    if (!job->p || !job->rhs || !job->cols)
+        job->status = tps_set_error(&job->err, TPS_ERR_OUT_OF_MEMORY, "%s: out of memory",
+                                    job->what);
+    else
+        job->status = dense_prepare(&job->err, job->n, job->u, job->v, job->n_rhs, job->z,
+                                    job->p, job->tau, job->rhs, job->what);
+}
+
+/* The GPU's result, or the CPU's factorisation, then the common end. */
+static void batch_finish(size_t k, int thread, void *user)
+{
+    (void)thread;
+    batch_run *run = user;
+    tps_dense_job *job = &run->jobs[k];
+    const tps_gpu_system *g = run->gpu ? &run->gpu[k] : NULL;
+    job->used_gpu = 0;
+    if (job->status == TPS_OK) {
+        const double *b_cols = job->cols;
+        double *mat = NULL, *q = NULL, *y = NULL;
+        if (g && g->status == 0) {
+            job->used_gpu = 1;
+        } else if (g && g->status == TPS_GPU_SOLVE_NOT_POSITIVE_DEFINITE) {
+            job->status = not_positive_definite_on_gpu(&job->err, job->n, "Cholesky failed",
+                                                       job->what);
+        } else {
+            mat = malloc(sizeof(double) * job->n * job->n);
+            q = malloc(sizeof(double) * job->n);
+            y = malloc(sizeof(double) * job->n);
+            if (!mat || !q || !y)
+                job->status = tps_set_error(&job->err, TPS_ERR_OUT_OF_MEMORY,
+                                            "%s: out of memory for the dense system of %zu "
+                                            "points (%zu bytes)",
+                                            job->what, job->n, tps_solve_bytes(job->n, job->n_rhs));
+            else
+                job->status = factor_solve_cpu(&job->err, job->n, job->u, job->v, job->lambda,
+                                               job->noise, job->p, job->tau, job->n_rhs,
+                                               job->rhs, mat, q, y, 1, job->what);
+            b_cols = mat;
+        }
+        if (job->status == TPS_OK)
+            job->status = dense_finish(&job->err, job->n, job->n_rhs, job->p, job->tau, b_cols,
+                                       job->rhs, job->w, job->a, job->what);
+        free(mat);
+        free(q);
+        free(y);
+    }
+    free(job->p);
+    free(job->rhs);
+    free(job->cols);
+    job->p = job->rhs = job->cols = NULL;
+}
+
+tps_status tps_solve_dense_batch(tps_context *ctx, size_t count, tps_dense_job *jobs,
+                                 int num_threads, int try_gpu, size_t gpu_max_bytes)
+{
+    batch_run run = {jobs, NULL};
+    for (size_t k = 0; k < count; ++k) {
+        jobs[k].err = (tps_context){0};
+        jobs[k].p = jobs[k].rhs = jobs[k].cols = NULL;
+    }
+    tps_parallel_for(count, num_threads, batch_prepare, &run);
+    if (try_gpu && count > 0) {
+        run.gpu = calloc(count, sizeof(tps_gpu_system));
+        if (run.gpu) {
+            size_t submitted = 0;
+            for (size_t k = 0; k < count; ++k) {
+                const tps_dense_job *job = &jobs[k];
+                tps_gpu_system *g = &run.gpu[k];
+                g->status = TPS_GPU_SOLVE_UNAVAILABLE;
+                /* Per-point noise is CPU-only (as in tps_solve_dense_ex). */
+                if (job->status != TPS_OK || job->noise)
+                    continue;
+                *g = (tps_gpu_system){job->n, job->u, job->v, job->lambda, job->p,
+                                      {job->tau[0], job->tau[1], job->tau[2]}, job->n_rhs,
+                                      job->rhs, job->cols, TPS_GPU_SOLVE_UNAVAILABLE};
+                ++submitted;
+            }
+            char err[512] = "";
+            const double t0 = tps_now_seconds();
+            /* Systems it did not solve keep status != 0 and rhs = Q^T z. */
+            const int rc = submitted ? tps_gpu_factor_solve_batch(count, run.gpu, gpu_max_bytes,
+                                                                 err, sizeof err)
+                                     : 0;
+            if (rc != 0)
+                tps_log(ctx, TPS_LOG_DEBUG, "batched GPU solve: %s; the rest on the CPU", err);
+            else if (submitted)
+                tps_log(ctx, TPS_LOG_DEBUG, "%zu systems factorised on the GPU in %.3f s",
+                        submitted, tps_now_seconds() - t0);
+        }
+    }
+    tps_parallel_for(count, num_threads, batch_finish, &run);
+    free(run.gpu);
+    for (size_t k = 0; k < count; ++k)
+        if (jobs[k].status != TPS_OK)
+            return tps_set_error(ctx, jobs[k].status, "%s", jobs[k].err.message);
+    return TPS_OK;
 }
 
 /* ---- automatic smoothing: generalised cross-validation ----------------- */

@@ -30,6 +30,8 @@ typedef struct fixture {
 
 /* n random points over `extent` at (x0, y0); three bands, the third with
  * some values missing (its own factorisation), lambda per band. */
+static tps_device fixture_solve_device = TPS_DEVICE_AUTO;
+
 static int make_fixture_mode(fixture *f, size_t n, double x0, double y0, double extent,
                              double lambda, tps_mode mode)
 {
@@ -61,6 +63,7 @@ static int make_fixture_mode(fixture *f, size_t n, double x0, double y0, double 
     fo.num_threads = 4;
     fo.mode = mode;
     fo.patch_points = 300;
+    fo.device = fixture_solve_device;
     f->model = tps_model_create(ctx, n, x, y, NB, (const double *const *)z, lambdas, &fo);
     if (!f->model)
         fprintf(stderr, "fit: %s\n", tps_context_errmsg(ctx));
@@ -295,7 +298,79 @@ static void local_parity(void)
     }
     CHECK(tps_model_device_uploads(f.model) == 1, "local uploads: %zu",
           tps_model_device_uploads(f.model));
+    CHECK(info.solve_device == TPS_DEVICE_GPU, "local patches solved on %d, not the GPU",
+          (int)info.solve_device);
+
+    /* The same points with the patches solved on the CPU: the batched GPU
+     * factorisations give the same surface (as the global GPU solve does,
+     * within 1e-8 x range), compared on the CPU path. */
     tps_model_destroy(f.model);
+    tps_context_destroy(ctx);
+}
+
+/* Batched GPU patch solves against CPU ones: same points (same random
+ * stream), patches solved on the GPU (AUTO) and on the CPU, both evaluated
+ * on the CPU: within 1e-8 x range, and with a fixed lambda too. */
+static void local_solve_parity(void)
+{
+    tps_context *ctx = tps_context_create();
+    for (int with_lambda = 0; with_lambda < 2; ++with_lambda) {
+        fixture fg, fc;
+        const unsigned long long seed = rng_state;
+        fixture_solve_device = TPS_DEVICE_AUTO;
+        const int ok_g = make_fixture_mode(&fg, 40000, 500000, 5000000, 20000,
+                                           with_lambda ? 1e4 : 0, TPS_MODE_LOCAL);
+        rng_state = seed;
+        fixture_solve_device = TPS_DEVICE_CPU;
+        const int ok_c = make_fixture_mode(&fc, 40000, 500000, 5000000, 20000,
+                                           with_lambda ? 1e4 : 0, TPS_MODE_LOCAL);
+        fixture_solve_device = TPS_DEVICE_AUTO;
+        CHECK(ok_g && ok_c, "local fixtures");
+        if (ok_g && ok_c) {
+            tps_model_info ig, ic;
+            tps_model_get_info(ctx, fg.model, &ig);
+            tps_model_get_info(ctx, fc.model, &ic);
+            printf("local solve: %zu patches, %zu factorisations, on %s vs %s\n", ig.n_patches,
+                   ig.n_factorisations, tps_device_name(ig.solve_device),
+                   tps_device_name(ic.solve_device));
+            CHECK(ig.solve_device == TPS_DEVICE_GPU && ic.solve_device == TPS_DEVICE_CPU,
+                  "solve devices %d / %d", (int)ig.solve_device, (int)ic.solve_device);
+            CHECK(ig.n_factorisations == ic.n_factorisations, "%zu vs %zu factorisations",
+                  ig.n_factorisations, ic.n_factorisations);
+            enum { W = 300, H = 200 };
+            double *a = malloc(sizeof(double) * NB * W * H), *b = malloc(sizeof(double) * NB * W * H);
+            tps_grid g;
+            tps_grid_from_geotransform(&g, fg.gt, 0, 0, W, H);
+            tps_output oa[NB], ob[NB];
+            for (int k = 0; k < NB; ++k) {
+                oa[k] = (tps_output){(size_t)k, a + k * W * H, TPS_FLOAT64, 8, 8 * W};
+                ob[k] = (tps_output){(size_t)k, b + k * W * H, TPS_FLOAT64, 8, 8 * W};
+            }
+            tps_eval_options eo;
+            tps_eval_options_init(&eo);
+            eo.device = TPS_DEVICE_CPU;
+            eo.num_threads = 4;
+            CHECK(tps_evaluate_grid(ctx, fg.model, &g, NB, oa, &eo) == TPS_OK, "%s",
+                  tps_context_errmsg(ctx));
+            CHECK(tps_evaluate_grid(ctx, fc.model, &g, NB, ob, &eo) == TPS_OK, "%s",
+                  tps_context_errmsg(ctx));
+            for (int k = 0; k < NB; ++k) {
+                double worst = 0;
+                for (size_t i = 0; i < (size_t)W * H; ++i)
+                    worst = fmax(worst, fabs(a[k * W * H + i] - b[k * W * H + i]));
+                printf("local solve GPU vs CPU, lambda %s, band %d: %.2e x range\n",
+                       with_lambda ? "1e4" : "0", k, worst / fc.range[k]);
+                CHECK(worst <= 1e-8 * fc.range[k], "band %d: %.3g x range", k,
+                      worst / fc.range[k]);
+            }
+            free(a);
+            free(b);
+        }
+        if (ok_g)
+            tps_model_destroy(fg.model);
+        if (ok_c)
+            tps_model_destroy(fc.model);
+    }
     tps_context_destroy(ctx);
 }
 
@@ -379,6 +454,7 @@ static void deriv_parity(const fixture *f, size_t k, size_t c0, size_t r0, size_
 static int parity(void)
 {
     local_parity();
+    local_solve_parity();
     memory_budget();
     solve_parity(1200, 0.0);
     solve_parity(3500, 1e4);
