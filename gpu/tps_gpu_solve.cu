@@ -94,23 +94,33 @@ __global__ void fill_matrix(double *a, const double *u, const double *v, int n, 
     a[size_t(j) * n + i] = value;
 }
 
-/* y = A q for the symmetric A: y_j = column j . q (columns are contiguous). */
-__global__ void symmetric_times(const double *a, const double *q, double *y, int n)
+/* The dot product of a and b (n values) by a block of 256 threads: every
+ * thread gets the sum. */
+__device__ double block_dot(const double *a, const double *b, int n)
 {
     __shared__ double partial[256];
-    const int j = blockIdx.x;
-    double s = 0.0;
+    double sum = 0.0;
     for (int i = threadIdx.x; i < n; i += blockDim.x)
-        s += a[size_t(j) * n + i] * q[i];
-    partial[threadIdx.x] = s;
+        sum += a[i] * b[i];
+    partial[threadIdx.x] = sum;
     __syncthreads();
     for (int width = blockDim.x / 2; width > 0; width /= 2) {
         if (threadIdx.x < width)
             partial[threadIdx.x] += partial[threadIdx.x + width];
         __syncthreads();
     }
+    const double total = partial[0];
+    __syncthreads(); /* partial is reused by the next call */
+    return total;
+}
+
+/* y = A q for the symmetric A: y_j = column j . q (columns are contiguous). */
+__global__ void symmetric_times(const double *a, const double *q, double *y, int n)
+{
+    const int j = blockIdx.x;
+    const double s = block_dot(a + size_t(j) * n, q, n);
     if (threadIdx.x == 0)
-        y[j] = partial[0];
+        y[j] = s;
 }
 
 /* A <- A - q y^T - y q^T. */
@@ -157,43 +167,20 @@ __global__ void batch_fill(const BatchSystem *systems, int nm)
 __global__ void batch_symmetric_times(const BatchSystem *systems, const double *q, double *y,
                                       int nm)
 {
-    __shared__ double partial[256];
     const int j = blockIdx.x, sys = blockIdx.y;
-    const double *a = systems[sys].a + size_t(j) * nm;
-    const double *qs = q + size_t(sys) * nm;
-    double sum = 0.0;
-    for (int i = threadIdx.x; i < nm; i += blockDim.x)
-        sum += a[i] * qs[i];
-    partial[threadIdx.x] = sum;
-    __syncthreads();
-    for (int width = blockDim.x / 2; width > 0; width /= 2) {
-        if (threadIdx.x < width)
-            partial[threadIdx.x] += partial[threadIdx.x + width];
-        __syncthreads();
-    }
+    const double sum = block_dot(systems[sys].a + size_t(j) * nm, q + size_t(sys) * nm, nm);
     if (threadIdx.x == 0)
-        y[size_t(sys) * nm + j] = partial[0];
+        y[size_t(sys) * nm + j] = sum;
 }
 
 /* y <- tau y - (tau^2 q.y / 2) q, one block per system (as the single solve
  * does on the host). */
 __global__ void batch_reflector_vector(const double *q, double *y, const double *tau, int nm)
 {
-    __shared__ double partial[256];
     const int sys = blockIdx.x;
     const double *qs = q + size_t(sys) * nm;
     double *ys = y + size_t(sys) * nm;
-    double sum = 0.0;
-    for (int i = threadIdx.x; i < nm; i += blockDim.x)
-        sum += qs[i] * ys[i];
-    partial[threadIdx.x] = sum;
-    __syncthreads();
-    for (int width = blockDim.x / 2; width > 0; width /= 2) {
-        if (threadIdx.x < width)
-            partial[threadIdx.x] += partial[threadIdx.x + width];
-        __syncthreads();
-    }
-    const double t = tau[sys], c = 0.5 * t * t * partial[0];
+    const double t = tau[sys], c = 0.5 * t * t * block_dot(qs, ys, nm);
     for (int i = threadIdx.x; i < nm; i += blockDim.x)
         ys[i] = t * ys[i] - c * qs[i];
 }

@@ -526,8 +526,13 @@ static int fallback(void)
     printf("DEVICE=GPU says: %s\n", tps_context_errmsg(ctx));
     CHECK(tps_device_choose(TPS_DEVICE_AUTO, 1e15) == TPS_DEVICE_CPU, "AUTO chose the GPU");
     CHECK(tps_device_choose(TPS_DEVICE_GPU, 1e15) == TPS_DEVICE_CPU, "GPU chosen though unusable");
-    fixture f;
-    if (make_fixture(&f, 200, 0, 0, 1, 0)) {
+    /* A global and a local model: DEVICE=GPU fails, AUTO evaluates on the
+     * CPU and uploads nothing. */
+    for (int local = 0; local < 2; ++local) {
+        fixture f;
+        if (!make_fixture_mode(&f, local ? 3000 : 200, 0, 0, 1, 0,
+                               local ? TPS_MODE_LOCAL : TPS_MODE_GLOBAL))
+            continue;
         double out[20 * 10];
         tps_grid g;
         tps_grid_from_geotransform(&g, f.gt, 0, 0, 20, 10);
@@ -536,27 +541,11 @@ static int fallback(void)
         tps_eval_options_init(&eo);
         eo.device = TPS_DEVICE_GPU;
         CHECK(tps_evaluate_grid(ctx, f.model, &g, 1, &o, &eo) == TPS_ERR_DEVICE_UNAVAILABLE,
-              "explicit GPU evaluation did not fail");
+              "explicit GPU evaluation of a %s model did not fail", local ? "local" : "global");
         eo.device = TPS_DEVICE_AUTO;
         CHECK(tps_evaluate_grid(ctx, f.model, &g, 1, &o, &eo) == TPS_OK, "AUTO: %s",
               tps_context_errmsg(ctx));
         CHECK(tps_model_device_uploads(f.model) == 0, "uploads without a GPU");
-        tps_model_destroy(f.model);
-    }
-    /* A local model: DEVICE=GPU fails, AUTO evaluates on the CPU. */
-    if (make_fixture_mode(&f, 3000, 0, 0, 1, 0, TPS_MODE_LOCAL)) {
-        double out[20 * 10];
-        tps_grid g;
-        tps_grid_from_geotransform(&g, f.gt, 0, 0, 20, 10);
-        tps_output o = {0, out, TPS_FLOAT64, 8, 8 * 20};
-        tps_eval_options eo;
-        tps_eval_options_init(&eo);
-        eo.device = TPS_DEVICE_GPU;
-        CHECK(tps_evaluate_grid(ctx, f.model, &g, 1, &o, &eo) == TPS_ERR_DEVICE_UNAVAILABLE,
-              "explicit GPU evaluation of a local model did not fail");
-        eo.device = TPS_DEVICE_AUTO;
-        CHECK(tps_evaluate_grid(ctx, f.model, &g, 1, &o, &eo) == TPS_OK, "AUTO local: %s",
-              tps_context_errmsg(ctx));
         tps_model_destroy(f.model);
     }
     /* A GPU solve asked for without a GPU: solved on the CPU, and says so. */
