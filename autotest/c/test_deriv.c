@@ -353,8 +353,13 @@ static double nearest_local_point(double x, double y)
  * lines (where the weights' normal derivative jumps to 0) are left out. */
 static void local_finite_differences(void)
 {
+    /* Denser towards the south-west (density ~ 1/sqrt(u) 1/sqrt(v)): the
+     * quadtree's leaves, so the patches along the box's edges, differ in
+     * size. (Where every active patch has the same half-width, the weights'
+     * normal derivative cancels in the normalisation, and an error in the
+     * clamping would go unseen.) */
     for (int i = 0; i < NL; ++i) {
-        const double u = uniform(), v = uniform();
+        const double u = pow(uniform(), 1.5), v = pow(uniform(), 1.5);
         lx[i] = X0 + EXT * u;
         ly[i] = Y0 + EXT * v;
         lz[i] = 300 * franke(u, v);
@@ -440,8 +445,9 @@ static void local_finite_differences(void)
             /* The extrapolated sequence continues to converge: the analytic
              * band is the limit, not just near it. Outside the box the
              * splines extrapolate with larger third derivatives, so the
-             * truncation error is larger there (measured: 4e-4 at h = 0.5). */
-            CHECK(worst[region][1][q] < (region ? 1e-3 : 5e-5), "%s: %s off by %.3g x scale",
+             * truncation error is larger there (measured at h = 0.5: 1.8e-3
+             * outside, 1.6e-5 inside). */
+            CHECK(worst[region][1][q] < (region ? 5e-3 : 5e-5), "%s: %s off by %.3g x scale",
                   name, what, worst[region][1][q]);
             CHECK(worst[region][0][q] > 3 * worst[region][1][q],
                   "%s: %s error does not shrink like h^2 (%.3g -> %.3g)", name, what,
