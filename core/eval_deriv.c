@@ -1,6 +1,7 @@
 /* eval_deriv.c: derivative quantities of a global model (dz/dx, dz/dy,
  * slope, aspect, laplacian) on the CPU, and the arithmetic that turns the
- * kernel's sums into a quantity, which the GPU path shares.
+ * kernel's sums into a quantity, which the GPU path and a local model's
+ * patches (local.c, through tps_spline_sums) share.
  *
  * A band is f(u, v) = sum_i h_i s_i log s_i + a0 + a1 u + a2 v, with
  * s_i = (u - u_i)^2 + (v - v_i)^2, half-weights h_i (internal.h) and the

@@ -27,7 +27,10 @@
  * meets the chunk (a uniform grid over the box lists them) and runs the
  * SIMD kernel of eval_kernel.c over each patch's points for the pixels
  * inside its support. A pixel's value depends only on its own coordinates:
- * its patches are summed in patch order whatever chunk it falls in. */
+ * its patches are summed in patch order whatever chunk it falls in.
+ * Derivative quantities (dz/dx, ..., the laplacian) are the blend's exact
+ * derivatives, from the same candidate patches and a scalar pass per patch
+ * (run_local_deriv_chunk; docs/design.md, "Derivative bands"). */
 #include "gpu_backend.h"
 #include "internal.h"
 
