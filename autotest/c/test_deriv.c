@@ -150,6 +150,71 @@ static double nearest_point(double x, double y)
     return sqrt(d2);
 }
 
+/* Cell (0, 0) of a 3 x 3 grid exactly on data point (px, py) (the same
+ * arithmetic scales both): the gradient is finite, the laplacian NaN
+ * (infinite), the neighbours' finite. */
+static void check_at_data_point(tps_context *ctx, const tps_model *m, double px, double py,
+                                double cell, const char *what)
+{
+    const double gp[6] = {px - cell / 2, cell, 0, py + cell / 2, 0, -cell};
+    double vals[2][3][3];
+    tps_output op[2] = {{0, vals[0], TPS_FLOAT64, 8, 24, TPS_QUANTITY_DZDX},
+                        {0, vals[1], TPS_FLOAT64, 8, 24, TPS_QUANTITY_LAPLACIAN}};
+    tps_grid g;
+    tps_grid_from_geotransform(&g, gp, 0, 0, 3, 3);
+    CHECK(g.x0 == px && g.y0 == py, "%s: cell (0, 0) misses the point", what);
+    CHECK(eval(ctx, m, gp, 0, 0, 3, 3, 2, op, 1) == TPS_OK, "%s", tps_context_errmsg(ctx));
+    int finite_elsewhere = 1;
+    for (int r = 0; r < 3; ++r)
+        for (int k = 0; k < 3; ++k)
+            if (r != 0 || k != 0)
+                finite_elsewhere &= isfinite(vals[1][r][k]) && isfinite(vals[0][r][k]);
+    CHECK(isfinite(vals[0][0][0]) && isnan(vals[1][0][0]) && finite_elsewhere,
+          "%s, at a data point: dzdx %g (finite), laplacian %g (NaN)", what, vals[0][0][0],
+          vals[1][0][0]);
+}
+
+/* Evaluates the nq outputs (bands, qs) of the ncols x nrows grid gt into
+ * whole (nq planes) on one thread, then again in five windows (a strip
+ * cut in two, a single row, the rest cut in two) on three threads: the
+ * bytes must be the same. */
+static void check_windows(tps_context *ctx, const tps_model *m, const double gt[6], size_t ncols,
+                          size_t nrows, size_t nq, const size_t *bands, const tps_quantity *qs,
+                          double *whole, const char *what)
+{
+    const size_t plane = ncols * nrows;
+    double *part = malloc(sizeof(double) * nq * plane);
+    tps_output *o = malloc(sizeof(tps_output) * nq);
+    if (!part || !o) {
+        CHECK(0, "out of memory");
+        free(part);
+        free(o);
+        return;
+    }
+    for (size_t q = 0; q < nq; ++q)
+        o[q] = (tps_output){bands[q], whole + q * plane, TPS_FLOAT64, 8,
+                            (ptrdiff_t)(8 * ncols), qs[q]};
+    CHECK(eval(ctx, m, gt, 0, 0, ncols, nrows, nq, o, 1) == TPS_OK, "%s",
+          tps_context_errmsg(ctx));
+    memset(part, 0xff, sizeof(double) * nq * plane);
+    const size_t wins[5][4] = {{0, 0, 17, 9},
+                               {17, 0, ncols - 17, 9},
+                               {0, 9, ncols, 1},
+                               {0, 10, 31, nrows - 10},
+                               {31, 10, ncols - 31, nrows - 10}};
+    for (size_t w = 0; w < 5; ++w) {
+        for (size_t q = 0; q < nq; ++q)
+            o[q].data = part + q * plane + wins[w][1] * ncols + wins[w][0];
+        CHECK(eval(ctx, m, gt, wins[w][0], wins[w][1], wins[w][2], wins[w][3], nq, o, 3) ==
+                  TPS_OK,
+              "%s", tps_context_errmsg(ctx));
+    }
+    CHECK(memcmp(whole, part, sizeof(double) * nq * plane) == 0,
+          "%s: windows and threads change the bytes", what);
+    free(part);
+    free(o);
+}
+
 static void finite_differences(void)
 {
     for (int i = 0; i < NP; ++i) {
@@ -238,57 +303,22 @@ static void finite_differences(void)
               worst_l / lap_scale);
     }
 
-    /* Cell (0, 0) exactly on data point 3 (the same arithmetic scales both):
-     * the gradient is finite, the laplacian NaN (infinite), the
-     * neighbours' finite. */
-    {
-        const double gp[6] = {fx[3] - 3.5, 7, 0, fy[3] + 3.5, 0, -7};
-        double vals[2][3][3];
-        tps_output op[2] = {{0, vals[0], TPS_FLOAT64, 8, 24, TPS_QUANTITY_DZDX},
-                            {0, vals[1], TPS_FLOAT64, 8, 24, TPS_QUANTITY_LAPLACIAN}};
-        tps_grid g;
-        tps_grid_from_geotransform(&g, gp, 0, 0, 3, 3);
-        CHECK(g.x0 == fx[3] && g.y0 == fy[3], "cell (0, 0) misses the point");
-        CHECK(eval(ctx, m, gp, 0, 0, 3, 3, 2, op, 1) == TPS_OK, "%s", tps_context_errmsg(ctx));
-        int finite_elsewhere = 1;
-        for (int r = 0; r < 3; ++r)
-            for (int k = 0; k < 3; ++k)
-                if (r != 0 || k != 0)
-                    finite_elsewhere &= isfinite(vals[1][r][k]) && isfinite(vals[0][r][k]);
-        CHECK(isfinite(vals[0][0][0]) && isnan(vals[1][0][0]) && finite_elsewhere,
-              "at a data point: dzdx %g (finite), laplacian %g (NaN)", vals[0][0][0],
-              vals[1][0][0]);
-    }
+    check_at_data_point(ctx, m, fx[3], fy[3], 7, "global");
 
     /* Windows, threads, mixed requests: the same bytes. */
     {
-        static double whole[4][GH][GW], part[4][GH][GW], values_only[2][GH][GW];
+        static double whole[4][GH][GW], values_only[2][GH][GW];
         const tps_quantity qs[4] = {TPS_QUANTITY_VALUE, TPS_QUANTITY_SLOPE, TPS_QUANTITY_VALUE,
                                     TPS_QUANTITY_ASPECT};
         const size_t bands[4] = {0, 0, 1, 1};
-        tps_output ow[4], ov[2];
-        for (int k = 0; k < 4; ++k)
-            ow[k] = (tps_output){bands[k], whole[k], TPS_FLOAT64, 8, 8 * GW, qs[k]};
-        CHECK(eval(ctx, m, gt, 0, 0, GW, GH, 4, ow, 1) == TPS_OK, "%s", tps_context_errmsg(ctx));
+        check_windows(ctx, m, gt, GW, GH, 4, bands, qs, &whole[0][0][0], "global");
+        tps_output ov[2];
         for (int k = 0; k < 2; ++k)
             ov[k] = (tps_output){(size_t)k, values_only[k], TPS_FLOAT64, 8, 8 * GW};
         CHECK(eval(ctx, m, gt, 0, 0, GW, GH, 2, ov, 1) == TPS_OK, "%s", tps_context_errmsg(ctx));
         CHECK(memcmp(values_only[0], whole[0], sizeof values_only[0]) == 0 &&
                   memcmp(values_only[1], whole[2], sizeof values_only[1]) == 0,
               "values differ when derivative outputs ride along");
-        memset(part, 0xff, sizeof part);
-        const size_t wins[][4] = {{0, 0, 17, 9}, {17, 0, 43, 9}, {0, 9, 60, 1}, {0, 10, 31, 35},
-                                  {31, 10, 29, 35}};
-        for (size_t w = 0; w < 5; ++w) {
-            tps_output op[4];
-            for (int k = 0; k < 4; ++k)
-                op[k] = (tps_output){bands[k], &part[k][wins[w][1]][wins[w][0]], TPS_FLOAT64, 8,
-                                     8 * GW, qs[k]};
-            CHECK(eval(ctx, m, gt, wins[w][0], wins[w][1], wins[w][2], wins[w][3], 4, op, 3) ==
-                      TPS_OK,
-                  "%s", tps_context_errmsg(ctx));
-        }
-        CHECK(memcmp(whole, part, sizeof whole) == 0, "windows and threads change the bytes");
         /* Float32 is the double rounded once. */
         static float f32[GH][GW];
         tps_output of = {1, f32, TPS_FLOAT32, 4, 4 * GW, TPS_QUANTITY_ASPECT};
@@ -458,56 +488,22 @@ static void local_finite_differences(void)
         }
     }
 
-    /* Cell (0, 0) exactly on data point 5: gradient finite, laplacian NaN. */
-    {
-        const double gp[6] = {lx[5] - 1.5, 3, 0, ly[5] + 1.5, 0, -3};
-        double vals[2][3][3];
-        tps_output op[2] = {{0, vals[0], TPS_FLOAT64, 8, 24, TPS_QUANTITY_DZDX},
-                            {0, vals[1], TPS_FLOAT64, 8, 24, TPS_QUANTITY_LAPLACIAN}};
-        tps_grid g;
-        tps_grid_from_geotransform(&g, gp, 0, 0, 3, 3);
-        CHECK(g.x0 == lx[5] && g.y0 == ly[5], "cell (0, 0) misses the point");
-        CHECK(eval(ctx, m, gp, 0, 0, 3, 3, 2, op, 1) == TPS_OK, "%s", tps_context_errmsg(ctx));
-        int finite_elsewhere = 1;
-        for (int r = 0; r < 3; ++r)
-            for (int k = 0; k < 3; ++k)
-                if (r != 0 || k != 0)
-                    finite_elsewhere &= isfinite(vals[1][r][k]) && isfinite(vals[0][r][k]);
-        CHECK(isfinite(vals[0][0][0]) && isnan(vals[1][0][0]) && finite_elsewhere,
-              "local, at a data point: dzdx %g (finite), laplacian %g (NaN)", vals[0][0][0],
-              vals[1][0][0]);
-    }
+    check_at_data_point(ctx, m, lx[5], ly[5], 3, "local");
 
     /* Windows, threads, mixed requests: the same bytes. */
     {
         enum { Q = 5 };
-        static double whole[Q][LH][LW], part[Q][LH][LW], values_only[LH][LW];
+        static double whole[Q][LH][LW], values_only[LH][LW];
         const tps_quantity wq[Q] = {TPS_QUANTITY_VALUE, TPS_QUANTITY_SLOPE, TPS_QUANTITY_ASPECT,
                                     TPS_QUANTITY_LAPLACIAN, TPS_QUANTITY_DZDY};
-        tps_output ow[Q];
-        for (int q = 0; q < Q; ++q)
-            ow[q] = (tps_output){0, whole[q], TPS_FLOAT64, 8, 8 * LW, wq[q]};
-        CHECK(eval(ctx, m, gt, 0, 0, LW, LH, Q, ow, 1) == TPS_OK, "%s", tps_context_errmsg(ctx));
+        const size_t bands[Q] = {0, 0, 0, 0, 0};
+        check_windows(ctx, m, gt, LW, LH, Q, bands, wq, &whole[0][0][0], "local");
         tps_output ov = {0, values_only, TPS_FLOAT64, 8, 8 * LW};
         CHECK(eval(ctx, m, gt, 0, 0, LW, LH, 1, &ov, 1) == TPS_OK, "%s", tps_context_errmsg(ctx));
         CHECK(memcmp(values_only, whole[0], sizeof values_only) == 0,
               "local values differ when derivative outputs ride along");
         CHECK(memcmp(out[1], whole[4], sizeof out[1]) == 0,
               "local dzdy differs between requests");
-        memset(part, 0xff, sizeof part);
-        const size_t wins[][4] = {{0, 0, 17, 9}, {17, 0, 23, 9}, {0, 9, 40, 1}, {0, 10, 31, 30},
-                                  {31, 10, 9, 30}};
-        for (size_t w = 0; w < 5; ++w) {
-            tps_output op[Q];
-            for (int q = 0; q < Q; ++q)
-                op[q] = (tps_output){0, &part[q][wins[w][1]][wins[w][0]], TPS_FLOAT64, 8, 8 * LW,
-                                     wq[q]};
-            CHECK(eval(ctx, m, gt, wins[w][0], wins[w][1], wins[w][2], wins[w][3], Q, op, 3) ==
-                      TPS_OK,
-                  "%s", tps_context_errmsg(ctx));
-        }
-        CHECK(memcmp(whole, part, sizeof whole) == 0,
-              "local: windows and threads change the bytes");
     }
     tps_model_destroy(m);
     tps_context_destroy(ctx);
