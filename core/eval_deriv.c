@@ -1,6 +1,7 @@
 /* eval_deriv.c: derivative quantities of a global model (dz/dx, dz/dy,
  * slope, aspect, laplacian) on the CPU, and the arithmetic that turns the
- * kernel's sums into a quantity, which the GPU path shares.
+ * kernel's sums into a quantity, which the GPU path and a local model's
+ * patches (local.c, through tps_spline_sums) share.
  *
  * A band is f(u, v) = sum_i h_i s_i log s_i + a0 + a1 u + a2 v, with
  * s_i = (u - u_i)^2 + (v - v_i)^2, half-weights h_i (internal.h) and the
@@ -48,17 +49,20 @@ const char *tps_quantity_name(tps_quantity q)
     return "unknown";
 }
 
-void tps_deriv_sums(const tps_model *md, size_t band, size_t m, const double *pu,
-                    const double *pv, double *gu, double *gv, double *lap)
+void tps_spline_sums(size_t n, const double *u, const double *v, const double *h, size_t m,
+                     const double *pu, const double *pv, double *val, double *gu, double *gv,
+                     double *lap)
 {
-    const double *h = md->half_weights[band];
     for (size_t k = 0; k < m; ++k)
         gu[k] = gv[k] = lap[k] = 0.0;
-    for (size_t i = 0; i < md->n; ++i) {
+    if (val)
+        for (size_t k = 0; k < m; ++k)
+            val[k] = 0.0;
+    for (size_t i = 0; i < n; ++i) {
         const double hi = h[i];
         if (hi == 0.0) /* a point missing in this band: it adds exactly nothing */
             continue;
-        const double ui = md->u[i], vi = md->v[i];
+        const double ui = u[i], vi = v[i];
         for (size_t k = 0; k < m; ++k) {
             const double du = pu[k] - ui, dv = pv[k] - vi;
             const double s = du * du + dv * dv;
@@ -68,11 +72,19 @@ void tps_deriv_sums(const tps_model *md, size_t band, size_t m, const double *pu
                 gu[k] += g * du;
                 gv[k] += g * dv;
                 lap[k] += 4.0 * hi * log_s;
+                if (val)
+                    val[k] += hi * s * log_s;
             } else {
                 lap[k] = NAN;
             }
         }
     }
+}
+
+void tps_deriv_sums(const tps_model *md, size_t band, size_t m, const double *pu,
+                    const double *pv, double *gu, double *gv, double *lap)
+{
+    tps_spline_sums(md->n, md->u, md->v, md->half_weights[band], m, pu, pv, NULL, gu, gv, lap);
 }
 
 double tps_deriv_quantity(tps_quantity q, double gu, double gv, double lap,
@@ -115,6 +127,18 @@ void tps_output_store(const tps_output *o, size_t row, size_t col, double value)
         memcpy(dst, &f, sizeof f);
     } else {
         memcpy(dst, &value, sizeof value);
+    }
+}
+
+void tps_outputs_first_of_band(const tps_output *outputs, size_t n_outputs, size_t *first)
+{
+    for (size_t b = 0; b < n_outputs; ++b) {
+        first[b] = b;
+        for (size_t j = 0; j < b; ++j)
+            if (outputs[j].band == outputs[b].band) {
+                first[b] = j;
+                break;
+            }
     }
 }
 
@@ -179,14 +203,7 @@ tps_status tps_evaluate_grid_deriv(tps_context *ctx, const tps_model *md, const 
     }
     for (int k = 0; k < threads; ++k)
         scratch[k] = pool + per_thread * (size_t)k;
-    for (size_t b = 0; b < n_outputs; ++b) {
-        first[b] = b;
-        for (size_t j = 0; j < b; ++j)
-            if (t->outputs[j].band == t->outputs[b].band) {
-                first[b] = j;
-                break;
-            }
-    }
+    tps_outputs_first_of_band(t->outputs, n_outputs, first);
     deriv_request rq = {md, t, n_outputs, first, scratch};
     tps_parallel_for(n_items, threads, run_deriv_chunk, &rq);
     free(pool);

@@ -221,9 +221,21 @@ static tps_status check_common(tps_context *ctx, const tps_model *model,
     return TPS_OK;
 }
 
-/* The CPU evaluation of a grid: value outputs through the vector kernel
- * in one pass (distances shared by their bands), outputs of a derivative
- * quantity through eval_deriv.c. */
+/* Value outputs of a grid on the CPU: a global model's through the vector
+ * kernel in one pass (distances shared by their bands), a local model's
+ * through local.c (the same kernel per patch). */
+static tps_status evaluate_values_cpu(tps_context *ctx, request *rq, double pairs,
+                                      int num_threads)
+{
+    if (rq->model->local)
+        return tps_local_evaluate(ctx, rq->model, rq->kernel, rq->n_bands, rq->bands, &rq->t,
+                                  num_threads);
+    const size_t chunks_per_row = (rq->t.ncols + CHUNK_PIXELS - 1) / CHUNK_PIXELS;
+    return run_request(ctx, rq, chunks_per_row * rq->t.nrows, pairs, num_threads);
+}
+
+/* The CPU evaluation of a grid: value outputs as above, outputs of a
+ * derivative quantity through eval_deriv.c (global) or local.c (local). */
 static tps_status evaluate_grid_cpu(tps_context *ctx, request *rq, size_t n_outputs,
                                     const tps_output *outputs, const size_t *bands, double pairs,
                                     int num_threads)
@@ -231,10 +243,9 @@ static tps_status evaluate_grid_cpu(tps_context *ctx, request *rq, size_t n_outp
     size_t n_deriv = 0;
     for (size_t b = 0; b < n_outputs; ++b)
         n_deriv += outputs[b].quantity != TPS_QUANTITY_VALUE;
-    const size_t chunks_per_row = (rq->t.ncols + CHUNK_PIXELS - 1) / CHUNK_PIXELS;
     if (n_deriv == 0) {
         rq->t.outputs = outputs;
-        return run_request(ctx, rq, chunks_per_row * rq->t.nrows, pairs, num_threads);
+        return evaluate_values_cpu(ctx, rq, pairs, num_threads);
     }
     /* Mixed requests: split the outputs by path, keeping their order. */
     tps_output *split = malloc(sizeof(tps_output) * n_outputs);
@@ -258,12 +269,14 @@ static tps_status evaluate_grid_cpu(tps_context *ctx, request *rq, size_t n_outp
         rq->t.outputs = split;
         rq->n_bands = n_value;
         rq->bands = value_bands;
-        st = run_request(ctx, rq, chunks_per_row * rq->t.nrows, pairs, num_threads);
+        st = evaluate_values_cpu(ctx, rq, pairs, num_threads);
     }
     if (st == TPS_OK) {
         tps_targets t = rq->t;
         t.outputs = split + n_value;
-        st = tps_evaluate_grid_deriv(ctx, rq->model, &t, n_deriv, num_threads);
+        st = rq->model->local
+                 ? tps_local_evaluate_deriv(ctx, rq->model, &t, n_deriv, num_threads)
+                 : tps_evaluate_grid_deriv(ctx, rq->model, &t, n_deriv, num_threads);
     }
     free(split);
     free(value_bands);
@@ -303,18 +316,6 @@ tps_status tps_evaluate_grid(tps_context *ctx, const tps_model *model, const tps
             ++n_deriv;
         bands[b] = o->band;
     }
-    if (n_deriv > 0 && model->local) {
-        /* The blend of a local model would need the derivatives of its
-         * partition-of-unity weights too (docs/design.md). */
-        free(bands);
-        return tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT,
-                             "derivative quantities (such as %s) need a GLOBAL model; this one is "
-                             "LOCAL",
-                             tps_quantity_name(outputs[0].quantity != TPS_QUANTITY_VALUE
-                                                   ? outputs[0].quantity
-                                                   : TPS_QUANTITY_DZDX));
-    }
-
     const double s = model->scale;
     request rq = {0};
     rq.model = model;
@@ -341,12 +342,45 @@ tps_status tps_evaluate_grid(tps_context *ctx, const tps_model *model, const tps
     const double pairs =
         model->local ? tps_local_pairs(model->local, pixels) : (double)model->n * pixels;
     const tps_device requested = options ? options->device : TPS_DEVICE_AUTO;
+    const int threads = options ? options->num_threads : 1;
     if (requested == TPS_DEVICE_GPU || tps_device_choose(requested, pairs) == TPS_DEVICE_GPU) {
-        if (model->local && options && options->precision == TPS_PRECISION_MIXED)
+        /* The GPU has no kernel for a local model's derivatives: those
+         * outputs evaluate on the CPU, the value outputs on the GPU. */
+        size_t n_gpu = n_outputs;
+        tps_output *on_gpu = NULL;
+        if (model->local && n_deriv > 0) {
+            tps_log(ctx, TPS_LOG_DEBUG,
+                    "derivative quantities of a LOCAL model evaluate on the CPU");
+            on_gpu = malloc(sizeof(tps_output) * n_outputs);
+            if (!on_gpu) {
+                free(bands);
+                return tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory");
+            }
+            n_gpu = 0;
+            for (size_t b = 0; b < n_outputs; ++b)
+                if (outputs[b].quantity == TPS_QUANTITY_VALUE) {
+                    bands[n_gpu] = outputs[b].band;
+                    on_gpu[n_gpu++] = outputs[b];
+                }
+        }
+        if (model->local && options && options->precision == TPS_PRECISION_MIXED && n_gpu > 0)
             tps_log(ctx, TPS_LOG_DEBUG, "a local model evaluates in DOUBLE on the GPU");
-        st = tps_evaluate_grid_gpu(ctx, model, grid, n_outputs, outputs,
-                                   options ? options->precision : TPS_PRECISION_DOUBLE,
-                                   options ? options->gpu_max_memory : 0);
+        st = n_gpu == 0 ? TPS_OK
+                        : tps_evaluate_grid_gpu(ctx, model, grid, n_gpu,
+                                                on_gpu ? on_gpu : outputs,
+                                                options ? options->precision
+                                                        : TPS_PRECISION_DOUBLE,
+                                                options ? options->gpu_max_memory : 0);
+        if (st == TPS_OK && on_gpu) {
+            /* The rest: the derivative outputs, on the CPU. */
+            size_t d = 0;
+            for (size_t b = 0; b < n_outputs; ++b)
+                if (outputs[b].quantity != TPS_QUANTITY_VALUE)
+                    on_gpu[d++] = outputs[b];
+            rq.t.outputs = on_gpu;
+            st = tps_local_evaluate_deriv(ctx, model, &rq.t, d, threads);
+        }
+        free(on_gpu);
         if (st == TPS_OK || requested == TPS_DEVICE_GPU) {
             free(bands);
             return st;
@@ -355,15 +389,10 @@ tps_status tps_evaluate_grid(tps_context *ctx, const tps_model *model, const tps
         tps_log(ctx, TPS_LOG_DEBUG, "GPU evaluation failed, evaluating on the CPU: %s",
                 tps_context_errmsg(ctx));
         tps_clear_error(ctx);
+        for (size_t b = 0; b < n_outputs; ++b)
+            bands[b] = outputs[b].band;
     }
-    if (model->local) {
-        st = tps_local_evaluate(ctx, model, kernel, n_outputs, bands, &rq.t,
-                                options ? options->num_threads : 1);
-        free(bands);
-        return st;
-    }
-    st = evaluate_grid_cpu(ctx, &rq, n_outputs, outputs, bands, pairs,
-                           options ? options->num_threads : 1);
+    st = evaluate_grid_cpu(ctx, &rq, n_outputs, outputs, bands, pairs, threads);
     free(bands);
     return st;
 }

@@ -111,7 +111,7 @@ tps_status tps_evaluate_grid_gpu(tps_context *ctx, const tps_model *model, const
     char err[512] = "";
     /* The device copy is a cache of the immutable model: filling it does
      * not change what the model computes. A local model has value outputs
-     * only (derivatives are refused before). */
+     * only here (tps_evaluate_grid keeps its derivative outputs on the CPU). */
     if (model->local) {
         struct tps_gpu_local *gpu = device_local(ctx, (tps_model *)model, max_bytes);
         if (!gpu)

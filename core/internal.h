@@ -235,6 +235,11 @@ size_t tps_targets_chunk(const tps_targets *t, size_t item, size_t chunk, double
 tps_status tps_local_evaluate(tps_context *ctx, const tps_model *md, tps_kernel_fn kernel,
                               size_t n_bands, const size_t *bands, const tps_targets *t,
                               int num_threads);
+/* Evaluates t->outputs[0 .. n_outputs), all of a derivative quantity, of a
+ * LOCAL model over the grid targets t, on the CPU: the derivatives of the
+ * blend (docs/design.md, "Derivative bands"). */
+tps_status tps_local_evaluate_deriv(tps_context *ctx, const tps_model *md, const tps_targets *t,
+                                    size_t n_outputs, int num_threads);
 tps_kernel_fn tps_kernel_for(tps_cpu_kernel kernel);
 /* Evaluate bands at scattered points given in scaled coordinates. */
 tps_status tps_evaluate_scaled(tps_context *ctx, const tps_model *model, size_t n_bands,
@@ -251,10 +256,19 @@ const char *tps_quantity_name(tps_quantity q);
  * same sums (gpu/tps_gpu_deriv.cu). */
 void tps_deriv_sums(const tps_model *md, size_t band, size_t m, const double *pu,
                     const double *pv, double *gu, double *gv, double *lap);
+/* The same sums over any spline's n points (u, v) with half-weights h (a
+ * LOCAL model's patch, in its frame), plus, when val is not NULL, the
+ * value's kernel sum val[k] = sum_i h_i s log s (libm's log). */
+void tps_spline_sums(size_t n, const double *u, const double *v, const double *h, size_t m,
+                     const double *pu, const double *pv, double *val, double *gu, double *gv,
+                     double *lap);
 /* Quantity q (not VALUE) at a target, from its sums, the band's affine part
  * and the model's scale (the chain rule back to the caller's units). */
 double tps_deriv_quantity(tps_quantity q, double gu, double gv, double lap,
                           const double affine[3], double scale);
+/* first[b]: the first of outputs[0 .. n_outputs) of the same model band
+ * as output b (whose sums then serve every quantity of that band). */
+void tps_outputs_first_of_band(const tps_output *outputs, size_t n_outputs, size_t *first);
 /* Writes `value` at window cell (row, col) of output o, in o's type. */
 void tps_output_store(const tps_output *o, size_t row, size_t col, double value);
 /* Evaluates t->outputs[0 .. n_outputs), all of a derivative quantity, of a

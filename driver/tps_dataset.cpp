@@ -429,23 +429,6 @@ std::unique_ptr<TPSDataset> TPSDataset::Open(TPSConfig &&oConfig)
         return nullptr;
 
     const tps_model_info &sInfo = poDS->m_poModel->sInfo;
-    if (sInfo.mode == TPS_MODE_LOCAL)
-    {
-        // A blend of patch splines would need the derivatives of its
-        // blending weights too: derivative bands need the global spline.
-        for (size_t i = 0; i < c.aoBands.size(); i++)
-        {
-            if (c.aoBands[i].eQuantity == TPSQuantity::VALUE)
-                continue;
-            CPLError(CE_Failure, CPLE_NotSupported,
-                     "%s: <Band> #%d: <Quantity>%s</Quantity> needs the global spline, but the "
-                     "model is LOCAL (%llu points); set <Mode>GLOBAL</Mode> (open option "
-                     "MODE=GLOBAL)",
-                     pszName, static_cast<int>(i) + 1, TPSQuantityName(c.aoBands[i].eQuantity),
-                     static_cast<unsigned long long>(sInfo.n_points));
-            return nullptr;
-        }
-    }
     if (!TPSResolveGrid(c, sInfo.min_x, sInfo.min_y, sInfo.max_x, sInfo.max_y,
                         poDS->m_adfGeoTransform, &poDS->nRasterXSize, &poDS->nRasterYSize))
         return nullptr;
