@@ -8,8 +8,8 @@
   the dense system;
 * a block-by-block read equals a whole read, byte for byte;
 * lambda = 0: exact at data points on pixel centres;
-* local models are not written to <name>.tps.model, and a model file of
-  a global solve is never used for MODE=LOCAL;
+* a model file of a global solve is never used for MODE=LOCAL, nor one of
+  a local solve for MODE=GLOBAL (the file holds the latest solve);
 * DEVICE=GPU on a local model evaluates on the GPU, as the CPU does (where a GPU exists).
 """
 import os
@@ -142,13 +142,17 @@ def test_model_file_not_shared(tmp_path):
     del ds
     before = open(model, 'rb').read()
     ds, al = read(path, ['MODE=LOCAL', 'PATCH_POINTS=50'])
-    # solved, not the global file; the local model is not written over it
+    # solved, not the global file; the local model replaces it
     assert md(ds, 'MODE') == 'LOCAL' and md(ds, 'MODEL_SOURCE') == 'SOLVED'
-    assert open(model, 'rb').read() == before
+    assert open(model, 'rb').read() != before
     assert not np.array_equal(ag, al)
     del ds
+    ds, al2 = read(path, ['MODE=LOCAL', 'PATCH_POINTS=50'])
+    assert md(ds, 'MODEL_SOURCE') == 'FILE' and al2.tobytes() == al.tobytes()
+    del ds
+    # the local file is not used for the global model either
     ds, ag2 = read(path, ['MODE=GLOBAL'])
-    assert md(ds, 'MODEL_SOURCE') == 'FILE' and ag2.tobytes() == ag.tobytes()
+    assert md(ds, 'MODEL_SOURCE') == 'SOLVED' and ag2.tobytes() == ag.tobytes()
 
 
 def test_gpu_request_on_local(tmp_path):

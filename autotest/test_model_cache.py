@@ -16,6 +16,9 @@ RBFInterpolator for values after the points change.
   the TPS_MODEL_CACHE configuration option; bad values fail the open;
 * no file where none can be written: a .tps inside a tar (read-only for
   everyone, root included), and TPS: connection strings;
+* MODE=LOCAL models are kept too: a second process reads the file (no
+  solve), with the same bytes, MODE and PATCHES as a solve, and the values
+  still interpolate the points; a damaged local file is solved again;
 * the grid is not part of the hash: another SIZE reuses the model;
 * /vsimem/ .tps files keep their model in /vsimem/;
 * processes: 4 started together on a kept model all read it (one solve in
@@ -69,7 +72,8 @@ out = {'opened': ds is not None,
        'debug': ' | '.join(m for c, m in msgs if c == gdal.CE_Debug)}
 if ds is not None:
     m = ds.GetMetadata('TPS')
-    out.update(source=m.get('MODEL_SOURCE'), solves=m.get('SOLVES'),
+    out.update(source=m.get('MODEL_SOURCE'), solves=m.get('SOLVES'), mode=m.get('MODE'),
+               patches=m.get('PATCHES'),
                digest=hashlib.sha256(ds.ReadRaster()).hexdigest(), srs=ds.GetProjection())
 print(json.dumps(out))
 '''
@@ -181,6 +185,70 @@ def test_written_after_first_open_and_reused_by_another_process(tmp_path):
     for b, (field, lam) in enumerate([('z', 0.0), ('w', 300.0)], start=1):
         ref = scipy_ds_ref(ds, cols['x'], cols['y'], cols[field], lam)
         assert_close64(ds.GetRasterBand(b).ReadAsArray(), ref, np.ptp(cols[field]), what=field)
+
+
+def make_local_tps(folder, n=4000, seed=7):
+    """A MODE=LOCAL .tps: n uniform random points, band 1 interpolating
+    (lambda = 0), band 2 smoothed; the grid's pixel centres include the
+    first 5 points."""
+    rng = np.random.default_rng(seed)
+    x = 155000.0 + 3000.0 * rng.random(n)
+    y = 463000.0 + 3000.0 * rng.random(n)
+    gt = (154900.0, 10.0, 0.0, 466100.0, 0.0, -10.0)
+    for i in range(5):  # onto pixel centres: the interpolation check below
+        x[i] = gt[0] + (40 + 37 * i + 0.5) * gt[1]
+        y[i] = gt[3] + (30 + 41 * i + 0.5) * gt[5]
+    cols = {'x': x, 'y': y, 'z': smooth_values(x, y, rng), 'w': smooth_values(x, y, rng)}
+    write_csv(folder / 'loc.csv', cols)
+    xml = tps_xml('loc.csv', ['z', {'field': 'w', 'smoothing': 300.0}], geotransform=gt,
+                  size=(320, 320), data_type='Float64', points_srs='EPSG:28992',
+                  extra='<Mode>LOCAL</Mode>\n  <PatchPoints>150</PatchPoints>')
+    return write_tps(folder / 'loc.tps', xml), cols, gt
+
+
+def test_local_model_written_and_reused_by_another_process(tmp_path):
+    path, cols, gt = make_local_tps(tmp_path)
+    model = path + '.model'
+    first = probe(path)
+    assert first['opened'] and not first['failures'] and not first['warnings'], first
+    assert (first['source'], first['solves'], first['mode']) == ('SOLVED', '1', 'LOCAL')
+    assert int(first['patches']) >= 16
+    assert 'wrote the solved model to' in first['debug'], first['debug']
+    assert os.path.isfile(model)
+
+    second = probe(path)
+    assert not second['failures'] and not second['warnings'], second
+    assert (second['source'], second['solves']) == ('FILE', '0'), second['debug']
+    assert 'reused the solved model from' in second['debug']
+    assert (second['mode'], second['patches']) == ('LOCAL', first['patches'])
+    # the same bytes as a solve that never sees the file
+    assert second['digest'] == first['digest'] == digest(solved_bytes(path))
+
+    # the loaded surface is still the interpolant: the points on pixel
+    # centres get their values back (band 1, lambda = 0)
+    ds, _ = open_tps(path)
+    assert md(ds, 'MODEL_SOURCE') == 'FILE'
+    band = ds.GetRasterBand(1).ReadAsArray()
+    for i in range(5):
+        col, row = 40 + 37 * i, 30 + 41 * i
+        assert abs(band[row, col] - cols['z'][i]) <= 1e-8 * np.ptp(cols['z']), i
+    ds = None
+
+
+def test_damaged_local_model_file_is_solved_again(tmp_path):
+    path, _, _ = make_local_tps(tmp_path, n=1500)
+    model = path + '.model'
+    first = probe(path)
+    assert first['source'] == 'SOLVED' and os.path.isfile(model)
+    data = bytearray(open(model, 'rb').read())
+    data[len(data) // 2] ^= 0x40  # inside the patches' arrays
+    with open(model, 'wb') as f:
+        f.write(data)
+    res = probe(path)
+    assert not res['failures'] and not res['warnings'], res
+    assert res['source'] == 'SOLVED' and 'checksum' in res['debug'], res['debug']
+    assert res['digest'] == first['digest']
+    assert_valid_model(path)  # and rewritten
 
 
 def test_in_process_cache_stays_in_front(tmp_path):

@@ -209,6 +209,22 @@ void tps_kernel_avx512(const tps_kernel_job *job);
 tps_status tps_local_build(tps_context *ctx, tps_model *md, double *const *merged,
                            double *const *merged_w, const tps_fit_options *options);
 void tps_local_destroy(struct tps_local *local);
+/* Saved local models (local.c lays out the local section, model_io.c the
+ * rest; docs/design.md). The counts a saved local model's header carries:
+ * patches, and patch points (the sum of the patches' sizes); fails when
+ * the model is beyond what a load would take. */
+tps_status tps_local_save_counts(tps_context *ctx, const struct tps_local *local,
+                                 size_t *n_patches, size_t *n_entries);
+/* Bytes of the local section for these counts; 0 when they are beyond any
+ * model (checked before any arithmetic that could overflow). */
+size_t tps_local_saved_bytes(size_t n_patches, size_t n_entries, size_t n_bands);
+/* Writes the local section at *cursor and advances it by its size. */
+void tps_local_write(const struct tps_local *local, unsigned char **cursor);
+/* Reads a local section of these counts (tps_local_saved_bytes of them are
+ * at *cursor) into md->local, checking every value; md's counts, centre,
+ * scale and info must already be read and checked. Rebuilds the lookup. */
+tps_status tps_local_read(tps_context *ctx, tps_model *md, const unsigned char **cursor,
+                          size_t n_patches, size_t n_entries);
 
 
 /* ---- evaluation helpers (evaluate.c) ---- */

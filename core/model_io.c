@@ -20,7 +20,8 @@
  *    24  sizeof(count) (u32) 28 zero (u32)           32 probe double
  *    40  dependency hash (32 bytes)
  *    72  n (u64)  80 n_bands (u64)  88 extra bytes (u64)  96 total bytes (u64)
- *   104  zeros up to 128
+ *   104  mode (u64: 1 GLOBAL, 2 LOCAL)  112 patches (u64)  120 patch points (u64)
+ *        (patches and patch points are 0 for a GLOBAL model)
  *   payload:
  *     cx, cy, scale
  *     tps_model_info: 7 counts (n_input, n_points, n_dropped, n_merged,
@@ -30,12 +31,16 @@
  *       (smoothing, max_abs_residual, value_min, value_max, gcv_score,
  *       effective_df, loo_rmse, loo_mae: NaN for fixed lambda), the affine
  *       part (3 reals)
- *     u[n], v[n], then each band's half-weights[n]
+ *     u[n], v[n]
+ *     GLOBAL: each band's half-weights[n]
+ *     LOCAL: the local section, which local.c writes and reads (the patch
+ *       table, then each patch's points, affine parts and half-weights;
+ *       a local model's global half-weights are all zero and not stored)
  *     the caller's extra bytes, zero-padded to a multiple of 8
  *   trailer: FNV-1a 64 of every byte before it (u64)
  *
- * Only global models are saved (tps_model_save refuses local ones), so a
- * loaded model is always global.
+ * Version 2 was this layout for GLOBAL models with zeros at 104..127; it
+ * is still read (as a GLOBAL model).
  *
  * The device copy of a model is not saved: it is a cache of these arrays,
  * made again on the first GPU evaluation after a load. */
@@ -48,7 +53,9 @@
 
 #define MODEL_MAGIC "TPSMODEL"
 /* Bump on any change of the layout or of what the arrays mean. */
-#define MODEL_FORMAT_VERSION 2u
+#define MODEL_FORMAT_VERSION 3u
+/* The previous version, still read: a global model, zeros at 104..127. */
+#define MODEL_FORMAT_VERSION_GLOBAL_ONLY 2u
 /* Reads back as 0x04030201 on a machine of the other byte order. */
 #define MODEL_BYTE_ORDER_MARK 0x01020304u
 /* A double with every byte different: a file whose doubles are not IEEE
@@ -85,11 +92,14 @@ enum {
     OFF_N_BANDS = 80,
     OFF_EXTRA_BYTES = 88,
     OFF_TOTAL_BYTES = 96,
-    OFF_RESERVED = 104
+    OFF_MODE = 104,
+    OFF_N_PATCHES = 112,
+    OFF_N_ENTRIES = 120,
+    OFF_END = 128
 };
 
 _Static_assert(sizeof(double) == 8, "the format stores IEEE 754 binary64 reals");
-_Static_assert(OFF_RESERVED <= TPS_MODEL_HEADER_BYTES, "header fields overflow the header");
+_Static_assert(OFF_END <= TPS_MODEL_HEADER_BYTES, "header fields overflow the header");
 _Static_assert(TPS_MODEL_HEADER_BYTES % 8 == 0, "the payload must stay 8-byte aligned");
 
 void tps_free(void *data)
@@ -114,14 +124,29 @@ static size_t pad8(size_t n)
     return (n + 7) & ~(size_t)7;
 }
 
+/* What a header says a model is, beyond n and its bands. */
+typedef struct model_kind {
+    int local;
+    uint64_t n_patches, n_entries; /* LOCAL: patches, and the sum of their points */
+} model_kind;
+
 /* Bytes of a saved model of these counts; 0 when they are out of bounds. */
-static uint64_t saved_bytes(uint64_t n, uint64_t n_bands, uint64_t extra)
+static uint64_t saved_bytes(uint64_t n, uint64_t n_bands, uint64_t extra, const model_kind *kind)
 {
     if (n > MODEL_MAX_POINTS || n_bands > MODEL_MAX_BANDS || extra > MODEL_MAX_EXTRA ||
         n * n_bands > MODEL_MAX_VALUES)
         return 0;
+    uint64_t surface = 8 * n * n_bands; /* GLOBAL: the half-weights */
+    if (kind->local) {
+        if (kind->n_patches > SIZE_MAX || kind->n_entries > SIZE_MAX)
+            return 0;
+        surface = tps_local_saved_bytes((size_t)kind->n_patches, (size_t)kind->n_entries,
+                                        (size_t)n_bands);
+        if (surface == 0)
+            return 0;
+    }
     return TPS_MODEL_HEADER_BYTES + FIXED_PAYLOAD_BYTES + BAND_BYTES * n_bands + 16 * n +
-           8 * n * n_bands + ((extra + 7) & ~(uint64_t)7) + 8;
+           surface + ((extra + 7) & ~(uint64_t)7) + 8;
 }
 
 /* ---- writing ---- */
@@ -158,13 +183,16 @@ tps_status tps_model_save(tps_context *ctx, const tps_model *model, const unsign
     if (!model || !hash || !data || !size || (extra_size && !extra))
         return tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT,
                              "no model, hash or output, or extra bytes without a pointer");
-    /* Local models are not persisted: their O(N) solve is cheap next to the
-     * O(N^3) one this format exists for, and keeping the format one layout
-     * means a file can never be read as the other kind of model. */
-    if (model->local)
-        return tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT,
-                             "local models are not saved (they are solved again on each open)");
-    const uint64_t total = saved_bytes(model->n, model->n_bands, extra_size);
+    model_kind kind = {model->local != NULL, 0, 0};
+    if (model->local) {
+        size_t n_patches = 0, n_entries = 0;
+        tps_status st = tps_local_save_counts(ctx, model->local, &n_patches, &n_entries);
+        if (st != TPS_OK)
+            return st;
+        kind.n_patches = n_patches;
+        kind.n_entries = n_entries;
+    }
+    const uint64_t total = saved_bytes(model->n, model->n_bands, extra_size, &kind);
     if (total == 0 || total > SIZE_MAX)
         return tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT,
                              "a model of %zu points, %zu bands and %zu extra bytes is too large "
@@ -188,6 +216,9 @@ tps_status tps_model_save(tps_context *ctx, const tps_model *model, const unsign
     put_u64_at(buf, OFF_N_BANDS, model->n_bands);
     put_u64_at(buf, OFF_EXTRA_BYTES, extra_size);
     put_u64_at(buf, OFF_TOTAL_BYTES, total);
+    put_u64_at(buf, OFF_MODE, kind.local ? TPS_MODE_LOCAL : TPS_MODE_GLOBAL);
+    put_u64_at(buf, OFF_N_PATCHES, kind.n_patches);
+    put_u64_at(buf, OFF_N_ENTRIES, kind.n_entries);
 
     writer w = {buf + TPS_MODEL_HEADER_BYTES};
     put_f64(&w, model->cx);
@@ -223,8 +254,11 @@ tps_status tps_model_save(tps_context *ctx, const tps_model *model, const unsign
     }
     put_bytes(&w, model->u, sizeof(double) * model->n);
     put_bytes(&w, model->v, sizeof(double) * model->n);
-    for (size_t b = 0; b < model->n_bands; ++b)
-        put_bytes(&w, model->half_weights[b], sizeof(double) * model->n);
+    if (model->local)
+        tps_local_write(model->local, &w.p);
+    else
+        for (size_t b = 0; b < model->n_bands; ++b)
+            put_bytes(&w, model->half_weights[b], sizeof(double) * model->n);
     if (extra_size)
         put_bytes(&w, extra, extra_size);
     w.p = buf + total - 8; /* past the zero padding */
@@ -277,7 +311,8 @@ static tps_status bad(tps_context *ctx, const char *what)
 }
 
 static tps_status check_header(tps_context *ctx, const unsigned char *h, size_t size,
-                               const unsigned char expected_hash[32], uint64_t *total)
+                               const unsigned char expected_hash[32], uint64_t *total,
+                               model_kind *kind)
 {
     if (size < TPS_MODEL_HEADER_BYTES)
         return tps_set_error(ctx, TPS_ERR_BAD_MODEL_DATA,
@@ -290,10 +325,11 @@ static tps_status check_header(tps_context *ctx, const unsigned char *h, size_t 
         return bad(ctx, order == 0x04030201u ? "written on a machine of the other byte order"
                                              : "unknown byte order mark");
     const uint32_t version = get_u32_at(h, OFF_VERSION);
-    if (version != MODEL_FORMAT_VERSION)
+    if (version != MODEL_FORMAT_VERSION && version != MODEL_FORMAT_VERSION_GLOBAL_ONLY)
         return tps_set_error(ctx, TPS_ERR_BAD_MODEL_DATA,
-                             "not a valid saved model: format version %u, this engine reads %u",
-                             version, MODEL_FORMAT_VERSION);
+                             "not a valid saved model: format version %u, this engine reads "
+                             "%u and %u", version, MODEL_FORMAT_VERSION_GLOBAL_ONLY,
+                             MODEL_FORMAT_VERSION);
     if (get_u32_at(h, OFF_HEADER_BYTES) != TPS_MODEL_HEADER_BYTES ||
         get_u32_at(h, OFF_DOUBLE_BYTES) != sizeof(double) ||
         get_u32_at(h, OFF_COUNT_BYTES) != sizeof(uint64_t) || get_u32_at(h, OFF_FLAGS) != 0)
@@ -302,14 +338,27 @@ static tps_status check_header(tps_context *ctx, const unsigned char *h, size_t 
     memcpy(&probe, h + OFF_PROBE, 8);
     if (probe != MODEL_PROBE)
         return bad(ctx, "its reals are not IEEE 754 doubles in this machine's byte order");
-    for (size_t i = OFF_RESERVED; i < TPS_MODEL_HEADER_BYTES; ++i)
-        if (h[i] != 0)
+    const uint64_t mode = get_u64_at(h, OFF_MODE);
+    kind->local = mode == TPS_MODE_LOCAL;
+    kind->n_patches = get_u64_at(h, OFF_N_PATCHES);
+    kind->n_entries = get_u64_at(h, OFF_N_ENTRIES);
+    if (version == MODEL_FORMAT_VERSION_GLOBAL_ONLY) {
+        if (mode != 0 || kind->n_patches != 0 || kind->n_entries != 0)
             return bad(ctx, "reserved header bytes are not zero");
+    } else if (mode != TPS_MODE_GLOBAL && mode != TPS_MODE_LOCAL) {
+        return bad(ctx, "unknown model mode");
+    } else if (!kind->local && (kind->n_patches != 0 || kind->n_entries != 0)) {
+        return bad(ctx, "patch counts in a global model");
+    }
     const uint64_t n = get_u64_at(h, OFF_N), n_bands = get_u64_at(h, OFF_N_BANDS);
     const uint64_t extra = get_u64_at(h, OFF_EXTRA_BYTES);
     if (n < 3 || n_bands < 1)
         return bad(ctx, "fewer than 3 points or no band");
-    const uint64_t expected = saved_bytes(n, n_bands, extra);
+    /* Every patch holds at least 3 points, of the model's n. */
+    if (kind->local && (kind->n_patches < 1 || kind->n_entries / 3 < kind->n_patches ||
+                        kind->n_entries / n > kind->n_patches))
+        return bad(ctx, "patch counts inconsistent with the point count");
+    const uint64_t expected = saved_bytes(n, n_bands, extra, kind);
     if (expected == 0)
         return bad(ctx, "point, band or extra byte counts beyond any model");
     if (get_u64_at(h, OFF_TOTAL_BYTES) != expected)
@@ -334,7 +383,8 @@ tps_status tps_model_saved_size(tps_context *ctx, const void *header, size_t hea
     if (!header || !total_size)
         return tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT, "no header or no output");
     uint64_t total = 0;
-    tps_status st = check_header(ctx, header, header_size, expected_hash, &total);
+    model_kind kind = {0, 0, 0};
+    tps_status st = check_header(ctx, header, header_size, expected_hash, &total, &kind);
     if (st == TPS_OK)
         *total_size = (size_t)total;
     return st;
@@ -364,10 +414,14 @@ static tps_status check_values(tps_context *ctx, const tps_model *md)
     const tps_model_info *in = &md->info;
     if (!isfinite(md->cx) || !isfinite(md->cy) || !isfinite(md->scale) || !(md->scale > 0.0))
         return bad(ctx, "non-finite centre or non-positive scale");
+    /* A global model solves each group of bands once; a local one, each
+     * group of bands in each patch. */
+    const size_t units = in->mode == TPS_MODE_LOCAL ? in->n_patches : 1;
     if (in->n_points != md->n || in->n_bands != md->n_bands ||
         in->n_input - in->n_dropped - in->n_merged != md->n || in->n_dropped > in->n_input ||
-        in->n_merged > in->n_input || in->n_factorisations < 1 ||
-        in->n_factorisations > md->n_bands)
+        in->n_merged > in->n_input || in->n_factorisations < units ||
+        in->n_factorisations / units > md->n_bands ||
+        (in->n_factorisations / units == md->n_bands && in->n_factorisations % units))
         return bad(ctx, "inconsistent point, band or factorisation counts");
     if (in->solve_device != TPS_DEVICE_CPU && in->solve_device != TPS_DEVICE_GPU)
         return bad(ctx, "unknown solve device");
@@ -410,7 +464,8 @@ tps_model *tps_model_load(tps_context *ctx, const void *data, size_t size,
     }
     const unsigned char *buf = data;
     uint64_t total = 0;
-    if (check_header(ctx, buf, size, expected_hash, &total) != TPS_OK)
+    model_kind kind = {0, 0, 0};
+    if (check_header(ctx, buf, size, expected_hash, &total, &kind) != TPS_OK)
         return NULL;
     if (size != total) {
         tps_set_error(ctx, TPS_ERR_BAD_MODEL_DATA,
@@ -444,8 +499,10 @@ tps_model *tps_model_load(tps_context *ctx, const void *data, size_t size,
     md->band_info = calloc(n_bands, sizeof(tps_band_info));
     int ok = md->gpu_lock_ready && md->u && md->v && md->half_weights && md->affine &&
              md->band_info;
+    /* A local model's global half-weights are zero, as a solve leaves them. */
     for (size_t b = 0; ok && b < n_bands; ++b)
-        ok = (md->half_weights[b] = malloc(sizeof(double) * n)) != NULL;
+        ok = (md->half_weights[b] = kind.local ? calloc(n, sizeof(double))
+                                               : malloc(sizeof(double) * n)) != NULL;
     if (!ok) {
         tps_set_error(ctx, md->gpu_lock_ready ? TPS_ERR_OUT_OF_MEMORY : TPS_ERR_INTERNAL,
                       md->gpu_lock_ready ? "out of memory for a model of %zu points"
@@ -474,8 +531,8 @@ tps_model *tps_model_load(tps_context *ctx, const void *data, size_t size,
     in->min_y = get_f64(&r);
     in->max_x = get_f64(&r);
     in->max_y = get_f64(&r);
-    in->mode = TPS_MODE_GLOBAL; /* the only kind saved */
-    in->n_patches = 0;
+    in->mode = kind.local ? TPS_MODE_LOCAL : TPS_MODE_GLOBAL;
+    in->n_patches = (size_t)kind.n_patches;
     for (size_t b = 0; b < n_bands; ++b) {
         tps_band_info *bi = &md->band_info[b];
         bi->n_points = (size_t)get_u64(&r);
@@ -493,8 +550,12 @@ tps_model *tps_model_load(tps_context *ctx, const void *data, size_t size,
     }
     get_bytes(&r, md->u, sizeof(double) * n);
     get_bytes(&r, md->v, sizeof(double) * n);
-    for (size_t b = 0; b < n_bands; ++b)
-        get_bytes(&r, md->half_weights[b], sizeof(double) * n);
+    const unsigned char *local_at = r.p;
+    if (kind.local)
+        r.p += tps_local_saved_bytes((size_t)kind.n_patches, (size_t)kind.n_entries, n_bands);
+    else
+        for (size_t b = 0; b < n_bands; ++b)
+            get_bytes(&r, md->half_weights[b], sizeof(double) * n);
     const unsigned char *extra_at = r.p;
     for (size_t i = n_extra; i < pad8(n_extra); ++i) {
         if (extra_at[i] != 0) {
@@ -503,6 +564,10 @@ tps_model *tps_model_load(tps_context *ctx, const void *data, size_t size,
         }
     }
     if (check_values(ctx, md) != TPS_OK)
+        return tps_model_destroy(md);
+    /* The patches last: their box comes from the checked bounding box. */
+    if (kind.local && tps_local_read(ctx, md, &local_at, (size_t)kind.n_patches,
+                                     (size_t)kind.n_entries) != TPS_OK)
         return tps_model_destroy(md);
     if (extra)
         *extra = n_extra ? extra_at : NULL;

@@ -222,8 +222,8 @@ tps_status tps_model_get_points(tps_context *ctx, const tps_model *model, double
  * gives bit-identical results to evaluating the saved one. */
 #define TPS_MODEL_HEADER_BYTES 128
 
-/* Only GLOBAL models are saved: a LOCAL model is refused with
- * TPS_ERR_INVALID_ARGUMENT (it is re-solved, in O(N), on each open).
+/* GLOBAL and LOCAL models alike (a LOCAL model whose patch lookup is
+ * beyond what a load would take is refused with TPS_ERR_INVALID_ARGUMENT).
  * Serialises `model` with `hash` and `extra_size` bytes of `extra` (may be
  * NULL when 0) into a buffer allocated here: *data, *size bytes, to free
  * with tps_free. */

@@ -5,7 +5,10 @@
  *                            exactly one upload of the model (DEVICE_UPLOADS),
  *                            values within 1e-9 x range of a DEVICE=CPU handle,
  *                            a PRECISION=MIXED handle within 1e-5, same upload;
- *                            the same for a LOCAL model; derivative bands
+ *                            the same for a LOCAL model; 8 threads on 8 GPU
+ *                            handles read random windows byte-identical to a
+ *                            serial read (one handle closed mid-way), global
+ *                            and local; derivative bands
  *                            (slope, aspect, ...) within 1e-9 of the CPU's;
  *                            masks (MAX_DISTANCE, CONVEX_HULL) give the same
  *                            NaN pixels and mask band as on the CPU; then,
@@ -22,6 +25,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "check.h"
@@ -286,6 +290,79 @@ static int masks(const std::string &tps, const char *device)
     return 0;
 }
 
+/* Issue 6's concurrency on the GPU path: 8 threads, each with its own
+ * DEVICE=GPU handle, read random windows (of all 3 bands at once) of the
+ * same .tps; every window is byte-identical to the same window of a serial
+ * read taken first, and one handle closed mid-way does not disturb the
+ * others. For the global and the local model. */
+static int threads_gpu(const std::string &tps)
+{
+    const int W = 2048, H = 2048, NB = 3, THREADS = 8, WINDOWS = 24;
+    GDALDataset *serial = open_tps(tps, "GPU", nullptr);
+    CHECK(serial != nullptr, "%s", g_last_error.c_str());
+    if (!serial)
+        return 0;
+    std::vector<double> ref(size_t(NB) * W * H);
+    int bands[3] = {1, 2, 3};
+    CHECK(serial->RasterIO(GF_Read, 0, 0, W, H, ref.data(), W, H, GDT_Float64, NB, bands, 0, 0, 0,
+                           nullptr) == CE_None, "serial read: %s", g_last_error.c_str());
+    std::vector<GDALDataset *> handles(THREADS);
+    for (int t = 0; t < THREADS; ++t)
+        handles[t] = open_tps(tps, "GPU", nullptr);
+    std::vector<int> bad(THREADS, 0), done(THREADS, 0);
+    std::vector<std::thread> pool;
+    for (int t = 0; t < THREADS; ++t)
+        pool.emplace_back([&, t]() {
+            unsigned long long st = 0x9E3779B97F4A7C15ULL * (t + 1);
+            auto next = [&st](int n) {
+                st ^= st << 13;
+                st ^= st >> 7;
+                st ^= st << 17;
+                return int((st >> 11) % (unsigned long long)n);
+            };
+            for (int k = 0; k < WINDOWS; ++k) {
+                const int x0 = next(W), y0 = next(H);
+                const int w = 1 + next(std::min(W - x0, 700)), h = 1 + next(std::min(H - y0, 700));
+                std::vector<double> got(size_t(NB) * w * h);
+                if (handles[t]->RasterIO(GF_Read, x0, y0, w, h, got.data(), w, h, GDT_Float64, NB,
+                                         bands, 0, 0, 0, nullptr) != CE_None) {
+                    ++bad[t];
+                    continue;
+                }
+                for (int b = 0; b < NB; ++b)
+                    for (int r = 0; r < h; ++r)
+                        if (memcmp(&got[(size_t(b) * h + r) * w],
+                                   &ref[(size_t(b) * H + y0 + r) * W + x0], sizeof(double) * w))
+                            ++bad[t];
+                ++done[t];
+                if (t == 0 && k == WINDOWS / 2) { /* closed while the others read */
+                    GDALClose(handles[0]);
+                    handles[0] = nullptr;
+                    break;
+                }
+            }
+        });
+    for (std::thread &th : pool)
+        th.join();
+    int total_bad = 0, total_done = 0;
+    for (int t = 0; t < THREADS; ++t) {
+        total_bad += bad[t];
+        total_done += done[t];
+    }
+    printf("%s: %d windows read by %d threads on their own GPU handles, %d differ from the "
+           "serial read; DEVICE_UPLOADS %s\n", tps.c_str(), total_done, THREADS, total_bad,
+           md(serial, "DEVICE_UPLOADS"));
+    CHECK(total_bad == 0, "%d windows differ", total_bad);
+    CHECK(total_done > THREADS * WINDOWS / 2, "only %d windows read", total_done);
+    CHECK(strcmp(md(serial, "DEVICE_UPLOADS"), "1") == 0, "uploads %s",
+          md(serial, "DEVICE_UPLOADS"));
+    for (GDALDataset *ds : handles)
+        if (ds)
+            GDALClose(ds);
+    GDALClose(serial);
+    return 0;
+}
+
 /* TPS_GPU_MAX_MEMORY far too small for the model (a stand-in for a device
  * out of memory): AUTO reads on the CPU and says so, GPU fails clearly. */
 static int budget(const std::string &dir)
@@ -389,6 +466,10 @@ int main(int argc, char **argv)
         rc = share(tps, false);
         if (rc == 0)
             rc = share(std::string(dir) + "/local.tps", true);
+        if (rc == 0)
+            rc = threads_gpu(tps);
+        if (rc == 0)
+            rc = threads_gpu(std::string(dir) + "/local.tps");
         if (rc == 0)
             rc = derivatives(dir);
         if (rc == 0)

@@ -10,7 +10,8 @@
  *    twice the other: a self-check adds a 2e-3 gradient jump and sees 1.43);
  *  - any window of a grid gives the same bytes as the whole grid, with one
  *    thread or several;
- *  - degenerate inputs fail with clear errors; local models are not saved. */
+ *  - degenerate inputs fail with clear errors.
+ * (Saving and loading local models: test_model_io.c.) */
 #include "tps.h"
 
 #include <math.h>
@@ -218,15 +219,6 @@ static void test_accuracy_and_seams(void)
         tps_model_destroy(gs);
         tps_model_destroy(ls);
     }
-
-    /* Not persisted. */
-    unsigned char hash[32] = {0};
-    void *data = NULL;
-    size_t size = 0;
-    CHECK(tps_model_save(ctx, local, hash, NULL, 0, &data, &size) == TPS_ERR_INVALID_ARGUMENT &&
-              strstr(tps_context_errmsg(ctx), "local"),
-          "saving a local model: %s", tps_context_errmsg(ctx));
-    tps_free(data);
 
 done:
     tps_model_destroy(global);
