@@ -7,9 +7,10 @@
  * and w_p a C2 bump that vanishes outside the patch. Construction
  * (docs/design.md, "Local mode", says why each choice):
  *  - a quadtree over the points' bounding box (scaled coordinates), a cell
- *    split while it holds more than patch_points points;
+ *    split while it holds more than patch_points points, then balanced (no
+ *    leaf's patch reaches a cell two levels deeper);
  *  - each leaf cell gives a patch: the cell enlarged by `overlap` around its
- *    centre, grown further (x1.5 steps) until every band has at least
+ *    centre, grown further (x1.5 steps, the last one bisected) until every band has at least
  *    MIN_PATCH_POINTS usable points that do not lie on one line (or the
  *    patch covers every point);
  *  - per patch, the dense solve of solve.c in the patch's own centred,
