@@ -261,6 +261,8 @@ static void memory_budget(void)
     tps_context_destroy(ctx);
 }
 
+static void deriv_parity(const fixture *f, size_t k, size_t c0, size_t r0, size_t nc, size_t nr);
+
 /* LOCAL models on the GPU: one device copy of the patches, the CPU path's
  * values (same blend, same patch order) within 1e-9 x range, in any window,
  * on a rotated grid reaching past the points and on a north-up one. */
@@ -300,6 +302,9 @@ static void local_parity(void)
           tps_model_device_uploads(f.model));
     CHECK(info.solve_device == TPS_DEVICE_GPU, "local patches solved on %d, not the GPU",
           (int)info.solve_device);
+    /* Value and derivative outputs in one DEVICE=GPU request: the values on
+     * the GPU, the derivatives (CPU-only for local models) on the CPU. */
+    deriv_parity(&f, 100, 0, 0, 200, 150);
 
     /* The same points with the patches solved on the CPU: the batched GPU
      * factorisations give the same surface (as the global GPU solve does,
