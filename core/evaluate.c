@@ -344,43 +344,11 @@ tps_status tps_evaluate_grid(tps_context *ctx, const tps_model *model, const tps
     const tps_device requested = options ? options->device : TPS_DEVICE_AUTO;
     const int threads = options ? options->num_threads : 1;
     if (requested == TPS_DEVICE_GPU || tps_device_choose(requested, pairs) == TPS_DEVICE_GPU) {
-        /* The GPU has no kernel for a local model's derivatives: those
-         * outputs evaluate on the CPU, the value outputs on the GPU. */
-        size_t n_gpu = n_outputs;
-        tps_output *on_gpu = NULL;
-        if (model->local && n_deriv > 0) {
-            tps_log(ctx, TPS_LOG_DEBUG,
-                    "derivative quantities of a LOCAL model evaluate on the CPU");
-            on_gpu = malloc(sizeof(tps_output) * n_outputs);
-            if (!on_gpu) {
-                free(bands);
-                return tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory");
-            }
-            n_gpu = 0;
-            for (size_t b = 0; b < n_outputs; ++b)
-                if (outputs[b].quantity == TPS_QUANTITY_VALUE) {
-                    bands[n_gpu] = outputs[b].band;
-                    on_gpu[n_gpu++] = outputs[b];
-                }
-        }
-        if (model->local && options && options->precision == TPS_PRECISION_MIXED && n_gpu > 0)
+        if (model->local && options && options->precision == TPS_PRECISION_MIXED)
             tps_log(ctx, TPS_LOG_DEBUG, "a local model evaluates in DOUBLE on the GPU");
-        st = n_gpu == 0 ? TPS_OK
-                        : tps_evaluate_grid_gpu(ctx, model, grid, n_gpu,
-                                                on_gpu ? on_gpu : outputs,
-                                                options ? options->precision
-                                                        : TPS_PRECISION_DOUBLE,
-                                                options ? options->gpu_max_memory : 0);
-        if (st == TPS_OK && on_gpu) {
-            /* The rest: the derivative outputs, on the CPU. */
-            size_t d = 0;
-            for (size_t b = 0; b < n_outputs; ++b)
-                if (outputs[b].quantity != TPS_QUANTITY_VALUE)
-                    on_gpu[d++] = outputs[b];
-            rq.t.outputs = on_gpu;
-            st = tps_local_evaluate_deriv(ctx, model, &rq.t, d, threads);
-        }
-        free(on_gpu);
+        st = tps_evaluate_grid_gpu(ctx, model, grid, n_outputs, outputs,
+                                   options ? options->precision : TPS_PRECISION_DOUBLE,
+                                   options ? options->gpu_max_memory : 0);
         if (st == TPS_OK || requested == TPS_DEVICE_GPU) {
             free(bands);
             return st;
@@ -389,8 +357,6 @@ tps_status tps_evaluate_grid(tps_context *ctx, const tps_model *model, const tps
         tps_log(ctx, TPS_LOG_DEBUG, "GPU evaluation failed, evaluating on the CPU: %s",
                 tps_context_errmsg(ctx));
         tps_clear_error(ctx);
-        for (size_t b = 0; b < n_outputs; ++b)
-            bands[b] = outputs[b].band;
     }
     st = evaluate_grid_cpu(ctx, &rq, n_outputs, outputs, bands, pairs, threads);
     free(bands);

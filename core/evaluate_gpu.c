@@ -47,13 +47,17 @@ static struct tps_gpu_local *device_local(tps_context *ctx, tps_model *md, size_
  * buffers of sums (3 doubles a pixel: 24 MiB) whatever the window. */
 #define DERIV_GPU_CHUNK_PIXELS ((size_t)1 << 20)
 
-/* Derivative outputs on the GPU: the device sums them per model band,
- * the host forms each quantity with the CPU's code (eval_deriv.c). */
+/* Derivative outputs on the GPU: the device sums them per model band (a
+ * global model: the spline's gradient and laplacian sums, its affine part
+ * added here; a local model: the blend's derivatives, affine parts
+ * included), the host forms each quantity with the CPU's code
+ * (eval_deriv.c). Exactly one of gpu and gpu_local is set. */
 static tps_status evaluate_deriv_gpu(tps_context *ctx, const tps_model *model,
-                                     struct tps_gpu_model *gpu, const tps_gpu_grid *g,
-                                     size_t n_outputs, const tps_output *outputs,
-                                     size_t max_bytes)
+                                     struct tps_gpu_model *gpu, struct tps_gpu_local *gpu_local,
+                                     const tps_gpu_grid *g, size_t n_outputs,
+                                     const tps_output *outputs, size_t max_bytes)
 {
+    static const double no_affine[3] = {0.0, 0.0, 0.0};
     size_t rows = DERIV_GPU_CHUNK_PIXELS / g->ncols;
     if (rows < 1)
         rows = 1;
@@ -75,12 +79,15 @@ static tps_status evaluate_deriv_gpu(tps_context *ctx, const tps_model *model,
                 ++j;
             if (j != b)
                 continue;
-            if (tps_gpu_deriv_sums(gpu, &chunk, outputs[b].band, sums, max_bytes, err,
-                                   sizeof err) != 0) {
+            const int rc = gpu ? tps_gpu_deriv_sums(gpu, &chunk, outputs[b].band, sums, max_bytes,
+                                                    err, sizeof err)
+                               : tps_gpu_local_deriv_sums(gpu_local, &chunk, outputs[b].band,
+                                                          sums, max_bytes, err, sizeof err);
+            if (rc != 0) {
                 st = tps_set_error(ctx, TPS_ERR_DEVICE_UNAVAILABLE, "GPU derivatives: %s", err);
                 break;
             }
-            const double *a = model->affine[outputs[b].band];
+            const double *a = gpu ? model->affine[outputs[b].band] : no_affine;
             for (size_t k = b; k < n_outputs; ++k) {
                 if (outputs[k].band != outputs[b].band)
                     continue;
@@ -110,19 +117,14 @@ tps_status tps_evaluate_grid_gpu(tps_context *ctx, const tps_model *model, const
                       grid->first_row, grid->ncols, grid->nrows};
     char err[512] = "";
     /* The device copy is a cache of the immutable model: filling it does
-     * not change what the model computes. A local model has value outputs
-     * only here (tps_evaluate_grid keeps its derivative outputs on the CPU). */
-    if (model->local) {
-        struct tps_gpu_local *gpu = device_local(ctx, (tps_model *)model, max_bytes);
-        if (!gpu)
-            return tps_context_errno(ctx);
-        if (tps_gpu_local_evaluate_grid(gpu, &g, n_outputs, outputs, max_bytes, err,
-                                        sizeof err) != 0)
-            return tps_set_error(ctx, TPS_ERR_DEVICE_UNAVAILABLE, "GPU evaluation: %s", err);
-        return TPS_OK;
-    }
-    struct tps_gpu_model *gpu = device_model(ctx, (tps_model *)model, max_bytes);
-    if (!gpu)
+     * not change what the model computes. */
+    struct tps_gpu_model *gpu = NULL;
+    struct tps_gpu_local *gpu_local = NULL;
+    if (model->local)
+        gpu_local = device_local(ctx, (tps_model *)model, max_bytes);
+    else
+        gpu = device_model(ctx, (tps_model *)model, max_bytes);
+    if (!gpu && !gpu_local)
         return tps_context_errno(ctx);
     /* Value outputs go to the value kernels, derivative ones to theirs,
      * each list in the caller's order. */
@@ -137,11 +139,16 @@ tps_status tps_evaluate_grid_gpu(tps_context *ctx, const tps_model *model, const
         if (outputs[k].quantity != TPS_QUANTITY_VALUE)
             split[n_value + n_deriv++] = outputs[k];
     tps_status st = TPS_OK;
-    if (n_value > 0 &&
-        tps_gpu_evaluate_grid(gpu, &g, n_value, split, precision, max_bytes, err, sizeof err) != 0)
+    const int rc = n_value == 0 ? 0
+                   : gpu ? tps_gpu_evaluate_grid(gpu, &g, n_value, split, precision, max_bytes,
+                                                 err, sizeof err)
+                         : tps_gpu_local_evaluate_grid(gpu_local, &g, n_value, split, max_bytes,
+                                                       err, sizeof err);
+    if (rc != 0)
         st = tps_set_error(ctx, TPS_ERR_DEVICE_UNAVAILABLE, "GPU evaluation: %s", err);
     if (st == TPS_OK && n_deriv > 0)
-        st = evaluate_deriv_gpu(ctx, model, gpu, &g, n_deriv, split + n_value, max_bytes);
+        st = evaluate_deriv_gpu(ctx, model, gpu, gpu_local, &g, n_deriv, split + n_value,
+                                max_bytes);
     free(split);
     return st;
 }

@@ -84,6 +84,13 @@ int tps_gpu_deriv_sums(tps_gpu_model *model, const tps_gpu_grid *grid, size_t ba
 void tps_gpu_model_fp64_arrays(const tps_gpu_model *model, const void **uv, const double **w,
                                size_t *n_pad, size_t *n_bands);
 
+/* As tps_gpu_deriv_sums for a LOCAL model: sums receives three planes
+ * (ncols x nrows, row-major) of df/du, df/dv and lap f of band `band` in
+ * the model's scaled units, affine parts included (core/local.c,
+ * run_local_deriv_chunk, computes the same on the CPU). */
+int tps_gpu_local_deriv_sums(tps_gpu_local *local, const tps_gpu_grid *grid, size_t band,
+                             double *sums, size_t max_bytes, char *err, size_t errlen);
+
 /* The dense solve's O(N^3) part (core/solve.c has the method): forms
  * K + lambda I on the device, applies the three reflectors of P's QR
  * (dgeqrf's output `reflectors`, N x 3, and `tau`), factors the trailing

@@ -96,3 +96,11 @@ int tps_gpu_factor_solve_batch(size_t count, tps_gpu_system *systems, size_t max
     snprintf(err, errlen, "%s", no_gpu);
     return TPS_GPU_SOLVE_UNAVAILABLE;
 }
+
+int tps_gpu_local_deriv_sums(tps_gpu_local *local, const tps_gpu_grid *grid, size_t band,
+                             double *sums, size_t max_bytes, char *err, size_t errlen)
+{
+    (void)local, (void)grid, (void)band, (void)sums, (void)max_bytes;
+    snprintf(err, errlen, "%s", no_gpu);
+    return -1;
+}

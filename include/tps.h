@@ -293,8 +293,7 @@ void tps_grid_from_geotransform(tps_grid *grid, const double gt[6], size_t x_off
  * the grid's column and row: on a north-up raster y grows upwards, against
  * the rows. Slope and aspect follow `gdaldem` and treat f as a height in
  * the coordinates' unit. A LOCAL model's derivatives are those of its
- * blend of patch splines, and evaluate on the CPU even when its values go
- * to the GPU. */
+ * blend of patch splines (on the GPU too). */
 typedef enum tps_quantity {
     TPS_QUANTITY_VALUE = 0,     /* f */
     TPS_QUANTITY_DZDX = 1,      /* df/dx */
