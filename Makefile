@@ -7,7 +7,7 @@ JOBS    ?= $(shell nproc)
 OUT     ?= out
 export GDAL_DRIVER_PATH := $(CURDIR)/$(BUILD)
 
-.PHONY: all deps build demo test install bench fuzz sanitize clean
+.PHONY: all deps build demo test install bench fuzz fuzz-gpu sanitize valgrind clean
 
 all: build
 
@@ -33,7 +33,22 @@ fuzz: deps
 	cmake --build build-fuzz -j$(JOBS) --target fuzz_tps
 	mkdir -p build-fuzz/corpus
 	build-fuzz/fuzz/fuzz_tps -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
-	    -print_final_stats=1 $(FUZZ_FLAGS) build-fuzz/corpus fuzz/corpus
+	    -dict=fuzz/tps.dict -print_final_stats=1 $(FUZZ_FLAGS) build-fuzz/corpus fuzz/corpus
+
+# The same target with the GPU backend (build only: run it on a GPU host,
+# see bench/gpu_host.sh). nvcc compiles gpu/*.cu with g++ as host compiler,
+# uninstrumented; clang compiles and links the rest with libFuzzer + ASan +
+# UBSan. CUDA's driver maps the address range ASan keeps as a shadow gap:
+# run it with ASAN_OPTIONS=protect_shadow_gap=0.
+fuzz-gpu: deps
+	CC=clang CXX=clang++ cmake -S . -B build-fuzz-gpu -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	    -DTPS_CUDA=ON -DCMAKE_CUDA_HOST_COMPILER=g++ -DTPS_FUZZ=ON -DTPS_SANITIZE=address,undefined
+	cmake --build build-fuzz-gpu -j$(JOBS) --target fuzz_tps
+
+# Every C test (ctest's list) under valgrind memcheck: invalid accesses,
+# uninitialised values and definite leaks fail (scripts/valgrind_tests.py).
+valgrind: build
+	$(PYTHON) scripts/valgrind_tests.py $(BUILD)
 
 # The C and Python suites against an ASan + UBSan build (python3 itself is
 # not instrumented: the runtime is preloaded; leaks are checked on the C tests).
@@ -53,4 +68,4 @@ bench: build
 	$(PYTHON) bench/bench_cpu.py
 
 clean:
-	rm -rf $(BUILD) $(OUT) build-fuzz build-asan
+	rm -rf $(BUILD) $(OUT) build-fuzz build-fuzz-gpu build-asan

@@ -8,6 +8,18 @@
 #   cp -L /usr/lib/x86_64-linux-gnu/liblapacke.so.3 /usr/lib/x86_64-linux-gnu/libtmglib.so.3 .device/lib/
 #   ../shared/tools/gdal-runtime-bundle .device/rt
 # then, on the GPU host, from the repository root: bench/gpu_host.sh OUT_DIR [quick]
+# Optional: the fuzzer over the GPU path (docs/reliability.md): build it here,
+# after the strip above (keep its symbols for the reports):
+#   make fuzz-gpu && cp build-fuzz-gpu/fuzz/fuzz_tps .device/bin/
+# and the step "fuzz" runs it on the GPU host, FUZZ_SECONDS (default 300) long:
+#   ASAN_OPTIONS=protect_shadow_gap=0 LSAN_OPTIONS=suppressions=fuzz/lsan_cuda.supp \
+#     .device/bin/fuzz_tps -max_total_time=300 -timeout=20 -rss_limit_mb=8192 \
+#     -dict=fuzz/tps.dict -print_final_stats=1 -artifact_prefix=OUT_DIR/ \
+#     OUT_DIR/fuzz_corpus fuzz/corpus
+# (protect_shadow_gap=0: the CUDA driver maps the range ASan keeps unmapped;
+# the suppressions: the CUDA driver's own allocations). A crash leaves
+# OUT_DIR/crash-*: the input that reproduces it (.device/bin/fuzz_tps FILE;
+# TPS_FUZZ_VERBOSE=1 prints the errors and the device each input reached).
 set -u
 out=${1:?usage: gpu_host.sh OUT_DIR [quick]}
 mode=${2:-full}
@@ -33,6 +45,18 @@ $B/test_gdal_gpu share;                        echo "test_gdal_gpu share rc=$?"
 CUDA_VISIBLE_DEVICES= $B/test_gdal_gpu fallback; echo "test_gdal_gpu fallback rc=$?"
 [ -x $B/test_model_io ] && { $B/test_model_io | tail -1; echo "test_model_io rc=$?"; }
 [ -x $B/test_local ] && { $B/test_local | tail -1; echo "test_local rc=$?"; }
+if [ -x $B/fuzz_tps ]; then
+  step "fuzz: the open path with DEVICE=GPU/AUTO/CPU, ASan + UBSan (make fuzz-gpu)"
+  fuzz_env=(ASAN_OPTIONS=protect_shadow_gap=0 LSAN_OPTIONS=suppressions=fuzz/lsan_cuda.supp)
+  # which device each GPU seed reaches (DEVICE=GPU expected where a GPU is usable)
+  env "${fuzz_env[@]}" TPS_FUZZ_VERBOSE=1 $B/fuzz_tps fuzz/corpus/gpu_*.tps 2>&1 | grep "fuzz_tps:"
+  mkdir -p "$out/fuzz_corpus"
+  env "${fuzz_env[@]}" $B/fuzz_tps -max_total_time="${FUZZ_SECONDS:-300}" -timeout=20 \
+    -rss_limit_mb=8192 -dict=fuzz/tps.dict -print_final_stats=1 -artifact_prefix="$out/" \
+    "$out/fuzz_corpus" fuzz/corpus > "$out/fuzz.txt" 2>&1
+  echo "fuzz rc=$? (0: no crash, leak or timeout; else $out/crash-* etc. reproduce it)"
+  tail -25 "$out/fuzz.txt"
+fi
 [ "$mode" = quick ] && exit 0
 
 step "kernels, 8192^2 grid; solves"

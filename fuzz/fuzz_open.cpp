@@ -2,31 +2,52 @@
  * fuzz_open.cpp: libFuzzer target over the whole open path of the TPS
  * driver: the input is a .tps document; it is parsed, its points loaded
  * (from a small CSV in /vsimem/ that the seeds reference, or from whatever
- * the input names), the spline solved, and an 8 x 8 window read. Any crash,
+ * the input names), the spline solved, and a window read. Any crash,
  * sanitizer report, leak or hang is a bug. Seeds: fuzz/corpus/.
+ *
+ * Input: the .tps document, then optionally a NUL byte and open options,
+ * one KEY=VALUE per line (DEVICE=GPU, PRECISION=MIXED, SIZE=..., any of
+ * docs/format.md's). The options are how the fuzzer reaches the GPU path:
+ * DEVICE=GPU, or AUTO (the default) on a raster big enough for the GPU to
+ * win. Without a usable GPU, DEVICE=GPU must fail at open, cleanly; on a
+ * GPU host (a CUDA build, bench/gpu_host.sh) the GPU solves and evaluates.
+ * On the CPU an 8 x 8 window is read (cheap); when the dataset evaluates on
+ * the GPU, a 67 x 43 one (several thread blocks, partial ones at the edge).
  *   build: make fuzz (clang, ASan + UBSan + libFuzzer, build-fuzz/)
- *   run:   build-fuzz/fuzz/fuzz_tps -max_total_time=60 fuzz/corpus
+ *   run:   build-fuzz/fuzz/fuzz_tps -max_total_time=60 -dict=fuzz/tps.dict fuzz/corpus
  */
 #include "gdal_priv.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <string>
+#include <vector>
 
 extern "C" void GDALRegister_TPS();
 
 namespace
 {
 
+/* TPS_FUZZ_VERBOSE=1: the errors, the driver's debug lines and what each
+ * input reached (to check by hand which paths a seed takes). */
+bool Verbose()
+{
+    static const bool verbose = CPLTestBool(CPLGetConfigOption("TPS_FUZZ_VERBOSE", "NO"));
+    return verbose;
+}
+
 void Setup()
 {
     CPLSetConfigOption("GDAL_DRIVER_PATH", "/nonexistent"); /* no plugins: ours is linked in */
-    CPLSetConfigOption("CPL_DEBUG", "OFF");
+    CPLSetConfigOption("CPL_DEBUG", Verbose() ? "TPS" : "OFF");
     /* Bounded solves: a fuzzed file may name a big point source. */
     CPLSetConfigOption("TPS_MAX_MEMORY", "64MB");
     GDALAllRegister();
     GDALRegister_TPS();
-    CPLPushErrorHandler(CPLQuietErrorHandler);
+    if (!Verbose())
+        CPLPushErrorHandler(CPLQuietErrorHandler);
     std::string csv = "x,y,z,w,t\n";
     for (int i = 0; i < 24; ++i) {
         char line[128];
@@ -40,6 +61,24 @@ void Setup()
     VSIFCloseL(f);
 }
 
+/* The open options after the document's NUL byte: one KEY=VALUE a line,
+ * at most 32 lines of at most 256 bytes (what a user could type). */
+CPLStringList ParseOptions(const uint8_t *data, size_t size)
+{
+    CPLStringList aosOptions;
+    const char *p = reinterpret_cast<const char *>(data), *end = p + size;
+    while (p < end && aosOptions.size() < 32) {
+        const char *eol = static_cast<const char *>(memchr(p, '\n', end - p));
+        const char *stop = eol ? eol : end;
+        std::string osLine(p, std::min<size_t>(stop - p, 256));
+        osLine.erase(std::find(osLine.begin(), osLine.end(), '\0'), osLine.end());
+        if (osLine.find('=') != std::string::npos)
+            aosOptions.AddString(osLine.c_str());
+        p = stop + 1;
+    }
+    return aosOptions;
+}
+
 } // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -47,19 +86,33 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static const bool ready = (Setup(), true);
     (void)ready;
     const char *path = "/vsimem/fuzz/input.tps";
-    VSILFILE *f = VSIFileFromMemBuffer(path, const_cast<GByte *>(data), size, FALSE);
+    const uint8_t *nul = static_cast<const uint8_t *>(memchr(data, 0, size));
+    const size_t docSize = nul ? static_cast<size_t>(nul - data) : size;
+    const CPLStringList aosOptions =
+        nul ? ParseOptions(nul + 1, size - docSize - 1) : CPLStringList();
+    VSILFILE *f = VSIFileFromMemBuffer(path, const_cast<GByte *>(data), docSize, FALSE);
     VSIFCloseL(f);
     const char *const drivers[] = {"TPS", nullptr};
-    GDALDatasetH ds = GDALOpenEx(path, GDAL_OF_RASTER | GDAL_OF_READONLY, drivers, nullptr, nullptr);
+    GDALDatasetH ds = GDALOpenEx(path, GDAL_OF_RASTER | GDAL_OF_READONLY, drivers,
+                                 aosOptions.List(), nullptr);
     if (ds) {
         GDALDataset *poDS = GDALDataset::FromHandle(ds);
-        const int w = std::min(8, poDS->GetRasterXSize()), h = std::min(8, poDS->GetRasterYSize());
-        double buf[64];
+        const char *pszDevice = poDS->GetMetadataItem("DEVICE", "TPS");
+        const bool bGPU = pszDevice && EQUAL(pszDevice, "GPU");
+        const int w = std::min(bGPU ? 67 : 8, poDS->GetRasterXSize());
+        const int h = std::min(bGPU ? 43 : 8, poDS->GetRasterYSize());
+        std::vector<double> buf(static_cast<size_t>(std::max(w, 0)) * std::max(h, 0) + 1);
         if (poDS->GetRasterCount() > 0)
-            CPL_IGNORE_RET_VAL(poDS->GetRasterBand(1)->RasterIO(GF_Read, 0, 0, w, h, buf, w, h,
+            CPL_IGNORE_RET_VAL(poDS->GetRasterBand(1)->RasterIO(GF_Read, 0, 0, w, h, buf.data(), w, h,
                                                                  GDT_Float64, 0, 0, nullptr));
+        if (Verbose())
+            fprintf(stderr, "fuzz_tps: opened, %d bands, %d x %d, DEVICE=%s; read %d x %d: %s\n",
+                    poDS->GetRasterCount(), poDS->GetRasterXSize(), poDS->GetRasterYSize(),
+                    pszDevice ? pszDevice : "?", w, h, CPLGetLastErrorMsg());
         poDS->GetMetadata("TPS");
         GDALClose(ds);
+    } else if (Verbose()) {
+        fprintf(stderr, "fuzz_tps: not opened: %s\n", CPLGetLastErrorMsg());
     }
     VSIUnlink(path);
     return 0;

@@ -104,7 +104,12 @@ static void plane(void)
     printf("plane: dzdx %.1e, dzdy %.1e (relative), slope %.1e, aspect %.1e deg, |lap| %.1e\n",
            e[0], e[1], e[2], e[3], e[4]);
     CHECK(e[0] < 1e-9 && e[1] < 1e-9, "gradient off: %g %g", e[0], e[1]);
-    CHECK(e[2] < 1e-9 && e[3] < 1e-9, "slope %g / aspect %g degrees off", e[2], e[3]);
+    /* The aspect's error in radians is the gradient's direction error, of
+     * the order of its relative error: the same 1e-9 bound, in degrees.
+     * (1e-9 degrees failed with OpenBLAS's Haswell/SkylakeX kernels, under
+     * valgrind and on AVX2/AVX-512 hosts: 1.3e-9 deg from 6e-11 relative.) */
+    CHECK(e[2] < 1e-9 * DEG && e[3] < 1e-9 * DEG, "slope %g / aspect %g degrees off", e[2],
+          e[3]);
     CHECK(e[4] < 1e-6, "laplacian of a plane: %g", e[4]);
     /* gdaldem's aspect against ours on the four quadrants and the axes. */
     const double dirs[][2] = {{1, 0}, {0, 1}, {-1, 0}, {0, -1}, {1, 2}, {-3, 1}, {-1, -1}, {2, -5}};
@@ -127,7 +132,11 @@ static void plane(void)
     tps_context_destroy(ctx);
 }
 
-/* The wiggly field against finite differences of the value. */
+/* The wiggly field against finite differences of the value. Every cell,
+ * or every third row and column with TPS_TEST_QUICK=1 (valgrind,
+ * scripts/valgrind_tests.py: each difference evaluates a padded tile). */
+static int fd_stride = 1;
+
 enum { NP = 400, GW = 60, GH = 45 };
 static double fx[NP], fy[NP], fz[2][NP];
 static const double X0 = 500000, Y0 = 4000000, EXT = 2000;
@@ -260,8 +269,10 @@ static void finite_differences(void)
                 if (isfinite(out[b][2][r][k]))
                     lap_scale = fmax(lap_scale, fabs(out[b][2][r][k]));
             }
-        for (int r = 0; r < GH; ++r)
-            for (int k = 0; k < GW; ++k) {
+        int n_cells = 0;
+        for (int r = 0; r < GH; r += fd_stride)
+            for (int k = 0; k < GW; k += fd_stride) {
+                ++n_cells;
                 const double x = gt[0] + (k + 0.5) * gt[1], y = gt[3] + (r + 0.5) * gt[5];
                 const double dist = nearest_point(x, y);
                 if (dist > 20) {
@@ -296,7 +307,8 @@ static void finite_differences(void)
         printf("band %d: gradient vs 4th-order differences %.2e x max|grad| (%d cells), "
                "laplacian vs 5-point stencil %.2e x max|lap| (%d cells)\n",
                b, worst_g / grad_scale, n_g, worst_l / lap_scale, n_l);
-        CHECK(n_g > GW * GH / 2 && n_l > GW * GH / 4, "too few cells checked: %d %d", n_g, n_l);
+        CHECK(n_g > n_cells / 2 && n_l > n_cells / 4, "too few cells checked: %d %d of %d", n_g,
+              n_l, n_cells);
         CHECK(worst_g <= 1e-7 * grad_scale, "band %d: gradient off by %.3g x scale", b,
               worst_g / grad_scale);
         CHECK(worst_l <= 1e-5 * lap_scale, "band %d: laplacian off by %.3g x scale", b,
@@ -572,6 +584,9 @@ static void local_against_global(void)
 
 int main(void)
 {
+    const char *quick = getenv("TPS_TEST_QUICK");
+    if (quick && strcmp(quick, "1") == 0)
+        fd_stride = 3;
     plane();
     finite_differences();
     local_finite_differences();

@@ -10,8 +10,14 @@
  *    twice the other: a self-check adds a 2e-3 gradient jump and sees 1.43);
  *  - any window of a grid gives the same bytes as the whole grid, with one
  *    thread or several;
- *  - degenerate inputs fail with clear errors.
- * (Saving and loading local models: test_model_io.c.) */
+ *  - degenerate inputs fail with clear errors;
+ *  - a dense cluster with sparse outliers keeps its patches small.
+ * (Saving and loading local models: test_model_io.c.)
+ * TPS_TEST_QUICK=1 (valgrind, scripts/valgrind_tests.py): the same checks
+ * and bounds on N = 2,000 points in patches of 250 (16 patches, as at full
+ * size) and a 81^2 grid: the N = 5,000 global reference takes many minutes
+ * under valgrind. Smaller patches fail the bounds (100 points: 9e-4 x range
+ * inside): the accuracy of a patch depends on its points, not on N. */
 #include "tps.h"
 
 #include <math.h>
@@ -24,10 +30,12 @@
 
 
 
-#define N 5000
-#define G 201
+#define N_FULL 5000
+#define G_FULL 201
 
-static double px[N], py[N], pz[N];
+static size_t N = N_FULL, G = G_FULL;
+static int patch_points = 0; /* 0: the engine's default */
+static double px[N_FULL], py[N_FULL], pz[N_FULL];
 
 static tps_model *make(tps_context *ctx, tps_mode mode, double lambda, int threads)
 {
@@ -36,6 +44,8 @@ static tps_model *make(tps_context *ctx, tps_mode mode, double lambda, int threa
     fo.mode = mode;
     fo.num_threads = threads;
     fo.device = TPS_DEVICE_CPU;
+    if (patch_points)
+        fo.patch_points = patch_points;
     const double *values[1] = {pz};
     tps_model *m = tps_model_create(ctx, N, px, py, 1, values, &lambda, &fo);
     CHECK(m != NULL, "create (mode %d): %s", (int)mode, tps_context_errmsg(ctx));
@@ -109,7 +119,7 @@ static void test_accuracy_and_seams(void)
     CHECK(bi.max_abs_residual <= 1e-9 * range, "data-point error %.3g", bi.max_abs_residual);
 
     /* Local against global on the grid. */
-    static double a[G * G], b[G * G];
+    static double a[G_FULL * G_FULL], b[G_FULL * G_FULL];
     eval_grid(ctx, global, a, 0, 0, G, G, G, 2);
     eval_grid(ctx, local, b, 0, 0, G, G, G, 2);
     double worst = 0.0, sum2 = 0.0, truth = 0.0, inner = 0.0;
@@ -169,7 +179,7 @@ static void test_accuracy_and_seams(void)
     printf("seams: worst second-difference ratio %.3f over 6 lines\n", worst_ratio);
 
     /* Windows and threads give the same bytes as the whole grid. */
-    static double w[G * G];
+    static double w[G_FULL * G_FULL];
     memset(w, 0xff, sizeof w);
     const size_t bs[3] = {17, 64, 200};
     for (int t = 0; t < 3; ++t) {
@@ -179,10 +189,10 @@ static void test_accuracy_and_seams(void)
                 size_t nr = G - r0 < bs[t] ? G - r0 : bs[t];
                 eval_grid(ctx, local, w + r0 * G + c0, c0, r0, nc, nr, G, t == 1 ? 1 : 2);
             }
-        CHECK(memcmp(w, b, sizeof w) == 0, "windows of %zu differ from the whole grid", bs[t]);
+        CHECK(memcmp(w, b, G * G * sizeof *w) == 0, "windows of %zu differ from the whole grid", bs[t]);
     }
     /* A float32 output, strided, gives the double result rounded. */
-    static float f32[G * G * 2];
+    static float f32[G_FULL * G_FULL * 2];
     {
         const double gt[6] = {-0.5 / (G - 1), 1.0 / (G - 1), 0, -0.5 / (G - 1), 0, 1.0 / (G - 1)};
         tps_grid g;
@@ -335,10 +345,11 @@ static void read_largest(void *user, tps_log_level level, const char *message)
         largest_patch = strtoul(at + strlen("patches of up to "), NULL, 10);
 }
 
-static void test_cluster(void)
+static void test_cluster(int quick)
 {
-    enum { NC = 20000, OUTLIERS = 50 };
-    static double x[NC], y[NC], z[NC];
+    enum { NC_MAX = 20000, OUTLIERS = 50 };
+    const int NC = quick ? 5000 : NC_MAX; /* valgrind: 5,000 */
+    static double x[NC_MAX], y[NC_MAX], z[NC_MAX];
     for (int i = 0; i < NC; ++i) {
         const double a = uniform(), b = uniform();
         x[i] = i < OUTLIERS ? a : 0.5 + 1e-3 * a;
@@ -374,9 +385,17 @@ static void test_cluster(void)
  * N = 5,000 global reference takes many minutes). */
 int main(int argc, char **argv)
 {
+    const char *quick = getenv("TPS_TEST_QUICK");
+    const int is_quick = quick && strcmp(quick, "1") == 0;
+    if (is_quick) {
+        N = 2000;
+        patch_points = 250;
+        G = 81;
+        printf("quick mode: N = %zu, patches of %d, %zu^2 grid\n", N, patch_points, G);
+    }
     if (!(argc > 1 && strcmp(argv[1], "errors") == 0))
         test_accuracy_and_seams();
-    test_cluster();
+    test_cluster(is_quick);
     test_auto_and_errors();
     printf("%d checks, %d failures\n", checks, failures);
     return failures ? 1 : 0;

@@ -1,0 +1,1 @@
+<TPSDataset><Points><Source>pts.csv</Source><XField>x</XField><YField>y</YField></Points><Extent>990 1990 1210 2180</Extent><Size>1100 1000</Size><BlockSize>256 256</BlockSize><Band><Field>z</Field></Band><Band><Field>w</Field><Quantity>slope</Quantity></Band></TPSDataset>

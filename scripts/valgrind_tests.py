@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""Runs every C test that ctest knows (autotest/c/) under valgrind memcheck
+(docs/reliability.md): an invalid read or write, a use of uninitialised
+memory or a definite leak fails the run.
+
+The tests, their arguments, environment, working directory and skip code
+come from ctest itself (`ctest --show-only=json-v1`), so a test added to
+autotest/c/CMakeLists.txt is covered without touching this script.
+
+TPS_TEST_QUICK=1 is set for every test: a test that builds big models
+(test_local) then uses a smaller size, since valgrind runs ~50x slower than
+native; plain ctest keeps the full size. A test that exits with its
+SKIP_RETURN_CODE (77: no GPU) counts as skipped, never as passed.
+
+Usage (from the repository root, after building):
+    /usr/bin/python3 scripts/valgrind_tests.py [BUILD_DIR] [-R REGEX]
+"""
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+# No --track-origins: it doubles the time; add it by hand to the one failing
+# test's command (build/valgrind-NAME.log has the report) to find where an
+# uninitialised value comes from.
+VALGRIND = ["valgrind", "--error-exitcode=99", "--leak-check=full",
+            "--errors-for-leak-kinds=definite", "--show-leak-kinds=definite", "-q"]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("build", nargs="?", default="build")
+    ap.add_argument("-R", dest="regex", default="", help="only tests whose name matches")
+    args = ap.parse_args()
+    build = os.path.abspath(args.build)
+    listing = subprocess.run(["ctest", "--show-only=json-v1"], cwd=build, check=True,
+                             capture_output=True, text=True).stdout
+    tests = json.loads(listing)["tests"]
+    failed, passed, skipped = [], 0, 0
+    for t in tests:
+        name = t["name"]
+        if not re.search(args.regex, name):
+            continue
+        props = {p["name"]: p["value"] for p in t.get("properties", [])}
+        # One OpenBLAS thread: its idle threads spin, and valgrind runs one
+        # thread at a time (a spinning one stalls the rest for its slice).
+        env = dict(os.environ, TPS_TEST_QUICK="1", OPENBLAS_NUM_THREADS="1")
+        env.update(kv.split("=", 1) for kv in props.get("ENVIRONMENT", []))
+        log = os.path.join(build, "valgrind-%s.log" % name)
+        start = time.monotonic()
+        with open(log, "w") as out:
+            rc = subprocess.run(VALGRIND + t["command"], cwd=props.get("WORKING_DIRECTORY", build),
+                                env=env, stdout=out, stderr=subprocess.STDOUT).returncode
+        secs = time.monotonic() - start
+        if rc == 0:
+            print("valgrind %s: clean (%.1f s)" % (name, secs), flush=True)
+            passed += 1
+        elif rc == props.get("SKIP_RETURN_CODE"):
+            print("valgrind %s: skipped (%.1f s)" % (name, secs), flush=True)
+            skipped += 1
+        else:
+            what = "valgrind errors" if rc == 99 else "exit %d" % rc
+            print("valgrind %s: FAILED, %s (%.1f s); %s:" % (name, what, secs, log), flush=True)
+            with open(log) as f:
+                sys.stdout.write(f.read())
+            failed.append(name)
+    print("valgrind: %d clean, %d skipped, %d failed %s" % (passed, skipped, len(failed),
+                                                             " ".join(failed)))
+    return 1 if failed or passed == 0 else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
