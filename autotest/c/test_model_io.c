@@ -780,8 +780,11 @@ int main(int argc, char **argv)
     }
     tps_model_destroy(m);
 
-    /* `test_model_io small`: the local damage tests only (for valgrind). */
-    const int small = argc > 1 && strcmp(argv[1], "small") == 0;
+    /* `test_model_io small` (or TPS_TEST_QUICK=1): the local damage tests only, sampled
+     * more sparsely (for valgrind). */
+    const char *quick = getenv("TPS_TEST_QUICK"); /* scripts/valgrind_tests.py sets it */
+    const int small = (argc > 1 && strcmp(argv[1], "small") == 0) ||
+                      (quick && strcmp(quick, "1") == 0);
     if (!small)
         test_local_round_trip(ctx, hash);
     test_local_damage(ctx, hash, small ? 29 : 3);
