@@ -574,7 +574,11 @@ static void local_against_global(void)
            "%.2e, RMS %.2e x max|grad|; slope max %.3f degrees\n",
            info.n_patches, worst / scale, worst_inner / scale, rms / scale, worst_slope);
     CHECK(info.n_patches > 1, "the local model has one patch");
-    CHECK(worst <= 2e-2 * scale && worst_inner <= 2e-3 * scale && rms <= 2e-3 * scale,
+    /* Bounds from seven point sets (the random stream at different
+     * starts): max 7e-3 to 1.7e-2, inside 1.1e-3 to 3.8e-3, RMS 5.9e-4 to
+     * 8.8e-4 x max|grad|; a wrong term of the blend's derivative gives
+     * errors of the order of the gradient itself. */
+    CHECK(worst <= 4e-2 * scale && worst_inner <= 8e-3 * scale && rms <= 2e-3 * scale,
           "local gradient departs from the global one: max %.3g, inner %.3g, RMS %.3g x scale",
           worst / scale, worst_inner / scale, rms / scale);
     tps_model_destroy(g);
@@ -585,11 +589,17 @@ static void local_against_global(void)
 int main(void)
 {
     const char *quick = getenv("TPS_TEST_QUICK");
-    if (quick && strcmp(quick, "1") == 0)
+    const int is_quick = quick && strcmp(quick, "1") == 0;
+    if (is_quick)
         fd_stride = 3;
     plane();
     finite_differences();
-    local_finite_differences();
+    /* Under valgrind (TPS_TEST_QUICK=1) the local model's finite
+     * differences (20,000 points, thousands of stencil evaluations) would
+     * take over ten minutes; local_against_global runs the same local
+     * derivative code on 3,000 points, and plain ctest runs both. */
+    if (!is_quick)
+        local_finite_differences();
     local_against_global();
     printf("%d checks, %d failed\n", checks, failures);
     return failures ? 1 : 0;
