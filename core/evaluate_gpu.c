@@ -6,41 +6,26 @@
 
 #include <stdlib.h>
 
-/* The device copy of the model, uploading it on first use. */
-static struct tps_gpu_model *device_model(tps_context *ctx, tps_model *md, size_t max_bytes)
+/* The model's device copy (its points and weights, or a local model's
+ * patches), uploaded on first use under the model's lock; TPS_OK when it
+ * is there. */
+static tps_status device_copy(tps_context *ctx, tps_model *md, size_t max_bytes)
 {
     char err[512] = "";
     pthread_mutex_lock(&md->gpu_lock);
-    if (!md->gpu) {
+    const int had = md->local ? md->gpu_local != NULL : md->gpu != NULL;
+    if (!had && md->local)
+        md->gpu_local = tps_local_upload(md->local, max_bytes, err, sizeof err);
+    else if (!had)
         md->gpu = tps_gpu_model_create(md->n, md->u, md->v, md->n_bands,
                                        (const double *const *)md->half_weights,
                                        (const double(*)[3])md->affine, max_bytes, err,
                                        sizeof err);
-        if (md->gpu)
-            md->gpu_uploads++;
-    }
-    struct tps_gpu_model *gpu = md->gpu;
+    const int has = md->local ? md->gpu_local != NULL : md->gpu != NULL;
+    if (!had && has)
+        md->gpu_uploads++;
     pthread_mutex_unlock(&md->gpu_lock);
-    if (!gpu)
-        tps_set_error(ctx, TPS_ERR_DEVICE_UNAVAILABLE, "%s", err);
-    return gpu;
-}
-
-/* The same for a LOCAL model's patches. */
-static struct tps_gpu_local *device_local(tps_context *ctx, tps_model *md, size_t max_bytes)
-{
-    char err[512] = "";
-    pthread_mutex_lock(&md->gpu_lock);
-    if (!md->gpu_local) {
-        md->gpu_local = tps_local_upload(md->local, max_bytes, err, sizeof err);
-        if (md->gpu_local)
-            md->gpu_uploads++;
-    }
-    struct tps_gpu_local *gpu = md->gpu_local;
-    pthread_mutex_unlock(&md->gpu_lock);
-    if (!gpu)
-        tps_set_error(ctx, TPS_ERR_DEVICE_UNAVAILABLE, "%s", err);
-    return gpu;
+    return has ? TPS_OK : tps_set_error(ctx, TPS_ERR_DEVICE_UNAVAILABLE, "%s", err);
 }
 
 /* Pixels per derivative request to the GPU: bounds the host and device
@@ -118,14 +103,10 @@ tps_status tps_evaluate_grid_gpu(tps_context *ctx, const tps_model *model, const
     char err[512] = "";
     /* The device copy is a cache of the immutable model: filling it does
      * not change what the model computes. */
-    struct tps_gpu_model *gpu = NULL;
-    struct tps_gpu_local *gpu_local = NULL;
-    if (model->local)
-        gpu_local = device_local(ctx, (tps_model *)model, max_bytes);
-    else
-        gpu = device_model(ctx, (tps_model *)model, max_bytes);
-    if (!gpu && !gpu_local)
+    if (device_copy(ctx, (tps_model *)model, max_bytes) != TPS_OK)
         return tps_context_errno(ctx);
+    struct tps_gpu_model *gpu = model->gpu;
+    struct tps_gpu_local *gpu_local = model->gpu_local;
     /* Value outputs go to the value kernels, derivative ones to theirs,
      * each list in the caller's order. */
     tps_output *split = malloc(sizeof(tps_output) * (n_outputs ? n_outputs : 1));

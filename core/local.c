@@ -77,6 +77,7 @@ struct tps_local {
     size_t gx, gy;
     double gdu, gdv;
     size_t *cell_start, *cell_patch;
+    double mean_patch_points; /* for tps_local_pairs, set with the lookup */
 };
 
 typedef struct node {
@@ -168,6 +169,16 @@ static void lookup_grid(struct tps_local *lc)
         lc->gdv = 1.0;
 }
 
+/* The lookup cells a patch's support meets: columns i0..i1, rows j0..j1. */
+static void patch_cells(const struct tps_local *lc, const patch *pt, size_t *i0, size_t *i1,
+                        size_t *j0, size_t *j1)
+{
+    *i0 = grid_cell(pt->cx - pt->hx, lc->bu0, lc->gdu, lc->gx);
+    *i1 = grid_cell(pt->cx + pt->hx, lc->bu0, lc->gdu, lc->gx);
+    *j0 = grid_cell(pt->cy - pt->hy, lc->bv0, lc->gdv, lc->gy);
+    *j1 = grid_cell(pt->cy + pt->hy, lc->bv0, lc->gdv, lc->gy);
+}
+
 /* The entries build_lookup will make on lc's grid, counted in O(patches);
  * 0 when beyond the bound. */
 static size_t lookup_entries(const struct tps_local *lc)
@@ -177,10 +188,8 @@ static size_t lookup_entries(const struct tps_local *lc)
     size_t total = 0;
     for (size_t p = 0; p < lc->n_patches; ++p) {
         const patch *pt = &lc->patches[p];
-        size_t i0 = grid_cell(pt->cx - pt->hx, lc->bu0, lc->gdu, lc->gx);
-        size_t i1 = grid_cell(pt->cx + pt->hx, lc->bu0, lc->gdu, lc->gx);
-        size_t j0 = grid_cell(pt->cy - pt->hy, lc->bv0, lc->gdv, lc->gy);
-        size_t j1 = grid_cell(pt->cy + pt->hy, lc->bv0, lc->gdv, lc->gy);
+        size_t i0, i1, j0, j1;
+        patch_cells(lc, pt, &i0, &i1, &j0, &j1);
         total += (i1 - i0 + 1) * (j1 - j0 + 1); /* at most MAX_GRID^2 each */
         if (total > bound)
             return 0;
@@ -920,6 +929,10 @@ static size_t grid_cell(double x, double x0, double d, size_t n)
 static tps_status build_lookup(tps_context *ctx, struct tps_local *lc)
 {
     lookup_grid(lc);
+    size_t entries = 0;
+    for (size_t p = 0; p < lc->n_patches; ++p)
+        entries += lc->patches[p].n;
+    lc->mean_patch_points = lc->n_patches ? (double)entries / (double)lc->n_patches : 0.0;
     const size_t cells = lc->gx * lc->gy;
     lc->cell_start = calloc(cells + 1, sizeof(size_t));
     if (!lc->cell_start)
@@ -927,10 +940,8 @@ static tps_status build_lookup(tps_context *ctx, struct tps_local *lc)
     for (int pass = 0; pass < 2; ++pass) {
         for (size_t p = 0; p < lc->n_patches; ++p) {
             const patch *pt = &lc->patches[p];
-            size_t i0 = grid_cell(pt->cx - pt->hx, lc->bu0, lc->gdu, lc->gx);
-            size_t i1 = grid_cell(pt->cx + pt->hx, lc->bu0, lc->gdu, lc->gx);
-            size_t j0 = grid_cell(pt->cy - pt->hy, lc->bv0, lc->gdv, lc->gy);
-            size_t j1 = grid_cell(pt->cy + pt->hy, lc->bv0, lc->gdv, lc->gy);
+            size_t i0, i1, j0, j1;
+            patch_cells(lc, pt, &i0, &i1, &j0, &j1);
             for (size_t j = j0; j <= j1; ++j)
                 for (size_t i = i0; i <= i1; ++i) {
                     size_t c = j * lc->gx + i;
@@ -1488,11 +1499,7 @@ double tps_local_pairs(const struct tps_local *lc, double pixels)
 {
     /* A pixel blends the patches over it: ~overlap^2 of them (each holding
      * its share of points); the average patch size is a fair proxy. */
-    size_t entries = 0;
-    for (size_t p = 0; p < lc->n_patches; ++p)
-        entries += lc->patches[p].n;
-    const double per_patch = lc->n_patches ? (double)entries / (double)lc->n_patches : 0.0;
-    return pixels * 2.0 * per_patch;
+    return pixels * 2.0 * lc->mean_patch_points;
 }
 
 struct tps_gpu_local *tps_local_upload(const struct tps_local *lc, size_t max_bytes, char *err,

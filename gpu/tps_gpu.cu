@@ -407,6 +407,25 @@ __device__ __forceinline__ double bump(double t)
     return s > 0.0 ? s * s * s : 0.0;
 }
 
+/* A local kernel thread's pixels: column col, rows row_base.. (clamped
+ * into the window), their centres as pixel_centres computes them (row term
+ * first, as the CPU path) and clamped into the points' box (q: where the
+ * weights are taken). */
+__device__ __forceinline__ void local_pixels(const LocalArgs &a, const GridArgs &g, int col,
+                                             int row_base, double pu[PIX], double pv[PIX],
+                                             double qu[PIX], double qv[PIX])
+{
+    const long long i = g.first_col + (col < g.ncols ? col : g.ncols - 1);
+    for (int p = 0; p < PIX; ++p) {
+        const int r = row_base + p < a.rows ? row_base + p : a.rows - 1;
+        const long long j = g.first_row + g.row0 + r;
+        pu[p] = (g.u0 + double(j) * g.ru) + double(i) * g.cu;
+        pv[p] = (g.v0 + double(j) * g.rv) + double(i) * g.cv;
+        qu[p] = fmin(fmax(pu[p], a.bu0), a.bu1);
+        qv[p] = fmin(fmax(pv[p], a.bv0), a.bv1);
+    }
+}
+
 template <int NB>
 __global__ void __launch_bounds__(THREADS) evaluate_local(LocalArgs a, GridArgs g, OutArgs o)
 {
@@ -417,15 +436,8 @@ __global__ void __launch_bounds__(THREADS) evaluate_local(LocalArgs a, GridArgs 
     const int col = blockIdx.x * LOCAL_TW + int(threadIdx.x) % LOCAL_TW;
     const int row_base = blockIdx.y * LOCAL_TH + int(threadIdx.x) / LOCAL_TW * PIX;
     double pu[PIX], pv[PIX], qu[PIX], qv[PIX], acc[NB][PIX], wsum[PIX];
-    const long long i = g.first_col + (col < g.ncols ? col : g.ncols - 1);
+    local_pixels(a, g, col, row_base, pu, pv, qu, qv);
     for (int p = 0; p < PIX; ++p) {
-        const int r = row_base + p < a.rows ? row_base + p : a.rows - 1;
-        const long long j = g.first_row + g.row0 + r;
-        /* As pixel_centres and the CPU path: row term first. */
-        pu[p] = (g.u0 + double(j) * g.ru) + double(i) * g.cu;
-        pv[p] = (g.v0 + double(j) * g.rv) + double(i) * g.cv;
-        qu[p] = fmin(fmax(pu[p], a.bu0), a.bu1);
-        qv[p] = fmin(fmax(pv[p], a.bv0), a.bv1);
         wsum[p] = 0.0;
         for (int b = 0; b < NB; ++b)
             acc[b][p] = 0.0;
@@ -530,14 +542,8 @@ __global__ void __launch_bounds__(THREADS) evaluate_local_deriv(LocalArgs a, Gri
     double pu[PIX], pv[PIX], qu[PIX], qv[PIX];
     double S[PIX], Su[PIX], Sv[PIX], Sl[PIX], N[PIX], Nu[PIX], Nv[PIX], Nl[PIX];
     bool free_u[PIX], free_v[PIX];
-    const long long i = g.first_col + (col < g.ncols ? col : g.ncols - 1);
+    local_pixels(a, g, col, row_base, pu, pv, qu, qv);
     for (int p = 0; p < PIX; ++p) {
-        const int r = row_base + p < a.rows ? row_base + p : a.rows - 1;
-        const long long j = g.first_row + g.row0 + r;
-        pu[p] = (g.u0 + double(j) * g.ru) + double(i) * g.cu;
-        pv[p] = (g.v0 + double(j) * g.rv) + double(i) * g.cv;
-        qu[p] = fmin(fmax(pu[p], a.bu0), a.bu1);
-        qv[p] = fmin(fmax(pv[p], a.bv0), a.bv1);
         free_u[p] = pu[p] >= a.bu0 && pu[p] <= a.bu1;
         free_v[p] = pv[p] >= a.bv0 && pv[p] <= a.bv1;
         S[p] = Su[p] = Sv[p] = Sl[p] = N[p] = Nu[p] = Nv[p] = Nl[p] = 0.0;
