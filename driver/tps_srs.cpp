@@ -215,9 +215,10 @@ bool TPSParseSRS(const std::string &osText, OGRSpatialReference *poSRS, std::str
         if (!CheckWKT(osText, nOpen, &osWhy))
             return Refuse(osWhy);
     }
-    // GDAL's own test for a PROJ string (SetFromUserInput, GDAL 3.6).
-    else if (osText.find("+proj") != std::string::npos ||
-             osText.find("+init") != std::string::npos)
+    // GDAL's own test for a PROJ string (SetFromUserInput, GDAL 3.6); not
+    // PROJJSON, whose text may quote one.
+    else if (osText[0] != '{' && (osText.find("+proj") != std::string::npos ||
+                                  osText.find("+init") != std::string::npos))
     {
         if (!CheckPROJString(osText, &osWhy))
             return Refuse(osWhy);
