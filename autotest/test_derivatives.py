@@ -278,9 +278,10 @@ def test_model_file_and_cache_shared_with_value_band(wiggly, tmp_path):
     ds_deriv = gdal.Open(deriv)  # while plain is open: the cached model, no solve
     assert md(ds_deriv, 'SOLVES') == '1'
     assert np.array_equal(ds_deriv.GetRasterBand(2).ReadAsArray(), value)
+    plain_file, deriv_file = md(ds_plain, 'MODEL_FILE'), md(ds_deriv, 'MODEL_FILE')
     ds_plain = ds_deriv = None
     # nothing holds the model now: plain.tps's model file serves deriv.tps
-    shutil.copy(plain + '.model', deriv + '.model')
+    shutil.copy(plain_file, deriv_file)
     ds = gdal.OpenEx(deriv, open_options=['MODEL_CACHE=READ_ONLY'])
     assert md(ds, 'MODEL_SOURCE') == 'FILE', 'the model hash changed with derivative bands'
     assert md(ds, 'SOLVES') == '1'

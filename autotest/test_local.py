@@ -135,24 +135,28 @@ def test_collinear_local(tmp_path):
 
 
 def test_model_file_not_shared(tmp_path):
+    """GLOBAL and LOCAL are two configurations: each has its own model
+    file, neither serves the other, and both stay."""
     path, _ = make(tmp_path, n=300)
-    model = path + '.model'
     ds, ag = read(path, ['MODE=GLOBAL'])
-    assert os.path.exists(model) and md(ds, 'MODEL_SOURCE') == 'SOLVED'
+    global_file = md(ds, 'MODEL_FILE')
+    assert os.path.exists(global_file) and md(ds, 'MODEL_SOURCE') == 'SOLVED'
     del ds
-    before = open(model, 'rb').read()
+    before = open(global_file, 'rb').read()
     ds, al = read(path, ['MODE=LOCAL', 'PATCH_POINTS=50'])
-    # solved, not the global file; the local model replaces it
+    # solved, not read from the global file, and kept in a file of its own
+    local_file = md(ds, 'MODEL_FILE')
     assert md(ds, 'MODE') == 'LOCAL' and md(ds, 'MODEL_SOURCE') == 'SOLVED'
-    assert open(model, 'rb').read() != before
+    assert local_file != global_file and os.path.exists(local_file)
+    assert open(global_file, 'rb').read() == before
     assert not np.array_equal(ag, al)
     del ds
     ds, al2 = read(path, ['MODE=LOCAL', 'PATCH_POINTS=50'])
     assert md(ds, 'MODEL_SOURCE') == 'FILE' and al2.tobytes() == al.tobytes()
     del ds
-    # the local file is not used for the global model either
+    # the global model comes from its own file
     ds, ag2 = read(path, ['MODE=GLOBAL'])
-    assert md(ds, 'MODEL_SOURCE') == 'SOLVED' and ag2.tobytes() == ag.tobytes()
+    assert md(ds, 'MODEL_SOURCE') == 'FILE' and ag2.tobytes() == ag.tobytes()
 
 
 def test_gpu_request_on_local(tmp_path):

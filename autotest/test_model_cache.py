@@ -1,4 +1,5 @@
-"""The solved model kept next to the .tps file (<name>.tps.model).
+"""The solved models kept next to the .tps file (<name>.tps.model.<hash>,
+one per configuration).
 
 References are independent of the model file: an open with MODEL_CACHE=NO
 (which neither reads nor writes it, and solves), and scipy's
@@ -23,10 +24,16 @@ RBFInterpolator for values after the points change.
 * /vsimem/ .tps files keep their model in /vsimem/;
 * processes: 4 started together on a kept model all read it (one solve in
   all, the first process's); 4 started together without one solve once
-  (one takes <name>.tps.model.lock, the others wait and read its model;
+  (one takes <model file>.lock, the others wait and read its model;
   also with a lock that must be kept fresh by its holder's heartbeat),
   agree bit for bit with a solve that never sees the file, and leave one
   valid file and no lock or temporary files;
+* several configurations: alternating GCV and fixed-lambda opens solve each
+  once (in this process and in others), with a solve's bytes; READ_ONLY
+  and NO change no file; TPS_MODEL_CACHE_MAX_FILES bounds the files per
+  .tps, the least recently used (reads count as use) going first, another
+  .tps's files untouched; the default bound is 8; a bad value warns; a
+  lock held for one configuration does not delay another;
 * the lock: one left by a dead process of this host, or by another
   machine and not refreshed, is broken and the open solves; one held by a
   live process is waited for TPS_MODEL_LOCK_TIMEOUT seconds, then the open
@@ -38,6 +45,7 @@ RBFInterpolator for values after the points change.
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -73,7 +81,7 @@ out = {'opened': ds is not None,
 if ds is not None:
     m = ds.GetMetadata('TPS')
     out.update(source=m.get('MODEL_SOURCE'), solves=m.get('SOLVES'), mode=m.get('MODE'),
-               patches=m.get('PATCHES'),
+               patches=m.get('PATCHES'), model_file=m.get('MODEL_FILE'),
                digest=hashlib.sha256(ds.ReadRaster()).hexdigest(), srs=ds.GetProjection())
 print(json.dumps(out))
 '''
@@ -156,22 +164,37 @@ def temp_files(folder):
     return [f for f in os.listdir(folder) if '.tmp.' in f]
 
 
+def model_files(path):
+    """Every model file kept for the .tps at path (one per configuration)."""
+    folder, base = os.path.split(str(path))
+    return sorted(os.path.join(folder, f) for f in os.listdir(folder)
+                  if re.fullmatch(re.escape(base) + r'\.model\.[0-9a-f]{16}', f))
+
+
+def model_file(path, oo=()):
+    """The file this configuration's model is kept in (MODEL_FILE), as a
+    fresh process that writes nothing (MODEL_CACHE=READ_ONLY) reports it."""
+    res = probe(path, list(oo) + ['MODEL_CACHE=READ_ONLY'])
+    assert res['opened'] and res['model_file'], res
+    return res['model_file']
+
+
 # ------------------------------------------------------------- the basics
 
 def test_written_after_first_open_and_reused_by_another_process(tmp_path):
     cols = make_points(tmp_path)
     path = make_tps(tmp_path, cols)
-    model = path + '.model'
     src, solves, data, srs, cap = open_read(path)
     assert_quiet(cap)
     assert (src, solves) == ('SOLVED', '1')
-    assert os.path.isfile(model)
+    [model] = model_files(path)
+    assert re.fullmatch(r'm\.tps\.model\.[0-9a-f]{16}', os.path.basename(model))
     with open(model, 'rb') as f:
         assert f.read(8) == b'TPSMODEL'
     assert any('wrote the solved model to' in m for m in debug_lines(cap)), debug_lines(cap)
     assert not temp_files(tmp_path)
     ds, _ = open_tps(path)
-    assert model in ds.GetFileList()
+    assert model in ds.GetFileList() and md(ds, 'MODEL_FILE') == model
     ds = None
 
     res = probe(path)
@@ -208,13 +231,12 @@ def make_local_tps(folder, n=4000, seed=7):
 
 def test_local_model_written_and_reused_by_another_process(tmp_path):
     path, cols, gt = make_local_tps(tmp_path)
-    model = path + '.model'
     first = probe(path)
     assert first['opened'] and not first['failures'] and not first['warnings'], first
     assert (first['source'], first['solves'], first['mode']) == ('SOLVED', '1', 'LOCAL')
     assert int(first['patches']) >= 16
     assert 'wrote the solved model to' in first['debug'], first['debug']
-    assert os.path.isfile(model)
+    assert model_files(path) == [first['model_file']]
 
     second = probe(path)
     assert not second['failures'] and not second['warnings'], second
@@ -237,9 +259,9 @@ def test_local_model_written_and_reused_by_another_process(tmp_path):
 
 def test_damaged_local_model_file_is_solved_again(tmp_path):
     path, _, _ = make_local_tps(tmp_path, n=1500)
-    model = path + '.model'
     first = probe(path)
-    assert first['source'] == 'SOLVED' and os.path.isfile(model)
+    model = first['model_file']
+    assert first['source'] == 'SOLVED' and model_files(path) == [model]
     data = bytearray(open(model, 'rb').read())
     data[len(data) // 2] ^= 0x40  # inside the patches' arrays
     with open(model, 'wb') as f:
@@ -257,11 +279,12 @@ def test_in_process_cache_stays_in_front(tmp_path):
     cols = make_points(tmp_path)
     path = make_tps(tmp_path, cols)
     ds1, _ = open_tps(path)
-    os.remove(path + '.model')
+    [model] = model_files(path)
+    os.remove(model)
     ds2, _ = open_tps(path)
     assert md(ds1, 'MODEL_SOURCE') == md(ds2, 'MODEL_SOURCE') == 'SOLVED'
     assert md(ds2, 'SOLVES') == '1'
-    assert not os.path.exists(path + '.model')
+    assert not model_files(path)
     ds1 = ds2 = None
     # all handles closed: the file is consulted again, and written
     open_read(path)
@@ -297,11 +320,19 @@ def test_grid_is_not_in_the_hash(tmp_path):
 
 
 def test_other_settings_are_in_the_hash(tmp_path):
+    """Another configuration is another model, kept in a file of its own:
+    the first one's stays."""
     cols = make_points(tmp_path)
     path = make_tps(tmp_path, cols)
     open_read(path)
+    [first] = model_files(path)
+    with open(first, 'rb') as f:
+        first_bytes = f.read()
     res = probe(path, ['SMOOTHING=5'])
-    assert res['source'] == 'SOLVED' and 'stale' in res['debug'], res['debug']
+    assert res['source'] == 'SOLVED' and 'no model file' in res['debug'], res['debug']
+    assert res['model_file'] != first and model_files(path) == sorted([first, res['model_file']])
+    with open(first, 'rb') as f:
+        assert f.read() == first_bytes
     ds, _ = open_tps(path, ['SMOOTHING=5', 'MODEL_CACHE=NO'])
     assert res['digest'] == digest(ds.ReadRaster())
 
@@ -404,9 +435,9 @@ DAMAGES = {
 def test_damaged_model_file_is_solved_again(tmp_path, damage):
     cols = make_points(tmp_path)
     path = make_tps(tmp_path, cols)
-    model = path + '.model'
     reference = solved_bytes(path)
     open_read(path)
+    [model] = model_files(path)
     with open(model, 'rb') as f:
         good = f.read()
     fn, why = DAMAGES[damage]
@@ -428,13 +459,14 @@ def test_damaged_model_file_is_solved_again(tmp_path, damage):
 def test_folder_in_place_of_the_model_file(tmp_path):
     cols = make_points(tmp_path)
     path = make_tps(tmp_path, cols)
-    os.mkdir(path + '.model')
+    model = model_file(path)
+    os.mkdir(model)
     src, _, data, _, cap = open_read(path)
     assert_quiet(cap)
     assert src == 'SOLVED' and data == solved_bytes(path)
     debug = ' '.join(debug_lines(cap))
     assert 'not a file' in debug and 'not kept' in debug, debug
-    assert os.path.isdir(path + '.model') and not temp_files(tmp_path)
+    assert os.path.isdir(model) and not temp_files(tmp_path)
 
 
 def test_model_of_another_tps_is_ignored(tmp_path):
@@ -442,9 +474,10 @@ def test_model_of_another_tps_is_ignored(tmp_path):
     a = make_tps(tmp_path, cols, name='a.tps', bands=['z'])
     b = make_tps(tmp_path, cols, name='b.tps', bands=['w'])
     open_read(a)
-    with open(a + '.model', 'rb') as f:
+    [file_a] = model_files(a)
+    with open(file_a, 'rb') as f:
         model_a = f.read()
-    with open(b + '.model', 'wb') as f:
+    with open(model_file(b), 'wb') as f:
         f.write(model_a)
     src, _, data, _, cap = open_read(b)
     assert_quiet(cap)
@@ -461,31 +494,34 @@ def test_model_cache_no_neither_reads_nor_writes(tmp_path):
     cols = make_points(tmp_path)
     path = make_tps(tmp_path, cols)
     src, _, _, _, cap = open_read(path, ['MODEL_CACHE=NO'])
-    assert src == 'SOLVED' and not os.path.exists(path + '.model')
+    assert src == 'SOLVED' and not model_files(path)
     assert not [m for m in debug_lines(cap) if '.model' in m], debug_lines(cap)
     open_read(path)  # writes it
-    st = os.stat(path + '.model')
+    [model] = model_files(path)
+    st = os.stat(model)
     res = probe(path, ['MODEL_CACHE=NO'])
-    assert (res['source'], res['solves']) == ('SOLVED', '1')
-    assert os.stat(path + '.model').st_mtime_ns == st.st_mtime_ns
+    assert (res['source'], res['solves'], res['model_file']) == ('SOLVED', '1', None)
+    assert os.stat(model).st_mtime_ns == st.st_mtime_ns and model_files(path) == [model]
 
 
 def test_model_cache_read_only(tmp_path):
     cols = make_points(tmp_path)
     path = make_tps(tmp_path, cols)
-    model = path + '.model'
     res = probe(path, ['MODEL_CACHE=READ_ONLY'])
-    assert res['source'] == 'SOLVED' and not os.path.exists(model)
+    assert res['source'] == 'SOLVED' and not model_files(path)
     open_read(path)
+    [model] = model_files(path)
+    st = os.stat(model)
     res = probe(path, ['MODEL_CACHE=READ_ONLY'])
     assert res['source'] == 'FILE' and res['digest'] == digest(solved_bytes(path))
-    # stale: solved, and the stale file left alone
+    assert os.stat(model).st_mtime_ns == st.st_mtime_ns  # not even marked used
+    # another configuration: solved, nothing written, the file left alone
     with open(model, 'rb') as f:
-        stale = f.read()
+        kept = f.read()
     res = probe(path, ['MODEL_CACHE=READ_ONLY', 'SMOOTHING=2'])
-    assert res['source'] == 'SOLVED'
+    assert res['source'] == 'SOLVED' and model_files(path) == [model]
     with open(model, 'rb') as f:
-        assert f.read() == stale
+        assert f.read() == kept
 
 
 def test_config_option_and_bad_values(tmp_path):
@@ -494,9 +530,9 @@ def test_config_option_and_bad_values(tmp_path):
     gdal.SetConfigOption('TPS_MODEL_CACHE', 'NO')
     try:
         src, _, _, _, _ = open_read(path)
-        assert src == 'SOLVED' and not os.path.exists(path + '.model')
+        assert src == 'SOLVED' and not model_files(path)
         src, _, _, _, _ = open_read(path, ['MODEL_CACHE=YES'])  # the option wins
-        assert os.path.exists(path + '.model')
+        assert len(model_files(path)) == 1
         gdal.SetConfigOption('TPS_MODEL_CACHE', 'maybe')
         ds, cap = open_tps(path)
         assert ds is None and any('TPS_MODEL_CACHE' in m and 'maybe' in m for m in cap.failures)
@@ -532,7 +568,7 @@ def test_unwritable_folder_inside_a_tar(tmp_path):
     assert src == 'SOLVED' and data == reference
     debug = ' '.join(debug_lines(cap))
     assert 'not kept' in debug and 'cannot create' in debug, debug
-    assert gdal.VSIStatL(vpath + '.model') is None
+    assert not [f for f in gdal.ReadDir('/vsitar/%s' % tar) if '.model' in f]
     assert sorted(os.listdir(tmp_path)) == ['inner', 'pack.tar']
 
 
@@ -552,9 +588,10 @@ def test_vsimem_tps_keeps_its_model_in_vsimem(tmp_path):
         with open(tmp_path / 'p.csv') as f:
             mem.write('p.csv', f.read())
         path = mem.write('m.tps', open(make_tps(tmp_path, cols)).read())
-        mem.files.append(path + '.model')
         src, _, data, _, _ = open_read(path)
-        assert src == 'SOLVED' and gdal.VSIStatL(path + '.model') is not None
+        kept = [mem.root + '/' + f for f in gdal.ReadDir(mem.root) if '.model.' in f]
+        mem.files += kept
+        assert src == 'SOLVED' and len(kept) == 1
         src, solves, again, _, _ = open_read(path)
         assert src == 'FILE' and again == data
         assert not [f for f in gdal.ReadDir(mem.root) if '.tmp.' in f]
@@ -610,10 +647,10 @@ def test_concurrent_cold_start_solves_once(tmp_path, stale):
 
 # ------------------------------------------------------------- the lock
 
-def model_hash(path):
+def model_hash(model):
     """The hash a model file is made under (bytes 40-71 of its header): the
     one a lock for the same model names."""
-    with open(str(path) + '.model', 'rb') as f:
+    with open(model, 'rb') as f:
         return f.read(72)[40:].hex()
 
 
@@ -624,8 +661,9 @@ def pid_space():
         return f.read().strip() + '/' + os.readlink('/proc/self/ns/pid')
 
 
-def write_lock(path, host, pid, model, space=None):
-    lock = str(path) + '.model.lock'
+def write_lock(model_path, host, pid, model, space=None):
+    """A lock on the model file model_path, naming the model hash `model`."""
+    lock = model_path + '.lock'
     with open(lock, 'w') as f:
         f.write('gdal-tps model lock 1\nhost=%s\npidspace=%s\npid=%d\nstarted=%d\nmodel=%s\n'
                 % (host, pid_space() if space is None else space, pid, int(time.time()), model))
@@ -644,14 +682,16 @@ def dead_pid():
 
 
 def cold_tps(folder, n=600):
-    """A .tps, the hash of its model, no model file; and the reference bytes
-    (a solve that never sees the file)."""
+    """A .tps, the hash of its model, no model file; the reference bytes
+    (a solve that never sees the file); and where its model file goes."""
     cols = make_points(folder, n=n)
     path = make_tps(folder, cols)
-    assert probe(path)['source'] == 'SOLVED'
-    h = model_hash(path)
-    os.remove(path + '.model')
-    return path, h, digest(solved_bytes(path))
+    first = probe(path)
+    assert first['source'] == 'SOLVED'
+    model = first['model_file']
+    h = model_hash(model)
+    os.remove(model)
+    return path, h, digest(solved_bytes(path)), model
 
 
 def timed_probe(path, env):
@@ -661,9 +701,9 @@ def timed_probe(path, env):
 
 
 def test_lock_of_a_dead_process_is_broken(tmp_path):
-    path, h, reference = cold_tps(tmp_path)
+    path, h, reference, model = cold_tps(tmp_path)
     pid = dead_pid()
-    write_lock(path, socket.gethostname(), pid, h)
+    write_lock(model, socket.gethostname(), pid, h)
     r, elapsed = timed_probe(path, {'TPS_MODEL_LOCK_TIMEOUT': '60', 'TPS_MODEL_LOCK_STALE': '60'})
     assert r['opened'] and not r['failures'] and not r['warnings'], r
     d = r['debug']
@@ -679,21 +719,21 @@ def test_dead_pid_of_another_pid_namespace_is_not_judged(tmp_path):
     """Same host name, other pid namespace (a container): the pid means
     nothing here, so the lock is not broken for it (only by its staleness
     or the timeout)."""
-    path, h, reference = cold_tps(tmp_path)
-    content = write_lock(path, socket.gethostname(), dead_pid(), h, space='other-container')
+    path, h, reference, model = cold_tps(tmp_path)
+    content = write_lock(model, socket.gethostname(), dead_pid(), h, space='other-container')
     r, elapsed = timed_probe(path, {'TPS_MODEL_LOCK_TIMEOUT': '1', 'TPS_MODEL_LOCK_STALE': '60'})
     d = r['debug']
     assert 'lock timeout' in d and 'stale lock broken' not in d, d
     assert r['source'] == 'SOLVED' and r['digest'] == reference
-    assert open(path + '.model.lock').read() == content
+    assert open(model + '.lock').read() == content
 
 
 def test_lock_of_another_machine_not_refreshed_is_broken(tmp_path):
     """Its pid cannot be checked from here: the lock is stale once this
     process has seen its modification time unchanged for
     TPS_MODEL_LOCK_STALE seconds."""
-    path, h, reference = cold_tps(tmp_path)
-    write_lock(path, 'another-machine.invalid', 1, h)
+    path, h, reference, model = cold_tps(tmp_path)
+    write_lock(model, 'another-machine.invalid', 1, h)
     r, elapsed = timed_probe(path, {'TPS_MODEL_LOCK_STALE': '1'})
     d = r['debug']
     assert 'waiting for lock holder pid 1 on another-machine.invalid' in d, d
@@ -708,31 +748,31 @@ def test_live_holder_is_waited_for_until_the_timeout(tmp_path):
     """A lock of a live process (this test's) that never writes the model:
     the open waits TPS_MODEL_LOCK_TIMEOUT seconds, then solves without the
     lock, writes the model, and leaves the other process's lock alone."""
-    path, h, reference = cold_tps(tmp_path)
-    content = write_lock(path, socket.gethostname(), os.getpid(), h)
+    path, h, reference, model = cold_tps(tmp_path)
+    content = write_lock(model, socket.gethostname(), os.getpid(), h)
     r, elapsed = timed_probe(path, {'TPS_MODEL_LOCK_TIMEOUT': '1.5'})
     d = r['debug']
     assert 'waiting for lock holder pid %d on %s' % (os.getpid(), socket.gethostname()) in d, d
     assert 'lock timeout after 1.' in d and 'lock taken' not in d, d
     assert elapsed >= 1.5
     assert r['source'] == 'SOLVED' and r['digest'] == reference and not r['warnings']
-    assert open(path + '.model.lock').read() == content
+    assert open(model + '.lock').read() == content
     assert assert_valid_model(path)['digest'] == reference  # read, no wait: the model is there
 
 
 def test_lock_for_another_model_is_not_waited_for(tmp_path):
-    path, _, reference = cold_tps(tmp_path)
-    content = write_lock(path, socket.gethostname(), os.getpid(), '00' * 32)
+    path, _, reference, model = cold_tps(tmp_path)
+    content = write_lock(model, socket.gethostname(), os.getpid(), '00' * 32)
     r, elapsed = timed_probe(path, {'TPS_MODEL_LOCK_TIMEOUT': '60'})
     d = r['debug']
     assert 'held for another model' in d and 'waiting' not in d, d
     assert elapsed < 30
     assert r['source'] == 'SOLVED' and r['digest'] == reference
-    assert open(path + '.model.lock').read() == content
+    assert open(model + '.lock').read() == content
 
 
 def test_bad_lock_timeout_value_warns(tmp_path):
-    path, _, reference = cold_tps(tmp_path)
+    path, _, reference, model = cold_tps(tmp_path)
     r = probe(path, env={'TPS_MODEL_LOCK_TIMEOUT': 'soon'})
     assert r['opened'] and r['digest'] == reference
     assert any('TPS_MODEL_LOCK_TIMEOUT=soon' in w for w in r['warnings']), r
@@ -767,7 +807,7 @@ class ReadOnlyFolder:
 def test_read_only_folder_solves_without_a_lock(tmp_path):
     folder = tmp_path / 'ro'
     folder.mkdir()
-    path, _, reference = cold_tps(folder)
+    path, _, reference, model = cold_tps(folder)
     before = sorted(os.listdir(folder))
     with ReadOnlyFolder(folder):
         r, elapsed = timed_probe(path, {'TPS_MODEL_LOCK_TIMEOUT': '60'})
@@ -795,7 +835,7 @@ def test_failed_solve_removes_its_lock(tmp_path):
             'finished without a model' in r['debug']), r['debug']
     assert sum('lock taken' in r['debug'] for r in results) >= 1
     assert not lock_files(tmp_path) and not temp_files(tmp_path)
-    assert not os.path.exists(path + '.model')
+    assert not model_files(path)
 
 
 def test_local_model_cold_start_solves_once(tmp_path):
@@ -812,4 +852,124 @@ def test_local_model_cold_start_solves_once(tmp_path):
         assert r['opened'] and r['mode'] == 'LOCAL' and r['digest'] == reference, r
         assert 'lock timeout' not in r['debug'], r['debug']
     assert sources == ['FILE', 'FILE', 'SOLVED'], results
-    assert not lock_files(tmp_path) and os.path.exists(path + '.model')
+    assert not lock_files(tmp_path) and len(model_files(path)) == 1
+
+
+# ------------------------------------------------------- several configurations
+
+def test_alternating_configurations_solve_each_once(tmp_path):
+    """A GCV open and a fixed-lambda open of one .tps, one after the other,
+    three times over: each configuration is solved once, then read from its
+    own file (SOLVES stays 1 in this process); other processes read both;
+    the bytes are those of a solve that never sees a file."""
+    cols = make_points(tmp_path)
+    path = make_tps(tmp_path, cols, bands=['z'])
+    configs = [('SMOOTHING=GCV',), ('SMOOTHING=5',)]
+    first = {}
+    for round_ in range(3):
+        for oo in configs:
+            src, solves, data, _, cap = open_read(path, oo)
+            assert_quiet(cap)
+            if round_ == 0:
+                assert (src, solves) == ('SOLVED', '1'), debug_lines(cap)
+                first[oo] = data
+            else:
+                assert (src, solves) == ('FILE', '1'), debug_lines(cap)
+                assert data == first[oo]
+    assert first[configs[0]] != first[configs[1]]
+    assert len(model_files(path)) == 2
+    for oo in configs:
+        r = probe(path, oo)
+        assert (r['source'], r['solves']) == ('FILE', '0'), r['debug']
+        ref = probe(path, oo + ('MODEL_CACHE=NO',))
+        assert ref['source'] == 'SOLVED'
+        assert r['digest'] == ref['digest'] == digest(first[oo])
+
+
+def test_several_configurations_read_only_and_no(tmp_path):
+    """With two configurations kept: READ_ONLY reads each from its file and
+    changes nothing (bytes, times); NO solves each and changes nothing."""
+    cols = make_points(tmp_path)
+    path = make_tps(tmp_path, cols, bands=['z'])
+    configs = [['SMOOTHING=GCV'], ['SMOOTHING=5']]
+    for oo in configs:
+        assert probe(path, oo)['source'] == 'SOLVED'
+    files = model_files(path)
+    assert len(files) == 2
+
+    def state():
+        return [(f, os.stat(f).st_mtime_ns, open(f, 'rb').read()) for f in model_files(path)]
+    before = state()
+    for _ in range(2):
+        for oo in configs:
+            assert probe(path, oo + ['MODEL_CACHE=READ_ONLY'])['source'] == 'FILE'
+            r = probe(path, oo + ['MODEL_CACHE=NO'])
+            assert (r['source'], r['solves']) == ('SOLVED', '1')
+    assert state() == before and not lock_files(tmp_path) and not temp_files(tmp_path)
+
+
+def test_least_recently_used_files_go_beyond_the_bound(tmp_path):
+    """TPS_MODEL_CACHE_MAX_FILES=3: a 4th configuration removes the least
+    recently used file; reading a file makes it recently used; another
+    .tps's files in the same folder are not counted nor removed."""
+    cols = make_points(tmp_path)
+    path = make_tps(tmp_path, cols, bands=['z'])
+    other = make_tps(tmp_path, cols, name='other.tps', bands=['z'])
+    env = {'TPS_MODEL_CACHE_MAX_FILES': '3'}
+    for lam in (1, 2, 3):
+        assert probe(other, ['SMOOTHING=%d' % lam], env=env)['source'] == 'SOLVED'
+    files = {}
+    for lam in (1, 2, 3):
+        r = probe(path, ['SMOOTHING=%d' % lam], env=env)
+        assert r['source'] == 'SOLVED' and 'removed' not in r['debug'], r['debug']
+        files[lam] = r['model_file']
+    assert model_files(path) == sorted(files.values())
+    # a known order of use: 1 the oldest, then 2, then 3
+    now = time.time()
+    for age, lam in ((300, 1), (200, 2), (100, 3)):
+        os.utime(files[lam], (now - age, now - age))
+    # reading 1 makes it the most recently used ...
+    r = probe(path, ['SMOOTHING=1'], env=env)
+    assert r['source'] == 'FILE' and os.stat(files[1]).st_mtime >= now - 1
+    # ... so a 4th configuration pushes out 2
+    r = probe(path, ['SMOOTHING=4'], env=env)
+    assert r['source'] == 'SOLVED'
+    assert '%s: removed, the least recently used of more than 3 model files' % files[2] \
+        in r['debug'], r['debug']
+    files[4] = r['model_file']
+    assert model_files(path) == sorted([files[1], files[3], files[4]])
+    assert len(model_files(other)) == 3
+    for lam in (1, 3, 4):
+        assert probe(path, ['SMOOTHING=%d' % lam], env=env)['source'] == 'FILE', lam
+    r = probe(path, ['SMOOTHING=2'], env=env)
+    assert r['source'] == 'SOLVED' and len(model_files(path)) == 3
+
+
+def test_default_bound_is_eight_files(tmp_path):
+    cols = make_points(tmp_path, n=60)
+    path = make_tps(tmp_path, cols, bands=['z'])
+    for lam in range(1, 10):
+        src, _, _, _, cap = open_read(path, ['SMOOTHING=%d' % lam])
+        assert src == 'SOLVED' and len(model_files(path)) == min(lam, 8)
+    assert md(open_tps(path, ['SMOOTHING=9'])[0], 'MODEL_FILE') in model_files(path)
+
+
+def test_bad_bound_value_warns(tmp_path):
+    cols = make_points(tmp_path)
+    path = make_tps(tmp_path, cols)
+    r = probe(path, env={'TPS_MODEL_CACHE_MAX_FILES': 'lots'})
+    assert r['opened'] and r['source'] == 'SOLVED' and len(model_files(path)) == 1
+    assert any('TPS_MODEL_CACHE_MAX_FILES=lots' in w for w in r['warnings']), r
+
+
+def test_lock_of_another_configuration_is_not_in_the_way(tmp_path):
+    """Each configuration has its own lock: a live holder solving one (a
+    lock of this test's process) does not delay an open of another."""
+    cols = make_points(tmp_path)
+    path = make_tps(tmp_path, cols)
+    other = model_file(path, ['SMOOTHING=5'])
+    content = write_lock(other, socket.gethostname(), os.getpid(), '00' * 32)
+    r = probe(path, env={'TPS_MODEL_LOCK_TIMEOUT': '60'})
+    assert r['source'] == 'SOLVED' and 'waiting' not in r['debug'], r['debug']
+    assert 'lock taken' in r['debug'] and r['model_file'] != other
+    assert open(other + '.lock').read() == content

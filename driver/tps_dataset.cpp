@@ -581,6 +581,9 @@ void TPSDataset::BuildMetadata(int nSolves)
     SetMetadataItem("NUM_THREADS", CPLSPrintf("%d", m_sEvalOptions.num_threads), MD_DOMAIN);
     SetMetadataItem("SOLVES", CPLSPrintf("%d", nSolves), MD_DOMAIN);
     SetMetadataItem("MODEL_SOURCE", m_poModel->bFromFile ? "FILE" : "SOLVED", MD_DOMAIN);
+    const std::string osModelFile = TPSModelFilePath(c);
+    if (!osModelFile.empty())
+        SetMetadataItem("MODEL_FILE", osModelFile.c_str(), MD_DOMAIN);
 
     for (int i = 0; i < nBands; i++)
     {

@@ -8,7 +8,9 @@
  */
 #include "tps_model_file.h"
 
+#include "tps_model_store.h"
 #include "tps_points.h"
+#include "tps_sha256.h"
 
 #include "cpl_conv.h"
 #include "cpl_error.h"
@@ -26,22 +28,14 @@
 #include <cstring>
 #include <random>
 
-// GDAL exports its SHA-256 but Debian's GDAL 3.6 does not install the
-// header. Only the one-shot function is used: its signature has not
-// changed since it appeared, unlike the context struct of the streaming API.
-#if __has_include("cpl_sha256.h")
-#include "cpl_sha256.h"
-#else
-extern "C" void CPL_SHA256(const void *data, size_t len, GByte hash[32]);
-#endif
-
 namespace
 {
 
 /* Bump when what the hash covers changes: files written by an older
  * driver then read as stale and are rewritten. */
 constexpr const char MODEL_FILE_FORMAT[] = "gdal-tps model file 1";
-constexpr const char MODEL_FILE_SUFFIX[] = ".model";
+/* Bump when what names a configuration's file changes. */
+constexpr const char MODEL_STORE_NAMING[] = "1";
 /* Source files are hashed in blocks of this size (see ContentDigest). */
 constexpr size_t DIGEST_BLOCK = 1024 * 1024;
 
@@ -133,9 +127,11 @@ bool DescribeSource(const TPSConfig &c, TPSModelFile *psFile, std::vector<std::s
     for (const std::string &osFile : aosCandidates)
     {
         VSIStatBufL sStat;
-        // Never the model file itself (a folder source holding the .tps):
-        // writing it would change the hash it is written under.
-        if (osFile.compare(0, psFile->osPath.size(), psFile->osPath) == 0 ||
+        // Never a model file of this .tps, nor its lock or temporary files
+        // (a folder source holding the .tps): writing one would change the
+        // hash it is written under.
+        const std::string osOwnPrefix = c.osTPSFile + ".model";
+        if (osFile.compare(0, osOwnPrefix.size(), osOwnPrefix) == 0 ||
             !IsRegularFile(osFile, &sStat))
             continue;
         paosFiles->push_back(osFile);
@@ -233,7 +229,8 @@ bool TPSModelFilePrepare(const TPSConfig &c, TPSModelFile *psFile, std::string *
         *posWhyNot = "no .tps file to keep the solved model next to";
         return false;
     }
-    psFile->osPath = c.osTPSFile + MODEL_FILE_SUFFIX;
+    psFile->osPath = TPSModelFilePath(c);
+    psFile->osTPSFile = c.osTPSFile;
     psFile->bWrite = c.eModelCache == TPSModelCacheMode::YES;
     VSIStatBufL sStat;
     if (!psFile->bWrite && VSIStatL(psFile->osPath.c_str(), &sStat) != 0)
@@ -458,6 +455,8 @@ std::shared_ptr<TPSSharedModel> TPSModelFileRead(TPSModelFile &oFile, tps_contex
 {
     std::string osVersion = FileVersion(oFile.osPath);
     auto poModel = ReadModelFile(oFile, psCtx, posWhy);
+    if (poModel && oFile.bWrite)
+        TPSModelStoreTouch(oFile.osPath); /* used: the last to go (tps_model_store.h) */
     if (poModel || !oFile.bWrite)
         return poModel;
 
@@ -493,12 +492,23 @@ bool TPSModelFileWrite(TPSModelFile &oFile, const TPSSharedModel &oModel, tps_co
     // After the rename: a waiter sees the model, or (failed) no lock and
     // solves itself.
     oFile.poLock.reset();
+    // A new file may be one too many: the least recently used go.
+    if (bOK)
+        TPSModelStoreTrim(oFile.osTPSFile, oFile.osPath);
     return bOK;
 }
 
 std::string TPSModelFilePath(const TPSConfig &c)
 {
-    if (c.eModelCache == TPSModelCacheMode::NO || c.osTPSFile.empty())
+    if (c.eModelCache == TPSModelCacheMode::NO || c.osTPSFile.empty() ||
+        TPSIsConnectionString(c.osSource.c_str()))
         return std::string();
-    return c.osTPSFile + MODEL_FILE_SUFFIX;
+    // One file per configuration (tps_model_store.h): named from what the
+    // configuration says, not from the source's content or the software
+    // versions, so that a change of those rewrites the file in place.
+    std::string osKey;
+    TPSModelKeyAppend(osKey, "store", MODEL_STORE_NAMING);
+    TPSModelKeyAppend(osKey, "source", NameForHash(c, c.osSource));
+    osKey += TPSModelConfigKey(c);
+    return TPSModelStorePath(c.osTPSFile, osKey);
 }

@@ -2,7 +2,8 @@
  * tps_model_file.h: the solved model kept next to the .tps file, so that
  * a solve is done once per set of inputs, not once per process or machine.
  *
- * "<name>.tps.model" holds the engine's saved model (tps_model_save)
+ * "<name>.tps.model.<hash>" (one per configuration, tps_model_store.h)
+ * holds the engine's saved model (tps_model_save)
  * under a SHA-256 of everything the model depends on: the
  * model's part of the configuration, the point source's files (size,
  * modification time and content) and the versions of the code that reads
@@ -10,8 +11,9 @@
  * way, is not used: the model is solved again (and the file rewritten).
  *
  * Processes that open the .tps at the same time before the file exists
- * solve once: the first takes "<name>.tps.model.lock" and solves, the
- * others wait for its model file (tps_model_lock.h).
+ * solve once: the first takes "<model file>.lock" and solves, the
+ * others wait for its model file (tps_model_lock.h). Each configuration
+ * has its own file and lock.
  *
  * Nothing here emits a GDAL error: a model file is an optimisation, and
  * every problem with it ends in a solve, with the reason in a debug line
@@ -35,7 +37,8 @@
 /* Where the model of one configuration is kept, and what it must match. */
 struct TPSModelFile
 {
-    std::string osPath{}; /* <name>.tps.model */
+    std::string osPath{};    /* <name>.tps.model.<hash> */
+    std::string osTPSFile{}; /* <name>.tps */
     GByte abyHash[32] = {};
     size_t nBands = 0;   /* the bands of the data set: a model must have as many */
     bool bWrite = false; /* MODEL_CACHE=YES: write after a solve */
@@ -62,7 +65,8 @@ struct TPSModelFile
     std::shared_ptr<TPSModelLock> poLock{};
 };
 
-/* "<name>.tps.model" for a .tps file whose MODEL_CACHE is not NO, else "". */
+/* The model file of this configuration, "<name>.tps.model.<hash>", for a
+ * .tps file whose MODEL_CACHE is not NO, else "". */
 std::string TPSModelFilePath(const TPSConfig &oConfig);
 
 /* Fills *psFile for oConfig. False when this configuration keeps no model

@@ -15,6 +15,7 @@
 #include "tps_points.h"
 
 #include "tps_errors.h"
+#include "tps_srs.h"
 
 #include "cpl_conv.h"
 #include "cpl_string.h"
@@ -118,7 +119,7 @@ class PointLoader
     bool AddGeometryPoints(const OGRFeature &oFeature, const std::vector<double> &adfValues);
     bool AddPoint(const OGRFeature &oFeature, const OGRPoint &oPoint,
                   const std::vector<double> &adfValues);
-    bool SetUpSRS(TPSErrorCapture &oCapture, OGRSpatialReference &oPointsSRS, bool &bHasPointsSRS);
+    bool SetUpSRS(OGRSpatialReference &oPointsSRS, bool &bHasPointsSRS);
     bool Reproject(TPSErrorCapture &oCapture, const OGRSpatialReference &oPointsSRS);
 };
 
@@ -397,20 +398,15 @@ bool PointLoader::ReadFeatures(TPSErrorCapture &oCapture)
     return true;
 }
 
-bool PointLoader::SetUpSRS(TPSErrorCapture &oCapture, OGRSpatialReference &oPointsSRS,
-                           bool &bHasPointsSRS)
+bool PointLoader::SetUpSRS(OGRSpatialReference &oPointsSRS, bool &bHasPointsSRS)
 {
-    // A CRS in a data file must not make GDAL fetch URLs or read other
-    // files: the same limits the VRT driver applies.
-    const auto papszLimits = OGRSpatialReference::SET_FROM_USER_INPUT_LIMITATIONS_get();
+    // Taken whole or refused (tps_srs.h): "EPSG:28992x" is an error.
+    std::string osProblem;
     bHasPointsSRS = false;
     if (!m_oConfig.osPointsSRS.empty())
     {
-        if (oPointsSRS.SetFromUserInput(m_oConfig.osPointsSRS.c_str(), papszLimits) != OGRERR_NONE)
-            return Fail(CPLE_IllegalArg,
-                        CPLSPrintf("%s: cannot interpret '%s' as a CRS%s",
-                                   m_oConfig.osPointsSRSLabel.c_str(),
-                                   m_oConfig.osPointsSRS.c_str(), oCapture.Suffix().c_str()));
+        if (!TPSParseSRS(m_oConfig.osPointsSRS, &oPointsSRS, &osProblem))
+            return Fail(CPLE_IllegalArg, m_oConfig.osPointsSRSLabel + ": " + osProblem);
         bHasPointsSRS = true;
     }
     else if (const OGRSpatialReference *poLayerSRS = m_poLayer->GetSpatialRef())
@@ -423,10 +419,8 @@ bool PointLoader::SetUpSRS(TPSErrorCapture &oCapture, OGRSpatialReference &oPoin
     auto &oOutputSRS = m_oPoints.oOutputSRS;
     if (!m_oConfig.osOutputSRS.empty())
     {
-        if (oOutputSRS.SetFromUserInput(m_oConfig.osOutputSRS.c_str(), papszLimits) != OGRERR_NONE)
-            return Fail(CPLE_IllegalArg,
-                        CPLSPrintf("<SRS>: cannot interpret '%s' as a CRS%s",
-                                   m_oConfig.osOutputSRS.c_str(), oCapture.Suffix().c_str()));
+        if (!TPSParseSRS(m_oConfig.osOutputSRS, &oOutputSRS, &osProblem))
+            return Fail(CPLE_IllegalArg, "<SRS>: " + osProblem);
         m_oPoints.bHasOutputSRS = true;
     }
     else if (bHasPointsSRS)
@@ -519,7 +513,7 @@ bool PointLoader::Load()
                                Where().c_str()));
     OGRSpatialReference oPointsSRS;
     bool bHasPointsSRS = false;
-    if (!SetUpSRS(oCapture, oPointsSRS, bHasPointsSRS) || !ReadFeatures(oCapture))
+    if (!SetUpSRS(oPointsSRS, bHasPointsSRS) || !ReadFeatures(oCapture))
         return false;
 
     if (bHasPointsSRS && m_oPoints.bHasOutputSRS && !oPointsSRS.IsSame(&m_oPoints.oOutputSRS))
@@ -559,7 +553,7 @@ bool PointLoader::Describe(std::vector<std::string> *paosFiles)
     OGRSpatialReference oPointsSRS;
     bool bHasPointsSRS = false;
     if (!OpenSource(oCapture) || !OpenLayer(oCapture) ||
-        !SetUpSRS(oCapture, oPointsSRS, bHasPointsSRS))
+        !SetUpSRS(oPointsSRS, bHasPointsSRS))
         return false;
     const CPLStringList aosList(m_poDS->GetFileList());
     for (int i = 0; i < aosList.size(); i++)

@@ -84,6 +84,22 @@ static GDALDataset *open_tps(const std::string &path, const char *device, const 
                                               nullptr, options.List(), nullptr));
 }
 
+/* Removes the solved models the driver keeps next to a .tps, one file per
+ * configuration ("<tps>.model.<hash>", docs/format.md), so that the next
+ * open solves again. */
+static void remove_models(const std::string &tps)
+{
+    std::string dir = CPLGetPath(tps.c_str());
+    if (dir.empty())
+        dir = ".";
+    const std::string prefix = std::string(CPLGetFilename(tps.c_str())) + ".model.";
+    char **names = VSIReadDir(dir.c_str());
+    for (char **p = names; p && *p; p++)
+        if (strncmp(*p, prefix.c_str(), prefix.size()) == 0)
+            VSIUnlink((dir + "/" + *p).c_str());
+    CSLDestroy(names);
+}
+
 static const char *md(GDALDataset *ds, const char *key)
 {
     const char *v = ds->GetMetadataItem(key, "TPS");
@@ -228,8 +244,8 @@ static int derivatives(const std::string &dir)
     for (GDALDataset *ds : {gpu, cpu})
         if (ds)
             GDALClose(ds);
+    remove_models(tps);
     VSIUnlink(tps.c_str());
-    VSIUnlink((tps + ".model").c_str());
     return 0;
 }
 
@@ -409,10 +425,10 @@ static int budget(const std::string &dir)
     for (GDALDataset *ds : {autods, gpu, cpu})
         if (ds)
             GDALClose(ds);
+    remove_models(tps);
+    remove_models(std::string(dir) + "/local.tps");
     VSIUnlink(tps.c_str());
     VSIUnlink((std::string(dir) + "/local.tps").c_str());
-    VSIUnlink((std::string(dir) + "/local.tps.model").c_str());
-    VSIUnlink((tps + ".model").c_str());
     return 0;
 }
 
@@ -486,10 +502,10 @@ int main(int argc, char **argv)
     if (rc != 77)
         printf("%d checks, %d failed\n", checks, failures);
     VSIUnlink((std::string(dir) + "/points.csv").c_str());
+    remove_models(tps); /* the solved models kept next to it */
+    remove_models(std::string(dir) + "/local.tps");
     VSIUnlink(tps.c_str());
     VSIUnlink((std::string(dir) + "/local.tps").c_str());
-    VSIUnlink((std::string(dir) + "/local.tps.model").c_str());
-    VSIUnlink((tps + ".model").c_str()); /* the solved model kept next to it */
     VSIRmdir(dir);
     return rc == 77 ? 77 : (failures || rc ? 1 : 0);
 }
