@@ -265,7 +265,17 @@ bool PrefixMatches(const std::string &osPrefix, const std::string &osSource)
         return STARTS_WITH_CI(osSource.c_str(), osPrefix.c_str());
     std::string osWhere;
     if (STARTS_WITH(osSource.c_str(), "/vsi"))
-        osWhere = LexicalClean(osSource);
+    {
+        // As written ("http://" keeps its "//"), but a "." or ".." part
+        // (which a URL's server may resolve past the prefix) matches none.
+        const CPLStringList aosParts(CSLTokenizeString2(osSource.c_str(), "/", 0));
+        for (int i = 0; i < aosParts.size(); i++)
+        {
+            if (strcmp(aosParts[i], ".") == 0 || strcmp(aosParts[i], "..") == 0)
+                return false;
+        }
+        osWhere = osSource;
+    }
     else
         osWhere = Canonical(osSource);
     if (osWhere.compare(0, osPrefix.size(), osPrefix) != 0)
