@@ -31,7 +31,6 @@ asserted about time.
 """
 import http.server
 import os
-import re
 import socket
 import stat
 import subprocess
@@ -328,7 +327,7 @@ def test_sibling_or_child_refuses_outside(site):
         assert 'SIBLING_OR_CHILD' in msg and 'TPS_ALLOWED_SOURCES=LOCAL' in msg, msg
         for leak in ('password', 'pw424', '1000'):
             assert leak not in msg, msg
-        texts.append(re.sub(r"'[^']*'", "'<src>'", msg, count=1))
+        texts.append(msg.rsplit(': ', 1)[0])  # without the source, which ends it
     # an existing and a missing file outside are refused with the same words
     assert texts[0] == texts[6] and texts[3] == texts[7], texts
     # the source as written: no path the links resolve to

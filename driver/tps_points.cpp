@@ -305,9 +305,12 @@ bool PointLoader::OpenLayer(TPSErrorCapture &oCapture)
     if (!m_oConfig.osWhere.empty() &&
         m_poLayer->SetAttributeFilter(m_oConfig.osWhere.c_str()) != OGRERR_NONE)
     {
-        return Fail(CPLE_IllegalArg, CPLSPrintf("<Where>: invalid attribute filter '%s' on %s%s",
-                                                m_oConfig.osWhere.c_str(), Where().c_str(),
-                                                oCapture.Suffix().c_str()));
+        // A database evaluates the filter against its rows: its message may
+        // quote a value ("invalid input syntax for type integer: ...").
+        return Fail(CPLE_IllegalArg,
+                    CPLSPrintf("<Where>: invalid attribute filter '%s' on %s%s",
+                               TPSShown(m_oConfig.osWhere).c_str(), Where().c_str(),
+                               TPSSourceText(oCapture.LastFailure()).c_str()));
     }
     return true;
 }

@@ -138,9 +138,9 @@ Underlying Unwrap(const std::string &osSource, int nDepth = 0)
             return Unwrap(osSource.substr(nComma + 1), nDepth + 1);
         }
         const size_t nEnd = osSource.find_first_of("/?", 4);
-        oOut.osWhy = "on the " +
+        oOut.osWhy = "a file on " +
                      osSource.substr(0, nEnd == std::string::npos ? osSource.size() : nEnd + 1) +
-                     " file system, which is not local";
+                     ", which is not a local file system";
         return oOut;
     }
     if (TPSIsConnectionString(osSource.c_str()))
@@ -319,7 +319,7 @@ bool TPSApplySourcePolicy(TPSConfig *poConfig)
         case Item::PREFIX:
             if (PrefixMatches(oItem.osPrefix, c.osSource))
                 return true;
-            osItemWhy = "it starts with none of the prefixes listed";
+            osItemWhy = "none of the listed prefixes matches";
             break;
         case Item::LOCAL:
             if (oUnder.bLocal && IsFileOrFolder(oUnder.osPath, &osItemWhy))
@@ -329,7 +329,7 @@ bool TPSApplySourcePolicy(TPSConfig *poConfig)
                 return true;
             }
             if (osItemWhy.empty())
-                osItemWhy = "it is " + oUnder.osWhy;
+                osItemWhy = oUnder.osWhy;
             break;
         case Item::SIBLING_OR_CHILD:
         {
@@ -337,11 +337,11 @@ bool TPSApplySourcePolicy(TPSConfig *poConfig)
             if (c.osTPSFile.empty())
                 osItemWhy = "the TPS: form and inline XML have no .tps folder to keep to";
             else if (!oUnder.bLocal)
-                osItemWhy = "it is " + oUnder.osWhy;
+                osItemWhy = oUnder.osWhy;
             else if (osFolder.empty() || !IsInside(Canonical(oUnder.osPath), osFolder))
             {
-                osItemWhy = "it is not in the .tps file's folder or below (after resolving "
-                            "'..' and symbolic links)";
+                osItemWhy = "not in the .tps file's folder or below, '..' and symbolic links "
+                            "resolved";
                 bLocalRefused = true;
             }
             else if (IsFileOrFolder(oUnder.osPath, &osItemWhy))
@@ -367,10 +367,12 @@ bool TPSApplySourcePolicy(TPSConfig *poConfig)
     const std::string osLabel =
         c.osTPSFile.empty() && c.osName.compare(0, 4, "TPS:") == 0 ? "the source"
                                                                    : "<Points><Source>";
+    // The source last: GDAL hides "password=..." up to the next blank
+    // itself, and would take a closing quote with it.
     CPLError(CE_Failure, CPLE_NotSupported, "%s",
-             TPSSanitize(c.osName + ": " + osLabel + ": '" +
-                         TPSShown(TPSSourceForMessage(c.osSource)) + "' is refused by " +
-                         OPTION + "=" + osValue + ": " + osWhy + "; " + osAdvice)
+             TPSSanitize(c.osName + ": " + osLabel + " refused by " + OPTION + "=" + osValue +
+                         ": " + osWhy + "; " + osAdvice + ": " +
+                         TPSShown(TPSSourceForMessage(c.osSource)))
                  .c_str());
     return false;
 }
