@@ -275,6 +275,17 @@ def test_default_policy_makes_no_database_connection(tmp_path, tcp_probe):
     assert tcp_probe.connections == 0
 
 
+def test_default_policy_where_is_no_oracle(tmp_path, tcp_probe, http_probe):
+    """Under the default policy a database or web source is refused before
+    <Where> means anything: the same answer whatever it asks."""
+    for src in (pg_source(tcp_probe.port), '/vsicurl/' + http_probe.url):
+        msgs = set()
+        for where in ["password = 'hunter2x'", "password = 'other'", 'z &gt; 0', '1 = 0']:
+            msgs.add(refusal(tps(tmp_path, src, name='w.tps', where=where), **HTTP_BOUNDS))
+        assert len(msgs) == 1, msgs
+    assert tcp_probe.connections == 0 and http_probe.connections == 0
+
+
 def test_prefix_list_allows_a_database(tmp_path, tcp_probe):
     """With 'PG:' listed the driver connects (the control); the failure
     that follows does not carry the password."""
