@@ -8,7 +8,8 @@
   geometries instead of XField/YField;
 * relative <Source> paths resolve against the .tps folder, also inside
   /vsimem/; the /vsimem/ dataset equals the on-disk one;
-* Identify: by .tps extension or by a '<TPSDataset' header; other files are
+* Identify: by .tps extension, or by a '<TPSDataset' header when the caller
+  asks for the TPS driver; other files are
   not claimed;
 * TPS:<source> with open options FIELD, LAYER, XFIELD, YFIELD, SRS, EXTENT,
   RESOLUTION, SIZE, SMOOTHING, DATA_TYPE gives the same arrays as the
@@ -248,9 +249,17 @@ def test_identify_by_header_and_extension(pts):
     xml = tps_xml('pts.csv', ['z'], size=(10, 10), extent=(249900, 469900, 252100, 471100))
     p_xml = write_tps(pts['dir'] / 'grid.xml', xml)        # header, not extension
     p_tps = write_tps(pts['dir'] / 'grid.tps', xml)
-    assert gdal.IdentifyDriver(p_xml).ShortName == 'TPS'
     assert gdal.IdentifyDriver(p_tps).ShortName == 'TPS'
-    assert np.array_equal(_open_ok(p_xml).ReadAsArray(), _open_ok(p_tps).ReadAsArray())
+    # by its header alone only when the caller asks for the TPS driver: a
+    # service that filters files by extension must not get a .tps under
+    # another name (docs/security.md)
+    with ErrorCapture():
+        drv = gdal.IdentifyDriver(p_xml)
+        assert drv is None or drv.ShortName != 'TPS'
+        assert gdal.OpenEx(p_xml, gdal.OF_RASTER) is None
+    ds = gdal.OpenEx(p_xml, gdal.OF_RASTER, allowed_drivers=['TPS'])
+    assert ds is not None and ds.GetDriver().ShortName == 'TPS'
+    assert np.array_equal(ds.ReadAsArray(), _open_ok(p_tps).ReadAsArray())
     # other files are not claimed
     other = str(pts['dir'] / 'other.xml')
     with open(other, 'w') as f:

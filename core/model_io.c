@@ -354,9 +354,13 @@ static tps_status check_header(tps_context *ctx, const unsigned char *h, size_t 
     const uint64_t extra = get_u64_at(h, OFF_EXTRA_BYTES);
     if (n < 3 || n_bands < 1)
         return bad(ctx, "fewer than 3 points or no band");
-    /* Every patch holds at least 3 points, of the model's n. */
+    /* Every patch holds at least 3 points, of the model's n, and every
+     * point lies in the patch of its own quadtree cell: n <= n_entries.
+     * That also bounds n x n_bands by the patches' half-weights, which the
+     * file holds, so no count makes a load allocate more than the file's
+     * size in arrays. */
     if (kind->local && (kind->n_patches < 1 || kind->n_entries / 3 < kind->n_patches ||
-                        kind->n_entries / n > kind->n_patches))
+                        kind->n_entries / n > kind->n_patches || kind->n_entries < n))
         return bad(ctx, "patch counts inconsistent with the point count");
     const uint64_t expected = saved_bytes(n, n_bands, extra, kind);
     if (expected == 0)
@@ -387,6 +391,26 @@ tps_status tps_model_saved_size(tps_context *ctx, const void *header, size_t hea
     tps_status st = check_header(ctx, header, header_size, expected_hash, &total, &kind);
     if (st == TPS_OK)
         *total_size = (size_t)total;
+    return st;
+}
+
+tps_status tps_model_saved_counts(tps_context *ctx, const void *header, size_t header_size,
+                                  size_t *n_points, size_t *n_bands)
+{
+    tps_clear_error(ctx);
+    if (n_points)
+        *n_points = 0;
+    if (n_bands)
+        *n_bands = 0;
+    if (!header || !n_points || !n_bands)
+        return tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT, "no header or no output");
+    uint64_t total = 0;
+    model_kind kind = {0, 0, 0};
+    tps_status st = check_header(ctx, header, header_size, NULL, &total, &kind);
+    if (st == TPS_OK) {
+        *n_points = (size_t)get_u64_at(header, OFF_N);
+        *n_bands = (size_t)get_u64_at(header, OFF_N_BANDS);
+    }
     return st;
 }
 
@@ -440,7 +464,8 @@ static tps_status check_values(tps_context *ctx, const tps_model *md)
         if (isinf(bi->gcv_score) || isinf(bi->effective_df) || isinf(bi->loo_rmse) ||
             isinf(bi->loo_mae))
             return bad(ctx, "invalid band GCV statistics");
-        if (!all_finite(md->affine[b], 3) || !all_finite(md->half_weights[b], md->n))
+        if (!all_finite(md->affine[b], 3) ||
+            (md->half_weights[b] && !all_finite(md->half_weights[b], md->n)))
             return bad(ctx, "non-finite weights");
     }
     if (!all_finite(md->u, md->n) || !all_finite(md->v, md->n) || !all_scaled(md->u, md->n) ||
@@ -499,10 +524,11 @@ tps_model *tps_model_load(tps_context *ctx, const void *data, size_t size,
     md->band_info = calloc(n_bands, sizeof(tps_band_info));
     int ok = md->gpu_lock_ready && md->u && md->v && md->half_weights && md->affine &&
              md->band_info;
-    /* A local model's global half-weights are zero, as a solve leaves them. */
-    for (size_t b = 0; ok && b < n_bands; ++b)
-        ok = (md->half_weights[b] = kind.local ? calloc(n, sizeof(double))
-                                               : malloc(sizeof(double) * n)) != NULL;
+    /* A local model's surface is its patches: its global half-weights,
+     * which the file does not hold, stay NULL (n x n_bands zeros would be
+     * the largest allocation of a load, and nothing reads them). */
+    for (size_t b = 0; ok && !kind.local && b < n_bands; ++b)
+        ok = (md->half_weights[b] = malloc(sizeof(double) * n)) != NULL;
     if (!ok) {
         tps_set_error(ctx, md->gpu_lock_ready ? TPS_ERR_OUT_OF_MEMORY : TPS_ERR_INTERNAL,
                       md->gpu_lock_ready ? "out of memory for a model of %zu points"

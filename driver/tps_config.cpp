@@ -28,6 +28,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <climits>
 #include <cmath>
 #include <cstdarg>
 #include <memory>
@@ -43,6 +44,13 @@ constexpr int MAX_TPS_FILE_BYTES = 16 * 1024 * 1024;
 constexpr double MAX_BLOCK_PIXELS = 16777216.0;
 
 constexpr int MAX_THREADS = 1024;
+
+/* TPS_MAX_BANDS and TPS_MAX_SOLVES by default: far more than a user asks
+ * for (a few fields, their derivatives), far less than what a hostile file
+ * can: each band is a block in every read, each distinct solve an O(N^3)
+ * factorisation (20,000 of them took hours). */
+constexpr int DEFAULT_MAX_BANDS = 256;
+constexpr int DEFAULT_MAX_SOLVES = 16;
 
 std::string Trim(const std::string &s)
 {
@@ -200,6 +208,10 @@ class TPSConfigParser
     bool ParsePatchPoints(const std::string &osLabel, const std::string &osText);
     bool ParseOverlap(const std::string &osLabel, const std::string &osText);
     bool ParseMaxDistance(const std::string &osLabel, const std::string &osText);
+    /* A count from a configuration option (1 .. 2^31-1; nDefault when
+     * unset) into *pnValue; false after one CE_Failure. */
+    bool ConfigCount(const char *pszOption, int nDefault, int *pnValue);
+    bool TooManyBands(size_t nBands);
     bool ParseConvexHull(const std::string &osLabel, const std::string &osText);
 
     std::string ResolveSource(const std::string &osSource) const;
@@ -642,6 +654,33 @@ bool TPSConfigParser::ParseBand(const CPLXMLNode *psBand, int iBand)
     return true;
 }
 
+bool TPSConfigParser::ConfigCount(const char *pszOption, int nDefault, int *pnValue)
+{
+    const char *pszValue = CPLGetConfigOption(pszOption, nullptr);
+    *pnValue = nDefault;
+    if (pszValue == nullptr)
+        return true;
+    bool bTooLarge = false;
+    if (!ParsePositiveInt(Trim(pszValue), INT_MAX, pnValue, &bTooLarge))
+        return Fail(CPLE_IllegalArg, pszOption, "expected a whole number >= 1, got '%s'",
+                    TPSShown(pszValue).c_str());
+    return true;
+}
+
+/* TPS_MAX_BANDS, checked while the bands are counted: a file of 20,000
+ * <Band> elements is refused at the first one too many. */
+bool TPSConfigParser::TooManyBands(size_t nBands)
+{
+    int nMax = DEFAULT_MAX_BANDS;
+    if (!ConfigCount("TPS_MAX_BANDS", DEFAULT_MAX_BANDS, &nMax))
+        return true;
+    if (nBands <= static_cast<size_t>(nMax))
+        return false;
+    Fail(CPLE_NotSupported, "", "more than %d bands: TPS_MAX_BANDS=%d caps the bands of a data "
+         "set (each is computed in every read); raise it to open this file", nMax, nMax);
+    return true;
+}
+
 bool TPSConfigParser::ParseRoot(const CPLXMLNode *psRoot)
 {
     std::set<std::string> oSeen;
@@ -655,6 +694,8 @@ bool TPSConfigParser::ParseRoot(const CPLXMLNode *psRoot)
         const std::string osLabel = "<" + osElt + ">";
         if (osElt == "Band")
         {
+            if (TooManyBands(static_cast<size_t>(nBands) + 1))
+                return false;
             if (!ParseBand(psChild, nBands++))
                 return false;
             continue;
@@ -793,6 +834,8 @@ bool TPSConfigParser::ApplyOpenOptions(CSLConstList papszOpenOptions, bool bConn
                 return Fail(CPLE_IllegalArg, "FIELD",
                             "expected a comma-separated list of attribute names, got '%s'",
                             TPSShown(pszFields).c_str());
+            if (TooManyBands(m_oConfig.aoBands.size() + 1))
+                return false;
             TPSBandConfig oBand;
             oBand.osField = osField;
             m_oConfig.aoBands.push_back(oBand);
@@ -962,6 +1005,21 @@ bool TPSConfigParser::Validate(bool bConnectionForm)
             c.aoModelBands.push_back(oSurface);
         }
     }
+    // TPS_MAX_SOLVES, before any point is read: bands of one smoothing
+    // share one factorisation, each other fixed smoothing and each GCV band
+    // (one eigendecomposition each) is another O(N^3). (Missing values can
+    // split a smoothing further: checked again once the points are read.)
+    int nMaxSolves = DEFAULT_MAX_SOLVES;
+    if (!ConfigCount("TPS_MAX_SOLVES", DEFAULT_MAX_SOLVES, &nMaxSolves))
+        return false;
+    c.nMaxSolves = nMaxSolves;
+    const size_t nSolves = TPSDistinctSolves(c);
+    if (nSolves > static_cast<size_t>(nMaxSolves))
+        return Fail(CPLE_NotSupported, "",
+                    "%llu distinct solves (one per distinct smoothing, one per GCV band): "
+                    "TPS_MAX_SOLVES=%d caps them; give bands the same smoothing (they then "
+                    "share one), or raise it",
+                    static_cast<unsigned long long>(nSolves), nMaxSolves);
     if (c.bHasGeoTransform && !c.bHasSize)
         return Fail(CPLE_AppDefined, "<GeoTransform>", "needs <Size>");
     if (c.bHasGeoTransform && (c.bHasExtent || c.bHasResolution))
@@ -1159,6 +1217,20 @@ bool TPSResolveGrid(const TPSConfig &c, double dfMinX, double dfMinY, double dfM
     *pnXSize = nXSize;
     *pnYSize = nYSize;
     return true;
+}
+
+size_t TPSDistinctSolves(const TPSConfig &c)
+{
+    std::set<double> oFixed;
+    size_t nGCV = 0;
+    for (const auto &oBand : c.aoModelBands)
+    {
+        if (oBand.bSmoothingGCV)
+            nGCV++;
+        else
+            oFixed.insert(oBand.dfSmoothing);
+    }
+    return oFixed.size() + nGCV;
 }
 
 bool TPSIsConnectionString(const char *pszSource)

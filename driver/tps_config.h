@@ -134,6 +134,14 @@ struct TPSConfig
      * What is loaded, solved, keyed and kept in the model file. (Their
      * eQuantity is VALUE and nModelBand their own index.) */
     std::vector<TPSBandConfig> aoModelBands;
+    /* TPS_MAX_SOLVES: the most O(N^3) solves an open may do. */
+    int nMaxSolves = 16;
+
+    /* Set by TPSApplySourcePolicy (tps_source_policy.h), for the loader:
+     * the only GDAL drivers that may read the source (empty: any), and the
+     * folder every file of the source must resolve into ("": anywhere). */
+    std::vector<std::string> aosSourceDrivers{};
+    std::string osSourceFolder{};
 
     /* Open options that are not about the model. */
     int nNumThreads = 1;
@@ -157,6 +165,12 @@ bool TPSParseConfig(const char *pszFilename, CSLConstList papszOpenOptions, TPSC
  * output CRS. On failure emits one CE_Failure and returns false. */
 bool TPSResolveGrid(const TPSConfig &oConfig, double dfMinX, double dfMinY, double dfMaxX,
                     double dfMaxY, double adfGT[6], int *pnXSize, int *pnYSize);
+
+/* The O(N^3) solves the model bands need at least: one per distinct fixed
+ * smoothing (bands of one share a factorisation), one per GCV band.
+ * Missing values may split a smoothing into more (the engine factorises
+ * bands together only when they miss the same points). */
+size_t TPSDistinctSolves(const TPSConfig &oConfig);
 
 /* True when pszSource is a connection string or URL ("PG:dbname=x",
  * "WFS:http://...", "https://...") rather than a path. */

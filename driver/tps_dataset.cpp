@@ -16,6 +16,7 @@
 #include "tps_dataset.h"
 
 #include "tps_errors.h"
+#include "tps_memory.h"
 #include "tps_model_file.h"
 #include "tps_points.h"
 
@@ -29,6 +30,8 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <set>
+#include <tuple>
 
 namespace
 {
@@ -72,50 +75,6 @@ constexpr int TPS_OVERVIEW_MIN_SIDE = 256;
 const char *SizeString(size_t n)
 {
     return CPLSPrintf("%llu", static_cast<unsigned long long>(n));
-}
-
-/* TPS_MAX_MEMORY: "4000000000", "512MB", "4GB", "50%" (of the usable RAM),
- * "0" (no limit). Default: half the usable RAM. */
-/* A memory limit from a configuration option: "4000000000", "512MB",
- * "4GB", "50%" (of the usable RAM), "0" (no limit); nDefault when unset. */
-bool GetMemoryOption(const std::string &osName, const char *pszOption, size_t nDefault,
-                     size_t *pnBytes)
-{
-    const GIntBig nRAM = CPLGetUsablePhysicalRAM();
-    const char *pszValue = CPLGetConfigOption(pszOption, nullptr);
-    if (pszValue == nullptr)
-    {
-        *pnBytes = nDefault;
-        return true;
-    }
-    char *pszEnd = nullptr;
-    double dfValue = CPLStrtod(pszValue, &pszEnd);
-    const std::string osSuffix = CPLString(pszEnd ? pszEnd : "").Trim();
-    double dfUnit = 0;
-    if (osSuffix.empty() || EQUAL(osSuffix.c_str(), "B"))
-        dfUnit = 1;
-    else if (EQUAL(osSuffix.c_str(), "K") || EQUAL(osSuffix.c_str(), "KB"))
-        dfUnit = 1024.0;
-    else if (EQUAL(osSuffix.c_str(), "M") || EQUAL(osSuffix.c_str(), "MB"))
-        dfUnit = 1024.0 * 1024;
-    else if (EQUAL(osSuffix.c_str(), "G") || EQUAL(osSuffix.c_str(), "GB"))
-        dfUnit = 1024.0 * 1024 * 1024;
-    else if (EQUAL(osSuffix.c_str(), "T") || EQUAL(osSuffix.c_str(), "TB"))
-        dfUnit = 1024.0 * 1024 * 1024 * 1024;
-    else if (osSuffix == "%" && nRAM > 0)
-        dfUnit = static_cast<double>(nRAM) / 100;
-    const double dfBytes = dfValue * dfUnit;
-    if (pszEnd == pszValue || dfUnit == 0 || !std::isfinite(dfBytes) || dfBytes < 0 ||
-        dfBytes >= static_cast<double>(std::numeric_limits<size_t>::max()))
-    {
-        CPLError(CE_Failure, CPLE_IllegalArg,
-                 "%s: %s: expected a number of bytes such as 4000000000, 512MB, "
-                 "4GB or 50%% (of the RAM; 0: no limit), got '%s'",
-                 osName.c_str(), pszOption, TPSShown(pszValue).c_str());
-        return false;
-    }
-    *pnBytes = static_cast<size_t>(dfBytes);
-    return true;
 }
 
 /* GDAL's Open has no progress callback: a long solve says how far it is in
@@ -263,8 +222,12 @@ bool TPSDataset::ReportEngineError(const char *pszWhat) const
         pszMsg = tps_status_string(eStatus);
     std::string osMsg = m_oConfig.osName + ": " + pszWhat + ": " + pszMsg;
     if (eStatus == TPS_ERR_MEMORY_LIMIT)
-        osMsg += "; raise the limit with --config TPS_MAX_MEMORY <bytes> (or the "
-                 "TPS_MAX_MEMORY environment variable)";
+        osMsg += CPLSPrintf("; TPS_MAX_MEMORY (%llu bytes) is the budget of all the TPS data "
+                            "sets of this process, of which %llu bytes are in use: raise it "
+                            "with --config TPS_MAX_MEMORY <bytes> (or the TPS_MAX_MEMORY "
+                            "environment variable)",
+                            static_cast<unsigned long long>(m_nMemoryBudget),
+                            static_cast<unsigned long long>(TPSMemoryInUse()));
     CPLError(CE_Failure, eStatus == TPS_ERR_OUT_OF_MEMORY ? CPLE_OutOfMemory : CPLE_AppDefined,
              "%s", TPSSanitize(osMsg).c_str());
     return false;
@@ -272,12 +235,54 @@ bool TPSDataset::ReportEngineError(const char *pszWhat) const
 
 std::shared_ptr<TPSSharedModel> TPSDataset::Solve()
 {
+    // The points, and the engine's copies of them below, are charged to the
+    // process's budget (tps_memory.h) until they are freed, on return.
+    TPSMemoryCharge oCharge;
     TPSPoints oPoints;
-    if (!TPSLoadPoints(m_oConfig, &oPoints))
+    if (!TPSLoadPoints(m_oConfig, &oPoints, &oCharge, m_nMemoryBudget))
         return nullptr;
 
-    // The surfaces only: bands of other quantities of a field share its own.
+    // TPS_MAX_SOLVES again, before the work: the engine factorises bands of
+    // one smoothing together only when they miss the same points, so each
+    // pattern of missing values is another solve (an upper bound: merging
+    // coincident points can only make patterns equal).
     const size_t nModelBands = m_oConfig.aoModelBands.size();
+    {
+        std::set<std::tuple<double, uint64_t, size_t>> oGroups;
+        size_t nGCV = 0;
+        for (size_t b = 0; b < nModelBands; b++)
+        {
+            if (m_oConfig.aoModelBands[b].bSmoothingGCV)
+            {
+                nGCV++;
+                continue;
+            }
+            uint64_t nHash = 0xcbf29ce484222325ULL;
+            size_t nMissing = 0;
+            const std::vector<double> &adfValues = oPoints.aadfValues[b];
+            for (size_t i = 0; i < adfValues.size(); i++)
+            {
+                if (std::isfinite(adfValues[i]))
+                    continue;
+                nMissing++;
+                nHash = (nHash ^ i) * 0x100000001b3ULL;
+            }
+            oGroups.emplace(m_oConfig.aoModelBands[b].dfSmoothing, nHash, nMissing);
+        }
+        if (oGroups.size() + nGCV > static_cast<size_t>(m_oConfig.nMaxSolves))
+        {
+            CPLError(CE_Failure, CPLE_NotSupported,
+                     "%s: %llu distinct solves (bands of one smoothing share one only when "
+                     "they miss values at the same points): TPS_MAX_SOLVES=%d caps them; "
+                     "raise it to open this file",
+                     m_oConfig.osName.c_str(),
+                     static_cast<unsigned long long>(oGroups.size() + nGCV),
+                     m_oConfig.nMaxSolves);
+            return nullptr;
+        }
+    }
+
+    // The surfaces only: bands of other quantities of a field share its own.
     std::vector<const double *> apdfValues(nModelBands);
     std::vector<double> adfSmoothing(nModelBands);
     std::vector<int> anSmoothingGCV(nModelBands);
@@ -287,9 +292,28 @@ std::shared_ptr<TPSSharedModel> TPSDataset::Solve()
         adfSmoothing[b] = m_oConfig.aoModelBands[b].dfSmoothing;
         anSmoothingGCV[b] = m_oConfig.aoModelBands[b].bSmoothingGCV ? 1 : 0;
     }
+    // tps_model_create copies the points and values (merged, scaled) and
+    // keeps a weight per point and surface: charged before it starts; its
+    // dense or local systems may then use what the budget has left.
+    const size_t nPoints = oPoints.adfX.size();
+    const size_t nCopies = sizeof(double) * nPoints * (2 * nModelBands + 8);
+    if (!oCharge.Resize(oCharge.Bytes() + nCopies, m_nMemoryBudget))
+    {
+        CPLError(CE_Failure, CPLE_OutOfMemory,
+                 "%s: the solve's copies of %llu points need %llu bytes more, beyond "
+                 "TPS_MAX_MEMORY (%llu bytes for all the TPS data sets of this process, %llu in "
+                 "use): raise it with --config TPS_MAX_MEMORY <bytes>",
+                 m_oConfig.osName.c_str(), static_cast<unsigned long long>(nPoints),
+                 static_cast<unsigned long long>(nCopies),
+                 static_cast<unsigned long long>(m_nMemoryBudget),
+                 static_cast<unsigned long long>(TPSMemoryInUse()));
+        return nullptr;
+    }
     tps_fit_options sFitOptions;
     tps_fit_options_init(&sFitOptions);
-    sFitOptions.max_memory = m_nMaxMemory;
+    // 0 is "no limit" to the engine: a budget used up is one byte.
+    sFitOptions.max_memory =
+        m_nMemoryBudget ? std::max<size_t>(1, TPSMemoryLeft(m_nMemoryBudget)) : 0;
     sFitOptions.gpu_max_memory = m_sEvalOptions.gpu_max_memory;
     sFitOptions.num_threads = m_oConfig.nNumThreads;
     sFitOptions.device = ToEngineDevice(m_oConfig.eDevice);
@@ -338,6 +362,9 @@ std::shared_ptr<TPSSharedModel> TPSDataset::Solve()
     }
     poModel->bHasSRS = oPoints.bHasOutputSRS;
     poModel->oSRS = oPoints.oOutputSRS;
+    // Held while any handle holds the model; already allocated, so charged
+    // whatever the budget says (the checks above came first).
+    poModel->oCharge.Resize(TPSModelBytes(poModel->sInfo), 0);
 
     CPLDebug("TPS",
              "%s: solved %llu bands over %llu distinct points (%llu given, %llu dropped, %llu "
@@ -357,6 +384,7 @@ std::shared_ptr<TPSSharedModel> TPSDataset::LoadOrSolve()
     TPSModelFile oFile;
     std::string osWhy;
     const bool bKeep = TPSModelFilePrepare(m_oConfig, &oFile, &osWhy);
+    oFile.nMemoryBudget = m_nMemoryBudget;
     if (!bKeep)
     {
         if (!osWhy.empty())
@@ -411,14 +439,11 @@ std::unique_ptr<TPSDataset> TPSDataset::Open(TPSConfig &&oConfig)
                  pszMsg && pszMsg[0] ? pszMsg : "the GPU cannot be used");
         return nullptr;
     }
-    // TPS_MAX_MEMORY caps the dense solve (default: half the RAM);
-    // TPS_GPU_MAX_MEMORY what the GPU paths may allocate (default: no cap
-    // beyond the device's free memory).
-    const GIntBig nRAM = CPLGetUsablePhysicalRAM();
-    if (!GetMemoryOption(c.osName, "TPS_MAX_MEMORY", nRAM > 0 ? static_cast<size_t>(nRAM / 2) : 0,
-                         &poDS->m_nMaxMemory) ||
-        !GetMemoryOption(c.osName, "TPS_GPU_MAX_MEMORY", 0,
-                         &poDS->m_sEvalOptions.gpu_max_memory))
+    // TPS_MAX_MEMORY is the budget of the process's TPS data sets (default:
+    // half the RAM; tps_memory.h); TPS_GPU_MAX_MEMORY what the GPU paths
+    // may allocate (default: no cap beyond the device's free memory).
+    if (!TPSMemoryBudget(c.osName, &poDS->m_nMemoryBudget) ||
+        !TPSMemoryOption(c.osName, "TPS_GPU_MAX_MEMORY", 0, &poDS->m_sEvalOptions.gpu_max_memory))
         return nullptr;
 
     int nSolves = 0;
@@ -568,6 +593,7 @@ void TPSDataset::BuildMetadata(int nSolves)
     SetMetadataItem("SOLVE_DEVICE", tps_device_name(sInfo.solve_device), MD_DOMAIN);
     SetMetadataItem("MODE", sInfo.mode == TPS_MODE_LOCAL ? "LOCAL" : "GLOBAL", MD_DOMAIN);
     SetMetadataItem("PATCHES", SizeString(sInfo.n_patches), MD_DOMAIN);
+    SetMetadataItem("FACTORISATIONS", SizeString(sInfo.n_factorisations), MD_DOMAIN);
     SetMetadataItem("MAX_ABS_RESIDUAL", CPLSPrintf("%.17g", dfMaxResidual), MD_DOMAIN);
     SetMetadataItem("DEVICE", tps_device_name(m_sEvalOptions.device), MD_DOMAIN);
     if (m_sEvalOptions.device == TPS_DEVICE_GPU)
@@ -912,6 +938,15 @@ CPLErr TPSDataset::ReadBlockAllBands(TPSRasterBand *poCaller, int nBlockXOff, in
     const size_t nBlockBytes = static_cast<size_t>(nBlockXSize) * nBlockYSize * nDTSize;
     const bool bPartial = nXValid < nBlockXSize || nYValid < nBlockYSize;
 
+    // The other bands' blocks are locked in GDAL's block cache while they
+    // are computed, where nothing can evict them: no more of them than fit
+    // in a quarter of GDAL_CACHEMAX (a one-pixel read of a 100-band data
+    // set of big blocks filled 3.2 GB against a 1.2 GB cache). Bands left
+    // out compute their block when they are read.
+    const GIntBig nCacheMax = GDALGetCacheMax64();
+    const size_t nMaxOtherBlocks =
+        nCacheMax > 0 ? static_cast<size_t>(nCacheMax / 4) / std::max<size_t>(1, nBlockBytes) : 0;
+
     std::vector<tps_output> aoOutputs;
     std::vector<std::pair<GDALRasterBand *, GDALRasterBlock *>> aoLockedBlocks;
     for (int iBand = 1; iBand <= nBands; iBand++)
@@ -919,6 +954,8 @@ CPLErr TPSDataset::ReadBlockAllBands(TPSRasterBand *poCaller, int nBlockXOff, in
         void *pBlockData = pImage;
         if (iBand != poCaller->nBand)
         {
+            if (aoLockedBlocks.size() >= nMaxOtherBlocks)
+                continue;
             GDALRasterBand *poBand = papoBands[iBand - 1];
             // Already cached: nothing to compute for that band.
             if (GDALRasterBlock *poCached = poBand->TryGetLockedBlockRef(nBlockXOff, nBlockYOff))

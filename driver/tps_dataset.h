@@ -79,7 +79,7 @@ class TPSDataset final : public GDALDataset
     std::unique_ptr<tps_context, ContextDeleter> m_poContext{};
     tps_eval_options m_sEvalOptions{};
     double m_adfGeoTransform[6] = {0, 1, 0, 0, 0, 1};
-    size_t m_nMaxMemory = 0;
+    size_t m_nMemoryBudget = 0; /* TPS_MAX_MEMORY (tps_memory.h); 0: no limit */
     bool m_bDeviceAuto = true; /* DEVICE=AUTO: a failing GPU falls back to the CPU */
 
     /* Virtual overviews. An overview level is a TPSDataset of its own (so

@@ -7,6 +7,7 @@
  */
 #include "tps_config.h"
 #include "tps_dataset.h"
+#include "tps_source_policy.h"
 
 #include "cpl_port.h"
 #include "cpl_string.h"
@@ -62,6 +63,22 @@ bool HasTPSExtension(const char *pszFilename)
     return EQUAL(pszDot + 1, "tps");
 }
 
+/* The caller named this driver among the drivers it allows (gdalinfo -if
+ * TPS, OpenEx's allowed drivers). */
+bool CallerAskedForTPS(const GDALOpenInfo *poOpenInfo)
+{
+    const char *const *papszAllowed = poOpenInfo->papszAllowedDrivers;
+    return papszAllowed != nullptr && CSLFindString(papszAllowed, "TPS") >= 0;
+}
+
+/* What the driver claims (docs/security.md, "Identification"):
+ *  - the strings an application passes on purpose: "TPS:<source>" and XML
+ *    text starting with <TPSDataset (as VRT takes <VRTDataset>);
+ *  - files named *.tps (any case);
+ *  - a file of another name whose content starts with <TPSDataset only
+ *    when the caller asked for this driver: a service that accepts, say,
+ *    .xml or .tif uploads by their extension must not have them read
+ *    points from elsewhere. */
 int TPSDriverIdentify(GDALOpenInfo *poOpenInfo)
 {
     const char *pszFilename = poOpenInfo->pszFilename;
@@ -74,7 +91,7 @@ int TPSDriverIdentify(GDALOpenInfo *poOpenInfo)
         return FALSE;
     if (HasTPSExtension(pszFilename))
         return TRUE;
-    return poOpenInfo->nHeaderBytes > 0 &&
+    return CallerAskedForTPS(poOpenInfo) && poOpenInfo->nHeaderBytes > 0 &&
            StartsWithRootTag(reinterpret_cast<const char *>(poOpenInfo->pabyHeader),
                              poOpenInfo->nHeaderBytes);
 }
@@ -93,6 +110,9 @@ GDALDataset *TPSDriverOpen(GDALOpenInfo *poOpenInfo)
     }
     TPSConfig oConfig;
     if (!TPSParseConfig(poOpenInfo->pszFilename, poOpenInfo->papszOpenOptions, &oConfig))
+        return nullptr;
+    // Before anything touches the source (the model cache's key stats it).
+    if (!TPSApplySourcePolicy(&oConfig))
         return nullptr;
     std::unique_ptr<TPSDataset> poDS = TPSDataset::Open(std::move(oConfig));
     if (!poDS)

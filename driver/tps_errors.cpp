@@ -6,7 +6,7 @@
 #include "cpl_conv.h"
 #include "cpl_string.h"
 
-TPSErrorCapture::TPSErrorCapture()
+TPSErrorCapture::TPSErrorCapture(bool bSourceData) : m_bSourceData(bSourceData)
 {
     CPLPushErrorHandlerEx(Handler, this);
     // Debug lines are not errors: let them reach whoever listens (CPL_DEBUG).
@@ -25,6 +25,14 @@ void TPSErrorCapture::Release()
         return;
     CPLPopErrorHandler();
     m_bActive = false;
+    if (m_bSourceData && !m_aoWarnings.empty() && !TPSDebugEnabled())
+    {
+        CPLError(CE_Warning, m_aoWarnings.front().first,
+                 "%d warning%s from GDAL while reading the point source (shown with "
+                 "CPL_DEBUG=TPS: they may quote its content)",
+                 static_cast<int>(m_aoWarnings.size()), m_aoWarnings.size() > 1 ? "s" : "");
+        m_aoWarnings.clear();
+    }
     for (const auto &oWarning : m_aoWarnings)
         CPLError(CE_Warning, oWarning.first, "%s", oWarning.second.c_str());
     m_aoWarnings.clear();
@@ -44,6 +52,27 @@ void CPL_STDCALL TPSErrorCapture::Handler(CPLErr eErr, CPLErrorNum nNum, const c
         poThis->m_aoWarnings.emplace_back(nNum, pszMsg ? pszMsg : "");
     else if (eErr == CE_Failure || eErr == CE_Fatal)
         poThis->m_osLastFailure = pszMsg ? pszMsg : "";
+}
+
+bool TPSDebugEnabled()
+{
+    const char *pszDebug = CPLGetConfigOption("CPL_DEBUG", nullptr);
+    if (pszDebug == nullptr)
+        return false;
+    if (EQUAL(pszDebug, "ON") || EQUAL(pszDebug, "YES") || EQUAL(pszDebug, "TRUE") ||
+        EQUAL(pszDebug, "1"))
+        return true;
+    // GDAL prints the categories a value names (CPL_DEBUG=TPS).
+    return CPLString(pszDebug).ifind("TPS") != std::string::npos;
+}
+
+std::string TPSSourceText(const std::string &osText, const char *pszPrefix)
+{
+    if (osText.empty())
+        return std::string();
+    if (TPSDebugEnabled())
+        return pszPrefix + TPSShown(osText);
+    return " (details from the source are shown with CPL_DEBUG=TPS)";
 }
 
 std::string TPSShown(const std::string &osText)

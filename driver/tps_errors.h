@@ -20,7 +20,11 @@
 class TPSErrorCapture
 {
   public:
-    TPSErrorCapture();
+    /* bSourceData: the calls read the point source, so GDAL's messages may
+     * quote its content (a value, an HTTP reply): its warnings are then
+     * re-emitted as one warning that counts them, their text only with
+     * TPS debug output on (TPSDebugEnabled), as TPSSourceText does. */
+    explicit TPSErrorCapture(bool bSourceData = false);
     ~TPSErrorCapture();
     TPSErrorCapture(const TPSErrorCapture &) = delete;
     TPSErrorCapture &operator=(const TPSErrorCapture &) = delete;
@@ -45,6 +49,7 @@ class TPSErrorCapture
     static void CPL_STDCALL Handler(CPLErr eErr, CPLErrorNum nNum, const char *pszMsg);
 
     bool m_bActive = false;
+    bool m_bSourceData = false;
     std::string m_osLastFailure{};
     std::vector<std::pair<CPLErrorNum, std::string>> m_aoWarnings{};
 };
@@ -53,6 +58,18 @@ class TPSErrorCapture
  * bytes ("..." after), so that a 10 MB element does not become a 10 MB
  * message. */
 std::string TPSShown(const std::string &osText);
+
+/* Whether GDAL prints the driver's debug lines: CPL_DEBUG=ON (YES, TRUE,
+ * 1) or a value naming TPS. */
+bool TPSDebugEnabled();
+
+/* Text that comes from the point source (a field value, a coordinate,
+ * GDAL's message about the source's content) for an error message: error
+ * messages travel where the data may not (a server's error reply, a shared
+ * log), so the text is shown only with debug output on (TPSDebugEnabled):
+ * then pszPrefix + the text (TPSShown), else a note saying how to see it;
+ * "" for an empty text. */
+std::string TPSSourceText(const std::string &osText, const char *pszPrefix = ": ");
 
 /* A message safe to hand to any error handler: text that is not valid
  * UTF-8 (bytes quoted from a damaged file) is forced to ASCII, as Python's

@@ -17,6 +17,7 @@
 
 #include "tps.h"
 #include "tps_config.h"
+#include "tps_memory.h"
 
 #include "ogr_spatialref.h"
 
@@ -35,6 +36,8 @@ struct TPSSharedModel
     bool bHasSRS = false;
     OGRSpatialReference oSRS{}; /* the output CRS */
     bool bFromFile = false;     /* read from <name>.tps.model, not solved */
+    /* Its memory, charged to the process's TPS_MAX_MEMORY while it lives. */
+    TPSMemoryCharge oCharge{};
 
     TPSSharedModel() = default;
     TPSSharedModel(const TPSSharedModel &) = delete;
@@ -44,6 +47,18 @@ struct TPSSharedModel
         tps_model_destroy(psModel);
     }
 };
+
+/* About the bytes a model of this shape holds, for TPS_MAX_MEMORY: a
+ * global model keeps its points and a weight per point and surface; a
+ * local one, each patch's copies of its points and weights (patches
+ * overlap: ~3 copies of each point at the default overlap). */
+inline size_t TPSModelBytes(const tps_model_info &sInfo)
+{
+    const size_t nPerPoint = sizeof(double) * (2 + sInfo.n_bands);
+    if (sInfo.mode == TPS_MODE_LOCAL)
+        return 3 * sInfo.n_points * nPerPoint + sInfo.n_patches * (64 + 24 * sInfo.n_bands);
+    return sInfo.n_points * nPerPoint + 112 * sInfo.n_bands;
+}
 
 /* The inputs of the solve as one string: the absolute point source path,
  * its size and modification time when it is a file, layer, fields,

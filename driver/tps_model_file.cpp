@@ -1,16 +1,20 @@
 /*
  * tps_model_file.cpp: see tps_model_file.h.
  *
- * All I/O goes through GDAL's VSI layer, so that a .tps in /vsimem/ keeps
- * its model in /vsimem/ and one in a read-only file system (/vsizip/,
- * /vsitar/) simply keeps none. The engine owns the bytes (tps_model_save,
+ * The model file is read and written through tps_safe_file.h (POSIX calls
+ * on local paths, VSI in /vsimem/): a .tps in /vsimem/ keeps its model in
+ * /vsimem/, one in an archive or on a network keeps none (a model there
+ * would come with whoever made the archive: docs/security.md). The source
+ * files are hashed through VSI. The engine owns the bytes (tps_model_save,
  * tps_model_load); this file owns where they live and what they must match.
  */
 #include "tps_model_file.h"
 
 #include "tps_model_store.h"
 #include "tps_points.h"
+#include "tps_safe_file.h"
 #include "tps_sha256.h"
+#include "tps_source_policy.h"
 
 #include "cpl_conv.h"
 #include "cpl_error.h"
@@ -190,22 +194,17 @@ std::string NameForHash(const TPSConfig &c, const std::string &osFile)
     return osAbs;
 }
 
+/* A name next to osPath no other process or call uses; "" without a
+ * random device (created with O_EXCL anyway: a guessed name can only make
+ * the write fail, never write elsewhere). */
 std::string TemporaryPath(const std::string &osPath)
 {
     static std::atomic<unsigned> nCounter{0};
-    unsigned long long nRandom = 0;
-    try
-    {
-        std::random_device oDevice;
-        nRandom = (static_cast<unsigned long long>(oDevice()) << 32) ^ oDevice();
-    }
-    catch (const std::exception &)
-    {
-        nRandom = static_cast<unsigned long long>(
-            std::chrono::steady_clock::now().time_since_epoch().count());
-    }
-    return osPath + CPLSPrintf(".tmp.%lld.%llx.%u", static_cast<long long>(CPLGetPID()),
-                               nRandom, nCounter++);
+    std::string osRandom;
+    if (!TPSRandomHex(&osRandom))
+        return std::string();
+    return osPath + CPLSPrintf(".tmp.%lld.%s.%u", static_cast<long long>(CPLGetPID()),
+                               osRandom.c_str(), nCounter++);
 }
 
 /* The last VSI error, or errno's text: why a write failed. */
@@ -231,7 +230,22 @@ bool TPSModelFilePrepare(const TPSConfig &c, TPSModelFile *psFile, std::string *
     }
     psFile->osPath = TPSModelFilePath(c);
     psFile->osTPSFile = c.osTPSFile;
+    if (!TPSSafeFileSystem(psFile->osPath))
+    {
+        *posWhyNot = "model files are kept only on local file systems and in /vsimem/, not "
+                     "inside archives or on networks (docs/security.md)";
+        return false;
+    }
     psFile->bWrite = c.eModelCache == TPSModelCacheMode::YES;
+    psFile->osOwnerOf = c.osTPSFile;
+    psFile->nMemoryBudget = 0;
+    std::string osWhyNoWrite;
+    if (psFile->bWrite && !TPSFolderAllowsWrites(psFile->osPath, &osWhyNoWrite))
+    {
+        CPLDebug("TPS", "%s: the solved model will not be written: %s", c.osName.c_str(),
+                 osWhyNoWrite.c_str());
+        psFile->bWrite = false;
+    }
     VSIStatBufL sStat;
     if (!psFile->bWrite && VSIStatL(psFile->osPath.c_str(), &sStat) != 0)
     {
@@ -275,6 +289,11 @@ bool TPSModelFilePrepare(const TPSConfig &c, TPSModelFile *psFile, std::string *
     }
     osKey += TPSModelConfigKey(c);
     psFile->nBands = c.aoModelBands.size();
+    // Readable by no one the .tps or a source file keeps out.
+    std::vector<std::string> aosModeFrom{TPSLocalPathOf(c.osTPSFile)};
+    for (const TPSModelFile::Stamp &oStamp : psFile->aoStamps)
+        aosModeFrom.push_back(TPSLocalPathOf(oStamp.osFile));
+    psFile->nMode = TPSDerivedFileMode(aosModeFrom);
     CPL_SHA256(osKey.data(), osKey.size(), psFile->abyHash);
     return true;
 }
@@ -288,59 +307,64 @@ std::shared_ptr<TPSSharedModel> ReadModelFile(const TPSModelFile &oFile, tps_con
     const char *pszPath = oFile.osPath.c_str();
     CPLErrorStateBackuper oErrorState;
     CPLErrorHandlerPusher oQuiet(CPLQuietErrorHandler);
-    VSIStatBufL sStat;
-    if (VSIStatL(pszPath, &sStat) != 0)
-    {
-        *posWhy = std::string("no model file ") + pszPath;
+    // Only a regular file (no link) of the .tps file's owner, writable by
+    // nobody else (tps_safe_file.h).
+    auto poFile = TPSSafeFile::OpenTrusted(oFile.osPath, oFile.osOwnerOf, posWhy);
+    if (!poFile)
         return nullptr;
-    }
-    if (!VSI_ISREG(sStat.st_mode))
-    {
-        *posWhy = std::string(pszPath) + " is not a file";
-        return nullptr;
-    }
-    VSILFILE *fp = VSIFOpenL(pszPath, "rb");
-    if (fp == nullptr)
-    {
-        *posWhy = std::string("cannot open ") + pszPath + ": " + LastIOError();
-        return nullptr;
-    }
-    // The header first: a stale or foreign file is rejected without
-    // reading the rest, and the rest is read only up to the size the
-    // header announces, whatever the file's size.
+    // The header first: a stale or foreign file, or a model of another
+    // band count, is rejected without reading the rest, and the rest is
+    // read only up to the size the header announces, whatever the file's
+    // size.
     GByte abyHeader[TPS_MODEL_HEADER_BYTES];
-    const size_t nHeader = VSIFReadL(abyHeader, 1, sizeof abyHeader, fp);
-    size_t nTotal = 0;
-    if (tps_model_saved_size(psCtx, abyHeader, nHeader, oFile.abyHash, &nTotal) != TPS_OK)
+    const size_t nHeader = poFile->Read(abyHeader, sizeof abyHeader);
+    size_t nTotal = 0, nPoints = 0, nBands = 0;
+    if (tps_model_saved_size(psCtx, abyHeader, nHeader, oFile.abyHash, &nTotal) != TPS_OK ||
+        tps_model_saved_counts(psCtx, abyHeader, nHeader, &nPoints, &nBands) != TPS_OK)
     {
-        VSIFCloseL(fp);
         *posWhy = tps_context_errno(psCtx) == TPS_ERR_MODEL_MISMATCH
                       ? std::string(pszPath) +
                             " is stale: made from other points, settings or software versions"
                       : std::string(pszPath) + ": " + tps_context_errmsg(psCtx);
         return nullptr;
     }
-    VSIFSeekL(fp, 0, SEEK_END);
-    const vsi_l_offset nFileSize = VSIFTellL(fp);
+    if (nBands != oFile.nBands)
+    {
+        *posWhy = CPLSPrintf("%s: a model of %llu bands, where this data set has %llu", pszPath,
+                             static_cast<unsigned long long>(nBands),
+                             static_cast<unsigned long long>(oFile.nBands));
+        return nullptr;
+    }
+    const uint64_t nFileSize = poFile->Size();
     if (nFileSize != nTotal)
     {
-        VSIFCloseL(fp);
         *posWhy = CPLSPrintf("%s: %llu bytes where its header says %llu (truncated or damaged)",
                              pszPath, static_cast<unsigned long long>(nFileSize),
                              static_cast<unsigned long long>(nTotal));
         return nullptr;
     }
+    // The bytes and the model made of them (about as big) are charged to
+    // the process's budget before either is allocated.
+    auto poModel = std::make_shared<TPSSharedModel>();
+    if (nTotal > SIZE_MAX / 2 || !poModel->oCharge.Resize(2 * nTotal, oFile.nMemoryBudget))
+    {
+        *posWhy = CPLSPrintf("%s: loading its %llu bytes would pass TPS_MAX_MEMORY (%llu bytes "
+                             "for the TPS data sets of this process, %llu in use)",
+                             pszPath, static_cast<unsigned long long>(nTotal),
+                             static_cast<unsigned long long>(oFile.nMemoryBudget),
+                             static_cast<unsigned long long>(TPSMemoryInUse()));
+        return nullptr;
+    }
     GByte *pabyData = static_cast<GByte *>(VSIMalloc(nTotal));
     if (pabyData == nullptr)
     {
-        VSIFCloseL(fp);
         *posWhy = CPLSPrintf("%s: out of memory for its %llu bytes", pszPath,
                              static_cast<unsigned long long>(nTotal));
         return nullptr;
     }
-    const bool bRead = VSIFSeekL(fp, 0, SEEK_SET) == 0 &&
-                       VSIFReadL(pabyData, 1, nTotal, fp) == nTotal;
-    VSIFCloseL(fp);
+    const bool bRead = poFile->Seek(0) && poFile->Read(pabyData, nTotal) == nTotal;
+    std::string osCloseWhy;
+    poFile->Close(&osCloseWhy);
     if (!bRead)
     {
         VSIFree(pabyData);
@@ -348,9 +372,9 @@ std::shared_ptr<TPSSharedModel> ReadModelFile(const TPSModelFile &oFile, tps_con
         return nullptr;
     }
 
-    auto poModel = std::make_shared<TPSSharedModel>();
     poModel->psModel = tps_model_load(psCtx, pabyData, nTotal, oFile.abyHash, nullptr, nullptr);
     VSIFree(pabyData);
+    poModel->oCharge.Resize(nTotal, 0);
     if (poModel->psModel == nullptr)
     {
         *posWhy = std::string(pszPath) + ": " + tps_context_errmsg(psCtx);
@@ -406,23 +430,31 @@ bool WriteModelFile(const TPSModelFile &oFile, const TPSSharedModel &oModel, tps
     // is atomic), unique per process and call, so that concurrent writers
     // never write into one file and readers see the old file or the new
     // one, never a mix. A crash leaves a .tmp file, never a torn model.
+    // Created with O_CREAT|O_EXCL|O_NOFOLLOW (tps_safe_file.h): never an
+    // existing file or a link someone put in its place; with the mode the
+    // sources and the .tps allow (nMode).
     const std::string osTemp = TemporaryPath(oFile.osPath);
-    VSIErrorReset();
-    errno = 0;
-    VSILFILE *fp = VSIFOpenExL(osTemp.c_str(), "wb", TRUE);
-    if (fp == nullptr)
+    if (osTemp.empty())
     {
         tps_free(pData);
-        *posWhy = "cannot create " + osTemp + ": " + LastIOError();
+        *posWhy = "no random device to name a temporary file";
         return false;
     }
-    bool bOK = VSIFWriteL(pData, 1, nSize, fp) == nSize;
-    // Closing flushes: a full disk may only show here.
-    bOK = VSIFCloseL(fp) == 0 && bOK;
+    errno = 0;
+    auto poFile = TPSSafeFile::CreateNew(osTemp, oFile.nMode, posWhy);
+    if (!poFile)
+    {
+        tps_free(pData);
+        return false;
+    }
+    bool bOK = poFile->Write(pData, nSize);
     tps_free(pData);
+    std::string osCloseWhy;
+    // Closing flushes: a full disk may only show here.
+    bOK = poFile->Close(&osCloseWhy) && bOK;
     if (!bOK)
     {
-        *posWhy = "cannot write " + osTemp + ": " + LastIOError();
+        *posWhy = "cannot write " + osTemp + ": " + (osCloseWhy.empty() ? LastIOError() : osCloseWhy);
         VSIUnlink(osTemp.c_str());
         return false;
     }
@@ -477,6 +509,8 @@ std::shared_ptr<TPSSharedModel> TPSModelFileRead(TPSModelFile &oFile, tps_contex
     TPSModelLockOutcome oLock = TPSModelLockAcquireOrWait(oFile.osPath, osHex, fnTryRead);
     if (oLock.bModelRead)
         return poModel;
+    if (oLock.bDoNotWrite)
+        oFile.bWrite = false;
     oFile.poLock = std::move(oLock.poLock);
     if (!osWhyNotNow.empty())
         *posWhy = osWhyNotNow;

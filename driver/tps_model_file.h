@@ -42,6 +42,14 @@ struct TPSModelFile
     GByte abyHash[32] = {};
     size_t nBands = 0;   /* the bands of the data set: a model must have as many */
     bool bWrite = false; /* MODEL_CACHE=YES: write after a solve */
+    /* Trust and writes (docs/security.md): a model file is read only when
+     * the owner of this file (the .tps) owns it; it is written with nMode
+     * (no wider than the .tps and every source file allow). */
+    std::string osOwnerOf{};
+    unsigned nMode = 0600;
+    /* TPS_MAX_MEMORY (tps_memory.h): a model too big for what the budget
+     * leaves is not read. */
+    size_t nMemoryBudget = 0;
     /* The output CRS, from the source as a solve sets it up (the file
      * holds numbers only: a CRS written out and read back is not always
      * the same object). */
@@ -72,8 +80,11 @@ std::string TPSModelFilePath(const TPSConfig &oConfig);
 /* Fills *psFile for oConfig. False when this configuration keeps no model
  * file, with the reason in *posWhyNot ("" when there is nothing to say,
  * e.g. MODEL_CACHE=NO): the TPS: and inline XML forms (no .tps file), a
- * source that is not a file (a connection string), a source GDAL cannot
- * open or list (its layer or CRS included). */
+ * .tps on a file system other than a local one or /vsimem/ (an archive, a
+ * network: its model would come with whoever made it), a source that is
+ * not a file (a connection string), a source GDAL cannot open or list (its
+ * layer or CRS included). In a folder this process must not write to
+ * (TPSFolderAllowsWrites) bWrite is cleared, with a debug line. */
 bool TPSModelFilePrepare(const TPSConfig &oConfig, TPSModelFile *psFile, std::string *posWhyNot);
 
 /* The model kept in oFile.osPath when it is there, intact and made with

@@ -45,7 +45,15 @@ using Clock = std::chrono::steady_clock;
 
 constexpr const char LOCK_SUFFIX[] = ".lock";
 constexpr const char LOCK_MAGIC[] = "gdal-tps model lock 1";
-constexpr double DEFAULT_TIMEOUT_S = 600.0;
+/* Short: a waiter that gives up solves too (more work, never a wrong
+ * surface), while a lock that keeps a server's opens waiting is a way to
+ * stall it. Raise it above the longest solve where cold opens come
+ * together on purpose. */
+constexpr double DEFAULT_TIMEOUT_S = 60.0;
+/* A lock this process finds empty is being written by its holder (the
+ * record follows its exclusive create at once): looked at this many more
+ * times, POLL_S apart, before it counts as unparsable. */
+constexpr int EMPTY_LOCK_RETRIES = 3;
 constexpr double DEFAULT_STALE_S = 30.0;
 /* How often a waiter looks at the model file and the lock. */
 constexpr double POLL_S = 0.15;
@@ -119,6 +127,7 @@ struct LockState
     std::string osModel{};
     dev_t nDev = 0;
     ino_t nIno = 0;
+    uid_t nUid = 0;
     std::string osMTime{}; /* with nanoseconds, as the heartbeat moves it */
 };
 
@@ -134,35 +143,40 @@ std::string MTimeOf(const struct stat &sStat)
 
 enum class LockRead
 {
-    GONE,    /* no lock any more */
-    READ,    /* *psState filled (bParsed says whether the content made sense) */
-    NOT_FILE /* something else in the lock's place: never waited for */
+    GONE,     /* no lock any more */
+    READ,     /* *psState filled (bParsed says whether the content made sense) */
+    NOT_FILE, /* something else in the lock's place: never waited for */
+    SYMLINK   /* a symbolic link in the lock's place: never waited for */
 };
 
 LockRead ReadLock(const std::string &osLock, LockState *psState)
 {
     *psState = LockState();
-    const int fd = open(osLock.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     struct stat sStat;
+    if (lstat(osLock.c_str(), &sStat) != 0)
+        return LockRead::GONE;
+    if (S_ISLNK(sStat.st_mode))
+        return LockRead::SYMLINK;
+    if (!S_ISREG(sStat.st_mode))
+        return LockRead::NOT_FILE;
+    // O_NOFOLLOW: a link put there since the lstat is not followed.
+    const int fd = open(osLock.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW);
     if (fd < 0)
     {
-        // Unreadable (permissions): still a lock, judged by its time alone.
-        if (stat(osLock.c_str(), &sStat) != 0)
+        if (errno == ELOOP)
+            return LockRead::SYMLINK;
+        if (errno == ENOENT)
             return LockRead::GONE;
+        // Unreadable (another user's): judged by what stat says.
     }
-    else if (fstat(fd, &sStat) != 0)
+    else if (fstat(fd, &sStat) != 0 || !S_ISREG(sStat.st_mode))
     {
         close(fd);
-        return LockRead::GONE;
-    }
-    if (!S_ISREG(sStat.st_mode))
-    {
-        if (fd >= 0)
-            close(fd);
         return LockRead::NOT_FILE;
     }
     psState->nDev = sStat.st_dev;
     psState->nIno = sStat.st_ino;
+    psState->nUid = sStat.st_uid;
     psState->osMTime = MTimeOf(sStat);
     if (fd < 0)
         return LockRead::READ;
@@ -281,7 +295,7 @@ class TPSModelLock
         if (m_oHeartbeat.joinable())
             m_oHeartbeat.join();
         struct stat sMine, sNow;
-        if (fstat(m_fd, &sMine) == 0 && stat(m_osPath.c_str(), &sNow) == 0 &&
+        if (fstat(m_fd, &sMine) == 0 && lstat(m_osPath.c_str(), &sNow) == 0 &&
             sMine.st_dev == sNow.st_dev && sMine.st_ino == sNow.st_ino)
             unlink(m_osPath.c_str());
         close(m_fd);
@@ -318,6 +332,7 @@ TPSModelLockOutcome TPSModelLockAcquireOrWait(const std::string &osModelPath,
     const Clock::time_point tStart = Clock::now();
 
     bool bAnnounced = false;
+    int nEmptyReads = 0;
     bool bWaiting = false; /* a holder we waited for is still to be heard of */
     std::string osSeen;           /* the lock as last seen: inode, content, time */
     Clock::time_point tSeenSince; /* since when it has looked like that */
@@ -331,7 +346,10 @@ TPSModelLockOutcome TPSModelLockAcquireOrWait(const std::string &osModelPath,
             oOut.osWhyUnlocked = "the lock keeps changing hands";
             return oOut;
         }
-        const int fd = open(pszLock, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        // O_EXCL never follows a link; O_NOFOLLOW says so twice. Only this
+        // user's processes wait for a lock, so only they need to read it.
+        const int fd =
+            open(pszLock, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (fd >= 0)
         {
             const std::string osRecord =
@@ -386,13 +404,35 @@ TPSModelLockOutcome TPSModelLockAcquireOrWait(const std::string &osModelPath,
 
         LockState oState;
         const LockRead eRead = ReadLock(osLock, &oState);
-        if (eRead == LockRead::NOT_FILE)
-        {
-            oOut.osWhyUnlocked = osLock + " is not a file";
-            return oOut;
-        }
         if (eRead == LockRead::GONE)
             continue; /* released or broken just now: try to take it */
+        // A lock this process cannot trust is not waited for, and the model
+        // is not written where it lies: something that is not one of our
+        // locks is in the folder (docs/security.md).
+        std::string osUntrusted;
+        if (eRead == LockRead::SYMLINK)
+            osUntrusted = "is a symbolic link";
+        else if (eRead == LockRead::NOT_FILE)
+            osUntrusted = "is not a regular file";
+        else if (oState.nUid != geteuid())
+            osUntrusted = CPLSPrintf("is owned by another user (uid %lld)",
+                                     static_cast<long long>(oState.nUid));
+        else if (!oState.bParsed && oState.osContent.empty() && nEmptyReads < EMPTY_LOCK_RETRIES)
+        {
+            nEmptyReads++;
+            std::this_thread::sleep_for(std::chrono::duration<double>(POLL_S));
+            continue;
+        }
+        else if (!oState.bParsed)
+            osUntrusted = "cannot be parsed as a gdal-tps lock";
+        if (!osUntrusted.empty())
+        {
+            CPLDebug("TPS", "%s %s: not waited for; solving without writing the model file",
+                     pszLock, osUntrusted.c_str());
+            oOut.osWhyUnlocked = osLock + " " + osUntrusted;
+            oOut.bDoNotWrite = true;
+            return oOut;
+        }
         if (oState.bParsed && oState.osModel != osModelHash)
         {
             // Its holder solves another configuration of this .tps: its

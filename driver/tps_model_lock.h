@@ -17,9 +17,15 @@
  * exists in this host's pid space, or a
  * modification time this waiter has seen unchanged for
  * TPS_MODEL_LOCK_STALE seconds (default 30; a holder on another machine).
- * It waits TPS_MODEL_LOCK_TIMEOUT seconds at most (default 600), then
+ * It waits TPS_MODEL_LOCK_TIMEOUT seconds at most (default 60), then
  * solves without the lock. A lock for another configuration of the same
  * .tps (another hash) is not waited for.
+ *
+ * Anyone who can write the folder can put a file there: a lock that is
+ * not what this code writes (a symbolic link, not a regular file, owned by
+ * another user, content that does not parse) is never waited for; the
+ * caller then solves and writes no model file (bDoNotWrite). Locks are
+ * created with O_NOFOLLOW and mode 0600.
  *
  * Only for real file system paths on POSIX systems: VSI has no exclusive
  * create, so /vsi* paths (and other systems) are not coordinated.
@@ -43,6 +49,10 @@ struct TPSModelLockOutcome
     /* Why this process solves without the lock ("" when it holds it or
      * read the model), for the caller's debug line. */
     std::string osWhyUnlocked{};
+    /* The lock was not one this process can trust (a symbolic link,
+     * something else than a file, another user's, unparsable): it was not
+     * waited for, and the caller must not write the model file either. */
+    bool bDoNotWrite = false;
 };
 
 /* For osModelPath (the model file) whose valid model is not there yet:

@@ -16,15 +16,19 @@
 
 #include "tps_errors.h"
 #include "tps_srs.h"
+#include "tps_source_policy.h"
 
 #include "cpl_conv.h"
 #include "cpl_string.h"
 #include "gdal_priv.h"
+#include "gdal_version.h"
 #include "ogr_feature.h"
 #include "ogr_geometry.h"
 #include "ogrsf_frmts.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <memory>
 
@@ -32,6 +36,12 @@ namespace
 {
 
 constexpr double NaN = std::numeric_limits<double>::quiet_NaN();
+
+/* TPS_MAX_POINTS by default: the local mode's documented range ends at
+ * 10^7 points, and 10^7 points of a few bands are a few hundred MB. */
+constexpr size_t DEFAULT_MAX_POINTS = 10000000;
+/* The arrays grow by at least this many points at a time. */
+constexpr size_t MIN_GROWTH = 1024;
 
 /* Names in a message: all of them if few, else the first ones and a count. */
 std::string JoinNames(const std::vector<std::string> &aosNames)
@@ -80,6 +90,15 @@ class PointLoader
     {
     }
 
+    /* The bounds of Load(): at most nMaxPoints points, their arrays charged
+     * to *poCharge against nBudget (see TPSLoadPoints). */
+    void SetLimits(size_t nMaxPoints, TPSMemoryCharge *poCharge, size_t nBudget)
+    {
+        m_nMaxPoints = nMaxPoints;
+        m_poCharge = poCharge;
+        m_nBudget = nBudget;
+    }
+
     /* Returns false with m_osError set. */
     bool Load();
     /* Opens the source and its layer and sets up the CRSs as Load() does,
@@ -100,6 +119,10 @@ class PointLoader
     Column m_oWeightColumn{};              /* iField -1: no <WeightField> */
     double m_dfWeight = 1.0;               /* the current feature's weight */
     bool m_bNeedZ = false;
+    size_t m_nMaxPoints = SIZE_MAX;
+    TPSMemoryCharge *m_poCharge = nullptr;
+    size_t m_nBudget = 0;
+    size_t m_nCapacity = 0; /* points the arrays have room for (charged) */
 
     bool Fail(CPLErrorNum nNum, const std::string &osMsg)
     {
@@ -108,6 +131,12 @@ class PointLoader
         return false;
     }
     std::string Where() const;
+    std::string Source() const
+    {
+        return TPSSourceForMessage(m_oConfig.osSource);
+    }
+    bool Charge(size_t nBytes, const char *pszWhat);
+    bool Room(size_t nMore);
     bool OpenSource(TPSErrorCapture &oCapture);
     bool OpenLayer(TPSErrorCapture &oCapture);
     bool FindColumn(const std::string &osName, const char *pszRole, Column &oColumn);
@@ -126,23 +155,128 @@ class PointLoader
 /* "layer 'meuse' of 'data/meuse.csv'", the usual context of a message. */
 std::string PointLoader::Where() const
 {
-    return CPLSPrintf("layer '%s' of '%s'", m_oPoints.osLayerName.c_str(),
-                      m_oConfig.osSource.c_str());
+    return CPLSPrintf("layer '%s' of '%s'", m_oPoints.osLayerName.c_str(), Source().c_str());
+}
+
+/* Grows the charge to nBytes, or fails saying what did not fit. */
+bool PointLoader::Charge(size_t nBytes, const char *pszWhat)
+{
+    if (m_poCharge == nullptr || m_poCharge->Resize(nBytes, m_nBudget))
+        return true;
+    const size_t nOthers = TPSMemoryInUse() - m_poCharge->Bytes();
+    return Fail(CPLE_OutOfMemory,
+                CPLSPrintf("%s of %s need %llu bytes, more than TPS_MAX_MEMORY (%llu bytes, "
+                           "%llu of them held by other TPS data sets of this process) leaves; "
+                           "raise it with --config TPS_MAX_MEMORY <bytes>",
+                           pszWhat, Where().c_str(), static_cast<unsigned long long>(nBytes),
+                           static_cast<unsigned long long>(m_nBudget),
+                           static_cast<unsigned long long>(nOthers)));
+}
+
+/* Room in the arrays for nMore points: TPS_MAX_POINTS is checked, and more
+ * room charged to the budget, before anything is allocated. */
+bool PointLoader::Room(size_t nMore)
+{
+    const size_t nHave = m_oPoints.adfX.size();
+    if (nMore > m_nMaxPoints || nHave > m_nMaxPoints - nMore)
+        return Fail(CPLE_AppDefined,
+                    CPLSPrintf("%s gives more than %llu points (reading stopped there): "
+                               "TPS_MAX_POINTS=%llu caps the points of a source; raise it to "
+                               "read more",
+                               Where().c_str(), static_cast<unsigned long long>(m_nMaxPoints),
+                               static_cast<unsigned long long>(m_nMaxPoints)));
+    if (nHave + nMore <= m_nCapacity)
+        return true;
+    const size_t nCapacity = std::min(
+        m_nMaxPoints, std::max(nHave + nMore, std::max(MIN_GROWTH, 2 * m_nCapacity)));
+    const size_t nArrays = 2 + m_oPoints.aadfValues.size() + (m_oWeightColumn.iField >= 0);
+    if (nCapacity > SIZE_MAX / sizeof(double) / nArrays ||
+        !Charge(nCapacity * sizeof(double) * nArrays, "the points read"))
+        return m_osError.empty() ? Fail(CPLE_OutOfMemory, "too many points") : false;
+    try
+    {
+        m_oPoints.adfX.reserve(nCapacity);
+        m_oPoints.adfY.reserve(nCapacity);
+        if (m_oWeightColumn.iField >= 0)
+            m_oPoints.adfWeights.reserve(nCapacity);
+        for (auto &adfValues : m_oPoints.aadfValues)
+            adfValues.reserve(nCapacity);
+    }
+    catch (const std::bad_alloc &)
+    {
+        return Fail(CPLE_OutOfMemory, CPLSPrintf("out of memory reading %s", Where().c_str()));
+    }
+    m_nCapacity = nCapacity;
+    return true;
 }
 
 bool PointLoader::OpenSource(TPSErrorCapture &oCapture)
 {
     const char *pszSource = m_oConfig.osSource.c_str();
-    m_poDS.reset(GDALDataset::Open(pszSource, GDAL_OF_VECTOR | GDAL_OF_READONLY));
+    // TPS_ALLOWED_SOURCES (tps_source_policy.h): the drivers that may read it.
+    CPLStringList aosDrivers;
+    for (const std::string &osDriver : m_oConfig.aosSourceDrivers)
+        aosDrivers.AddString(osDriver.c_str());
+    m_poDS.reset(GDALDataset::Open(pszSource, GDAL_OF_VECTOR | GDAL_OF_READONLY,
+                                   aosDrivers.empty() ? nullptr : aosDrivers.List()));
     if (m_poDS)
+    {
+        // ... and the folder its files must be in (SIBLING_OR_CHILD): a
+        // shapefile's .dbf may be a link to elsewhere.
+        std::vector<std::string> aosFiles;
+        if (!m_oConfig.osSourceFolder.empty())
+        {
+            const CPLStringList aosList(m_poDS->GetFileList());
+            for (int i = 0; i < aosList.size(); i++)
+                aosFiles.emplace_back(aosList[i]);
+            // Read by the CSV driver without being listed.
+            for (const char *pszExt : {"csvt", "prj"})
+            {
+                VSIStatBufL sStat;
+#if GDAL_VERSION_NUM >= GDAL_COMPUTE_VERSION(3, 11, 0)
+                const std::string osCompanion =
+                    CPLResetExtensionSafe(m_oConfig.osSource.c_str(), pszExt);
+#else
+                const std::string osCompanion =
+                    CPLResetExtension(m_oConfig.osSource.c_str(), pszExt);
+#endif
+                if (VSIStatL(osCompanion.c_str(), &sStat) == 0)
+                    aosFiles.push_back(osCompanion);
+            }
+        }
+        std::string osWhy;
+        if (!TPSSourceFilesInFolder(m_oConfig, aosFiles, &osWhy))
+        {
+            m_poDS.reset();
+            return Fail(CPLE_NotSupported,
+                        CPLSPrintf("the point source '%s' is refused: %s", Source().c_str(),
+                                   osWhy.c_str()));
+        }
         return true;
+    }
     VSIStatBufL sStat;
     if (!TPSIsConnectionString(pszSource) && VSIStatL(pszSource, &sStat) != 0)
-        return Fail(CPLE_OpenFailed,
-                    CPLSPrintf("cannot open the point source '%s': no such file", pszSource));
+        return Fail(CPLE_OpenFailed, CPLSPrintf("cannot open the point source '%s': no such file",
+                                                Source().c_str()));
+    if (!aosDrivers.empty())
+    {
+        // A driver outside the list would have read it: say which, and what
+        // allows it, rather than "not a vector data set".
+        GDALDriverH hDriver = GDALIdentifyDriverEx(pszSource, GDAL_OF_VECTOR, nullptr, nullptr);
+        const char *pszDriver = hDriver ? GDALGetDriverShortName(hDriver) : nullptr;
+        if (pszDriver && aosDrivers.FindString(pszDriver) < 0)
+            return Fail(
+                CPLE_NotSupported,
+                CPLSPrintf("the point source '%s' is for GDAL's %s driver, which "
+                           "TPS_ALLOWED_SOURCES=%s does not let read a source (it may read "
+                           "other files, databases or the network): set TPS_ALLOWED_SOURCES=ALL, "
+                           "or add a prefix of the source to the list, to read it",
+                           Source().c_str(), pszDriver,
+                           CPLGetConfigOption("TPS_ALLOWED_SOURCES", "LOCAL")));
+    }
     return Fail(CPLE_OpenFailed,
-                CPLSPrintf("cannot open the point source '%s' as a vector data set%s", pszSource,
-                           oCapture.Suffix().c_str()));
+                CPLSPrintf("cannot open the point source '%s' as a vector data set%s",
+                           Source().c_str(), TPSSourceText(oCapture.LastFailure()).c_str()));
 }
 
 bool PointLoader::OpenLayer(TPSErrorCapture &oCapture)
@@ -150,8 +284,8 @@ bool PointLoader::OpenLayer(TPSErrorCapture &oCapture)
     if (m_oConfig.osLayer.empty())
     {
         if (m_poDS->GetLayerCount() == 0)
-            return Fail(CPLE_OpenFailed, CPLSPrintf("the point source '%s' has no layers",
-                                                    m_oConfig.osSource.c_str()));
+            return Fail(CPLE_OpenFailed,
+                        CPLSPrintf("the point source '%s' has no layers", Source().c_str()));
         m_poLayer = m_poDS->GetLayer(0);
     }
     else
@@ -166,15 +300,18 @@ bool PointLoader::OpenLayer(TPSErrorCapture &oCapture)
         }
         return Fail(CPLE_OpenFailed,
                     CPLSPrintf("no layer '%s' in '%s'; layers: %s", m_oConfig.osLayer.c_str(),
-                               m_oConfig.osSource.c_str(), JoinNames(aosLayers).c_str()));
+                               Source().c_str(), JoinNames(aosLayers).c_str()));
     }
     m_oPoints.osLayerName = m_poLayer->GetName();
     if (!m_oConfig.osWhere.empty() &&
         m_poLayer->SetAttributeFilter(m_oConfig.osWhere.c_str()) != OGRERR_NONE)
     {
-        return Fail(CPLE_IllegalArg, CPLSPrintf("<Where>: invalid attribute filter '%s' on %s%s",
-                                                m_oConfig.osWhere.c_str(), Where().c_str(),
-                                                oCapture.Suffix().c_str()));
+        // A database evaluates the filter against its rows: its message may
+        // quote a value ("invalid input syntax for type integer: ...").
+        return Fail(CPLE_IllegalArg,
+                    CPLSPrintf("<Where>: invalid attribute filter '%s' on %s%s",
+                               TPSShown(m_oConfig.osWhere).c_str(), Where().c_str(),
+                               TPSSourceText(oCapture.LastFailure()).c_str()));
     }
     return true;
 }
@@ -230,10 +367,11 @@ ValueStatus PointLoader::ReadValue(const OGRFeature &oFeature, const Column &oCo
 bool PointLoader::BadValue(const OGRFeature &oFeature, const Column &oColumn,
                            const std::string &osText)
 {
+    // The value itself only with debug output on: it is data (tps_errors.h).
     return Fail(CPLE_AppDefined,
-                CPLSPrintf("%s, field '%s', feature " CPL_FRMT_GIB ": '%s' is not a number",
+                CPLSPrintf("%s, field '%s', feature " CPL_FRMT_GIB ": the value is not a number%s",
                            Where().c_str(), oColumn.osName.c_str(), oFeature.GetFID(),
-                           TPSShown(osText).c_str()));
+                           TPSSourceText("'" + osText + "'").c_str()));
 }
 
 /* The feature's <WeightField> value into m_dfWeight. A weight is the
@@ -252,7 +390,9 @@ bool PointLoader::ReadWeight(const OGRFeature &oFeature)
                                Where().c_str(), m_oWeightColumn.osName.c_str(), oFeature.GetFID(),
                                eStatus == ValueStatus::MISSING
                                    ? "is missing (null, empty, NA or not finite)"
-                                   : CPLSPrintf("is %.17g", m_dfWeight)));
+                                   : CPLSPrintf("is zero or negative%s",
+                                                TPSSourceText(CPLSPrintf("%.17g", m_dfWeight))
+                                                    .c_str())));
     return true;
 }
 
@@ -274,6 +414,8 @@ bool PointLoader::AddPoint(const OGRFeature &oFeature, const OGRPoint &oPoint,
             dfZ = oPoint.getZ();
         }
     }
+    if (!Room(1))
+        return false;
     m_oPoints.adfX.push_back(dfX);
     m_oPoints.adfY.push_back(dfY);
     if (m_oWeightColumn.iField >= 0)
@@ -353,6 +495,8 @@ bool PointLoader::ReadFeatures(TPSErrorCapture &oCapture)
                     ValueStatus::NOT_A_NUMBER)
                     return BadValue(*poFeature, *apoColumns[i], osText);
             }
+            if (!Room(1))
+                return false;
             m_oPoints.adfX.push_back(adfXY[0]);
             m_oPoints.adfY.push_back(adfXY[1]);
             if (m_oWeightColumn.iField >= 0)
@@ -365,8 +509,9 @@ bool PointLoader::ReadFeatures(TPSErrorCapture &oCapture)
     }
     // GetNextFeature() returns NULL on a read error too: tell them apart.
     if (!oCapture.LastFailure().empty())
-        return Fail(CPLE_AppDefined, CPLSPrintf("error while reading %s%s", Where().c_str(),
-                                                oCapture.Suffix().c_str()));
+        return Fail(CPLE_AppDefined,
+                    CPLSPrintf("error while reading %s%s", Where().c_str(),
+                               TPSSourceText(oCapture.LastFailure()).c_str()));
     if (m_oPoints.adfX.empty())
     {
         if (m_oConfig.osWhere.empty())
@@ -440,7 +585,12 @@ bool PointLoader::Reproject(TPSErrorCapture &oCapture, const OGRSpatialReference
         return Fail(CPLE_AppDefined,
                     CPLSPrintf("cannot transform the points from %s to %s%s", oPointsSRS.GetName(),
                                m_oPoints.oOutputSRS.GetName(), oCapture.Suffix().c_str()));
-    // Only points with a location go to PROJ: NaN in, failure out.
+    // Only points with a location go to PROJ: NaN in, failure out. Their
+    // copies (x, y, index, success flag) are charged first.
+    const size_t nPoints = m_oPoints.adfX.size();
+    if (!Charge(m_poCharge ? m_poCharge->Bytes() + nPoints * 28 : 0,
+                "the points read and their copies for the CRS transformation"))
+        return false;
     std::vector<double> adfX, adfY;
     std::vector<size_t> anIndex;
     for (size_t i = 0; i < m_oPoints.adfX.size(); i++)
@@ -476,19 +626,22 @@ bool PointLoader::Reproject(TPSErrorCapture &oCapture, const OGRSpatialReference
     {
         const size_t iPoint = anIndex[iFirstFailed];
         return Fail(CPLE_AppDefined,
-                    CPLSPrintf("%llu of %llu points could not be transformed from %s to %s "
-                               "(the first: %.17g %.17g)%s",
+                    CPLSPrintf("%llu of %llu points could not be transformed from %s to %s%s",
                                static_cast<unsigned long long>(nFailed),
                                static_cast<unsigned long long>(adfX.size()), oPointsSRS.GetName(),
-                               m_oPoints.oOutputSRS.GetName(), m_oPoints.adfX[iPoint],
-                               m_oPoints.adfY[iPoint], oCapture.Suffix().c_str()));
+                               m_oPoints.oOutputSRS.GetName(),
+                               TPSSourceText(CPLSPrintf("the first: %.17g %.17g; %s",
+                                                        m_oPoints.adfX[iPoint],
+                                                        m_oPoints.adfY[iPoint],
+                                                        oCapture.LastFailure().c_str()))
+                                   .c_str()));
     }
     return true;
 }
 
 bool PointLoader::Load()
 {
-    TPSErrorCapture oCapture;
+    TPSErrorCapture oCapture(true);
     if (!OpenSource(oCapture) || !OpenLayer(oCapture))
         return false;
     if (!m_oConfig.osXField.empty() && (!FindColumn(m_oConfig.osXField, "XField", m_oXColumn) ||
@@ -549,7 +702,7 @@ bool PointLoader::Load()
 
 bool PointLoader::Describe(std::vector<std::string> *paosFiles)
 {
-    TPSErrorCapture oCapture;
+    TPSErrorCapture oCapture(true);
     OGRSpatialReference oPointsSRS;
     bool bHasPointsSRS = false;
     if (!OpenSource(oCapture) || !OpenLayer(oCapture) ||
@@ -579,10 +732,35 @@ bool TPSDescribeSource(const TPSConfig &oConfig, TPSSourceInfo *psInfo, std::str
     return true;
 }
 
-bool TPSLoadPoints(const TPSConfig &oConfig, TPSPoints *psPoints)
+bool TPSMaxPoints(const std::string &osName, size_t *pnMaxPoints)
 {
+    const char *pszValue = CPLGetConfigOption("TPS_MAX_POINTS", nullptr);
+    *pnMaxPoints = DEFAULT_MAX_POINTS;
+    if (pszValue == nullptr)
+        return true;
+    char *pszEnd = nullptr;
+    const double dfValue = CPLStrtod(pszValue, &pszEnd);
+    if (pszEnd == pszValue || *pszEnd != '\0' || !(dfValue >= 3) || dfValue > 1e15 ||
+        dfValue != std::floor(dfValue))
+    {
+        CPLError(CE_Failure, CPLE_IllegalArg,
+                 "%s: TPS_MAX_POINTS: expected a whole number of points >= 3, got '%s'",
+                 osName.c_str(), TPSShown(pszValue).c_str());
+        return false;
+    }
+    *pnMaxPoints = static_cast<size_t>(dfValue);
+    return true;
+}
+
+bool TPSLoadPoints(const TPSConfig &oConfig, TPSPoints *psPoints, TPSMemoryCharge *poCharge,
+                   size_t nBudget)
+{
+    size_t nMaxPoints = 0;
+    if (!TPSMaxPoints(oConfig.osName, &nMaxPoints))
+        return false;
     TPSPoints oPoints;
     PointLoader oLoader(oConfig, oPoints);
+    oLoader.SetLimits(nMaxPoints, poCharge, nBudget);
     if (!oLoader.Load()) // its TPSErrorCapture is gone once Load() returns
     {
         CPLError(CE_Failure, oLoader.m_nErrorNum, "%s",

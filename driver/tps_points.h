@@ -6,6 +6,7 @@
 #define TPS_POINTS_H
 
 #include "tps_config.h"
+#include "tps_memory.h"
 
 #include "ogr_spatialref.h"
 
@@ -35,8 +36,18 @@ struct TPSPoints
 };
 
 /* Reads the points oConfig describes. On failure emits exactly one
- * CE_Failure starting with oConfig.osName and returns false. */
-bool TPSLoadPoints(const TPSConfig &oConfig, TPSPoints *psPoints);
+ * CE_Failure starting with oConfig.osName and returns false.
+ * Bounded while reading, before the work: at most TPS_MAX_POINTS points
+ * (default 10,000,000), and the arrays they fill are charged to *poCharge
+ * as they grow, which fails the load when the process's charges would pass
+ * nBudget (TPS_MAX_MEMORY; 0: no limit). The charge stays with the caller,
+ * to be released when the points are freed. */
+bool TPSLoadPoints(const TPSConfig &oConfig, TPSPoints *psPoints, TPSMemoryCharge *poCharge,
+                   size_t nBudget);
+
+/* TPS_MAX_POINTS: the most points a source may give (default 10^7). False
+ * after one CE_Failure naming osName when the option is not a count. */
+bool TPSMaxPoints(const std::string &osName, size_t *pnMaxPoints);
 
 /* What a solved model kept in a file needs from the source without its
  * points: the output CRS, set up by the same code as TPSLoadPoints's

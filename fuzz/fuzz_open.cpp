@@ -13,6 +13,15 @@
  * GPU host (a CUDA build, bench/gpu_host.sh) the GPU solves and evaluates.
  * On the CPU an 8 x 8 window is read (cheap); when the dataset evaluates on
  * the GPU, a 67 x 43 one (several thread blocks, partial ones at the edge).
+ *
+ * Hostile model files: after a second NUL byte the input carries the bytes
+ * of a <name>.tps.model placed next to the .tps in /vsimem/. Anyone can
+ * forge one (its hash covers only inputs anyone can compute), and so does
+ * this harness: it opens the .tps once to learn the hash the driver
+ * expects, writes it into the forged header (bytes 40-71) and reseals the
+ * checksum (FNV-1a 64 of all but the last 8 bytes), so that mutations
+ * reach the loader's checks of counts and values, not only the first
+ * comparison. Seeds: fuzz/corpus/model_*.tps (fuzz/make_model_seeds.py).
  *   build: make fuzz (clang, ASan + UBSan + libFuzzer, build-fuzz/)
  *   run:   build-fuzz/fuzz/fuzz_tps -max_total_time=60 -dict=fuzz/tps.dict fuzz/corpus
  */
@@ -61,6 +70,49 @@ void Setup()
     VSIFCloseL(f);
 }
 
+constexpr size_t MODEL_HASH_OFFSET = 40;
+constexpr size_t MODEL_HEADER_BYTES = 128;
+
+uint64_t Fnv1a64(const uint8_t *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < n; ++i) {
+        h ^= p[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+/* The forged model file: the driver's own hash for this .tps and options
+ * (from the model file a first open writes), the checksum resealed. */
+void PlaceModel(const char *tps, const char *model, const char *const *drivers,
+                const CPLStringList &aosOptions, const uint8_t *bytes, size_t size)
+{
+    VSIUnlink(model);
+    GDALDatasetH ds = GDALOpenEx(tps, GDAL_OF_RASTER | GDAL_OF_READONLY, drivers,
+                                 aosOptions.List(), nullptr);
+    if (ds)
+        GDALClose(ds);
+    std::vector<uint8_t> forged(bytes, bytes + size);
+    VSILFILE *fp = VSIFOpenL(model, "rb");
+    if (fp) {
+        uint8_t header[MODEL_HEADER_BYTES];
+        if (VSIFReadL(header, 1, sizeof header, fp) == sizeof header &&
+            forged.size() >= MODEL_HASH_OFFSET + 32)
+            memcpy(forged.data() + MODEL_HASH_OFFSET, header + MODEL_HASH_OFFSET, 32);
+        VSIFCloseL(fp);
+    }
+    if (forged.size() >= MODEL_HEADER_BYTES + 8) {
+        const uint64_t sum = Fnv1a64(forged.data(), forged.size() - 8);
+        memcpy(forged.data() + forged.size() - 8, &sum, 8);
+    }
+    fp = VSIFOpenL(model, "wb");
+    if (fp) {
+        VSIFWriteL(forged.data(), 1, forged.size(), fp);
+        VSIFCloseL(fp);
+    }
+}
+
 /* The open options after the document's NUL byte: one KEY=VALUE a line,
  * at most 32 lines of at most 256 bytes (what a user could type). */
 CPLStringList ParseOptions(const uint8_t *data, size_t size)
@@ -86,13 +138,22 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static const bool ready = (Setup(), true);
     (void)ready;
     const char *path = "/vsimem/fuzz/input.tps";
+    const char *model = "/vsimem/fuzz/input.tps.model";
     const uint8_t *nul = static_cast<const uint8_t *>(memchr(data, 0, size));
     const size_t docSize = nul ? static_cast<size_t>(nul - data) : size;
+    // doc [NUL options [NUL model bytes]]
+    const uint8_t *rest = nul ? nul + 1 : data + size;
+    const uint8_t *nul2 =
+        nul ? static_cast<const uint8_t *>(memchr(rest, 0, data + size - rest)) : nullptr;
+    const uint8_t *optionsEnd = nul2 ? nul2 : data + size;
     const CPLStringList aosOptions =
-        nul ? ParseOptions(nul + 1, size - docSize - 1) : CPLStringList();
+        nul ? ParseOptions(rest, static_cast<size_t>(optionsEnd - rest)) : CPLStringList();
     VSILFILE *f = VSIFileFromMemBuffer(path, const_cast<GByte *>(data), docSize, FALSE);
     VSIFCloseL(f);
     const char *const drivers[] = {"TPS", nullptr};
+    if (nul2)
+        PlaceModel(path, model, drivers, aosOptions, nul2 + 1,
+                   static_cast<size_t>(data + size - nul2 - 1));
     GDALDatasetH ds = GDALOpenEx(path, GDAL_OF_RASTER | GDAL_OF_READONLY, drivers,
                                  aosOptions.List(), nullptr);
     if (ds) {
@@ -115,5 +176,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fprintf(stderr, "fuzz_tps: not opened: %s\n", CPLGetLastErrorMsg());
     }
     VSIUnlink(path);
+    VSIUnlink(model);
     return 0;
 }

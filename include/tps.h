@@ -239,6 +239,12 @@ tps_status tps_model_save(tps_context *ctx, const tps_model *model, const unsign
 tps_status tps_model_saved_size(tps_context *ctx, const void *header, size_t header_size,
                                 const unsigned char expected_hash[32], size_t *total_size);
 
+/* The point and band counts that a header tps_model_saved_size accepts
+ * announces (the same checks, any hash), so that a reader can refuse a
+ * model of the wrong shape before it reads the rest. */
+tps_status tps_model_saved_counts(tps_context *ctx, const void *header, size_t header_size,
+                                  size_t *n_points, size_t *n_bands);
+
 /* The model saved in data[0, size), or NULL with TPS_ERR_BAD_MODEL_DATA
  * (anything damaged: signature, version, byte order, sizes, counts,
  * checksum, non-finite or inconsistent values) or TPS_ERR_MODEL_MISMATCH

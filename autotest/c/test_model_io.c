@@ -737,6 +737,40 @@ static void test_local_damage(tps_context *ctx, const unsigned char hash[32], si
           "saved_size of 2^30 patches: %s", tps_context_errmsg(ctx));
     CHECK(fails_as(ctx, buf, size, hash, TPS_ERR_BAD_MODEL_DATA), "2^30 patches, short data");
 
+    /* The header announces the model's shape before anything is read. */
+    size_t got_n = 0, got_nb = 0;
+    CHECK(tps_model_saved_counts(ctx, orig, TPS_MODEL_HEADER_BYTES, &got_n, &got_nb) == TPS_OK &&
+              got_n == n && got_nb == LOCAL_BANDS,
+          "saved_counts: %zu points, %zu bands: %s", got_n, got_nb, tps_context_errmsg(ctx));
+    /* Many points and bands over a single tiny patch, every count and the
+     * total consistent: the header alone is refused (a point outside every
+     * patch), before the n x n_bands arrays a load would need. */
+    {
+        const uint64_t hn = (uint64_t)1 << 20, hnb = 256, hne = 3;
+        memcpy(buf, orig, TPS_MODEL_HEADER_BYTES);
+        put_u64_at(buf, OFF_N, hn);
+        put_u64_at(buf, OFF_N_BANDS, hnb);
+        put_u64_at(buf, OFF_N_PATCHES, 1);
+        put_u64_at(buf, OFF_N_ENTRIES, hne);
+        put_u64_at(buf, OFF_TOTAL,
+                   LOCAL_AT(hn, hnb) + PATCH_RECORD + 8 * hne * (2 + hnb) + 24 * hnb +
+                       8 * ((get_u64_at(orig, 88) + 7) / 8) + 8);
+        size_t hsz = 0;
+        CHECK(tps_model_saved_size(ctx, buf, TPS_MODEL_HEADER_BYTES, hash, &hsz) ==
+                      TPS_ERR_BAD_MODEL_DATA &&
+                  tps_model_saved_counts(ctx, buf, TPS_MODEL_HEADER_BYTES, &got_n, &got_nb) ==
+                      TPS_ERR_BAD_MODEL_DATA,
+              "2^20 points in one patch of 3: header accepted (%zu bytes)", hsz);
+        /* The same counts with as many patch points as points pass the
+         * header (the control: only the point count was wrong). */
+        put_u64_at(buf, OFF_N_ENTRIES, hn);
+        put_u64_at(buf, OFF_TOTAL,
+                   LOCAL_AT(hn, hnb) + PATCH_RECORD + 8 * hn * (2 + hnb) + 24 * hnb +
+                       8 * ((get_u64_at(orig, 88) + 7) / 8) + 8);
+        CHECK(tps_model_saved_size(ctx, buf, TPS_MODEL_HEADER_BYTES, hash, &hsz) == TPS_OK,
+              "2^20 points in one patch of 2^20: %s", tps_context_errmsg(ctx));
+    }
+
     /* Random resealed damage through the local section: a value the
      * checks cannot tell from a real one may load (a weight is a weight),
      * but nothing may crash, leak or read out of bounds. */
