@@ -3,7 +3,9 @@
  * coordinates. The backend itself is gpu/tps_gpu.cu (or gpu_none.c). */
 #include "gpu_backend.h"
 #include "internal.h"
+#include "local.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 /* The model's device copy (its points and weights, or a local model's
@@ -132,4 +134,27 @@ tps_status tps_evaluate_grid_gpu(tps_context *ctx, const tps_model *model, const
                                 max_bytes);
     free(split);
     return st;
+}
+
+/* The device copy of a LOCAL model's patches. */
+struct tps_gpu_local *tps_local_upload(const struct tps_local *lc, size_t max_bytes, char *err,
+                                       size_t errlen)
+{
+    tps_gpu_patch *gp = calloc(lc->n_patches ? lc->n_patches : 1, sizeof *gp);
+    if (!gp) {
+        snprintf(err, errlen, "out of host memory");
+        return NULL;
+    }
+    for (size_t p = 0; p < lc->n_patches; ++p) {
+        const patch *pt = &lc->patches[p];
+        gp[p] = (tps_gpu_patch){pt->cx, pt->cy, pt->hx, pt->hy, pt->pcx, pt->pcy, pt->ps, pt->n,
+                                pt->u, pt->v, (const double *const *)pt->hw,
+                                (const double(*)[3])pt->affine};
+    }
+    const tps_gpu_lookup lookup = {lc->bu0, lc->bv0, lc->bu1, lc->bv1, lc->gx, lc->gy,
+                                   lc->gdu, lc->gdv, lc->cell_start, lc->cell_patch};
+    struct tps_gpu_local *gpu =
+        tps_gpu_local_create(lc->n_patches, gp, lc->n_bands, &lookup, max_bytes, err, errlen);
+    free(gp);
+    return gpu;
 }

@@ -5,6 +5,11 @@
 
 #include "internal.h"
 
+/* Targets per evaluation work item (a multiple of the kernel tile). */
+#define CHUNK 1024
+/* The patch lookup grid has at most this many cells a side. */
+#define MAX_GRID 1024
+
 typedef struct patch {
     double cx, cy, hx, hy; /* support: |u - cx| < hx, |v - cy| < hy (model's scaled units) */
     double pcx, pcy, ps;   /* the patch spline's frame: l = (u - pcx) / ps */
@@ -36,5 +41,13 @@ void patch_cells(const struct tps_local *lc, const patch *pt, size_t *i0, size_t
                  size_t *j1);
 size_t grid_cell(double x, double x0, double d, size_t n);
 tps_status build_lookup(tps_context *ctx, struct tps_local *lc);
+/* The patches whose support may meet a chunk of `count` targets (local_lookup.c). */
+size_t chunk_candidates(const struct tps_local *lc, size_t count, const double *pu,
+                        const double *pv, double *qu, double *qv, size_t *cand,
+                        unsigned char *mark);
+/* Work items of a local request and the threads worth starting (local_eval.c). */
+size_t local_items(const tps_targets *t, int num_threads, int *threads);
+/* Per-thread scratch bytes of a local request (local_eval.c). */
+size_t local_scratch_bytes(const struct tps_local *lc, size_t doubles, size_t pointers);
 
 #endif
