@@ -1,4 +1,4 @@
-/* gpu_backend.h: what the engine asks of the GPU backend (gpu/tps_gpu.cu).
+/* gpu_backend.h: what the engine asks of the GPU backend (gpu/).
  * Plain C across the boundary; every function reports failure by a non-zero
  * return and a message in err[errlen], never by exiting. Builds without
  * CUDA link core/gpu_none.c instead, which says so. */
@@ -77,12 +77,6 @@ int tps_gpu_local_evaluate_grid(tps_gpu_local *local, const tps_gpu_grid *grid,
  * them into quantities (gpu/tps_gpu_deriv.cu). */
 int tps_gpu_deriv_sums(tps_gpu_model *model, const tps_gpu_grid *grid, size_t band, double *sums,
                        size_t max_bytes, char *err, size_t errlen);
-
-/* For gpu/ only: the device copy's FP64 arrays (n_pad points as double2
- * (u, v), padding at the origin with weight 0; band b's half-weights at
- * w + b * n_pad). */
-void tps_gpu_model_fp64_arrays(const tps_gpu_model *model, const void **uv, const double **w,
-                               size_t *n_pad, size_t *n_bands);
 
 /* As tps_gpu_deriv_sums for a LOCAL model: sums receives three planes
  * (ncols x nrows, row-major) of df/du, df/dv and lap f of band `band` in

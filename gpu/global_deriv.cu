@@ -1,8 +1,8 @@
 /*
- * tps_gpu_deriv.cu: derivative sums on the GPU (derivative bands, issue 7).
+ * global_deriv.cu: derivative sums of a global model on the GPU (derivative bands, issue 7).
  *
  * For each pixel of a grid window, over every point of the model's device
- * copy (FP64, shared with the value kernels of tps_gpu.cu):
+ * copy (FP64, shared with the value kernels of gpu/global.cu):
  *     gu  = sum_i 2 h_i du (log s + 1),  gv = sum_i 2 h_i dv (log s + 1),
  *     lap = 4 sum_i h_i log s,            s = du^2 + dv^2,
  * in the model's scaled units, exactly what core/eval_deriv.c sums on the
@@ -15,7 +15,7 @@
  * bands are a product for analysis, not the bulk path the value kernels
  * are tuned for. No CUDA error leaves this file as anything but a message.
  */
-#include "gpu_backend.h"
+#include "global.cuh"
 
 #include <cuda_runtime.h>
 #include <math.h>
@@ -24,8 +24,8 @@
 
 namespace {
 
-constexpr int THREADS = 128;
-constexpr int TILE = 256; /* divides the device copy's n_pad (tps_gpu.cu pads to 256) */
+using tps_gpu::THREADS;
+using tps_gpu::TILE; /* divides the device copy's n_pad */
 constexpr size_t MAX_ROWS_PER_LAUNCH = 65535; /* gridDim.y */
 
 struct DerivGrid {
@@ -98,12 +98,10 @@ extern "C" int tps_gpu_deriv_sums(tps_gpu_model *model, const tps_gpu_grid *grid
         snprintf(err, errlen, "window too wide for the GPU path (%zu columns)", grid->ncols);
         return -1;
     }
-    const void *uv = nullptr;
-    const double *w = nullptr;
-    size_t n_pad = 0, n_bands = 0;
-    tps_gpu_model_fp64_arrays(model, &uv, &w, &n_pad, &n_bands);
-    if (band >= n_bands) {
-        snprintf(err, errlen, "band %zu of %zu", band, n_bands);
+    const double2 *uv = model->uv;
+    const size_t n_pad = model->n_pad;
+    if (band >= model->n_bands) {
+        snprintf(err, errlen, "band %zu of %zu", band, model->n_bands);
         return -1;
     }
     const size_t pixels = grid->ncols * grid->nrows;
@@ -127,7 +125,7 @@ extern "C" int tps_gpu_deriv_sums(tps_gpu_model *model, const tps_gpu_grid *grid
     } else {
         DerivGrid g = {grid->u0, grid->v0, grid->cu, grid->cv, grid->ru, grid->rv,
                        (long long)grid->first_col, (long long)grid->first_row, int(grid->ncols)};
-        const double *w_band = w + band * n_pad;
+        const double *w_band = model->w + band * n_pad;
         for (size_t row0 = 0; row0 < grid->nrows && status == 0; row0 += MAX_ROWS_PER_LAUNCH) {
             const size_t rows =
                 grid->nrows - row0 < MAX_ROWS_PER_LAUNCH ? grid->nrows - row0 : MAX_ROWS_PER_LAUNCH;
@@ -136,7 +134,7 @@ extern "C" int tps_gpu_deriv_sums(tps_gpu_model *model, const tps_gpu_grid *grid
             const size_t off = row0 * grid->ncols;
             const dim3 blocks((unsigned)((grid->ncols + THREADS - 1) / THREADS), (unsigned)rows);
             deriv_sums_kernel<<<blocks, THREADS, 0, stream>>>(
-                static_cast<const double2 *>(uv), w_band, n_pad, gr, d_sums + off,
+                uv, w_band, n_pad, gr, d_sums + off,
                 d_sums + pixels + off, d_sums + 2 * pixels + off);
             if ((e = cudaGetLastError()) != cudaSuccess)
                 status = fail(err, errlen, "cannot launch the GPU derivative kernel", e);
