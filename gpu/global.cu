@@ -343,9 +343,9 @@ extern "C" tps_gpu_model *tps_gpu_model_create(size_t n, const double *u, const 
         }
         const char *what = "cannot upload the model to the GPU";
         const LogTable log_table = make_log_table();
-        if (injected_fault() == FAULT_UPLOAD) {
+        if (tps_gpu_fault_upload()) {
             e = cudaErrorMemoryAllocation;
-            fail(err, errlen, "cannot upload the model to the GPU (TPS_GPU_INJECT_FAULT)", e);
+            fail(err, errlen, "cannot upload the model to the GPU (injected fault)", e);
         } else if ((e = cudaMalloc(&m->uv, np * sizeof(double2))) != cudaSuccess ||
             (e = cudaMalloc(&m->w, np * n_bands * sizeof(double))) != cudaSuccess ||
             (e = cudaMalloc(&m->uv32, np * sizeof(float2))) != cudaSuccess ||

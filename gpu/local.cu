@@ -147,7 +147,7 @@ extern "C" tps_gpu_local *tps_gpu_local_create(size_t n_patches, const tps_gpu_p
         snprintf(err, errlen, "out of host memory");
         return nullptr;
     }
-    cudaError_t e = injected_fault() == FAULT_UPLOAD ? cudaErrorMemoryAllocation : cudaSetDevice(0);
+    cudaError_t e = tps_gpu_fault_upload() ? cudaErrorMemoryAllocation : cudaSetDevice(0);
     try {
         m->n_patches = n_patches;
         m->n_entries = entries;

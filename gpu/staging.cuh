@@ -142,11 +142,9 @@ int evaluate_chunks(const tps_gpu_grid *grid, size_t n_outputs, const tps_output
                 plane += rows * grid->ncols * type_size(out.type);
                 ++nb;
             }
-            const Fault fault = injected_fault();
-            if (fault == FAULT_TRAP)
-                launch_trap(ws->stream[s]);
-            e = fault == FAULT_LAUNCH ? cudaErrorLaunchFailure
-                                      : launch_group(g, o, bands, nb, int(rows), ws->stream[s]);
+            e = tps_gpu_fault_launch(ws->stream[s]);
+            if (e == cudaSuccess)
+                e = launch_group(g, o, bands, nb, int(rows), ws->stream[s]);
             if (e != cudaSuccess)
                 status = fail(err, errlen, "cannot launch the GPU kernel", e);
             k0 += size_t(nb);

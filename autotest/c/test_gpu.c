@@ -571,7 +571,7 @@ static int fallback(void)
     return 0;
 }
 
-/* TPS_GPU_INJECT_FAULT=kind (gpu/tps_gpu.cu): the device copy, a launch or
+/* TPS_GPU_INJECT_FAULT=kind (gpu/fault_inject.cu): the device copy, a launch or
  * a kernel fails. DEVICE=GPU must fail with a clear error, AUTO must give the
  * CPU path's bytes: never a wrong block. One kind per process (a trap kills
  * the CUDA context for good, as a real device fault does). */
