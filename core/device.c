@@ -1,6 +1,10 @@
-/* device.c: which backend evaluates. */
+/* device.c: which device evaluates (evaluate.c asks). */
 #include "gpu_backend.h"
 #include "internal.h"
+
+/* Below this many point-pixel pairs AUTO evaluates on the CPU: the GPU's
+ * fixed costs (launch, transfer, synchronisation; ~0.1 ms) would dominate. */
+#define TPS_GPU_MIN_PAIRS 2e7
 
 const char *tps_device_name(tps_device device)
 {

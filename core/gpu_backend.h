@@ -5,6 +5,7 @@
 #ifndef TPS_GPU_BACKEND_H
 #define TPS_GPU_BACKEND_H
 
+#include "grid.h"
 #include "tps.h"
 
 #include <stddef.h>
@@ -28,19 +29,12 @@ tps_gpu_model *tps_gpu_model_create(size_t n, const double *u, const double *v, 
                                    size_t max_bytes, char *err, size_t errlen);
 void tps_gpu_model_destroy(tps_gpu_model *model);
 
-/* A window of a grid in the model's scaled coordinates: cell (c, r) is at
- *   u = (u0 + j ru) + i cu,  v = (v0 + j rv) + i cv,  i = first_col + c, j = first_row + r. */
-typedef struct tps_gpu_grid {
-    double u0, v0, cu, cv, ru, rv;
-    size_t first_col, first_row, ncols, nrows;
-} tps_gpu_grid;
-
 /* Evaluate outputs[k].band for every k into the caller's strided buffers. */
-int tps_gpu_evaluate_grid(tps_gpu_model *model, const tps_gpu_grid *grid, size_t n_outputs,
+int tps_gpu_evaluate_grid(tps_gpu_model *model, const tps_window *grid, size_t n_outputs,
                           const tps_output *outputs, tps_precision precision, size_t max_bytes,
                           char *err, size_t errlen);
 
-/* LOCAL models (core/local.c): the patches, their points and weights in
+/* LOCAL models (core/local.h): the patches, their points and weights in
  * one device copy, and on the host the patch lookup grid that lists, for
  * each cell of a gx x gy grid over the points' box, the patches whose
  * support meets it (cell_patch[cell_start[c] .. cell_start[c + 1])). */
@@ -65,25 +59,25 @@ tps_gpu_local *tps_gpu_local_create(size_t n_patches, const tps_gpu_patch *patch
 void tps_gpu_local_destroy(tps_gpu_local *local);
 /* As tps_gpu_evaluate_grid, in FP64 (the blend of a few hundred points per
  * pixel; MIXED's speed matters for dense global sums). */
-int tps_gpu_local_evaluate_grid(tps_gpu_local *local, const tps_gpu_grid *grid,
+int tps_gpu_local_evaluate_grid(tps_gpu_local *local, const tps_window *grid,
                                 size_t n_outputs, const tps_output *outputs, size_t max_bytes,
                                 char *err, size_t errlen);
 
-/* Derivative sums of model band `band` over a grid window, in FP64 and the
- * model's scaled units, as tps_deriv_sums (core/internal.h) computes them
- * on the CPU: sums holds three planes of ncols x nrows doubles, row-major:
- * sum_i 2 h_i du (log s + 1), the same with dv, and 4 sum_i h_i log s
- * (NaN at a pixel lying on a point of nonzero weight). The engine turns
- * them into quantities (gpu/tps_gpu_deriv.cu). */
-int tps_gpu_deriv_sums(tps_gpu_model *model, const tps_gpu_grid *grid, size_t band, double *sums,
-                       size_t max_bytes, char *err, size_t errlen);
+/* The sums `needs` asks for (core/sums.h) of model band `band` over a grid
+ * window, in FP64 and the model's scaled units, affine part left out, as
+ * core/spline_sums.c computes them on the CPU: sums receives
+ * tps_needs_planes(needs) planes of ncols x nrows doubles, row-major, in
+ * the order of tps_derivs's fields. The engine forms the quantities
+ * (gpu/global_deriv.cu). */
+int tps_gpu_deriv_sums(tps_gpu_model *model, const tps_window *grid, size_t band, unsigned needs,
+                       double *sums, size_t max_bytes, char *err, size_t errlen);
 
-/* As tps_gpu_deriv_sums for a LOCAL model: sums receives three planes
- * (ncols x nrows, row-major) of df/du, df/dv and lap f of band `band` in
- * the model's scaled units, affine parts included (core/local.c,
- * run_local_deriv_chunk, computes the same on the CPU). */
-int tps_gpu_local_deriv_sums(tps_gpu_local *local, const tps_gpu_grid *grid, size_t band,
-                             double *sums, size_t max_bytes, char *err, size_t errlen);
+/* As tps_gpu_deriv_sums for a LOCAL model: the blend's f and derivatives
+ * (core/blend.h), affine parts included, as core/cpu_local_deriv.c
+ * computes them on the CPU (gpu/local_deriv.cu). */
+int tps_gpu_local_deriv_sums(tps_gpu_local *local, const tps_window *grid, size_t band,
+                             unsigned needs, double *sums, size_t max_bytes, char *err,
+                             size_t errlen);
 
 /* The dense solve's O(N^3) part (core/solve.c has the method): forms
  * K + lambda I on the device, applies the three reflectors of P's QR
@@ -129,7 +123,7 @@ int tps_gpu_factor_solve_batch(size_t count, tps_gpu_system *systems, size_t max
 /* For bench/ only, CUDA builds only: the kernels alone over `grid` into
  * device memory (Float32 planes of bands 0..n_bands-1); *ms receives the
  * median of `repeats` timings after a warm-up. */
-int tps_gpu_time_kernel(tps_gpu_model *model, const tps_gpu_grid *grid, size_t n_bands,
+int tps_gpu_time_kernel(tps_gpu_model *model, const tps_window *grid, size_t n_bands,
                         tps_precision precision, int repeats, double *ms, char *err,
                         size_t errlen);
 

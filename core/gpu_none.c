@@ -30,7 +30,7 @@ void tps_gpu_model_destroy(tps_gpu_model *model)
     (void)model;
 }
 
-int tps_gpu_evaluate_grid(tps_gpu_model *model, const tps_gpu_grid *grid, size_t n_outputs,
+int tps_gpu_evaluate_grid(tps_gpu_model *model, const tps_window *grid, size_t n_outputs,
                           const tps_output *outputs, tps_precision precision, size_t max_bytes,
                           char *err, size_t errlen)
 {
@@ -39,10 +39,10 @@ int tps_gpu_evaluate_grid(tps_gpu_model *model, const tps_gpu_grid *grid, size_t
     return -1;
 }
 
-int tps_gpu_deriv_sums(tps_gpu_model *model, const tps_gpu_grid *grid, size_t band, double *sums,
-                       size_t max_bytes, char *err, size_t errlen)
+int tps_gpu_deriv_sums(tps_gpu_model *model, const tps_window *grid, size_t band, unsigned needs,
+                       double *sums, size_t max_bytes, char *err, size_t errlen)
 {
-    (void)model, (void)grid, (void)band, (void)sums, (void)max_bytes;
+    (void)model, (void)grid, (void)band, (void)needs, (void)sums, (void)max_bytes;
     snprintf(err, errlen, "%s", no_gpu);
     return -1;
 }
@@ -78,7 +78,7 @@ void tps_gpu_local_destroy(tps_gpu_local *local)
     (void)local;
 }
 
-int tps_gpu_local_evaluate_grid(tps_gpu_local *local, const tps_gpu_grid *grid,
+int tps_gpu_local_evaluate_grid(tps_gpu_local *local, const tps_window *grid,
                                 size_t n_outputs, const tps_output *outputs, size_t max_bytes,
                                 char *err, size_t errlen)
 {
@@ -97,10 +97,11 @@ int tps_gpu_factor_solve_batch(size_t count, tps_gpu_system *systems, size_t max
     return TPS_GPU_SOLVE_UNAVAILABLE;
 }
 
-int tps_gpu_local_deriv_sums(tps_gpu_local *local, const tps_gpu_grid *grid, size_t band,
-                             double *sums, size_t max_bytes, char *err, size_t errlen)
+int tps_gpu_local_deriv_sums(tps_gpu_local *local, const tps_window *grid, size_t band,
+                             unsigned needs, double *sums, size_t max_bytes, char *err,
+                             size_t errlen)
 {
-    (void)local, (void)grid, (void)band, (void)sums, (void)max_bytes;
+    (void)local, (void)grid, (void)band, (void)needs, (void)sums, (void)max_bytes;
     snprintf(err, errlen, "%s", no_gpu);
     return -1;
 }

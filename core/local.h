@@ -1,12 +1,10 @@
 /* local.h: what the files of LOCAL models share: the patches and the lookup
- * (local.c has the method). */
+ * (local_build.c has the method). */
 #ifndef TPS_LOCAL_H
 #define TPS_LOCAL_H
 
 #include "internal.h"
 
-/* Targets per evaluation work item (a multiple of the kernel tile). */
-#define CHUNK 1024
 /* The patch lookup grid has at most this many cells a side. */
 #define MAX_GRID 1024
 
@@ -29,7 +27,7 @@ struct tps_local {
     size_t gx, gy;
     double gdu, gdv;
     size_t *cell_start, *cell_patch;
-    double mean_patch_points; /* for tps_local_pairs, set with the lookup */
+    double mean_patch_points; /* for tps_local_pairs_per_pixel, set with the lookup */
 };
 
 /* The points' bounding box in scaled units; build and load alike. */
@@ -41,13 +39,30 @@ void patch_cells(const struct tps_local *lc, const patch *pt, size_t *i0, size_t
                  size_t *j1);
 size_t grid_cell(double x, double x0, double d, size_t n);
 tps_status build_lookup(tps_context *ctx, struct tps_local *lc);
-/* The patches whose support may meet a chunk of `count` targets (local_lookup.c). */
-size_t chunk_candidates(const struct tps_local *lc, size_t count, const double *pu,
-                        const double *pv, double *qu, double *qv, size_t *cand,
-                        unsigned char *mark);
-/* Work items of a local request and the threads worth starting (local_eval.c). */
-size_t local_items(const tps_targets *t, int num_threads, int *threads);
-/* Per-thread scratch bytes of a local request (local_eval.c). */
-size_t local_scratch_bytes(const struct tps_local *lc, size_t doubles, size_t pointers);
+
+/* ---- evaluation (local_lookup.c; the CPU backend: cpu_local.c,
+ * cpu_local_deriv.c) ---- */
+/* A target costs a few patches of a few hundred points: threads pay from a
+ * few hundred targets on. */
+#define LOCAL_MIN_TARGETS_FOR_THREADS 256.0
+/* A chunk's candidate patches: cand (n_patches), the selected targets' idx
+ * (TPS_CHUNK), mark (n_patches bytes, all 0 between calls). */
+typedef struct tps_local_chunk {
+    size_t *idx, *cand;
+    unsigned char *mark;
+} tps_local_chunk;
+/* Bytes of a tps_local_chunk's arrays, and the chunk laid out at mem (in
+ * zeroed per-thread scratch, 8-byte aligned). */
+size_t tps_local_chunk_bytes(const struct tps_local *lc);
+tps_local_chunk tps_local_chunk_at(const struct tps_local *lc, void *mem);
+/* The patches whose support may meet a chunk of `count` targets (pu, pv):
+ * fills qu, qv with the targets clamped into the points' box (where the
+ * weights are taken: extrapolation blends the patches nearest the box
+ * edge) and ch->cand with the patches listed in the lookup cells under the
+ * clamped targets' bounding box, in patch order, so that every target sums
+ * its patches in the same order whatever chunk it is in. NaN coordinates
+ * give no patches (and NaN results). Returns how many patches. */
+size_t tps_local_candidates(const struct tps_local *lc, size_t count, const double *pu,
+                            const double *pv, double *qu, double *qv, const tps_local_chunk *ch);
 
 #endif

@@ -1,7 +1,8 @@
 /* local_lookup.c: which patches of a LOCAL model cover a point: the box,
  * the lookup grid over it, each chunk's candidate patches (local_build.c
  * has the method). */
-#include "internal.h"
+#include "blend.h"
+#include "eval.h"
 #include "local.h"
 
 #include <math.h>
@@ -62,10 +63,7 @@ void patch_cells(const struct tps_local *lc, const patch *pt, size_t *i0, size_t
 
 size_t grid_cell(double x, double x0, double d, size_t n)
 {
-    double c = floor((x - x0) / d);
-    if (!(c > 0.0))
-        return 0;
-    return c >= (double)n ? n - 1 : (size_t)c;
+    return tps_lookup_cell(x, x0, d, n);
 }
 
 tps_status build_lookup(tps_context *ctx, struct tps_local *lc)
@@ -116,23 +114,29 @@ static int compare_size(const void *pa, const void *pb)
     return a < b ? -1 : (a > b);
 }
 
-static double clamp(double x, double lo, double hi) { return x < lo ? lo : (x > hi ? hi : x); }
-/* The patches whose support may meet a chunk of `count` targets (pu, pv):
- * fills qu, qv with the targets clamped into the points' box (where the
- * weights are taken: extrapolation blends the patches nearest the box
- * edge) and cand with the patches listed in the lookup cells under the
- * clamped targets' bounding box, in patch order, so that every target sums
- * its patches in the same order whatever chunk it is in. NaN coordinates
- * give no patches (and NaN results). `mark` (n_patches bytes, zero) is
- * left zero. Returns how many patches. */
-size_t chunk_candidates(const struct tps_local *lc, size_t count, const double *pu,
-                               const double *pv, double *qu, double *qv, size_t *cand,
-                               unsigned char *mark)
+size_t tps_local_chunk_bytes(const struct tps_local *lc)
 {
+    return sizeof(size_t) * (TPS_CHUNK + lc->n_patches) + lc->n_patches;
+}
+
+tps_local_chunk tps_local_chunk_at(const struct tps_local *lc, void *mem)
+{
+    tps_local_chunk ch;
+    ch.idx = mem;
+    ch.cand = ch.idx + TPS_CHUNK;
+    ch.mark = (unsigned char *)(ch.cand + lc->n_patches);
+    return ch;
+}
+
+size_t tps_local_candidates(const struct tps_local *lc, size_t count, const double *pu,
+                            const double *pv, double *qu, double *qv, const tps_local_chunk *ch)
+{
+    size_t *cand = ch->cand;
+    unsigned char *mark = ch->mark;
     double mu0 = INFINITY, mu1 = -INFINITY, mv0 = INFINITY, mv1 = -INFINITY;
     for (size_t k = 0; k < count; ++k) {
-        qu[k] = clamp(pu[k], lc->bu0, lc->bu1);
-        qv[k] = clamp(pv[k], lc->bv0, lc->bv1);
+        qu[k] = tps_clamp(pu[k], lc->bu0, lc->bu1);
+        qv[k] = tps_clamp(pv[k], lc->bv0, lc->bv1);
         mu0 = fmin(mu0, qu[k]);
         mu1 = fmax(mu1, qu[k]);
         mv0 = fmin(mv0, qv[k]);
@@ -162,10 +166,10 @@ size_t chunk_candidates(const struct tps_local *lc, size_t count, const double *
     return n_cand;
 }
 
-double tps_local_pairs(const struct tps_local *lc, double pixels)
+double tps_local_pairs_per_pixel(const struct tps_local *lc)
 {
     /* A pixel blends the patches over it: ~overlap^2 of them (each holding
      * its share of points); the average patch size is a fair proxy. */
-    return pixels * 2.0 * lc->mean_patch_points;
+    return 2.0 * lc->mean_patch_points;
 }
 

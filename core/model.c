@@ -11,20 +11,9 @@
 
 void tps_fit_options_init(tps_fit_options *options)
 {
-    if (!options)
-        return;
-    options->max_memory = 0;
-    options->num_threads = 1;
-    options->device = TPS_DEVICE_AUTO;
-    options->gpu_max_memory = 0;
-    options->mode = TPS_MODE_GLOBAL;
-    options->patch_points = TPS_DEFAULT_PATCH_POINTS;
-    options->overlap = TPS_DEFAULT_OVERLAP;
-    options->progress = NULL;
-    options->progress_data = NULL;
-    options->smoothing_gcv = NULL;
-    options->weights = NULL;
-    options->cross_validation = 0;
+    /* Every default is 0 (tps.h): init and a zero-initialised struct agree. */
+    if (options)
+        memset(options, 0, sizeof *options);
 }
 
 typedef struct input_point {
@@ -364,7 +353,7 @@ static tps_status measure_residuals(tps_context *ctx, tps_model *md, double *con
         }
     }
     st = tps_evaluate_scaled(ctx, md, md->n_bands, bands, md->n, md->u, md->v, out,
-                             num_threads, TPS_CPU_KERNEL_AUTO);
+                             num_threads);
     if (st != TPS_OK)
         goto done;
     for (size_t b = 0; b < md->n_bands; ++b) {
@@ -389,10 +378,16 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
 {
     tps_clear_error(ctx);
     const double t0 = tps_now_seconds();
-    tps_fit_options defaults;
-    tps_fit_options_init(&defaults);
-    if (!options)
-        options = &defaults;
+    tps_fit_options resolved;
+    if (options)
+        resolved = *options;
+    else
+        tps_fit_options_init(&resolved);
+    if (resolved.patch_points == 0)
+        resolved.patch_points = TPS_DEFAULT_PATCH_POINTS;
+    if (resolved.overlap == 0.0)
+        resolved.overlap = TPS_DEFAULT_OVERLAP;
+    options = &resolved;
     if (n_bands == 0 || !values || !smoothing || (n_points > 0 && (!x || !y))) {
         tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT, "no bands, values or coordinates given");
         return NULL;
@@ -403,10 +398,12 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
         return NULL;
     }
     if (options->mode != TPS_MODE_GLOBAL &&
-        (options->patch_points < 20 || !(options->overlap > 1.0 && options->overlap <= 4.0))) {
+        (options->patch_points < TPS_MIN_PATCH_POINTS ||
+         !(options->overlap > 1.0 && options->overlap <= TPS_MAX_OVERLAP))) {
         tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT,
-                      "patch points must be >= 20 (got %zu) and the overlap in (1, 4] (got %g)",
-                      options->patch_points, options->overlap);
+                      "patch points must be >= %d (got %zu) and the overlap in (1, %g] (got %g)",
+                      TPS_MIN_PATCH_POINTS, options->patch_points, TPS_MAX_OVERLAP,
+                      options->overlap);
         return NULL;
     }
     for (size_t b = 0; b < n_bands; ++b) {
@@ -613,6 +610,8 @@ tps_status tps_model_get_info(tps_context *ctx, const tps_model *model, tps_mode
     if (!model || !info)
         return tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT, "no model or no info");
     *info = model->info;
+    info->pairs_per_pixel = tps_model_pairs_per_pixel(model);
+    info->device_uploads = tps_model_device_uploads(model);
     return TPS_OK;
 }
 

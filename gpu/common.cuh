@@ -6,6 +6,7 @@
 #define TPS_GPU_COMMON_CUH
 
 #include "gpu_backend.h"
+#include "grid.h"
 
 #include <cuda_runtime.h>
 #include <stdio.h>
@@ -23,12 +24,21 @@ inline int fail(char *err, size_t errlen, const char *what, cudaError_t e)
     return -1;
 }
 
+/* A kernel's window: the request's (core/grid.h), cut into chunks of rows. */
 struct GridArgs {
-    double u0, v0, cu, cv, ru, rv;
-    long long first_col, first_row;
-    int ncols;
-    int row0; /* first row of this chunk within the window */
+    tps_window w;
+    int ncols; /* w.ncols, as an int */
+    int row0;  /* first row of this chunk within the window */
 };
+
+/* The centre of window cell (col, row0 + r) of g (core/grid.h's formula:
+ * the CPU's bytes). */
+__device__ __forceinline__ void cell_centre(const GridArgs &g, long long col, long long r,
+                                            double *u, double *v)
+{
+    tps_cell_centre(&g.w, double((long long)g.w.first_col + col),
+                    double((long long)g.w.first_row + g.row0 + r), u, v);
+}
 
 struct OutArgs {
     void *plane[MAX_NB];    /* device planes of this chunk, row-major, ncols wide */

@@ -43,13 +43,9 @@ struct MixedArgs {
 __device__ __forceinline__ void pixel_centres(const GridArgs &g, int col[PIX], double pu[PIX],
                                               double pv[PIX])
 {
-    const long long j = g.first_row + g.row0 + blockIdx.y;
-    const double row_u = g.u0 + double(j) * g.ru, row_v = g.v0 + double(j) * g.rv;
     for (int p = 0; p < PIX; ++p) {
         col[p] = blockIdx.x * (THREADS * PIX) + p * THREADS + threadIdx.x;
-        const long long i = g.first_col + (col[p] < g.ncols ? col[p] : g.ncols - 1);
-        pu[p] = row_u + double(i) * g.cu;
-        pv[p] = row_v + double(i) * g.cv;
+        cell_centre(g, col[p] < g.ncols ? col[p] : g.ncols - 1, blockIdx.y, &pu[p], &pv[p]);
     }
 }
 
@@ -219,7 +215,7 @@ static cudaError_t launch(const tps_gpu_model *m, tps_precision precision, const
     /* The caller groups consecutive model bands only: they are consecutive
      * rows of the weight matrix. */
     const dim3 grid((g.ncols + THREADS * PIX - 1) / (THREADS * PIX), rows);
-    const bool same_v = g.cv == 0.0;
+    const bool same_v = g.w.cv == 0.0;
     const float2 *uv32 = m->uv32;
     const float *w32 = m->w32 + bands[0] * m->n_pad;
     const double *w = m->w + bands[0] * m->n_pad;
@@ -375,7 +371,7 @@ extern "C" tps_gpu_model *tps_gpu_model_create(size_t n, const double *u, const 
     return m;
 }
 
-extern "C" int tps_gpu_evaluate_grid(tps_gpu_model *m, const tps_gpu_grid *grid,
+extern "C" int tps_gpu_evaluate_grid(tps_gpu_model *m, const tps_window *grid,
                                      size_t n_outputs, const tps_output *outputs,
                                      tps_precision precision, size_t max_bytes, char *err,
                                      size_t errlen)
@@ -386,5 +382,6 @@ extern "C" int tps_gpu_evaluate_grid(tps_gpu_model *m, const tps_gpu_grid *grid,
             memcpy(o.affine[b], m->affine[bands[b]], sizeof o.affine[b]);
         return launch_global(m, precision, bands, nb, g, o, rows, stream);
     };
-    return evaluate_chunks(grid, n_outputs, outputs, max_bytes, 1, launch_group, err, errlen);
+    return evaluate_chunks(grid, n_outputs, outputs, max_bytes, 1, MAX_NB, launch_group, err,
+                           errlen);
 }

@@ -1,14 +1,13 @@
 /*
- * global_deriv.cu: derivative sums of a global model on the GPU (derivative bands, issue 7).
- *
- * For each pixel of a grid window, over every point of the model's device
- * copy (FP64, shared with the value kernels of gpu/global.cu):
- *     gu  = sum_i 2 h_i du (log s + 1),  gv = sum_i 2 h_i dv (log s + 1),
- *     lap = 4 sum_i h_i log s,            s = du^2 + dv^2,
- * in the model's scaled units, exactly what core/eval_deriv.c sums on the
- * CPU (same pixel coordinates, same order of points); the engine applies
- * the chain rule and forms the quantity (slope, aspect, ...) on the host
- * with the CPU's code, so both paths share one definition.
+ * global_deriv.cu: the sums a global model's quantities need (core/sums.h),
+ * on the GPU. For each pixel of a grid window, over every point of the
+ * model's device copy (FP64, shared with the value kernels of gpu/global.cu),
+ * the terms of core/sums.h, in the model's scaled units: exactly what
+ * core/spline_sums.c sums on the CPU (the same pixel coordinates, the same
+ * squared distances, the same order of points, the same term formulas).
+ * The engine adds the affine part and forms the quantity on the host with
+ * the quantity table's formula (core/gpu_eval.c), so both devices share one
+ * definition.
  *
  * Deliberately plain: FP64 throughout, CUDA's log, one pixel per thread,
  * points staged through shared memory in tiles (n-body style). Derivative
@@ -16,38 +15,34 @@
  * are tuned for. No CUDA error leaves this file as anything but a message.
  */
 #include "global.cuh"
+#include "sums.h"
 
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 
+using namespace tps_gpu;
+
 namespace {
 
-using tps_gpu::THREADS;
-using tps_gpu::TILE; /* divides the device copy's n_pad */
 constexpr size_t MAX_ROWS_PER_LAUNCH = 65535; /* gridDim.y */
-
-struct DerivGrid {
-    double u0, v0, cu, cv, ru, rv;
-    long long first_col, first_row;
-    int ncols;
-};
-
+/* NEEDS: the sums computed, a superset of `needs`, the planes written. Two
+ * builds: the gradient and the laplacian (the cost of the kernel before
+ * second derivatives existed), and everything. */
+template <unsigned NEEDS>
 __global__ void __launch_bounds__(THREADS)
     deriv_sums_kernel(const double2 *__restrict__ uv, const double *__restrict__ w, size_t n_pad,
-                      DerivGrid g, double *gu_plane, double *gv_plane, double *lap_plane)
+                      GridArgs g, unsigned needs, double *out, size_t stride)
 {
     __shared__ double2 s_uv[TILE];
     __shared__ double s_w[TILE];
     const int c = blockIdx.x * THREADS + threadIdx.x;
     const bool active = c < g.ncols;
-    /* The CPU's coordinates, rounded the same way (no contraction to FMA). */
-    const double i = double(g.first_col + (active ? c : 0));
-    const double j = double(g.first_row + blockIdx.y);
-    const double pu = __dadd_rn(__dadd_rn(g.u0, __dmul_rn(j, g.ru)), __dmul_rn(i, g.cu));
-    const double pv = __dadd_rn(__dadd_rn(g.v0, __dmul_rn(j, g.rv)), __dmul_rn(i, g.cv));
-    double gu = 0.0, gv = 0.0, lap = 0.0;
+    double pu, pv;
+    cell_centre(g, active ? c : 0, blockIdx.y, &pu, &pv);
+    tps_derivs d;
+    tps_derivs_zero(&d);
     for (size_t t0 = 0; t0 < n_pad; t0 += TILE) {
         __syncthreads();
         for (int k = threadIdx.x; k < TILE; k += THREADS) {
@@ -60,37 +55,23 @@ __global__ void __launch_bounds__(THREADS)
             if (h == 0.0) /* padding, or a point missing in this band */
                 continue;
             const double du = pu - s_uv[k].x, dv = pv - s_uv[k].y;
+            /* The CPU's squared distance, rounded the same way (no FMA). */
             const double s = __dadd_rn(__dmul_rn(du, du), __dmul_rn(dv, dv));
-            if (s > 0.0) {
-                const double log_s = log(s);
-                const double gs = 2.0 * h * (log_s + 1.0);
-                gu += gs * du;
-                gv += gs * dv;
-                lap += 4.0 * h * log_s;
-            } else {
-                lap = nan("");
-            }
+            if (s > 0.0)
+                tps_term_add(&d, NEEDS, h, du, dv, s, log(s));
+            else
+                tps_term_on_point(&d);
         }
     }
-    if (active) {
-        const size_t index = size_t(blockIdx.y) * size_t(g.ncols) + size_t(c);
-        gu_plane[index] = gu;
-        gv_plane[index] = gv;
-        lap_plane[index] = lap;
-    }
-}
-
-int fail(char *err, size_t errlen, const char *what, cudaError_t e)
-{
-    snprintf(err, errlen, "%s: %s (%s)", what, cudaGetErrorString(e), cudaGetErrorName(e));
-    cudaGetLastError();
-    return -1;
+    if (active)
+        tps_derivs_put(&d, needs, out, stride, size_t(blockIdx.y) * size_t(g.ncols) + size_t(c));
 }
 
 } // namespace
 
-extern "C" int tps_gpu_deriv_sums(tps_gpu_model *model, const tps_gpu_grid *grid, size_t band,
-                                  double *sums, size_t max_bytes, char *err, size_t errlen)
+extern "C" int tps_gpu_deriv_sums(tps_gpu_model *model, const tps_window *grid, size_t band,
+                                  unsigned needs, double *sums, size_t max_bytes, char *err,
+                                  size_t errlen)
 {
     if (grid->ncols == 0 || grid->nrows == 0)
         return 0;
@@ -98,14 +79,13 @@ extern "C" int tps_gpu_deriv_sums(tps_gpu_model *model, const tps_gpu_grid *grid
         snprintf(err, errlen, "window too wide for the GPU path (%zu columns)", grid->ncols);
         return -1;
     }
-    const double2 *uv = model->uv;
-    const size_t n_pad = model->n_pad;
     if (band >= model->n_bands) {
         snprintf(err, errlen, "band %zu of %zu", band, model->n_bands);
         return -1;
     }
     const size_t pixels = grid->ncols * grid->nrows;
-    const size_t bytes = 3 * pixels * sizeof(double);
+    const int n_planes = tps_needs_planes(needs);
+    const size_t bytes = size_t(n_planes) * pixels * sizeof(double);
     if (max_bytes && bytes > max_bytes) {
         snprintf(err, errlen,
                  "the derivative buffers need %zu bytes of GPU memory, more than the %zu allowed",
@@ -113,29 +93,37 @@ extern "C" int tps_gpu_deriv_sums(tps_gpu_model *model, const tps_gpu_grid *grid
         return -1;
     }
     cudaError_t e = cudaSetDevice(0);
-    if (e != cudaSuccess)
+    if (e != cudaSuccess) {
+        cudaGetLastError();
         return fail(err, errlen, "cannot select the GPU", e);
+    }
     cudaStream_t stream = nullptr;
-    if ((e = cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking)) != cudaSuccess)
+    if ((e = cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking)) != cudaSuccess) {
+        cudaGetLastError();
         return fail(err, errlen, "cannot create a CUDA stream", e);
+    }
     double *d_sums = nullptr;
     int status = 0;
-    if ((e = cudaMalloc(&d_sums, bytes)) != cudaSuccess) {
+    if ((e = cudaMalloc(&d_sums, bytes ? bytes : sizeof(double))) != cudaSuccess) {
         status = fail(err, errlen, "cannot allocate the derivative buffers", e);
     } else {
-        DerivGrid g = {grid->u0, grid->v0, grid->cu, grid->cv, grid->ru, grid->rv,
-                       (long long)grid->first_col, (long long)grid->first_row, int(grid->ncols)};
-        const double *w_band = model->w + band * n_pad;
+        const double *w_band = model->w + band * model->n_pad;
+        const bool all = (needs & ~unsigned(TPS_NEEDS_GRADIENT | TPS_NEEDS_LAPLACIAN)) != 0;
         for (size_t row0 = 0; row0 < grid->nrows && status == 0; row0 += MAX_ROWS_PER_LAUNCH) {
             const size_t rows =
                 grid->nrows - row0 < MAX_ROWS_PER_LAUNCH ? grid->nrows - row0 : MAX_ROWS_PER_LAUNCH;
-            DerivGrid gr = g;
-            gr.first_row = g.first_row + (long long)row0;
-            const size_t off = row0 * grid->ncols;
+            const GridArgs g = {*grid, int(grid->ncols), int(row0)};
+            double *out = d_sums + row0 * grid->ncols; /* plane q at out + q pixels */
             const dim3 blocks((unsigned)((grid->ncols + THREADS - 1) / THREADS), (unsigned)rows);
-            deriv_sums_kernel<<<blocks, THREADS, 0, stream>>>(
-                uv, w_band, n_pad, gr, d_sums + off,
-                d_sums + pixels + off, d_sums + 2 * pixels + off);
+            if (all)
+                deriv_sums_kernel<TPS_NEEDS_VALUE | TPS_NEEDS_GRADIENT | TPS_NEEDS_LAPLACIAN |
+                                  TPS_NEEDS_HESSIAN>
+                    <<<blocks, THREADS, 0, stream>>>(model->uv, w_band, model->n_pad, g, needs, out,
+                                                      pixels);
+            else
+                deriv_sums_kernel<TPS_NEEDS_GRADIENT | TPS_NEEDS_LAPLACIAN>
+                    <<<blocks, THREADS, 0, stream>>>(model->uv, w_band, model->n_pad, g, needs, out,
+                                                      pixels);
             if ((e = cudaGetLastError()) != cudaSuccess)
                 status = fail(err, errlen, "cannot launch the GPU derivative kernel", e);
         }
@@ -146,6 +134,8 @@ extern "C" int tps_gpu_deriv_sums(tps_gpu_model *model, const tps_gpu_grid *grid
         if (status == 0 && (e = cudaStreamSynchronize(stream)) != cudaSuccess)
             status = fail(err, errlen, "GPU derivative evaluation failed", e);
     }
+    if (status != 0)
+        cudaGetLastError();
     cudaFree(d_sums);
     cudaStreamDestroy(stream);
     return status;

@@ -36,7 +36,7 @@ __global__ void __launch_bounds__(THREADS) evaluate_local(LocalArgs a, GridArgs 
         double wk[PIX], lu[PIX], lv[PIX];
         int any = 0;
         for (int p = 0; p < PIX; ++p) {
-            wk[p] = bump((qu[p] - pt.cx) / pt.hx) * bump((qv[p] - pt.cy) / pt.hy);
+            wk[p] = tps_bump((qu[p] - pt.cx) / pt.hx) * tps_bump((qv[p] - pt.cy) / pt.hy);
             any |= wk[p] > 0.0;
             lu[p] = (pu[p] - pt.pcx) / pt.ps;
             lv[p] = (pv[p] - pt.pcy) / pt.ps;
@@ -211,18 +211,10 @@ extern "C" tps_gpu_local *tps_gpu_local_create(size_t n_patches, const tps_gpu_p
 
 namespace {
 
-size_t lookup_cell(double x, double x0, double d, size_t n)
-{
-    const double c = floor((x - x0) / d);
-    if (!(c > 0.0))
-        return 0;
-    return c >= double(n) ? n - 1 : size_t(c);
-}
-
 /* Each LOCAL_TW x LOCAL_TH tile's candidate patches (a superset of those
  * whose support meets the tile's pixels, clamped into the box), sorted:
  * tile_start (tiles + 1 entries) and tile_patch, CSR. */
-void list_tile_patches(const tps_gpu_local *m, const tps_gpu_grid *grid, size_t tiles_x,
+void list_tile_patches(const tps_gpu_local *m, const tps_window *grid, size_t tiles_x,
                        size_t tiles_y, std::vector<unsigned> &tile_start,
                        std::vector<unsigned> &tile_patch)
 {
@@ -240,8 +232,10 @@ void list_tile_patches(const tps_gpu_local *m, const tps_gpu_grid *grid, size_t 
             const double cs[2] = {c0, c1}, rs[2] = {r0, r1};
             for (double c : cs)
                 for (double r : rs) {
-                    const double u = std::min(std::max(grid->u0 + r * grid->ru + c * grid->cu, lk.bu0), lk.bu1);
-                    const double v = std::min(std::max(grid->v0 + r * grid->rv + c * grid->cv, lk.bv0), lk.bv1);
+                    double u, v;
+                    tps_cell_centre(grid, c, r, &u, &v);
+                    u = tps_clamp(u, lk.bu0, lk.bu1);
+                    v = tps_clamp(v, lk.bv0, lk.bv1);
                     u0 = std::min(u0, u);
                     u1 = std::max(u1, u);
                     v0 = std::min(v0, v);
@@ -249,10 +243,10 @@ void list_tile_patches(const tps_gpu_local *m, const tps_gpu_grid *grid, size_t 
                 }
             cand.clear();
             if (u0 <= u1 && v0 <= v1) {
-                const size_t i0 = lookup_cell(u0, lk.bu0, lk.gdu, lk.gx);
-                const size_t i1 = lookup_cell(u1, lk.bu0, lk.gdu, lk.gx);
-                const size_t j0 = lookup_cell(v0, lk.bv0, lk.gdv, lk.gy);
-                const size_t j1 = lookup_cell(v1, lk.bv0, lk.gdv, lk.gy);
+                const size_t i0 = tps_lookup_cell(u0, lk.bu0, lk.gdu, lk.gx);
+                const size_t i1 = tps_lookup_cell(u1, lk.bu0, lk.gdu, lk.gx);
+                const size_t j0 = tps_lookup_cell(v0, lk.bv0, lk.gdv, lk.gy);
+                const size_t j1 = tps_lookup_cell(v1, lk.bv0, lk.gdv, lk.gy);
                 for (size_t j = j0; j <= j1; ++j)
                     for (size_t i = i0; i <= i1; ++i) {
                         const size_t c = j * lk.gx + i;
@@ -277,9 +271,9 @@ void list_tile_patches(const tps_gpu_local *m, const tps_gpu_grid *grid, size_t 
 
 namespace tps_gpu {
 
-int local_run(tps_gpu_local *m, const tps_gpu_grid *grid, size_t n_outputs,
-              const tps_output *outputs, LocalLaunch launch, size_t max_bytes, char *err,
-              size_t errlen)
+int local_run(tps_gpu_local *m, const tps_window *grid, size_t n_outputs,
+              const tps_output *outputs, LocalLaunch launch, size_t group, unsigned needs,
+              size_t max_bytes, char *err, size_t errlen)
 {
     if (n_outputs == 0 || grid->ncols == 0 || grid->nrows == 0)
         return 0;
@@ -339,6 +333,7 @@ int local_run(tps_gpu_local *m, const tps_gpu_grid *grid, size_t n_outputs,
     a.bu1 = m->lookup.bu1;
     a.bv1 = m->lookup.bv1;
     a.log_table = m->log_table;
+    a.needs = needs;
     auto launch_group = [&a, launch](const GridArgs &g, OutArgs &o, const int *bands, int nb,
                                      int rows, cudaStream_t stream) {
         LocalArgs c = a;
@@ -349,7 +344,7 @@ int local_run(tps_gpu_local *m, const tps_gpu_grid *grid, size_t n_outputs,
         return launch(c, g, o, nb, blocks, stream);
     };
     const int status = evaluate_chunks(grid, n_outputs, outputs,
-                                       max_bytes ? max_bytes - list_bytes : 0, LOCAL_TH,
+                                       max_bytes ? max_bytes - list_bytes : 0, LOCAL_TH, group,
                                        launch_group, err, errlen);
     cudaFree(d_lists);
     return status;
@@ -357,9 +352,10 @@ int local_run(tps_gpu_local *m, const tps_gpu_grid *grid, size_t n_outputs,
 
 } // namespace tps_gpu
 
-extern "C" int tps_gpu_local_evaluate_grid(tps_gpu_local *m, const tps_gpu_grid *grid,
+extern "C" int tps_gpu_local_evaluate_grid(tps_gpu_local *m, const tps_window *grid,
                                            size_t n_outputs, const tps_output *outputs,
                                            size_t max_bytes, char *err, size_t errlen)
 {
-    return local_run(m, grid, n_outputs, outputs, launch_values, max_bytes, err, errlen);
+    return local_run(m, grid, n_outputs, outputs, launch_values, MAX_NB, 0, max_bytes, err,
+                     errlen);
 }

@@ -3,6 +3,7 @@
 #ifndef TPS_GPU_LOCAL_CUH
 #define TPS_GPU_LOCAL_CUH
 
+#include "blend.h"
 #include "common.cuh"
 
 #include <vector>
@@ -13,7 +14,7 @@ namespace tps_gpu {
  * A block covers a tile of LOCAL_TW x LOCAL_TH pixels (each thread one
  * column, PIX rows) and visits the tile's candidate patches, listed on the
  * host in patch order, so that each pixel sums its patches in the order of
- * the CPU path (core/local.c) whatever window or chunk it falls in. */
+ * the CPU path (core/cpu_local.c) whatever window or chunk it falls in. */
 constexpr int LOCAL_TW = 32;
 constexpr int LOCAL_TH = THREADS / LOCAL_TW * PIX;
 
@@ -33,33 +34,23 @@ struct LocalArgs {
     int tiles_x, tile_row0, rows; /* rows: of this chunk */
     double bu0, bv0, bu1, bv1;
     const double2 *log_table;
+    unsigned needs; /* derivatives: the sums asked for (core/sums.h) */
 };
 
-__device__ __forceinline__ double bump(double t)
-{
-    const double s = 1.0 - t * t;
-    return s > 0.0 ? s * s * s : 0.0;
-}
-
 /* A local kernel thread's pixels: column col, rows row_base.. (clamped
- * into the window), their centres as pixel_centres computes them (row term
- * first, as the CPU path) and clamped into the points' box (q: where the
- * weights are taken). */
+ * into the window), their centres (core/grid.h) and the same clamped into
+ * the points' box (q: where the weights are taken; core/blend.h). */
 __device__ __forceinline__ void local_pixels(const LocalArgs &a, const GridArgs &g, int col,
                                              int row_base, double pu[PIX], double pv[PIX],
                                              double qu[PIX], double qv[PIX])
 {
-    const long long i = g.first_col + (col < g.ncols ? col : g.ncols - 1);
     for (int p = 0; p < PIX; ++p) {
         const int r = row_base + p < a.rows ? row_base + p : a.rows - 1;
-        const long long j = g.first_row + g.row0 + r;
-        pu[p] = (g.u0 + double(j) * g.ru) + double(i) * g.cu;
-        pv[p] = (g.v0 + double(j) * g.rv) + double(i) * g.cv;
-        qu[p] = fmin(fmax(pu[p], a.bu0), a.bu1);
-        qv[p] = fmin(fmax(pv[p], a.bv0), a.bv1);
+        cell_centre(g, col < g.ncols ? col : g.ncols - 1, r, &pu[p], &pv[p]);
+        qu[p] = tps_clamp(pu[p], a.bu0, a.bu1);
+        qv[p] = tps_clamp(pv[p], a.bv0, a.bv1);
     }
 }
-
 
 /* Launches a local kernel over `blocks` tiles for nb consecutive model
  * bands (c.first_band..) into o's planes. */
@@ -67,10 +58,11 @@ typedef cudaError_t (*LocalLaunch)(const LocalArgs &c, const GridArgs &g, const 
                                    int nb, dim3 blocks, cudaStream_t stream);
 
 /* The request loop of a local model's kernels: the tiles' candidate
- * patches, then the chunks of rows, each launched by `launch`. */
-int local_run(tps_gpu_local *m, const tps_gpu_grid *grid, size_t n_outputs,
-              const tps_output *outputs, LocalLaunch launch, size_t max_bytes, char *err,
-              size_t errlen);
+ * patches, then the chunks of rows, each launched by `launch` for up to
+ * `group` outputs at once; `needs` goes to the kernels in LocalArgs. */
+int local_run(tps_gpu_local *m, const tps_window *grid, size_t n_outputs,
+              const tps_output *outputs, LocalLaunch launch, size_t group, unsigned needs,
+              size_t max_bytes, char *err, size_t errlen);
 
 } // namespace tps_gpu
 

@@ -46,11 +46,13 @@ void copy_out(const Workspace *ws, int slot, const Chunk &c, size_t ncols, size_
  * into chunks of rows (a multiple of row_align); while chunk i+1 computes on
  * one stream, chunk i's results are copied to pinned memory on the other
  * and then into the caller's buffers. launch_group(g, o, bands, nb, rows,
- * stream) fills o.affine and launches the kernel for nb consecutive bands. */
+ * stream) fills o.affine and launches the kernel for nb (up to `group`)
+ * outputs of consecutive bands; their planes lie one after another in the
+ * chunk's device buffer, the first MAX_NB of them also in o.plane. */
 template <typename LaunchGroup>
-int evaluate_chunks(const tps_gpu_grid *grid, size_t n_outputs, const tps_output *outputs,
-                    size_t max_bytes, size_t row_align, LaunchGroup launch_group, char *err,
-                    size_t errlen)
+int evaluate_chunks(const tps_window *grid, size_t n_outputs, const tps_output *outputs,
+                    size_t max_bytes, size_t row_align, size_t group, LaunchGroup launch_group,
+                    char *err, size_t errlen)
 {
     if (n_outputs == 0 || grid->ncols == 0 || grid->nrows == 0)
         return 0;
@@ -100,14 +102,7 @@ int evaluate_chunks(const tps_gpu_grid *grid, size_t n_outputs, const tps_output
         return -1;
 
     GridArgs g;
-    g.u0 = grid->u0;
-    g.v0 = grid->v0;
-    g.cu = grid->cu;
-    g.cv = grid->cv;
-    g.ru = grid->ru;
-    g.rv = grid->rv;
-    g.first_col = (long long)grid->first_col;
-    g.first_row = (long long)grid->first_row;
+    g.w = *grid;
     g.ncols = int(grid->ncols);
 
     Chunk chunks[2];
@@ -133,12 +128,14 @@ int evaluate_chunks(const tps_gpu_grid *grid, size_t n_outputs, const tps_output
             int nb = 0;
             OutArgs o;
             memset(&o, 0, sizeof o);
-            while (k0 + nb < n_outputs && nb < MAX_NB &&
+            while (k0 + nb < n_outputs && size_t(nb) < group &&
                    (nb == 0 || outputs[k0 + nb].band == outputs[k0].band + size_t(nb))) {
                 const tps_output &out = outputs[k0 + nb];
-                bands[nb] = int(out.band);
-                o.plane[nb] = plane;
-                o.is_double[nb] = out.type == TPS_FLOAT64;
+                if (nb < MAX_NB) {
+                    bands[nb] = int(out.band);
+                    o.plane[nb] = plane;
+                    o.is_double[nb] = out.type == TPS_FLOAT64;
+                }
                 plane += rows * grid->ncols * type_size(out.type);
                 ++nb;
             }

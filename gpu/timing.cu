@@ -8,7 +8,7 @@
 
 using namespace tps_gpu;
 
-extern "C" int tps_gpu_time_kernel(tps_gpu_model *m, const tps_gpu_grid *grid, size_t n_bands,
+extern "C" int tps_gpu_time_kernel(tps_gpu_model *m, const tps_window *grid, size_t n_bands,
                                    tps_precision precision, int repeats, double *ms, char *err,
                                    size_t errlen)
 {
@@ -24,8 +24,7 @@ extern "C" int tps_gpu_time_kernel(tps_gpu_model *m, const tps_gpu_grid *grid, s
     cudaEvent_t t0, t1;
     cudaEventCreate(&t0);
     cudaEventCreate(&t1);
-    GridArgs g = {grid->u0, grid->v0, grid->cu, grid->cv, grid->ru, grid->rv,
-                  (long long)grid->first_col, (long long)grid->first_row, int(grid->ncols), 0};
+    GridArgs g = {*grid, int(grid->ncols), 0};
     OutArgs o;
     memset(&o, 0, sizeof o);
     int bands[MAX_NB];

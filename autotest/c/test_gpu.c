@@ -9,6 +9,7 @@
  *                       several threads; derivative quantities within 1e-9
  *                       of the CPU's */
 #include "tps.h"
+#include "tps_testing.h" /* tps_model_device_uploads */
 
 #include <math.h>
 #include <pthread.h>
