@@ -187,15 +187,15 @@ int main(int argc, char **argv)
         const double s = m->scale;
         tps_window gg = {(g.x0 - m->cx) / s, (g.y0 - m->cy) / s, g.col_dx / s, g.col_dy / s,
                            g.row_dx / s, g.row_dy / s, 0, 0, grid, grid};
-        char err[512];
+        tps_error err;
         double ms;
-        if (tps_gpu_time_kernel(m->gpu, &gg, 1, TPS_PRECISION_DOUBLE, 5, &ms, err, sizeof err)) {
-            fprintf(stderr, "%s\n", err);
+        if (tps_gpu_time_kernel(m->gpu, &gg, 1, TPS_PRECISION_DOUBLE, 5, &ms, &err) != TPS_OK) {
+            fprintf(stderr, "%s\n", err.message);
             return 1;
         }
         row.fp64 = pairs / (ms * 1e-3);
-        if (tps_gpu_time_kernel(m->gpu, &gg, 1, TPS_PRECISION_MIXED, 5, &ms, err, sizeof err)) {
-            fprintf(stderr, "%s\n", err);
+        if (tps_gpu_time_kernel(m->gpu, &gg, 1, TPS_PRECISION_MIXED, 5, &ms, &err) != TPS_OK) {
+            fprintf(stderr, "%s\n", err.message);
             return 1;
         }
         row.mixed = pairs / (ms * 1e-3);

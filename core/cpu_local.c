@@ -103,8 +103,8 @@ static tps_status values(tps_context *ctx, const tps_eval_job *job)
     if (job->n_values == 0 || n_items == 0)
         return TPS_OK;
     const struct tps_local *lc = job->model->local;
-    const int threads = tps_threads_for(job->num_threads, n_items,
-                                        tps_targets_count(&job->t) >= LOCAL_MIN_TARGETS_FOR_THREADS);
+    const int worth = tps_targets_count(&job->t) >= LOCAL_MIN_TARGETS_FOR_THREADS;
+    const int threads = tps_threads_for(job->num_threads, n_items, worth);
     value_request rq = {job, lc, {NULL, 0}};
     /* pu, pv, qu, qv, wsum, lu, lv, wk; acc and pacc per band; the bands'
      * weight pointers; the candidates' lists. */

@@ -70,8 +70,8 @@ static void quantity_chunk(size_t item, int thread, void *user)
             if (rq->first[b] != b)
                 continue;
             const size_t band = job->quantities[b].band;
-            tps_spline_sums(pt->n, pt->u, pt->v, pt->hw[band], tps_blend_spline_needs(rq->needs[b]),
-                            sel, lu, lv, spline);
+            const unsigned needs = tps_blend_spline_needs(rq->needs[b]);
+            tps_spline_sums(pt->n, pt->u, pt->v, pt->hw[band], needs, sel, lu, lv, spline);
             const double inv = 1.0 / pt->ps;
             for (size_t s = 0; s < sel; ++s) {
                 tps_derivs_add_affine(&spline[s], pt->affine[band], lu[s], lv[s]);
@@ -87,7 +87,8 @@ static void quantity_chunk(size_t item, int thread, void *user)
             tps_derivs d;
             tps_derivs_zero(&d);
             tps_blend_finish(&blend[TPS_CHUNK * f + k], rq->needs[f], &d);
-            tps_output_store(o, row, col0 + k, tps_quantity_eval(o->quantity, &d, job->model->scale));
+            tps_output_store(o, row, col0 + k,
+                             tps_quantity_eval(o->quantity, &d, job->model->scale));
         }
     }
 }
@@ -98,8 +99,8 @@ tps_status tps_cpu_local_quantities(tps_context *ctx, const tps_eval_job *job)
     if (job->n_quantities == 0 || n_items == 0)
         return TPS_OK;
     const struct tps_local *lc = job->model->local;
-    const int threads = tps_threads_for(job->num_threads, n_items,
-                                        tps_targets_count(&job->t) >= LOCAL_MIN_TARGETS_FOR_THREADS);
+    const int worth = tps_targets_count(&job->t) >= LOCAL_MIN_TARGETS_FOR_THREADS;
+    const int threads = tps_threads_for(job->num_threads, n_items, worth);
     quantity_request rq = {job, lc, NULL, NULL, {NULL, 0}};
     rq.first = malloc(sizeof(size_t) * job->n_quantities);
     rq.needs = malloc(sizeof(unsigned) * job->n_quantities);

@@ -8,16 +8,15 @@
 #include "gpu_backend.h"
 #include "local.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 
 /* The device copy of a LOCAL model's patches. */
 static struct tps_gpu_local *upload_local(const struct tps_local *lc, size_t max_bytes,
-                                          char *err, size_t errlen)
+                                          tps_error *err)
 {
     tps_gpu_patch *gp = calloc(lc->n_patches ? lc->n_patches : 1, sizeof *gp);
     if (!gp) {
-        snprintf(err, errlen, "out of host memory");
+        tps_error_set(err, TPS_ERR_OUT_OF_MEMORY, "out of host memory");
         return NULL;
     }
     for (size_t p = 0; p < lc->n_patches; ++p) {
@@ -29,7 +28,7 @@ static struct tps_gpu_local *upload_local(const struct tps_local *lc, size_t max
     const tps_gpu_lookup lookup = {lc->bu0, lc->bv0, lc->bu1, lc->bv1, lc->gx, lc->gy,
                                    lc->gdu, lc->gdv, lc->cell_start, lc->cell_patch};
     struct tps_gpu_local *gpu =
-        tps_gpu_local_create(lc->n_patches, gp, lc->n_bands, &lookup, max_bytes, err, errlen);
+        tps_gpu_local_create(lc->n_patches, gp, lc->n_bands, &lookup, max_bytes, err);
     free(gp);
     return gpu;
 }
@@ -40,21 +39,22 @@ static struct tps_gpu_local *upload_local(const struct tps_local *lc, size_t max
 static tps_status device_copy(tps_context *ctx, const tps_model *model, size_t max_bytes)
 {
     tps_model *md = (tps_model *)model;
-    char err[512] = "";
+    tps_error err = {TPS_OK, ""};
     pthread_mutex_lock(&md->gpu_lock);
     const int had = md->local ? md->gpu_local != NULL : md->gpu != NULL;
     if (!had && md->local)
-        md->gpu_local = upload_local(md->local, max_bytes, err, sizeof err);
+        md->gpu_local = upload_local(md->local, max_bytes, &err);
     else if (!had)
         md->gpu = tps_gpu_model_create(md->n, md->u, md->v, md->n_bands,
                                        (const double *const *)md->half_weights,
-                                       (const double(*)[3])md->affine, max_bytes, err,
-                                       sizeof err);
+                                       (const double(*)[3])md->affine, max_bytes, &err);
     const int has = md->local ? md->gpu_local != NULL : md->gpu != NULL;
     if (!had && has)
         md->gpu_uploads++;
     pthread_mutex_unlock(&md->gpu_lock);
-    return has ? TPS_OK : tps_set_error(ctx, TPS_ERR_DEVICE_UNAVAILABLE, "%s", err);
+    /* Whatever failed, the GPU cannot evaluate: AUTO falls back to the CPU. */
+    return has ? TPS_OK
+               : tps_set_error(ctx, TPS_ERR_DEVICE_UNAVAILABLE, "%s", err.message);
 }
 
 static tps_status values(tps_context *ctx, const tps_eval_job *job)
@@ -64,19 +64,20 @@ static tps_status values(tps_context *ctx, const tps_eval_job *job)
     if (!job->t.is_grid)
         return tps_set_error(ctx, TPS_ERR_INTERNAL, "the GPU evaluates grids only");
     const tps_model *md = job->model;
-    if (device_copy(ctx, md, job->gpu_max_bytes) != TPS_OK)
-        return tps_context_errno(ctx);
+    const tps_status st = device_copy(ctx, md, job->gpu_max_bytes);
+    if (st != TPS_OK)
+        return st;
     if (md->local && job->precision == TPS_PRECISION_MIXED)
         tps_log(ctx, TPS_LOG_DEBUG, "a local model evaluates in DOUBLE on the GPU");
-    char err[512] = "";
-    const int rc = md->gpu ? tps_gpu_evaluate_grid(md->gpu, &job->t.w, job->n_values, job->values,
-                                                   job->precision, job->gpu_max_bytes, err,
-                                                   sizeof err)
-                           : tps_gpu_local_evaluate_grid(md->gpu_local, &job->t.w, job->n_values,
-                                                         job->values, job->gpu_max_bytes, err,
-                                                         sizeof err);
-    return rc == 0 ? TPS_OK
-                   : tps_set_error(ctx, TPS_ERR_DEVICE_UNAVAILABLE, "GPU evaluation: %s", err);
+    tps_error err;
+    const tps_status rc =
+        md->gpu ? tps_gpu_evaluate_grid(md->gpu, &job->t.w, job->n_values, job->values,
+                                        job->precision, job->gpu_max_bytes, &err)
+                : tps_gpu_local_evaluate_grid(md->gpu_local, &job->t.w, job->n_values,
+                                              job->values, job->gpu_max_bytes, &err);
+    return rc == TPS_OK ? TPS_OK
+                        : tps_set_error(ctx, TPS_ERR_DEVICE_UNAVAILABLE, "GPU evaluation: %s",
+                                        err.message);
 }
 
 /* Pixels per derivative request to the GPU: bounds the host and device
@@ -93,8 +94,9 @@ static tps_status quantities(tps_context *ctx, const tps_eval_job *job)
     if (n == 0 || g->ncols == 0 || g->nrows == 0)
         return TPS_OK;
     const tps_model *md = job->model;
-    if (device_copy(ctx, md, job->gpu_max_bytes) != TPS_OK)
-        return tps_context_errno(ctx);
+    tps_status st = device_copy(ctx, md, job->gpu_max_bytes);
+    if (st != TPS_OK)
+        return st;
     size_t rows = SUMS_CHUNK_PIXELS / g->ncols;
     if (rows < 1)
         rows = 1;
@@ -110,8 +112,7 @@ static tps_status quantities(tps_context *ctx, const tps_eval_job *job)
         return tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory for derivative sums");
     }
     tps_outputs_group(job->quantities, n, first, needs);
-    tps_status st = TPS_OK;
-    char err[512] = "";
+    tps_error err;
     for (size_t row0 = 0; row0 < g->nrows && st == TPS_OK; row0 += rows) {
         tps_window chunk = *g;
         chunk.first_row = g->first_row + row0;
@@ -121,13 +122,14 @@ static tps_status quantities(tps_context *ctx, const tps_eval_job *job)
             if (first[b] != b)
                 continue;
             const size_t band = job->quantities[b].band;
-            const int rc = md->gpu ? tps_gpu_deriv_sums(md->gpu, &chunk, band, needs[b], sums,
-                                                        job->gpu_max_bytes, err, sizeof err)
-                                   : tps_gpu_local_deriv_sums(md->gpu_local, &chunk, band,
-                                                              needs[b], sums, job->gpu_max_bytes,
-                                                              err, sizeof err);
-            if (rc != 0) {
-                st = tps_set_error(ctx, TPS_ERR_DEVICE_UNAVAILABLE, "GPU derivatives: %s", err);
+            const tps_status rc =
+                md->gpu ? tps_gpu_deriv_sums(md->gpu, &chunk, band, needs[b], sums,
+                                             job->gpu_max_bytes, &err)
+                        : tps_gpu_local_deriv_sums(md->gpu_local, &chunk, band, needs[b], sums,
+                                                   job->gpu_max_bytes, &err);
+            if (rc != TPS_OK) {
+                st = tps_set_error(ctx, TPS_ERR_DEVICE_UNAVAILABLE, "GPU derivatives: %s",
+                                   err.message);
                 break;
             }
             for (size_t r = 0; r < chunk.nrows; ++r) {

@@ -2,6 +2,7 @@
 #ifndef TPS_INTERNAL_H
 #define TPS_INTERNAL_H
 
+#include "error.h"
 #include "tps.h"
 #include "tps_testing.h"
 
@@ -17,9 +18,10 @@ struct tps_gpu_model;
 struct tps_local;
 struct tps_gpu_local;
 
+/* A context: the error carrier of its calls (error.h) and the caller's log
+ * function. */
 struct tps_context {
-    tps_status status;
-    char message[1024];
+    tps_error err;
     tps_log_fn log_fn;
     void *log_user;
 };
@@ -39,7 +41,7 @@ struct tps_model {
     double (*affine)[3]; /* band b: a0 + a1 u + a2 v */
     tps_band_info *band_info;
     tps_model_info info;
-    /* LOCAL models (local.c): the patches. NULL for a global model, whose
+    /* LOCAL models (local.h): the patches. NULL for a global model, whose
      * surface is half_weights and affine (which a local model leaves zero). */
     struct tps_local *local;
     /* The device copy, made on the first GPU evaluation and shared by every
@@ -52,8 +54,16 @@ struct tps_model {
 };
 
 /* ---- errors and messages (context.c) ---- */
+/* A NULL context is allowed everywhere (tps.h): then the status still
+ * comes back, the message is dropped. */
+static inline tps_error *tps_ctx_error(tps_context *ctx)
+{
+    return ctx ? &ctx->err : NULL;
+}
 tps_status tps_set_error(tps_context *ctx, tps_status status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Hands an error from a carrier to the context; returns its status. */
+tps_status tps_raise(tps_context *ctx, const tps_error *err);
 void tps_clear_error(tps_context *ctx);
 void tps_log(tps_context *ctx, tps_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -104,7 +114,7 @@ typedef struct tps_dense_job {
     char what[96];
     /* out */
     tps_status status;
-    tps_context err;
+    tps_error err;
     int used_gpu;
     /* working storage */
     double *p, *rhs, *cols;

@@ -23,8 +23,10 @@
  *  - the leaf cells tile the bounding box and each lies strictly inside its
  *    patch, so sum_q w_q > 0 there; outside the box the weights are taken at
  *    the point clamped into the box, while the patch splines are evaluated
- *    at the point itself (their own extrapolation, blended). * Evaluation: local_eval.c (values), local_deriv.c (derivatives); the
- * patch lookup: local_lookup.c; saved models: local_io.c. */
+ *    at the point itself (their own extrapolation, blended).
+ * Evaluation: cpu_local.c (values), cpu_local_deriv.c (other quantities),
+ * gpu_eval.c (on the GPU); the patch lookup: local_lookup.c; saved models:
+ * local_io.c. */
 #include "gpu_backend.h"
 #include "internal.h"
 #include "local.h"
@@ -77,7 +79,7 @@ typedef struct build {
      * message does not depend on thread timing). */
     pthread_mutex_t lock;
     size_t err_patch;
-    tps_context err;
+    tps_error err;
     const double *smoothing; /* per band, user units */
     double scale;            /* the model's scale: user units per scaled unit */
     size_t patch_points; /* a cell's most points */
@@ -87,11 +89,11 @@ typedef struct build {
     size_t wave0;
 } build;
 
-static void record_error(build *bd, size_t p, const tps_context *ctx)
+static void record_error(build *bd, size_t p, const tps_error *err)
 {
     pthread_mutex_lock(&bd->lock);
-    if (bd->err.status == TPS_OK || p < bd->err_patch) {
-        bd->err = *ctx;
+    if (bd->err.code == TPS_OK || p < bd->err_patch) {
+        bd->err = *err;
         bd->err_patch = p;
     }
     pthread_mutex_unlock(&bd->lock);
@@ -388,7 +390,7 @@ static void prepare_patch(size_t p, int thread, void *user)
     patch *pt = &lc->patches[p];
     patch_work *pw = &bd->work[p - bd->wave0];
     const size_t nb = bd->n_bands, n = pt->n;
-    tps_context ctx = {0};
+    tps_error err = {TPS_OK, ""};
 
     pt->index = malloc(sizeof(size_t) * (n ? n : 1));
     pt->u = malloc(sizeof(double) * (n ? n : 1));
@@ -402,7 +404,7 @@ static void prepare_patch(size_t p, int thread, void *user)
     for (size_t b = 0; ok && b < nb; ++b)
         ok = (pt->hw[b] = calloc(n ? n : 1, sizeof(double))) != NULL;
     if (!ok) {
-        tps_set_error(&ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory for patch %zu (%zu points)",
+        tps_error_set(&err, TPS_ERR_OUT_OF_MEMORY, "out of memory for patch %zu (%zu points)",
                       p + 1, n);
         goto done;
     }
@@ -431,7 +433,7 @@ static void prepare_patch(size_t p, int thread, void *user)
         gs->a = malloc(sizeof(double[3]) * nb);
         if (!gs->bands || !gs->sub || !gs->su || !gs->sv || (bd->merged_w && !gs->noise) ||
             !gs->zw || !gs->z || !gs->w || !gs->a) {
-            tps_set_error(&ctx, TPS_ERR_OUT_OF_MEMORY,
+            tps_error_set(&err, TPS_ERR_OUT_OF_MEMORY,
                           "out of memory for patch %zu (%zu points)", p + 1, n);
             goto done;
         }
@@ -481,8 +483,8 @@ static void prepare_patch(size_t p, int thread, void *user)
                  lc->n_patches, b + 1);
     }
 done:
-    if (ctx.status != TPS_OK)
-        record_error(bd, p, &ctx);
+    if (err.code != TPS_OK)
+        record_error(bd, p, &err);
     free(pt->index);
     pt->index = NULL;
     free(assigned);
@@ -504,7 +506,7 @@ static void store_patch(size_t p, int thread, void *user)
                     pt->hw[gs->bands[g]][gs->sub[k]] = 0.5 * gs->w[g][k];
                 memcpy(pt->affine[gs->bands[g]], gs->a[g], sizeof gs->a[g]);
             }
-        } else if (gs->job.err.status != TPS_OK) {
+        } else if (gs->job.err.code != TPS_OK) {
             record_error(bd, p, &gs->job.err);
         }
         free_group(gs);
@@ -536,7 +538,7 @@ static void solve_patches(build *bd, int threads, int try_gpu, size_t gpu_max_by
     tps_dense_job *jobs = NULL;
     size_t wave = lc->n_patches / 32;
     wave = wave < WAVE_PATCHES_MIN ? WAVE_PATCHES_MIN : wave > WAVE_PATCHES ? WAVE_PATCHES : wave;
-    for (size_t w0 = 0; w0 < lc->n_patches && bd->err.status == TPS_OK; w0 += wave) {
+    for (size_t w0 = 0; w0 < lc->n_patches && bd->err.code == TPS_OK; w0 += wave) {
         const size_t count = lc->n_patches - w0 < wave ? lc->n_patches - w0 : wave;
         bd->wave0 = w0;
         memset(bd->work, 0, sizeof(patch_work) * count);
@@ -549,16 +551,16 @@ static void solve_patches(build *bd, int threads, int try_gpu, size_t gpu_max_by
             n_jobs += bd->work[i].n_groups;
         jobs = realloc(jobs, sizeof(tps_dense_job) * (n_jobs ? n_jobs : 1));
         if (!jobs) {
-            tps_context oom = {0};
-            tps_set_error(&oom, TPS_ERR_OUT_OF_MEMORY, "out of memory for the patch solves");
+            tps_error oom;
+            tps_error_set(&oom, TPS_ERR_OUT_OF_MEMORY, "out of memory for the patch solves");
             record_error(bd, w0, &oom);
-        } else if (bd->err.status == TPS_OK) {
+        } else if (bd->err.code == TPS_OK) {
             size_t j = 0;
             for (size_t i = 0; i < count; ++i)
                 for (size_t g = 0; g < bd->work[i].n_groups; ++g)
                     jobs[j++] = bd->work[i].groups[g].job;
-            tps_context ctx = {0};
-            tps_solve_dense_batch(&ctx, n_jobs, jobs, threads, try_gpu, gpu_max_bytes);
+            /* Each job carries its own error; the first is recorded below. */
+            tps_solve_dense_batch(NULL, n_jobs, jobs, threads, try_gpu, gpu_max_bytes);
             j = 0;
             for (size_t i = 0; i < count; ++i)
                 for (size_t g = 0; g < bd->work[i].n_groups; ++g) {
@@ -694,9 +696,8 @@ tps_status tps_local_build(tps_context *ctx, tps_model *md, double *const *merge
     }
     /* The factorisations in batches on the GPU where one can solve (as for
      * a global model: unless DEVICE=CPU), else on the CPU threads. */
-    char why[512] = "";
     const int try_gpu = options->device != TPS_DEVICE_CPU &&
-                        tps_gpu_solve_available(why, sizeof why) == 0;
+                        tps_gpu_solve_available(NULL) == TPS_OK;
     const int blas_threads = openblas_get_num_threads();
     if (threads > 1)
         openblas_set_num_threads(1);
@@ -704,10 +705,10 @@ tps_status tps_local_build(tps_context *ctx, tps_model *md, double *const *merge
     solve_patches(&bd, threads, try_gpu, options->gpu_max_memory);
     if (threads > 1)
         openblas_set_num_threads(blas_threads);
-    if (bd.err.status == TPS_OK)
+    if (bd.err.code == TPS_OK)
         tps_progress(1.0);
-    if (bd.err.status != TPS_OK) {
-        st = tps_set_error(ctx, bd.err.status, "%s", bd.err.message);
+    if (bd.err.code != TPS_OK) {
+        st = tps_raise(ctx, &bd.err);
         goto done;
     }
     st = build_lookup(ctx, lc);

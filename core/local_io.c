@@ -1,4 +1,4 @@
-/* local_io.c: the local section of a saved model (core/local.c builds the
+/* local_io.c: the local section of a saved model (core/local_build.c builds the
  * patches, core/model_io.c saves and loads the rest of the model). */
 #include "internal.h"
 #include "local.h"

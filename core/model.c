@@ -237,10 +237,9 @@ static tps_status solve_group(tps_context *ctx, tps_model *md, double *const *me
      * absorbed by the affine part under the side conditions, so scaling
      * coordinates by 1/s only rescales lambda by 1/s^2. */
     const double lambda = md->band_info[first].smoothing / (md->scale * md->scale);
-    char why[512];
     const int try_gpu = options->device == TPS_DEVICE_GPU ||
                         (options->device == TPS_DEVICE_AUTO && m >= TPS_GPU_SOLVE_MIN_POINTS &&
-                         tps_gpu_solve_available(why, sizeof why) == 0);
+                         tps_gpu_solve_available(NULL) == TPS_OK);
     int used_gpu = 0;
     const tps_solve_extra extra = {noise, loo_diag};
     st = tps_solve_dense_ex(ctx, m, su, sv, lambda, n_group, z, w, a, options->num_threads,
@@ -513,9 +512,8 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
      * the exact global sum at ~8e11 pairs/s, where local models evaluate on
      * the CPU (measured on an H100: 16384^2 from N = 10,000 took 19 s as a
      * local model on 16 cores, 5 s as a global one on the GPU). */
-    char why[512];
     const size_t global_max = options->device != TPS_DEVICE_CPU &&
-                                      tps_gpu_solve_available(why, sizeof why) == 0
+                                      tps_gpu_solve_available(NULL) == TPS_OK
                                   ? TPS_AUTO_GLOBAL_MAX_POINTS_GPU
                                   : TPS_AUTO_GLOBAL_MAX_POINTS;
     if (mode == TPS_MODE_AUTO && (any_gcv || options->cross_validation)) {
@@ -532,7 +530,7 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
         if (tps_local_build(ctx, md, merged, merged_w, options) != TPS_OK) {
             if (options->mode == TPS_MODE_AUTO &&
                 tps_context_errno(ctx) == TPS_ERR_MEMORY_LIMIT) {
-                char msg[sizeof ctx->message];
+                char msg[sizeof ctx->err.message];
                 snprintf(msg, sizeof msg, "%s; the global dense solve would need %zu bytes",
                          tps_context_errmsg(ctx), global_need);
                 tps_set_error(ctx, TPS_ERR_MEMORY_LIMIT, "%s", msg);

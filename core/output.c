@@ -5,7 +5,8 @@
 
 void tps_output_store(const tps_output *o, size_t row, size_t col, double value)
 {
-    char *dst = (char *)o->data + (ptrdiff_t)row * o->line_stride + (ptrdiff_t)col * o->pixel_stride;
+    char *dst =
+        (char *)o->data + (ptrdiff_t)row * o->line_stride + (ptrdiff_t)col * o->pixel_stride;
     if (o->type == TPS_FLOAT32) {
         const float f = (float)value;
         memcpy(dst, &f, sizeof f);

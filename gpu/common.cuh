@@ -5,6 +5,7 @@
 #ifndef TPS_GPU_COMMON_CUH
 #define TPS_GPU_COMMON_CUH
 
+#include "error.h"
 #include "gpu_backend.h"
 #include "grid.h"
 
@@ -18,10 +19,23 @@ constexpr int PIX = 4;       /* pixels per thread: amortises the shared-memory r
 constexpr int TILE = 256;    /* points per shared-memory tile */
 constexpr int MAX_NB = 4;    /* bands per pass over the points */
 
-inline int fail(char *err, size_t errlen, const char *what, cudaError_t e)
+/* What the backend cannot do (too large, out of memory, no GPU...): the
+ * engine evaluates on the CPU instead, or reports it under DEVICE=GPU. */
+inline tps_status unavailable(tps_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+inline tps_status unavailable(tps_error *err, const char *fmt, ...)
 {
-    snprintf(err, errlen, "%s: %s (%s)", what, cudaGetErrorString(e), cudaGetErrorName(e));
-    return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    tps_error_setv(err, TPS_ERR_DEVICE_UNAVAILABLE, fmt, ap);
+    va_end(ap);
+    return TPS_ERR_DEVICE_UNAVAILABLE;
+}
+
+/* A CUDA error as the backend reports it. */
+inline tps_status fail(tps_error *err, const char *what, cudaError_t e)
+{
+    return unavailable(err, "%s: %s (%s)", what, cudaGetErrorString(e), cudaGetErrorName(e));
 }
 
 /* A kernel's window: the request's (core/grid.h), cut into chunks of rows. */

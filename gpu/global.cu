@@ -269,16 +269,16 @@ extern "C" void tps_gpu_model_destroy(tps_gpu_model *m)
 extern "C" tps_gpu_model *tps_gpu_model_create(size_t n, const double *u, const double *v,
                                               size_t n_bands, const double *const *half_weights,
                                               const double (*affine)[3], size_t max_bytes,
-                                              char *err, size_t errlen)
+                                              tps_error *err)
 {
-    if (tps_gpu_probe(err, errlen) != 0)
+    if (tps_gpu_probe(err) != 0)
         return nullptr;
     {
         const size_t np = (n + TILE - 1) / TILE * TILE;
         const size_t need = np * (sizeof(double2) + sizeof(float2)) +
                             np * n_bands * (sizeof(double) + sizeof(float)) + sizeof(LogTable);
         if (max_bytes && need > max_bytes) {
-            snprintf(err, errlen,
+            unavailable(err,
                      "the model's device copy needs %zu bytes of GPU memory, more than the %zu "
                      "allowed", need, max_bytes);
             return nullptr;
@@ -287,7 +287,7 @@ extern "C" tps_gpu_model *tps_gpu_model_create(size_t n, const double *u, const 
     cudaSetDevice(0);
     tps_gpu_model *m = static_cast<tps_gpu_model *>(calloc(1, sizeof *m));
     if (!m) {
-        snprintf(err, errlen, "out of host memory");
+        unavailable(err, "out of host memory");
         return nullptr;
     }
     m->n = n;
@@ -304,7 +304,7 @@ extern "C" tps_gpu_model *tps_gpu_model_create(size_t n, const double *u, const 
     m->moment = static_cast<double(*)[4]>(calloc(n_bands, sizeof(double[4])));
     cudaError_t e = cudaSuccess;
     if (!uv || !uv32 || !w || !w32 || !m->affine || !m->moment) {
-        snprintf(err, errlen, "out of host memory");
+        unavailable(err, "out of host memory");
         e = cudaErrorMemoryAllocation;
     } else {
         const double ln2 = 0.69314718055994530942;
@@ -341,7 +341,7 @@ extern "C" tps_gpu_model *tps_gpu_model_create(size_t n, const double *u, const 
         const LogTable log_table = make_log_table();
         if (tps_gpu_fault_upload()) {
             e = cudaErrorMemoryAllocation;
-            fail(err, errlen, "cannot upload the model to the GPU (injected fault)", e);
+            fail(err, "cannot upload the model to the GPU (injected fault)", e);
         } else if ((e = cudaMalloc(&m->uv, np * sizeof(double2))) != cudaSuccess ||
             (e = cudaMalloc(&m->w, np * n_bands * sizeof(double))) != cudaSuccess ||
             (e = cudaMalloc(&m->uv32, np * sizeof(float2))) != cudaSuccess ||
@@ -357,7 +357,7 @@ extern "C" tps_gpu_model *tps_gpu_model_create(size_t n, const double *u, const 
             (e = cudaMalloc(&m->log_table, sizeof(LogTable))) != cudaSuccess ||
             (e = cudaMemcpy(m->log_table, log_table.entry, sizeof(LogTable),
                             cudaMemcpyHostToDevice)) != cudaSuccess)
-            fail(err, errlen, what, e);
+            fail(err, what, e);
     }
     free(uv);
     free(uv32);
@@ -371,10 +371,10 @@ extern "C" tps_gpu_model *tps_gpu_model_create(size_t n, const double *u, const 
     return m;
 }
 
-extern "C" int tps_gpu_evaluate_grid(tps_gpu_model *m, const tps_window *grid,
-                                     size_t n_outputs, const tps_output *outputs,
-                                     tps_precision precision, size_t max_bytes, char *err,
-                                     size_t errlen)
+extern "C" tps_status tps_gpu_evaluate_grid(tps_gpu_model *m, const tps_window *grid,
+                                            size_t n_outputs, const tps_output *outputs,
+                                            tps_precision precision, size_t max_bytes,
+                                            tps_error *err)
 {
     auto launch_group = [m, precision](const GridArgs &g, OutArgs &o, const int *bands, int nb,
                                        int rows, cudaStream_t stream) {
@@ -382,6 +382,5 @@ extern "C" int tps_gpu_evaluate_grid(tps_gpu_model *m, const tps_window *grid,
             memcpy(o.affine[b], m->affine[bands[b]], sizeof o.affine[b]);
         return launch_global(m, precision, bands, nb, g, o, rows, stream);
     };
-    return evaluate_chunks(grid, n_outputs, outputs, max_bytes, 1, MAX_NB, launch_group, err,
-                           errlen);
+    return evaluate_chunks(grid, n_outputs, outputs, max_bytes, 1, MAX_NB, launch_group, err);
 }

@@ -69,43 +69,43 @@ __global__ void __launch_bounds__(THREADS)
 
 } // namespace
 
-extern "C" int tps_gpu_deriv_sums(tps_gpu_model *model, const tps_window *grid, size_t band,
-                                  unsigned needs, double *sums, size_t max_bytes, char *err,
-                                  size_t errlen)
+extern "C" tps_status tps_gpu_deriv_sums(tps_gpu_model *model, const tps_window *grid,
+                                         size_t band, unsigned needs, double *sums,
+                                         size_t max_bytes, tps_error *err)
 {
     if (grid->ncols == 0 || grid->nrows == 0)
-        return 0;
+        return TPS_OK;
     if (grid->ncols > size_t(INT32_MAX) / 2) {
-        snprintf(err, errlen, "window too wide for the GPU path (%zu columns)", grid->ncols);
-        return -1;
+        unavailable(err, "window too wide for the GPU path (%zu columns)", grid->ncols);
+        return TPS_ERR_DEVICE_UNAVAILABLE;
     }
     if (band >= model->n_bands) {
-        snprintf(err, errlen, "band %zu of %zu", band, model->n_bands);
-        return -1;
+        unavailable(err, "band %zu of %zu", band, model->n_bands);
+        return TPS_ERR_DEVICE_UNAVAILABLE;
     }
     const size_t pixels = grid->ncols * grid->nrows;
     const int n_planes = tps_needs_planes(needs);
     const size_t bytes = size_t(n_planes) * pixels * sizeof(double);
     if (max_bytes && bytes > max_bytes) {
-        snprintf(err, errlen,
+        unavailable(err,
                  "the derivative buffers need %zu bytes of GPU memory, more than the %zu allowed",
                  bytes, max_bytes);
-        return -1;
+        return TPS_ERR_DEVICE_UNAVAILABLE;
     }
     cudaError_t e = cudaSetDevice(0);
     if (e != cudaSuccess) {
         cudaGetLastError();
-        return fail(err, errlen, "cannot select the GPU", e);
+        return fail(err, "cannot select the GPU", e);
     }
     cudaStream_t stream = nullptr;
     if ((e = cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking)) != cudaSuccess) {
         cudaGetLastError();
-        return fail(err, errlen, "cannot create a CUDA stream", e);
+        return fail(err, "cannot create a CUDA stream", e);
     }
     double *d_sums = nullptr;
-    int status = 0;
+    tps_status status = TPS_OK;
     if ((e = cudaMalloc(&d_sums, bytes ? bytes : sizeof(double))) != cudaSuccess) {
-        status = fail(err, errlen, "cannot allocate the derivative buffers", e);
+        status = fail(err, "cannot allocate the derivative buffers", e);
     } else {
         const double *w_band = model->w + band * model->n_pad;
         const bool all = (needs & ~unsigned(TPS_NEEDS_GRADIENT | TPS_NEEDS_LAPLACIAN)) != 0;
@@ -125,14 +125,14 @@ extern "C" int tps_gpu_deriv_sums(tps_gpu_model *model, const tps_window *grid, 
                     <<<blocks, THREADS, 0, stream>>>(model->uv, w_band, model->n_pad, g, needs, out,
                                                       pixels);
             if ((e = cudaGetLastError()) != cudaSuccess)
-                status = fail(err, errlen, "cannot launch the GPU derivative kernel", e);
+                status = fail(err, "cannot launch the GPU derivative kernel", e);
         }
         if (status == 0 &&
             (e = cudaMemcpyAsync(sums, d_sums, bytes, cudaMemcpyDeviceToHost, stream)) !=
                 cudaSuccess)
-            status = fail(err, errlen, "cannot copy GPU derivative sums", e);
+            status = fail(err, "cannot copy GPU derivative sums", e);
         if (status == 0 && (e = cudaStreamSynchronize(stream)) != cudaSuccess)
-            status = fail(err, errlen, "GPU derivative evaluation failed", e);
+            status = fail(err, "GPU derivative evaluation failed", e);
     }
     if (status != 0)
         cudaGetLastError();

@@ -127,9 +127,9 @@ extern "C" void tps_gpu_local_destroy(tps_gpu_local *m)
 
 extern "C" tps_gpu_local *tps_gpu_local_create(size_t n_patches, const tps_gpu_patch *patches,
                                               size_t n_bands, const tps_gpu_lookup *lookup,
-                                              size_t max_bytes, char *err, size_t errlen)
+                                              size_t max_bytes, tps_error *err)
 {
-    if (tps_gpu_probe(err, errlen) != 0)
+    if (tps_gpu_probe(err) != 0)
         return nullptr;
     size_t entries = 0;
     for (size_t p = 0; p < n_patches; ++p)
@@ -137,14 +137,14 @@ extern "C" tps_gpu_local *tps_gpu_local_create(size_t n_patches, const tps_gpu_p
     const size_t need = n_patches * (sizeof(LocalPatch) + n_bands * 3 * sizeof(double)) +
                         entries * (sizeof(double2) + n_bands * sizeof(double)) + sizeof(LogTable);
     if (max_bytes && need > max_bytes) {
-        snprintf(err, errlen,
+        unavailable(err,
                  "the local model's device copy needs %zu bytes of GPU memory, more than the "
                  "%zu allowed", need, max_bytes);
         return nullptr;
     }
     tps_gpu_local *m = new (std::nothrow) tps_gpu_local();
     if (!m) {
-        snprintf(err, errlen, "out of host memory");
+        unavailable(err, "out of host memory");
         return nullptr;
     }
     cudaError_t e = tps_gpu_fault_upload() ? cudaErrorMemoryAllocation : cudaSetDevice(0);
@@ -196,12 +196,12 @@ extern "C" tps_gpu_local *tps_gpu_local_create(size_t n_patches, const tps_gpu_p
                              cudaMemcpyHostToDevice)) != cudaSuccess))
             ;
     } catch (const std::bad_alloc &) {
-        snprintf(err, errlen, "out of host memory for the local model's device copy");
+        unavailable(err, "out of host memory for the local model's device copy");
         tps_gpu_local_destroy(m);
         return nullptr;
     }
     if (e != cudaSuccess) {
-        fail(err, errlen, "cannot upload the local model to the GPU", e);
+        fail(err, "cannot upload the local model to the GPU", e);
         cudaGetLastError();
         tps_gpu_local_destroy(m);
         return nullptr;
@@ -271,16 +271,16 @@ void list_tile_patches(const tps_gpu_local *m, const tps_window *grid, size_t ti
 
 namespace tps_gpu {
 
-int local_run(tps_gpu_local *m, const tps_window *grid, size_t n_outputs,
+tps_status local_run(tps_gpu_local *m, const tps_window *grid, size_t n_outputs,
               const tps_output *outputs, LocalLaunch launch, size_t group, unsigned needs,
-              size_t max_bytes, char *err, size_t errlen)
+              size_t max_bytes, tps_error *err)
 {
     if (n_outputs == 0 || grid->ncols == 0 || grid->nrows == 0)
-        return 0;
+        return TPS_OK;
     if (grid->ncols > size_t(INT32_MAX) / 2 || grid->nrows > size_t(INT32_MAX) / 2) {
-        snprintf(err, errlen, "window too large for the GPU path (%zu x %zu)", grid->ncols,
+        unavailable(err, "window too large for the GPU path (%zu x %zu)", grid->ncols,
                  grid->nrows);
-        return -1;
+        return TPS_ERR_DEVICE_UNAVAILABLE;
     }
     const size_t tiles_x = (grid->ncols + LOCAL_TW - 1) / LOCAL_TW;
     const size_t tiles_y = (grid->nrows + LOCAL_TH - 1) / LOCAL_TH;
@@ -288,18 +288,18 @@ int local_run(tps_gpu_local *m, const tps_window *grid, size_t n_outputs,
     try {
         list_tile_patches(m, grid, tiles_x, tiles_y, tile_start, tile_patch);
     } catch (const std::bad_alloc &) {
-        snprintf(err, errlen, "out of host memory for the patch lists");
-        return -1;
+        unavailable(err, "out of host memory for the patch lists");
+        return TPS_ERR_DEVICE_UNAVAILABLE;
     }
     if (tile_patch.size() >= size_t(UINT32_MAX)) {
-        snprintf(err, errlen, "window too large for the GPU path's patch lists");
-        return -1;
+        unavailable(err, "window too large for the GPU path's patch lists");
+        return TPS_ERR_DEVICE_UNAVAILABLE;
     }
     const size_t list_bytes = (tile_start.size() + tile_patch.size() + 1) * sizeof(unsigned);
     if (max_bytes && list_bytes >= max_bytes) {
-        snprintf(err, errlen, "the patch lists need %zu bytes of GPU memory, more than the %zu "
+        unavailable(err, "the patch lists need %zu bytes of GPU memory, more than the %zu "
                  "allowed", list_bytes, max_bytes);
-        return -1;
+        return TPS_ERR_DEVICE_UNAVAILABLE;
     }
     cudaError_t e = cudaSetDevice(0);
     unsigned *d_lists = nullptr;
@@ -312,10 +312,10 @@ int local_run(tps_gpu_local *m, const tps_window *grid, size_t n_outputs,
         e = cudaMemcpy(d_lists + tile_start.size(), tile_patch.data(),
                        tile_patch.size() * sizeof(unsigned), cudaMemcpyHostToDevice);
     if (e != cudaSuccess) {
-        fail(err, errlen, "cannot upload the patch lists", e);
+        fail(err, "cannot upload the patch lists", e);
         cudaFree(d_lists);
         cudaGetLastError();
-        return -1;
+        return TPS_ERR_DEVICE_UNAVAILABLE;
     }
     LocalArgs a;
     a.patches = m->patches;
@@ -343,19 +343,18 @@ int local_run(tps_gpu_local *m, const tps_window *grid, size_t n_outputs,
         const dim3 blocks((g.ncols + LOCAL_TW - 1) / LOCAL_TW, (rows + LOCAL_TH - 1) / LOCAL_TH);
         return launch(c, g, o, nb, blocks, stream);
     };
-    const int status = evaluate_chunks(grid, n_outputs, outputs,
+    const tps_status status = evaluate_chunks(grid, n_outputs, outputs,
                                        max_bytes ? max_bytes - list_bytes : 0, LOCAL_TH, group,
-                                       launch_group, err, errlen);
+                                       launch_group, err);
     cudaFree(d_lists);
     return status;
 }
 
 } // namespace tps_gpu
 
-extern "C" int tps_gpu_local_evaluate_grid(tps_gpu_local *m, const tps_window *grid,
-                                           size_t n_outputs, const tps_output *outputs,
-                                           size_t max_bytes, char *err, size_t errlen)
+extern "C" tps_status tps_gpu_local_evaluate_grid(tps_gpu_local *m, const tps_window *grid,
+                                                  size_t n_outputs, const tps_output *outputs,
+                                                  size_t max_bytes, tps_error *err)
 {
-    return local_run(m, grid, n_outputs, outputs, launch_values, MAX_NB, 0, max_bytes, err,
-                     errlen);
+    return local_run(m, grid, n_outputs, outputs, launch_values, MAX_NB, 0, max_bytes, err);
 }

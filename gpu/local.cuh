@@ -60,9 +60,9 @@ typedef cudaError_t (*LocalLaunch)(const LocalArgs &c, const GridArgs &g, const 
 /* The request loop of a local model's kernels: the tiles' candidate
  * patches, then the chunks of rows, each launched by `launch` for up to
  * `group` outputs at once; `needs` goes to the kernels in LocalArgs. */
-int local_run(tps_gpu_local *m, const tps_window *grid, size_t n_outputs,
+tps_status local_run(tps_gpu_local *m, const tps_window *grid, size_t n_outputs,
               const tps_output *outputs, LocalLaunch launch, size_t group, unsigned needs,
-              size_t max_bytes, char *err, size_t errlen);
+              size_t max_bytes, tps_error *err);
 
 } // namespace tps_gpu
 

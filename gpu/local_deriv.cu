@@ -84,7 +84,8 @@ __global__ void __launch_bounds__(THREADS)
                 }
             }
         }
-        const double *af = a.affine + (size_t(a.tile_patch[e]) * a.n_model_bands + a.first_band) * 3;
+        const double *af =
+            a.affine + (size_t(a.tile_patch[e]) * a.n_model_bands + a.first_band) * 3;
         const double inv = 1.0 / pt.ps;
         for (int p = 0; p < PIX; ++p) {
             tps_derivs w;
@@ -105,7 +106,8 @@ __global__ void __launch_bounds__(THREADS)
         tps_derivs d;
         tps_derivs_zero(&d);
         tps_blend_finish(&blend[p], NEEDS, &d);
-        tps_derivs_put(&d, a.needs, out, stride, size_t(row_base + p) * size_t(g.ncols) + size_t(col));
+        tps_derivs_put(&d, a.needs, out, stride,
+                       size_t(row_base + p) * size_t(g.ncols) + size_t(col));
     }
 }
 
@@ -128,9 +130,9 @@ cudaError_t launch_deriv(const LocalArgs &c, const GridArgs &g, const OutArgs &o
 
 } // namespace
 
-extern "C" int tps_gpu_local_deriv_sums(tps_gpu_local *m, const tps_window *grid, size_t band,
-                                        unsigned needs, double *sums, size_t max_bytes, char *err,
-                                        size_t errlen)
+extern "C" tps_status tps_gpu_local_deriv_sums(tps_gpu_local *m, const tps_window *grid,
+                                               size_t band, unsigned needs, double *sums,
+                                               size_t max_bytes, tps_error *err)
 {
     /* FP64 planes, given consecutive (fake) band numbers so that the chunk
      * loop launches them as one group; the kernel reads band `band`. */
@@ -142,5 +144,5 @@ extern "C" int tps_gpu_local_deriv_sums(tps_gpu_local *m, const tps_window *grid
                                sizeof(double), ptrdiff_t(sizeof(double) * grid->ncols),
                                TPS_QUANTITY_VALUE};
     return local_run(m, grid, size_t(n_planes), planes, launch_deriv, size_t(n_planes), needs,
-                     max_bytes, err, errlen);
+                     max_bytes, err);
 }

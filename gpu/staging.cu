@@ -32,7 +32,7 @@ void destroy_workspace(Workspace *ws)
     delete ws;
 }
 
-Workspace *acquire_workspace(size_t bytes, char *err, size_t errlen)
+Workspace *acquire_workspace(size_t bytes, tps_error *err)
 {
     pthread_mutex_lock(&pool_lock);
     Workspace *ws = pool;
@@ -43,13 +43,13 @@ Workspace *acquire_workspace(size_t bytes, char *err, size_t errlen)
     if (!ws) {
         ws = new (std::nothrow) Workspace;
         if (!ws) {
-            snprintf(err, errlen, "out of host memory");
+            unavailable(err, "out of host memory");
             return nullptr;
         }
         for (int s = 0; s < 2 && e == cudaSuccess; ++s)
             e = cudaStreamCreateWithFlags(&ws->stream[s], cudaStreamNonBlocking);
         if (e != cudaSuccess) {
-            fail(err, errlen, "cannot create a CUDA stream", e);
+            fail(err, "cannot create a CUDA stream", e);
             destroy_workspace(ws);
             return nullptr;
         }
@@ -62,7 +62,7 @@ Workspace *acquire_workspace(size_t bytes, char *err, size_t errlen)
                 e = cudaHostAlloc(&ws->pinned[s], bytes, cudaHostAllocDefault);
         }
         if (e != cudaSuccess) {
-            fail(err, errlen, "cannot allocate the transfer buffers", e);
+            fail(err, "cannot allocate the transfer buffers", e);
             destroy_workspace(ws);
             return nullptr;
         }

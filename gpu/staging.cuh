@@ -27,7 +27,7 @@ struct Workspace {
     Workspace *next = nullptr;
 };
 
-Workspace *acquire_workspace(size_t bytes, char *err, size_t errlen);
+Workspace *acquire_workspace(size_t bytes, tps_error *err);
 void release_workspace(Workspace *ws);
 void destroy_workspace(Workspace *ws);
 size_t type_size(tps_type type);
@@ -50,19 +50,19 @@ void copy_out(const Workspace *ws, int slot, const Chunk &c, size_t ncols, size_
  * outputs of consecutive bands; their planes lie one after another in the
  * chunk's device buffer, the first MAX_NB of them also in o.plane. */
 template <typename LaunchGroup>
-int evaluate_chunks(const tps_window *grid, size_t n_outputs, const tps_output *outputs,
+tps_status evaluate_chunks(const tps_window *grid, size_t n_outputs, const tps_output *outputs,
                     size_t max_bytes, size_t row_align, size_t group, LaunchGroup launch_group,
-                    char *err, size_t errlen)
+                    tps_error *err)
 {
     if (n_outputs == 0 || grid->ncols == 0 || grid->nrows == 0)
-        return 0;
+        return TPS_OK;
     if (grid->ncols > size_t(INT32_MAX) / 2) {
-        snprintf(err, errlen, "window too wide for the GPU path (%zu columns)", grid->ncols);
-        return -1;
+        unavailable(err, "window too wide for the GPU path (%zu columns)", grid->ncols);
+        return TPS_ERR_DEVICE_UNAVAILABLE;
     }
     cudaError_t e = cudaSetDevice(0);
     if (e != cudaSuccess)
-        return fail(err, errlen, "cannot select the GPU", e);
+        return fail(err, "cannot select the GPU", e);
 
     size_t bytes_per_row = 0;
     for (size_t k = 0; k < n_outputs; ++k)
@@ -78,10 +78,10 @@ int evaluate_chunks(const tps_window *grid, size_t n_outputs, const tps_output *
         chunk_rows -= chunk_rows % row_align;
     /* Two device chunks (the pinned host ones are host memory). */
     if (max_bytes && 2 * bytes_per_row > max_bytes) {
-        snprintf(err, errlen,
+        unavailable(err,
                  "the transfer buffers need %zu bytes of GPU memory, more than the %zu allowed",
                  2 * bytes_per_row, max_bytes);
-        return -1;
+        return TPS_ERR_DEVICE_UNAVAILABLE;
     }
     if (max_bytes && 2 * chunk_rows * bytes_per_row > max_bytes)
         chunk_rows = max_bytes / (2 * bytes_per_row);
@@ -91,28 +91,28 @@ int evaluate_chunks(const tps_window *grid, size_t n_outputs, const tps_output *
     if (chunk_rows < row_align && chunk_rows < grid->nrows) {
         chunk_rows = row_align < grid->nrows ? row_align : grid->nrows;
         if (max_bytes && 2 * chunk_rows * bytes_per_row > max_bytes) {
-            snprintf(err, errlen,
+            unavailable(err,
                      "the transfer buffers need %zu bytes of GPU memory, more than the %zu "
                      "allowed", 2 * chunk_rows * bytes_per_row, max_bytes);
-            return -1;
+            return TPS_ERR_DEVICE_UNAVAILABLE;
         }
     }
-    Workspace *ws = acquire_workspace(chunk_rows * bytes_per_row, err, errlen);
+    Workspace *ws = acquire_workspace(chunk_rows * bytes_per_row, err);
     if (!ws)
-        return -1;
+        return TPS_ERR_DEVICE_UNAVAILABLE;
 
     GridArgs g;
     g.w = *grid;
     g.ncols = int(grid->ncols);
 
     Chunk chunks[2];
-    int status = 0;
+    tps_status status = TPS_OK;
     size_t slot_index = 0;
     for (size_t row0 = 0; row0 < grid->nrows && status == 0; row0 += chunk_rows, ++slot_index) {
         const int s = int(slot_index % 2);
         if (chunks[s].pending) {
             if ((e = cudaStreamSynchronize(ws->stream[s])) != cudaSuccess) {
-                status = fail(err, errlen, "GPU evaluation failed", e);
+                status = fail(err, "GPU evaluation failed", e);
                 break;
             }
             copy_out(ws, s, chunks[s], grid->ncols, n_outputs, outputs);
@@ -143,7 +143,7 @@ int evaluate_chunks(const tps_window *grid, size_t n_outputs, const tps_output *
             if (e == cudaSuccess)
                 e = launch_group(g, o, bands, nb, int(rows), ws->stream[s]);
             if (e != cudaSuccess)
-                status = fail(err, errlen, "cannot launch the GPU kernel", e);
+                status = fail(err, "cannot launch the GPU kernel", e);
             k0 += size_t(nb);
         }
         if (status != 0)
@@ -152,7 +152,7 @@ int evaluate_chunks(const tps_window *grid, size_t n_outputs, const tps_output *
         e = cudaMemcpyAsync(ws->pinned[s], ws->device[s], chunk_bytes, cudaMemcpyDeviceToHost,
                             ws->stream[s]);
         if (e != cudaSuccess) {
-            status = fail(err, errlen, "cannot copy GPU results", e);
+            status = fail(err, "cannot copy GPU results", e);
             break;
         }
         chunks[s].row0 = row0;
@@ -166,7 +166,7 @@ int evaluate_chunks(const tps_window *grid, size_t n_outputs, const tps_output *
             continue;
         e = cudaStreamSynchronize(ws->stream[s]);
         if (e != cudaSuccess && status == 0)
-            status = fail(err, errlen, "GPU evaluation failed", e);
+            status = fail(err, "GPU evaluation failed", e);
         if (status == 0)
             copy_out(ws, s, chunks[s], grid->ncols, n_outputs, outputs);
     }
@@ -175,10 +175,10 @@ int evaluate_chunks(const tps_window *grid, size_t n_outputs, const tps_output *
          * nothing of it around; the engine reports or falls back. */
         cudaGetLastError();
         destroy_workspace(ws);
-        return -1;
+        return TPS_ERR_DEVICE_UNAVAILABLE;
     }
     release_workspace(ws);
-    return 0;
+    return TPS_OK;
 }
 
 } // namespace tps_gpu

@@ -8,19 +8,19 @@
 
 using namespace tps_gpu;
 
-extern "C" int tps_gpu_time_kernel(tps_gpu_model *m, const tps_window *grid, size_t n_bands,
-                                   tps_precision precision, int repeats, double *ms, char *err,
-                                   size_t errlen)
+extern "C" tps_status tps_gpu_time_kernel(tps_gpu_model *m, const tps_window *grid,
+                                          size_t n_bands, tps_precision precision, int repeats,
+                                          double *ms, tps_error *err)
 {
     if (n_bands < 1 || n_bands > size_t(MAX_NB) || n_bands > m->n_bands) {
-        snprintf(err, errlen, "1 to %d bands", MAX_NB);
-        return -1;
+        unavailable(err, "1 to %d bands", MAX_NB);
+        return TPS_ERR_DEVICE_UNAVAILABLE;
     }
     const size_t rows = grid->nrows > 65535 ? 65535 : grid->nrows;
     void *out = nullptr;
     cudaError_t e = cudaMalloc(&out, rows * grid->ncols * sizeof(float) * n_bands);
     if (e != cudaSuccess)
-        return fail(err, errlen, "cudaMalloc", e);
+        return fail(err, "cudaMalloc", e);
     cudaEvent_t t0, t1;
     cudaEventCreate(&t0);
     cudaEventCreate(&t1);
@@ -33,7 +33,7 @@ extern "C" int tps_gpu_time_kernel(tps_gpu_model *m, const tps_window *grid, siz
         o.plane[b] = static_cast<float *>(out) + b * rows * grid->ncols;
     }
     double *samples = new double[repeats > 0 ? repeats : 1];
-    int status = 0;
+    tps_status status = TPS_OK;
     for (int r = -1; r < repeats && status == 0; ++r) { /* r = -1: warm-up */
         cudaEventRecord(t0);
         for (size_t row0 = 0; row0 < grid->nrows && e == cudaSuccess; row0 += rows) {
@@ -45,7 +45,7 @@ extern "C" int tps_gpu_time_kernel(tps_gpu_model *m, const tps_window *grid, siz
         if (e == cudaSuccess)
             e = cudaEventSynchronize(t1);
         if (e != cudaSuccess) {
-            status = fail(err, errlen, "kernel", e);
+            status = fail(err, "kernel", e);
             break;
         }
         float elapsed = 0.0f;

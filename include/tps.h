@@ -7,7 +7,9 @@
  *
  * Conventions (PROJ-like):
  *  - every call that can fail takes a tps_context, which carries the last
- *    error (code and message); one context per thread;
+ *    error (code and message); one context per thread. A NULL context is
+ *    allowed in every call: the call does the same work and returns the same
+ *    status, only the message (and the log lines) are lost;
  *  - objects are opaque; tps_*_destroy returns NULL so that callers can
  *    write `m = tps_model_destroy(m);`;
  *  - a tps_model is immutable once created: any number of threads may
@@ -68,7 +70,8 @@ typedef void (*tps_log_fn)(void *user_data, tps_log_level level, const char *mes
 tps_context *tps_context_create(void);
 tps_context *tps_context_destroy(tps_context *ctx);
 void tps_context_set_log(tps_context *ctx, tps_log_fn fn, void *user_data);
-/* The last error; TPS_OK and "" when the last call succeeded. */
+/* The last error; TPS_OK and "" when the last call succeeded
+ * (TPS_ERR_INVALID_ARGUMENT and "no context" for a NULL context). */
 tps_status tps_context_errno(const tps_context *ctx);
 const char *tps_context_errmsg(const tps_context *ctx);
 const char *tps_status_string(tps_status status);

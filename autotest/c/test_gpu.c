@@ -380,8 +380,8 @@ static void local_solve_parity(void)
     tps_context_destroy(ctx);
 }
 
-/* Derivative quantities (tps_gpu_deriv.cu) against the CPU's
- * (eval_deriv.c), bands 0 and 2 (2 has missing values), all five
+/* Derivative quantities (gpu/global_deriv.cu) against the CPU's
+ * (core/cpu_global.c), bands 0 and 2 (2 has missing values), all five
  * quantities in one request with a value output between them, pixel-
  * interleaved on the GPU pass: within 1e-9 x the CPU window's range of
  * each quantity; aspect as an angle, where the slope is not nearly flat

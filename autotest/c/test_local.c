@@ -1,4 +1,4 @@
-/* test_local.c: LOCAL models (core/local.c) against the global spline and
+/* test_local.c: LOCAL models (core/local_*.c) against the global spline and
  * against what a partition of unity must guarantee.
  *
  *  - Franke's function, N = 5,000 random points in [0, 1]^2: the local
