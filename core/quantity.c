@@ -42,6 +42,33 @@ static double aspect(const surface *s)
     return a >= 360.0 ? 0.0 : a;
 }
 
+/* Curvatures as GRASS v.surf.rst (Mitasova and Hofierka 1993) gives them. */
+static double profile_curvature(const surface *s)
+{
+    const double p = s->fx * s->fx + s->fy * s->fy, q = 1.0 + p;
+    if (p == 0.0)
+        return 0.0;
+    return (s->fxx * s->fx * s->fx + 2.0 * s->fxy * s->fx * s->fy + s->fyy * s->fy * s->fy) /
+           (p * q * sqrt(q));
+}
+
+static double tangential_curvature(const surface *s)
+{
+    const double p = s->fx * s->fx + s->fy * s->fy, q = 1.0 + p;
+    if (p == 0.0)
+        return 0.0;
+    return (s->fxx * s->fy * s->fy - 2.0 * s->fxy * s->fx * s->fy + s->fyy * s->fx * s->fx) /
+           (p * sqrt(q));
+}
+
+static double mean_curvature(const surface *s)
+{
+    const double q = 1.0 + s->fx * s->fx + s->fy * s->fy;
+    return ((1.0 + s->fy * s->fy) * s->fxx - 2.0 * s->fxy * s->fx * s->fy +
+            (1.0 + s->fx * s->fx) * s->fyy) /
+           (2.0 * q * sqrt(q));
+}
+
 typedef struct row {
     tps_quantity_desc desc;
     double (*formula)(const surface *s);
@@ -65,6 +92,21 @@ static const row table[] = {
       "d2f/dx2 + d2f/dy2: f's unit per squared unit of x; NaN on a data point",
       TPS_NEEDS_LAPLACIAN},
      laplacian},
+    {{TPS_QUANTITY_PROFILE_CURVATURE, "profile_curvature", "",
+      "curvature along the slope line, as GRASS v.surf.rst, f a height in the coordinates' "
+      "unit: 1 / that unit; 0 where flat, NaN on a data point",
+      TPS_NEEDS_GRADIENT | TPS_NEEDS_HESSIAN},
+     profile_curvature},
+    {{TPS_QUANTITY_TANGENTIAL_CURVATURE, "tangential_curvature", "",
+      "curvature across the slope line (normal to it, in the tangent plane), as GRASS "
+      "v.surf.rst: 1 / the coordinates' unit; 0 where flat, NaN on a data point",
+      TPS_NEEDS_GRADIENT | TPS_NEEDS_HESSIAN},
+     tangential_curvature},
+    {{TPS_QUANTITY_MEAN_CURVATURE, "mean_curvature",
+      "", "mean curvature of the surface z = f(x, y), as GRASS v.surf.rst: 1 / the "
+      "coordinates' unit; NaN on a data point",
+      TPS_NEEDS_GRADIENT | TPS_NEEDS_HESSIAN},
+     mean_curvature},
 };
 
 #define N_ROWS (sizeof table / sizeof table[0])

@@ -310,8 +310,18 @@ typedef enum tps_quantity {
     TPS_QUANTITY_ASPECT = 4,    /* azimuth of -grad f (the downhill direction), degrees
                                  * clockwise from +y (north), in [0, 360); NaN where
                                  * grad f is exactly 0 (flat) */
-    TPS_QUANTITY_LAPLACIAN = 5  /* d2f/dx2 + d2f/dy2; NaN exactly at a data point of
+    TPS_QUANTITY_LAPLACIAN = 5, /* d2f/dx2 + d2f/dy2; NaN exactly at a data point of
                                  * nonzero weight, where it is infinite */
+    /* Curvatures as GRASS v.surf.rst gives them, f a height in the
+     * coordinates' unit (so in 1 / that unit), from fx, fy, fxx, fxy, fyy
+     * (y north), p = fx^2 + fy^2, q = 1 + p; NaN exactly at a data point of
+     * nonzero weight, as the laplacian: */
+    TPS_QUANTITY_PROFILE_CURVATURE = 6,    /* (fxx fx^2 + 2 fxy fx fy + fyy fy^2) / (p q^3/2),
+                                            * 0 where p = 0 */
+    TPS_QUANTITY_TANGENTIAL_CURVATURE = 7, /* (fxx fy^2 - 2 fxy fx fy + fyy fx^2) / (p q^1/2),
+                                            * 0 where p = 0 */
+    TPS_QUANTITY_MEAN_CURVATURE = 8        /* ((1 + fy^2) fxx - 2 fxy fx fy + (1 + fx^2) fyy)
+                                            * / (2 q^3/2) */
 } tps_quantity;
 
 /* The sums a quantity is formed from, at each pixel (bit flags). */
