@@ -148,8 +148,8 @@ static void plane(void)
                           -110 * cos(0.3)};
     for (int flat = 0; flat < 2; ++flat)
         for (int local = 0; local < 2; ++local) {
-            tps_model *m = fit(ctx, N, x, y, flat ? zf : z, local ? TPS_MODE_LOCAL : TPS_MODE_GLOBAL,
-                               local ? 30 : 0);
+            tps_model *m = fit(ctx, N, x, y, flat ? zf : z,
+                               local ? TPS_MODE_LOCAL : TPS_MODE_GLOBAL, local ? 30 : 0);
             if (!m)
                 continue;
             static double out[3][H][W];
