@@ -1,9 +1,11 @@
 /* bench_quantity.c: evaluation time of value and derivative outputs, global
- * and local models, on the CPU: the engine alone, public API only (so the
- * same source measures an engine before and after a change, in one run).
- *   tps_bench_quantity MODE N GRID THREADS QUANTITIES [REPEATS]
+ * and local models, on the CPU or the GPU: the engine alone, public API
+ * only (so the same source measures an engine before and after a change,
+ * in one run; link it against each engine's libraries).
+ *   tps_bench_quantity MODE N GRID THREADS QUANTITIES [REPEATS] [cpu|gpu]
  *   MODE: global|local; QUANTITIES: comma-separated tps_quantity numbers
  *   (0 value, 3 slope, 5 laplacian, ...), one output each, all of band 0.
+ *   The model is always solved on the CPU.
  * Random points in the unit square (a fixed seed), a smooth field, a
  * GRID x GRID north-up Float64 grid over the square. Prints one JSON line:
  * the fastest of REPEATS (default 3) evaluations, and a checksum of the
@@ -42,6 +44,7 @@ int main(int argc, char **argv)
     const size_t n = (size_t)atof(argv[2]), side = (size_t)atol(argv[3]);
     const int threads = atoi(argv[4]);
     const int repeats = argc > 6 ? atoi(argv[6]) : 3;
+    const int gpu = argc > 7 && strcmp(argv[7], "gpu") == 0;
     enum { MAX_OUT = 16 };
     tps_quantity q[MAX_OUT];
     size_t n_out = 0;
@@ -84,7 +87,7 @@ int main(int argc, char **argv)
     tps_eval_options eo;
     tps_eval_options_init(&eo);
     eo.num_threads = threads;
-    eo.device = TPS_DEVICE_CPU;
+    eo.device = gpu ? TPS_DEVICE_GPU : TPS_DEVICE_CPU;
     double best = INFINITY;
     for (int r = 0; r < repeats; ++r) {
         const double t0 = now();
@@ -100,8 +103,9 @@ int main(int argc, char **argv)
         if (isfinite(out[k]))
             checksum += out[k];
     printf("{\"mode\": \"%s\", \"n\": %zu, \"grid\": %zu, \"threads\": %d, \"quantities\": \"%s\", "
-           "\"eval_s\": %.4f, \"checksum\": %.10g}\n",
-           local ? "local" : "global", n, side, threads, argv[5], best, checksum);
+           "\"device\": \"%s\", \"eval_s\": %.4f, \"checksum\": %.10g}\n",
+           local ? "local" : "global", n, side, threads, argv[5], gpu ? "GPU" : "CPU", best,
+           checksum);
     tps_model_destroy(m);
     tps_context_destroy(ctx);
     free(out);
