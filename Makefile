@@ -7,7 +7,7 @@ JOBS    ?= $(shell nproc)
 OUT     ?= out
 export GDAL_DRIVER_PATH := $(CURDIR)/$(BUILD)
 
-.PHONY: all deps build demo test install bench fuzz fuzz-gpu sanitize valgrind clean
+.PHONY: all deps build demo test install bench fuzz fuzz-gpu sanitize valgrind check-layers clean
 
 all: build
 
@@ -60,6 +60,11 @@ sanitize: deps
 	    LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libstdc++.so)" \
 	    ASAN_OPTIONS=detect_leaks=0:halt_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	    $(PYTHON) -m pytest autotest -q -p no:cacheprovider -x
+
+# No call cycles between the engine's files, from the objects' symbols
+# (scripts/check_layers.py; also the ctest test "layers").
+check-layers: build
+	$(PYTHON) scripts/check_layers.py $(BUILD)
 
 install: build
 	cmake --install $(BUILD)

@@ -7,6 +7,7 @@
  *   header) the points are read from it and the grid, a Float64 raw
  *   row-major GRID x GRID array over [0,1]^2 pixel centres, goes to OUT_RAW. */
 #include "tps.h"
+#include "tps_testing.h" /* the CPU kernel chosen by hand */
 
 #include <math.h>
 #include <stdio.h>
@@ -57,6 +58,7 @@ int main(int argc, char **argv)
     tps_context *ctx = tps_context_create();
     tps_fit_options fo;
     tps_fit_options_init(&fo);
+    fo.mode = TPS_MODE_GLOBAL;
     fo.num_threads = threads;
     double lambda = 0.0;
     const double *zp = z;
@@ -75,9 +77,8 @@ int main(int argc, char **argv)
     tps_eval_options eo;
     tps_eval_options_init(&eo);
     eo.num_threads = threads;
-    eo.cpu_kernel = kernel;
     t0 = now();
-    if (tps_evaluate_grid(ctx, m, &g, 1, &o, &eo) != TPS_OK) {
+    if (tps_evaluate_grid_kernel(ctx, m, &g, 1, &o, &eo, kernel) != TPS_OK) {
         fprintf(stderr, "%s\n", tps_context_errmsg(ctx));
         return 1;
     }

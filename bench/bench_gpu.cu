@@ -54,7 +54,7 @@ static int check(cudaError_t e, const char *what)
     return 0;
 }
 
-static double naive_ms(const tps_model *md, const tps_gpu_grid &g)
+static double naive_ms(const tps_model *md, const tps_window &g)
 {
     double *du, *dv, *dw;
     float *out;
@@ -121,6 +121,7 @@ int main(int argc, char **argv)
         tps_context *ctx = tps_context_create();
         tps_fit_options fo;
         tps_fit_options_init(&fo);
+        fo.mode = TPS_MODE_GLOBAL;
         fo.num_threads = cpus;
         const double *zp = z.data();
         double lambda = 0.0;
@@ -184,17 +185,17 @@ int main(int argc, char **argv)
 
         /* Kernels alone. */
         const double s = m->scale;
-        tps_gpu_grid gg = {(g.x0 - m->cx) / s, (g.y0 - m->cy) / s, g.col_dx / s, g.col_dy / s,
+        tps_window gg = {(g.x0 - m->cx) / s, (g.y0 - m->cy) / s, g.col_dx / s, g.col_dy / s,
                            g.row_dx / s, g.row_dy / s, 0, 0, grid, grid};
-        char err[512];
+        tps_error err;
         double ms;
-        if (tps_gpu_time_kernel(m->gpu, &gg, 1, TPS_PRECISION_DOUBLE, 5, &ms, err, sizeof err)) {
-            fprintf(stderr, "%s\n", err);
+        if (tps_gpu_time_kernel(m->gpu, &gg, 1, TPS_PRECISION_DOUBLE, 5, &ms, &err) != TPS_OK) {
+            fprintf(stderr, "%s\n", err.message);
             return 1;
         }
         row.fp64 = pairs / (ms * 1e-3);
-        if (tps_gpu_time_kernel(m->gpu, &gg, 1, TPS_PRECISION_MIXED, 5, &ms, err, sizeof err)) {
-            fprintf(stderr, "%s\n", err);
+        if (tps_gpu_time_kernel(m->gpu, &gg, 1, TPS_PRECISION_MIXED, 5, &ms, &err) != TPS_OK) {
+            fprintf(stderr, "%s\n", err.message);
             return 1;
         }
         row.mixed = pairs / (ms * 1e-3);
@@ -256,6 +257,7 @@ int main(int argc, char **argv)
         tps_context *ctx = tps_context_create();
         tps_fit_options fo;
         tps_fit_options_init(&fo);
+        fo.mode = TPS_MODE_GLOBAL;
         fo.num_threads = cpus;
         const double *zp = z.data();
         double lambda = 0.0, secs[2];

@@ -92,7 +92,7 @@ int main(int argc, char **argv)
     printf("points %zu, grid %zux%zu, threads %d, evaluation on the %s (%s)\n", n, side, side,
            threads, eo.device == TPS_DEVICE_GPU ? "GPU" : "CPU",
            eo.device == TPS_DEVICE_GPU ? tps_gpu_description()
-                                       : tps_cpu_kernel_name(TPS_CPU_KERNEL_AUTO));
+                                       : tps_cpu_description());
     printf("patches %zu (patch points %zu, overlap %g), factorisations %zu on the %s\n",
            info.n_patches, fo.patch_points, fo.overlap, info.n_factorisations,
            tps_device_name(info.solve_device));

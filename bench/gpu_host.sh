@@ -45,6 +45,10 @@ $B/test_gdal_gpu share;                        echo "test_gdal_gpu share rc=$?"
 CUDA_VISIBLE_DEVICES= $B/test_gdal_gpu fallback; echo "test_gdal_gpu fallback rc=$?"
 [ -x $B/test_model_io ] && { $B/test_model_io | tail -1; echo "test_model_io rc=$?"; }
 [ -x $B/test_local ] && { $B/test_local | tail -1; echo "test_local rc=$?"; }
+if [ -x $B/test_curvature ]; then
+  $B/test_curvature gpu > "$out/curvature_gpu.txt" 2>&1; echo "test_curvature gpu rc=$?"
+  cat "$out/curvature_gpu.txt"
+fi
 if [ -x $B/fuzz_tps ]; then
   step "fuzz: the open path with DEVICE=GPU/AUTO/CPU, ASan + UBSan (make fuzz-gpu)"
   fuzz_env=(ASAN_OPTIONS=protect_shadow_gap=0 LSAN_OPTIONS=suppressions=fuzz/lsan_cuda.supp)

@@ -1,4 +1,5 @@
-/* context.c: the context that carries the last error, and message plumbing. */
+/* context.c: the context that carries the last error (error.h), and message
+ * plumbing. */
 #include "internal.h"
 
 #include <stdio.h>
@@ -26,12 +27,12 @@ void tps_context_set_log(tps_context *ctx, tps_log_fn fn, void *user_data)
 
 tps_status tps_context_errno(const tps_context *ctx)
 {
-    return ctx ? ctx->status : TPS_ERR_INVALID_ARGUMENT;
+    return ctx ? ctx->err.code : TPS_ERR_INVALID_ARGUMENT;
 }
 
 const char *tps_context_errmsg(const tps_context *ctx)
 {
-    return ctx ? ctx->message : "no context";
+    return ctx ? ctx->err.message : "no context";
 }
 
 const char *tps_status_string(tps_status status)
@@ -54,22 +55,21 @@ const char *tps_status_string(tps_status status)
 
 tps_status tps_set_error(tps_context *ctx, tps_status status, const char *fmt, ...)
 {
-    if (ctx) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(ctx->message, sizeof ctx->message, fmt, ap);
-        va_end(ap);
-        ctx->status = status;
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    tps_error_setv(tps_ctx_error(ctx), status, fmt, ap);
+    va_end(ap);
     return status;
+}
+
+tps_status tps_raise(tps_context *ctx, const tps_error *err)
+{
+    return tps_set_error(ctx, err->code, "%s", err->message);
 }
 
 void tps_clear_error(tps_context *ctx)
 {
-    if (ctx) {
-        ctx->status = TPS_OK;
-        ctx->message[0] = '\0';
-    }
+    tps_error_clear(tps_ctx_error(ctx));
 }
 
 void tps_log(tps_context *ctx, tps_log_level level, const char *fmt, ...)

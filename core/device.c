@@ -1,6 +1,10 @@
-/* device.c: which backend evaluates. */
+/* device.c: which device evaluates (evaluate.c asks). */
 #include "gpu_backend.h"
 #include "internal.h"
+
+/* Below this many point-pixel pairs AUTO evaluates on the CPU: the GPU's
+ * fixed costs (launch, transfer, synchronisation; ~0.1 ms) would dominate. */
+#define TPS_GPU_MIN_PAIRS 2e7
 
 const char *tps_device_name(tps_device device)
 {
@@ -15,16 +19,16 @@ const char *tps_device_name(tps_device device)
 tps_status tps_device_check(tps_context *ctx, tps_device device)
 {
     tps_clear_error(ctx);
-    char err[512] = "";
+    tps_error err;
     switch (device) {
     case TPS_DEVICE_AUTO:
     case TPS_DEVICE_CPU:
         return TPS_OK;
     case TPS_DEVICE_GPU:
-        if (tps_gpu_probe(err, sizeof err) != 0)
+        if (tps_gpu_probe(&err) != TPS_OK)
             return tps_set_error(ctx, TPS_ERR_DEVICE_UNAVAILABLE,
                                  "GPU evaluation is not available: %s; use DEVICE=CPU or "
-                                 "DEVICE=AUTO", err);
+                                 "DEVICE=AUTO", err.message);
         return TPS_OK;
     }
     return tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT, "unknown device %d", (int)device);
@@ -32,8 +36,7 @@ tps_status tps_device_check(tps_context *ctx, tps_device device)
 
 tps_device tps_device_choose(tps_device requested, double pairs)
 {
-    char err[512];
-    if (requested == TPS_DEVICE_CPU || tps_gpu_probe(err, sizeof err) != 0)
+    if (requested == TPS_DEVICE_CPU || tps_gpu_probe(NULL) != TPS_OK)
         return TPS_DEVICE_CPU;
     if (requested == TPS_DEVICE_GPU)
         return TPS_DEVICE_GPU;

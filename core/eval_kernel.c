@@ -10,7 +10,7 @@
  * r^2 log r^2 comes out within 1.8 ulp (autotest/c/test_engine.c measures
  * it against logl). The loop is bound by how many vector operations issue,
  * so every operation counts: see docs/design.md. */
-#include "internal.h"
+#include "eval.h"
 
 #include <stdint.h>
 #include <string.h>

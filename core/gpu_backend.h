@@ -1,10 +1,13 @@
-/* gpu_backend.h: what the engine asks of the GPU backend (gpu/tps_gpu.cu).
- * Plain C across the boundary; every function reports failure by a non-zero
- * return and a message in err[errlen], never by exiting. Builds without
- * CUDA link core/gpu_none.c instead, which says so. */
+/* gpu_backend.h: what the engine asks of the GPU backend (gpu/).
+ * Plain C across the boundary; every function reports failure in the error
+ * carrier *err (core/error.h) and returns its status (TPS_OK, else mostly
+ * TPS_ERR_DEVICE_UNAVAILABLE), never by exiting. Builds without CUDA link
+ * core/gpu_none.c instead, which says so. */
 #ifndef TPS_GPU_BACKEND_H
 #define TPS_GPU_BACKEND_H
 
+#include "error.h"
+#include "grid.h"
 #include "tps.h"
 
 #include <stddef.h>
@@ -15,8 +18,8 @@ extern "C" {
 
 typedef struct tps_gpu_model tps_gpu_model;
 
-/* 0 when a GPU can be used; probed once per process. */
-int tps_gpu_probe(char *err, size_t errlen);
+/* TPS_OK when a GPU can be used; probed once per process. */
+tps_status tps_gpu_probe(tps_error *err);
 /* "NVIDIA H100 80GB HBM3, 79.1 GiB" or "". */
 const char *tps_gpu_name(void);
 
@@ -24,23 +27,16 @@ const char *tps_gpu_name(void);
  * band's half-weights and affine part, in FP64 and FP32 copies. */
 /* max_bytes: GPU memory this may allocate, 0 for no limit. */
 tps_gpu_model *tps_gpu_model_create(size_t n, const double *u, const double *v, size_t n_bands,
-                                   const double *const *half_weights, const double (*affine)[3],
-                                   size_t max_bytes, char *err, size_t errlen);
+                                    const double *const *half_weights, const double (*affine)[3],
+                                    size_t max_bytes, tps_error *err);
 void tps_gpu_model_destroy(tps_gpu_model *model);
 
-/* A window of a grid in the model's scaled coordinates: cell (c, r) is at
- *   u = (u0 + j ru) + i cu,  v = (v0 + j rv) + i cv,  i = first_col + c, j = first_row + r. */
-typedef struct tps_gpu_grid {
-    double u0, v0, cu, cv, ru, rv;
-    size_t first_col, first_row, ncols, nrows;
-} tps_gpu_grid;
-
 /* Evaluate outputs[k].band for every k into the caller's strided buffers. */
-int tps_gpu_evaluate_grid(tps_gpu_model *model, const tps_gpu_grid *grid, size_t n_outputs,
-                          const tps_output *outputs, tps_precision precision, size_t max_bytes,
-                          char *err, size_t errlen);
+tps_status tps_gpu_evaluate_grid(tps_gpu_model *model, const tps_window *grid, size_t n_outputs,
+                                 const tps_output *outputs, tps_precision precision,
+                                 size_t max_bytes, tps_error *err);
 
-/* LOCAL models (core/local.c): the patches, their points and weights in
+/* LOCAL models (core/local.h): the patches, their points and weights in
  * one device copy, and on the host the patch lookup grid that lists, for
  * each cell of a gx x gy grid over the points' box, the patches whose
  * support meets it (cell_patch[cell_start[c] .. cell_start[c + 1])). */
@@ -49,9 +45,9 @@ typedef struct tps_gpu_patch {
     double cx, cy, hx, hy; /* support: |u - cx| < hx, |v - cy| < hy */
     double pcx, pcy, ps;   /* frame: l = (u - pcx) / ps */
     size_t n;
-    const double *u, *v;        /* n coordinates in the patch frame */
-    const double *const *hw;    /* n_bands arrays of n half-weights */
-    const double (*affine)[3];  /* n_bands */
+    const double *u, *v;       /* n coordinates in the patch frame */
+    const double *const *hw;   /* n_bands arrays of n half-weights */
+    const double (*affine)[3]; /* n_bands */
 } tps_gpu_patch;
 typedef struct tps_gpu_lookup {
     double bu0, bv0, bu1, bv1; /* the points' box; weights are taken clamped into it */
@@ -59,65 +55,55 @@ typedef struct tps_gpu_lookup {
     double gdu, gdv;
     const size_t *cell_start, *cell_patch;
 } tps_gpu_lookup;
-tps_gpu_local *tps_gpu_local_create(size_t n_patches, const tps_gpu_patch *patches,
-                                   size_t n_bands, const tps_gpu_lookup *lookup,
-                                   size_t max_bytes, char *err, size_t errlen);
+tps_gpu_local *tps_gpu_local_create(size_t n_patches, const tps_gpu_patch *patches, size_t n_bands,
+                                    const tps_gpu_lookup *lookup, size_t max_bytes, tps_error *err);
 void tps_gpu_local_destroy(tps_gpu_local *local);
 /* As tps_gpu_evaluate_grid, in FP64 (the blend of a few hundred points per
  * pixel; MIXED's speed matters for dense global sums). */
-int tps_gpu_local_evaluate_grid(tps_gpu_local *local, const tps_gpu_grid *grid,
-                                size_t n_outputs, const tps_output *outputs, size_t max_bytes,
-                                char *err, size_t errlen);
+tps_status tps_gpu_local_evaluate_grid(tps_gpu_local *local, const tps_window *grid,
+                                       size_t n_outputs, const tps_output *outputs,
+                                       size_t max_bytes, tps_error *err);
 
-/* Derivative sums of model band `band` over a grid window, in FP64 and the
- * model's scaled units, as tps_deriv_sums (core/internal.h) computes them
- * on the CPU: sums holds three planes of ncols x nrows doubles, row-major:
- * sum_i 2 h_i du (log s + 1), the same with dv, and 4 sum_i h_i log s
- * (NaN at a pixel lying on a point of nonzero weight). The engine turns
- * them into quantities (gpu/tps_gpu_deriv.cu). */
-int tps_gpu_deriv_sums(tps_gpu_model *model, const tps_gpu_grid *grid, size_t band, double *sums,
-                       size_t max_bytes, char *err, size_t errlen);
+/* The sums `needs` asks for (core/sums.h) of model band `band` over a grid
+ * window, in FP64 and the model's scaled units, affine part left out, as
+ * core/spline_sums.c computes them on the CPU: sums receives
+ * tps_needs_planes(needs) planes of ncols x nrows doubles, row-major, in
+ * the order of tps_derivs's fields. The engine forms the quantities
+ * (gpu/global_deriv.cu). */
+tps_status tps_gpu_deriv_sums(tps_gpu_model *model, const tps_window *grid, size_t band,
+                              unsigned needs, double *sums, size_t max_bytes, tps_error *err);
 
-/* For gpu/ only: the device copy's FP64 arrays (n_pad points as double2
- * (u, v), padding at the origin with weight 0; band b's half-weights at
- * w + b * n_pad). */
-void tps_gpu_model_fp64_arrays(const tps_gpu_model *model, const void **uv, const double **w,
-                               size_t *n_pad, size_t *n_bands);
-
-/* As tps_gpu_deriv_sums for a LOCAL model: sums receives three planes
- * (ncols x nrows, row-major) of df/du, df/dv and lap f of band `band` in
- * the model's scaled units, affine parts included (core/local.c,
- * run_local_deriv_chunk, computes the same on the CPU). */
-int tps_gpu_local_deriv_sums(tps_gpu_local *local, const tps_gpu_grid *grid, size_t band,
-                             double *sums, size_t max_bytes, char *err, size_t errlen);
+/* As tps_gpu_deriv_sums for a LOCAL model: the blend's f and derivatives
+ * (core/blend.h), affine parts included, as core/cpu_local_deriv.c
+ * computes them on the CPU (gpu/local_deriv.cu). */
+tps_status tps_gpu_local_deriv_sums(tps_gpu_local *local, const tps_window *grid, size_t band,
+                                    unsigned needs, double *sums, size_t max_bytes, tps_error *err);
 
 /* The dense solve's O(N^3) part (core/solve.c has the method): forms
  * K + lambda I on the device, applies the three reflectors of P's QR
  * (dgeqrf's output `reflectors`, N x 3, and `tau`), factors the trailing
  * block with cuSOLVER's dpotrf and solves: rhs (N x n_rhs, column-major,
  * holding Q^T z) gets g in its rows 3..N-1; first_columns (3 N) receives
- * the first three columns of Q^T (K + lambda I) Q. */
-enum {
-    TPS_GPU_SOLVE_UNAVAILABLE = 1,           /* no GPU, no cuSOLVER, too little memory */
-    TPS_GPU_SOLVE_FAILED = 2,                /* a CUDA or cuSOLVER error */
-    TPS_GPU_SOLVE_NOT_POSITIVE_DEFINITE = 3  /* degenerate input, as on the CPU */
-};
-int tps_gpu_solve_available(char *err, size_t errlen);
-int tps_gpu_factor_solve(size_t n, const double *u, const double *v, double lambda,
-                         const double *reflectors, const double tau[3], size_t n_rhs,
-                         double *rhs, double *first_columns, size_t max_bytes, char *err,
-                         size_t errlen);
+ * the first three columns of Q^T (K + lambda I) Q. Failures:
+ * TPS_ERR_SINGULAR (not positive definite: degenerate input, as on the
+ * CPU), TPS_ERR_DEVICE_UNAVAILABLE (no GPU, no cuSOLVER, too little memory,
+ * a CUDA or cuSOLVER error: solve it on the CPU). */
+tps_status tps_gpu_solve_available(tps_error *err);
+tps_status tps_gpu_factor_solve(size_t n, const double *u, const double *v, double lambda,
+                                const double *reflectors, const double tau[3], size_t n_rhs,
+                                double *rhs, double *first_columns, size_t max_bytes,
+                                tps_error *err);
 
 /* Many small systems at once (a local model's patches), each as
  * tps_gpu_factor_solve: in, n points, lambda, the reflectors and tau of P's
  * QR and rhs = Q^T z (n x n_rhs); out, g in rows 3.. of rhs and the first
- * three columns of Q^T (K + lambda I) Q, when status is 0.
- * status: 0; TPS_GPU_SOLVE_NOT_POSITIVE_DEFINITE (degenerate: an error, as
- * on the CPU); TPS_GPU_SOLVE_UNAVAILABLE or _FAILED: not solved, solve it
- * on the CPU. Systems are grouped by size into chunks that fit the GPU's
- * free memory (and max_bytes), padded to the chunk's largest with the
- * identity, and factored by cuSOLVER's batched Cholesky. Returns 0 when
- * every chunk ran, else the first failure (its message in err). */
+ * three columns of Q^T (K + lambda I) Q, when status is TPS_OK.
+ * status: TPS_OK; TPS_ERR_SINGULAR (degenerate: an error, as on the CPU);
+ * TPS_ERR_DEVICE_UNAVAILABLE: not solved, solve it on the CPU. Systems are
+ * grouped by size into chunks that fit the GPU's free memory (and
+ * max_bytes), padded to the chunk's largest with the identity, and factored
+ * by cuSOLVER's batched Cholesky. Returns TPS_OK when every chunk ran, else
+ * the first failure (in *err). */
 typedef struct tps_gpu_system {
     size_t n;
     const double *u, *v;
@@ -125,19 +111,18 @@ typedef struct tps_gpu_system {
     const double *reflectors; /* n x 3, dgeqrf's compact form */
     double tau[3];
     size_t n_rhs;
-    double *rhs;              /* n x n_rhs */
-    double *first_columns;    /* 3 n */
-    int status;
+    double *rhs;           /* n x n_rhs */
+    double *first_columns; /* 3 n */
+    tps_status status;
 } tps_gpu_system;
-int tps_gpu_factor_solve_batch(size_t count, tps_gpu_system *systems, size_t max_bytes,
-                               char *err, size_t errlen);
+tps_status tps_gpu_factor_solve_batch(size_t count, tps_gpu_system *systems, size_t max_bytes,
+                                      tps_error *err);
 
 /* For bench/ only, CUDA builds only: the kernels alone over `grid` into
  * device memory (Float32 planes of bands 0..n_bands-1); *ms receives the
  * median of `repeats` timings after a warm-up. */
-int tps_gpu_time_kernel(tps_gpu_model *model, const tps_gpu_grid *grid, size_t n_bands,
-                        tps_precision precision, int repeats, double *ms, char *err,
-                        size_t errlen);
+tps_status tps_gpu_time_kernel(tps_gpu_model *model, const tps_window *grid, size_t n_bands,
+                               tps_precision precision, int repeats, double *ms, tps_error *err);
 
 #ifdef __cplusplus
 }

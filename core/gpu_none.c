@@ -1,14 +1,15 @@
 /* gpu_none.c: the GPU backend of a build without CUDA. */
 #include "gpu_backend.h"
 
-#include <stdio.h>
-
-static const char no_gpu[] = "this build of gdal-tps has no GPU support (built without CUDA)";
-
-int tps_gpu_probe(char *err, size_t errlen)
+static tps_status no_gpu(tps_error *err)
 {
-    snprintf(err, errlen, "%s", no_gpu);
-    return -1;
+    return tps_error_set(err, TPS_ERR_DEVICE_UNAVAILABLE,
+                         "this build of gdal-tps has no GPU support (built without CUDA)");
+}
+
+tps_status tps_gpu_probe(tps_error *err)
+{
+    return no_gpu(err);
 }
 
 const char *tps_gpu_name(void)
@@ -17,11 +18,11 @@ const char *tps_gpu_name(void)
 }
 
 tps_gpu_model *tps_gpu_model_create(size_t n, const double *u, const double *v, size_t n_bands,
-                                   const double *const *half_weights, const double (*affine)[3],
-                                   size_t max_bytes, char *err, size_t errlen)
+                                    const double *const *half_weights, const double (*affine)[3],
+                                    size_t max_bytes, tps_error *err)
 {
     (void)n, (void)u, (void)v, (void)n_bands, (void)half_weights, (void)affine, (void)max_bytes;
-    snprintf(err, errlen, "%s", no_gpu);
+    no_gpu(err);
     return NULL;
 }
 
@@ -30,46 +31,42 @@ void tps_gpu_model_destroy(tps_gpu_model *model)
     (void)model;
 }
 
-int tps_gpu_evaluate_grid(tps_gpu_model *model, const tps_gpu_grid *grid, size_t n_outputs,
-                          const tps_output *outputs, tps_precision precision, size_t max_bytes,
-                          char *err, size_t errlen)
+tps_status tps_gpu_evaluate_grid(tps_gpu_model *model, const tps_window *grid, size_t n_outputs,
+                                 const tps_output *outputs, tps_precision precision,
+                                 size_t max_bytes, tps_error *err)
 {
     (void)model, (void)grid, (void)n_outputs, (void)outputs, (void)precision, (void)max_bytes;
-    snprintf(err, errlen, "%s", no_gpu);
-    return -1;
+    return no_gpu(err);
 }
 
-int tps_gpu_deriv_sums(tps_gpu_model *model, const tps_gpu_grid *grid, size_t band, double *sums,
-                       size_t max_bytes, char *err, size_t errlen)
+tps_status tps_gpu_deriv_sums(tps_gpu_model *model, const tps_window *grid, size_t band,
+                              unsigned needs, double *sums, size_t max_bytes, tps_error *err)
 {
-    (void)model, (void)grid, (void)band, (void)sums, (void)max_bytes;
-    snprintf(err, errlen, "%s", no_gpu);
-    return -1;
+    (void)model, (void)grid, (void)band, (void)needs, (void)sums, (void)max_bytes;
+    return no_gpu(err);
 }
 
-int tps_gpu_solve_available(char *err, size_t errlen)
+tps_status tps_gpu_solve_available(tps_error *err)
 {
-    snprintf(err, errlen, "%s", no_gpu);
-    return -1;
+    return no_gpu(err);
 }
 
-int tps_gpu_factor_solve(size_t n, const double *u, const double *v, double lambda,
-                         const double *reflectors, const double tau[3], size_t n_rhs,
-                         double *rhs, double *first_columns, size_t max_bytes, char *err,
-                         size_t errlen)
+tps_status tps_gpu_factor_solve(size_t n, const double *u, const double *v, double lambda,
+                                const double *reflectors, const double tau[3], size_t n_rhs,
+                                double *rhs, double *first_columns, size_t max_bytes,
+                                tps_error *err)
 {
     (void)n, (void)u, (void)v, (void)lambda, (void)reflectors, (void)tau, (void)n_rhs;
     (void)rhs, (void)first_columns, (void)max_bytes;
-    snprintf(err, errlen, "%s", no_gpu);
-    return TPS_GPU_SOLVE_UNAVAILABLE;
+    return no_gpu(err);
 }
 
 tps_gpu_local *tps_gpu_local_create(size_t n_patches, const tps_gpu_patch *patches,
-                                   size_t n_bands, const tps_gpu_lookup *lookup,
-                                   size_t max_bytes, char *err, size_t errlen)
+                                    size_t n_bands, const tps_gpu_lookup *lookup,
+                                    size_t max_bytes, tps_error *err)
 {
     (void)n_patches, (void)patches, (void)n_bands, (void)lookup, (void)max_bytes;
-    snprintf(err, errlen, "%s", no_gpu);
+    no_gpu(err);
     return NULL;
 }
 
@@ -78,29 +75,27 @@ void tps_gpu_local_destroy(tps_gpu_local *local)
     (void)local;
 }
 
-int tps_gpu_local_evaluate_grid(tps_gpu_local *local, const tps_gpu_grid *grid,
-                                size_t n_outputs, const tps_output *outputs, size_t max_bytes,
-                                char *err, size_t errlen)
+tps_status tps_gpu_local_evaluate_grid(tps_gpu_local *local, const tps_window *grid,
+                                       size_t n_outputs, const tps_output *outputs,
+                                       size_t max_bytes, tps_error *err)
 {
     (void)local, (void)grid, (void)n_outputs, (void)outputs, (void)max_bytes;
-    snprintf(err, errlen, "%s", no_gpu);
-    return -1;
+    return no_gpu(err);
 }
 
-int tps_gpu_factor_solve_batch(size_t count, tps_gpu_system *systems, size_t max_bytes,
-                               char *err, size_t errlen)
+tps_status tps_gpu_factor_solve_batch(size_t count, tps_gpu_system *systems, size_t max_bytes,
+                                      tps_error *err)
 {
     for (size_t k = 0; k < count; ++k)
-        systems[k].status = TPS_GPU_SOLVE_UNAVAILABLE;
+        systems[k].status = TPS_ERR_DEVICE_UNAVAILABLE;
     (void)max_bytes;
-    snprintf(err, errlen, "%s", no_gpu);
-    return TPS_GPU_SOLVE_UNAVAILABLE;
+    return no_gpu(err);
 }
 
-int tps_gpu_local_deriv_sums(tps_gpu_local *local, const tps_gpu_grid *grid, size_t band,
-                             double *sums, size_t max_bytes, char *err, size_t errlen)
+tps_status tps_gpu_local_deriv_sums(tps_gpu_local *local, const tps_window *grid, size_t band,
+                                    unsigned needs, double *sums, size_t max_bytes,
+                                    tps_error *err)
 {
-    (void)local, (void)grid, (void)band, (void)sums, (void)max_bytes;
-    snprintf(err, errlen, "%s", no_gpu);
-    return -1;
+    (void)local, (void)grid, (void)band, (void)needs, (void)sums, (void)max_bytes;
+    return no_gpu(err);
 }

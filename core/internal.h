@@ -2,7 +2,9 @@
 #ifndef TPS_INTERNAL_H
 #define TPS_INTERNAL_H
 
+#include "error.h"
 #include "tps.h"
+#include "tps_testing.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -16,9 +18,10 @@ struct tps_gpu_model;
 struct tps_local;
 struct tps_gpu_local;
 
+/* A context: the error carrier of its calls (error.h) and the caller's log
+ * function. */
 struct tps_context {
-    tps_status status;
-    char message[1024];
+    tps_error err;
     tps_log_fn log_fn;
     void *log_user;
 };
@@ -38,7 +41,7 @@ struct tps_model {
     double (*affine)[3]; /* band b: a0 + a1 u + a2 v */
     tps_band_info *band_info;
     tps_model_info info;
-    /* LOCAL models (local.c): the patches. NULL for a global model, whose
+    /* LOCAL models (local.h): the patches. NULL for a global model, whose
      * surface is half_weights and affine (which a local model leaves zero). */
     struct tps_local *local;
     /* The device copy, made on the first GPU evaluation and shared by every
@@ -50,22 +53,17 @@ struct tps_model {
     int gpu_lock_ready;
 };
 
-/* ---- the GPU path (evaluate_gpu.c) ---- */
-/* Below this many point-pixel pairs AUTO evaluates on the CPU: the GPU's
- * fixed costs (launch, transfer, synchronisation; ~0.1 ms) would dominate. */
-#define TPS_GPU_MIN_PAIRS 2e7
-tps_status tps_evaluate_grid_gpu(tps_context *ctx, const tps_model *model, const tps_grid *grid,
-                                 size_t n_outputs, const tps_output *outputs,
-                                 tps_precision precision, size_t max_bytes);
-/* Point-pixel pairs of a grid of `pixels` on a LOCAL model (for AUTO). */
-double tps_local_pairs(const struct tps_local *local, double pixels);
-/* The device copy of a LOCAL model's patches (local.c knows their layout). */
-struct tps_gpu_local *tps_local_upload(const struct tps_local *local, size_t max_bytes,
-                                       char *err, size_t errlen);
-
 /* ---- errors and messages (context.c) ---- */
+/* A NULL context is allowed everywhere (tps.h): then the status still
+ * comes back, the message is dropped. */
+static inline tps_error *tps_ctx_error(tps_context *ctx)
+{
+    return ctx ? &ctx->err : NULL;
+}
 tps_status tps_set_error(tps_context *ctx, tps_status status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Hands an error from a carrier to the context; returns its status. */
+tps_status tps_raise(tps_context *ctx, const tps_error *err);
 void tps_clear_error(tps_context *ctx);
 void tps_log(tps_context *ctx, tps_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -116,7 +114,7 @@ typedef struct tps_dense_job {
     char what[96];
     /* out */
     tps_status status;
-    tps_context err;
+    tps_error err;
     int used_gpu;
     /* working storage */
     double *p, *rhs, *cols;
@@ -177,31 +175,7 @@ void tps_progress_stage(const char *fmt, ...) __attribute__((format(printf, 1, 2
  * percent (1 is always reported, once). */
 void tps_progress(double fraction);
 
-/* ---- the evaluation kernel (eval_kernel.c, compiled once per ISA) ---- */
-/* Pixels are handled in tiles of this many; callers pad target arrays to a
- * multiple of it. */
-#define TPS_KERNEL_TILE 32
-/* Points are visited in blocks of this many so that a block's coordinates
- * and weights stay in the L1/L2 cache while all tiles of a row pass over it. */
-#define TPS_KERNEL_POINT_BLOCK 2048
-
-typedef struct tps_kernel_job {
-    size_t n_src;               /* source points */
-    const double *su, *sv;      /* their scaled coordinates */
-    size_t n_bands;
-    const double *const *w;     /* n_bands arrays of n_src half-weights */
-    size_t m;                   /* target points, a multiple of TPS_KERNEL_TILE */
-    const double *pu, *pv;      /* their scaled coordinates */
-    int same_v;                 /* all targets have v == pv[0] (a north-up grid row) */
-    double *acc;                /* out: acc[b * m + k] = sum_i w[b][i] r^2 log r^2 */
-} tps_kernel_job;
-
-typedef void (*tps_kernel_fn)(const tps_kernel_job *job);
-void tps_kernel_generic(const tps_kernel_job *job);
-void tps_kernel_avx2(const tps_kernel_job *job);
-void tps_kernel_avx512(const tps_kernel_job *job);
-
-/* ---- local models (local.c) ---- */
+/* ---- local models (local_build.c, local_io.c) ---- */
 /* Builds md->local over md's (scaled) points: the quadtree, the patches and
  * their solves, after checking the estimated peak memory against
  * options->max_memory. merged[b] holds band b's values (NaN: missing),
@@ -209,7 +183,7 @@ void tps_kernel_avx512(const tps_kernel_job *job);
 tps_status tps_local_build(tps_context *ctx, tps_model *md, double *const *merged,
                            double *const *merged_w, const tps_fit_options *options);
 void tps_local_destroy(struct tps_local *local);
-/* Saved local models (local.c lays out the local section, model_io.c the
+/* Saved local models (local_io.c lays out the local section, model_io.c the
  * rest; docs/design.md). The counts a saved local model's header carries:
  * patches, and patch points (the sum of the patches' sizes); fails when
  * the model is beyond what a load would take. */
@@ -227,70 +201,20 @@ tps_status tps_local_read(tps_context *ctx, tps_model *md, const unsigned char *
                           size_t n_patches, size_t n_entries);
 
 
-/* ---- evaluation helpers (evaluate.c) ---- */
-/* Where an evaluation reads its targets and writes its values: a window of
- * a grid (scaled coordinates) into strided outputs, or scattered scaled
- * points into double arrays. Shared by the global and the local paths. */
-typedef struct tps_targets {
-    int is_grid;
-    double u0, v0, cu, cv, ru, rv; /* grid origin, column step, row step */
-    size_t first_col, first_row, ncols, nrows;
-    const tps_output *outputs;
-    const double *pts_u, *pts_v;
-    size_t n_pts;
-    double **pts_out;
-} tps_targets;
-/* The targets of work item `item` when a request is cut into runs of at
- * most `chunk` targets (a grid row is cut into ceil(ncols / chunk) items):
- * fills pu, pv and returns how many, with *row and *col0 saying where they
- * go. Grid targets come from their absolute cell index in a fixed order,
- * so a cell gets the same coordinates whatever window or chunk it is in. */
-size_t tps_targets_chunk(const tps_targets *t, size_t item, size_t chunk, double *pu, double *pv,
-                         size_t *row, size_t *col0);
-/* A local model's evaluation (local.c). */
-tps_status tps_local_evaluate(tps_context *ctx, const tps_model *md, tps_kernel_fn kernel,
-                              size_t n_bands, const size_t *bands, const tps_targets *t,
-                              int num_threads);
-/* Evaluates t->outputs[0 .. n_outputs), all of a derivative quantity, of a
- * LOCAL model over the grid targets t, on the CPU: the derivatives of the
- * blend (docs/design.md, "Derivative bands"). */
-tps_status tps_local_evaluate_deriv(tps_context *ctx, const tps_model *md, const tps_targets *t,
-                                    size_t n_outputs, int num_threads);
-tps_kernel_fn tps_kernel_for(tps_cpu_kernel kernel);
-/* Evaluate bands at scattered points given in scaled coordinates. */
+/* Point-pixel pairs one pixel of a LOCAL model costs (local_lookup.c). */
+double tps_local_pairs_per_pixel(const struct tps_local *local);
+/* ... of any model: its points (GLOBAL), a few patches' (LOCAL). */
+static inline double tps_model_pairs_per_pixel(const tps_model *md)
+{
+    return md->local ? tps_local_pairs_per_pixel(md->local) : (double)md->n;
+}
+
+/* ---- the model's residuals at its points (evaluate.c) ---- */
+/* Bands `bands` at n scattered points given in scaled coordinates, on the
+ * CPU, into out[b][0 .. n). */
 tps_status tps_evaluate_scaled(tps_context *ctx, const tps_model *model, size_t n_bands,
                                const size_t *bands, size_t n, const double *u, const double *v,
-                               double **out, int num_threads, tps_cpu_kernel kernel);
-
-/* ---- derivative quantities (eval_deriv.c) ---- */
-/* "value", "dzdx", "dzdy", "slope", "aspect", "laplacian". */
-const char *tps_quantity_name(tps_quantity q);
-/* Sums of band `band` over the model's points at m targets (scaled
- * coordinates), in scaled units: gu[k] = sum_i 2 h_i du (log s + 1), gv[k]
- * the same with dv, lap[k] = 4 sum_i h_i log s; lap[k] is NaN when target k
- * lies exactly on a point of nonzero weight. The GPU backend computes the
- * same sums (gpu/tps_gpu_deriv.cu). */
-void tps_deriv_sums(const tps_model *md, size_t band, size_t m, const double *pu,
-                    const double *pv, double *gu, double *gv, double *lap);
-/* The same sums over any spline's n points (u, v) with half-weights h (a
- * LOCAL model's patch, in its frame), plus, when val is not NULL, the
- * value's kernel sum val[k] = sum_i h_i s log s (libm's log). */
-void tps_spline_sums(size_t n, const double *u, const double *v, const double *h, size_t m,
-                     const double *pu, const double *pv, double *val, double *gu, double *gv,
-                     double *lap);
-/* Quantity q (not VALUE) at a target, from its sums, the band's affine part
- * and the model's scale (the chain rule back to the caller's units). */
-double tps_deriv_quantity(tps_quantity q, double gu, double gv, double lap,
-                          const double affine[3], double scale);
-/* first[b]: the first of outputs[0 .. n_outputs) of the same model band
- * as output b (whose sums then serve every quantity of that band). */
-void tps_outputs_first_of_band(const tps_output *outputs, size_t n_outputs, size_t *first);
-/* Writes `value` at window cell (row, col) of output o, in o's type. */
-void tps_output_store(const tps_output *o, size_t row, size_t col, double value);
-/* Evaluates t->outputs[0 .. n_outputs), all of a derivative quantity, of a
- * global model over the grid targets t, on the CPU. */
-tps_status tps_evaluate_grid_deriv(tps_context *ctx, const tps_model *md, const tps_targets *t,
-                                   size_t n_outputs, int num_threads);
+                               double **out, int num_threads);
 
 #ifdef __cplusplus
 }

@@ -11,20 +11,9 @@
 
 void tps_fit_options_init(tps_fit_options *options)
 {
-    if (!options)
-        return;
-    options->max_memory = 0;
-    options->num_threads = 1;
-    options->device = TPS_DEVICE_AUTO;
-    options->gpu_max_memory = 0;
-    options->mode = TPS_MODE_GLOBAL;
-    options->patch_points = TPS_DEFAULT_PATCH_POINTS;
-    options->overlap = TPS_DEFAULT_OVERLAP;
-    options->progress = NULL;
-    options->progress_data = NULL;
-    options->smoothing_gcv = NULL;
-    options->weights = NULL;
-    options->cross_validation = 0;
+    /* Every default is 0 (tps.h): init and a zero-initialised struct agree. */
+    if (options)
+        memset(options, 0, sizeof *options);
 }
 
 typedef struct input_point {
@@ -248,10 +237,9 @@ static tps_status solve_group(tps_context *ctx, tps_model *md, double *const *me
      * absorbed by the affine part under the side conditions, so scaling
      * coordinates by 1/s only rescales lambda by 1/s^2. */
     const double lambda = md->band_info[first].smoothing / (md->scale * md->scale);
-    char why[512];
     const int try_gpu = options->device == TPS_DEVICE_GPU ||
                         (options->device == TPS_DEVICE_AUTO && m >= TPS_GPU_SOLVE_MIN_POINTS &&
-                         tps_gpu_solve_available(why, sizeof why) == 0);
+                         tps_gpu_solve_available(NULL) == TPS_OK);
     int used_gpu = 0;
     const tps_solve_extra extra = {noise, loo_diag};
     st = tps_solve_dense_ex(ctx, m, su, sv, lambda, n_group, z, w, a, options->num_threads,
@@ -364,7 +352,7 @@ static tps_status measure_residuals(tps_context *ctx, tps_model *md, double *con
         }
     }
     st = tps_evaluate_scaled(ctx, md, md->n_bands, bands, md->n, md->u, md->v, out,
-                             num_threads, TPS_CPU_KERNEL_AUTO);
+                             num_threads);
     if (st != TPS_OK)
         goto done;
     for (size_t b = 0; b < md->n_bands; ++b) {
@@ -389,10 +377,16 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
 {
     tps_clear_error(ctx);
     const double t0 = tps_now_seconds();
-    tps_fit_options defaults;
-    tps_fit_options_init(&defaults);
-    if (!options)
-        options = &defaults;
+    tps_fit_options resolved;
+    if (options)
+        resolved = *options;
+    else
+        tps_fit_options_init(&resolved);
+    if (resolved.patch_points == 0)
+        resolved.patch_points = TPS_DEFAULT_PATCH_POINTS;
+    if (resolved.overlap == 0.0)
+        resolved.overlap = TPS_DEFAULT_OVERLAP;
+    options = &resolved;
     if (n_bands == 0 || !values || !smoothing || (n_points > 0 && (!x || !y))) {
         tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT, "no bands, values or coordinates given");
         return NULL;
@@ -403,10 +397,12 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
         return NULL;
     }
     if (options->mode != TPS_MODE_GLOBAL &&
-        (options->patch_points < 20 || !(options->overlap > 1.0 && options->overlap <= 4.0))) {
+        (options->patch_points < TPS_MIN_PATCH_POINTS ||
+         !(options->overlap > 1.0 && options->overlap <= TPS_MAX_OVERLAP))) {
         tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT,
-                      "patch points must be >= 20 (got %zu) and the overlap in (1, 4] (got %g)",
-                      options->patch_points, options->overlap);
+                      "patch points must be >= %d (got %zu) and the overlap in (1, %g] (got %g)",
+                      TPS_MIN_PATCH_POINTS, options->patch_points, TPS_MAX_OVERLAP,
+                      options->overlap);
         return NULL;
     }
     for (size_t b = 0; b < n_bands; ++b) {
@@ -516,9 +512,8 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
      * the exact global sum at ~8e11 pairs/s, where local models evaluate on
      * the CPU (measured on an H100: 16384^2 from N = 10,000 took 19 s as a
      * local model on 16 cores, 5 s as a global one on the GPU). */
-    char why[512];
     const size_t global_max = options->device != TPS_DEVICE_CPU &&
-                                      tps_gpu_solve_available(why, sizeof why) == 0
+                                      tps_gpu_solve_available(NULL) == TPS_OK
                                   ? TPS_AUTO_GLOBAL_MAX_POINTS_GPU
                                   : TPS_AUTO_GLOBAL_MAX_POINTS;
     if (mode == TPS_MODE_AUTO && (any_gcv || options->cross_validation)) {
@@ -535,7 +530,7 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
         if (tps_local_build(ctx, md, merged, merged_w, options) != TPS_OK) {
             if (options->mode == TPS_MODE_AUTO &&
                 tps_context_errno(ctx) == TPS_ERR_MEMORY_LIMIT) {
-                char msg[sizeof ctx->message];
+                char msg[sizeof ctx->err.message];
                 snprintf(msg, sizeof msg, "%s; the global dense solve would need %zu bytes",
                          tps_context_errmsg(ctx), global_need);
                 tps_set_error(ctx, TPS_ERR_MEMORY_LIMIT, "%s", msg);
@@ -613,6 +608,8 @@ tps_status tps_model_get_info(tps_context *ctx, const tps_model *model, tps_mode
     if (!model || !info)
         return tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT, "no model or no info");
     *info = model->info;
+    info->pairs_per_pixel = tps_model_pairs_per_pixel(model);
+    info->device_uploads = tps_model_device_uploads(model);
     return TPS_OK;
 }
 

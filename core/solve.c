@@ -97,12 +97,12 @@ static void form_projected(size_t n, const double *u, const double *v, double la
  * leading block is Q2 B^-1 Q2^T, B = Q2^T (K + lambda W^-1) Q2. mat holds
  * B's Cholesky factor in its trailing block; it is overwritten: B^-1
  * (dpotri), then Q [0 0; 0 B^-1] Q^T, whose diagonal goes to diag. */
-static tps_status loo_diagonal(tps_context *ctx, size_t n, const double *p, const double tau[3],
+static tps_status loo_diagonal(tps_error *err, size_t n, const double *p, const double tau[3],
                                double *mat, double *q, double *y, double *diag, const char *what)
 {
     const lapack_int ni = (lapack_int)n;
     if (LAPACKE_dpotri(LAPACK_COL_MAJOR, 'L', ni - 3, mat + 3 * n + 3, ni) != 0)
-        return tps_set_error(ctx, TPS_ERR_SINGULAR, "%s: inverting the spline system for "
+        return tps_error_set(err, TPS_ERR_SINGULAR, "%s: inverting the spline system for "
                              "leave-one-out cross-validation failed", what);
     for (size_t k = 0; k < 3; ++k)
         memset(mat + k * n + k, 0, sizeof(double) * (n - k));
@@ -156,7 +156,7 @@ static lapack_int cholesky_in_panels(lapack_int n, double *a, lapack_int lda)
 /* The CPU factorisation: fills mat (N x N, lower triangle) with
  * Q^T (K + lambda I) Q, factors its trailing block and replaces rows 3.. of
  * rhs (Q^T z) by g. */
-static tps_status factor_solve_cpu(tps_context *ctx, size_t n, const double *u, const double *v,
+static tps_status factor_solve_cpu(tps_error *err, size_t n, const double *u, const double *v,
                                    double lambda, const double *noise, const double *p,
                                    const double tau[3], size_t n_rhs, double *rhs, double *mat,
                                    double *q, double *y, int num_threads, const char *what)
@@ -170,19 +170,19 @@ static tps_status factor_solve_cpu(tps_context *ctx, size_t n, const double *u, 
     tps_progress_stage("%s: factorising (Cholesky, %zu x %zu)", what, n - 3, n - 3);
     lapack_int info = cholesky_in_panels(ni - 3, b22, ni);
     if (info != 0)
-        return tps_set_error(ctx, TPS_ERR_SINGULAR,
+        return tps_error_set(err, TPS_ERR_SINGULAR,
                              "%s: the spline system of %zu points is not positive definite "
                              "(Cholesky failed at pivot %d): the points are degenerate or too "
                              "close together for an exact fit; a smoothing > 0 may help",
                              what, n, (int)info);
     if (LAPACKE_dpotrs(LAPACK_COL_MAJOR, 'L', ni - 3, (lapack_int)n_rhs, b22, ni, rhs + 3, ni) != 0)
-        return tps_set_error(ctx, TPS_ERR_INTERNAL, "%s: applying the factorisation failed", what);
+        return tps_error_set(err, TPS_ERR_INTERNAL, "%s: applying the factorisation failed", what);
     return TPS_OK;
 }
 
 /* P = [1 u v] (rows = D: D P) = Q R by Householder QR: p receives
  * LAPACK's compact form. */
-static tps_status poly_qr(tps_context *ctx, size_t n, const double *u, const double *v,
+static tps_status poly_qr(tps_error *err, size_t n, const double *u, const double *v,
                           const double *rows, double *p, double tau[3], const char *what)
 {
     const lapack_int ni = (lapack_int)n;
@@ -193,13 +193,13 @@ static tps_status poly_qr(tps_context *ctx, size_t n, const double *u, const dou
         p[2 * n + i] = d * v[i];
     }
     if (LAPACKE_dgeqrf(LAPACK_COL_MAJOR, ni, 3, p, ni, tau) != 0)
-        return tps_set_error(ctx, TPS_ERR_INTERNAL, "%s: QR of the polynomial part failed", what);
+        return tps_error_set(err, TPS_ERR_INTERNAL, "%s: QR of the polynomial part failed", what);
     /* Coordinates lie in [-1, 1], so the columns of P have norms ~sqrt(N):
      * a diagonal of R that small relative to the first means [1 u v]
      * has rank 2, i.e. all points on one line (R11 catches a vertical line,
      * R22 any other). */
     if (!(fabs(p[n + 1]) > 1e-10 * fabs(p[0])) || !(fabs(p[2 * n + 2]) > 1e-10 * fabs(p[0])))
-        return tps_set_error(ctx, TPS_ERR_COLLINEAR,
+        return tps_error_set(err, TPS_ERR_COLLINEAR,
                              "%s: all %zu points lie on one line; a surface needs points that "
                              "span an area", what, n);
     return TPS_OK;
@@ -215,24 +215,24 @@ tps_status tps_solve_dense(tps_context *ctx, size_t n, const double *u, const do
 }
 
 /* Before the factorisation: P = Q R and rhs = Q^T z (n x n_rhs). */
-static tps_status dense_prepare(tps_context *ctx, size_t n, const double *u, const double *v,
+static tps_status dense_prepare(tps_error *err, size_t n, const double *u, const double *v,
                                 size_t n_rhs, const double *const *z, double *p, double tau[3],
                                 double *rhs, const char *what)
 {
-    tps_status st = poly_qr(ctx, n, u, v, NULL, p, tau, what);
+    tps_status st = poly_qr(err, n, u, v, NULL, p, tau, what);
     if (st != TPS_OK)
         return st;
     for (size_t r = 0; r < n_rhs; ++r)
         memcpy(rhs + r * n, z[r], sizeof(double) * n);
     if (LAPACKE_dormqr(LAPACK_COL_MAJOR, 'L', 'T', (lapack_int)n, (lapack_int)n_rhs, 3, p,
                        (lapack_int)n, tau, rhs, (lapack_int)n) != 0)
-        return tps_set_error(ctx, TPS_ERR_INTERNAL, "%s: applying Q^T failed", what);
+        return tps_error_set(err, TPS_ERR_INTERNAL, "%s: applying Q^T failed", what);
     return TPS_OK;
 }
 
 /* After it: rhs holds [Q1^T z; g], b_cols the first three columns of
  * Q^T A Q; gives the affine parts a and the weights w = Q [0; g]. */
-static tps_status dense_finish(tps_context *ctx, size_t n, size_t n_rhs, const double *p,
+static tps_status dense_finish(tps_error *err, size_t n, size_t n_rhs, const double *p,
                                const double tau[3], const double *b_cols, double *rhs,
                                double **w, double (*a)[3], const char *what)
 {
@@ -255,30 +255,30 @@ static tps_status dense_finish(tps_context *ctx, size_t n, size_t n_rhs, const d
     /* w = Q [0; g]. */
     if (LAPACKE_dormqr(LAPACK_COL_MAJOR, 'L', 'N', ni, (lapack_int)n_rhs, 3, p, ni, tau, rhs,
                        ni) != 0)
-        return tps_set_error(ctx, TPS_ERR_INTERNAL, "%s: applying Q failed", what);
+        return tps_error_set(err, TPS_ERR_INTERNAL, "%s: applying Q failed", what);
     for (size_t r = 0; r < n_rhs; ++r)
         memcpy(w[r], rhs + r * n, sizeof(double) * n);
     return TPS_OK;
 }
 
-static tps_status not_positive_definite_on_gpu(tps_context *ctx, size_t n, const char *detail,
+static tps_status not_positive_definite_on_gpu(tps_error *err, size_t n, const char *detail,
                                                const char *what)
 {
-    return tps_set_error(ctx, TPS_ERR_SINGULAR,
+    return tps_error_set(err, TPS_ERR_SINGULAR,
                          "%s: the spline system of %zu points is not positive definite "
                          "(%s, on the GPU): the points are degenerate or too close together "
                          "for an exact fit; a smoothing > 0 may help",
                          what, n, detail);
 }
 
-static tps_status check_size(tps_context *ctx, size_t n, const char *what)
+static tps_status check_size(tps_error *err, size_t n, const char *what)
 {
     if (n < 3)
-        return tps_set_error(ctx, TPS_ERR_TOO_FEW_POINTS,
+        return tps_error_set(err, TPS_ERR_TOO_FEW_POINTS,
                              "%s: %zu distinct usable point%s, at least 3 are needed", what, n,
                              n == 1 ? "" : "s");
     if (n > (size_t)INT32_MAX)
-        return tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT, "%s: too many points (%zu)", what, n);
+        return tps_error_set(err, TPS_ERR_INVALID_ARGUMENT, "%s: too many points (%zu)", what, n);
     return TPS_OK;
 }
 
@@ -294,7 +294,7 @@ tps_status tps_solve_dense_ex(tps_context *ctx, size_t n, const double *u, const
     if (noise || loo_diag)
         try_gpu = 0;
     *used_gpu = 0;
-    tps_status st = check_size(ctx, n, what);
+    tps_status st = check_size(tps_ctx_error(ctx), n, what);
     if (st != TPS_OK)
         return st;
 
@@ -310,26 +310,27 @@ tps_status tps_solve_dense_ex(tps_context *ctx, size_t n, const double *u, const
         st = tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "%s: out of memory", what);
         goto done;
     }
-    st = dense_prepare(ctx, n, u, v, n_rhs, z, p, tau, rhs, what);
+    st = dense_prepare(tps_ctx_error(ctx), n, u, v, n_rhs, z, p, tau, rhs, what);
     if (st != TPS_OK)
         goto done;
 
     if (try_gpu) {
-        char err[512] = "";
+        tps_error err = {TPS_OK, ""};
         cols = malloc(sizeof(double) * 3 * n);
         tps_progress_stage("%s: building and factorising the %zu x %zu system on the GPU", what,
                            n, n);
-        int rc = cols ? tps_gpu_factor_solve(n, u, v, lambda, p, tau, n_rhs, rhs, cols,
-                                             gpu_max_bytes, err, sizeof err)
-                      : TPS_GPU_SOLVE_UNAVAILABLE;
-        if (rc == 0) {
+        tps_status rc = cols ? tps_gpu_factor_solve(n, u, v, lambda, p, tau, n_rhs, rhs, cols,
+                                                    gpu_max_bytes, &err)
+                             : tps_error_set(&err, TPS_ERR_DEVICE_UNAVAILABLE, "out of memory");
+        if (rc == TPS_OK) {
             tps_progress(1.0);
             *used_gpu = 1;
-        } else if (rc == TPS_GPU_SOLVE_NOT_POSITIVE_DEFINITE) {
-            st = not_positive_definite_on_gpu(ctx, n, err, what);
+        } else if (rc == TPS_ERR_SINGULAR) {
+            st = not_positive_definite_on_gpu(tps_ctx_error(ctx), n, err.message, what);
             goto done;
         } else {
-            tps_log(ctx, TPS_LOG_DEBUG, "%s: solving on the CPU, not the GPU: %s", what, err);
+            tps_log(ctx, TPS_LOG_DEBUG, "%s: solving on the CPU, not the GPU: %s", what,
+                    err.message);
             /* rhs still holds Q^T z: the GPU path writes g only on success. */
         }
     }
@@ -343,15 +344,15 @@ tps_status tps_solve_dense_ex(tps_context *ctx, size_t n, const double *u, const
                                what, n, tps_solve_bytes(n, n_rhs));
             goto done;
         }
-        st = factor_solve_cpu(ctx, n, u, v, lambda, noise, p, tau, n_rhs, rhs, mat, q, y,
-                              num_threads, what);
+        st = factor_solve_cpu(tps_ctx_error(ctx), n, u, v, lambda, noise, p, tau, n_rhs, rhs, mat,
+                              q, y, num_threads, what);
         if (st != TPS_OK)
             goto done;
         b_cols = mat;
     }
-    st = dense_finish(ctx, n, n_rhs, p, tau, b_cols, rhs, w, a, what);
+    st = dense_finish(tps_ctx_error(ctx), n, n_rhs, p, tau, b_cols, rhs, w, a, what);
     if (st == TPS_OK && loo_diag)
-        st = loo_diagonal(ctx, n, p, tau, mat, q, y, loo_diag, what);
+        st = loo_diagonal(tps_ctx_error(ctx), n, p, tau, mat, q, y, loo_diag, what);
 
 done:
     free(p);
@@ -381,7 +382,7 @@ static void batch_prepare(size_t k, int thread, void *user)
     job->rhs = malloc(sizeof(double) * job->n * job->n_rhs);
     job->cols = malloc(sizeof(double) * job->n * 3);
     if (!job->p || !job->rhs || !job->cols)
-        job->status = tps_set_error(&job->err, TPS_ERR_OUT_OF_MEMORY, "%s: out of memory",
+        job->status = tps_error_set(&job->err, TPS_ERR_OUT_OF_MEMORY, "%s: out of memory",
                                     job->what);
     else
         job->status = dense_prepare(&job->err, job->n, job->u, job->v, job->n_rhs, job->z,
@@ -399,9 +400,9 @@ static void batch_finish(size_t k, int thread, void *user)
     if (job->status == TPS_OK) {
         const double *b_cols = job->cols;
         double *mat = NULL, *q = NULL, *y = NULL;
-        if (g && g->status == 0) {
+        if (g && g->status == TPS_OK) {
             job->used_gpu = 1;
-        } else if (g && g->status == TPS_GPU_SOLVE_NOT_POSITIVE_DEFINITE) {
+        } else if (g && g->status == TPS_ERR_SINGULAR) {
             job->status = not_positive_definite_on_gpu(&job->err, job->n, "Cholesky failed",
                                                        job->what);
         } else {
@@ -409,7 +410,7 @@ static void batch_finish(size_t k, int thread, void *user)
             q = malloc(sizeof(double) * job->n);
             y = malloc(sizeof(double) * job->n);
             if (!mat || !q || !y)
-                job->status = tps_set_error(&job->err, TPS_ERR_OUT_OF_MEMORY,
+                job->status = tps_error_set(&job->err, TPS_ERR_OUT_OF_MEMORY,
                                             "%s: out of memory for the dense system of %zu "
                                             "points (%zu bytes)",
                                             job->what, job->n, tps_solve_bytes(job->n, job->n_rhs));
@@ -437,7 +438,7 @@ tps_status tps_solve_dense_batch(tps_context *ctx, size_t count, tps_dense_job *
 {
     batch_run run = {jobs, NULL};
     for (size_t k = 0; k < count; ++k) {
-        jobs[k].err = (tps_context){0};
+        tps_error_clear(&jobs[k].err);
         jobs[k].p = jobs[k].rhs = jobs[k].cols = NULL;
     }
     tps_parallel_for(count, num_threads, batch_prepare, &run);
@@ -448,23 +449,24 @@ tps_status tps_solve_dense_batch(tps_context *ctx, size_t count, tps_dense_job *
             for (size_t k = 0; k < count; ++k) {
                 const tps_dense_job *job = &jobs[k];
                 tps_gpu_system *g = &run.gpu[k];
-                g->status = TPS_GPU_SOLVE_UNAVAILABLE;
+                g->status = TPS_ERR_DEVICE_UNAVAILABLE;
                 /* Per-point noise is CPU-only (as in tps_solve_dense_ex). */
                 if (job->status != TPS_OK || job->noise)
                     continue;
                 *g = (tps_gpu_system){job->n, job->u, job->v, job->lambda, job->p,
                                       {job->tau[0], job->tau[1], job->tau[2]}, job->n_rhs,
-                                      job->rhs, job->cols, TPS_GPU_SOLVE_UNAVAILABLE};
+                                      job->rhs, job->cols, TPS_ERR_DEVICE_UNAVAILABLE};
                 ++submitted;
             }
-            char err[512] = "";
+            tps_error err = {TPS_OK, ""};
             const double t0 = tps_now_seconds();
-            /* Systems it did not solve keep status != 0 and rhs = Q^T z. */
-            const int rc = submitted ? tps_gpu_factor_solve_batch(count, run.gpu, gpu_max_bytes,
-                                                                 err, sizeof err)
-                                     : 0;
-            if (rc != 0)
-                tps_log(ctx, TPS_LOG_DEBUG, "batched GPU solve: %s; the rest on the CPU", err);
+            /* Systems it did not solve keep status != TPS_OK and rhs = Q^T z. */
+            const tps_status rc =
+                submitted ? tps_gpu_factor_solve_batch(count, run.gpu, gpu_max_bytes, &err)
+                          : TPS_OK;
+            if (rc != TPS_OK)
+                tps_log(ctx, TPS_LOG_DEBUG, "batched GPU solve: %s; the rest on the CPU",
+                        err.message);
             else if (submitted)
                 tps_log(ctx, TPS_LOG_DEBUG, "%zu systems factorised on the GPU in %.3f s",
                         submitted, tps_now_seconds() - t0);
@@ -474,7 +476,7 @@ tps_status tps_solve_dense_batch(tps_context *ctx, size_t count, tps_dense_job *
     free(run.gpu);
     for (size_t k = 0; k < count; ++k)
         if (jobs[k].status != TPS_OK)
-            return tps_set_error(ctx, jobs[k].status, "%s", jobs[k].err.message);
+            return tps_raise(ctx, &jobs[k].err);
     return TPS_OK;
 }
 
@@ -582,7 +584,7 @@ tps_status tps_gcv_select(tps_context *ctx, size_t n, const double *u, const dou
                            what, tps_gcv_bytes(n));
         goto done;
     }
-    st = poly_qr(ctx, n, u, v, sqrt_w, p, tau, what);
+    st = poly_qr(tps_ctx_error(ctx), n, u, v, sqrt_w, p, tau, what);
     if (st != TPS_OK)
         goto done;
     for (size_t i = 0; i < n; ++i)

@@ -427,7 +427,6 @@ std::unique_ptr<TPSDataset> TPSDataset::Open(TPSConfig &&oConfig)
     tps_eval_options_init(&poDS->m_sEvalOptions);
     poDS->m_sEvalOptions.num_threads = c.nNumThreads;
     poDS->m_sEvalOptions.device = ToEngineDevice(c.eDevice);
-    poDS->m_sEvalOptions.cpu_kernel = TPS_CPU_KERNEL_AUTO;
     poDS->m_sEvalOptions.precision =
         c.bMixedPrecision ? TPS_PRECISION_MIXED : TPS_PRECISION_DOUBLE;
     // Before the solve: an unusable device should not cost a solve to find out.
@@ -603,7 +602,7 @@ void TPSDataset::BuildMetadata(int nSolves)
                         m_sEvalOptions.precision == TPS_PRECISION_MIXED ? "MIXED" : "DOUBLE",
                         MD_DOMAIN);
     }
-    SetMetadataItem("CPU_KERNEL", tps_cpu_kernel_name(tps_cpu_kernel_best()), MD_DOMAIN);
+    SetMetadataItem("CPU_KERNEL", tps_cpu_description(), MD_DOMAIN);
     SetMetadataItem("NUM_THREADS", CPLSPrintf("%d", m_sEvalOptions.num_threads), MD_DOMAIN);
     SetMetadataItem("SOLVES", CPLSPrintf("%d", nSolves), MD_DOMAIN);
     SetMetadataItem("MODEL_SOURCE", m_poModel->bFromFile ? "FILE" : "SOLVED", MD_DOMAIN);
@@ -645,8 +644,9 @@ void TPSDataset::RefreshDynamicMetadata(const char *pszDomain)
 {
     if (pszDomain != nullptr && EQUAL(pszDomain, MD_DOMAIN))
     {
-        SetMetadataItem("DEVICE_UPLOADS",
-                        SizeString(tps_model_device_uploads(m_poModel->psModel)), MD_DOMAIN);
+        tps_model_info sInfo;
+        if (tps_model_get_info(nullptr, m_poModel->psModel, &sInfo) == TPS_OK)
+            SetMetadataItem("DEVICE_UPLOADS", SizeString(sInfo.device_uploads), MD_DOMAIN);
         SetMetadataItem("PIXELS_EVALUATED",
                         CPLSPrintf("%llu",
                                    static_cast<unsigned long long>(Root().m_nPixelsEvaluated)),

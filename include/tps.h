@@ -7,7 +7,9 @@
  *
  * Conventions (PROJ-like):
  *  - every call that can fail takes a tps_context, which carries the last
- *    error (code and message); one context per thread;
+ *    error (code and message); one context per thread. A NULL context is
+ *    allowed in every call: the call does the same work and returns the same
+ *    status, only the message (and the log lines) are lost;
  *  - objects are opaque; tps_*_destroy returns NULL so that callers can
  *    write `m = tps_model_destroy(m);`;
  *  - a tps_model is immutable once created: any number of threads may
@@ -68,7 +70,8 @@ typedef void (*tps_log_fn)(void *user_data, tps_log_level level, const char *mes
 tps_context *tps_context_create(void);
 tps_context *tps_context_destroy(tps_context *ctx);
 void tps_context_set_log(tps_context *ctx, tps_log_fn fn, void *user_data);
-/* The last error; TPS_OK and "" when the last call succeeded. */
+/* The last error; TPS_OK and "" when the last call succeeded
+ * (TPS_ERR_INVALID_ARGUMENT and "no context" for a NULL context). */
 tps_status tps_context_errno(const tps_context *ctx);
 const char *tps_context_errmsg(const tps_context *ctx);
 const char *tps_status_string(tps_status status);
@@ -87,8 +90,12 @@ typedef enum tps_mode { TPS_MODE_AUTO = 0, TPS_MODE_GLOBAL = 1, TPS_MODE_LOCAL =
 #define TPS_AUTO_GLOBAL_MAX_POINTS 5000
 /* ... or this many when the solve may run on a usable GPU (cuSOLVER). */
 #define TPS_AUTO_GLOBAL_MAX_POINTS_GPU 30000
+/* LOCAL models' defaults and limits (tps_fit_options; the driver's open
+ * options PATCH_POINTS and OVERLAP are built from these). */
 #define TPS_DEFAULT_PATCH_POINTS 500
+#define TPS_MIN_PATCH_POINTS 20
 #define TPS_DEFAULT_OVERLAP 1.5
+#define TPS_MAX_OVERLAP 4.0 /* and > 1 */
 
 /* Progress of a long solve: `stage` says what runs (e.g. "band 1:
  * factorising 7997 x 7997 (Cholesky)"), `fraction` how much of that stage is
@@ -98,12 +105,14 @@ typedef enum tps_mode { TPS_MODE_AUTO = 0, TPS_MODE_GLOBAL = 1, TPS_MODE_LOCAL =
  * the caller's. */
 typedef void (*tps_progress_fn)(void *user_data, const char *stage, double fraction);
 
+/* Every default is 0 (or NULL): a zero-initialised tps_fit_options and one
+ * from tps_fit_options_init are the same (mode AUTO). */
 typedef struct tps_fit_options {
     /* Bytes the dense solve may allocate; 0 means no limit. Exceeding it
      * fails with TPS_ERR_MEMORY_LIMIT and a message giving the bytes needed. */
     size_t max_memory;
-    /* Threads for building the system and computing residuals; <= 0: one.
-     * (The factorisation runs on OpenBLAS's own threads.) */
+    /* Threads for building the system and computing residuals; <= 0 (the
+     * default): one. (The factorisation runs on OpenBLAS's own threads.) */
     int num_threads;
     /* Where the O(N^3) part of the solve runs: CPU; GPU (cuSOLVER, when a
      * GPU and cuSOLVER are usable and the device has the memory, else the
@@ -113,14 +122,13 @@ typedef struct tps_fit_options {
     /* Bytes of GPU memory the GPU solve may allocate; 0: no limit beyond
      * what the device has free. Over it, the solve runs on the CPU. */
     size_t gpu_max_memory;
-    /* GLOBAL (the default here, as before modes existed; the driver's
-     * default is AUTO), LOCAL or AUTO. LOCAL models solve on the CPU. */
+    /* AUTO (the default), GLOBAL or LOCAL. */
     tps_mode mode;
     /* LOCAL: a quadtree cell is split while it holds more points than this
-     * (>= 20; default TPS_DEFAULT_PATCH_POINTS). */
+     * (>= TPS_MIN_PATCH_POINTS; 0: TPS_DEFAULT_PATCH_POINTS). */
     size_t patch_points;
-    /* LOCAL: each patch is its cell enlarged by this factor (> 1, <= 4;
-     * default TPS_DEFAULT_OVERLAP). */
+    /* LOCAL: each patch is its cell enlarged by this factor (> 1, <=
+     * TPS_MAX_OVERLAP; 0: TPS_DEFAULT_OVERLAP). */
     double overlap;
     /* Progress reports of the long parts (building the system, the
      * factorisation, GCV's eigendecomposition, local patches): NULL (the
@@ -179,6 +187,13 @@ typedef struct tps_model_info {
     double min_x, min_y, max_x, max_y; /* bounding box of the points */
     tps_mode mode;           /* GLOBAL or LOCAL: what was built */
     size_t n_patches;        /* LOCAL: patches; GLOBAL: 0 */
+    /* Point-pixel pairs one evaluated pixel costs, the engine's own estimate
+     * (what DEVICE=AUTO weighs): n_points (GLOBAL), twice the mean patch
+     * size (LOCAL: a pixel blends a few patches). */
+    double pairs_per_pixel;
+    /* Host-to-device copies of the model made so far: 0 before the first GPU
+     * evaluation, 1 after any number of them from any number of threads. */
+    size_t device_uploads;
 } tps_model_info;
 
 typedef struct tps_band_info {
@@ -263,15 +278,6 @@ void tps_free(void *data);
 
 typedef enum tps_type { TPS_FLOAT32 = 1, TPS_FLOAT64 = 2 } tps_type;
 
-/* CPU instruction set of the evaluation kernel; AUTO picks the best the
- * processor supports at run time. The others exist for tests and benches. */
-typedef enum tps_cpu_kernel {
-    TPS_CPU_KERNEL_AUTO = 0,
-    TPS_CPU_KERNEL_GENERIC = 1,
-    TPS_CPU_KERNEL_AVX2 = 2,
-    TPS_CPU_KERNEL_AVX512 = 3
-} tps_cpu_kernel;
-
 /* A window of a regular grid of evaluation points. Cell (c, r) of the
  * window, for c < ncols and r < nrows, is the grid's cell
  * (i, j) = (first_col + c, first_row + r), evaluated at
@@ -299,7 +305,9 @@ void tps_grid_from_geotransform(tps_grid *grid, const double gt[6], size_t x_off
  * the grid's column and row: on a north-up raster y grows upwards, against
  * the rows. Slope and aspect follow `gdaldem` and treat f as a height in
  * the coordinates' unit. A LOCAL model's derivatives are those of its
- * blend of patch splines (on the GPU too). */
+ * blend of patch splines (on the GPU too). Each quantity is one row of the
+ * engine's table (tps_quantity_info): its name, unit, the sums it needs
+ * and its formula from them. */
 typedef enum tps_quantity {
     TPS_QUANTITY_VALUE = 0,     /* f */
     TPS_QUANTITY_DZDX = 1,      /* df/dx */
@@ -308,9 +316,45 @@ typedef enum tps_quantity {
     TPS_QUANTITY_ASPECT = 4,    /* azimuth of -grad f (the downhill direction), degrees
                                  * clockwise from +y (north), in [0, 360); NaN where
                                  * grad f is exactly 0 (flat) */
-    TPS_QUANTITY_LAPLACIAN = 5  /* d2f/dx2 + d2f/dy2; NaN exactly at a data point of
+    TPS_QUANTITY_LAPLACIAN = 5, /* d2f/dx2 + d2f/dy2; NaN exactly at a data point of
                                  * nonzero weight, where it is infinite */
+    /* Curvatures as GRASS v.surf.rst gives them, f a height in the
+     * coordinates' unit (so in 1 / that unit), from fx, fy, fxx, fxy, fyy
+     * (y north), p = fx^2 + fy^2, q = 1 + p; NaN exactly at a data point of
+     * nonzero weight, as the laplacian: */
+    TPS_QUANTITY_PROFILE_CURVATURE = 6,    /* (fxx fx^2 + 2 fxy fx fy + fyy fy^2) / (p q^3/2),
+                                            * 0 where p = 0 */
+    TPS_QUANTITY_TANGENTIAL_CURVATURE = 7, /* (fxx fy^2 - 2 fxy fx fy + fyy fx^2) / (p q^1/2),
+                                            * 0 where p = 0 */
+    TPS_QUANTITY_MEAN_CURVATURE = 8        /* ((1 + fy^2) fxx - 2 fxy fx fy + (1 + fx^2) fyy)
+                                            * / (2 q^3/2) */
 } tps_quantity;
+
+/* The sums a quantity is formed from, at each pixel (bit flags). */
+enum {
+    TPS_NEEDS_VALUE = 1,     /* f */
+    TPS_NEEDS_GRADIENT = 2,  /* df/dx, df/dy */
+    TPS_NEEDS_LAPLACIAN = 4, /* d2f/dx2 + d2f/dy2 */
+    TPS_NEEDS_HESSIAN = 8    /* d2f/dx2, d2f/dxdy, d2f/dy2 */
+};
+
+/* One row of the quantity table. */
+typedef struct tps_quantity_desc {
+    tps_quantity quantity;
+    const char *name;        /* "value", "dzdx", ... (<Quantity> in a .tps file) */
+    const char *unit;        /* "degrees", or "": the band's unit over powers of
+                              * the coordinates' unit (the description says) */
+    const char *description; /* one line */
+    unsigned needs;          /* TPS_NEEDS_* */
+} tps_quantity_desc;
+
+/* How many quantities there are: tps_quantity values 0 .. count - 1. */
+size_t tps_quantity_count(void);
+/* Quantity q's row, or NULL when q is not one. */
+const tps_quantity_desc *tps_quantity_info(tps_quantity q);
+/* The quantity named `name` (case-insensitive) in *q: TPS_OK, or
+ * TPS_ERR_INVALID_ARGUMENT when none is. */
+tps_status tps_quantity_from_name(const char *name, tps_quantity *q);
 
 /* Where one band's values go: element (col, row) is written at
  * (char *)data + row * line_stride + col * pixel_stride. */
@@ -334,7 +378,6 @@ typedef enum tps_precision { TPS_PRECISION_DOUBLE = 0, TPS_PRECISION_MIXED = 1 }
 typedef struct tps_eval_options {
     int num_threads;           /* CPU threads; <= 0: one */
     tps_device device;         /* AUTO resolves with tps_device_choose */
-    tps_cpu_kernel cpu_kernel;
     tps_precision precision;   /* GPU only */
     /* Bytes of GPU memory a GPU evaluation may allocate (the model's device
      * copy on first use, and its transfer buffers); 0: no limit. Over it the
@@ -371,13 +414,9 @@ tps_device tps_device_choose(tps_device requested, double pairs);
 /* A description of the GPU (name, memory) or "" when there is none. */
 const char *tps_gpu_description(void);
 
-/* Host-to-device uploads of the model's invariant data (points and
- * weights) so far: 0 before the first GPU evaluation, 1 after any number
- * of GPU evaluations from any number of threads. */
-size_t tps_model_device_uploads(const tps_model *model);
-/* Name of the CPU kernel AUTO resolves to on this processor ("avx512", "avx2", "generic"). */
-const char *tps_cpu_kernel_name(tps_cpu_kernel kernel);
-tps_cpu_kernel tps_cpu_kernel_best(void);
+/* The CPU evaluation kernel this processor runs: "avx512", "avx2" or
+ * "generic" (picked at run time). */
+const char *tps_cpu_description(void);
 
 #ifdef __cplusplus
 }

@@ -521,7 +521,7 @@ static void local_finite_differences(void)
     tps_context_destroy(ctx);
 }
 
-/* A LOCAL model's gradient against the GLOBAL model's (eval_deriv.c) on
+/* A LOCAL model's gradient against the GLOBAL model's (cpu_global.c) on
  * the same 3,000 points (default PatchPoints: several patches): both
  * interpolate the same smooth field, so they differ by about the local
  * surface's own departure from the global one. Measured and asserted in

@@ -6,7 +6,7 @@
  * engine's own kernels against each other (generic / AVX2 / AVX-512, one
  * thread / many). */
 #include "tps.h"
-#include "internal.h" /* the kernels, for the log accuracy test */
+#include "eval.h" /* the kernels, for the log accuracy test */
 
 #include <lapacke.h>
 #include <math.h>
@@ -257,17 +257,18 @@ static void test_kernels_threads_strides(void)
         o[b] = (tps_output){(size_t)b, ref[b], TPS_FLOAT64, sizeof(double), sizeof(double) * W};
     tps_eval_options eo;
     tps_eval_options_init(&eo);
-    eo.cpu_kernel = TPS_CPU_KERNEL_GENERIC;
-    CHECK(tps_evaluate_grid(ctx, m, &g, NB, o, &eo) == TPS_OK, "%s", tps_context_errmsg(ctx));
+    tps_cpu_kernel kernel = TPS_CPU_KERNEL_GENERIC;
+    CHECK(tps_evaluate_grid_kernel(ctx, m, &g, NB, o, &eo, kernel) == TPS_OK, "%s",
+          tps_context_errmsg(ctx));
 
     tps_cpu_kernel kernels[] = {TPS_CPU_KERNEL_AVX2, TPS_CPU_KERNEL_AVX512, TPS_CPU_KERNEL_AUTO};
     for (size_t k = 0; k < 3; ++k) {
         for (int threads = 1; threads <= 3; threads += 2) {
-            eo.cpu_kernel = kernels[k];
+            kernel = kernels[k];
             eo.num_threads = threads;
             for (int b = 0; b < NB; ++b)
                 o[b].data = got[b];
-            tps_status st = tps_evaluate_grid(ctx, m, &g, NB, o, &eo);
+            tps_status st = tps_evaluate_grid_kernel(ctx, m, &g, NB, o, &eo, kernel);
             if (st == TPS_ERR_DEVICE_UNAVAILABLE) {
                 printf("note: %s kernel not supported by this CPU, not compared\n",
                        tps_cpu_kernel_name(kernels[k]));
@@ -294,9 +295,9 @@ static void test_kernels_threads_strides(void)
         tps_grid wg;
         tps_grid_from_geotransform(&wg, gt, c0, r0, nc, nr);
         tps_output wo = {0, win, TPS_FLOAT64, sizeof(double), sizeof(double) * W};
-        eo.cpu_kernel = TPS_CPU_KERNEL_AUTO;
+        kernel = TPS_CPU_KERNEL_AUTO;
         eo.num_threads = 1 + trial % 2;
-        tps_evaluate_grid(ctx, m, &wg, 1, &wo, &eo);
+        tps_evaluate_grid_kernel(ctx, m, &wg, 1, &wo, &eo, kernel);
         for (size_t r = 0; r < nr; ++r)
             differ += memcmp(win[r], &got[0][r0 + r][c0], nc * sizeof(double)) != 0;
     }
@@ -305,9 +306,9 @@ static void test_kernels_threads_strides(void)
     /* One band alone equals the same band of the multi-band pass. */
     static double single[H][W];
     tps_output one = {1, single, TPS_FLOAT64, sizeof(double), sizeof(double) * W};
-    eo.cpu_kernel = TPS_CPU_KERNEL_GENERIC;
+    kernel = TPS_CPU_KERNEL_GENERIC;
     eo.num_threads = 1;
-    tps_evaluate_grid(ctx, m, &g, 1, &one, &eo);
+    tps_evaluate_grid_kernel(ctx, m, &g, 1, &one, &eo, kernel);
     CHECK(memcmp(single, ref[1], sizeof single) == 0, "single-band read differs from multi-band");
 
     /* Interleaved Float32 (pixel stride 2 floats) into a bigger line. */
@@ -318,7 +319,8 @@ static void test_kernels_threads_strides(void)
             inter[r][c] = -7.0f;
     tps_output fo2[2] = {{0, &inter[0][0], TPS_FLOAT32, 2 * sizeof(float), sizeof(float) * LINE},
                          {2, &inter[0][1], TPS_FLOAT32, 2 * sizeof(float), sizeof(float) * LINE}};
-    CHECK(tps_evaluate_grid(ctx, m, &g, 2, fo2, &eo) == TPS_OK, "%s", tps_context_errmsg(ctx));
+    CHECK(tps_evaluate_grid_kernel(ctx, m, &g, 2, fo2, &eo, kernel) == TPS_OK, "%s",
+          tps_context_errmsg(ctx));
     int bad = 0;
     for (int r = 0; r < H; ++r) {
         for (int c = 0; c < W; ++c) {

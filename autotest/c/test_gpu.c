@@ -9,6 +9,7 @@
  *                       several threads; derivative quantities within 1e-9
  *                       of the CPU's */
 #include "tps.h"
+#include "tps_testing.h" /* tps_model_device_uploads */
 
 #include <math.h>
 #include <pthread.h>
@@ -379,8 +380,8 @@ static void local_solve_parity(void)
     tps_context_destroy(ctx);
 }
 
-/* Derivative quantities (tps_gpu_deriv.cu) against the CPU's
- * (eval_deriv.c), bands 0 and 2 (2 has missing values), all five
+/* Derivative quantities (gpu/global_deriv.cu) against the CPU's
+ * (core/cpu_global.c), bands 0 and 2 (2 has missing values), all five
  * quantities in one request with a value output between them, pixel-
  * interleaved on the GPU pass: within 1e-9 x the CPU window's range of
  * each quantity; aspect as an angle, where the slope is not nearly flat
@@ -571,7 +572,7 @@ static int fallback(void)
     return 0;
 }
 
-/* TPS_GPU_INJECT_FAULT=kind (gpu/tps_gpu.cu): the device copy, a launch or
+/* TPS_GPU_INJECT_FAULT=kind (gpu/fault_inject.cu): the device copy, a launch or
  * a kernel fails. DEVICE=GPU must fail with a clear error, AUTO must give the
  * CPU path's bytes: never a wrong block. One kind per process (a trap kills
  * the CUDA context for good, as a real device fault does). */

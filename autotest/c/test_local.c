@@ -1,4 +1,4 @@
-/* test_local.c: LOCAL models (core/local.c) against the global spline and
+/* test_local.c: LOCAL models (core/local_*.c) against the global spline and
  * against what a partition of unity must guarantee.
  *
  *  - Franke's function, N = 5,000 random points in [0, 1]^2: the local
@@ -249,7 +249,10 @@ static void test_auto_and_errors(void)
     double lambda = 0.0;
     tps_fit_options fo;
     tps_fit_options_init(&fo);
-    CHECK(fo.mode == TPS_MODE_GLOBAL, "the engine's default mode stays GLOBAL");
+    tps_fit_options zero;
+    memset(&zero, 0, sizeof zero);
+    CHECK(fo.mode == TPS_MODE_AUTO && memcmp(&fo, &zero, sizeof fo) == 0,
+          "tps_fit_options_init is the zero-initialised struct, mode AUTO");
 
     /* AUTO: global when small and within the limit, local when the limit is tight. */
     fo.mode = TPS_MODE_AUTO;

@@ -25,6 +25,7 @@
  * Run under valgrind too (`test_model_io small` skips the large local round
  * trip): no failure path may leak or read out of bounds. */
 #include "tps.h"
+#include "tps_testing.h" /* tps_model_device_uploads */
 
 #include <math.h>
 #include <stdint.h>

@@ -12,7 +12,7 @@
  * link-time dependency on it: without it (or without enough device memory)
  * the engine solves on the CPU.
  */
-#include "gpu_backend.h"
+#include "common.cuh"
 
 #include <algorithm>
 #include <cuda_runtime.h>
@@ -24,6 +24,8 @@
 #include <string.h>
 #include <new>
 #include <vector>
+
+using tps_gpu::unavailable;
 
 namespace {
 
@@ -209,44 +211,43 @@ const char *status_name(cusolverStatus_t s)
 
 } // namespace
 
-extern "C" int tps_gpu_solve_available(char *err, size_t errlen)
+extern "C" tps_status tps_gpu_solve_available(tps_error *err)
 {
-    if (tps_gpu_probe(err, errlen) != 0)
-        return -1;
+    if (tps_gpu_probe(err) != TPS_OK)
+        return TPS_ERR_DEVICE_UNAVAILABLE;
     pthread_once(&load_once, load_cusolver);
-    if (!cusolver.lib) {
-        snprintf(err, errlen, "%s", cusolver.error);
-        return -1;
-    }
-    return 0;
+    if (!cusolver.lib)
+        return unavailable(err, "%s", cusolver.error);
+    return TPS_OK;
 }
 
-extern "C" int tps_gpu_factor_solve(size_t n, const double *u, const double *v, double lambda,
-                                    const double *reflectors, const double tau[3], size_t n_rhs,
-                                    double *rhs, double *first_columns, size_t max_bytes,
-                                    char *err, size_t errlen)
+extern "C" tps_status tps_gpu_factor_solve(size_t n, const double *u, const double *v,
+                                           double lambda, const double *reflectors,
+                                           const double tau[3], size_t n_rhs, double *rhs,
+                                           double *first_columns, size_t max_bytes,
+                                           tps_error *err)
 {
-    if (tps_gpu_solve_available(err, errlen) != 0)
-        return TPS_GPU_SOLVE_UNAVAILABLE;
+    if (tps_gpu_solve_available(err) != TPS_OK)
+        return TPS_ERR_DEVICE_UNAVAILABLE;
     if (n > 46340 || n < 4) { /* n^2 must fit an int for cuSOLVER's 32-bit API */
-        snprintf(err, errlen, "%zu points is outside the GPU solve's range", n);
-        return TPS_GPU_SOLVE_UNAVAILABLE;
+        unavailable(err, "%zu points is outside the GPU solve's range", n);
+        return TPS_ERR_DEVICE_UNAVAILABLE;
     }
     cudaSetDevice(0);
     const int ni = int(n), m = ni - 3;
     const size_t matrix_bytes = n * n * sizeof(double);
     if (max_bytes && matrix_bytes > max_bytes) {
-        snprintf(err, errlen, "the GPU solve of %zu points needs %zu bytes of GPU memory, more "
+        unavailable(err, "the GPU solve of %zu points needs %zu bytes of GPU memory, more "
                  "than the %zu allowed", n, matrix_bytes, max_bytes);
-        return TPS_GPU_SOLVE_UNAVAILABLE;
+        return TPS_ERR_DEVICE_UNAVAILABLE;
     }
     size_t free_bytes = 0, total_bytes = 0;
     cudaError_t e = cudaMemGetInfo(&free_bytes, &total_bytes);
     if (e != cudaSuccess || free_bytes < matrix_bytes + n * (n_rhs + 8) * sizeof(double) + (64u << 20)) {
-        snprintf(err, errlen, "the GPU has %zu bytes free, the solve of %zu points needs %zu",
+        unavailable(err, "the GPU has %zu bytes free, the solve of %zu points needs %zu",
                  free_bytes, n, matrix_bytes);
         cudaGetLastError();
-        return TPS_GPU_SOLVE_UNAVAILABLE;
+        return TPS_ERR_DEVICE_UNAVAILABLE;
     }
 
     double *d_a = nullptr, *d_u = nullptr, *d_v = nullptr, *d_q = nullptr, *d_y = nullptr,
@@ -255,16 +256,17 @@ extern "C" int tps_gpu_factor_solve(size_t n, const double *u, const double *v, 
     double *q = (double *)malloc(n * sizeof(double)), *y = (double *)malloc(n * sizeof(double));
     cusolverDnHandle_t handle = nullptr;
     double *b22 = nullptr;
-    int status = TPS_GPU_SOLVE_FAILED, lwork = 0, info = 0;
+    tps_status status = TPS_ERR_DEVICE_UNAVAILABLE;
+    int lwork = 0, info = 0;
     cusolverStatus_t cs = CUSOLVER_STATUS_SUCCESS;
     const dim3 grid((unsigned)((n + 255) / 256), (unsigned)n);
 #define CHECK_CUDA(call, what)                      \
     if ((e = (call)) != cudaSuccess) {              \
-        snprintf(err, errlen, "%s: %s", what, cudaGetErrorString(e)); \
+        unavailable(err, "%s: %s", what, cudaGetErrorString(e)); \
         goto done;                                  \
     }
     if (!q || !y) {
-        snprintf(err, errlen, "out of host memory");
+        unavailable(err, "out of host memory");
         goto done;
     }
     CHECK_CUDA(cudaMalloc(&d_a, matrix_bytes), "cudaMalloc");
@@ -304,25 +306,24 @@ extern "C" int tps_gpu_factor_solve(size_t n, const double *u, const double *v, 
                "download");
 
     if ((cs = cusolver.create(&handle)) != CUSOLVER_STATUS_SUCCESS) {
-        snprintf(err, errlen, "cusolverDnCreate: %s", status_name(cs));
+        unavailable(err, "cusolverDnCreate: %s", status_name(cs));
         goto done;
     }
     b22 = d_a + 3 * n + 3;
     if ((cs = cusolver.potrf_buffer_size(handle, CUBLAS_FILL_MODE_LOWER, m, b22, ni, &lwork)) !=
         CUSOLVER_STATUS_SUCCESS) {
-        snprintf(err, errlen, "cusolverDnDpotrf_bufferSize: %s", status_name(cs));
+        unavailable(err, "cusolverDnDpotrf_bufferSize: %s", status_name(cs));
         goto done;
     }
     CHECK_CUDA(cudaMalloc(&d_work, size_t(lwork) * sizeof(double)), "cudaMalloc");
     if ((cs = cusolver.potrf(handle, CUBLAS_FILL_MODE_LOWER, m, b22, ni, d_work, lwork, d_info)) !=
         CUSOLVER_STATUS_SUCCESS) {
-        snprintf(err, errlen, "cusolverDnDpotrf: %s", status_name(cs));
+        unavailable(err, "cusolverDnDpotrf: %s", status_name(cs));
         goto done;
     }
     CHECK_CUDA(cudaMemcpy(&info, d_info, sizeof(int), cudaMemcpyDeviceToHost), "download");
     if (info != 0) {
-        snprintf(err, errlen, "Cholesky failed at pivot %d", info);
-        status = TPS_GPU_SOLVE_NOT_POSITIVE_DEFINITE;
+        status = tps_error_set(err, TPS_ERR_SINGULAR, "Cholesky failed at pivot %d", info);
         goto done;
     }
     for (size_t r = 0; r < n_rhs; ++r)
@@ -330,13 +331,13 @@ extern "C" int tps_gpu_factor_solve(size_t n, const double *u, const double *v, 
                               cudaMemcpyHostToDevice), "upload");
     if ((cs = cusolver.potrs(handle, CUBLAS_FILL_MODE_LOWER, m, int(n_rhs), b22, ni, d_b, m,
                              d_info)) != CUSOLVER_STATUS_SUCCESS) {
-        snprintf(err, errlen, "cusolverDnDpotrs: %s", status_name(cs));
+        unavailable(err, "cusolverDnDpotrs: %s", status_name(cs));
         goto done;
     }
     for (size_t r = 0; r < n_rhs; ++r)
         CHECK_CUDA(cudaMemcpy(rhs + r * n + 3, d_b + r * m, size_t(m) * sizeof(double),
                               cudaMemcpyDeviceToHost), "download");
-    status = 0;
+    status = TPS_OK;
 #undef CHECK_CUDA
 done:
     if (handle)
@@ -355,13 +356,13 @@ done:
     return status;
 }
 
-extern "C" int tps_gpu_factor_solve_batch(size_t count, tps_gpu_system *systems, size_t max_bytes,
-                                          char *err, size_t errlen)
+extern "C" tps_status tps_gpu_factor_solve_batch(size_t count, tps_gpu_system *systems,
+                                                 size_t max_bytes, tps_error *err)
 {
     for (size_t k = 0; k < count; ++k)
-        systems[k].status = TPS_GPU_SOLVE_UNAVAILABLE;
-    if (tps_gpu_solve_available(err, errlen) != 0)
-        return TPS_GPU_SOLVE_UNAVAILABLE;
+        systems[k].status = TPS_ERR_DEVICE_UNAVAILABLE;
+    if (tps_gpu_solve_available(err) != TPS_OK)
+        return TPS_ERR_DEVICE_UNAVAILABLE;
     /* Similar sizes share a chunk (and its padded size): sorted by n. */
     std::vector<size_t> order;
     try {
@@ -369,8 +370,8 @@ extern "C" int tps_gpu_factor_solve_batch(size_t count, tps_gpu_system *systems,
             if (systems[k].n >= 4 && systems[k].n <= 46340)
                 order.push_back(k);
     } catch (const std::bad_alloc &) {
-        snprintf(err, errlen, "out of host memory");
-        return TPS_GPU_SOLVE_UNAVAILABLE;
+        unavailable(err, "out of host memory");
+        return TPS_ERR_DEVICE_UNAVAILABLE;
     }
     std::stable_sort(order.begin(), order.end(),
                      [systems](size_t a, size_t b) { return systems[a].n < systems[b].n; });
@@ -379,9 +380,9 @@ extern "C" int tps_gpu_factor_solve_batch(size_t count, tps_gpu_system *systems,
     if (e == cudaSuccess)
         e = cudaMemGetInfo(&free_bytes, &total_bytes);
     if (e != cudaSuccess) {
-        snprintf(err, errlen, "cannot query the GPU's memory: %s", cudaGetErrorString(e));
+        unavailable(err, "cannot query the GPU's memory: %s", cudaGetErrorString(e));
         cudaGetLastError();
-        return TPS_GPU_SOLVE_UNAVAILABLE;
+        return TPS_ERR_DEVICE_UNAVAILABLE;
     }
     /* Leave room for the CUDA context's own needs and other users. */
     size_t budget = free_bytes > (size_t(512) << 20) ? (free_bytes - (size_t(512) << 20)) / 10 * 9 : 0;
@@ -390,10 +391,10 @@ extern "C" int tps_gpu_factor_solve_batch(size_t count, tps_gpu_system *systems,
     cusolverDnHandle_t handle = nullptr;
     cusolverStatus_t cs = cusolver.create(&handle);
     if (cs != CUSOLVER_STATUS_SUCCESS) {
-        snprintf(err, errlen, "cusolverDnCreate: %s", status_name(cs));
-        return TPS_GPU_SOLVE_FAILED;
+        unavailable(err, "cusolverDnCreate: %s", status_name(cs));
+        return TPS_ERR_DEVICE_UNAVAILABLE;
     }
-    int status = 0;
+    tps_status status = TPS_OK;
     for (size_t k0 = 0; k0 < order.size() && status == 0;) {
         /* The chunk: as many systems as fit the budget at the largest's size. */
         size_t cnt = 0, nm = 0, n_rhs = 0, points = 0;
@@ -412,9 +413,9 @@ extern "C" int tps_gpu_factor_solve_batch(size_t count, tps_gpu_system *systems,
             ++cnt;
         }
         if (cnt == 0) {
-            snprintf(err, errlen, "the GPU's memory (%zu bytes usable) holds no system of %zu "
+            unavailable(err, "the GPU's memory (%zu bytes usable) holds no system of %zu "
                      "points", budget, systems[order[k0]].n);
-            status = TPS_GPU_SOLVE_UNAVAILABLE;
+            status = TPS_ERR_DEVICE_UNAVAILABLE;
             break;
         }
         const size_t mm = nm - 3;
@@ -434,14 +435,14 @@ extern "C" int tps_gpu_factor_solve_batch(size_t count, tps_gpu_system *systems,
             b.assign(cnt * n_rhs * mm, 0.0);
             cols.resize(cnt * 3 * nm);
         } catch (const std::bad_alloc &) {
-            snprintf(err, errlen, "out of host memory");
-            status = TPS_GPU_SOLVE_UNAVAILABLE;
+            unavailable(err, "out of host memory");
+            status = TPS_ERR_DEVICE_UNAVAILABLE;
             break;
         }
 #define BATCH_CUDA(call, what)                                                   \
     if ((e = (call)) != cudaSuccess) {                                           \
-        snprintf(err, errlen, "%s: %s", what, cudaGetErrorString(e));            \
-        status = TPS_GPU_SOLVE_FAILED;                                           \
+        unavailable(err, "%s: %s", what, cudaGetErrorString(e));            \
+        status = TPS_ERR_DEVICE_UNAVAILABLE;                                           \
         goto chunk_done;                                                         \
     }
         BATCH_CUDA(cudaMalloc(&d_a, cnt * nm * nm * sizeof(double)), "cudaMalloc");
@@ -513,8 +514,8 @@ extern "C" int tps_gpu_factor_solve_batch(size_t count, tps_gpu_system *systems,
                                 cudaMemcpyDeviceToHost), "download");
         if ((cs = cusolver.potrf_batched(handle, CUBLAS_FILL_MODE_LOWER, int(mm), d_aptr, int(nm),
                                          d_info, int(cnt))) != CUSOLVER_STATUS_SUCCESS) {
-            snprintf(err, errlen, "cusolverDnDpotrfBatched: %s", status_name(cs));
-            status = TPS_GPU_SOLVE_FAILED;
+            unavailable(err, "cusolverDnDpotrfBatched: %s", status_name(cs));
+            status = TPS_ERR_DEVICE_UNAVAILABLE;
             goto chunk_done;
         }
         BATCH_CUDA(cudaMemcpy(info.data(), d_info, cnt * sizeof(int), cudaMemcpyDeviceToHost),
@@ -523,8 +524,8 @@ extern "C" int tps_gpu_factor_solve_batch(size_t count, tps_gpu_system *systems,
             if ((cs = cusolver.potrs_batched(handle, CUBLAS_FILL_MODE_LOWER, int(mm), 1,
                                              d_aptr, int(nm), d_bptr + r * cnt, int(mm),
                                              d_info + cnt, int(cnt))) != CUSOLVER_STATUS_SUCCESS) {
-                snprintf(err, errlen, "cusolverDnDpotrsBatched: %s", status_name(cs));
-                status = TPS_GPU_SOLVE_FAILED;
+                unavailable(err, "cusolverDnDpotrsBatched: %s", status_name(cs));
+                status = TPS_ERR_DEVICE_UNAVAILABLE;
                 goto chunk_done;
             }
         BATCH_CUDA(cudaMemcpy(b.data(), d_b, b.size() * sizeof(double), cudaMemcpyDeviceToHost),
@@ -532,7 +533,7 @@ extern "C" int tps_gpu_factor_solve_batch(size_t count, tps_gpu_system *systems,
         for (size_t s = 0; s < cnt; ++s) {
             tps_gpu_system &c = systems[order[k0 + s]];
             if (info[s] != 0) {
-                c.status = TPS_GPU_SOLVE_NOT_POSITIVE_DEFINITE;
+                c.status = TPS_ERR_SINGULAR;
                 continue;
             }
             for (int k = 0; k < 3; ++k)
@@ -540,7 +541,7 @@ extern "C" int tps_gpu_factor_solve_batch(size_t count, tps_gpu_system *systems,
                        c.n * sizeof(double));
             for (size_t r = 0; r < c.n_rhs; ++r)
                 memcpy(c.rhs + r * c.n + 3, &b[(s * n_rhs + r) * mm], (c.n - 3) * sizeof(double));
-            c.status = 0;
+            c.status = TPS_OK;
         }
 #undef BATCH_CUDA
     chunk_done:
