@@ -33,7 +33,7 @@
  *       part (3 reals)
  *     u[n], v[n]
  *     GLOBAL: each band's half-weights[n]
- *     LOCAL: the local section, which local.c writes and reads (the patch
+ *     LOCAL: the local section, which local_io.c writes and reads (the patch
  *       table, then each patch's points, affine parts and half-weights;
  *       a local model's global half-weights are all zero and not stored)
  *     the caller's extra bytes, zero-padded to a multiple of 8
