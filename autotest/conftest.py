@@ -91,11 +91,14 @@ def plugin_has_gpu_backend():
     """Whether the plugin was built with the GPU backend: the CUDA runtime,
     linked into it, names the CUDA driver library it loads. (A plugin not
     found on GDAL_DRIVER_PATH is assumed to have it.)"""
-    path = plugin_file()
-    if path is None:
-        return True
-    with open(path, 'rb') as f:
-        return b'libcuda.so' in f.read()
+    if 'backend' not in _gpu:
+        path = plugin_file()
+        if path is None:
+            _gpu['backend'] = True
+        else:
+            with open(path, 'rb') as f:
+                _gpu['backend'] = b'libcuda.so' in f.read()
+    return _gpu['backend']
 
 
 def gpu_expected():

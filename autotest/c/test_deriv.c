@@ -601,6 +601,9 @@ int main(void)
      * derivative code on 3,000 points, and plain ctest runs both. */
     if (!is_quick)
         local_finite_differences();
+    else
+        printf("TPS_TEST_QUICK=1: the local finite differences are left out (plain ctest runs "
+               "them)\n");
     local_against_global();
     printf("%d checks, %d failed\n", checks, failures);
     return failures ? 1 : 0;

@@ -236,14 +236,14 @@ static void memory_budget(void)
     eo.device = TPS_DEVICE_CPU;
     for (int r = 0; r < H; ++r)
         for (int c = 0; c < W; ++c)
-            cpu[r][c] = got[r][c] = NAN; /* poison: NaN != NaN, so memcmp of two failures fails */
+            cpu[r][c] = got[r][c] = NAN; /* poison: what is not written stays NaN */
     CHECK(tps_evaluate_grid(ctx, f.model, &g, 1, &oc, &eo) == TPS_OK, "CPU: %s",
           tps_context_errmsg(ctx));
     int finite = 1;
     for (int r = 0; r < H; ++r)
         for (int c = 0; c < W; ++c)
             finite &= isfinite(cpu[r][c]) != 0;
-    CHECK(finite, "the CPU reference has non-finite values");
+    CHECK(finite, "the CPU reference has non-finite values"); /* so NaN in got differs */
     eo.gpu_max_memory = 1000;
     eo.device = TPS_DEVICE_GPU;
     CHECK(tps_evaluate_grid(ctx, f.model, &g, 1, &og, &eo) == TPS_ERR_DEVICE_UNAVAILABLE &&
