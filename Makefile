@@ -46,7 +46,8 @@ fuzz-gpu: deps
 	cmake --build build-fuzz-gpu -j$(JOBS) --target fuzz_tps
 
 # Every C test (ctest's list) under valgrind memcheck: invalid accesses,
-# uninitialised values and definite leaks fail (scripts/valgrind_tests.py).
+# uninitialised values and definite leaks fail (scripts/valgrind_tests.py,
+# one test per core at a time).
 valgrind: build
 	$(PYTHON) scripts/valgrind_tests.py $(BUILD)
 
@@ -59,7 +60,7 @@ sanitize: deps
 	GDAL_DRIVER_PATH=$(CURDIR)/build-asan \
 	    LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libstdc++.so)" \
 	    ASAN_OPTIONS=detect_leaks=0:halt_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	    $(PYTHON) -m pytest autotest -q -p no:cacheprovider -x
+	    $(PYTHON) -m pytest autotest -q -rs -p no:cacheprovider -x
 
 # No call cycles between the engine's files, from the objects' symbols
 # (scripts/check_layers.py; also the ctest test "layers").

@@ -4,6 +4,11 @@
   <repo>/build before osgeo.gdal is imported, and a session fixture FAILS
   every test when the "TPS" driver is not registered (a missing plugin never
   skips silently).
+* Is there a GPU? gpu_expected() asks the CUDA driver (libcuda.so.1 through
+  ctypes: cuInit, cuDeviceGetCount) and looks for the CUDA runtime in the
+  plugin file, never the plugin's own answer; the fixtures needs_gpu and
+  needs_no_gpu skip by it. Where it finds a GPU, a DEVICE=GPU open that
+  fails is a failure, not a skip.
 * Helpers to write synthetic point sources (CSV, GeoJSON, GeoPackage) and
   ``.tps`` files, to capture GDAL errors, and the independent reference:
   scipy's RBFInterpolator(kernel='thin_plate_spline', degree=1,
@@ -41,6 +46,87 @@ def tps_driver():
         '(cmake -S %s -B %s && cmake --build %s) or set GDAL_DRIVER_PATH '
         '(now %r)' % (REPO, BUILD_DIR, BUILD_DIR, os.environ.get('GDAL_DRIVER_PATH')))
     return drv
+
+
+# --------------------------------------------------------------------------
+# Is there a GPU? (independent of the plugin under test)
+# --------------------------------------------------------------------------
+
+_gpu = {}
+
+
+def gpu_probe():
+    """(number of CUDA devices, what was found), from the CUDA driver itself.
+    CUDA_VISIBLE_DEVICES= hides them here as from the plugin."""
+    if 'probe' not in _gpu:
+        import ctypes
+        try:
+            lib = ctypes.CDLL('libcuda.so.1')
+        except OSError as e:
+            _gpu['probe'] = (0, 'no CUDA driver (%s)' % e)
+            return _gpu['probe']
+        rc = lib.cuInit(0)
+        n = ctypes.c_int(0)
+        if rc != 0:
+            _gpu['probe'] = (0, 'cuInit: CUDA error %d (100: no device)' % rc)
+        elif lib.cuDeviceGetCount(ctypes.byref(n)) != 0 or n.value < 1:
+            _gpu['probe'] = (0, 'cuDeviceGetCount: %d devices' % n.value)
+        else:
+            _gpu['probe'] = (n.value, '%d CUDA device%s' % (n.value, 's' if n.value > 1 else ''))
+    return _gpu['probe']
+
+
+def plugin_file():
+    """The gdal_TPS.so GDAL loads from GDAL_DRIVER_PATH (a <major>.<minor>
+    subfolder first, as GDAL does), or None."""
+    major_minor = '.'.join(gdal.__version__.split('.')[:2])
+    for d in os.environ.get('GDAL_DRIVER_PATH', '').split(os.pathsep):
+        for cand in (os.path.join(d, major_minor, 'gdal_TPS.so'), os.path.join(d, 'gdal_TPS.so')):
+            if os.path.isfile(cand):
+                return cand
+    return None
+
+
+def plugin_has_gpu_backend():
+    """Whether the plugin was built with the GPU backend: the CUDA runtime,
+    linked into it, names the CUDA driver library it loads. (A plugin not
+    found on GDAL_DRIVER_PATH is assumed to have it.)"""
+    if 'backend' not in _gpu:
+        path = plugin_file()
+        if path is None:
+            _gpu['backend'] = True
+        else:
+            with open(path, 'rb') as f:
+                _gpu['backend'] = b'libcuda.so' in f.read()
+    return _gpu['backend']
+
+
+def gpu_expected():
+    """(whether a DEVICE=GPU open must work here, why)."""
+    n, found = gpu_probe()
+    if n and not plugin_has_gpu_backend():
+        return False, '%s, but the plugin %s has no GPU backend' % (found, plugin_file())
+    return bool(n), found if n else 'no GPU: ' + found
+
+
+@pytest.fixture
+def needs_gpu():
+    """Skip unless the probe finds a GPU (and the plugin can use one)."""
+    expected, why = gpu_expected()
+    if not expected:
+        pytest.skip(why)
+    return why
+
+
+@pytest.fixture
+def needs_no_gpu():
+    """Skip where the probe finds a usable GPU (the fallback is tested with
+    CUDA_VISIBLE_DEVICES= there)."""
+    expected, why = gpu_expected()
+    if expected:
+        pytest.skip('the probe finds %s; run with CUDA_VISIBLE_DEVICES= to test the fallback'
+                    % why)
+    return why
 
 
 def subprocess_env():

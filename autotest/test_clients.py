@@ -27,7 +27,9 @@ same .tps:
   documented example cannot rot.
 
 A client's tests are skipped (with the reason) only when its Python package
-is not importable, i.e. scripts/install-deps.sh could not install it.
+is not installed (importlib.util.find_spec finds nothing), i.e.
+scripts/install-deps.sh could not install it; an installed package that
+fails to import fails the test.
 """
 import glob
 import json
@@ -48,19 +50,36 @@ MEUSE_EXTENT = [178440.0, 329600.0, 181560.0, 333760.0]
 
 
 
-_importable = {}
+_installed = {}
+
+# Asked of PYTHON in a subprocess (the interpreter the clients run with):
+# exit 3 when the package (argv[2], a top-level module) is not installed at
+# all; any other failure to import argv[1] is the test's failure, not a
+# reason to skip.
+FIND_SPEC = r'''
+import importlib, importlib.util, sys
+if importlib.util.find_spec(sys.argv[2]) is None:
+    sys.exit(3)
+importlib.import_module(sys.argv[1])
+'''
 
 
-def need(module, package):
-    """Skip (with the reason) when `module` cannot be imported by PYTHON."""
-    if module not in _importable:
-        r = subprocess.run([PYTHON, '-c', 'import ' + module], env=subprocess_env(),
+def need(module, package, installed=None):
+    """Skip (with the reason) only when the Debian package's top-level module
+    (`installed`, by default the first part of `module`) is not installed for
+    PYTHON: importlib.util.find_spec finds nothing. When it is installed but
+    `module` does not import, fail with the import's error."""
+    installed = installed or module.split('.')[0]
+    if module not in _installed:
+        r = subprocess.run([PYTHON, '-c', FIND_SPEC, module, installed], env=subprocess_env(),
                            capture_output=True, text=True, timeout=120)
-        _importable[module] = (r.returncode == 0, r.stderr.strip().splitlines()[-1:] or [''])
-    ok, err = _importable[module]
-    if not ok:
-        pytest.skip('%s is not importable (%s): the Debian package %s is not installed; '
-                    'scripts/install-deps.sh installs it' % (module, err[0], package))
+        _installed[module] = r
+    r = _installed[module]
+    if r.returncode == 3:
+        pytest.skip('%s is not installed for %s: the Debian package %s is missing; '
+                    'scripts/install-deps.sh installs it' % (installed, PYTHON, package))
+    assert r.returncode == 0, '%s is installed but does not import:\n%s' % (module,
+                                                                           r.stderr[-3000:])
 
 
 def read_all(path):
@@ -185,7 +204,7 @@ def test_docs_qgis_picture():
 @pytest.mark.parametrize('which,chunk', [('meuse', 100), ('synth64', 64)])
 def test_rioxarray_dask_distributed_equals_translate(which, chunk, request):
     need('rioxarray', 'python3-rioxarray')
-    need('dask.distributed', 'python3-distributed')
+    need('dask.distributed', 'python3-distributed', installed='distributed')
     d = request.getfixturevalue(which)
     # the fixture's gdal_translate opened the .tps: the solve is persisted
     assert glob.glob(glob.escape(d['tps']) + '.model.*')

@@ -9,7 +9,9 @@ all values missing, malformed / truncated / empty XML, wrong root, missing
 SRS, zero / negative / absurd / non-numeric sizes, bad extent, resolution
 and geotransform, negative / NaN / infinite smoothing, unknown DataType,
 MaxDistance <= 0 / NaN / infinite / text, ConvexHull not a boolean, the
-TPS_MAX_MEMORY limit, bad TPS: open options, DEVICE=GPU without a GPU;
+TPS_MAX_MEMORY limit, bad TPS: open options, DEVICE=GPU without a GPU
+(only where the probe, conftest.gpu_expected, finds none: where it finds
+one, DEVICE=GPU must open and say DEVICE=GPU);
 hostile files and paths: a 17 MB .tps, 100,000 nested elements, a .tps
 naming itself as its source, '..' in <Source>, a /vsicurl/ (refused by the default source policy)
 source, points outside the CRS transformation's domain, CRSs with no
@@ -22,8 +24,8 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from conftest import (PYTHON, VSIMem, assert_open_fails, open_tps, random_points, subprocess_env,
-                      tps_xml, write_csv, write_tps)
+from conftest import (PYTHON, VSIMem, assert_open_fails, gpu_expected, open_tps, random_points,
+                      subprocess_env, tps_xml, write_csv, write_tps)
 
 EXT = (0, 0, 10, 10)
 
@@ -316,7 +318,6 @@ def test_memory_limit(tmp_path):
     (['FIELD=conc_ppm', 'XFIELD=x', 'YFIELD=y', 'SIZE=10 10', 'EXTENT=0 0 10 10', 'LAYER=nope'], ['nope']),
     (['FIELD=nofield', 'XFIELD=x', 'YFIELD=y', 'SIZE=10 10', 'EXTENT=0 0 10 10'], ['nofield']),
     (['FIELD=conc_ppm', 'XFIELD=x', 'YFIELD=y', 'SIZE=10 10', 'EXTENT=0 0 10 10', 'DEVICE=banana'], ['DEVICE']),
-    (['FIELD=conc_ppm', 'XFIELD=x', 'YFIELD=y', 'SIZE=10 10', 'EXTENT=0 0 10 10', 'DEVICE=GPU'], ['GPU']),
     (['FIELD=conc_ppm', 'XFIELD=x', 'YFIELD=y', 'SIZE=10 10', 'EXTENT=0 0 10 10', 'MAX_DISTANCE=-2'], ['MAX_DISTANCE']),
     (['FIELD=conc_ppm', 'XFIELD=x', 'YFIELD=y', 'SIZE=10 10', 'EXTENT=0 0 10 10', 'CONVEX_HULL=banana'], ['CONVEX_HULL']),
 ])
@@ -329,9 +330,24 @@ def test_tps_syntax_missing_source(good):
                       open_options=['FIELD=conc_ppm', 'XFIELD=x', 'YFIELD=y'])
 
 
-def test_device_gpu_on_tps_file(good):
-    p = good['tps']('gpu.tps')
-    assert_open_fails(p, 'gpu.tps', ['GPU'], open_options=['DEVICE=GPU'])
+@pytest.mark.parametrize('how', ['tps_file', 'tps_string'])
+def test_device_gpu(good, how):
+    """DEVICE=GPU fails at open, naming the GPU, where the probe finds no
+    GPU; where it finds one, it opens on the GPU."""
+    if how == 'tps_file':
+        name, mention, oo = good['tps']('gpu.tps'), 'gpu.tps', ['DEVICE=GPU']
+    else:
+        name, mention = 'TPS:' + str(good['dir'] / 'pts.csv'), 'pts.csv'
+        oo = ['FIELD=conc_ppm', 'XFIELD=x', 'YFIELD=y', 'SIZE=10 10', 'EXTENT=0 0 10 10',
+              'DEVICE=GPU']
+    expected, why = gpu_expected()
+    if not expected:
+        assert_open_fails(name, mention, ['GPU'], open_options=oo)
+    else:
+        ds, cap = open_tps(name, oo)
+        assert ds is not None, 'the probe finds %s, yet DEVICE=GPU fails: %r' % (why, cap.errors)
+        assert ds.GetMetadataItem('DEVICE', 'TPS') == 'GPU'
+        assert np.isfinite(ds.ReadAsArray()).all()
 
 
 def test_bad_vsimem_file(good):

@@ -314,20 +314,27 @@ def test_threads_with_their_own_handles(pts):
     rng = np.random.default_rng(5)
     jobs = [[(int(rng.integers(0, 550)), int(rng.integers(0, 510)), int(rng.integers(1, 50)),
               int(rng.integers(1, 50))) for _ in range(25)] for _ in range(6)]
-    bad = []
+    bad, errors, done = [], [], []
 
     def worker(windows):
-        ds = opened(p)
-        band = ds.GetRasterBand(1)
-        for x0, y0, w, h in windows:
-            a = band.ReadAsArray(x0, y0, w, h)
-            m = band.GetMaskBand().ReadAsArray(x0, y0, w, h)
-            s = serial[y0:y0 + h, x0:x0 + w]
-            if a.tobytes() != s.tobytes() or not np.array_equal(m == 255, ~np.isnan(s)):
-                bad.append((x0, y0, w, h))
+        # An exception in a thread would be lost with the thread: keep it.
+        try:
+            ds = opened(p)
+            band = ds.GetRasterBand(1)
+            for x0, y0, w, h in windows:
+                a = band.ReadAsArray(x0, y0, w, h)
+                m = band.GetMaskBand().ReadAsArray(x0, y0, w, h)
+                s = serial[y0:y0 + h, x0:x0 + w]
+                if a.tobytes() != s.tobytes() or not np.array_equal(m == 255, ~np.isnan(s)):
+                    bad.append((x0, y0, w, h))
+                done.append((x0, y0, w, h))
+        except Exception as e:  # surfaced below, with the windows read so far
+            errors.append(repr(e))
     threads = [threading.Thread(target=worker, args=(j,)) for j in jobs]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    assert not errors, errors
     assert not bad, bad
+    assert len(done) == sum(len(j) for j in jobs)

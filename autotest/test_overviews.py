@@ -18,7 +18,6 @@ pixel centres and costs about the pixels it returns.
 """
 import math
 import subprocess
-import time
 
 import numpy as np
 import pytest
@@ -160,7 +159,6 @@ def nearest_rows(n_src, n_buf):
 def test_big_downsampled_read_costs_screen_pixels(points, big, how):
     ds = gdal.Open(big)
     assert (ds.RasterXSize, ds.RasterYSize) == (BIG, BIG)
-    t0 = time.monotonic()
     if how == 'band':
         a = ds.GetRasterBand(1).ReadAsArray(buf_xsize=1000, buf_ysize=1000)
     elif how == 'dataset':
@@ -169,13 +167,10 @@ def test_big_downsampled_read_costs_screen_pixels(points, big, how):
         raw = ds.GetRasterBand(1).ReadRaster(0, 0, BIG, BIG, 1000, 1000,
                                              buf_type=gdal.GDT_Float64)
         a = np.frombuffer(raw, dtype=np.float64).reshape(1000, 1000)
-    seconds = time.monotonic() - t0
     n = pixels(ds)
-    print('%s: %d pixels evaluated in %.3f s' % (how, n, seconds))
-    # The factor-64 overview (1024 x 1024) read once, then GDAL's nearest.
+    # The factor-64 overview (1024 x 1024) read once, then GDAL's nearest:
+    # the work is counted (PIXELS_EVALUATED), not timed.
     assert n == 1024 * 1024
-    assert n < 4e6
-    assert seconds < 30
     a = np.asarray(a, dtype=float).reshape(1000, 1000)
     assert np.all(np.isfinite(a))
     # Values: the spline at the picked 1024^2-overview pixel centres.
@@ -197,13 +192,9 @@ def test_big_downsampled_read_costs_screen_pixels(points, big, how):
 
 def test_gdal_translate_outsize_uses_overview(points, big, tmp_path):
     out = str(tmp_path / 'small.tif')
-    t0 = time.monotonic()
     r = subprocess.run(['gdal_translate', '-q', '-outsize', '1%', '1%', big, out],
                        env=subprocess_env(), capture_output=True, text=True, timeout=300)
-    seconds = time.monotonic() - t0
     assert r.returncode == 0, r.stderr[-3000:]
-    print('gdal_translate -outsize 1%% 1%%: %.3f s' % seconds)
-    assert seconds < 60
     small = gdal.Open(out)
     assert (small.RasterXSize, small.RasterYSize) == (655, 655)
     got = small.ReadAsArray()

@@ -65,9 +65,14 @@ double PairsPerPixel(const tps_model_info &sInfo)
     return dfPoints;
 }
 
-/* With a progress function, each chunk aims at this long, so that the
- * progress bar moves steadily. */
-constexpr double PROGRESS_STEP_SECONDS = 0.25;
+/* With a progress function, a window is evaluated in chunks of about this
+ * many point-pixel pairs (a fraction of a second on a 2-core machine; the
+ * GPU's ~1e12 pairs/s get larger ones), and progress is reported after
+ * each. A work size, not a time: how often the bar moves per row of work is
+ * the same on any machine, and the first report comes after one chunk, long
+ * before the end of a big read. TPS_PROGRESS_CHUNK_PAIRS overrides both. */
+constexpr double PROGRESS_CHUNK_PAIRS = 2.5e8;
+constexpr double PROGRESS_CHUNK_PAIRS_GPU = 1e11;
 
 /* Overview levels stop before the larger side falls below this. */
 constexpr int TPS_OVERVIEW_MIN_SIDE = 256;
@@ -98,6 +103,26 @@ void SolveProgressCallback(void *pUserData, const char *pszStage, double dfFract
     // Whole percents as the engine counts them (tps.h): 28.999... is 29.
     CPLDebug("TPS", "%s: solving: %s %d%%", psProgress->pszName, pszStage,
              static_cast<int>(std::floor(100.0 * dfFraction + 1e-9)));
+}
+
+double GetProgressChunkPairs(const std::string &osName, bool bGPU)
+{
+    const double dfDefault = bGPU ? PROGRESS_CHUNK_PAIRS_GPU : PROGRESS_CHUNK_PAIRS;
+    const char *pszValue = CPLGetConfigOption("TPS_PROGRESS_CHUNK_PAIRS", nullptr);
+    if (pszValue == nullptr)
+        return dfDefault;
+    char *pszEnd = nullptr;
+    const double dfValue = CPLStrtod(pszValue, &pszEnd);
+    if (pszEnd == pszValue || *pszEnd != '\0' || !(dfValue >= 1) || !std::isfinite(dfValue))
+    {
+        // Only how often progress is reported depends on it: warn, go on.
+        CPLError(CE_Warning, CPLE_IllegalArg,
+                 "%s: TPS_PROGRESS_CHUNK_PAIRS: expected a number of point-pixel pairs >= 1, "
+                 "got '%s'; using %g",
+                 osName.c_str(), TPSShown(pszValue).c_str(), dfDefault);
+        return dfDefault;
+    }
+    return dfValue;
 }
 
 double GetProgressInterval(const std::string &osName)
@@ -744,20 +769,23 @@ CPLErr TPSDataset::EvaluateWindow(int nXOff, int nYOff, int nXSize, int nYSize,
     const bool bRoundToFloat32 = eBufType == GDT_Float64 && m_oConfig.eDataType == GDT_Float32;
     GDALProgressFunc pfnProgress = psExtraArg ? psExtraArg->pfnProgress : nullptr;
     void *pProgressData = psExtraArg ? psExtraArg->pProgressData : nullptr;
-    // With a progress function, chunks aim at PROGRESS_STEP_SECONDS each,
-    // sized from the speed of the chunks so far, and the first one is
-    // small: the bar moves within a fraction of a second and then steadily,
-    // rather than after a first maximum-size chunk (seconds on a small
-    // machine). Chunking never changes the values (tps.h: a cell depends
-    // only on its indices).
-    int nChunkRows = pfnProgress ? std::max(1, nMaxChunkRows / 16) : nMaxChunkRows;
+    // With a progress function, chunks of PROGRESS_CHUNK_PAIRS pairs (whole
+    // rows, at least one): the bar moves after each, by the same steps on
+    // any machine. Chunking never changes the values (tps.h: a cell
+    // depends only on its indices).
+    int nChunkRows = nMaxChunkRows;
+    if (pfnProgress)
+    {
+        const double dfChunkRows =
+            std::floor(GetProgressChunkPairs(m_oConfig.osName, bGPU) / (dfPoints * nXSize));
+        nChunkRows = static_cast<int>(std::max(1.0, std::min<double>(nMaxChunkRows, dfChunkRows)));
+    }
 
     std::vector<tps_output> aoChunk(aoOutputs);
     std::vector<unsigned char> abyValid;
     for (int iRow = 0, nRows = 0; iRow < nYSize; iRow += nRows)
     {
         nRows = std::min(nChunkRows, nYSize - iRow);
-        const auto oChunkStart = std::chrono::steady_clock::now();
         // With a mask, only the smallest rectangle of the chunk that holds
         // every kept pixel is evaluated (nothing when none is kept); the
         // masked pixels become NoData below. A pixel's value does not
@@ -873,15 +901,6 @@ CPLErr TPSDataset::EvaluateWindow(int nXOff, int nYOff, int nXSize, int nYSize,
                     }
                 }
             }
-        }
-        if (pfnProgress)
-        {
-            const double dfSeconds = std::max(
-                1e-6, std::chrono::duration<double>(std::chrono::steady_clock::now() -
-                                                    oChunkStart)
-                          .count());
-            const double dfNext = nRows / dfSeconds * PROGRESS_STEP_SECONDS;
-            nChunkRows = static_cast<int>(std::max(1.0, std::min<double>(nMaxChunkRows, dfNext)));
         }
         if (pfnProgress &&
             !pfnProgress(static_cast<double>(iRow + nRows) / nYSize, "", pProgressData))

@@ -12,15 +12,21 @@ TPS_TEST_QUICK=1 is set for every test: a test that builds big models
 native; plain ctest keeps the full size. A test that exits with its
 SKIP_RETURN_CODE (77: no GPU) counts as skipped, never as passed.
 
+Valgrind runs a program's threads one at a time, so each test uses one
+core: -j N (default: the number of cores) runs N tests at once, in ctest's
+order, each reported as it ends.
+
 Usage (from the repository root, after building):
-    /usr/bin/python3 scripts/valgrind_tests.py [BUILD_DIR] [-R REGEX]
+    /usr/bin/python3 scripts/valgrind_tests.py [BUILD_DIR] [-R REGEX] [-j N]
 """
 import argparse
+import concurrent.futures
 import json
 import os
 import re
 import subprocess
 import sys
+import threading
 import time
 
 # No --track-origins: it doubles the time; add it by hand to the one failing
@@ -30,47 +36,63 @@ VALGRIND = ["valgrind", "--error-exitcode=99", "--leak-check=full",
             "--errors-for-leak-kinds=definite", "--show-leak-kinds=definite", "-q"]
 
 
+def run_one(t, build):
+    """(name, exit status, seconds, log path) of one test under valgrind."""
+    name = t["name"]
+    props = {p["name"]: p["value"] for p in t.get("properties", [])}
+    # One OpenBLAS thread: its idle threads spin, and valgrind runs one
+    # thread at a time (a spinning one stalls the rest for its slice).
+    env = dict(os.environ, TPS_TEST_QUICK="1", OPENBLAS_NUM_THREADS="1")
+    env.update(kv.split("=", 1) for kv in props.get("ENVIRONMENT", []))
+    log = os.path.join(build, "valgrind-%s.log" % name)
+    start = time.monotonic()
+    with open(log, "w") as out:
+        rc = subprocess.run(VALGRIND + t["command"], cwd=props.get("WORKING_DIRECTORY", build),
+                            env=env, stdout=out, stderr=subprocess.STDOUT).returncode
+    return name, rc, time.monotonic() - start, log, props.get("SKIP_RETURN_CODE")
+
+
+def labels(t):
+    return next((p["value"] for p in t.get("properties", []) if p["name"] == "LABELS"), [])
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("build", nargs="?", default="build")
     ap.add_argument("-R", dest="regex", default="", help="only tests whose name matches")
+    ap.add_argument("-j", dest="jobs", type=int, default=os.cpu_count() or 1,
+                    help="tests at once (default: the number of cores)")
     args = ap.parse_args()
     build = os.path.abspath(args.build)
     listing = subprocess.run(["ctest", "--show-only=json-v1"], cwd=build, check=True,
                              capture_output=True, text=True).stdout
-    tests = json.loads(listing)["tests"]
+    # Checks of the build itself (label "static": check_layers.py) run no C code.
+    tests = [t for t in json.loads(listing)["tests"] if re.search(args.regex, t["name"])
+             and "static" not in labels(t)]
     failed, passed, skipped = [], 0, 0
-    for t in tests:
-        name = t["name"]
-        if not re.search(args.regex, name):
-            continue
-        props = {p["name"]: p["value"] for p in t.get("properties", [])}
-        if "static" in props.get("LABELS", []):  # checks of the build (check_layers.py)
-            continue
-        # One OpenBLAS thread: its idle threads spin, and valgrind runs one
-        # thread at a time (a spinning one stalls the rest for its slice).
-        env = dict(os.environ, TPS_TEST_QUICK="1", OPENBLAS_NUM_THREADS="1")
-        env.update(kv.split("=", 1) for kv in props.get("ENVIRONMENT", []))
-        log = os.path.join(build, "valgrind-%s.log" % name)
-        start = time.monotonic()
-        with open(log, "w") as out:
-            rc = subprocess.run(VALGRIND + t["command"], cwd=props.get("WORKING_DIRECTORY", build),
-                                env=env, stdout=out, stderr=subprocess.STDOUT).returncode
-        secs = time.monotonic() - start
-        if rc == 0:
-            print("valgrind %s: clean (%.1f s)" % (name, secs), flush=True)
-            passed += 1
-        elif rc == props.get("SKIP_RETURN_CODE"):
-            print("valgrind %s: skipped (%.1f s)" % (name, secs), flush=True)
-            skipped += 1
-        else:
-            what = "valgrind errors" if rc == 99 else "exit %d" % rc
-            print("valgrind %s: FAILED, %s (%.1f s); %s:" % (name, what, secs, log), flush=True)
-            with open(log) as f:
-                sys.stdout.write(f.read())
-            failed.append(name)
-    print("valgrind: %d clean, %d skipped, %d failed %s" % (passed, skipped, len(failed),
-                                                             " ".join(failed)))
+    lock = threading.Lock()
+    start = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        for done in concurrent.futures.as_completed([pool.submit(run_one, t, build)
+                                                     for t in tests]):
+            name, rc, secs, log, skip_code = done.result()
+            with lock:
+                if rc == 0:
+                    print("valgrind %s: clean (%.1f s)" % (name, secs), flush=True)
+                    passed += 1
+                elif rc == skip_code:
+                    print("valgrind %s: skipped (%.1f s)" % (name, secs), flush=True)
+                    skipped += 1
+                else:
+                    what = "valgrind errors" if rc == 99 else "exit %d" % rc
+                    print("valgrind %s: FAILED, %s (%.1f s); %s:" % (name, what, secs, log),
+                          flush=True)
+                    with open(log) as f:
+                        sys.stdout.write(f.read())
+                    failed.append(name)
+    print("valgrind: %d clean, %d skipped, %d failed %s (%.0f s, %d at a time)"
+          % (passed, skipped, len(failed), " ".join(failed), time.monotonic() - start,
+             max(1, args.jobs)))
     return 1 if failed or passed == 0 else 0
 
 

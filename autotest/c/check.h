@@ -1,8 +1,10 @@
 /* check.h: the C tests' one assertion: count, and on failure say where and
- * why, then go on (a test reports every failure, not just the first). */
+ * why, then go on (a test reports every failure, not just the first). Every
+ * return value is checked; a NaN where a number is expected is a failure. */
 #ifndef TPS_TEST_CHECK_H
 #define TPS_TEST_CHECK_H
 
+#include <math.h>
 #include <stdio.h>
 
 static int failures = 0, checks = 0;
@@ -17,5 +19,13 @@ static int failures = 0, checks = 0;
             fputc('\n', stderr);                                            \
         }                                                                   \
     } while (0)
+
+/* The larger of a and b, NaN when either is: an error measure that meets a
+ * NaN stays NaN and fails its bound (CHECK(err <= bound) is false for NaN),
+ * where fmax would drop the NaN and let the comparison pass. */
+static inline double max_nan(double a, double b)
+{
+    return isnan(a) || isnan(b) ? NAN : a > b ? a : b;
+}
 
 #endif

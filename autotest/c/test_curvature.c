@@ -22,7 +22,6 @@
  *    GPU backend). */
 #include "tps.h"
 
-#include <dlfcn.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +29,7 @@
 #include <strings.h>
 
 #include "check.h"
+#include "gpu_probe.h"
 #include "testdata.h"
 
 enum { N_QUANTITIES = 9 };
@@ -468,25 +468,6 @@ static void finite_differences(int quick)
 
 /* ---- the GPU against the CPU ---- */
 
-/* Whether a CUDA device exists, asked of the driver directly (libcuda's
- * cuInit and cuDeviceGetCount), not of the engine under test. */
-static int cuda_device_present(char *why, size_t whylen)
-{
-    void *lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
-    if (!lib) {
-        snprintf(why, whylen, "no CUDA driver (libcuda.so.1: %s)", dlerror());
-        return 0;
-    }
-    int (*init)(unsigned) = (int (*)(unsigned))dlsym(lib, "cuInit");
-    int (*count)(int *) = (int (*)(int *))dlsym(lib, "cuDeviceGetCount");
-    int n = 0;
-    const int ok = init && count && init(0) == 0 && count(&n) == 0 && n > 0;
-    if (!ok)
-        snprintf(why, whylen, "the CUDA driver reports no device");
-    dlclose(lib);
-    return ok;
-}
-
 /* Every quantity of band 0 in one request, pixel-interleaved on the GPU
  * pass: within 1e-9 x the CPU band's range (the parity bound of the older
  * derivative outputs, test_gpu); aspect, profile and tangential curvature
@@ -564,15 +545,12 @@ int main(int argc, char **argv)
 {
     const char *what = argc > 1 ? argv[1] : "cpu";
     if (strcmp(what, "gpu") == 0) {
-        char why[256] = "";
-#ifndef TPS_TEST_HAVE_CUDA
-        printf("SKIP: this build has no GPU backend (built without CUDA)\n");
-        return 77;
-#endif
-        if (!cuda_device_present(why, sizeof why)) {
+        char why[512] = "";
+        if (!gpu_expected(why, sizeof why)) { /* an independent probe (gpu_probe.h) */
             printf("SKIP: %s\n", why);
             return 77;
         }
+        printf("%s: the GPU path must work\n", why);
         gpu_parity();
     } else {
         const char *quick = getenv("TPS_TEST_QUICK");

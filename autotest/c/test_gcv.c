@@ -35,11 +35,13 @@ static brute brute_force(tps_context *ctx, const double *z, double lambda)
         sm[j] = lambda;
     }
     tps_model *m = tps_model_create(ctx, N, px, py, N, vals, sm, NULL);
+    CHECK(m != NULL, "brute force at lambda %g: %s", lambda, tps_context_errmsg(ctx));
     if (!m)
-        return out;
+        return out; /* NaN: fails every comparison */
     static double a[N][N]; /* a[j][i] = A_ij */
     for (int j = 0; j < N; ++j)
-        tps_evaluate_points(ctx, m, (size_t)j, N, px, py, a[j], NULL);
+        CHECK(tps_evaluate_points(ctx, m, (size_t)j, N, px, py, a[j], NULL) == TPS_OK,
+              "%s", tps_context_errmsg(ctx));
     tps_model_destroy(m);
     double rss = 0, tr = 0, ss = 0, sa = 0;
     for (int i = 0; i < N; ++i) {
@@ -86,8 +88,8 @@ static void test_against_brute_force(tps_context *ctx, double noise, double coor
     if (!m)
         return;
     tps_band_info bi, fixed;
-    tps_model_get_band_info(ctx, m, 0, &bi);
-    tps_model_get_band_info(ctx, m, 1, &fixed);
+    CHECK(tps_model_get_band_info(ctx, m, 0, &bi) == TPS_OK, "%s", tps_context_errmsg(ctx));
+    CHECK(tps_model_get_band_info(ctx, m, 1, &fixed) == TPS_OK, "%s", tps_context_errmsg(ctx));
     CHECK(bi.smoothing_gcv == 1 && fixed.smoothing_gcv == 0 && isnan(fixed.gcv_score) &&
               fixed.smoothing == 0.01,
           "flags %d %d, fixed band %g", bi.smoothing_gcv, fixed.smoothing_gcv, fixed.smoothing);
@@ -110,6 +112,8 @@ static void test_against_brute_force(tps_context *ctx, double noise, double coor
         if (k == 0)
             continue;
         brute g = brute_force(ctx, z, bi.smoothing * pow(10.0, k / 20.0));
+        /* fmin would drop a NaN refit: it is a failure */
+        CHECK(!isnan(g.gcv), "brute-force GCV at lambda x 10^(%d/20) is NaN", k);
         worst = fmin(worst, g.gcv);
     }
     CHECK(b.gcv <= worst * (1 + 1e-9), "GCV at the chosen lambda %.12g, grid minimum %.12g",
@@ -118,11 +122,14 @@ static void test_against_brute_force(tps_context *ctx, double noise, double coor
     /* The GCV band's surface is the fixed-lambda surface at the chosen lambda. */
     double sm1 = bi.smoothing;
     tps_model *f = tps_model_create(ctx, N, px, py, 1, vals, &sm1, NULL);
+    CHECK(f != NULL, "fixed model at the chosen lambda: %s", tps_context_errmsg(ctx));
     double o1[N], o2[N], err = 0;
-    tps_evaluate_points(ctx, m, 0, N, px, py, o1, NULL);
-    tps_evaluate_points(ctx, f, 0, N, px, py, o2, NULL);
+    CHECK(tps_evaluate_points(ctx, m, 0, N, px, py, o1, NULL) == TPS_OK,
+          "%s", tps_context_errmsg(ctx));
+    CHECK(tps_evaluate_points(ctx, f, 0, N, px, py, o2, NULL) == TPS_OK,
+          "%s", tps_context_errmsg(ctx));
     for (int i = 0; i < N; ++i)
-        err = fmax(err, fabs(o1[i] - o2[i]));
+        err = max_nan(err, fabs(o1[i] - o2[i]));
     CHECK(err == 0.0, "GCV model vs fixed model at its lambda: %g", err);
     tps_model_destroy(f);
 
@@ -135,12 +142,12 @@ static void test_against_brute_force(tps_context *ctx, double noise, double coor
     CHECK(l != NULL, "load: %s", tps_context_errmsg(ctx));
     if (l) {
         tps_band_info lb;
-        tps_model_get_band_info(ctx, l, 0, &lb);
+        CHECK(tps_model_get_band_info(ctx, l, 0, &lb) == TPS_OK, "%s", tps_context_errmsg(ctx));
         CHECK(lb.smoothing_gcv == 1 && lb.gcv_score == bi.gcv_score &&
                   lb.effective_df == bi.effective_df && lb.loo_rmse == bi.loo_rmse &&
                   lb.loo_mae == bi.loo_mae && lb.smoothing == bi.smoothing,
               "loaded band info differs");
-        tps_model_get_band_info(ctx, l, 1, &lb);
+        CHECK(tps_model_get_band_info(ctx, l, 1, &lb) == TPS_OK, "%s", tps_context_errmsg(ctx));
         CHECK(lb.smoothing_gcv == 0 && isnan(lb.gcv_score), "loaded fixed band");
     }
     tps_model_destroy(l);

@@ -15,9 +15,18 @@
  *                            with TPS_GPU_MAX_MEMORY=1000 (a stand-in for a
  *                            device out of memory), AUTO reads on the CPU and
  *                            DEVICE=GPU reads fail clearly
- *   test_gdal_gpu fallback   without a usable GPU: DEVICE=GPU fails at open
- *                            with a message naming the GPU, AUTO reads on the CPU
- * Exit 77 (skipped) when the mode does not apply to this machine. */
+ *                            (the checks of autotest/test_gpu.py and of the GPU
+ *                            case of test_local.py, for the GPU host, whose
+ *                            Python has no GDAL bindings); a TPS: connection
+ *                            string (open options only) opens with DEVICE=GPU
+ *   test_gdal_gpu fallback   without a GPU: DEVICE=GPU fails at open with a
+ *                            message naming the GPU (a .tps and a TPS: string),
+ *                            AUTO reads on the CPU: the CPU handle's bytes, no
+ *                            upload
+ * Whether there is a GPU is decided by gpu_probe.h (the CUDA driver), not by
+ * the driver under test: exit 77 (skipped) only when the mode does not apply
+ * by the probe; where it finds a GPU, a DEVICE=GPU open that fails is a
+ * failure. */
 #include "gdal_priv.h"
 
 #include <cmath>
@@ -29,6 +38,7 @@
 #include <vector>
 
 #include "check.h"
+#include "gpu_probe.h"
 
 static std::string g_last_error;
 static void CPL_STDCALL capture(CPLErr, CPLErrorNum, const char *msg)
@@ -135,7 +145,7 @@ static int share(const std::string &tps, bool local)
                 CHECK(cpu->GetRasterBand(k)->ReadBlock(bx, by, gc.data()) == CE_None, "%s",
                       g_last_error.c_str());
                 for (size_t i = 0; i < ga.size(); ++i) {
-                    worst[k - 1] = std::fmax(worst[k - 1], std::fabs(ga[i] - gc[i]));
+                    worst[k - 1] = max_nan(worst[k - 1], std::fabs(ga[i] - gc[i]));
                     lo[k - 1] = std::fmin(lo[k - 1], gc[i]);
                     hi[k - 1] = std::fmax(hi[k - 1], gc[i]);
                 }
@@ -175,7 +185,7 @@ static int share(const std::string &tps, bool local)
                   "%s", g_last_error.c_str());
             double w = 0;
             for (size_t i = 0; i < all_g.size(); ++i)
-                w = std::fmax(w, std::fabs(all_g[i] - all_c[i]));
+                w = max_nan(w, std::fabs(all_g[i] - all_c[i]));
             printf("band %d MIXED: max |GPU - CPU| = %.3g x range\n", k, w / (hi[k - 1] - lo[k - 1]));
             CHECK(w <= 1e-5 * (hi[k - 1] - lo[k - 1]), "MIXED band %d: %.3g", k, w);
         }
@@ -327,8 +337,11 @@ static int threads_gpu(const std::string &tps)
     CHECK(serial->RasterIO(GF_Read, 0, 0, W, H, ref.data(), W, H, GDT_Float64, NB, bands, 0, 0, 0,
                            nullptr) == CE_None, "serial read: %s", g_last_error.c_str());
     std::vector<GDALDataset *> handles(THREADS);
+    int unopened = 0;
     for (int t = 0; t < THREADS; ++t)
-        handles[t] = open_tps(tps, "GPU", nullptr);
+        unopened += (handles[t] = open_tps(tps, "GPU", nullptr)) == nullptr;
+    CHECK(unopened == 0, "%d of %d DEVICE=GPU handles did not open: %s", unopened, THREADS,
+          g_last_error.c_str());
     std::vector<int> bad(THREADS, 0), done(THREADS, 0);
     std::vector<std::thread> pool;
     for (int t = 0; t < THREADS; ++t)
@@ -340,7 +353,7 @@ static int threads_gpu(const std::string &tps)
                 st ^= st << 17;
                 return int((st >> 11) % (unsigned long long)n);
             };
-            for (int k = 0; k < WINDOWS; ++k) {
+            for (int k = 0; k < WINDOWS && handles[t]; ++k) {
                 const int x0 = next(W), y0 = next(H);
                 const int w = 1 + next(std::min(W - x0, 700)), h = 1 + next(std::min(H - y0, 700));
                 std::vector<double> got(size_t(NB) * w * h);
@@ -432,24 +445,98 @@ static int budget(const std::string &dir)
     return 0;
 }
 
-static int fallback(const std::string &tps)
+/* A TPS: connection string (no .tps file: the points and the grid in open
+ * options) with DEVICE=GPU. */
+static GDALDataset *open_tps_string(const std::string &dir, const char *device)
 {
+    CPLStringList options;
+    options.SetNameValue("FIELD", "a");
+    options.SetNameValue("XFIELD", "x");
+    options.SetNameValue("YFIELD", "y");
+    options.SetNameValue("SIZE", "64 48");
+    options.SetNameValue("EXTENT", "400000 6000000 405000 6005000");
+    options.SetNameValue("DEVICE", device);
+    return GDALDataset::FromHandle(GDALOpenEx(("TPS:" + dir + "/points.csv").c_str(),
+                                              GDAL_OF_RASTER | GDAL_OF_READONLY, nullptr,
+                                              options.List(), nullptr));
+}
+
+/* A TPS: string with DEVICE=GPU opens where a GPU is (it fails where none
+ * is: test_errors.py, fallback below), and reads on the GPU what the CPU
+ * reads, within 1e-9 x range. */
+static int tps_string_gpu(const std::string &dir)
+{
+    GDALDataset *gpu = open_tps_string(dir, "GPU"), *cpu = open_tps_string(dir, "CPU");
+    CHECK(gpu && cpu, "TPS: string, DEVICE=GPU: %s", g_last_error.c_str());
+    if (gpu && cpu) {
+        CHECK(strcmp(md(gpu, "DEVICE"), "GPU") == 0, "DEVICE=%s", md(gpu, "DEVICE"));
+        std::vector<double> g(64 * 48, NAN), c(64 * 48, NAN);
+        CHECK(gpu->GetRasterBand(1)->RasterIO(GF_Read, 0, 0, 64, 48, g.data(), 64, 48,
+                                              GDT_Float64, 0, 0, nullptr) == CE_None,
+              "%s", g_last_error.c_str());
+        CHECK(cpu->GetRasterBand(1)->RasterIO(GF_Read, 0, 0, 64, 48, c.data(), 64, 48,
+                                              GDT_Float64, 0, 0, nullptr) == CE_None,
+              "%s", g_last_error.c_str());
+        double lo = 1e300, hi = -1e300, worst = 0;
+        for (size_t i = 0; i < c.size(); ++i) {
+            lo = std::fmin(lo, c[i]);
+            hi = std::fmax(hi, c[i]);
+            worst = max_nan(worst, std::fabs(g[i] - c[i]));
+        }
+        printf("TPS: string, DEVICE=GPU: max |GPU - CPU| = %.3g x range\n", worst / (hi - lo));
+        CHECK(worst <= 1e-9 * (hi - lo), "TPS: string on the GPU: %.3g", worst);
+        CHECK(strcmp(md(gpu, "DEVICE_UPLOADS"), "1") == 0, "uploads %s",
+              md(gpu, "DEVICE_UPLOADS"));
+    }
+    for (GDALDataset *ds : {gpu, cpu})
+        if (ds)
+            GDALClose(ds);
+    return 0;
+}
+
+static int fallback(const std::string &tps, const std::string &dir)
+{
+    g_last_error.clear();
     GDALDataset *gpu = open_tps(tps, "GPU", nullptr);
-    CHECK(gpu == nullptr, "DEVICE=GPU opened without a usable GPU");
+    CHECK(gpu == nullptr, "DEVICE=GPU opened without a GPU");
     CHECK(g_last_error.find("GPU") != std::string::npos, "message: %s", g_last_error.c_str());
     printf("DEVICE=GPU: %s\n", g_last_error.c_str());
     if (gpu)
         GDALClose(gpu);
-    GDALDataset *autods = open_tps(tps, "AUTO", nullptr);
-    CHECK(autods != nullptr, "AUTO: %s", g_last_error.c_str());
-    if (autods) {
+    g_last_error.clear();
+    gpu = open_tps_string(dir, "GPU");
+    CHECK(gpu == nullptr, "TPS: string, DEVICE=GPU opened without a GPU");
+    CHECK(g_last_error.find("GPU") != std::string::npos, "message: %s", g_last_error.c_str());
+    if (gpu)
+        GDALClose(gpu);
+    GDALDataset *autods = open_tps(tps, "AUTO", nullptr), *cpu = open_tps(tps, "CPU", nullptr);
+    CHECK(autods && cpu, "AUTO / CPU: %s", g_last_error.c_str());
+    if (autods && cpu) {
         CHECK(strcmp(md(autods, "DEVICE"), "CPU") == 0, "DEVICE=%s", md(autods, "DEVICE"));
-        double v = 0;
-        CHECK(autods->GetRasterBand(1)->RasterIO(GF_Read, 5, 5, 1, 1, &v, 1, 1, GDT_Float64, 0,
-                                                  0, nullptr) == CE_None && std::isfinite(v),
-              "AUTO read");
-        GDALClose(autods);
+        /* 256 x 64 pixels of 2000 points: a read AUTO would give a GPU
+         * (under valgrind, TPS_TEST_QUICK=1: 64 x 16 of 300 points). */
+        const char *quick = getenv("TPS_TEST_QUICK");
+        const int w = quick && strcmp(quick, "1") == 0 ? 64 : 256, h = w / 4;
+        const size_t n = size_t(w) * h;
+        std::vector<double> va(n, NAN), vc(n, NAN);
+        for (int k = 1; k <= 3; ++k) {
+            CHECK(autods->GetRasterBand(k)->RasterIO(GF_Read, 100, 200, w, h, va.data(), w, h,
+                                                      GDT_Float64, 0, 0, nullptr) == CE_None,
+                  "AUTO read: %s", g_last_error.c_str());
+            CHECK(cpu->GetRasterBand(k)->RasterIO(GF_Read, 100, 200, w, h, vc.data(), w, h,
+                                                   GDT_Float64, 0, 0, nullptr) == CE_None,
+                  "CPU read: %s", g_last_error.c_str());
+            size_t differ = 0;
+            for (size_t i = 0; i < n; ++i)
+                differ += !(va[i] == vc[i]); /* NaN counts as different */
+            CHECK(differ == 0, "band %d: AUTO differs from the CPU in %zu pixels", k, differ);
+        }
+        CHECK(strcmp(md(autods, "DEVICE_UPLOADS"), "0") == 0, "uploads %s",
+              md(autods, "DEVICE_UPLOADS"));
     }
+    for (GDALDataset *ds : {autods, cpu})
+        if (ds)
+            GDALClose(ds);
     return 0;
 }
 
@@ -466,24 +553,30 @@ int main(int argc, char **argv)
     if (!mkdtemp(dir))
         return 1;
     const std::string tps = write_fixture(dir);
-    /* Is a GPU usable? A DEVICE=GPU open says. (Kept open: the model lives
-     * while a handle does, so SOLVES stays 1 across the test.) */
-    GDALDataset *probe = open_tps(tps, "GPU", nullptr);
-    const bool usable = probe != nullptr;
+    char why[512];
+    const bool expected = gpu_expected(why, sizeof why) != 0;
+    GDALDataset *first = nullptr;
     int rc;
     if (mode == "fallback") {
-        if (usable) {
-            printf("SKIP: a GPU is usable here; run with CUDA_VISIBLE_DEVICES= to test the "
-                   "fallback\n");
+        if (expected) {
+            printf("SKIP: the probe finds %s; run with CUDA_VISIBLE_DEVICES= to test the "
+                   "fallback\n", why);
             rc = 77;
         } else {
-            rc = fallback(tps);
+            printf("fallback: %s\n", why);
+            rc = fallback(tps, dir);
         }
-    } else if (!usable) {
-        printf("SKIP: no usable GPU: %s\n", g_last_error.c_str());
+    } else if (!expected) {
+        printf("SKIP: %s\n", why);
         rc = 77;
     } else {
-        rc = share(tps, false);
+        printf("the probe finds %s: every GPU check must pass\n", why);
+        /* The first open, kept: the model lives while a handle does, so
+         * SOLVES stays 1 across the test, and it was solved on the GPU. */
+        first = open_tps(tps, "GPU", nullptr);
+        CHECK(first != nullptr, "a GPU is present but DEVICE=GPU does not open: %s",
+              g_last_error.c_str());
+        rc = first ? share(tps, false) : 1;
         if (rc == 0)
             rc = share(std::string(dir) + "/local.tps", true);
         if (rc == 0)
@@ -495,10 +588,15 @@ int main(int argc, char **argv)
         if (rc == 0)
             rc = masks(tps, "GPU");
         if (rc == 0)
+            rc = tps_string_gpu(dir);
+        if (rc == 0)
             rc = budget(dir);
+        if (first && gpu_test_broken_on_purpose())
+            CHECK(strcmp(md(first, "DEVICE"), "CPU") == 0, "DEVICE=%s, expected CPU "
+                  "(TPS_TEST_BREAK_GPU=1: wrong on purpose)", md(first, "DEVICE"));
     }
-    if (probe)
-        GDALClose(probe);
+    if (first)
+        GDALClose(first);
     if (rc != 77)
         printf("%d checks, %d failed\n", checks, failures);
     VSIUnlink((std::string(dir) + "/points.csv").c_str());
