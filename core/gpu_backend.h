@@ -118,6 +118,18 @@ typedef struct tps_gpu_system {
 tps_status tps_gpu_factor_solve_batch(size_t count, tps_gpu_system *systems, size_t max_bytes,
                                       tps_error *err);
 
+/* Products with the kernel matrix for the iterative solve (gpu/matvec.cu):
+ * the n points (scaled coordinates) stay on the device; each call uploads
+ * n half-weights h and gives out[k] = sum_j h_j s log s, s = |x_t - x_j|^2,
+ * at the targets t = idx[k] (idx NULL: t = k, m = n), in FP64 with the
+ * evaluation kernel's table log, points tiled through shared memory. */
+typedef struct tps_gpu_matvec tps_gpu_matvec;
+tps_gpu_matvec *tps_gpu_matvec_create(size_t n, const double *u, const double *v,
+                                      size_t max_bytes, tps_error *err);
+void tps_gpu_matvec_destroy(tps_gpu_matvec *mv);
+tps_status tps_gpu_matvec_apply(tps_gpu_matvec *mv, const double *h, size_t m,
+                                const size_t *idx, double *out, tps_error *err);
+
 /* For bench/ only, CUDA builds only: the kernels alone over `grid` into
  * device memory (Float32 planes of bands 0..n_bands-1); *ms receives the
  * median of `repeats` timings after a warm-up. */

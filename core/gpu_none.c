@@ -99,3 +99,23 @@ tps_status tps_gpu_local_deriv_sums(tps_gpu_local *local, const tps_window *grid
     (void)local, (void)grid, (void)band, (void)needs, (void)sums, (void)max_bytes;
     return no_gpu(err);
 }
+
+tps_gpu_matvec *tps_gpu_matvec_create(size_t n, const double *u, const double *v,
+                                      size_t max_bytes, tps_error *err)
+{
+    (void)n, (void)u, (void)v, (void)max_bytes;
+    no_gpu(err);
+    return NULL;
+}
+
+void tps_gpu_matvec_destroy(tps_gpu_matvec *mv)
+{
+    (void)mv;
+}
+
+tps_status tps_gpu_matvec_apply(tps_gpu_matvec *mv, const double *h, size_t m,
+                                const size_t *idx, double *out, tps_error *err)
+{
+    (void)mv, (void)h, (void)m, (void)idx, (void)out;
+    return no_gpu(err);
+}
