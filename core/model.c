@@ -3,6 +3,7 @@
  * share a factorisation, solves each group and measures the residuals. */
 #include "gpu_backend.h"
 #include "internal.h"
+#include "iterative.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -177,6 +178,108 @@ static int same_mask(double *const *merged, size_t n, size_t b, size_t c)
     return 1;
 }
 
+/* DIRECT or ITERATIVE for a group of m points (tps.h, tps_solver): AUTO
+ * keeps the dense factorisation while it is small and fits the memory
+ * limit (on the GPU, cuSOLVER keeps it fast much longer), and always for
+ * cross-validation, which needs its factor. */
+static tps_solver choose_solver(const tps_model *md, size_t m, size_t n_group, int want_loo,
+                                const tps_fit_options *options)
+{
+    (void)md;
+    if (options->solver != TPS_SOLVER_AUTO)
+        return options->solver;
+    if (want_loo)
+        return TPS_SOLVER_DIRECT;
+    const size_t direct_max = options->device != TPS_DEVICE_CPU &&
+                                      tps_gpu_solve_available(NULL) == TPS_OK
+                                  ? TPS_AUTO_GLOBAL_MAX_POINTS_GPU
+                                  : TPS_AUTO_DIRECT_MAX_POINTS;
+    const size_t need = tps_solve_bytes(m, n_group);
+    return m <= direct_max && (!options->max_memory || need <= options->max_memory)
+               ? TPS_SOLVER_DIRECT
+               : TPS_SOLVER_ITERATIVE;
+}
+
+/* The group by preconditioned GMRES (iterative.c): O(m) memory. Each band
+ * records its iterations and residual; its largest residual at the data
+ * comes from the solve's last product (so the model's evaluation at its
+ * points, O(m^2), is not needed). */
+static tps_status solve_group_iterative(tps_context *ctx, tps_model *md, double *const *merged,
+                                        double *const *merged_w, const size_t *group,
+                                        size_t n_group, size_t m, const tps_fit_options *options,
+                                        const char *what)
+{
+    const size_t first = group[0];
+    size_t *index = malloc(sizeof(size_t) * m);
+    double *buf = malloc(sizeof(double) * m * (3 + 2 * n_group));
+    const double **z = malloc(sizeof(double *) * n_group);
+    double **w = malloc(sizeof(double *) * n_group);
+    double (*a)[3] = malloc(sizeof(double[3]) * n_group);
+    int *iterations = malloc(sizeof(int) * n_group);
+    double *stats = malloc(sizeof(double) * 2 * n_group);
+    tps_status st = TPS_OK;
+    if (!index || !buf || !z || !w || !a || !iterations || !stats) {
+        st = tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "%s: out of memory", what);
+        goto done;
+    }
+    double *su = buf, *sv = buf + m, *noise = merged_w ? buf + 2 * m : NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < md->n; ++i) {
+        if (!isfinite(merged[first][i]))
+            continue;
+        index[k] = i;
+        su[k] = md->u[i];
+        sv[k] = md->v[i];
+        if (noise)
+            noise[k] = 1.0 / merged_w[first][i];
+        ++k;
+    }
+    for (size_t g = 0; g < n_group; ++g) {
+        double *zg = buf + (3 + 2 * g) * m;
+        for (size_t j = 0; j < m; ++j)
+            zg[j] = merged[group[g]][index[j]];
+        z[g] = zg;
+        w[g] = zg + m;
+    }
+    tps_iterative_options io;
+    tps_iterative_options_init(&io);
+    if (options->solver_tolerance > 0.0)
+        io.tol = options->solver_tolerance;
+    io.num_threads = options->num_threads;
+    /* The products and the patches on the GPU unless DEVICE=CPU; the
+     * products need no cuSOLVER, only a usable device. */
+    io.try_gpu = options->device != TPS_DEVICE_CPU && tps_gpu_probe(NULL) == TPS_OK;
+    io.gpu_max_bytes = options->gpu_max_memory;
+    tps_iterative_result res = {iterations, stats, stats + n_group, 0};
+    /* Scaled coordinates: lambda / scale^2, as for the dense solve. */
+    const double lambda = md->band_info[first].smoothing / (md->scale * md->scale);
+    st = tps_solve_iterative(ctx, m, su, sv, lambda, noise, n_group, z, w, a, &io, &res, what);
+    if (st != TPS_OK)
+        goto done;
+    if (res.used_gpu)
+        md->info.solve_device = TPS_DEVICE_GPU;
+    for (size_t g = 0; g < n_group; ++g) {
+        tps_band_info *bi = &md->band_info[group[g]];
+        for (size_t j = 0; j < m; ++j)
+            md->half_weights[group[g]][index[j]] = 0.5 * w[g][j];
+        memcpy(md->affine[group[g]], a[g], sizeof a[g]);
+        bi->solver = TPS_SOLVER_ITERATIVE;
+        bi->iterations = iterations[g];
+        bi->relative_residual = stats[g];
+        bi->max_abs_residual = stats[n_group + g];
+    }
+    md->info.n_factorisations++;
+done:
+    free(index);
+    free(buf);
+    free(z);
+    free(w);
+    free(a);
+    free(iterations);
+    free(stats);
+    return st;
+}
+
 /* Solve the bands that share lambda and missing values: one factorisation. */
 static tps_status solve_group(tps_context *ctx, tps_model *md, double *const *merged,
                               double *const *merged_w, const size_t *group, size_t n_group,
@@ -189,12 +292,21 @@ static tps_status solve_group(tps_context *ctx, tps_model *md, double *const *me
     for (size_t i = 0; i < md->n; ++i)
         m += isfinite(merged[first][i]) ? 1 : 0;
 
-    size_t need = tps_solve_bytes(m, n_group);
+    /* The bands of a group share their missing values, hence merged weights. */
+    int want_loo = 0;
+    for (size_t g = 0; g < n_group; ++g)
+        want_loo |= options->cross_validation && !md->band_info[group[g]].smoothing_gcv;
+    const tps_solver solver = choose_solver(md, m, n_group, want_loo, options);
+    size_t need = solver == TPS_SOLVER_ITERATIVE ? tps_iterative_bytes(m, n_group)
+                                                 : tps_solve_bytes(m, n_group);
     if (options->max_memory && need > options->max_memory)
         return tps_set_error(ctx, TPS_ERR_MEMORY_LIMIT,
-                             "%s: the dense solve of %zu points needs %zu bytes (%.2f GiB), more "
-                             "than the %zu bytes allowed", what, m, need,
+                             "%s: the %s solve of %zu points needs %zu bytes (%.2f GiB), more "
+                             "than the %zu bytes allowed", what,
+                             solver == TPS_SOLVER_ITERATIVE ? "iterative" : "dense", m, need,
                              (double)need / 1073741824.0, options->max_memory);
+    if (solver == TPS_SOLVER_ITERATIVE)
+        return solve_group_iterative(ctx, md, merged, merged_w, group, n_group, m, options, what);
 
     size_t *index = malloc(sizeof(size_t) * (m ? m : 1));
     double *su = malloc(sizeof(double) * (m ? m : 1));
@@ -203,10 +315,6 @@ static tps_status solve_group(tps_context *ctx, tps_model *md, double *const *me
     const double **z = malloc(sizeof(double *) * n_group);
     double **w = malloc(sizeof(double *) * n_group);
     double (*a)[3] = malloc(sizeof(double[3]) * n_group);
-    /* The bands of a group share their missing values, hence merged weights. */
-    int want_loo = 0;
-    for (size_t g = 0; g < n_group; ++g)
-        want_loo |= options->cross_validation && !md->band_info[group[g]].smoothing_gcv;
     double *noise = merged_w ? malloc(sizeof(double) * (m ? m : 1)) : NULL;
     double *loo_diag = want_loo ? malloc(sizeof(double) * (m ? m : 1)) : NULL;
     tps_status st = TPS_OK;
@@ -343,23 +451,28 @@ static tps_status measure_residuals(tps_context *ctx, tps_model *md, double *con
         st = tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory");
         goto done;
     }
+    /* Bands solved iteratively have theirs from the solve's last product:
+     * evaluating them here would cost O(N^2). */
+    size_t n_eval = 0;
     for (size_t b = 0; b < md->n_bands; ++b) {
-        bands[b] = b;
-        out[b] = malloc(sizeof(double) * md->n);
-        if (!out[b]) {
+        if (md->band_info[b].solver == TPS_SOLVER_ITERATIVE)
+            continue;
+        bands[n_eval] = b;
+        out[n_eval] = malloc(sizeof(double) * md->n);
+        if (!out[n_eval++]) {
             st = tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory");
             goto done;
         }
     }
-    st = tps_evaluate_scaled(ctx, md, md->n_bands, bands, md->n, md->u, md->v, out,
-                             num_threads);
+    st = tps_evaluate_scaled(ctx, md, n_eval, bands, md->n, md->u, md->v, out, num_threads);
     if (st != TPS_OK)
         goto done;
-    for (size_t b = 0; b < md->n_bands; ++b) {
+    for (size_t k = 0; k < n_eval; ++k) {
+        const size_t b = bands[k];
         double worst = 0.0;
         for (size_t i = 0; i < md->n; ++i)
             if (isfinite(merged[b][i]))
-                worst = fmax(worst, fabs(out[b][i] - merged[b][i]));
+                worst = fmax(worst, fabs(out[k][i] - merged[b][i]));
         md->band_info[b].max_abs_residual = worst;
     }
 done:
@@ -434,6 +547,31 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
                       "global spline, and a local model has no global influence matrix");
         return NULL;
     }
+    if (options->solver != TPS_SOLVER_AUTO && options->solver != TPS_SOLVER_DIRECT &&
+        options->solver != TPS_SOLVER_ITERATIVE) {
+        tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT, "unknown solver %d", (int)options->solver);
+        return NULL;
+    }
+    if (options->solver_tolerance != 0.0 &&
+        !(options->solver_tolerance >= 1e-14 && options->solver_tolerance <= 1e-6)) {
+        tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT,
+                      "the solver tolerance must be in [1e-14, 1e-6] (or 0: the default), got %g",
+                      options->solver_tolerance);
+        return NULL;
+    }
+    if (options->solver == TPS_SOLVER_ITERATIVE && options->mode == TPS_MODE_LOCAL) {
+        tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT,
+                      "SOLVER=ITERATIVE needs MODE=GLOBAL (or AUTO): it solves the global "
+                      "spline; a local model's patches are solved directly");
+        return NULL;
+    }
+    if (options->solver == TPS_SOLVER_ITERATIVE && (any_gcv || options->cross_validation)) {
+        tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT,
+                      "%s needs SOLVER=DIRECT (or AUTO): it is computed from the dense "
+                      "factorisation of the spline's system, which the iterative solver does "
+                      "not form", any_gcv ? "GCV" : "cross-validation");
+        return NULL;
+    }
     if (options->cross_validation && options->mode == TPS_MODE_LOCAL) {
         tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT,
                       "cross-validation needs MODE=GLOBAL: the leave-one-out residuals come "
@@ -478,6 +616,9 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
         bi->smoothing_gcv = options->smoothing_gcv && options->smoothing_gcv[b] ? 1 : 0;
         bi->smoothing = bi->smoothing_gcv ? 0.0 : smoothing[b];
         bi->gcv_score = bi->effective_df = bi->loo_rmse = bi->loo_mae = NAN;
+        bi->solver = TPS_SOLVER_DIRECT;
+        bi->iterations = 0;
+        bi->relative_residual = NAN;
         bi->value_min = INFINITY;
         bi->value_max = -INFINITY;
         for (size_t i = 0; i < md->n; ++i) {
@@ -520,6 +661,10 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
         mode = TPS_MODE_GLOBAL;
         tps_log(ctx, TPS_LOG_DEBUG, "AUTO chose the global model: %s needs it",
                 any_gcv ? "GCV" : "cross-validation");
+    }
+    if (mode == TPS_MODE_AUTO && options->solver == TPS_SOLVER_ITERATIVE) {
+        mode = TPS_MODE_GLOBAL;
+        tps_log(ctx, TPS_LOG_DEBUG, "AUTO chose the global model: SOLVER=ITERATIVE asks for it");
     }
     if (mode == TPS_MODE_AUTO)
         mode = md->n <= global_max && (!options->max_memory || global_need <= options->max_memory)

@@ -573,6 +573,10 @@ tps_model *tps_model_load(tps_context *ctx, const void *data, size_t size,
         bi->loo_rmse = get_f64(&r);
         bi->loo_mae = get_f64(&r);
         get_bytes(&r, md->affine[b], sizeof(double[3]));
+        /* This version keeps no solver fields: bands read as DIRECT. */
+        bi->solver = TPS_SOLVER_DIRECT;
+        bi->iterations = 0;
+        bi->relative_residual = NAN;
     }
     get_bytes(&r, md->u, sizeof(double) * n);
     get_bytes(&r, md->v, sizeof(double) * n);

@@ -88,6 +88,24 @@ const char *tps_status_string(tps_status status);
 typedef enum tps_mode { TPS_MODE_AUTO = 0, TPS_MODE_GLOBAL = 1, TPS_MODE_LOCAL = 2 } tps_mode;
 
 #define TPS_AUTO_GLOBAL_MAX_POINTS 5000
+
+/* How a GLOBAL model's system is solved (docs/design.md, "The iterative
+ * solve"). DIRECT: the dense factorisation (O(N^2) memory, O(N^3) time;
+ * GCV and cross-validation need it). ITERATIVE: preconditioned GMRES with
+ * fast products (O(N) memory, about O(N) work per iteration; 10-20
+ * iterations measured from 10^3 to 10^5 points), to a relative residual of
+ * solver_tolerance. AUTO: DIRECT up to TPS_AUTO_DIRECT_MAX_POINTS points
+ * (TPS_AUTO_GLOBAL_MAX_POINTS_GPU when the GPU can solve) when its dense
+ * system fits max_memory, else ITERATIVE. LOCAL models solve their patches
+ * directly whatever this says. */
+typedef enum tps_solver {
+    TPS_SOLVER_AUTO = 0,
+    TPS_SOLVER_DIRECT = 1,
+    TPS_SOLVER_ITERATIVE = 2
+} tps_solver;
+#define TPS_AUTO_DIRECT_MAX_POINTS 5000
+/* The iterative solve's default relative residual. */
+#define TPS_DEFAULT_SOLVER_TOLERANCE 1e-10
 /* ... or this many when the solve may run on a usable GPU (cuSOLVER). */
 #define TPS_AUTO_GLOBAL_MAX_POINTS_GPU 30000
 /* LOCAL models' defaults and limits (tps_fit_options; the driver's open
@@ -159,6 +177,14 @@ typedef struct tps_fit_options {
      * model: LOCAL fails with TPS_ERR_INVALID_ARGUMENT, AUTO builds GLOBAL.
      * GCV bands have them whatever this says. */
     int cross_validation;
+    /* GLOBAL models: AUTO (the default), DIRECT or ITERATIVE (tps_solver).
+     * ITERATIVE with MODE AUTO builds a GLOBAL model; with LOCAL, or with
+     * GCV or cross-validation (which need the dense factorisation), it
+     * fails with TPS_ERR_INVALID_ARGUMENT. */
+    tps_solver solver;
+    /* ITERATIVE: the relative residual ||[A P; P^T 0][w; a] - [z; 0]|| / ||z||
+     * to reach, in [1e-14, 1e-6]; 0: TPS_DEFAULT_SOLVER_TOLERANCE. */
+    double solver_tolerance;
 } tps_fit_options;
 
 void tps_fit_options_init(tps_fit_options *options);
@@ -211,6 +237,12 @@ typedef struct tps_band_info {
     /* leave-one-out residuals z_i - f_(-i)(x_i), closed form: r_i / (1 - A_ii)
      * (GCV), w_i / (M^-1)_ii (fixed lambda); unweighted RMSE and MAE */
     double loo_rmse, loo_mae;
+    /* How this band was solved: DIRECT (also every LOCAL model) or
+     * ITERATIVE; GMRES iterations and the relative residual reached,
+     * measured by a product after the last iteration (DIRECT: 0 and NaN). */
+    tps_solver solver;
+    int iterations;
+    double relative_residual;
 } tps_band_info;
 
 tps_status tps_model_get_info(tps_context *ctx, const tps_model *model, tps_model_info *info);
