@@ -30,7 +30,9 @@
  *     per band: 3 counts (n_points, n_missing, smoothing_gcv), 8 reals
  *       (smoothing, max_abs_residual, value_min, value_max, gcv_score,
  *       effective_df, loo_rmse, loo_mae: NaN for fixed lambda), the affine
- *       part (3 reals)
+ *       part (3 reals), then (version 4) 2 counts (solver: 1 DIRECT,
+ *       2 ITERATIVE; iterations) and 1 real (relative_residual, NaN for
+ *       DIRECT)
  *     u[n], v[n]
  *     GLOBAL: each band's half-weights[n]
  *     LOCAL: the local section, which local_io.c writes and reads (the patch
@@ -39,8 +41,9 @@
  *     the caller's extra bytes, zero-padded to a multiple of 8
  *   trailer: FNV-1a 64 of every byte before it (u64)
  *
- * Version 2 was this layout for GLOBAL models with zeros at 104..127; it
- * is still read (as a GLOBAL model).
+ * Version 3 was this layout without the solver fields of each band, and
+ * version 2 that for GLOBAL models with zeros at 104..127; both are still
+ * read (as models solved by DIRECT).
  *
  * The device copy of a model is not saved: it is a cache of these arrays,
  * made again on the first GPU evaluation after a load. */
@@ -53,8 +56,10 @@
 
 #define MODEL_MAGIC "TPSMODEL"
 /* Bump on any change of the layout or of what the arrays mean. */
-#define MODEL_FORMAT_VERSION 3u
-/* The previous version, still read: a global model, zeros at 104..127. */
+#define MODEL_FORMAT_VERSION 4u
+/* Older versions, still read: without the bands' solver fields (3); a
+ * global model, zeros at 104..127 (2). */
+#define MODEL_FORMAT_VERSION_NO_SOLVER 3u
 #define MODEL_FORMAT_VERSION_GLOBAL_ONLY 2u
 /* Reads back as 0x04030201 on a machine of the other byte order. */
 #define MODEL_BYTE_ORDER_MARK 0x01020304u
@@ -74,6 +79,10 @@
 #define INFO_REALS 5
 #define BAND_COUNTS 3
 #define BAND_REALS 11
+/* Version 4's additions to each band: solver, iterations; relative_residual. */
+#define BAND_SOLVER_BYTES (8u * 3)
+/* GMRES iterations no solve reaches. */
+#define MODEL_MAX_ITERATIONS 1000000000u
 #define FIXED_PAYLOAD_BYTES (8u * (3 + INFO_COUNTS + INFO_REALS))
 #define BAND_BYTES (8u * (BAND_COUNTS + BAND_REALS))
 
@@ -128,7 +137,13 @@ static size_t pad8(size_t n)
 typedef struct model_kind {
     int local;
     uint64_t n_patches, n_entries; /* LOCAL: patches, and the sum of their points */
+    uint32_t version;
 } model_kind;
+
+static uint64_t band_bytes(uint32_t version)
+{
+    return BAND_BYTES + (version >= 4 ? BAND_SOLVER_BYTES : 0);
+}
 
 /* Bytes of a saved model of these counts; 0 when they are out of bounds. */
 static uint64_t saved_bytes(uint64_t n, uint64_t n_bands, uint64_t extra, const model_kind *kind)
@@ -145,7 +160,8 @@ static uint64_t saved_bytes(uint64_t n, uint64_t n_bands, uint64_t extra, const 
         if (surface == 0)
             return 0;
     }
-    return TPS_MODEL_HEADER_BYTES + FIXED_PAYLOAD_BYTES + BAND_BYTES * n_bands + 16 * n +
+    return TPS_MODEL_HEADER_BYTES + FIXED_PAYLOAD_BYTES + band_bytes(kind->version) * n_bands +
+           16 * n +
            surface + ((extra + 7) & ~(uint64_t)7) + 8;
 }
 
@@ -183,7 +199,7 @@ tps_status tps_model_save(tps_context *ctx, const tps_model *model, const unsign
     if (!model || !hash || !data || !size || (extra_size && !extra))
         return tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT,
                              "no model, hash or output, or extra bytes without a pointer");
-    model_kind kind = {model->local != NULL, 0, 0};
+    model_kind kind = {model->local != NULL, 0, 0, MODEL_FORMAT_VERSION};
     if (model->local) {
         size_t n_patches = 0, n_entries = 0;
         tps_status st = tps_local_save_counts(ctx, model->local, &n_patches, &n_entries);
@@ -251,6 +267,9 @@ tps_status tps_model_save(tps_context *ctx, const tps_model *model, const unsign
         put_f64(&w, bi->loo_rmse);
         put_f64(&w, bi->loo_mae);
         put_bytes(&w, model->affine[b], sizeof(double[3]));
+        put_u64(&w, (uint64_t)bi->solver);
+        put_u64(&w, (uint64_t)bi->iterations);
+        put_f64(&w, bi->relative_residual);
     }
     put_bytes(&w, model->u, sizeof(double) * model->n);
     put_bytes(&w, model->v, sizeof(double) * model->n);
@@ -325,11 +344,13 @@ static tps_status check_header(tps_context *ctx, const unsigned char *h, size_t 
         return bad(ctx, order == 0x04030201u ? "written on a machine of the other byte order"
                                              : "unknown byte order mark");
     const uint32_t version = get_u32_at(h, OFF_VERSION);
-    if (version != MODEL_FORMAT_VERSION && version != MODEL_FORMAT_VERSION_GLOBAL_ONLY)
+    if (version != MODEL_FORMAT_VERSION && version != MODEL_FORMAT_VERSION_NO_SOLVER &&
+        version != MODEL_FORMAT_VERSION_GLOBAL_ONLY)
         return tps_set_error(ctx, TPS_ERR_BAD_MODEL_DATA,
                              "not a valid saved model: format version %u, this engine reads "
-                             "%u and %u", version, MODEL_FORMAT_VERSION_GLOBAL_ONLY,
+                             "%u to %u", version, MODEL_FORMAT_VERSION_GLOBAL_ONLY,
                              MODEL_FORMAT_VERSION);
+    kind->version = version;
     if (get_u32_at(h, OFF_HEADER_BYTES) != TPS_MODEL_HEADER_BYTES ||
         get_u32_at(h, OFF_DOUBLE_BYTES) != sizeof(double) ||
         get_u32_at(h, OFF_COUNT_BYTES) != sizeof(uint64_t) || get_u32_at(h, OFF_FLAGS) != 0)
@@ -387,7 +408,7 @@ tps_status tps_model_saved_size(tps_context *ctx, const void *header, size_t hea
     if (!header || !total_size)
         return tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT, "no header or no output");
     uint64_t total = 0;
-    model_kind kind = {0, 0, 0};
+    model_kind kind = {0, 0, 0, 0};
     tps_status st = check_header(ctx, header, header_size, expected_hash, &total, &kind);
     if (st == TPS_OK)
         *total_size = (size_t)total;
@@ -405,7 +426,7 @@ tps_status tps_model_saved_counts(tps_context *ctx, const void *header, size_t h
     if (!header || !n_points || !n_bands)
         return tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT, "no header or no output");
     uint64_t total = 0;
-    model_kind kind = {0, 0, 0};
+    model_kind kind = {0, 0, 0, 0};
     tps_status st = check_header(ctx, header, header_size, NULL, &total, &kind);
     if (st == TPS_OK) {
         *n_points = (size_t)get_u64_at(header, OFF_N);
@@ -464,6 +485,14 @@ static tps_status check_values(tps_context *ctx, const tps_model *md)
         if (isinf(bi->gcv_score) || isinf(bi->effective_df) || isinf(bi->loo_rmse) ||
             isinf(bi->loo_mae))
             return bad(ctx, "invalid band GCV statistics");
+        /* DIRECT: no iterations, no residual; ITERATIVE (global models
+         * only): a residual the solve accepts (iterative.c fails above 1e-6). */
+        if (bi->solver == TPS_SOLVER_DIRECT
+                ? bi->iterations != 0 || !isnan(bi->relative_residual)
+                : bi->solver != TPS_SOLVER_ITERATIVE || in->mode == TPS_MODE_LOCAL ||
+                      bi->iterations < 0 || !(bi->relative_residual >= 0.0) ||
+                      !(bi->relative_residual <= 1e-6))
+            return bad(ctx, "invalid band solver, iterations or residual");
         if (!all_finite(md->affine[b], 3) ||
             (md->half_weights[b] && !all_finite(md->half_weights[b], md->n)))
             return bad(ctx, "non-finite weights");
@@ -489,7 +518,7 @@ tps_model *tps_model_load(tps_context *ctx, const void *data, size_t size,
     }
     const unsigned char *buf = data;
     uint64_t total = 0;
-    model_kind kind = {0, 0, 0};
+    model_kind kind = {0, 0, 0, 0};
     if (check_header(ctx, buf, size, expected_hash, &total, &kind) != TPS_OK)
         return NULL;
     if (size != total) {
@@ -573,10 +602,19 @@ tps_model *tps_model_load(tps_context *ctx, const void *data, size_t size,
         bi->loo_rmse = get_f64(&r);
         bi->loo_mae = get_f64(&r);
         get_bytes(&r, md->affine[b], sizeof(double[3]));
-        /* This version keeps no solver fields: bands read as DIRECT. */
-        bi->solver = TPS_SOLVER_DIRECT;
-        bi->iterations = 0;
-        bi->relative_residual = NAN;
+        if (kind.version >= 4) {
+            const uint64_t solver = get_u64(&r), iterations = get_u64(&r);
+            /* Out-of-range values become values that check_values rejects. */
+            bi->solver = solver == TPS_SOLVER_DIRECT      ? TPS_SOLVER_DIRECT
+                         : solver == TPS_SOLVER_ITERATIVE ? TPS_SOLVER_ITERATIVE
+                                                          : TPS_SOLVER_AUTO;
+            bi->iterations = iterations <= MODEL_MAX_ITERATIONS ? (int)iterations : -1;
+            bi->relative_residual = get_f64(&r);
+        } else {
+            bi->solver = TPS_SOLVER_DIRECT;
+            bi->iterations = 0;
+            bi->relative_residual = NAN;
+        }
     }
     get_bytes(&r, md->u, sizeof(double) * n);
     get_bytes(&r, md->v, sizeof(double) * n);

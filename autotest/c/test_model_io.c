@@ -7,8 +7,12 @@
  *    garbage and crafted headers (other version, other byte order, huge
  *    counts, a NaN behind a valid checksum) fail cleanly with
  *    TPS_ERR_BAD_MODEL_DATA; another hash fails with TPS_ERR_MODEL_MISMATCH;
- *  - a version-2 file (the layout before local models) still loads, and
- *    evaluates as the model it was saved from;
+ *  - version-2 and version-3 files (the layouts before local models and
+ *    before the bands' solver fields) still load, and evaluate as the
+ *    model they were saved from, as models solved by DIRECT;
+ *  - the solver fields (version 4): an ITERATIVE model's round trip keeps
+ *    them; crafted values (unknown solver, DIRECT with iterations or a
+ *    residual, ITERATIVE without one, in a local model) are refused;
  *  - LOCAL models: 20,000 points, patches of 200, two bands (one with
  *    missing values and smoothing) round-trip bit-identically on a grid
  *    and at scattered points, with the same info (mode, patches,
@@ -48,8 +52,13 @@
 #define OFF_N_PATCHES 112
 #define OFF_N_ENTRIES 120
 #define OFF_N_FACTORISATIONS (128 + 24 + 5 * 8)
+/* A band's record (version 4: 14 values, the affine part, then solver,
+ * iterations, relative residual); version 3's ended after the affine part. */
+#define BAND_RECORD 136
+#define BAND_RECORD_V3 112
+#define BANDS_AT (128 + 8 * 15)
 /* Where the local section of a model of n points and nb bands starts. */
-#define LOCAL_AT(n, nb) (128 + 8 * 15 + 112 * (nb) + 16 * (n))
+#define LOCAL_AT(n, nb) (BANDS_AT + BAND_RECORD * (nb) + 16 * (n))
 #define PATCH_RECORD 64
 
 static unsigned long long rng_state = 0x9E3779B97F4A7C15ULL;
@@ -355,7 +364,7 @@ static void test_damage(tps_context *ctx, const tps_model *m, const unsigned cha
         const uint64_t n = counts[t][0], nb = counts[t][1];
         const int in_bounds = t == 0;
         /* header, cx cy scale + info, bands, u v, weights, padded "ab", trailer */
-        const uint64_t total = 128 + 8 * 15 + 112 * nb + 16 * n + 8 * n * nb + 8 + 8;
+        const uint64_t total = BANDS_AT + BAND_RECORD * nb + 16 * n + 8 * n * nb + 8 + 8;
         memcpy(buf, data, size);
         memcpy(buf + OFF_N, &n, 8);
         memcpy(buf + OFF_N_BANDS, &nb, 8);
@@ -396,41 +405,166 @@ static void test_damage(tps_context *ctx, const tps_model *m, const unsigned cha
     tps_free(data);
 }
 
-/* A version-2 file: this layout for a global model, zeros at 104..127. */
-static void test_version2(tps_context *ctx, const tps_model *m, const unsigned char hash[32])
+/* The saved model in an older layout: version 3 (no solver fields in the
+ * band records) or 2 (that, for a global model, zeros at 104..127). */
+static unsigned char *downgrade(const unsigned char *v4, size_t size, uint32_t version,
+                                size_t *out_size)
+{
+    uint64_t nb;
+    memcpy(&nb, v4 + OFF_N_BANDS, 8);
+    const size_t drop = (BAND_RECORD - BAND_RECORD_V3) * (size_t)nb;
+    unsigned char *old = malloc(size - drop);
+    if (!old)
+        return NULL;
+    size_t o = 0;
+    memcpy(old, v4, BANDS_AT);
+    o = BANDS_AT;
+    for (size_t b = 0; b < nb; ++b, o += BAND_RECORD_V3)
+        memcpy(old + o, v4 + BANDS_AT + b * BAND_RECORD, BAND_RECORD_V3);
+    memcpy(old + o, v4 + BANDS_AT + nb * BAND_RECORD, size - BANDS_AT - nb * BAND_RECORD);
+    *out_size = size - drop;
+    const uint64_t total = *out_size;
+    memcpy(old + OFF_VERSION, &version, 4);
+    memcpy(old + OFF_TOTAL, &total, 8);
+    if (version == 2)
+        memset(old + OFF_MODE, 0, 24);
+    reseal(old, *out_size);
+    return old;
+}
+
+/* Version-2 and version-3 files load and evaluate as saved, solved by DIRECT. */
+static void test_versions(tps_context *ctx, const tps_model *m, const unsigned char hash[32])
 {
     void *data = NULL;
     size_t size = 0;
     CHECK(tps_model_save(ctx, m, hash, NULL, 0, &data, &size) == TPS_OK, "save");
     if (!data)
         return;
-    unsigned char *buf = data;
-    const uint32_t v2 = 2;
-    memcpy(buf + OFF_VERSION, &v2, 4);
-    memset(buf + OFF_MODE, 0, 24);
-    reseal(buf, size);
-    tps_model *l = tps_model_load(ctx, buf, size, hash, NULL, NULL);
-    CHECK(l != NULL, "version 2: %s", tps_context_errmsg(ctx));
-    if (l) {
-        tps_model_info info;
-        CHECK(tps_model_get_info(ctx, l, &info) == TPS_OK, "%s", tps_context_errmsg(ctx));
-        CHECK(info.mode == TPS_MODE_GLOBAL && info.n_patches == 0, "version 2 mode");
-        const size_t cols = 31, rows = 23, cells = 3 * cols * rows;
-        double *g1 = malloc(sizeof(double) * cells), *g2 = malloc(sizeof(double) * cells);
-        eval_grid(ctx, m, g1, cols, rows);
-        eval_grid(ctx, l, g2, cols, rows);
-        CHECK(memcmp(g1, g2, sizeof(double) * cells) == 0, "version 2 values differ");
-        free(g1);
-        free(g2);
+    for (uint32_t version = 2; version <= 3; ++version) {
+        size_t osize = 0;
+        unsigned char *buf = downgrade(data, size, version, &osize);
+        CHECK(buf != NULL, "out of memory");
+        if (!buf)
+            continue;
+        tps_model *l = tps_model_load(ctx, buf, osize, hash, NULL, NULL);
+        CHECK(l != NULL, "version %u: %s", version, tps_context_errmsg(ctx));
+        if (l) {
+            tps_model_info info;
+            CHECK(tps_model_get_info(ctx, l, &info) == TPS_OK, "%s", tps_context_errmsg(ctx));
+            CHECK(info.mode == TPS_MODE_GLOBAL && info.n_patches == 0, "version %u mode",
+                  version);
+            tps_band_info bi;
+            CHECK(tps_model_get_band_info(ctx, l, 0, &bi) == TPS_OK &&
+                      bi.solver == TPS_SOLVER_DIRECT && bi.iterations == 0 &&
+                      isnan(bi.relative_residual),
+                  "version %u: solver fields %d %d %g", version, (int)bi.solver, bi.iterations,
+                  bi.relative_residual);
+            const size_t cols = 31, rows = 23, cells = 3 * cols * rows;
+            double *g1 = malloc(sizeof(double) * cells), *g2 = malloc(sizeof(double) * cells);
+            eval_grid(ctx, m, g1, cols, rows);
+            eval_grid(ctx, l, g2, cols, rows);
+            CHECK(memcmp(g1, g2, sizeof(double) * cells) == 0, "version %u values differ",
+                  version);
+            free(g1);
+            free(g2);
+        }
+        tps_model_destroy(l);
+        if (version == 2) {
+            /* A version-2 header with a mode: those bytes were reserved then. */
+            const uint64_t local = TPS_MODE_LOCAL;
+            memcpy(buf + OFF_MODE, &local, 8);
+            reseal(buf, osize);
+            CHECK(fails_as(ctx, buf, osize, hash, TPS_ERR_BAD_MODEL_DATA),
+                  "version 2 with a mode");
+        }
+        free(buf);
+        /* The version-4 layout under an older version number: refused. */
+        unsigned char *relabelled = malloc(size);
+        if (relabelled) {
+            memcpy(relabelled, data, size);
+            memcpy(relabelled + OFF_VERSION, &version, 4);
+            if (version == 2)
+                memset(relabelled + OFF_MODE, 0, 24);
+            reseal(relabelled, size);
+            CHECK(fails_as(ctx, relabelled, size, hash, TPS_ERR_BAD_MODEL_DATA),
+                  "a version-4 layout labelled %u loaded", version);
+            free(relabelled);
+        }
     }
-    tps_model_destroy(l);
-    /* A version-2 header with a mode: those bytes were reserved then. */
-    const uint64_t local = TPS_MODE_LOCAL;
-    memcpy(buf + OFF_MODE, &local, 8);
-    reseal(buf, size);
-    CHECK(fails_as(ctx, buf, size, hash, TPS_ERR_BAD_MODEL_DATA), "version 2 with a mode");
-    printf("version 2: a global file loads and evaluates as saved\n");
+    printf("versions 2 and 3: global files load and evaluate as saved (DIRECT)\n");
     tps_free(data);
+}
+
+/* The bands' solver fields: an ITERATIVE model keeps them through a round
+ * trip; crafted values behind a valid checksum are refused. */
+static void test_solver_fields(tps_context *ctx, const unsigned char hash[32])
+{
+    const size_t n = 300;
+    double *x = malloc(sizeof(double) * n), *y = malloc(sizeof(double) * n);
+    double *z = malloc(sizeof(double) * n);
+    if (!x || !y || !z)
+        return;
+    for (size_t i = 0; i < n; ++i) {
+        x[i] = 1000 * uniform();
+        y[i] = 1000 * uniform();
+        z[i] = sin(x[i] / 200) + cos(y[i] / 300);
+    }
+    const double *values[1] = {z};
+    const double smoothing[1] = {0.0};
+    tps_fit_options opt;
+    tps_fit_options_init(&opt);
+    opt.device = TPS_DEVICE_CPU;
+    opt.mode = TPS_MODE_GLOBAL;
+    opt.solver = TPS_SOLVER_ITERATIVE;
+    tps_model *m = tps_model_create(ctx, n, x, y, 1, values, smoothing, &opt);
+    CHECK(m != NULL, "iterative model: %s", tps_context_errmsg(ctx));
+    void *data = NULL;
+    size_t size = 0;
+    if (m)
+        CHECK(tps_model_save(ctx, m, hash, NULL, 0, &data, &size) == TPS_OK, "%s",
+              tps_context_errmsg(ctx));
+    if (data) {
+        tps_model *l = tps_model_load(ctx, data, size, hash, NULL, NULL);
+        CHECK(l != NULL, "load: %s", tps_context_errmsg(ctx));
+        tps_band_info p, q;
+        if (l) {
+            CHECK(tps_model_get_band_info(ctx, m, 0, &p) == TPS_OK &&
+                      tps_model_get_band_info(ctx, l, 0, &q) == TPS_OK &&
+                      memcmp(&p, &q, sizeof p) == 0 && q.solver == TPS_SOLVER_ITERATIVE &&
+                      q.iterations > 0 && q.relative_residual <= 1e-10,
+                  "ITERATIVE band info: solver %d, %d iterations, residual %g", (int)q.solver,
+                  q.iterations, q.relative_residual);
+        }
+        tps_model_destroy(l);
+        unsigned char *buf = malloc(size);
+        const size_t at = BANDS_AT + BAND_RECORD_V3; /* solver, iterations, residual */
+        const struct {
+            uint64_t solver, iterations;
+            double residual;
+            const char *what;
+        } crafted[] = {{7, 3, 1e-11, "unknown solver"},
+                       {TPS_SOLVER_DIRECT, 3, NAN, "DIRECT with iterations"},
+                       {TPS_SOLVER_DIRECT, 0, 1e-11, "DIRECT with a residual"},
+                       {TPS_SOLVER_ITERATIVE, 3, NAN, "ITERATIVE without a residual"},
+                       {TPS_SOLVER_ITERATIVE, 3, 0.5, "ITERATIVE that did not converge"},
+                       {TPS_SOLVER_ITERATIVE, (uint64_t)1 << 40, 1e-11, "2^40 iterations"}};
+        for (size_t k = 0; buf && k < sizeof crafted / sizeof crafted[0]; ++k) {
+            memcpy(buf, data, size);
+            memcpy(buf + at, &crafted[k].solver, 8);
+            memcpy(buf + at + 8, &crafted[k].iterations, 8);
+            memcpy(buf + at + 16, &crafted[k].residual, 8);
+            reseal(buf, size);
+            CHECK(fails_as(ctx, buf, size, hash, TPS_ERR_BAD_MODEL_DATA), "crafted (%s) loaded",
+                  crafted[k].what);
+        }
+        free(buf);
+        tps_free(data);
+    }
+    tps_model_destroy(m);
+    free(x);
+    free(y);
+    free(z);
+    printf("solver fields: an ITERATIVE band round-trips; crafted values refused\n");
 }
 
 /* ---- LOCAL models ---- */
@@ -850,7 +984,7 @@ int main(int argc, char **argv)
     if (m) {
         test_round_trip(ctx, m, hash, 0);
         test_damage(ctx, m, hash);
-        test_version2(ctx, m, hash);
+        test_versions(ctx, m, hash);
     }
     tps_model_destroy(m);
 
@@ -865,6 +999,7 @@ int main(int argc, char **argv)
         printf("small (TPS_TEST_QUICK=1): the 20,000-point local round trip is left out (plain "
                "ctest runs it)\n");
     test_local_damage(ctx, hash, small ? 29 : 3);
+    test_solver_fields(ctx, hash);
     tps_context_destroy(ctx);
     printf("%d checks, %d failed\n", checks, failures);
     return failures ? 1 : 0;
