@@ -207,7 +207,8 @@ def jobs(data, out):
     big_layer = {'uri': 'file://%s?type=csv&xField=x&yField=y&crs=EPSG:28992' % big,
                  'provider': 'delimitedtext'}
     return [
-        {'id': 'gpkg_subset', 'layer': dict(gpkg, subset='"zinc" > 300'), 'params': p('gpkg_subset')},
+        {'id': 'gpkg_subset', 'layer': dict(gpkg, subset='"zinc" > 300'),
+         'params': p('gpkg_subset')},
         {'id': 'shp', 'layer': {'uri': data['shp'], 'provider': 'ogr'}, 'params': p('shp')},
         {'id': 'csv', 'layer': csvl, 'params': p('csv', QUANTITY='slope')},
         {'id': 'memory', 'layer': {'memory_from': data['csv_uri'], 'provider': 'delimitedtext',
@@ -220,7 +221,8 @@ def jobs(data, out):
             'settings', EXTENT='691000,694000,5648400,5652600 [EPSG:32631]', CRS='EPSG:32631',
             PIXEL_SIZE=30, SMOOTHING='gcv', WEIGHT_FIELD='w', QUANTITY='slope',
             MAX_DISTANCE=400, CONVEX_HULL=True, MODE='GLOBAL', DEVICE='CPU')},
-        {'id': 'styled', 'layer': gpkg, 'params': p('styled'), 'load': True},
+        {'id': 'styled', 'layer': gpkg, 'params': p('styled'), 'load': True,
+         'render': str(out / 'styled.png')},
         {'id': 'styled_slope', 'layer': gpkg, 'params': p('styled_slope', QUANTITY='slope'),
          'load': True},
         # errors
@@ -287,8 +289,8 @@ def test_quantities_are_the_drivers(processed, tmp_path):
         assert quantities == re.findall(r'`(\w+)`', row.split('|')[2])
     shutil.copy(os.path.join(DATA_DIR, 'meuse.csv'), tmp_path / 'meuse.csv')
     for q in quantities:
-        tps = write_tps(tmp_path / (q + '.tps'), tps_xml('meuse.csv', [{'field': 'zinc', 'quantity': q}],
-                                                         resolution=200))
+        tps = write_tps(tmp_path / (q + '.tps'),
+                        tps_xml('meuse.csv', [{'field': 'zinc', 'quantity': q}], resolution=200))
         ds = gdal.Open(tps)
         assert ds is not None and ds.GetRasterBand(1).GetMetadataItem('QUANTITY', 'TPS') == q
 
@@ -431,13 +433,22 @@ def test_result_style_stretches_over_the_data(processed, data):
     assert j['ok'], j['error']
     style = j['style']
     assert style['type'] == 'singlebandpseudocolor' and style['clip'] is False
-    assert (style['min'], style['max']) == (min(data['cols']['zinc']), max(data['cols']['zinc']))
+    zinc = data['cols']['zinc']
+    assert (style['min'], style['max']) == (min(zinc), max(zinc))
+    # the colours at the field's quantiles (numpy's, computed here)
+    assert np.allclose(style['stops'], np.quantile(zinc, [0, .2, .4, .6, .8, 1]), rtol=1e-12)
     assert style['name'] == 'zinc (thin plate spline)'
     # the raster itself extrapolates far beyond: the stretch is not its range
     values = read(j['results']['OUTPUT'])[0]
     assert values.min() < style['min'] - 100 and values.max() > style['max'] + 100
+    # QGIS draws it: many colours, the whole raster
+    assert j['render'] == {'errors': [], 'saved': True}
+    img = gdal.Open(os.path.join(str(processed['dir']), 'styled.png')).ReadAsArray()
+    assert img.shape[1:] == values.shape and (img[3] == 255).mean() > 0.9
+    assert len(np.unique(img[:3].reshape(3, -1), axis=1)[0]) > 100
     s = job(processed, 'styled_slope')['style']
     assert s['type'] == 'singlebandpseudocolor' and s['min'] == 0 and 0 < s['max'] < 90
+    assert np.allclose(np.diff(s['stops']), s['max'] / 5)  # evenly spaced
 
 
 # --------------------------------------------------------------------------
@@ -468,8 +479,9 @@ def postgis(need_qgis, data):
                                    layerName='pts', options=['-lco', 'SCHEMA=public'])
         assert out is not None
         out = None
-        yield {'dir': folder, 'uri': "dbname='postgres' host=%s user='postgres' key='fid' "
-                                     "srid=28992 type=Point table=\"public\".\"pts\" (geom)" % folder}
+        uri = ("dbname='postgres' host=%s user='postgres' key='fid' srid=28992 type=Point "
+               "table=\"public\".\"pts\" (geom)" % folder)
+        yield {'dir': folder, 'uri': uri}
     finally:
         subprocess.run(as_user + [os.path.join(PG_BIN, 'pg_ctl'), '-D', pgdata, '-m', 'fast',
                                   'stop'], capture_output=True, timeout=120)
@@ -540,12 +552,12 @@ def test_dialog_screenshot(need_qgis, data, tmp_path):
 
 
 def test_docs_show_the_dialog_and_the_install():
-    png = os.path.join(REPO, 'docs', 'img', 'qgis_tps_dialog.png')
-    ds = gdal.Open(png)
-    assert ds is not None and ds.RasterXSize > 500
     with open(os.path.join(REPO, 'docs', 'guide.md')) as f:
         guide = f.read()
-    assert 'img/qgis_tps_dialog.png' in guide
+    for name in ('qgis_tps_dialog.png', 'qgis_tps_result.png'):
+        ds = gdal.Open(os.path.join(REPO, 'docs', 'img', name))
+        assert ds is not None and ds.RasterXSize > 200, name
+        assert 'img/' + name in guide
     install = guide[guide.index('## Install'):guide.index('## A first')]
     assert install.index('make package') < install.index('cmake -S . -B build')
     assert 'qgis_process.bin' in guide

@@ -5,17 +5,22 @@ as a subprocess by autotest/test_qgis_processing.py).
         /usr/bin/python3 autotest/clients/qgis_processing.py JOBS.json OUT.json
 
 The plugin is loaded as QGIS loads it (qgis.utils: import the package from
-the repository's qgis/ folder, classFactory, initProcessing). JOBS.json:
-{"jobs": [{"id": ..., "layer": LAYER, "params": {...}, "cancel_at": P,
-"load": bool, "config": {KEY: VALUE}}, ...]} where LAYER is {"uri": ..., "provider": ...,
-"subset": ...} or {"memory_from": URI, "provider": ..., "crs": ...} (a
-memory layer holding that layer's points and attributes). cancel_at: the
-feedback cancels once the progress reaches P. load: run with
-processing.runAndLoadResults and report the loaded layer's style.
-config: GDAL configuration options set for that job only. OUT.json gets,
-per job: ok, error, results, the progress values and texts, the messages
-the algorithm pushed, and TPS_ALLOWED_SOURCES as the process sees it after
-the run.
+the repository's qgis/ folder, classFactory, initProcessing).
+
+JOBS.json: {"jobs": [{"id": ..., "layer": LAYER, "params": {...}, ...}]}
+with, per job:
+  layer      {"uri": ..., "provider": ..., "subset": ...}, or
+             {"memory_from": URI, "provider": ..., "crs": ...}: a memory
+             layer holding that layer's points and attributes;
+  cancel_at  the feedback cancels once the progress reaches this value;
+  load       run with processing.runAndLoadResults, report the loaded
+             layer's style;
+  render     draw the loaded layer with that style into this PNG (its size
+             in pixels, the points on top);
+  config     GDAL configuration options set for that job only.
+OUT.json gets, per job: ok, error, results, the progress values and texts,
+the messages the algorithm pushed, and TPS_ALLOWED_SOURCES as the process
+sees it after the run.
 """
 import json
 import os
@@ -24,8 +29,11 @@ import sys
 os.environ.setdefault('QT_QPA_PLATFORM', 'offscreen')
 
 from osgeo import gdal  # noqa: E402
-from qgis.core import (QgsApplication, QgsProcessingFeedback, QgsProject,  # noqa: E402
-                       QgsVectorLayer, QgsFeature)
+from qgis.core import (QgsApplication, QgsFeature, QgsMapRendererSequentialJob,  # noqa: E402
+                       QgsMapSettings, QgsMarkerSymbol, QgsProcessingFeedback, QgsProject,
+                       QgsSingleSymbolRenderer, QgsVectorLayer)
+from qgis.PyQt.QtCore import QSize  # noqa: E402
+from qgis.PyQt.QtGui import QColor  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -92,18 +100,42 @@ def owned(layer):
     return layer
 
 
-def style_of(results):
-    layer = QgsProject.instance().mapLayer(results['OUTPUT']) or next(
+def loaded(results):
+    return QgsProject.instance().mapLayer(results['OUTPUT']) or next(
         (lyr for lyr in QgsProject.instance().mapLayers().values()
          if lyr.source() == results['OUTPUT']), None)
+
+
+def style_of(layer):
     if layer is None:
         return None
     r = layer.renderer()
     info = {'name': layer.name(), 'type': r.type()}
     if r.type() == 'singlebandpseudocolor':
-        info.update(min=r.classificationMin(), max=r.classificationMax(),
-                    clip=r.shader().rasterShaderFunction().clip())
+        fn = r.shader().rasterShaderFunction()
+        info.update(min=r.classificationMin(), max=r.classificationMax(), clip=fn.clip(),
+                    stops=[item.value for item in fn.colorRampItemList()])
     return info
+
+
+def render(layer, points, png):
+    """The loaded result with its own style, and the input points."""
+    marker = QgsMarkerSymbol.createSimple({'name': 'circle', 'size': '1.2',
+                                           'color': '0,0,0,0', 'outline_color': 'black',
+                                           'outline_width': '0.3'})
+    points.setRenderer(QgsSingleSymbolRenderer(marker))
+    settings = QgsMapSettings()
+    settings.setLayers([points, layer])
+    settings.setDestinationCrs(layer.crs())
+    settings.setExtent(layer.extent())
+    settings.setOutputSize(QSize(layer.width(), layer.height()))
+    settings.setOutputDpi(96)
+    settings.setBackgroundColor(QColor(255, 255, 255, 0))
+    job = QgsMapRendererSequentialJob(settings)
+    job.start()
+    job.waitForFinished()
+    return {'errors': [e.message for e in job.errors()],
+            'saved': bool(job.renderedImage().save(png, 'PNG'))}
 
 
 def main(jobs_json, out_json):
@@ -141,7 +173,9 @@ def main(jobs_json, out_json):
             entry.update(ok=True, results={k: v for k, v in results.items()
                                            if isinstance(v, (str, type(None)))})
             if job.get('load'):
-                entry['style'] = style_of(results)
+                entry['style'] = style_of(loaded(results))
+            if job.get('render'):
+                entry['render'] = render(loaded(results), params['INPUT'], job['render'])
         except Exception as e:  # QgsProcessingException: what the user sees
             entry['error'] = '%s: %s' % (type(e).__name__, e)
         for key in job.get('config', {}):

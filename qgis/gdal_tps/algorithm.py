@@ -23,7 +23,7 @@ from qgis.core import (QgsCoordinateReferenceSystem, QgsProcessing, QgsProcessin
 
 from . import gdal_run
 from .point_source import point_source
-from .style import StyleResult, field_range, raster_range
+from .style import StyleResult, field_stops, raster_stops
 from .tps_file import tps_document, write_tps
 
 MODES = ('AUTO', 'GLOBAL', 'LOCAL')
@@ -220,11 +220,12 @@ class ThinPlateSplineAlgorithm(QgsProcessingAlgorithm):
         gdal_run.translate(tps_path, output, driver_name, open_options, feedback,
                            source=points.source, allow_prefix=points.needs_prefix)
 
-        stretch = field_range(layer, field) if quantity == 'value' else \
-            raster_range(output, quantity)
-        if stretch and context.willLoadLayerOnCompletion(output):
+        if context.willLoadLayerOnCompletion(output):
+            stops = field_stops(layer, field) if quantity == 'value' else \
+                raster_stops(output, quantity)
             details = context.layerToLoadOnCompletionDetails(output)
-            details.setPostProcessor(StyleResult.create(*stretch))
+            if stops:
+                details.setPostProcessor(StyleResult.create(stops))
             details.name = '%s (thin plate spline)' % field if quantity == 'value' else \
                 '%s %s (thin plate spline)' % (field, quantity)
         return {'OUTPUT': output, 'OUTPUT_TPS': kept_tps}
