@@ -52,6 +52,10 @@ if dpkg-deb -f "$deb" Depends | grep -i cuda >/dev/null; then
 fi
 dpkg -i "$deb"
 dpkg -L "$PKG" > "$tmp/files"
+plugin=$(grep '/gdalplugins/gdal_TPS.so$' "$tmp/files")
+if readelf -d "$plugin" | grep NEEDED | grep -i cud >/dev/null; then
+  echo "package_check: $plugin needs a CUDA library at run time" >&2; exit 1
+fi
 
 # GDAL: the driver is listed and opens the example the package ships.
 gdalinfo --formats | grep '^  TPS -raster- ' >/dev/null || { echo "package_check: gdalinfo --formats has no TPS" >&2; exit 1; }
