@@ -66,7 +66,9 @@ def _ogr_source(layer):
     other = {k: v for k, v in parts.items()
              if k not in ('path', 'layerName', 'layerId', 'subset') and v}
     subset = (parts.get('subset') or layer.subsetString() or '').strip()
-    if other or not os.path.isfile(path) or subset.upper().startswith('SELECT'):
+    # a local file, or a folder (a File Geodatabase); not /vsi paths, URLs
+    if other or not (os.path.isfile(path) or os.path.isdir(path)) or \
+            subset.upper().startswith('SELECT'):
         return None
     ds = gdal.OpenEx(path, gdal.OF_VECTOR)
     if ds is None or ds.GetDriver().ShortName not in LOCAL_DRIVERS:
