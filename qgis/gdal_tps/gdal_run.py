@@ -159,7 +159,7 @@ def translate(tps_path, output, driver_name, open_options, feedback, source=None
             feedback.pushInfo('Solved: ' + ', '.join('%s=%s' % (k, metadata[k])
                                                      for k in REPORTED if k in metadata))
             if feedback.isCanceled():
-                raise QgsProcessingException('Canceled after the solve; nothing was written')
+                raise QgsProcessingException('Canceled after the solve; no raster was written')
             feedback.setProgressText('Evaluating %d x %d pixels' % (ds.RasterXSize,
                                                                     ds.RasterYSize))
             feedback.setProgress(50)
@@ -176,11 +176,12 @@ def translate(tps_path, output, driver_name, open_options, feedback, source=None
             except RuntimeError as e:
                 error = e
             if out is None:
+                # the reason first: deleting what may not exist adds messages
+                reason = QgsProcessingException(
+                    'Canceled while evaluating; the partial %s was deleted' % output) \
+                    if feedback.isCanceled() else messages.error('cannot write %s' % output, error)
                 _delete(driver_name, output)
-                if feedback.isCanceled():
-                    raise QgsProcessingException('Canceled while evaluating; the partial %s '
-                                                 'was deleted' % output)
-                raise messages.error('cannot write %s' % output, error)
+                raise reason
             out = None
             ds = None
             feedback.setProgress(100)
