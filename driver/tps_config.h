@@ -150,35 +150,16 @@ struct TPSConfig
     TPSModelCacheMode eModelCache = TPSModelCacheMode::YES;
 };
 
-/* The largest raster side accepted (2^24): beyond that a request is almost
- * certainly a mistake (a 1e9 x 1e9 float grid is 4 exabytes). */
-constexpr int TPS_MAX_RASTER_SIDE = 16777216;
-
 /* Fills *psConfig from pszFilename (a .tps path, "TPS:<source>", or XML
  * text starting with <TPSDataset) and the open options. On failure emits
  * exactly one CE_Failure whose message starts with the name, and returns
  * false. Warnings (unknown elements) may be emitted on success. */
 bool TPSParseConfig(const char *pszFilename, CSLConstList papszOpenOptions, TPSConfig *psConfig);
 
-/* The geotransform and size of the raster. With an explicit grid the
- * bounding box is not used; otherwise it is the points' bounding box in the
- * output CRS. On failure emits one CE_Failure and returns false. */
-bool TPSResolveGrid(const TPSConfig &oConfig, double dfMinX, double dfMinY, double dfMaxX,
-                    double dfMaxY, double adfGT[6], int *pnXSize, int *pnYSize);
-
 /* The O(N^3) solves the model bands need at least: one per distinct fixed
  * smoothing (bands of one share a factorisation), one per GCV band.
  * Missing values may split a smoothing into more (the engine factorises
  * bands together only when they miss the same points). */
 size_t TPSDistinctSolves(const TPSConfig &oConfig);
-
-/* True when pszSource is a connection string or URL ("PG:dbname=x",
- * "WFS:http://...", "https://...") rather than a path. */
-bool TPSIsConnectionString(const char *pszSource);
-
-/* pszSource resolved against osBaseDir when it is a relative path (as is
- * otherwise). ".." is collapsed lexically inside /vsi file systems, which
- * do not understand it themselves. */
-std::string TPSResolvePath(const std::string &osBaseDir, const std::string &osSource);
 
 #endif /* TPS_CONFIG_H */

@@ -1,5 +1,7 @@
 /*
- * tps_config.cpp: the .tps XML and the TPS: open options into a TPSConfig.
+ * tps_config_parse.cpp: the .tps XML and the TPS: open options into a
+ * TPSConfig: the structure (which elements, which options, what overrides
+ * what); each value's text is read by tps_config_values.cpp.
  *
  * Strict on purpose: a typo in a number or a size of 0 is reported with
  * the file name, the element (or option) and the offending text, instead
@@ -14,9 +16,11 @@
  * FIELD replaces the file's <Band> list; SMOOTHING overrides every band's
  * smoothing, per-band ones included.
  */
-#include "tps_config.h"
+#include "tps_config_parser.h"
 
 #include "tps_errors.h"
+#include "tps_grid.h"
+#include "tps_paths.h"
 
 #include "cpl_conv.h"
 #include "cpl_error.h"
@@ -27,9 +31,7 @@
 #include "gdal_version.h"
 
 #include <algorithm>
-#include <cctype>
 #include <climits>
-#include <cmath>
 #include <cstdarg>
 #include <memory>
 #include <set>
@@ -40,27 +42,12 @@ namespace
 /* A .tps file is a few hundred bytes; anything this big is not one. */
 constexpr int MAX_TPS_FILE_BYTES = 16 * 1024 * 1024;
 
-/* At most this many pixels in one block: 128 MB of Float64. */
-constexpr double MAX_BLOCK_PIXELS = 16777216.0;
-
-constexpr int MAX_THREADS = 1024;
-
 /* TPS_MAX_BANDS and TPS_MAX_SOLVES by default: far more than a user asks
  * for (a few fields, their derivatives), far less than what a hostile file
  * can: each band is a block in every read, each distinct solve an O(N^3)
  * factorisation (20,000 of them took hours). */
 constexpr int DEFAULT_MAX_BANDS = 256;
 constexpr int DEFAULT_MAX_SOLVES = 16;
-
-std::string Trim(const std::string &s)
-{
-    const char *pszWS = " \t\r\n";
-    const size_t nStart = s.find_first_not_of(pszWS);
-    if (nStart == std::string::npos)
-        return std::string();
-    const size_t nEnd = s.find_last_not_of(pszWS);
-    return s.substr(nStart, nEnd - nStart + 1);
-}
 
 std::string GetDirName(const char *pszPath)
 {
@@ -71,151 +58,19 @@ std::string GetDirName(const char *pszPath)
 #endif
 }
 
-std::string ProjectRelative(const std::string &osDir, const std::string &osFile)
+/* Concatenated text children, trimmed. */
+std::string NodeText(const CPLXMLNode *psNode)
 {
-#if GDAL_VERSION_NUM >= GDAL_COMPUTE_VERSION(3, 11, 0)
-    return CPLProjectRelativeFilenameSafe(osDir.c_str(), osFile.c_str());
-#else
-    return CPLProjectRelativeFilename(osDir.c_str(), osFile.c_str());
-#endif
-}
-
-/* "178440, 40, 0" and "178440 40 0" both give three tokens; "1,,2" and a
- * trailing comma are errors (an empty token). */
-bool SplitNumbers(const std::string &osText, std::vector<std::string> &aosTokens)
-{
-    aosTokens.clear();
-    std::string osCur;
-    bool bCommaPending = false; // a comma since the last token
-    bool bInToken = false;
-    for (char c : osText)
+    std::string osText;
+    for (const CPLXMLNode *psChild = psNode->psChild; psChild; psChild = psChild->psNext)
     {
-        if (c == ',' || std::isspace(static_cast<unsigned char>(c)))
-        {
-            if (bInToken)
-            {
-                aosTokens.push_back(osCur);
-                osCur.clear();
-                bInToken = false;
-            }
-            if (c == ',')
-            {
-                if (bCommaPending || aosTokens.empty())
-                    return false;
-                bCommaPending = true;
-            }
-        }
-        else
-        {
-            osCur += c;
-            bInToken = true;
-            bCommaPending = false;
-        }
+        if (psChild->eType == CXT_Text && psChild->pszValue)
+            osText += psChild->pszValue;
     }
-    if (bInToken)
-        aosTokens.push_back(osCur);
-    return !bCommaPending;
+    return TPSConfigParser::Trim(osText);
 }
 
-bool ParseDouble(const std::string &osToken, double *pdfValue)
-{
-    if (osToken.empty())
-        return false;
-    char *pszEnd = nullptr;
-    const double dfValue = CPLStrtod(osToken.c_str(), &pszEnd);
-    if (pszEnd == osToken.c_str() || *pszEnd != '\0')
-        return false;
-    *pdfValue = dfValue;
-    return true;
-}
-
-bool ParseFinite(const std::string &osToken, double *pdfValue)
-{
-    return ParseDouble(osToken, pdfValue) && std::isfinite(*pdfValue);
-}
-
-/* A decimal integer 1 .. nMax ("+" allowed, nothing else). */
-bool ParsePositiveInt(const std::string &osToken, int nMax, int *pnValue, bool *pbTooLarge)
-{
-    size_t i = 0;
-    if (i < osToken.size() && osToken[i] == '+')
-        i++;
-    if (i == osToken.size())
-        return false;
-    double dfValue = 0;
-    for (; i < osToken.size(); i++)
-    {
-        if (!std::isdigit(static_cast<unsigned char>(osToken[i])))
-            return false;
-        dfValue = dfValue * 10 + (osToken[i] - '0');
-    }
-    if (dfValue < 1)
-        return false;
-    if (dfValue > nMax)
-    {
-        *pbTooLarge = true;
-        return false;
-    }
-    *pnValue = static_cast<int>(dfValue);
-    return true;
-}
-
-/* The one class that knows the names: walks the XML and the options and
- * reports failures as "<name>: <label>: <problem>". */
-class TPSConfigParser
-{
-  public:
-    explicit TPSConfigParser(TPSConfig &oConfig) : m_oConfig(oConfig)
-    {
-    }
-
-    bool Parse(const char *pszFilename, CSLConstList papszOpenOptions);
-
-  private:
-    TPSConfig &m_oConfig;
-
-    bool Fail(CPLErrorNum nNum, const std::string &osLabel, const char *pszFmt, ...)
-        CPL_PRINT_FUNC_FORMAT(4, 5);
-    void Warn(const char *pszFmt, ...) CPL_PRINT_FUNC_FORMAT(2, 3);
-
-    bool ParseXMLText(const std::string &osText);
-    bool ParseRoot(const CPLXMLNode *psRoot);
-    bool ParsePoints(const CPLXMLNode *psPoints);
-    bool ParseBand(const CPLXMLNode *psBand, int iBand);
-    bool ParseQuantity(const std::string &osLabel, const std::string &osText,
-                       TPSQuantity *peQuantity);
-    bool ApplyOpenOptions(CSLConstList papszOpenOptions, bool bConnectionForm);
-    bool Validate(bool bConnectionForm);
-
-    /* Value parsers, shared by elements and options: osLabel is "<Size>"
-     * or "SIZE". */
-    bool ParseSmoothingValue(const std::string &osLabel, const std::string &osText,
-                             double *pdfValue, bool *pbGCV);
-    bool ParseGeoTransform(const std::string &osLabel, const std::string &osText);
-    bool ParseExtent(const std::string &osLabel, const std::string &osText);
-    bool ParseResolution(const std::string &osLabel, const std::string &osText);
-    bool ParseSize(const std::string &osLabel, const std::string &osText);
-    bool ParseBlockSize(const std::string &osLabel, const std::string &osText);
-    bool ParseDataType(const std::string &osLabel, const std::string &osText);
-    bool ParseNoData(const std::string &osLabel, const std::string &osText);
-    bool ParseNumThreads(const std::string &osLabel, const std::string &osText,
-                         bool bFromConfigOption);
-    bool ParseDevice(const std::string &osLabel, const std::string &osText);
-    bool ParsePrecision(const std::string &osLabel, const std::string &osText);
-    bool ParseModelCache(const std::string &osLabel, const std::string &osText);
-    bool ParseCrossValidation(const std::string &osLabel, const std::string &osText);
-    bool ParseMode(const std::string &osLabel, const std::string &osText);
-    bool ParsePatchPoints(const std::string &osLabel, const std::string &osText);
-    bool ParseOverlap(const std::string &osLabel, const std::string &osText);
-    bool ParseMaxDistance(const std::string &osLabel, const std::string &osText);
-    /* A count from a configuration option (1 .. 2^31-1; nDefault when
-     * unset) into *pnValue; false after one CE_Failure. */
-    bool ConfigCount(const char *pszOption, int nDefault, int *pnValue);
-    bool TooManyBands(size_t nBands);
-    bool ParseConvexHull(const std::string &osLabel, const std::string &osText);
-
-    std::string ResolveSource(const std::string &osSource) const;
-};
+} // namespace
 
 bool TPSConfigParser::Fail(CPLErrorNum nNum, const std::string &osLabel, const char *pszFmt, ...)
 {
@@ -237,304 +92,6 @@ void TPSConfigParser::Warn(const char *pszFmt, ...)
     va_end(args);
     CPLError(CE_Warning, CPLE_AppDefined, "%s",
              TPSSanitize(m_oConfig.osName + ": " + osMsg).c_str());
-}
-
-/* Concatenated text children, trimmed. */
-std::string NodeText(const CPLXMLNode *psNode)
-{
-    std::string osText;
-    for (const CPLXMLNode *psChild = psNode->psChild; psChild; psChild = psChild->psNext)
-    {
-        if (psChild->eType == CXT_Text && psChild->pszValue)
-            osText += psChild->pszValue;
-    }
-    return Trim(osText);
-}
-
-bool TPSConfigParser::ParseSmoothingValue(const std::string &osLabel, const std::string &osText,
-                                          double *pdfValue, bool *pbGCV)
-{
-    if (EQUAL(osText.c_str(), "GCV"))
-    {
-        *pdfValue = 0.0;
-        *pbGCV = true;
-        return true;
-    }
-    double dfValue = 0;
-    if (!ParseFinite(osText, &dfValue) || dfValue < 0)
-        return Fail(CPLE_IllegalArg, osLabel,
-                    "expected a finite number >= 0 or GCV, got '%s'", TPSShown(osText).c_str());
-    *pdfValue = dfValue;
-    *pbGCV = false;
-    return true;
-}
-
-bool TPSConfigParser::ParseGeoTransform(const std::string &osLabel, const std::string &osText)
-{
-    std::vector<std::string> aosTokens;
-    double adf[6] = {0, 0, 0, 0, 0, 0};
-    bool bOK = SplitNumbers(osText, aosTokens) && aosTokens.size() == 6;
-    for (size_t i = 0; bOK && i < 6; i++)
-        bOK = ParseFinite(aosTokens[i], &adf[i]);
-    if (!bOK)
-        return Fail(CPLE_IllegalArg, osLabel,
-                    "expected six finite numbers 'x0, dx, rx, y0, ry, dy', got '%s'",
-                    TPSShown(osText).c_str());
-    const double dfDet = adf[1] * adf[5] - adf[2] * adf[4];
-    if (!(dfDet != 0) || !std::isfinite(dfDet))
-        return Fail(CPLE_IllegalArg, osLabel,
-                    "the pixel axes are degenerate (dx*dy - rx*ry = 0), got '%s'",
-                    TPSShown(osText).c_str());
-    std::copy(adf, adf + 6, m_oConfig.adfGeoTransform);
-    m_oConfig.bHasGeoTransform = true;
-    return true;
-}
-
-bool TPSConfigParser::ParseExtent(const std::string &osLabel, const std::string &osText)
-{
-    std::vector<std::string> aosTokens;
-    double adf[4] = {0, 0, 0, 0};
-    bool bOK = SplitNumbers(osText, aosTokens) && aosTokens.size() == 4;
-    for (size_t i = 0; bOK && i < 4; i++)
-        bOK = ParseFinite(aosTokens[i], &adf[i]);
-    if (!bOK)
-        return Fail(CPLE_IllegalArg, osLabel,
-                    "expected four finite numbers 'minx miny maxx maxy', got '%s'",
-                    TPSShown(osText).c_str());
-    if (!(adf[0] < adf[2]) || !(adf[1] < adf[3]) || !std::isfinite(adf[2] - adf[0]) ||
-        !std::isfinite(adf[3] - adf[1]))
-        return Fail(CPLE_IllegalArg, osLabel, "expected minx < maxx and miny < maxy, got '%s'",
-                    TPSShown(osText).c_str());
-    std::copy(adf, adf + 4, m_oConfig.adfExtent);
-    m_oConfig.bHasExtent = true;
-    return true;
-}
-
-bool TPSConfigParser::ParseResolution(const std::string &osLabel, const std::string &osText)
-{
-    std::vector<std::string> aosTokens;
-    double adf[2] = {0, 0};
-    bool bOK = SplitNumbers(osText, aosTokens) && (aosTokens.size() == 1 || aosTokens.size() == 2);
-    for (size_t i = 0; bOK && i < aosTokens.size(); i++)
-        bOK = ParseFinite(aosTokens[i], &adf[i]) && adf[i] > 0;
-    if (!bOK)
-        return Fail(CPLE_IllegalArg, osLabel,
-                    "expected one or two positive numbers 'xres [yres]', got '%s'",
-                    TPSShown(osText).c_str());
-    if (aosTokens.size() == 1)
-        adf[1] = adf[0];
-    m_oConfig.adfResolution[0] = adf[0];
-    m_oConfig.adfResolution[1] = adf[1];
-    m_oConfig.bHasResolution = true;
-    return true;
-}
-
-/* "columns rows": two integers in 1..TPS_MAX_RASTER_SIDE. */
-static bool ParseIntPair(const std::string &osText, int an[2], bool *pbTooLarge)
-{
-    std::vector<std::string> aosTokens;
-    bool bOK = SplitNumbers(osText, aosTokens) && aosTokens.size() == 2;
-    for (size_t i = 0; bOK && i < 2; i++)
-        bOK = ParsePositiveInt(aosTokens[i], TPS_MAX_RASTER_SIDE, &an[i], pbTooLarge);
-    return bOK;
-}
-
-bool TPSConfigParser::ParseSize(const std::string &osLabel, const std::string &osText)
-{
-    int an[2] = {0, 0};
-    bool bTooLarge = false;
-    const bool bOK = ParseIntPair(osText, an, &bTooLarge);
-    if (bTooLarge)
-        return Fail(CPLE_IllegalArg, osLabel, "each side must be between 1 and %d pixels, got '%s'",
-                    TPS_MAX_RASTER_SIDE, TPSShown(osText).c_str());
-    if (!bOK)
-        return Fail(CPLE_IllegalArg, osLabel,
-                    "expected two positive integers 'columns rows', got '%s'",
-                    TPSShown(osText).c_str());
-    m_oConfig.nXSize = an[0];
-    m_oConfig.nYSize = an[1];
-    m_oConfig.bHasSize = true;
-    return true;
-}
-
-bool TPSConfigParser::ParseBlockSize(const std::string &osLabel, const std::string &osText)
-{
-    int an[2] = {0, 0};
-    bool bTooLarge = false;
-    if (!ParseIntPair(osText, an, &bTooLarge) ||
-        static_cast<double>(an[0]) * an[1] > MAX_BLOCK_PIXELS)
-        return Fail(CPLE_IllegalArg, osLabel,
-                    "expected two positive integers 'columns rows' with at most %.0f pixels "
-                    "in all, got '%s'",
-                    MAX_BLOCK_PIXELS, TPSShown(osText).c_str());
-    m_oConfig.nBlockXSize = an[0];
-    m_oConfig.nBlockYSize = an[1];
-    m_oConfig.bHasBlockSize = true;
-    return true;
-}
-
-bool TPSConfigParser::ParseDataType(const std::string &osLabel, const std::string &osText)
-{
-    if (EQUAL(osText.c_str(), "Float32"))
-        m_oConfig.eDataType = GDT_Float32;
-    else if (EQUAL(osText.c_str(), "Float64"))
-        m_oConfig.eDataType = GDT_Float64;
-    else
-        return Fail(CPLE_IllegalArg, osLabel, "expected Float32 or Float64, got '%s'",
-                    TPSShown(osText).c_str());
-    return true;
-}
-
-bool TPSConfigParser::ParseNoData(const std::string &osLabel, const std::string &osText)
-{
-    double dfValue = 0;
-    // NaN is a common nodata value for float rasters; infinities are not.
-    if (!ParseDouble(osText, &dfValue) || std::isinf(dfValue))
-        return Fail(CPLE_IllegalArg, osLabel, "expected a number, got '%s'",
-                    TPSShown(osText).c_str());
-    m_oConfig.dfNoData = dfValue;
-    m_oConfig.bHasNoData = true;
-    return true;
-}
-
-bool TPSConfigParser::ParseNumThreads(const std::string &osLabel, const std::string &osText,
-                                      bool bFromConfigOption)
-{
-    int nThreads = 0;
-    bool bTooLarge = false;
-    if (EQUAL(osText.c_str(), "ALL_CPUS"))
-        nThreads = CPLGetNumCPUs();
-    else if (!ParsePositiveInt(osText, MAX_THREADS, &nThreads, &bTooLarge))
-    {
-        if (bFromConfigOption)
-        {
-            // The user's global setting, not this data set's: say so and go on.
-            Warn("GDAL_NUM_THREADS: expected ALL_CPUS or an integer between 1 and %d, got "
-                 "'%s'; using all %d CPUs",
-                 MAX_THREADS, TPSShown(osText).c_str(), CPLGetNumCPUs());
-            nThreads = CPLGetNumCPUs();
-        }
-        else
-            return Fail(CPLE_IllegalArg, osLabel,
-                        "expected ALL_CPUS or an integer between 1 and %d, got '%s'", MAX_THREADS,
-                        TPSShown(osText).c_str());
-    }
-    m_oConfig.nNumThreads = std::max(1, nThreads);
-    return true;
-}
-
-bool TPSConfigParser::ParseDevice(const std::string &osLabel, const std::string &osText)
-{
-    if (EQUAL(osText.c_str(), "AUTO"))
-        m_oConfig.eDevice = TPSDeviceRequest::AUTO;
-    else if (EQUAL(osText.c_str(), "CPU"))
-        m_oConfig.eDevice = TPSDeviceRequest::CPU;
-    else if (EQUAL(osText.c_str(), "GPU"))
-        m_oConfig.eDevice = TPSDeviceRequest::GPU;
-    else
-        return Fail(CPLE_IllegalArg, osLabel, "expected AUTO, CPU or GPU, got '%s'",
-                    TPSShown(osText).c_str());
-    return true;
-}
-
-bool TPSConfigParser::ParseMode(const std::string &osLabel, const std::string &osText)
-{
-    if (EQUAL(osText.c_str(), "AUTO"))
-        m_oConfig.eMode = TPSModeRequest::AUTO;
-    else if (EQUAL(osText.c_str(), "GLOBAL"))
-        m_oConfig.eMode = TPSModeRequest::GLOBAL;
-    else if (EQUAL(osText.c_str(), "LOCAL"))
-        m_oConfig.eMode = TPSModeRequest::LOCAL;
-    else
-        return Fail(CPLE_IllegalArg, osLabel, "expected AUTO, GLOBAL or LOCAL, got '%s'",
-                    TPSShown(osText).c_str());
-    return true;
-}
-
-bool TPSConfigParser::ParsePatchPoints(const std::string &osLabel, const std::string &osText)
-{
-    double dfValue = 0;
-    // Below 20 a patch is an almost affine fit; above 20000 its dense
-    // system (3.2 GB) defeats the point of patches.
-    if (!ParseFinite(osText, &dfValue) || dfValue != std::floor(dfValue) || dfValue < 20 ||
-        dfValue > 20000)
-        return Fail(CPLE_IllegalArg, osLabel, "expected an integer from 20 to 20000, got '%s'",
-                    TPSShown(osText).c_str());
-    m_oConfig.nPatchPoints = static_cast<int>(dfValue);
-    return true;
-}
-
-bool TPSConfigParser::ParseOverlap(const std::string &osLabel, const std::string &osText)
-{
-    double dfValue = 0;
-    if (!ParseFinite(osText, &dfValue) || !(dfValue > 1.0) || dfValue > 4.0)
-        return Fail(CPLE_IllegalArg, osLabel,
-                    "expected a number > 1 and <= 4 (the patch enlargement factor), got '%s'",
-                    TPSShown(osText).c_str());
-    m_oConfig.dfOverlap = dfValue;
-    return true;
-}
-
-bool TPSConfigParser::ParseMaxDistance(const std::string &osLabel, const std::string &osText)
-{
-    double dfValue = 0;
-    if (!ParseFinite(osText, &dfValue) || !(dfValue > 0))
-        return Fail(CPLE_IllegalArg, osLabel,
-                    "expected a finite distance > 0 in the output CRS's units, got '%s'",
-                    TPSShown(osText).c_str());
-    m_oConfig.dfMaxDistance = dfValue;
-    return true;
-}
-
-bool TPSConfigParser::ParseConvexHull(const std::string &osLabel, const std::string &osText)
-{
-    if (EQUAL(osText.c_str(), "TRUE") || EQUAL(osText.c_str(), "YES") || osText == "1")
-        m_oConfig.bConvexHull = true;
-    else if (EQUAL(osText.c_str(), "FALSE") || EQUAL(osText.c_str(), "NO") || osText == "0")
-        m_oConfig.bConvexHull = false;
-    else
-        return Fail(CPLE_IllegalArg, osLabel, "expected true or false, got '%s'",
-                    TPSShown(osText).c_str());
-    return true;
-}
-
-bool TPSConfigParser::ParsePrecision(const std::string &osLabel, const std::string &osText)
-{
-    if (EQUAL(osText.c_str(), "DOUBLE"))
-        m_oConfig.bMixedPrecision = false;
-    else if (EQUAL(osText.c_str(), "MIXED"))
-        m_oConfig.bMixedPrecision = true;
-    else
-        return Fail(CPLE_IllegalArg, osLabel, "expected DOUBLE or MIXED, got '%s'",
-                    TPSShown(osText).c_str());
-    return true;
-}
-
-bool TPSConfigParser::ParseModelCache(const std::string &osLabel, const std::string &osText)
-{
-    if (EQUAL(osText.c_str(), "YES"))
-        m_oConfig.eModelCache = TPSModelCacheMode::YES;
-    else if (EQUAL(osText.c_str(), "NO"))
-        m_oConfig.eModelCache = TPSModelCacheMode::NO;
-    else if (EQUAL(osText.c_str(), "READ_ONLY"))
-        m_oConfig.eModelCache = TPSModelCacheMode::READ_ONLY;
-    else
-        return Fail(CPLE_IllegalArg, osLabel, "expected YES, NO or READ_ONLY, got '%s'",
-                    TPSShown(osText).c_str());
-    return true;
-}
-
-bool TPSConfigParser::ParseCrossValidation(const std::string &osLabel, const std::string &osText)
-{
-    const char *psz = osText.c_str();
-    if (EQUAL(psz, "YES") || EQUAL(psz, "TRUE") || EQUAL(psz, "ON") || EQUAL(psz, "1"))
-        m_oConfig.bCrossValidation = true;
-    else if (EQUAL(psz, "NO") || EQUAL(psz, "FALSE") || EQUAL(psz, "OFF") || EQUAL(psz, "0"))
-        m_oConfig.bCrossValidation = false;
-    else
-        return Fail(CPLE_IllegalArg, osLabel, "expected YES or NO, got '%s'",
-                    TPSShown(osText).c_str());
-    return true;
 }
 
 std::string TPSConfigParser::ResolveSource(const std::string &osSource) const
@@ -582,26 +139,6 @@ bool TPSConfigParser::ParsePoints(const CPLXMLNode *psPoints)
         return Fail(CPLE_AppDefined, "<Points>", "missing <Source>");
     m_oConfig.osSource = ResolveSource(m_oConfig.osSource);
     return true;
-}
-
-static const TPSQuantity aeQuantities[] = {TPSQuantity::VALUE,  TPSQuantity::DZDX,
-                                           TPSQuantity::DZDY,   TPSQuantity::SLOPE,
-                                           TPSQuantity::ASPECT, TPSQuantity::LAPLACIAN};
-
-bool TPSConfigParser::ParseQuantity(const std::string &osLabel, const std::string &osText,
-                                    TPSQuantity *peQuantity)
-{
-    for (TPSQuantity eQuantity : aeQuantities)
-    {
-        if (EQUAL(osText.c_str(), TPSQuantityName(eQuantity)))
-        {
-            *peQuantity = eQuantity;
-            return true;
-        }
-    }
-    return Fail(CPLE_IllegalArg, osLabel,
-                "expected value, dzdx, dzdy, slope, aspect or laplacian, got '%s'",
-                TPSShown(osText).c_str());
 }
 
 bool TPSConfigParser::ParseBand(const CPLXMLNode *psBand, int iBand)
@@ -1103,8 +640,6 @@ bool TPSConfigParser::Parse(const char *pszFilename, CSLConstList papszOpenOptio
     return Validate(bConnectionForm);
 }
 
-} // namespace
-
 bool TPSParseConfig(const char *pszFilename, CSLConstList papszOpenOptions, TPSConfig *psConfig)
 {
     TPSConfig oConfig;
@@ -1114,111 +649,6 @@ bool TPSParseConfig(const char *pszFilename, CSLConstList papszOpenOptions, TPSC
     *psConfig = std::move(oConfig);
     return true;
 }
-
-bool TPSResolveGrid(const TPSConfig &c, double dfMinX, double dfMinY, double dfMaxX, double dfMaxY,
-                    double adfGT[6], int *pnXSize, int *pnYSize)
-{
-    if (c.bHasGeoTransform)
-    {
-        std::copy(c.adfGeoTransform, c.adfGeoTransform + 6, adfGT);
-        *pnXSize = c.nXSize;
-        *pnYSize = c.nYSize;
-        return true;
-    }
-    const bool bOpt = c.bGridFromOptions;
-    if (c.bHasExtent)
-    {
-        dfMinX = c.adfExtent[0];
-        dfMinY = c.adfExtent[1];
-        dfMaxX = c.adfExtent[2];
-        dfMaxY = c.adfExtent[3];
-    }
-    const double dfWidth = dfMaxX - dfMinX;
-    const double dfHeight = dfMaxY - dfMinY;
-    if (!std::isfinite(dfWidth) || !std::isfinite(dfHeight) || dfWidth < 0 || dfHeight < 0)
-    {
-        CPLError(CE_Failure, CPLE_AppDefined,
-                 "%s: cannot derive a grid: the points have no finite bounding box",
-                 c.osName.c_str());
-        return false;
-    }
-
-    int nXSize = 0, nYSize = 0;
-    double dfResX = 0, dfResY = 0;
-    if (c.bHasResolution)
-    {
-        // Enough pixels of the given size to cover the extent (a ratio within
-        // 1e-9 of an integer counts as that integer: 3080 / 40 is 77, not 78).
-        double adfCount[2] = {dfWidth / c.adfResolution[0], dfHeight / c.adfResolution[1]};
-        for (double &dfCount : adfCount)
-        {
-            const double dfRounded = std::round(dfCount);
-            dfCount = std::fabs(dfCount - dfRounded) <= 1e-9 * std::max(1.0, dfCount)
-                          ? dfRounded
-                          : std::ceil(dfCount);
-            dfCount = std::max(1.0, dfCount);
-        }
-        if (!(adfCount[0] <= TPS_MAX_RASTER_SIDE) || !(adfCount[1] <= TPS_MAX_RASTER_SIDE))
-        {
-            CPLError(CE_Failure, CPLE_IllegalArg,
-                     "%s: %s: the grid would be %.0f x %.0f pixels; each side must be between "
-                     "1 and %d",
-                     c.osName.c_str(), bOpt ? "RESOLUTION" : "<Resolution>", adfCount[0],
-                     adfCount[1], TPS_MAX_RASTER_SIDE);
-            return false;
-        }
-        nXSize = static_cast<int>(adfCount[0]);
-        nYSize = static_cast<int>(adfCount[1]);
-        dfResX = c.adfResolution[0];
-        dfResY = c.adfResolution[1];
-    }
-    else
-    {
-        if (!(dfWidth > 0) || !(dfHeight > 0))
-        {
-            CPLError(CE_Failure, CPLE_AppDefined,
-                     "%s: cannot derive a grid from the points: their bounding box has zero "
-                     "width or height; give %s",
-                     c.osName.c_str(), bOpt ? "EXTENT" : "<Extent> or <GeoTransform>");
-            return false;
-        }
-        if (c.bHasSize)
-        {
-            nXSize = c.nXSize;
-            nYSize = c.nYSize;
-        }
-        else
-        {
-            // 512 pixels on the long side, the short side in proportion: pixels
-            // are then nearly square and the extent is exactly the box.
-            constexpr int LONG_SIDE = 512;
-            if (dfWidth >= dfHeight)
-            {
-                nXSize = LONG_SIDE;
-                nYSize =
-                    static_cast<int>(std::max(1.0, std::round(LONG_SIDE * dfHeight / dfWidth)));
-            }
-            else
-            {
-                nYSize = LONG_SIDE;
-                nXSize =
-                    static_cast<int>(std::max(1.0, std::round(LONG_SIDE * dfWidth / dfHeight)));
-            }
-        }
-        dfResX = dfWidth / nXSize;
-        dfResY = dfHeight / nYSize;
-    }
-    adfGT[0] = dfMinX;
-    adfGT[1] = dfResX;
-    adfGT[2] = 0;
-    adfGT[3] = dfMaxY;
-    adfGT[4] = 0;
-    adfGT[5] = -dfResY;
-    *pnXSize = nXSize;
-    *pnYSize = nYSize;
-    return true;
-}
-
 size_t TPSDistinctSolves(const TPSConfig &c)
 {
     std::set<double> oFixed;
@@ -1231,70 +661,4 @@ size_t TPSDistinctSolves(const TPSConfig &c)
             oFixed.insert(oBand.dfSmoothing);
     }
     return oFixed.size() + nGCV;
-}
-
-bool TPSIsConnectionString(const char *pszSource)
-{
-    // A scheme of two or more characters before a colon ("C:" is a Windows
-    // drive, hence two).
-    const char *pszColon = strchr(pszSource, ':');
-    if (pszColon == nullptr || pszColon - pszSource < 2 || STARTS_WITH(pszSource, "/vsi"))
-        return false;
-    for (const char *p = pszSource; p < pszColon; p++)
-    {
-        if (!std::isalnum(static_cast<unsigned char>(*p)) && *p != '_' && *p != '-' && *p != '+')
-            return false;
-    }
-    return true;
-}
-
-std::string TPSResolvePath(const std::string &osBaseDir, const std::string &osSource)
-{
-    if (osBaseDir.empty() || TPSIsConnectionString(osSource.c_str()) ||
-        !CPLIsFilenameRelative(osSource.c_str()))
-        return osSource;
-    const std::string osPath = ProjectRelative(osBaseDir, osSource);
-    if (!STARTS_WITH(osPath.c_str(), "/vsi"))
-        return osPath; // the OS resolves ".." (and symbolic links) itself
-    std::vector<std::string> aosParts;
-    size_t nStart = 0;
-    while (nStart <= osPath.size())
-    {
-        size_t nEnd = osPath.find('/', nStart);
-        if (nEnd == std::string::npos)
-            nEnd = osPath.size();
-        const std::string osPart = osPath.substr(nStart, nEnd - nStart);
-        // Keep "", "vsimem": never climb above the file system's prefix.
-        // Empty parts stay: "/vsicurl/https://host" needs its "//".
-        if (osPart == ".." && aosParts.size() > 2 && aosParts.back() != ".." &&
-            !aosParts.back().empty())
-            aosParts.pop_back();
-        else if (osPart != ".")
-            aosParts.push_back(osPart);
-        nStart = nEnd + 1;
-    }
-    std::string osOut;
-    for (size_t i = 0; i < aosParts.size(); i++)
-        osOut += (i ? "/" : "") + aosParts[i];
-    return osOut;
-}
-
-const char *TPSQuantityName(TPSQuantity eQuantity)
-{
-    switch (eQuantity)
-    {
-    case TPSQuantity::VALUE:
-        return "value";
-    case TPSQuantity::DZDX:
-        return "dzdx";
-    case TPSQuantity::DZDY:
-        return "dzdy";
-    case TPSQuantity::SLOPE:
-        return "slope";
-    case TPSQuantity::ASPECT:
-        return "aspect";
-    case TPSQuantity::LAPLACIAN:
-        return "laplacian";
-    }
-    return "value";
 }

@@ -1,0 +1,442 @@
+/*
+ * tps_config_values.cpp: one element's or option's text into a value of
+ * the TPSConfig, for both forms (<Size> and SIZE share ParseSize). Strict:
+ * a typo in a number or a size of 0 is reported with the file name, the
+ * element (or option) and the offending text.
+ */
+#include "tps_config_parser.h"
+
+#include "tps_errors.h"
+#include "tps_grid.h"
+
+#include "cpl_conv.h"
+#include "cpl_multiproc.h"
+#include "cpl_string.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+
+namespace
+{
+
+/* At most this many pixels in one block: 128 MB of Float64. */
+constexpr double MAX_BLOCK_PIXELS = 16777216.0;
+
+constexpr int MAX_THREADS = 1024;
+
+} // namespace
+
+std::string TPSConfigParser::Trim(const std::string &s)
+{
+    const char *pszWS = " \t\r\n";
+    const size_t nStart = s.find_first_not_of(pszWS);
+    if (nStart == std::string::npos)
+        return std::string();
+    const size_t nEnd = s.find_last_not_of(pszWS);
+    return s.substr(nStart, nEnd - nStart + 1);
+}
+
+bool TPSConfigParser::SplitNumbers(const std::string &osText,
+                                   std::vector<std::string> &aosTokens)
+{
+    aosTokens.clear();
+    std::string osCur;
+    bool bCommaPending = false; // a comma since the last token
+    bool bInToken = false;
+    for (char c : osText)
+    {
+        if (c == ',' || std::isspace(static_cast<unsigned char>(c)))
+        {
+            if (bInToken)
+            {
+                aosTokens.push_back(osCur);
+                osCur.clear();
+                bInToken = false;
+            }
+            if (c == ',')
+            {
+                if (bCommaPending || aosTokens.empty())
+                    return false;
+                bCommaPending = true;
+            }
+        }
+        else
+        {
+            osCur += c;
+            bInToken = true;
+            bCommaPending = false;
+        }
+    }
+    if (bInToken)
+        aosTokens.push_back(osCur);
+    return !bCommaPending;
+}
+
+bool TPSConfigParser::ParseDouble(const std::string &osToken, double *pdfValue)
+{
+    if (osToken.empty())
+        return false;
+    char *pszEnd = nullptr;
+    const double dfValue = CPLStrtod(osToken.c_str(), &pszEnd);
+    if (pszEnd == osToken.c_str() || *pszEnd != '\0')
+        return false;
+    *pdfValue = dfValue;
+    return true;
+}
+
+bool TPSConfigParser::ParseFinite(const std::string &osToken, double *pdfValue)
+{
+    return ParseDouble(osToken, pdfValue) && std::isfinite(*pdfValue);
+}
+
+bool TPSConfigParser::ParsePositiveInt(const std::string &osToken, int nMax, int *pnValue,
+                                       bool *pbTooLarge)
+{
+    size_t i = 0;
+    if (i < osToken.size() && osToken[i] == '+')
+        i++;
+    if (i == osToken.size())
+        return false;
+    double dfValue = 0;
+    for (; i < osToken.size(); i++)
+    {
+        if (!std::isdigit(static_cast<unsigned char>(osToken[i])))
+            return false;
+        dfValue = dfValue * 10 + (osToken[i] - '0');
+    }
+    if (dfValue < 1)
+        return false;
+    if (dfValue > nMax)
+    {
+        *pbTooLarge = true;
+        return false;
+    }
+    *pnValue = static_cast<int>(dfValue);
+    return true;
+}
+
+bool TPSConfigParser::ParseSmoothingValue(const std::string &osLabel, const std::string &osText,
+                                          double *pdfValue, bool *pbGCV)
+{
+    if (EQUAL(osText.c_str(), "GCV"))
+    {
+        *pdfValue = 0.0;
+        *pbGCV = true;
+        return true;
+    }
+    double dfValue = 0;
+    if (!ParseFinite(osText, &dfValue) || dfValue < 0)
+        return Fail(CPLE_IllegalArg, osLabel,
+                    "expected a finite number >= 0 or GCV, got '%s'", TPSShown(osText).c_str());
+    *pdfValue = dfValue;
+    *pbGCV = false;
+    return true;
+}
+
+bool TPSConfigParser::ParseGeoTransform(const std::string &osLabel, const std::string &osText)
+{
+    std::vector<std::string> aosTokens;
+    double adf[6] = {0, 0, 0, 0, 0, 0};
+    bool bOK = SplitNumbers(osText, aosTokens) && aosTokens.size() == 6;
+    for (size_t i = 0; bOK && i < 6; i++)
+        bOK = ParseFinite(aosTokens[i], &adf[i]);
+    if (!bOK)
+        return Fail(CPLE_IllegalArg, osLabel,
+                    "expected six finite numbers 'x0, dx, rx, y0, ry, dy', got '%s'",
+                    TPSShown(osText).c_str());
+    const double dfDet = adf[1] * adf[5] - adf[2] * adf[4];
+    if (!(dfDet != 0) || !std::isfinite(dfDet))
+        return Fail(CPLE_IllegalArg, osLabel,
+                    "the pixel axes are degenerate (dx*dy - rx*ry = 0), got '%s'",
+                    TPSShown(osText).c_str());
+    std::copy(adf, adf + 6, m_oConfig.adfGeoTransform);
+    m_oConfig.bHasGeoTransform = true;
+    return true;
+}
+
+bool TPSConfigParser::ParseExtent(const std::string &osLabel, const std::string &osText)
+{
+    std::vector<std::string> aosTokens;
+    double adf[4] = {0, 0, 0, 0};
+    bool bOK = SplitNumbers(osText, aosTokens) && aosTokens.size() == 4;
+    for (size_t i = 0; bOK && i < 4; i++)
+        bOK = ParseFinite(aosTokens[i], &adf[i]);
+    if (!bOK)
+        return Fail(CPLE_IllegalArg, osLabel,
+                    "expected four finite numbers 'minx miny maxx maxy', got '%s'",
+                    TPSShown(osText).c_str());
+    if (!(adf[0] < adf[2]) || !(adf[1] < adf[3]) || !std::isfinite(adf[2] - adf[0]) ||
+        !std::isfinite(adf[3] - adf[1]))
+        return Fail(CPLE_IllegalArg, osLabel, "expected minx < maxx and miny < maxy, got '%s'",
+                    TPSShown(osText).c_str());
+    std::copy(adf, adf + 4, m_oConfig.adfExtent);
+    m_oConfig.bHasExtent = true;
+    return true;
+}
+
+bool TPSConfigParser::ParseResolution(const std::string &osLabel, const std::string &osText)
+{
+    std::vector<std::string> aosTokens;
+    double adf[2] = {0, 0};
+    bool bOK = SplitNumbers(osText, aosTokens) && (aosTokens.size() == 1 || aosTokens.size() == 2);
+    for (size_t i = 0; bOK && i < aosTokens.size(); i++)
+        bOK = ParseFinite(aosTokens[i], &adf[i]) && adf[i] > 0;
+    if (!bOK)
+        return Fail(CPLE_IllegalArg, osLabel,
+                    "expected one or two positive numbers 'xres [yres]', got '%s'",
+                    TPSShown(osText).c_str());
+    if (aosTokens.size() == 1)
+        adf[1] = adf[0];
+    m_oConfig.adfResolution[0] = adf[0];
+    m_oConfig.adfResolution[1] = adf[1];
+    m_oConfig.bHasResolution = true;
+    return true;
+}
+
+bool TPSConfigParser::ParseIntPair(const std::string &osText, int an[2], bool *pbTooLarge)
+{
+    std::vector<std::string> aosTokens;
+    bool bOK = SplitNumbers(osText, aosTokens) && aosTokens.size() == 2;
+    for (size_t i = 0; bOK && i < 2; i++)
+        bOK = ParsePositiveInt(aosTokens[i], TPS_MAX_RASTER_SIDE, &an[i], pbTooLarge);
+    return bOK;
+}
+
+bool TPSConfigParser::ParseSize(const std::string &osLabel, const std::string &osText)
+{
+    int an[2] = {0, 0};
+    bool bTooLarge = false;
+    const bool bOK = ParseIntPair(osText, an, &bTooLarge);
+    if (bTooLarge)
+        return Fail(CPLE_IllegalArg, osLabel, "each side must be between 1 and %d pixels, got '%s'",
+                    TPS_MAX_RASTER_SIDE, TPSShown(osText).c_str());
+    if (!bOK)
+        return Fail(CPLE_IllegalArg, osLabel,
+                    "expected two positive integers 'columns rows', got '%s'",
+                    TPSShown(osText).c_str());
+    m_oConfig.nXSize = an[0];
+    m_oConfig.nYSize = an[1];
+    m_oConfig.bHasSize = true;
+    return true;
+}
+
+bool TPSConfigParser::ParseBlockSize(const std::string &osLabel, const std::string &osText)
+{
+    int an[2] = {0, 0};
+    bool bTooLarge = false;
+    if (!ParseIntPair(osText, an, &bTooLarge) ||
+        static_cast<double>(an[0]) * an[1] > MAX_BLOCK_PIXELS)
+        return Fail(CPLE_IllegalArg, osLabel,
+                    "expected two positive integers 'columns rows' with at most %.0f pixels "
+                    "in all, got '%s'",
+                    MAX_BLOCK_PIXELS, TPSShown(osText).c_str());
+    m_oConfig.nBlockXSize = an[0];
+    m_oConfig.nBlockYSize = an[1];
+    m_oConfig.bHasBlockSize = true;
+    return true;
+}
+
+bool TPSConfigParser::ParseDataType(const std::string &osLabel, const std::string &osText)
+{
+    if (EQUAL(osText.c_str(), "Float32"))
+        m_oConfig.eDataType = GDT_Float32;
+    else if (EQUAL(osText.c_str(), "Float64"))
+        m_oConfig.eDataType = GDT_Float64;
+    else
+        return Fail(CPLE_IllegalArg, osLabel, "expected Float32 or Float64, got '%s'",
+                    TPSShown(osText).c_str());
+    return true;
+}
+
+bool TPSConfigParser::ParseNoData(const std::string &osLabel, const std::string &osText)
+{
+    double dfValue = 0;
+    // NaN is a common nodata value for float rasters; infinities are not.
+    if (!ParseDouble(osText, &dfValue) || std::isinf(dfValue))
+        return Fail(CPLE_IllegalArg, osLabel, "expected a number, got '%s'",
+                    TPSShown(osText).c_str());
+    m_oConfig.dfNoData = dfValue;
+    m_oConfig.bHasNoData = true;
+    return true;
+}
+
+bool TPSConfigParser::ParseNumThreads(const std::string &osLabel, const std::string &osText,
+                                      bool bFromConfigOption)
+{
+    int nThreads = 0;
+    bool bTooLarge = false;
+    if (EQUAL(osText.c_str(), "ALL_CPUS"))
+        nThreads = CPLGetNumCPUs();
+    else if (!ParsePositiveInt(osText, MAX_THREADS, &nThreads, &bTooLarge))
+    {
+        if (bFromConfigOption)
+        {
+            // The user's global setting, not this data set's: say so and go on.
+            Warn("GDAL_NUM_THREADS: expected ALL_CPUS or an integer between 1 and %d, got "
+                 "'%s'; using all %d CPUs",
+                 MAX_THREADS, TPSShown(osText).c_str(), CPLGetNumCPUs());
+            nThreads = CPLGetNumCPUs();
+        }
+        else
+            return Fail(CPLE_IllegalArg, osLabel,
+                        "expected ALL_CPUS or an integer between 1 and %d, got '%s'", MAX_THREADS,
+                        TPSShown(osText).c_str());
+    }
+    m_oConfig.nNumThreads = std::max(1, nThreads);
+    return true;
+}
+
+bool TPSConfigParser::ParseDevice(const std::string &osLabel, const std::string &osText)
+{
+    if (EQUAL(osText.c_str(), "AUTO"))
+        m_oConfig.eDevice = TPSDeviceRequest::AUTO;
+    else if (EQUAL(osText.c_str(), "CPU"))
+        m_oConfig.eDevice = TPSDeviceRequest::CPU;
+    else if (EQUAL(osText.c_str(), "GPU"))
+        m_oConfig.eDevice = TPSDeviceRequest::GPU;
+    else
+        return Fail(CPLE_IllegalArg, osLabel, "expected AUTO, CPU or GPU, got '%s'",
+                    TPSShown(osText).c_str());
+    return true;
+}
+
+bool TPSConfigParser::ParseMode(const std::string &osLabel, const std::string &osText)
+{
+    if (EQUAL(osText.c_str(), "AUTO"))
+        m_oConfig.eMode = TPSModeRequest::AUTO;
+    else if (EQUAL(osText.c_str(), "GLOBAL"))
+        m_oConfig.eMode = TPSModeRequest::GLOBAL;
+    else if (EQUAL(osText.c_str(), "LOCAL"))
+        m_oConfig.eMode = TPSModeRequest::LOCAL;
+    else
+        return Fail(CPLE_IllegalArg, osLabel, "expected AUTO, GLOBAL or LOCAL, got '%s'",
+                    TPSShown(osText).c_str());
+    return true;
+}
+
+bool TPSConfigParser::ParsePatchPoints(const std::string &osLabel, const std::string &osText)
+{
+    double dfValue = 0;
+    // Below 20 a patch is an almost affine fit; above 20000 its dense
+    // system (3.2 GB) defeats the point of patches.
+    if (!ParseFinite(osText, &dfValue) || dfValue != std::floor(dfValue) || dfValue < 20 ||
+        dfValue > 20000)
+        return Fail(CPLE_IllegalArg, osLabel, "expected an integer from 20 to 20000, got '%s'",
+                    TPSShown(osText).c_str());
+    m_oConfig.nPatchPoints = static_cast<int>(dfValue);
+    return true;
+}
+
+bool TPSConfigParser::ParseOverlap(const std::string &osLabel, const std::string &osText)
+{
+    double dfValue = 0;
+    if (!ParseFinite(osText, &dfValue) || !(dfValue > 1.0) || dfValue > 4.0)
+        return Fail(CPLE_IllegalArg, osLabel,
+                    "expected a number > 1 and <= 4 (the patch enlargement factor), got '%s'",
+                    TPSShown(osText).c_str());
+    m_oConfig.dfOverlap = dfValue;
+    return true;
+}
+
+bool TPSConfigParser::ParseMaxDistance(const std::string &osLabel, const std::string &osText)
+{
+    double dfValue = 0;
+    if (!ParseFinite(osText, &dfValue) || !(dfValue > 0))
+        return Fail(CPLE_IllegalArg, osLabel,
+                    "expected a finite distance > 0 in the output CRS's units, got '%s'",
+                    TPSShown(osText).c_str());
+    m_oConfig.dfMaxDistance = dfValue;
+    return true;
+}
+
+bool TPSConfigParser::ParseConvexHull(const std::string &osLabel, const std::string &osText)
+{
+    if (EQUAL(osText.c_str(), "TRUE") || EQUAL(osText.c_str(), "YES") || osText == "1")
+        m_oConfig.bConvexHull = true;
+    else if (EQUAL(osText.c_str(), "FALSE") || EQUAL(osText.c_str(), "NO") || osText == "0")
+        m_oConfig.bConvexHull = false;
+    else
+        return Fail(CPLE_IllegalArg, osLabel, "expected true or false, got '%s'",
+                    TPSShown(osText).c_str());
+    return true;
+}
+
+bool TPSConfigParser::ParsePrecision(const std::string &osLabel, const std::string &osText)
+{
+    if (EQUAL(osText.c_str(), "DOUBLE"))
+        m_oConfig.bMixedPrecision = false;
+    else if (EQUAL(osText.c_str(), "MIXED"))
+        m_oConfig.bMixedPrecision = true;
+    else
+        return Fail(CPLE_IllegalArg, osLabel, "expected DOUBLE or MIXED, got '%s'",
+                    TPSShown(osText).c_str());
+    return true;
+}
+
+bool TPSConfigParser::ParseModelCache(const std::string &osLabel, const std::string &osText)
+{
+    if (EQUAL(osText.c_str(), "YES"))
+        m_oConfig.eModelCache = TPSModelCacheMode::YES;
+    else if (EQUAL(osText.c_str(), "NO"))
+        m_oConfig.eModelCache = TPSModelCacheMode::NO;
+    else if (EQUAL(osText.c_str(), "READ_ONLY"))
+        m_oConfig.eModelCache = TPSModelCacheMode::READ_ONLY;
+    else
+        return Fail(CPLE_IllegalArg, osLabel, "expected YES, NO or READ_ONLY, got '%s'",
+                    TPSShown(osText).c_str());
+    return true;
+}
+
+bool TPSConfigParser::ParseCrossValidation(const std::string &osLabel, const std::string &osText)
+{
+    const char *psz = osText.c_str();
+    if (EQUAL(psz, "YES") || EQUAL(psz, "TRUE") || EQUAL(psz, "ON") || EQUAL(psz, "1"))
+        m_oConfig.bCrossValidation = true;
+    else if (EQUAL(psz, "NO") || EQUAL(psz, "FALSE") || EQUAL(psz, "OFF") || EQUAL(psz, "0"))
+        m_oConfig.bCrossValidation = false;
+    else
+        return Fail(CPLE_IllegalArg, osLabel, "expected YES or NO, got '%s'",
+                    TPSShown(osText).c_str());
+    return true;
+}
+
+static const TPSQuantity aeQuantities[] = {TPSQuantity::VALUE,  TPSQuantity::DZDX,
+                                           TPSQuantity::DZDY,   TPSQuantity::SLOPE,
+                                           TPSQuantity::ASPECT, TPSQuantity::LAPLACIAN};
+
+bool TPSConfigParser::ParseQuantity(const std::string &osLabel, const std::string &osText,
+                                    TPSQuantity *peQuantity)
+{
+    for (TPSQuantity eQuantity : aeQuantities)
+    {
+        if (EQUAL(osText.c_str(), TPSQuantityName(eQuantity)))
+        {
+            *peQuantity = eQuantity;
+            return true;
+        }
+    }
+    return Fail(CPLE_IllegalArg, osLabel,
+                "expected value, dzdx, dzdy, slope, aspect or laplacian, got '%s'",
+                TPSShown(osText).c_str());
+}
+
+const char *TPSQuantityName(TPSQuantity eQuantity)
+{
+    switch (eQuantity)
+    {
+    case TPSQuantity::VALUE:
+        return "value";
+    case TPSQuantity::DZDX:
+        return "dzdx";
+    case TPSQuantity::DZDY:
+        return "dzdy";
+    case TPSQuantity::SLOPE:
+        return "slope";
+    case TPSQuantity::ASPECT:
+        return "aspect";
+    case TPSQuantity::LAPLACIAN:
+        return "laplacian";
+    }
+    return "value";
+}

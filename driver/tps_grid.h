@@ -1,0 +1,21 @@
+/*
+ * tps_grid.h: the raster's geometry: where the grid of a TPS data set lies
+ * (geotransform) and how many pixels it has, from the configuration and
+ * the points' bounding box; the limits on its size.
+ */
+#ifndef TPS_DRIVER_GRID_H
+#define TPS_DRIVER_GRID_H
+
+#include "tps_config.h"
+
+/* The largest raster side accepted (2^24): beyond that a request is almost
+ * certainly a mistake (a 1e9 x 1e9 float grid is 4 exabytes). */
+constexpr int TPS_MAX_RASTER_SIDE = 16777216;
+
+/* The geotransform and size of the raster. With an explicit grid the
+ * bounding box is not used; otherwise it is the points' bounding box in the
+ * output CRS. On failure emits one CE_Failure and returns false. */
+bool TPSResolveGrid(const TPSConfig &oConfig, double dfMinX, double dfMinY, double dfMaxX,
+                    double dfMaxY, double adfGT[6], int *pnXSize, int *pnYSize);
+
+#endif /* TPS_DRIVER_GRID_H */
