@@ -91,14 +91,8 @@ CPLErr TPSRasterBand::IRasterIO(GDALRWFlag eRWFlag, int nXOff, int nYOff, int nX
                                 eBufType, psExtraArg))
         return GDALRasterBand::IRasterIO(eRWFlag, nXOff, nYOff, nXSize, nYSize, pData, nBufXSize,
                                          nBufYSize, eBufType, nPixelSpace, nLineSpace, psExtraArg);
-    std::vector<tps_output> aoOutputs(1);
-    const TPSBandConfig &oBand = poTPSDS->m_oConfig.aoBands[nBand - 1];
-    aoOutputs[0].band = oBand.nModelBand;
-    aoOutputs[0].quantity = TPSDataset::ToEngineQuantity(oBand.eQuantity);
-    aoOutputs[0].data = pData;
-    aoOutputs[0].type = eBufType == GDT_Float32 ? TPS_FLOAT32 : TPS_FLOAT64;
-    aoOutputs[0].pixel_stride = static_cast<ptrdiff_t>(nPixelSpace);
-    aoOutputs[0].line_stride = static_cast<ptrdiff_t>(nLineSpace);
+    std::vector<tps_output> aoOutputs{
+        poTPSDS->BandOutput(nBand, pData, eBufType, nPixelSpace, nLineSpace)};
     return poTPSDS->EvaluateWindow(nXOff, nYOff, nXSize, nYSize, aoOutputs, eBufType, psExtraArg);
 }
 

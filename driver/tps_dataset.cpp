@@ -37,9 +37,6 @@
 namespace
 {
 
-/* Overview levels stop before the larger side falls below this. */
-constexpr int TPS_OVERVIEW_MIN_SIDE = 256;
-
 const char *SizeString(size_t n)
 {
     return CPLSPrintf("%llu", static_cast<unsigned long long>(n));
@@ -90,12 +87,12 @@ TPSDataset::~TPSDataset()
 
 void TPSDataset::CreateOverviews()
 {
-    for (GIntBig nFactor = 2;; nFactor *= 2)
+    for (int nFactor = 2;; nFactor *= 2)
     {
-        // ceil(size / factor), as GDAL sizes overviews.
-        const int nOvXSize = static_cast<int>((nRasterXSize + nFactor - 1) / nFactor);
-        const int nOvYSize = static_cast<int>((nRasterYSize + nFactor - 1) / nFactor);
-        if (std::max(nOvXSize, nOvYSize) < TPS_OVERVIEW_MIN_SIDE)
+        double adfOvGT[6];
+        int nOvXSize = 0, nOvYSize = 0;
+        if (!TPSOverviewGrid(m_adfGeoTransform, nRasterXSize, nRasterYSize, nFactor, adfOvGT,
+                             &nOvXSize, &nOvYSize))
             break;
         auto poOvr = std::make_unique<TPSDataset>();
         poOvr->m_poParent = this;
@@ -104,14 +101,6 @@ void TPSDataset::CreateOverviews()
         poOvr->nRasterXSize = nOvXSize;
         poOvr->nRasterYSize = nOvYSize;
         poOvr->eAccess = GA_ReadOnly;
-        // Same origin and extent: the pixel is the extent over the
-        // overview's size (not exactly nFactor times the pixel when the
-        // size does not divide).
-        const double dfXScale = static_cast<double>(nRasterXSize) / nOvXSize;
-        const double dfYScale = static_cast<double>(nRasterYSize) / nOvYSize;
-        const double *gt = m_adfGeoTransform;
-        const double adfOvGT[6] = {gt[0], gt[1] * dfXScale, gt[2] * dfYScale,
-                                   gt[3], gt[4] * dfXScale, gt[5] * dfYScale};
         std::copy(adfOvGT, adfOvGT + 6, poOvr->m_adfGeoTransform);
         for (int i = 0; i < nBands; i++)
             poOvr->SetBand(i + 1, new TPSRasterBand(poOvr.get(), i + 1));
@@ -465,15 +454,8 @@ CPLErr TPSDataset::IRasterIO(GDALRWFlag eRWFlag, int nXOff, int nYOff, int nXSiz
                                       nLineSpace, nBandSpace, psExtraArg);
     std::vector<tps_output> aoOutputs(nBandCount);
     for (int i = 0; i < nBandCount; i++)
-    {
-        const TPSBandConfig &oBand = m_oConfig.aoBands[panBandMap[i] - 1];
-        aoOutputs[i].band = oBand.nModelBand;
-        aoOutputs[i].quantity = ToEngineQuantity(oBand.eQuantity);
-        aoOutputs[i].data = static_cast<GByte *>(pData) + i * nBandSpace;
-        aoOutputs[i].type = eBufType == GDT_Float32 ? TPS_FLOAT32 : TPS_FLOAT64;
-        aoOutputs[i].pixel_stride = static_cast<ptrdiff_t>(nPixelSpace);
-        aoOutputs[i].line_stride = static_cast<ptrdiff_t>(nLineSpace);
-    }
+        aoOutputs[i] = BandOutput(panBandMap[i], static_cast<GByte *>(pData) + i * nBandSpace,
+                                  eBufType, nPixelSpace, nLineSpace);
     return EvaluateWindow(nXOff, nYOff, nXSize, nYSize, aoOutputs, eBufType, psExtraArg);
 }
 
@@ -526,15 +508,8 @@ CPLErr TPSDataset::ReadBlockAllBands(TPSRasterBand *poCaller, int nBlockXOff, in
         // written to caches and files: make it zeros, not garbage.
         if (bPartial)
             memset(pBlockData, 0, nBlockBytes);
-        const TPSBandConfig &oBand = m_oConfig.aoBands[iBand - 1];
-        tps_output sOut{};
-        sOut.band = oBand.nModelBand;
-        sOut.quantity = ToEngineQuantity(oBand.eQuantity);
-        sOut.data = pBlockData;
-        sOut.type = eType == GDT_Float32 ? TPS_FLOAT32 : TPS_FLOAT64;
-        sOut.pixel_stride = nDTSize;
-        sOut.line_stride = static_cast<ptrdiff_t>(nBlockXSize) * nDTSize;
-        aoOutputs.push_back(sOut);
+        aoOutputs.push_back(BandOutput(iBand, pBlockData, eType, nDTSize,
+                                       static_cast<GSpacing>(nBlockXSize) * nDTSize));
     }
 
     const CPLErr eErr = EvaluateWindow(nXOff, nYOff, nXValid, nYValid, aoOutputs, eType, nullptr);

@@ -142,6 +142,11 @@ class TPSDataset final : public GDALDataset
     CPLErr EvaluateWindow(int nXOff, int nYOff, int nXSize, int nYSize,
                           std::vector<tps_output> &aoOutputs, GDALDataType eBufType,
                           GDALRasterIOExtraArg *psExtraArg);
+    /* EvaluateWindow's engine call over the pixels [nX, nX+nXSize) x
+     * [nY, nY+nYSize) of this level, the outputs at its first pixel; under
+     * DEVICE=AUTO a failing GPU gives way to the CPU for good. */
+    CPLErr EvaluateRect(int nX, int nY, int nXSize, int nYSize,
+                        std::vector<tps_output> &aoOutputs);
 
     /* A block of every band at once (the distances are computed once);
      * pImage is the caller band's buffer, the other bands' blocks go
@@ -152,6 +157,11 @@ class TPSDataset final : public GDALDataset
     static double PairsPerPixel(const tps_model_info &sInfo);
     static tps_device ToEngineDevice(TPSDeviceRequest eDevice);
     static tps_quantity ToEngineQuantity(TPSQuantity eQuantity);
+
+    /* Where band nBand (1-based) of a read goes: pData, of eType (Float32
+     * or Float64), with these strides. */
+    tps_output BandOutput(int nBand, void *pData, GDALDataType eType, GSpacing nPixelSpace,
+                          GSpacing nLineSpace) const;
 
     static bool IsFastPath(GDALRWFlag eRWFlag, int nXOff, int nYOff, int nXSize, int nYSize,
                            int nBufXSize, int nBufYSize, GDALDataType eBufType,

@@ -1,9 +1,11 @@
 /*
  * tps_evaluate_window.cpp: the read path's end: a window of some bands
- * evaluated by the engine straight into the caller's buffers, in row
- * chunks (progress, interrupts), only where the mask keeps pixels, with
- * the GPU falling back to the CPU under DEVICE=AUTO, NoData where masked
- * and Float32 rounding for Float32 rasters read as Float64.
+ * evaluated by the engine straight into the caller's buffers. Each step is
+ * a function of its own: the chunk sizing (rows per engine call), the
+ * mask's box (only the kept pixels' rectangle is evaluated), the engine
+ * call with the GPU falling back to the CPU under DEVICE=AUTO, NoData where
+ * masked, Float32 rounding, progress. Chunking and boxes never change a
+ * byte: a pixel's value depends only on its indices (tps.h).
  */
 #include "tps_dataset.h"
 
@@ -18,7 +20,6 @@
 
 namespace
 {
-
 
 /* Row chunks of a big window: at most this many pixels and point-pixel
  * pairs per engine call, so that the progress bar moves and a user
@@ -35,7 +36,6 @@ constexpr double CHUNK_MAX_PAIRS_GPU = 2e11;
  * calls; at these sizes a call's fixed cost stays under ~1% of its work. */
 constexpr double CHUNK_MAX_PIXELS_MASKED = 262144.0;
 constexpr double CHUNK_MAX_PIXELS_MASKED_GPU = 4194304.0;
-
 
 /* With a progress function, a window is evaluated in chunks of about this
  * many point-pixel pairs (a fraction of a second on a 2-core machine; the
@@ -66,7 +66,124 @@ double GetProgressChunkPairs(const std::string &osName, bool bGPU)
     return dfValue;
 }
 
+/* A rectangle of raster pixels: columns [nX, nX + nXSize), rows [nY, nY + nYSize). */
+struct PixelRect
+{
+    int nX = 0, nY = 0, nXSize = 0, nYSize = 0;
+
+    bool Empty() const
+    {
+        return nXSize <= 0 || nYSize <= 0;
+    }
+};
+
+/* Rows per engine call for a window nXSize wide and nYSize high: at most
+ * CHUNK_MAX_* pixels and pairs; with a progress function, chunks of
+ * dfProgressPairs pairs (> 0; whole rows, at least one), so that the bar
+ * moves after each by the same steps on any machine. */
+int ChunkRows(int nXSize, int nYSize, double dfPairsPerPixel, bool bGPU, bool bMasked,
+              double dfProgressPairs)
+{
+    const double dfMaxPixels =
+        bMasked ? (bGPU ? CHUNK_MAX_PIXELS_MASKED_GPU : CHUNK_MAX_PIXELS_MASKED)
+                : (bGPU ? CHUNK_MAX_PIXELS_GPU : CHUNK_MAX_PIXELS);
+    const double dfMaxPairs = bGPU ? CHUNK_MAX_PAIRS_GPU : CHUNK_MAX_PAIRS;
+    const double dfRows =
+        std::min(dfMaxPixels / nXSize, dfMaxPairs / (dfPairsPerPixel * nXSize));
+    const int nMaxRows = static_cast<int>(std::max(1.0, std::min<double>(nYSize, dfRows)));
+    if (dfProgressPairs <= 0)
+        return nMaxRows;
+    const double dfProgressRows = std::floor(dfProgressPairs / (dfPairsPerPixel * nXSize));
+    return static_cast<int>(std::max(1.0, std::min<double>(nMaxRows, dfProgressRows)));
+}
+
+/* The smallest rectangle of oChunk that holds every pixel pabyValid (one
+ * byte per pixel of oChunk, row by row) keeps; empty when none is kept. */
+PixelRect KeptRect(const PixelRect &oChunk, const unsigned char *pabyValid)
+{
+    int nMinX = oChunk.nXSize, nMaxX = -1, nMinY = oChunk.nYSize, nMaxY = -1;
+    for (int j = 0; j < oChunk.nYSize; j++)
+    {
+        const unsigned char *pabyRow = pabyValid + static_cast<size_t>(j) * oChunk.nXSize;
+        const unsigned char *pabyEnd = pabyRow + oChunk.nXSize;
+        const unsigned char *pabyFirst = std::find(pabyRow, pabyEnd, 1);
+        if (pabyFirst == pabyEnd)
+            continue;
+        const unsigned char *pabyLast =
+            std::find(std::make_reverse_iterator(pabyEnd), std::make_reverse_iterator(pabyFirst),
+                      1)
+                .base() -
+            1;
+        nMinX = std::min(nMinX, static_cast<int>(pabyFirst - pabyRow));
+        nMaxX = std::max(nMaxX, static_cast<int>(pabyLast - pabyRow));
+        nMinY = std::min(nMinY, j);
+        nMaxY = j;
+    }
+    if (nMaxY < 0)
+        return PixelRect{};
+    return PixelRect{oChunk.nX + nMinX, oChunk.nY + nMinY, nMaxX - nMinX + 1, nMaxY - nMinY + 1};
+}
+
+/* The outputs moved from the window's first pixel (nXOff, nYOff) to the
+ * rectangle's. */
+std::vector<tps_output> OutputsAt(const std::vector<tps_output> &aoOutputs, int nXOff, int nYOff,
+                                  const PixelRect &oRect)
+{
+    std::vector<tps_output> aoAt(aoOutputs);
+    for (tps_output &oOut : aoAt)
+        oOut.data = static_cast<GByte *>(oOut.data) +
+                    static_cast<ptrdiff_t>(oRect.nY - nYOff) * oOut.line_stride +
+                    static_cast<ptrdiff_t>(oRect.nX - nXOff) * oOut.pixel_stride;
+    return aoAt;
+}
+
+/* dfNoData into every pixel of the outputs (at oChunk's first pixel) that
+ * pabyValid does not keep. */
+void WriteNoData(const std::vector<tps_output> &aoOutputs, const PixelRect &oChunk,
+                 const unsigned char *pabyValid, double dfNoData)
+{
+    const float fNoData = static_cast<float>(dfNoData);
+    for (const tps_output &oOut : aoOutputs)
+    {
+        for (int j = 0; j < oChunk.nYSize; j++)
+        {
+            GByte *pabyLine = static_cast<GByte *>(oOut.data) + j * oOut.line_stride;
+            const unsigned char *pabyRowValid = pabyValid + static_cast<size_t>(j) * oChunk.nXSize;
+            for (int k = 0; k < oChunk.nXSize; k++)
+            {
+                if (pabyRowValid[k])
+                    continue;
+                GByte *pabyPixel = pabyLine + static_cast<ptrdiff_t>(k) * oOut.pixel_stride;
+                if (oOut.type == TPS_FLOAT32)
+                    memcpy(pabyPixel, &fNoData, sizeof(fNoData));
+                else
+                    memcpy(pabyPixel, &dfNoData, sizeof(dfNoData));
+            }
+        }
+    }
+}
+
+/* A Float32 raster read into a Float64 buffer gives the Float32 values, as
+ * it would through the block cache: the Float64 outputs (at oChunk's first
+ * pixel) rounded. */
+void RoundToFloat32(const std::vector<tps_output> &aoOutputs, const PixelRect &oChunk)
+{
+    for (const tps_output &oOut : aoOutputs)
+    {
+        for (int j = 0; j < oChunk.nYSize; j++)
+        {
+            GByte *pabyLine = static_cast<GByte *>(oOut.data) + j * oOut.line_stride;
+            for (int k = 0; k < oChunk.nXSize; k++)
+            {
+                double *pdf = reinterpret_cast<double *>(pabyLine + k * oOut.pixel_stride);
+                *pdf = static_cast<double>(static_cast<float>(*pdf));
+            }
+        }
+    }
+}
+
 } // namespace
+
 
 tps_quantity TPSDataset::ToEngineQuantity(TPSQuantity eQuantity)
 {
@@ -88,6 +205,20 @@ tps_quantity TPSDataset::ToEngineQuantity(TPSQuantity eQuantity)
     return TPS_QUANTITY_VALUE;
 }
 
+tps_output TPSDataset::BandOutput(int nBand, void *pData, GDALDataType eType,
+                                  GSpacing nPixelSpace, GSpacing nLineSpace) const
+{
+    const TPSBandConfig &oBand = m_oConfig.aoBands[nBand - 1];
+    tps_output sOut{};
+    sOut.band = oBand.nModelBand;
+    sOut.quantity = ToEngineQuantity(oBand.eQuantity);
+    sOut.data = pData;
+    sOut.type = eType == GDT_Float32 ? TPS_FLOAT32 : TPS_FLOAT64;
+    sOut.pixel_stride = static_cast<ptrdiff_t>(nPixelSpace);
+    sOut.line_stride = static_cast<ptrdiff_t>(nLineSpace);
+    return sOut;
+}
+
 bool TPSDataset::IsFastPath(GDALRWFlag eRWFlag, int nXOff, int nYOff, int nXSize, int nYSize,
                             int nBufXSize, int nBufYSize, GDALDataType eBufType,
                             const GDALRasterIOExtraArg *psExtraArg)
@@ -104,165 +235,89 @@ bool TPSDataset::IsFastPath(GDALRWFlag eRWFlag, int nXOff, int nYOff, int nXSize
     return true;
 }
 
+CPLErr TPSDataset::EvaluateRect(int nX, int nY, int nXSize, int nYSize,
+                                std::vector<tps_output> &aoOutputs)
+{
+    // An overview evaluates with the full-resolution data set's context
+    // and options, over its own geotransform.
+    TPSDataset &oRoot = Root();
+    tps_context *psCtx = oRoot.m_poContext.get();
+    tps_eval_options &sEvalOptions = oRoot.m_sEvalOptions;
+    tps_grid sGrid;
+    tps_grid_from_geotransform(&sGrid, m_adfGeoTransform, static_cast<size_t>(nX),
+                               static_cast<size_t>(nY), static_cast<size_t>(nXSize),
+                               static_cast<size_t>(nYSize));
+    tps_status eStatus = tps_evaluate_grid(psCtx, m_poModel->psModel, &sGrid, aoOutputs.size(),
+                                           aoOutputs.data(), &sEvalOptions);
+    if (eStatus != TPS_OK && oRoot.m_bDeviceAuto && sEvalOptions.device == TPS_DEVICE_GPU)
+    {
+        // DEVICE=AUTO chose the GPU and the GPU failed (out of memory,
+        // gone): this handle goes on on the CPU, and says so.
+        CPLDebug("TPS", "%s: GPU evaluation failed, going on on the CPU: %s",
+                 m_oConfig.osName.c_str(), tps_context_errmsg(psCtx));
+        sEvalOptions.device = TPS_DEVICE_CPU;
+        oRoot.SetMetadataItem("DEVICE", "CPU", MD_DOMAIN);
+        eStatus = tps_evaluate_grid(psCtx, m_poModel->psModel, &sGrid, aoOutputs.size(),
+                                    aoOutputs.data(), &sEvalOptions);
+    }
+    if (eStatus != TPS_OK)
+    {
+        oRoot.ReportEngineError("evaluation failed");
+        return CE_Failure;
+    }
+    oRoot.m_nPixelsEvaluated += static_cast<uint64_t>(nXSize) * static_cast<uint64_t>(nYSize);
+    return CE_None;
+}
+
 CPLErr TPSDataset::EvaluateWindow(int nXOff, int nYOff, int nXSize, int nYSize,
                                   std::vector<tps_output> &aoOutputs, GDALDataType eBufType,
                                   GDALRasterIOExtraArg *psExtraArg)
 {
     if (aoOutputs.empty() || nXSize <= 0 || nYSize <= 0)
         return CE_None;
-    // An overview evaluates with the full-resolution data set's context
-    // and options, over its own geotransform.
-    TPSDataset &oRoot = Root();
-    tps_context *psCtx = oRoot.m_poContext.get();
-    tps_eval_options &sEvalOptions = oRoot.m_sEvalOptions;
-    const double dfPoints = PairsPerPixel(m_poModel->sInfo);
+    const tps_eval_options &sEvalOptions = Root().m_sEvalOptions;
     const bool bGPU = sEvalOptions.device == TPS_DEVICE_GPU;
-    const double dfMaxPixels =
-        m_poMask ? (bGPU ? CHUNK_MAX_PIXELS_MASKED_GPU : CHUNK_MAX_PIXELS_MASKED)
-                 : (bGPU ? CHUNK_MAX_PIXELS_GPU : CHUNK_MAX_PIXELS);
-    const double dfMaxPairs = bGPU ? CHUNK_MAX_PAIRS_GPU : CHUNK_MAX_PAIRS;
-    const double dfRows = std::min(dfMaxPixels / nXSize, dfMaxPairs / (dfPoints * nXSize));
-    const int nMaxChunkRows = static_cast<int>(std::max(1.0, std::min<double>(nYSize, dfRows)));
-    // A Float32 raster read into a Float64 buffer must give the Float32
-    // values, as it would through the block cache: round after evaluating.
-    const bool bRoundToFloat32 = eBufType == GDT_Float64 && m_oConfig.eDataType == GDT_Float32;
     GDALProgressFunc pfnProgress = psExtraArg ? psExtraArg->pfnProgress : nullptr;
     void *pProgressData = psExtraArg ? psExtraArg->pProgressData : nullptr;
-    // With a progress function, chunks of PROGRESS_CHUNK_PAIRS pairs (whole
-    // rows, at least one): the bar moves after each, by the same steps on
-    // any machine. Chunking never changes the values (tps.h: a cell
-    // depends only on its indices).
-    int nChunkRows = nMaxChunkRows;
-    if (pfnProgress)
-    {
-        const double dfChunkRows =
-            std::floor(GetProgressChunkPairs(m_oConfig.osName, bGPU) / (dfPoints * nXSize));
-        nChunkRows = static_cast<int>(std::max(1.0, std::min<double>(nMaxChunkRows, dfChunkRows)));
-    }
+    const int nChunkRows =
+        ChunkRows(nXSize, nYSize, PairsPerPixel(m_poModel->sInfo), bGPU, m_poMask != nullptr,
+                  pfnProgress ? GetProgressChunkPairs(m_oConfig.osName, bGPU) : 0.0);
+    const bool bRoundToFloat32 = eBufType == GDT_Float64 && m_oConfig.eDataType == GDT_Float32;
 
-    std::vector<tps_output> aoChunk(aoOutputs);
     std::vector<unsigned char> abyValid;
-    for (int iRow = 0, nRows = 0; iRow < nYSize; iRow += nRows)
+    for (int iRow = 0; iRow < nYSize; iRow += nChunkRows)
     {
-        nRows = std::min(nChunkRows, nYSize - iRow);
+        const PixelRect oChunk{nXOff, nYOff + iRow, nXSize, std::min(nChunkRows, nYSize - iRow)};
+        const std::vector<tps_output> aoChunk = OutputsAt(aoOutputs, nXOff, nYOff, oChunk);
         // With a mask, only the smallest rectangle of the chunk that holds
         // every kept pixel is evaluated (nothing when none is kept); the
-        // masked pixels become NoData below. A pixel's value does not
-        // depend on the window around it, so this changes no byte.
-        int nEvalX0 = 0, nEvalY0 = 0, nEvalXSize = nXSize, nEvalYSize = nRows;
+        // masked pixels become NoData.
+        PixelRect oEval = oChunk;
         if (m_poMask)
         {
             tps_grid sChunkGrid;
-            tps_grid_from_geotransform(&sChunkGrid, m_adfGeoTransform, static_cast<size_t>(nXOff),
-                                       static_cast<size_t>(nYOff + iRow),
-                                       static_cast<size_t>(nXSize), static_cast<size_t>(nRows));
-            abyValid.resize(static_cast<size_t>(nXSize) * nRows);
-            if (m_poMask->Compute(sChunkGrid, abyValid.data(), sEvalOptions.num_threads) == 0)
-                nEvalXSize = nEvalYSize = 0;
-            else
-            {
-                int nMinX = nXSize, nMaxX = -1, nMinY = nRows, nMaxY = -1;
-                for (int j = 0; j < nRows; j++)
-                {
-                    const unsigned char *pabyRow =
-                        abyValid.data() + static_cast<size_t>(j) * nXSize;
-                    const unsigned char *pabyEnd = pabyRow + nXSize;
-                    const unsigned char *pabyFirst = std::find(pabyRow, pabyEnd, 1);
-                    if (pabyFirst == pabyEnd)
-                        continue;
-                    const unsigned char *pabyLast =
-                        std::find(std::make_reverse_iterator(pabyEnd),
-                                  std::make_reverse_iterator(pabyFirst), 1)
-                            .base() -
-                        1;
-                    nMinX = std::min(nMinX, static_cast<int>(pabyFirst - pabyRow));
-                    nMaxX = std::max(nMaxX, static_cast<int>(pabyLast - pabyRow));
-                    nMinY = std::min(nMinY, j);
-                    nMaxY = j;
-                }
-                nEvalX0 = nMinX;
-                nEvalY0 = nMinY;
-                nEvalXSize = nMaxX - nMinX + 1;
-                nEvalYSize = nMaxY - nMinY + 1;
-            }
+            tps_grid_from_geotransform(&sChunkGrid, m_adfGeoTransform,
+                                       static_cast<size_t>(oChunk.nX),
+                                       static_cast<size_t>(oChunk.nY),
+                                       static_cast<size_t>(oChunk.nXSize),
+                                       static_cast<size_t>(oChunk.nYSize));
+            abyValid.resize(static_cast<size_t>(oChunk.nXSize) * oChunk.nYSize);
+            oEval = m_poMask->Compute(sChunkGrid, abyValid.data(), sEvalOptions.num_threads) == 0
+                        ? PixelRect{}
+                        : KeptRect(oChunk, abyValid.data());
         }
-        if (nEvalXSize > 0 && nEvalYSize > 0)
+        if (!oEval.Empty())
         {
-            for (size_t i = 0; i < aoOutputs.size(); i++)
-                aoChunk[i].data =
-                    static_cast<GByte *>(aoOutputs[i].data) +
-                    static_cast<ptrdiff_t>(iRow + nEvalY0) * aoOutputs[i].line_stride +
-                    static_cast<ptrdiff_t>(nEvalX0) * aoOutputs[i].pixel_stride;
-            tps_grid sGrid;
-            tps_grid_from_geotransform(&sGrid, m_adfGeoTransform,
-                                       static_cast<size_t>(nXOff + nEvalX0),
-                                       static_cast<size_t>(nYOff + iRow + nEvalY0),
-                                       static_cast<size_t>(nEvalXSize),
-                                       static_cast<size_t>(nEvalYSize));
-            tps_status eStatus = tps_evaluate_grid(psCtx, m_poModel->psModel, &sGrid,
-                                                   aoChunk.size(), aoChunk.data(), &sEvalOptions);
-            if (eStatus != TPS_OK && oRoot.m_bDeviceAuto && sEvalOptions.device == TPS_DEVICE_GPU)
-            {
-                // DEVICE=AUTO chose the GPU and the GPU failed (out of memory,
-                // gone): this handle goes on on the CPU, and says so.
-                CPLDebug("TPS", "%s: GPU evaluation failed, going on on the CPU: %s",
-                         m_oConfig.osName.c_str(), tps_context_errmsg(psCtx));
-                sEvalOptions.device = TPS_DEVICE_CPU;
-                oRoot.SetMetadataItem("DEVICE", "CPU", MD_DOMAIN);
-                eStatus = tps_evaluate_grid(psCtx, m_poModel->psModel, &sGrid, aoChunk.size(),
-                                            aoChunk.data(), &sEvalOptions);
-            }
-            if (eStatus != TPS_OK)
-            {
-                oRoot.ReportEngineError("evaluation failed");
+            std::vector<tps_output> aoEval = OutputsAt(aoOutputs, nXOff, nYOff, oEval);
+            if (EvaluateRect(oEval.nX, oEval.nY, oEval.nXSize, oEval.nYSize, aoEval) != CE_None)
                 return CE_Failure;
-            }
-            oRoot.m_nPixelsEvaluated +=
-                static_cast<uint64_t>(nEvalXSize) * static_cast<uint64_t>(nEvalYSize);
         }
         if (m_poMask)
-        {
-            const double dfNoData = NoDataValue();
-            const float fNoData = static_cast<float>(dfNoData);
-            for (const tps_output &oOut : aoOutputs)
-            {
-                for (int j = 0; j < nRows; j++)
-                {
-                    GByte *pabyLine = static_cast<GByte *>(oOut.data) +
-                                      static_cast<ptrdiff_t>(iRow + j) * oOut.line_stride;
-                    const unsigned char *pabyRowValid =
-                        abyValid.data() + static_cast<size_t>(j) * nXSize;
-                    for (int k = 0; k < nXSize; k++)
-                    {
-                        if (pabyRowValid[k])
-                            continue;
-                        GByte *pabyPixel = pabyLine + static_cast<ptrdiff_t>(k) * oOut.pixel_stride;
-                        if (oOut.type == TPS_FLOAT32)
-                            memcpy(pabyPixel, &fNoData, sizeof(fNoData));
-                        else
-                            memcpy(pabyPixel, &dfNoData, sizeof(dfNoData));
-                    }
-                }
-            }
-        }
+            WriteNoData(aoChunk, oChunk, abyValid.data(), NoDataValue());
         if (bRoundToFloat32)
-        {
-            for (const tps_output &oOut : aoOutputs)
-            {
-                for (int j = 0; j < nRows; j++)
-                {
-                    GByte *pabyLine = static_cast<GByte *>(oOut.data) +
-                                      static_cast<ptrdiff_t>(iRow + j) * oOut.line_stride;
-                    for (int k = 0; k < nXSize; k++)
-                    {
-                        double *pdf = reinterpret_cast<double *>(pabyLine + k * oOut.pixel_stride);
-                        *pdf = static_cast<double>(static_cast<float>(*pdf));
-                    }
-                }
-            }
-        }
-        if (pfnProgress &&
-            !pfnProgress(static_cast<double>(iRow + nRows) / nYSize, "", pProgressData))
+            RoundToFloat32(aoChunk, oChunk);
+        if (pfnProgress && !pfnProgress(static_cast<double>(iRow + oChunk.nYSize) / nYSize, "",
+                                        pProgressData))
         {
             CPLError(CE_Failure, CPLE_UserInterrupt, "User terminated");
             return CE_Failure;

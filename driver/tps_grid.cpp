@@ -1,6 +1,7 @@
 /*
  * tps_grid.cpp: the raster's geometry: its geotransform and size from the
- * .tps grid elements (or the open options) and the points' bounding box.
+ * .tps grid elements (or the open options) and the points' bounding box,
+ * and its virtual overviews'.
  */
 #include "tps_grid.h"
 
@@ -110,5 +111,26 @@ bool TPSResolveGrid(const TPSConfig &c, double dfMinX, double dfMinY, double dfM
     adfGT[5] = -dfResY;
     *pnXSize = nXSize;
     *pnYSize = nYSize;
+    return true;
+}
+
+bool TPSOverviewGrid(const double adfGT[6], int nXSize, int nYSize, int nFactor,
+                     double adfOvGT[6], int *pnOvXSize, int *pnOvYSize)
+{
+    const GIntBig nF = nFactor;
+    const int nOvXSize = static_cast<int>((nXSize + nF - 1) / nF);
+    const int nOvYSize = static_cast<int>((nYSize + nF - 1) / nF);
+    if (std::max(nOvXSize, nOvYSize) < TPS_OVERVIEW_MIN_SIDE)
+        return false;
+    // Same origin and extent: the pixel is the extent over the overview's
+    // size (not exactly nFactor times the pixel when the size does not
+    // divide).
+    const double dfXScale = static_cast<double>(nXSize) / nOvXSize;
+    const double dfYScale = static_cast<double>(nYSize) / nOvYSize;
+    const double adf[6] = {adfGT[0], adfGT[1] * dfXScale, adfGT[2] * dfYScale,
+                           adfGT[3], adfGT[4] * dfXScale, adfGT[5] * dfYScale};
+    std::copy(adf, adf + 6, adfOvGT);
+    *pnOvXSize = nOvXSize;
+    *pnOvYSize = nOvYSize;
     return true;
 }

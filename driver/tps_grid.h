@@ -18,4 +18,15 @@ constexpr int TPS_MAX_RASTER_SIDE = 16777216;
 bool TPSResolveGrid(const TPSConfig &oConfig, double dfMinX, double dfMinY, double dfMaxX,
                     double dfMaxY, double adfGT[6], int *pnXSize, int *pnYSize);
 
+/* Overview levels stop before the larger side falls below this. */
+constexpr int TPS_OVERVIEW_MIN_SIDE = 256;
+
+/* The overview of factor nFactor (2, 4, 8, ...) of a raster of
+ * nXSize x nYSize pixels with geotransform adfGT: ceil(size / factor)
+ * pixels, as GDAL sizes overviews, over the same origin and extent. False
+ * when its larger side would fall below TPS_OVERVIEW_MIN_SIDE (no such
+ * level). */
+bool TPSOverviewGrid(const double adfGT[6], int nXSize, int nYSize, int nFactor,
+                     double adfOvGT[6], int *pnOvXSize, int *pnOvYSize);
+
 #endif /* TPS_DRIVER_GRID_H */
