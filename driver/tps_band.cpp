@@ -29,9 +29,8 @@ TPSRasterBand::TPSRasterBand(TPSDataset *poDSIn, int nBandIn)
 
 const char *TPSRasterBand::GetUnitType()
 {
-    const TPSQuantity eQuantity =
-        static_cast<TPSDataset *>(poDS)->m_oConfig.aoBands[nBand - 1].eQuantity;
-    return eQuantity == TPSQuantity::SLOPE || eQuantity == TPSQuantity::ASPECT ? "degrees" : "";
+    const auto *poTPSDS = static_cast<TPSDataset *>(poDS);
+    return tps_quantity_info(poTPSDS->m_oConfig.aoBands[nBand - 1].eQuantity)->unit;
 }
 
 double TPSRasterBand::GetNoDataValue(int *pbSuccess)

@@ -17,8 +17,8 @@ class TPSRasterBand final : public GDALRasterBand
     TPSRasterBand(TPSDataset *poDS, int nBand);
 
     double GetNoDataValue(int *pbSuccess = nullptr) override;
-    /* "degrees" for slope and aspect bands, else "" (the field's unit is
-     * not known). */
+    /* The quantity's unit from the engine's table: "degrees" (slope,
+     * aspect), else "" (the field's unit is not known). */
     const char *GetUnitType() override;
     /* With a mask: GMF_PER_DATASET and the data set's TPSMaskBand. */
     int GetMaskFlags() override;

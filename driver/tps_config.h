@@ -3,32 +3,20 @@
  * file (or inline XML) or from the `TPS:<ogr source>` form, plus open
  * options, into one plain struct.
  *
- * No OGR and no engine here, on purpose: this is the part that reads
- * untrusted text, and it should stay small enough to fuzz on its own.
+ * No OGR here, and of the engine only its quantity table (tps.h: what a
+ * <Quantity> may name), on purpose: this is the part that reads untrusted
+ * text, and it should stay small enough to fuzz on its own.
  */
 #ifndef TPS_CONFIG_H
 #define TPS_CONFIG_H
+
+#include "tps.h"
 
 #include "cpl_port.h"
 #include "gdal.h"
 
 #include <string>
 #include <vector>
-
-/* <Quantity>: what a band shows of its field's surface (the engine's
- * tps_quantity, same order). */
-enum class TPSQuantity
-{
-    VALUE,
-    DZDX,
-    DZDY,
-    SLOPE,
-    ASPECT,
-    LAPLACIAN
-};
-
-/* "value", "dzdx", ... as written in <Quantity>. */
-const char *TPSQuantityName(TPSQuantity eQuantity);
 
 struct TPSBandConfig
 {
@@ -38,7 +26,8 @@ struct TPSBandConfig
     double dfSmoothing = 0.0;   /* effective lambda once parsing is done */
     bool bSmoothingGCV = false; /* <Smoothing>GCV</Smoothing>: lambda chosen by GCV */
     std::string osDescription;  /* default: the field name, or "Z" (+ " slope", ...) */
-    TPSQuantity eQuantity = TPSQuantity::VALUE; /* <Quantity> */
+    /* <Quantity>: a row of the engine's quantity table (tps_quantity_info). */
+    tps_quantity eQuantity = TPS_QUANTITY_VALUE;
     /* The surface this band shows: its index in TPSConfig::aoModelBands. */
     size_t nModelBand = 0;
 };

@@ -521,8 +521,9 @@ bool TPSConfigParser::Validate(bool bConnectionForm)
         if (oBand.osDescription.empty())
         {
             oBand.osDescription = oBand.bGeometryZ ? "Z" : oBand.osField;
-            if (oBand.eQuantity != TPSQuantity::VALUE)
-                oBand.osDescription += std::string(" ") + TPSQuantityName(oBand.eQuantity);
+            if (oBand.eQuantity != TPS_QUANTITY_VALUE)
+                oBand.osDescription += std::string(" ") +
+                                       tps_quantity_info(oBand.eQuantity)->name;
         }
         // The surface: one per field and smoothing, whatever the quantities.
         const auto SameSurface = [&oBand](const TPSBandConfig &o)
@@ -536,7 +537,7 @@ bool TPSConfigParser::Validate(bool bConnectionForm)
         if (oFound == c.aoModelBands.end())
         {
             TPSBandConfig oSurface = oBand;
-            oSurface.eQuantity = TPSQuantity::VALUE;
+            oSurface.eQuantity = TPS_QUANTITY_VALUE;
             oSurface.nModelBand = oBand.nModelBand;
             oSurface.osDescription.clear();
             c.aoModelBands.push_back(oSurface);

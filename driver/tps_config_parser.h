@@ -64,7 +64,7 @@ class TPSConfigParser
     /* tps_config_values.cpp: value parsers, shared by elements and
      * options: osLabel is "<Size>" or "SIZE". */
     bool ParseQuantity(const std::string &osLabel, const std::string &osText,
-                       TPSQuantity *peQuantity);
+                       tps_quantity *peQuantity);
     bool ParseSmoothingValue(const std::string &osLabel, const std::string &osText,
                              double *pdfValue, bool *pbGCV);
     bool ParseGeoTransform(const std::string &osLabel, const std::string &osText);

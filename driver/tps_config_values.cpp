@@ -401,42 +401,23 @@ bool TPSConfigParser::ParseCrossValidation(const std::string &osLabel, const std
     return true;
 }
 
-static const TPSQuantity aeQuantities[] = {TPSQuantity::VALUE,  TPSQuantity::DZDX,
-                                           TPSQuantity::DZDY,   TPSQuantity::SLOPE,
-                                           TPSQuantity::ASPECT, TPSQuantity::LAPLACIAN};
-
 bool TPSConfigParser::ParseQuantity(const std::string &osLabel, const std::string &osText,
-                                    TPSQuantity *peQuantity)
+                                    tps_quantity *peQuantity)
 {
-    for (TPSQuantity eQuantity : aeQuantities)
+    // The names are the engine's quantity table's, as is the list in the
+    // message.
+    if (tps_quantity_from_name(osText.c_str(), peQuantity) == TPS_OK)
+        return true;
+    std::string osNames;
+    const size_t nQuantities = tps_quantity_count();
+    for (size_t i = 0; i < nQuantities; i++)
     {
-        if (EQUAL(osText.c_str(), TPSQuantityName(eQuantity)))
-        {
-            *peQuantity = eQuantity;
-            return true;
-        }
+        const tps_quantity_desc *psDesc = tps_quantity_info(static_cast<tps_quantity>(i));
+        if (psDesc == nullptr)
+            continue;
+        osNames += std::string(osNames.empty() ? "" : i + 1 == nQuantities ? " or " : ", ") +
+                   psDesc->name;
     }
-    return Fail(CPLE_IllegalArg, osLabel,
-                "expected value, dzdx, dzdy, slope, aspect or laplacian, got '%s'",
+    return Fail(CPLE_IllegalArg, osLabel, "expected %s, got '%s'", osNames.c_str(),
                 TPSShown(osText).c_str());
-}
-
-const char *TPSQuantityName(TPSQuantity eQuantity)
-{
-    switch (eQuantity)
-    {
-    case TPSQuantity::VALUE:
-        return "value";
-    case TPSQuantity::DZDX:
-        return "dzdx";
-    case TPSQuantity::DZDY:
-        return "dzdy";
-    case TPSQuantity::SLOPE:
-        return "slope";
-    case TPSQuantity::ASPECT:
-        return "aspect";
-    case TPSQuantity::LAPLACIAN:
-        return "laplacian";
-    }
-    return "value";
 }

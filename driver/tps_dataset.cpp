@@ -349,7 +349,9 @@ void TPSDataset::BuildMetadata(int nSolves)
         poBand->SetDescription(oBand.osDescription.c_str());
         poBand->SetMetadataItem("FIELD", oBand.bGeometryZ ? "<GeometryZ/>" : oBand.osField.c_str(),
                                 MD_DOMAIN);
-        poBand->SetMetadataItem("QUANTITY", TPSQuantityName(oBand.eQuantity), MD_DOMAIN);
+        const tps_quantity_desc *psQuantity = tps_quantity_info(oBand.eQuantity);
+        poBand->SetMetadataItem("QUANTITY", psQuantity->name, MD_DOMAIN);
+        poBand->SetMetadataItem("QUANTITY_DESCRIPTION", psQuantity->description, MD_DOMAIN);
         poBand->SetMetadataItem("SMOOTHING", CPLSPrintf("%.17g", sBand.smoothing), MD_DOMAIN);
         poBand->SetMetadataItem("SMOOTHING_METHOD", sBand.smoothing_gcv ? "GCV" : "FIXED",
                                 MD_DOMAIN);

@@ -156,7 +156,6 @@ class TPSDataset final : public GDALDataset
     /* Point-pixel pairs one pixel costs (chunk sizes, DEVICE=AUTO). */
     static double PairsPerPixel(const tps_model_info &sInfo);
     static tps_device ToEngineDevice(TPSDeviceRequest eDevice);
-    static tps_quantity ToEngineQuantity(TPSQuantity eQuantity);
 
     /* Where band nBand (1-based) of a read goes: pData, of eType (Float32
      * or Float64), with these strides. */

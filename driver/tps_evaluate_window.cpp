@@ -185,33 +185,13 @@ void RoundToFloat32(const std::vector<tps_output> &aoOutputs, const PixelRect &o
 } // namespace
 
 
-tps_quantity TPSDataset::ToEngineQuantity(TPSQuantity eQuantity)
-{
-    switch (eQuantity)
-    {
-    case TPSQuantity::DZDX:
-        return TPS_QUANTITY_DZDX;
-    case TPSQuantity::DZDY:
-        return TPS_QUANTITY_DZDY;
-    case TPSQuantity::SLOPE:
-        return TPS_QUANTITY_SLOPE;
-    case TPSQuantity::ASPECT:
-        return TPS_QUANTITY_ASPECT;
-    case TPSQuantity::LAPLACIAN:
-        return TPS_QUANTITY_LAPLACIAN;
-    case TPSQuantity::VALUE:
-        break;
-    }
-    return TPS_QUANTITY_VALUE;
-}
-
 tps_output TPSDataset::BandOutput(int nBand, void *pData, GDALDataType eType,
                                   GSpacing nPixelSpace, GSpacing nLineSpace) const
 {
     const TPSBandConfig &oBand = m_oConfig.aoBands[nBand - 1];
     tps_output sOut{};
     sOut.band = oBand.nModelBand;
-    sOut.quantity = ToEngineQuantity(oBand.eQuantity);
+    sOut.quantity = oBand.eQuantity;
     sOut.data = pData;
     sOut.type = eType == GDT_Float32 ? TPS_FLOAT32 : TPS_FLOAT64;
     sOut.pixel_stride = static_cast<ptrdiff_t>(nPixelSpace);
