@@ -55,6 +55,35 @@ enum class TPSDeviceRequest
     GPU
 };
 
+/* The words of an enumerated element or option (DATA_TYPE, DEVICE, ...),
+ * one table each: what the parser accepts (any case) and lists in its
+ * messages, and what the open-option list offers (tps_driver.cpp). */
+struct TPSChoice
+{
+    const char *pszName;
+    int nValue; /* the enum's (or bool's) value */
+};
+using TPSChoices = std::vector<TPSChoice>;
+extern const TPSChoices TPS_DATA_TYPE_CHOICES;   /* GDALDataType */
+extern const TPSChoices TPS_DEVICE_CHOICES;      /* TPSDeviceRequest */
+extern const TPSChoices TPS_PRECISION_CHOICES;   /* bMixedPrecision */
+extern const TPSChoices TPS_MODE_CHOICES;        /* TPSModeRequest */
+extern const TPSChoices TPS_MODEL_CACHE_CHOICES; /* TPSModelCacheMode */
+/* The name of nValue in asChoices ("" if none). */
+const char *TPSChoiceName(const TPSChoices &asChoices, int nValue);
+
+/* Limits of the configuration that are the driver's, not the engine's
+ * (whose own, e.g. TPS_MIN_PATCH_POINTS, are in tps.h). */
+/* <PatchPoints> at most: above this a patch's dense system (3.2 GB)
+ * defeats the point of patches. */
+constexpr int TPS_MAX_PATCH_POINTS = 20000;
+/* TPS_MAX_BANDS and TPS_MAX_SOLVES by default: far more than a user asks
+ * for (a few fields, their derivatives), far less than what a hostile file
+ * can: each band is a block in every read, each distinct solve an O(N^3)
+ * factorisation (20,000 of them took hours). */
+constexpr int TPS_DEFAULT_MAX_BANDS = 256;
+constexpr int TPS_DEFAULT_MAX_SOLVES = 16;
+
 struct TPSConfig
 {
     /* What messages start with: the file name as given, the "TPS:..."
@@ -81,8 +110,8 @@ struct TPSConfig
     std::string osOutputSRS;
 
     /* Grid. Placement: GeoTransform, Extent, or (neither) the points'
-     * bounding box. Density: Size, Resolution, or (neither) 512 pixels on
-     * the long side. GeoTransform always comes with Size. */
+     * bounding box. Density: Size, Resolution, or (neither)
+     * TPS_DEFAULT_LONG_SIDE pixels on the long side (tps_grid.h). GeoTransform always comes with Size. */
     bool bHasGeoTransform = false;
     double adfGeoTransform[6] = {0, 1, 0, 0, 0, 1};
     bool bHasExtent = false;
@@ -102,8 +131,8 @@ struct TPSConfig
     /* <Mode>, <PatchPoints>, <Overlap> (open options MODE, PATCH_POINTS,
      * OVERLAP): they change the surface, so the model keys include them. */
     TPSModeRequest eMode = TPSModeRequest::AUTO;
-    int nPatchPoints = 500; /* the engine's TPS_DEFAULT_PATCH_POINTS */
-    double dfOverlap = 1.5; /* the engine's TPS_DEFAULT_OVERLAP */
+    int nPatchPoints = TPS_DEFAULT_PATCH_POINTS;
+    double dfOverlap = TPS_DEFAULT_OVERLAP;
     /* <CrossValidation> / CROSS_VALIDATION: leave-one-out statistics for
      * bands of a fixed lambda too (an extra ~2/3 N^3; GCV bands always). */
     bool bCrossValidation = false;
@@ -124,7 +153,7 @@ struct TPSConfig
      * eQuantity is VALUE and nModelBand their own index.) */
     std::vector<TPSBandConfig> aoModelBands;
     /* TPS_MAX_SOLVES: the most O(N^3) solves an open may do. */
-    int nMaxSolves = 16;
+    int nMaxSolves = TPS_DEFAULT_MAX_SOLVES;
 
     /* Set by TPSApplySourcePolicy (tps_source_policy.h), for the loader:
      * the only GDAL drivers that may read the source (empty: any), and the

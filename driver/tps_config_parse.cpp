@@ -42,13 +42,6 @@ namespace
 /* A .tps file is a few hundred bytes; anything this big is not one. */
 constexpr int MAX_TPS_FILE_BYTES = 16 * 1024 * 1024;
 
-/* TPS_MAX_BANDS and TPS_MAX_SOLVES by default: far more than a user asks
- * for (a few fields, their derivatives), far less than what a hostile file
- * can: each band is a block in every read, each distinct solve an O(N^3)
- * factorisation (20,000 of them took hours). */
-constexpr int DEFAULT_MAX_BANDS = 256;
-constexpr int DEFAULT_MAX_SOLVES = 16;
-
 std::string GetDirName(const char *pszPath)
 {
 #if GDAL_VERSION_NUM >= GDAL_COMPUTE_VERSION(3, 11, 0)
@@ -208,8 +201,8 @@ bool TPSConfigParser::ConfigCount(const char *pszOption, int nDefault, int *pnVa
  * <Band> elements is refused at the first one too many. */
 bool TPSConfigParser::TooManyBands(size_t nBands)
 {
-    int nMax = DEFAULT_MAX_BANDS;
-    if (!ConfigCount("TPS_MAX_BANDS", DEFAULT_MAX_BANDS, &nMax))
+    int nMax = TPS_DEFAULT_MAX_BANDS;
+    if (!ConfigCount("TPS_MAX_BANDS", TPS_DEFAULT_MAX_BANDS, &nMax))
         return true;
     if (nBands <= static_cast<size_t>(nMax))
         return false;
@@ -547,8 +540,8 @@ bool TPSConfigParser::Validate(bool bConnectionForm)
     // share one factorisation, each other fixed smoothing and each GCV band
     // (one eigendecomposition each) is another O(N^3). (Missing values can
     // split a smoothing further: checked again once the points are read.)
-    int nMaxSolves = DEFAULT_MAX_SOLVES;
-    if (!ConfigCount("TPS_MAX_SOLVES", DEFAULT_MAX_SOLVES, &nMaxSolves))
+    int nMaxSolves = TPS_DEFAULT_MAX_SOLVES;
+    if (!ConfigCount("TPS_MAX_SOLVES", TPS_DEFAULT_MAX_SOLVES, &nMaxSolves))
         return false;
     c.nMaxSolves = nMaxSolves;
     const size_t nSolves = TPSDistinctSolves(c);

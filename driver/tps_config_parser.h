@@ -65,6 +65,9 @@ class TPSConfigParser
      * options: osLabel is "<Size>" or "SIZE". */
     bool ParseQuantity(const std::string &osLabel, const std::string &osText,
                        tps_quantity *peQuantity);
+    /* One of asChoices' names (any case) into *pnValue. */
+    bool ParseChoice(const std::string &osLabel, const std::string &osText,
+                     const TPSChoices &asChoices, int *pnValue);
     bool ParseSmoothingValue(const std::string &osLabel, const std::string &osText,
                              double *pdfValue, bool *pbGCV);
     bool ParseGeoTransform(const std::string &osLabel, const std::string &osText);

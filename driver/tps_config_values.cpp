@@ -27,6 +27,47 @@ constexpr int MAX_THREADS = 1024;
 
 } // namespace
 
+const TPSChoices TPS_DATA_TYPE_CHOICES = {{"Float32", GDT_Float32}, {"Float64", GDT_Float64}};
+const TPSChoices TPS_DEVICE_CHOICES = {{"AUTO", static_cast<int>(TPSDeviceRequest::AUTO)},
+                                       {"CPU", static_cast<int>(TPSDeviceRequest::CPU)},
+                                       {"GPU", static_cast<int>(TPSDeviceRequest::GPU)}};
+const TPSChoices TPS_PRECISION_CHOICES = {{"DOUBLE", 0}, {"MIXED", 1}};
+const TPSChoices TPS_MODE_CHOICES = {{"AUTO", static_cast<int>(TPSModeRequest::AUTO)},
+                                     {"GLOBAL", static_cast<int>(TPSModeRequest::GLOBAL)},
+                                     {"LOCAL", static_cast<int>(TPSModeRequest::LOCAL)}};
+const TPSChoices TPS_MODEL_CACHE_CHOICES = {
+    {"YES", static_cast<int>(TPSModelCacheMode::YES)},
+    {"NO", static_cast<int>(TPSModelCacheMode::NO)},
+    {"READ_ONLY", static_cast<int>(TPSModelCacheMode::READ_ONLY)}};
+
+const char *TPSChoiceName(const TPSChoices &asChoices, int nValue)
+{
+    for (const TPSChoice &oChoice : asChoices)
+    {
+        if (oChoice.nValue == nValue)
+            return oChoice.pszName;
+    }
+    return "";
+}
+
+bool TPSConfigParser::ParseChoice(const std::string &osLabel, const std::string &osText,
+                                  const TPSChoices &asChoices, int *pnValue)
+{
+    std::string osNames;
+    for (size_t i = 0; i < asChoices.size(); i++)
+    {
+        if (EQUAL(osText.c_str(), asChoices[i].pszName))
+        {
+            *pnValue = asChoices[i].nValue;
+            return true;
+        }
+        osNames += std::string(i == 0 ? "" : i + 1 == asChoices.size() ? " or " : ", ") +
+                   asChoices[i].pszName;
+    }
+    return Fail(CPLE_IllegalArg, osLabel, "expected %s, got '%s'", osNames.c_str(),
+                TPSShown(osText).c_str());
+}
+
 std::string TPSConfigParser::Trim(const std::string &s)
 {
     const char *pszWS = " \t\r\n";
@@ -239,13 +280,10 @@ bool TPSConfigParser::ParseBlockSize(const std::string &osLabel, const std::stri
 
 bool TPSConfigParser::ParseDataType(const std::string &osLabel, const std::string &osText)
 {
-    if (EQUAL(osText.c_str(), "Float32"))
-        m_oConfig.eDataType = GDT_Float32;
-    else if (EQUAL(osText.c_str(), "Float64"))
-        m_oConfig.eDataType = GDT_Float64;
-    else
-        return Fail(CPLE_IllegalArg, osLabel, "expected Float32 or Float64, got '%s'",
-                    TPSShown(osText).c_str());
+    int nValue = 0;
+    if (!ParseChoice(osLabel, osText, TPS_DATA_TYPE_CHOICES, &nValue))
+        return false;
+    m_oConfig.eDataType = static_cast<GDALDataType>(nValue);
     return true;
 }
 
@@ -289,41 +327,30 @@ bool TPSConfigParser::ParseNumThreads(const std::string &osLabel, const std::str
 
 bool TPSConfigParser::ParseDevice(const std::string &osLabel, const std::string &osText)
 {
-    if (EQUAL(osText.c_str(), "AUTO"))
-        m_oConfig.eDevice = TPSDeviceRequest::AUTO;
-    else if (EQUAL(osText.c_str(), "CPU"))
-        m_oConfig.eDevice = TPSDeviceRequest::CPU;
-    else if (EQUAL(osText.c_str(), "GPU"))
-        m_oConfig.eDevice = TPSDeviceRequest::GPU;
-    else
-        return Fail(CPLE_IllegalArg, osLabel, "expected AUTO, CPU or GPU, got '%s'",
-                    TPSShown(osText).c_str());
+    int nValue = 0;
+    if (!ParseChoice(osLabel, osText, TPS_DEVICE_CHOICES, &nValue))
+        return false;
+    m_oConfig.eDevice = static_cast<TPSDeviceRequest>(nValue);
     return true;
 }
 
 bool TPSConfigParser::ParseMode(const std::string &osLabel, const std::string &osText)
 {
-    if (EQUAL(osText.c_str(), "AUTO"))
-        m_oConfig.eMode = TPSModeRequest::AUTO;
-    else if (EQUAL(osText.c_str(), "GLOBAL"))
-        m_oConfig.eMode = TPSModeRequest::GLOBAL;
-    else if (EQUAL(osText.c_str(), "LOCAL"))
-        m_oConfig.eMode = TPSModeRequest::LOCAL;
-    else
-        return Fail(CPLE_IllegalArg, osLabel, "expected AUTO, GLOBAL or LOCAL, got '%s'",
-                    TPSShown(osText).c_str());
+    int nValue = 0;
+    if (!ParseChoice(osLabel, osText, TPS_MODE_CHOICES, &nValue))
+        return false;
+    m_oConfig.eMode = static_cast<TPSModeRequest>(nValue);
     return true;
 }
 
 bool TPSConfigParser::ParsePatchPoints(const std::string &osLabel, const std::string &osText)
 {
     double dfValue = 0;
-    // Below 20 a patch is an almost affine fit; above 20000 its dense
-    // system (3.2 GB) defeats the point of patches.
-    if (!ParseFinite(osText, &dfValue) || dfValue != std::floor(dfValue) || dfValue < 20 ||
-        dfValue > 20000)
-        return Fail(CPLE_IllegalArg, osLabel, "expected an integer from 20 to 20000, got '%s'",
-                    TPSShown(osText).c_str());
+    // Below TPS_MIN_PATCH_POINTS a patch is an almost affine fit.
+    if (!ParseFinite(osText, &dfValue) || dfValue != std::floor(dfValue) ||
+        dfValue < TPS_MIN_PATCH_POINTS || dfValue > TPS_MAX_PATCH_POINTS)
+        return Fail(CPLE_IllegalArg, osLabel, "expected an integer from %d to %d, got '%s'",
+                    TPS_MIN_PATCH_POINTS, TPS_MAX_PATCH_POINTS, TPSShown(osText).c_str());
     m_oConfig.nPatchPoints = static_cast<int>(dfValue);
     return true;
 }
@@ -331,10 +358,10 @@ bool TPSConfigParser::ParsePatchPoints(const std::string &osLabel, const std::st
 bool TPSConfigParser::ParseOverlap(const std::string &osLabel, const std::string &osText)
 {
     double dfValue = 0;
-    if (!ParseFinite(osText, &dfValue) || !(dfValue > 1.0) || dfValue > 4.0)
+    if (!ParseFinite(osText, &dfValue) || !(dfValue > 1.0) || dfValue > TPS_MAX_OVERLAP)
         return Fail(CPLE_IllegalArg, osLabel,
-                    "expected a number > 1 and <= 4 (the patch enlargement factor), got '%s'",
-                    TPSShown(osText).c_str());
+                    "expected a number > 1 and <= %g (the patch enlargement factor), got '%s'",
+                    TPS_MAX_OVERLAP, TPSShown(osText).c_str());
     m_oConfig.dfOverlap = dfValue;
     return true;
 }
@@ -364,27 +391,19 @@ bool TPSConfigParser::ParseConvexHull(const std::string &osLabel, const std::str
 
 bool TPSConfigParser::ParsePrecision(const std::string &osLabel, const std::string &osText)
 {
-    if (EQUAL(osText.c_str(), "DOUBLE"))
-        m_oConfig.bMixedPrecision = false;
-    else if (EQUAL(osText.c_str(), "MIXED"))
-        m_oConfig.bMixedPrecision = true;
-    else
-        return Fail(CPLE_IllegalArg, osLabel, "expected DOUBLE or MIXED, got '%s'",
-                    TPSShown(osText).c_str());
+    int nValue = 0;
+    if (!ParseChoice(osLabel, osText, TPS_PRECISION_CHOICES, &nValue))
+        return false;
+    m_oConfig.bMixedPrecision = nValue != 0;
     return true;
 }
 
 bool TPSConfigParser::ParseModelCache(const std::string &osLabel, const std::string &osText)
 {
-    if (EQUAL(osText.c_str(), "YES"))
-        m_oConfig.eModelCache = TPSModelCacheMode::YES;
-    else if (EQUAL(osText.c_str(), "NO"))
-        m_oConfig.eModelCache = TPSModelCacheMode::NO;
-    else if (EQUAL(osText.c_str(), "READ_ONLY"))
-        m_oConfig.eModelCache = TPSModelCacheMode::READ_ONLY;
-    else
-        return Fail(CPLE_IllegalArg, osLabel, "expected YES, NO or READ_ONLY, got '%s'",
-                    TPSShown(osText).c_str());
+    int nValue = 0;
+    if (!ParseChoice(osLabel, osText, TPS_MODEL_CACHE_CHOICES, &nValue))
+        return false;
+    m_oConfig.eModelCache = static_cast<TPSModelCacheMode>(nValue);
     return true;
 }
 

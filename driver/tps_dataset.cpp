@@ -42,19 +42,7 @@ const char *SizeString(size_t n)
     return CPLSPrintf("%llu", static_cast<unsigned long long>(n));
 }
 
-
 } // namespace
-
-// Point-pixel pairs per pixel: every point for a global model; for a local
-// one the points of the few patches blended over each pixel (cells hold
-// n / patches points, patches overlap ~2x: the engine's own estimate).
-double TPSDataset::PairsPerPixel(const tps_model_info &sInfo)
-{
-    const double dfPoints = std::max<double>(1.0, static_cast<double>(sInfo.n_points));
-    if (sInfo.mode == TPS_MODE_LOCAL && sInfo.n_patches > 0)
-        return std::min(dfPoints, 4.5 * dfPoints / static_cast<double>(sInfo.n_patches));
-    return dfPoints;
-}
 
 tps_device TPSDataset::ToEngineDevice(TPSDeviceRequest eDevice)
 {
@@ -191,7 +179,7 @@ std::unique_ptr<TPSDataset> TPSDataset::Open(TPSConfig &&oConfig)
     // One device for the whole dataset, chosen from the size of the whole
     // raster, so that DEVICE says what evaluates every block.
     const double dfPairs =
-        PairsPerPixel(sInfo) * poDS->nRasterXSize * static_cast<double>(poDS->nRasterYSize);
+        sInfo.pairs_per_pixel * poDS->nRasterXSize * static_cast<double>(poDS->nRasterYSize);
     poDS->m_bDeviceAuto = c.eDevice == TPSDeviceRequest::AUTO;
     poDS->m_sEvalOptions.device = tps_device_choose(poDS->m_sEvalOptions.device, dfPairs);
     if (poDS->m_sEvalOptions.device == TPS_DEVICE_GPU)

@@ -153,8 +153,6 @@ class TPSDataset final : public GDALDataset
      * straight into the block cache. */
     CPLErr ReadBlockAllBands(TPSRasterBand *poCaller, int nBlockXOff, int nBlockYOff, void *pImage);
 
-    /* Point-pixel pairs one pixel costs (chunk sizes, DEVICE=AUTO). */
-    static double PairsPerPixel(const tps_model_info &sInfo);
     static tps_device ToEngineDevice(TPSDeviceRequest eDevice);
 
     /* Where band nBand (1-based) of a read goes: pData, of eType (Float32

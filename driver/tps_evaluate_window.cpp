@@ -77,8 +77,9 @@ struct PixelRect
     }
 };
 
-/* Rows per engine call for a window nXSize wide and nYSize high: at most
- * CHUNK_MAX_* pixels and pairs; with a progress function, chunks of
+/* Rows per engine call for a window nXSize wide and nYSize high, a pixel
+ * costing dfPairsPerPixel point-pixel pairs (the engine's own estimate,
+ * tps_model_info.pairs_per_pixel): at most CHUNK_MAX_* pixels and pairs; with a progress function, chunks of
  * dfProgressPairs pairs (> 0; whole rows, at least one), so that the bar
  * moves after each by the same steps on any machine. */
 int ChunkRows(int nXSize, int nYSize, double dfPairsPerPixel, bool bGPU, bool bMasked,
@@ -260,7 +261,7 @@ CPLErr TPSDataset::EvaluateWindow(int nXOff, int nYOff, int nXSize, int nYSize,
     GDALProgressFunc pfnProgress = psExtraArg ? psExtraArg->pfnProgress : nullptr;
     void *pProgressData = psExtraArg ? psExtraArg->pProgressData : nullptr;
     const int nChunkRows =
-        ChunkRows(nXSize, nYSize, PairsPerPixel(m_poModel->sInfo), bGPU, m_poMask != nullptr,
+        ChunkRows(nXSize, nYSize, m_poModel->sInfo.pairs_per_pixel, bGPU, m_poMask != nullptr,
                   pfnProgress ? GetProgressChunkPairs(m_oConfig.osName, bGPU) : 0.0);
     const bool bRoundToFloat32 = eBufType == GDT_Float64 && m_oConfig.eDataType == GDT_Float32;
 

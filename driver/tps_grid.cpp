@@ -84,20 +84,20 @@ bool TPSResolveGrid(const TPSConfig &c, double dfMinX, double dfMinY, double dfM
         }
         else
         {
-            // 512 pixels on the long side, the short side in proportion: pixels
-            // are then nearly square and the extent is exactly the box.
-            constexpr int LONG_SIDE = 512;
+            // TPS_DEFAULT_LONG_SIDE pixels on the long side, the short side in
+            // proportion: pixels are then nearly square and the extent is
+            // exactly the box.
             if (dfWidth >= dfHeight)
             {
-                nXSize = LONG_SIDE;
-                nYSize =
-                    static_cast<int>(std::max(1.0, std::round(LONG_SIDE * dfHeight / dfWidth)));
+                nXSize = TPS_DEFAULT_LONG_SIDE;
+                nYSize = static_cast<int>(
+                    std::max(1.0, std::round(TPS_DEFAULT_LONG_SIDE * dfHeight / dfWidth)));
             }
             else
             {
-                nYSize = LONG_SIDE;
-                nXSize =
-                    static_cast<int>(std::max(1.0, std::round(LONG_SIDE * dfWidth / dfHeight)));
+                nYSize = TPS_DEFAULT_LONG_SIDE;
+                nXSize = static_cast<int>(
+                    std::max(1.0, std::round(TPS_DEFAULT_LONG_SIDE * dfWidth / dfHeight)));
             }
         }
         dfResX = dfWidth / nXSize;

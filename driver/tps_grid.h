@@ -12,6 +12,9 @@
  * certainly a mistake (a 1e9 x 1e9 float grid is 4 exabytes). */
 constexpr int TPS_MAX_RASTER_SIDE = 16777216;
 
+/* Without <Size> or <Resolution>: this many pixels on the long side. */
+constexpr int TPS_DEFAULT_LONG_SIDE = 512;
+
 /* The geotransform and size of the raster. With an explicit grid the
  * bounding box is not used; otherwise it is the points' bounding box in the
  * output CRS. On failure emits one CE_Failure and returns false. */
