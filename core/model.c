@@ -195,9 +195,13 @@ static tps_solver choose_solver(const tps_model *md, size_t m, size_t n_group, i
                                   ? TPS_AUTO_GLOBAL_MAX_POINTS_GPU
                                   : TPS_AUTO_DIRECT_MAX_POINTS;
     const size_t need = tps_solve_bytes(m, n_group);
-    return m <= direct_max && (!options->max_memory || need <= options->max_memory)
-               ? TPS_SOLVER_DIRECT
-               : TPS_SOLVER_ITERATIVE;
+    if (m <= direct_max && (!options->max_memory || need <= options->max_memory))
+        return TPS_SOLVER_DIRECT;
+    /* Over the limit: ITERATIVE if it fits; if neither does, the dense
+     * solve's need is the one the error reports. */
+    if (m <= direct_max && tps_iterative_bytes(m, n_group) > options->max_memory)
+        return TPS_SOLVER_DIRECT;
+    return TPS_SOLVER_ITERATIVE;
 }
 
 /* The group by preconditioned GMRES (iterative.c): O(m) memory. Each band
