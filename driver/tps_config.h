@@ -48,6 +48,15 @@ enum class TPSModeRequest
     LOCAL   /* a partition of unity over overlapping patches */
 };
 
+/* <Solver> / SOLVER: the engine's tps_solver (docs/design.md, "The
+ * iterative solve"); global models only. */
+enum class TPSSolverRequest
+{
+    AUTO,     /* DIRECT while the dense system is small and fits, else ITERATIVE */
+    DIRECT,   /* the dense factorisation */
+    ITERATIVE /* preconditioned GMRES with fast products: O(N) memory */
+};
+
 enum class TPSDeviceRequest
 {
     AUTO,
@@ -68,6 +77,7 @@ extern const TPSChoices TPS_DATA_TYPE_CHOICES;   /* GDALDataType */
 extern const TPSChoices TPS_DEVICE_CHOICES;      /* TPSDeviceRequest */
 extern const TPSChoices TPS_PRECISION_CHOICES;   /* bMixedPrecision */
 extern const TPSChoices TPS_MODE_CHOICES;        /* TPSModeRequest */
+extern const TPSChoices TPS_SOLVER_CHOICES;      /* TPSSolverRequest */
 extern const TPSChoices TPS_MODEL_CACHE_CHOICES; /* TPSModelCacheMode */
 /* The name of nValue in asChoices ("" if none). */
 const char *TPSChoiceName(const TPSChoices &asChoices, int nValue);
@@ -136,6 +146,11 @@ struct TPSConfig
     /* <CrossValidation> / CROSS_VALIDATION: leave-one-out statistics for
      * bands of a fixed lambda too (an extra ~2/3 N^3; GCV bands always). */
     bool bCrossValidation = false;
+    /* <Solver>, <SolverTolerance> (SOLVER, SOLVER_TOLERANCE): how a global
+     * model's system is solved, and the iterative solve's relative
+     * residual; part of the model keys when not their defaults. */
+    TPSSolverRequest eSolver = TPSSolverRequest::AUTO;
+    double dfSolverTolerance = TPS_DEFAULT_SOLVER_TOLERANCE;
     bool bHasBlockSize = false;
     int nBlockXSize = 256, nBlockYSize = 256; /* clamped to the raster later */
     /* <MaxDistance>, <ConvexHull> (open options MAX_DISTANCE, CONVEX_HULL):

@@ -234,7 +234,7 @@ bool TPSConfigParser::ParseRoot(const CPLXMLNode *psRoot)
             "Points",     "SRS",       "GeoTransform", "Size",        "Extent",
             "Resolution", "Smoothing", "DataType",     "NoDataValue", "BlockSize",
             "Mode",       "PatchPoints", "Overlap",
-            "MaxDistance", "ConvexHull", "CrossValidation"};
+            "MaxDistance", "ConvexHull", "CrossValidation", "Solver", "SolverTolerance"};
         bool bKnown = false;
         for (const char *pszKnown : apszKnown)
             bKnown = bKnown || osElt == pszKnown;
@@ -287,6 +287,10 @@ bool TPSConfigParser::ParseRoot(const CPLXMLNode *psRoot)
             bOK = ParseConvexHull(osLabel, osText);
         else if (osElt == "CrossValidation")
             bOK = ParseCrossValidation(osLabel, osText);
+        else if (osElt == "Solver")
+            bOK = ParseSolver(osLabel, osText);
+        else if (osElt == "SolverTolerance")
+            bOK = ParseSolverTolerance(osLabel, osText);
         if (!bOK)
             return false;
     }
@@ -442,6 +446,16 @@ bool TPSConfigParser::ApplyOpenOptions(CSLConstList papszOpenOptions, bool bConn
     if (const char *pszMode = Fetch("MODE"))
     {
         if (!ParseMode("MODE", Trim(pszMode)))
+            return false;
+    }
+    if (const char *pszSolver = Fetch("SOLVER"))
+    {
+        if (!ParseSolver("SOLVER", Trim(pszSolver)))
+            return false;
+    }
+    if (const char *pszTolerance = Fetch("SOLVER_TOLERANCE"))
+    {
+        if (!ParseSolverTolerance("SOLVER_TOLERANCE", Trim(pszTolerance)))
             return false;
     }
     if (const char *pszPatch = Fetch("PATCH_POINTS"))

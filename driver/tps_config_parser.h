@@ -84,6 +84,8 @@ class TPSConfigParser
     bool ParseModelCache(const std::string &osLabel, const std::string &osText);
     bool ParseCrossValidation(const std::string &osLabel, const std::string &osText);
     bool ParseMode(const std::string &osLabel, const std::string &osText);
+    bool ParseSolver(const std::string &osLabel, const std::string &osText);
+    bool ParseSolverTolerance(const std::string &osLabel, const std::string &osText);
     bool ParsePatchPoints(const std::string &osLabel, const std::string &osText);
     bool ParseOverlap(const std::string &osLabel, const std::string &osText);
     bool ParseMaxDistance(const std::string &osLabel, const std::string &osText);

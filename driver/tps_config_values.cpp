@@ -35,6 +35,10 @@ const TPSChoices TPS_PRECISION_CHOICES = {{"DOUBLE", 0}, {"MIXED", 1}};
 const TPSChoices TPS_MODE_CHOICES = {{"AUTO", static_cast<int>(TPSModeRequest::AUTO)},
                                      {"GLOBAL", static_cast<int>(TPSModeRequest::GLOBAL)},
                                      {"LOCAL", static_cast<int>(TPSModeRequest::LOCAL)}};
+const TPSChoices TPS_SOLVER_CHOICES = {
+    {"AUTO", static_cast<int>(TPSSolverRequest::AUTO)},
+    {"DIRECT", static_cast<int>(TPSSolverRequest::DIRECT)},
+    {"ITERATIVE", static_cast<int>(TPSSolverRequest::ITERATIVE)}};
 const TPSChoices TPS_MODEL_CACHE_CHOICES = {
     {"YES", static_cast<int>(TPSModelCacheMode::YES)},
     {"NO", static_cast<int>(TPSModelCacheMode::NO)},
@@ -340,6 +344,27 @@ bool TPSConfigParser::ParseMode(const std::string &osLabel, const std::string &o
     if (!ParseChoice(osLabel, osText, TPS_MODE_CHOICES, &nValue))
         return false;
     m_oConfig.eMode = static_cast<TPSModeRequest>(nValue);
+    return true;
+}
+
+bool TPSConfigParser::ParseSolver(const std::string &osLabel, const std::string &osText)
+{
+    int nValue = 0;
+    if (!ParseChoice(osLabel, osText, TPS_SOLVER_CHOICES, &nValue))
+        return false;
+    m_oConfig.eSolver = static_cast<TPSSolverRequest>(nValue);
+    return true;
+}
+
+bool TPSConfigParser::ParseSolverTolerance(const std::string &osLabel, const std::string &osText)
+{
+    double dfValue = 0;
+    // The engine's range (tps_fit_options.solver_tolerance).
+    if (!ParseFinite(osText, &dfValue) || !(dfValue >= 1e-14) || !(dfValue <= 1e-6))
+        return Fail(CPLE_IllegalArg, osLabel,
+                    "expected a relative residual from 1e-14 to 1e-6, got '%s'",
+                    TPSShown(osText).c_str());
+    m_oConfig.dfSolverTolerance = dfValue;
     return true;
 }
 

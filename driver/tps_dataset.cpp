@@ -302,6 +302,31 @@ void TPSDataset::BuildMetadata(int nSolves)
                         MD_DOMAIN);
     }
 
+    // How the global model's bands were solved; ITERATIONS and
+    // RELATIVE_RESIDUAL when any was iterative (DIRECT bands: 0 and NaN).
+    const auto SolverName = [](tps_solver e)
+    { return e == TPS_SOLVER_ITERATIVE ? "ITERATIVE" : "DIRECT"; };
+    bool bAnyIterative = false;
+    for (const tps_band_info &sBI : asBI)
+        bAnyIterative = bAnyIterative || sBI.solver == TPS_SOLVER_ITERATIVE;
+    SetMetadataItem("SOLVER",
+                    PerBand([&](size_t b) { return std::string(SolverName(asBI[b].solver)); })
+                        .c_str(),
+                    MD_DOMAIN);
+    if (bAnyIterative)
+    {
+        SetMetadataItem("ITERATIONS",
+                        PerBand([&](size_t b)
+                                { return std::string(CPLSPrintf("%d", asBI[b].iterations)); })
+                            .c_str(),
+                        MD_DOMAIN);
+        SetMetadataItem("RELATIVE_RESIDUAL",
+                        PerBand([&](size_t b) {
+                            return std::string(CPLSPrintf("%.17g", asBI[b].relative_residual));
+                        }).c_str(),
+                        MD_DOMAIN);
+    }
+
     SetMetadataItem("POINT_COUNT", SizeString(sInfo.n_points), MD_DOMAIN);
     SetMetadataItem("INPUT_POINTS", SizeString(sInfo.n_input), MD_DOMAIN);
     SetMetadataItem("SMOOTHING", osSmoothing.c_str(), MD_DOMAIN);
@@ -353,6 +378,13 @@ void TPSDataset::BuildMetadata(int nSolves)
         {
             poBand->SetMetadataItem("LOO_RMSE", CPLSPrintf("%.17g", sBand.loo_rmse), MD_DOMAIN);
             poBand->SetMetadataItem("LOO_MAE", CPLSPrintf("%.17g", sBand.loo_mae), MD_DOMAIN);
+        }
+        poBand->SetMetadataItem("SOLVER", SolverName(sBand.solver), MD_DOMAIN);
+        if (sBand.solver == TPS_SOLVER_ITERATIVE)
+        {
+            poBand->SetMetadataItem("ITERATIONS", CPLSPrintf("%d", sBand.iterations), MD_DOMAIN);
+            poBand->SetMetadataItem("RELATIVE_RESIDUAL",
+                                    CPLSPrintf("%.17g", sBand.relative_residual), MD_DOMAIN);
         }
         poBand->SetMetadataItem("POINT_COUNT", SizeString(sBand.n_points), MD_DOMAIN);
         poBand->SetMetadataItem("MISSING_VALUES", SizeString(sBand.n_missing), MD_DOMAIN);

@@ -184,6 +184,16 @@ std::string OpenOptionList()
                                   "of points); AUTO: GLOBAL up to %d points (%d with a GPU) "
                                   "when it fits TPS_MAX_MEMORY",
                                   TPS_AUTO_GLOBAL_MAX_POINTS, TPS_AUTO_GLOBAL_MAX_POINTS_GPU));
+    os += SelectOption("SOLVER", TPS_SOLVER_CHOICES, static_cast<int>(oDefault.eSolver),
+                       CPLSPrintf("Global models: DIRECT (dense factorisation), ITERATIVE "
+                                  "(preconditioned GMRES with fast products: O(N) memory, "
+                                  "10^5-10^6 points) or AUTO: DIRECT up to %d points (%d when "
+                                  "a GPU can solve) when it fits TPS_MAX_MEMORY",
+                                  TPS_AUTO_DIRECT_MAX_POINTS, TPS_AUTO_GLOBAL_MAX_POINTS_GPU));
+    os += CPLSPrintf("  <Option name='SOLVER_TOLERANCE' type='float' default='%g' min='1e-14' "
+                     "max='1e-06' description='ITERATIVE: the relative residual of the "
+                     "spline&apos;s system to reach'/>",
+                     oDefault.dfSolverTolerance);
     os += CPLSPrintf("  <Option name='PATCH_POINTS' type='int' default='%d' min='%d' max='%d' "
                      "description='LOCAL: most points per quadtree cell'/>",
                      oDefault.nPatchPoints, TPS_MIN_PATCH_POINTS, TPS_MAX_PATCH_POINTS);

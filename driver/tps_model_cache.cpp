@@ -110,6 +110,10 @@ std::string TPSModelConfigKey(const TPSConfig &c)
         AddPart(osKey, "weight_field", c.osWeightField);
     if (c.bCrossValidation)
         AddPart(osKey, "cross_validation", "YES");
+    if (c.eSolver != TPSSolverRequest::AUTO)
+        AddPart(osKey, "solver", TPSChoiceName(TPS_SOLVER_CHOICES, static_cast<int>(c.eSolver)));
+    if (c.dfSolverTolerance != TPS_DEFAULT_SOLVER_TOLERANCE)
+        AddPart(osKey, "solver_tolerance", CPLSPrintf("%.17g", c.dfSolverTolerance));
     return osKey;
 }
 

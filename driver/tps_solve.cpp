@@ -159,6 +159,10 @@ std::shared_ptr<TPSSharedModel> TPSDataset::Solve()
     sFitOptions.smoothing_gcv = anSmoothingGCV.data();
     sFitOptions.weights = oPoints.adfWeights.empty() ? nullptr : oPoints.adfWeights.data();
     sFitOptions.cross_validation = m_oConfig.bCrossValidation ? 1 : 0;
+    sFitOptions.solver = m_oConfig.eSolver == TPSSolverRequest::DIRECT      ? TPS_SOLVER_DIRECT
+                         : m_oConfig.eSolver == TPSSolverRequest::ITERATIVE ? TPS_SOLVER_ITERATIVE
+                                                                             : TPS_SOLVER_AUTO;
+    sFitOptions.solver_tolerance = m_oConfig.dfSolverTolerance;
     SolveProgress sProgress;
     sProgress.pszName = m_oConfig.osName.c_str();
     sProgress.dfInterval = GetProgressInterval(m_oConfig.osName);
