@@ -221,6 +221,16 @@ std::string OpenOptionList()
     return os + "</OpenOptionList>";
 }
 
+/* The names <Quantity> takes, from the engine's table, comma-separated:
+ * clients (the QGIS algorithm) offer exactly these. */
+std::string QuantityList()
+{
+    std::string os;
+    for (size_t i = 0; i < tps_quantity_count(); ++i)
+        os += (i ? "," : "") + std::string(tps_quantity_info(static_cast<tps_quantity>(i))->name);
+    return os;
+}
+
 } // namespace
 
 void GDALRegister_TPS()
@@ -240,6 +250,7 @@ void GDALRegister_TPS()
     poDriver->SetMetadataItem(GDAL_DMD_HELPTOPIC, "docs/format.md");
     poDriver->SetMetadataItem(GDAL_DMD_CONNECTION_PREFIX, "TPS:");
     poDriver->SetMetadataItem(GDAL_DMD_OPENOPTIONLIST, OpenOptionList().c_str());
+    poDriver->SetMetadataItem("TPS_QUANTITIES", QuantityList().c_str());
     poDriver->pfnIdentify = TPSDriverIdentify;
     poDriver->pfnOpen = TPSDriverOpen;
     GetGDALDriverManager()->RegisterDriver(poDriver);
