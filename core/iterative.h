@@ -40,8 +40,8 @@ typedef struct tps_precond tps_precond;
  * cell grown by PRECOND_OVERLAP (then more, until it has PRECOND_MIN_PATCH
  * points spanning an area); the coarse spline has about
  * min(PRECOND_COARSE, n / 8) points. */
-#define TPS_PRECOND_CELL 32
-#define TPS_PRECOND_COARSE 1500
+#define TPS_PRECOND_CELL 64
+#define TPS_PRECOND_COARSE 2000
 /* Builds the preconditioner of (K + lambda diag(noise)) over the n points
  * (noise NULL: all 1), solving the patches' systems on num_threads threads
  * or batched on the GPU (try_gpu). q1 (n x 3, column-major) is an

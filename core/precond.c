@@ -38,7 +38,7 @@
 #include <string.h>
 
 #define PRECOND_OVERLAP 2.0
-#define PRECOND_MIN_PATCH 60
+#define PRECOND_MIN_PATCH 160
 #define PRECOND_GROW 1.25
 /* Smallest eigenvalue ratio of a patch's point covariance (local_build.c's). */
 #define PRECOND_COLLINEAR 1e-6

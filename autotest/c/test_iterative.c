@@ -229,7 +229,7 @@ static tps_model *fit_options(tps_context *ctx, const data *d, size_t n, tps_fit
 
 static void options(tps_context *ctx)
 {
-    data d = make_data(800, 0, 0.0);
+    data d = make_data(2000, 0, 0.0);
     tps_fit_options o;
     struct {
         tps_mode mode;
@@ -272,15 +272,16 @@ static void options(tps_context *ctx)
           "AUTO with ITERATIVE: %s", tps_context_errmsg(ctx));
     tps_model_destroy(m);
     /* AUTO: DIRECT for few points; ITERATIVE when the dense system is over
-     * the memory limit (800 points: 5 MB dense, well under 1 MB... not). */
+     * the memory limit and the iterative one is not (2,000 points: 32 MB
+     * dense, about 10 MB iterative). */
     tps_fit_options_init(&o);
     o.mode = TPS_MODE_GLOBAL;
     m = fit_options(ctx, &d, d.n, &o, 0);
     CHECK(m && tps_model_get_band_info(ctx, m, 0, &bi) == TPS_OK &&
               bi.solver == TPS_SOLVER_DIRECT,
-          "AUTO, 800 points: %s", tps_context_errmsg(ctx));
+          "AUTO, 2,000 points: %s", tps_context_errmsg(ctx));
     tps_model_destroy(m);
-    o.max_memory = 3u << 20; /* 3 MB: the dense system needs 5 MB, the iterative one less */
+    o.max_memory = 16u << 20;
     m = fit_options(ctx, &d, d.n, &o, 0);
     CHECK(m && tps_model_get_band_info(ctx, m, 0, &bi) == TPS_OK &&
               bi.solver == TPS_SOLVER_ITERATIVE,
