@@ -117,8 +117,8 @@ int main(int argc, char **argv)
     tps_context *ctx = tps_context_create();
     if (getenv("TPS_DEBUG"))
         tps_context_set_log(ctx, log_line, NULL);
-    printf("N = %zu (%s), %d threads, device %s\n", n, cluster ? "clustered" : "uniform",
-           threads, tps_device_name(device));
+    printf("N = %zu (%s), %d threads, device %s, value range %.17g\n", n,
+           cluster ? "clustered" : "uniform", threads, tps_device_name(device), range);
     double t_solve, t_eval;
     tps_model *m = fit(ctx, n, x, y, z, TPS_MODE_GLOBAL, TPS_SOLVER_ITERATIVE, device, threads,
                        &t_solve);

@@ -182,7 +182,23 @@ static size_t position(const size_t *sorted, size_t n, size_t key)
     return lo;
 }
 
-/* Cell wave0 + k: its patch (grown until it is enough) and its system. */
+/* The points within h of the leaf's centre (a square): their tree indices
+ * in *tj (reallocated), how many in *nj. 1: enough (PRECOND_MIN_PATCH
+ * points spanning an area, or every point), 0: not, -1: out of memory. */
+static int patch_at(const tps_quadtree *t, const tps_qnode *leaf, double h, size_t **tj,
+                    size_t *nj)
+{
+    *nj = tps_quadtree_query(t, leaf->cu - h, leaf->cv - h, leaf->cu + h, leaf->cv + h, NULL, 0);
+    free(*tj);
+    *tj = malloc(sizeof(size_t) * (*nj ? *nj : 1));
+    if (!*tj)
+        return -1;
+    tps_quadtree_query(t, leaf->cu - h, leaf->cv - h, leaf->cu + h, leaf->cv + h, *tj, *nj);
+    return *nj == t->n || (*nj >= PRECOND_MIN_PATCH && spans_area(t, *tj, *nj));
+}
+
+/* Cell wave0 + k: its patch (grown until it is enough, cut back when a
+ * dense neighbour makes it far more) and its system. */
 static void prepare_cell(size_t k, int thread, void *user)
 {
     (void)thread;
@@ -199,18 +215,33 @@ static void prepare_cell(size_t k, int thread, void *user)
     double h = leaf->half * PRECOND_OVERLAP;
     size_t *tj = NULL;
     size_t nj = 0;
-    for (;;) {
-        nj = tps_quadtree_query(t, leaf->cu - h, leaf->cv - h, leaf->cu + h, leaf->cv + h, NULL, 0);
-        free(tj);
-        tj = malloc(sizeof(size_t) * (nj ? nj : 1));
-        if (!tj) {
-            fail_build(bd, TPS_ERR_OUT_OF_MEMORY, "out of memory for the preconditioner");
-            return;
+    int enough = patch_at(t, leaf, h, &tj, &nj);
+    if (enough == 1 && nj > 4 * PRECOND_MIN_PATCH) {
+        /* A dense neighbour (a cluster beside a sparse cell): the patch would
+         * take thousands of its points into an O(n^3) solve. The smallest
+         * growth of the cell that is enough, by bisection, takes what it
+         * needs of the cluster instead (local_build.c does the same). */
+        double lo = leaf->half, hi = h;
+        for (int it = 0; it < 30 && enough >= 0; ++it) {
+            const double mid = 0.5 * (lo + hi);
+            enough = patch_at(t, leaf, mid, &tj, &nj);
+            if (enough == 1)
+                hi = mid;
+            else
+                lo = mid;
         }
-        tps_quadtree_query(t, leaf->cu - h, leaf->cv - h, leaf->cu + h, leaf->cv + h, tj, nj);
-        if (nj == t->n || (nj >= PRECOND_MIN_PATCH && spans_area(t, tj, nj)))
-            break;
+        h = hi;
+        if (enough >= 0)
+            enough = patch_at(t, leaf, h, &tj, &nj);
+    }
+    while (enough == 0) {
         h *= PRECOND_GROW;
+        enough = patch_at(t, leaf, h, &tj, &nj);
+    }
+    if (enough < 0) {
+        free(tj);
+        fail_build(bd, TPS_ERR_OUT_OF_MEMORY, "out of memory for the preconditioner");
+        return;
     }
     const size_t nc = leaf->end - leaf->begin;
     bl->nj = nj;
