@@ -40,6 +40,11 @@
 #define PRECOND_OVERLAP 2.0
 #define PRECOND_MIN_PATCH 160
 #define PRECOND_GROW 1.25
+/* A patch of more than this many times PRECOND_MIN_PATCH points is cut back
+ * (measured on 10^5 points half in a 300 m disc: 4x, 28 iterations; 8x, 26;
+ * 16x, 23 and patches of up to 2,474 points; none, 19 and a set-up 3-5x
+ * longer, whose largest patch grows with the cluster). */
+#define PRECOND_CUT_BACK 8u
 /* Smallest eigenvalue ratio of a patch's point covariance (local_build.c's). */
 #define PRECOND_COLLINEAR 1e-6
 /* Cells solved per batch: bounds the memory of the right-hand sides. */
@@ -216,7 +221,7 @@ static void prepare_cell(size_t k, int thread, void *user)
     size_t *tj = NULL;
     size_t nj = 0;
     int enough = patch_at(t, leaf, h, &tj, &nj);
-    if (enough == 1 && nj > 4 * PRECOND_MIN_PATCH) {
+    if (enough == 1 && nj > PRECOND_CUT_BACK * PRECOND_MIN_PATCH) {
         /* A dense neighbour (a cluster beside a sparse cell): the patch would
          * take thousands of its points into an O(n^3) solve. The smallest
          * growth of the cell that is enough, by bisection, takes what it
@@ -552,6 +557,14 @@ tps_precond *tps_precond_create(tps_context *ctx, size_t n, const double *u, con
         tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "%s: out of memory", what);
         goto fail;
     }
+    size_t entries = 0, largest = 0;
+    for (size_t b = 0; b < pc->n_blocks; ++b) {
+        entries += pc->blocks[b].nj * pc->blocks[b].nc;
+        largest = pc->blocks[b].nj > largest ? pc->blocks[b].nj : largest;
+    }
+    tps_log(ctx, TPS_LOG_DEBUG, "%s: preconditioner: %zu cells, %.0f patch points per column "
+            "on average (largest patch %zu), coarse level %zu points", what, pc->n_blocks,
+            (double)entries / (double)n, largest, pc->nc);
     free(bd.cj);
     free(bd.jobs);
     tps_quadtree_free(&tree);
