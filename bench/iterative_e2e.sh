@@ -8,14 +8,15 @@
 # Prints the wall-clock seconds of the gdal_translate (points read, solve,
 # evaluation, model file and GeoTIFF writes) and the model's TPS metadata
 # (gdalinfo, from the model file the solve wrote). Needs python3 with
-# numpy, gdal_translate and gdalinfo on PATH, GDAL_DRIVER_PATH set.
+# numpy (or PYTHON=... one that has it), gdal_translate and gdalinfo on
+# PATH, GDAL_DRIVER_PATH set.
 set -euo pipefail
 n=${1:?usage: iterative_e2e.sh N SIDE WORK_DIR [open options]}
 side=${2:?}
 work=${3:?}
 shift 3
 mkdir -p "$work"
-python3 - "$work" "$n" "$side" <<'PY'
+"${PYTHON:-python3}" - "$work" "$n" "$side" <<'PY'
 import sys
 import numpy as np
 d, n, side = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -39,4 +40,4 @@ awk -v a="$t0" -v b="$t1" -v n="$n" -v s="$side" \
 # The metadata of that solve, from the model file it wrote.
 gdalinfo -mdd TPS "$@" "$work/global.tps" |
   grep -E "SOLVER|ITERATIONS|RELATIVE_RESIDUAL|MAX_ABS_RESIDUAL|SOLVE_SECONDS|SOLVE_DEVICE|POINT_COUNT|MODEL_SOURCE" |
-  sed 's/^ */   /'
+  sed 's/^ *//' | sort -u | sed 's/^/   /'
