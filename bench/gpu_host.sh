@@ -112,6 +112,9 @@ run progress $B/test_progress
 run curvature $B/test_curvature cpu
 TAIL_LINES=6 run curvature_gpu $B/test_curvature gpu
 run api $B/test_api
+run fmm $B/test_fmm
+run iterative $B/test_iterative
+TAIL_LINES=4 run iterative_gpu $B/test_iterative gpu
 if [ -x $B/fuzz_tps ]; then
   step "fuzz: the open path with DEVICE=GPU/AUTO/CPU, ASan + UBSan (make fuzz-gpu)"
   fuzz_env=(ASAN_OPTIONS=protect_shadow_gap=0 LSAN_OPTIONS=suppressions=fuzz/lsan_cuda.supp)

@@ -122,6 +122,17 @@ typedef struct tps_dense_job {
 } tps_dense_job;
 tps_status tps_solve_dense_batch(tps_context *ctx, size_t count, tps_dense_job *jobs,
                                  int num_threads, int try_gpu, size_t gpu_max_bytes);
+/* The dense solve's factorisation kept for many right-hand sides (the
+ * iterative solve's coarse level): the null-space Cholesky of
+ * (K + lambda diag(noise)) over n points (noise NULL: all 1), on the CPU.
+ * tps_dense_factor_solve replaces x (n values of data) by the spline's
+ * weights w (P^T w = 0; the affine part is not formed); O(n^2) each. */
+typedef struct tps_dense_factor tps_dense_factor;
+tps_dense_factor *tps_dense_factor_create(tps_context *ctx, size_t n, const double *u,
+                                          const double *v, double lambda, const double *noise,
+                                          int num_threads, const char *what);
+tps_dense_factor *tps_dense_factor_destroy(tps_dense_factor *f);
+tps_status tps_dense_factor_solve(const tps_dense_factor *f, double *x, tps_error *err);
 /* Automatic smoothing (GCV) for one right-hand side z over the n points
  * (u, v), scaled coordinates: one eigendecomposition of Q2^T K Q2, then
  * O(N) per trial lambda (docs/design.md). On the CPU. */

@@ -15,12 +15,13 @@
  * Coarse level: such columns are exact near their point, but their far
  * field does not vanish (only the moments of degree <= 1 do), and that
  * smooth error is what a one-level method leaves to the iteration, more of
- * it as N grows. A coarse spline over a well-spread subset of about
- * TPS_PRECOND_COARSE points corrects it: after the fine level's y = L r,
+ * it as N grows. A coarse spline over a well-spread subset of n /
+ * TPS_PRECOND_COARSE_RATIO points (within bounds) corrects it: after the
+ * fine level's y = L r,
  * the residual left at the coarse points, r_c - (A y)_c (A = K + lambda
  * D: products at those points only, O(N n_c)), is interpolated by the
  * coarse spline, whose coefficients are added at the coarse points
- * (its inverse kept explicitly: n_c^2 doubles). An affine part of that
+ * (its factorisation kept: n_c^2 doubles). An affine part of that
  * residual changes only the coarse spline's affine part, which is dropped,
  * so no projection of the full product is needed. Measured iteration counts
  * are in docs/benchmarks.md.
@@ -29,6 +30,7 @@
  * onto that null space exactly (Q1 of P's QR, the caller's). */
 #include "iterative.h"
 
+#include "gpu_backend.h"
 #include "quadtree.h"
 
 #include <cblas.h>
@@ -67,7 +69,11 @@ struct tps_precond {
     block *blocks;
     size_t nc;           /* coarse points */
     size_t *cidx;
-    double *s;           /* nc x nc: the coarse spline's coefficients for unit data */
+    /* The coarse spline's solve: a kept factorisation (CPU), or, when the
+     * GPU solved it, its explicit inverse s (nc x nc: the coefficients
+     * for unit data). */
+    tps_dense_factor *factor;
+    double *s;
     /* Where each point's rows are: point i is row entry_row[e] of block
      * entry_block[e] for e in [entry_start[i], entry_start[i + 1]), in
      * block order, so that y_i sums its terms in one order whatever the
@@ -77,10 +83,14 @@ struct tps_precond {
     int used_gpu;
 };
 
-/* Coarse points for n points: about TPS_PRECOND_COARSE, fewer for small n. */
+/* Coarse points for n points: n / TPS_PRECOND_COARSE_RATIO, at least
+ * TPS_PRECOND_COARSE (but at most n / 8), at most TPS_PRECOND_COARSE_MAX. */
 static size_t coarse_target(size_t n)
 {
-    const size_t target = n / 8 < TPS_PRECOND_COARSE ? n / 8 : TPS_PRECOND_COARSE;
+    size_t target = n / TPS_PRECOND_COARSE_RATIO;
+    target = target < TPS_PRECOND_COARSE ? TPS_PRECOND_COARSE : target;
+    target = target > TPS_PRECOND_COARSE_MAX ? TPS_PRECOND_COARSE_MAX : target;
+    target = target > n / 8 ? n / 8 : target;
     return target < 3 ? (n < 3 ? n : 3) : target;
 }
 
@@ -91,7 +101,7 @@ size_t tps_precond_bytes(size_t n)
      * is computed, the dense solve's matrices. */
     const size_t coarse = coarse_target(n);
     return n * (size_t)(5 * TPS_PRECOND_CELL) * sizeof(double) + 18 * n * sizeof(size_t) +
-           4 * coarse * coarse * sizeof(double);
+           3 * coarse * coarse * sizeof(double);
 }
 
 size_t tps_precond_coarse_points(const tps_precond *pc)
@@ -115,6 +125,7 @@ void tps_precond_destroy(tps_precond *pc)
     }
     free(pc->blocks);
     free(pc->cidx);
+    tps_dense_factor_destroy(pc->factor);
     free(pc->s);
     free(pc->entry_start);
     free(pc->entry_block);
@@ -406,20 +417,25 @@ static tps_status choose_coarse(tps_error *err, tps_precond *pc, const double *u
     return TPS_OK;
 }
 
-/* The coarse spline's inverse: its system solved for the nc unit vectors. */
-static tps_status coarse_inverse(tps_context *ctx, tps_precond *pc, const double *u,
-                                 const double *v, int threads, int try_gpu, size_t gpu_max_bytes,
-                                 const char *what)
+/* The coarse spline's solve. On the CPU its dense factorisation is kept
+ * (nc^3 / 3 flops once, 2 nc^2 per application); where the GPU can solve
+ * (cuSOLVER), the system solved there for the nc unit vectors gives its
+ * explicit inverse instead (the GPU keeps no factor; nc^2 per application). */
+static tps_status coarse_solver(tps_context *ctx, tps_precond *pc, const double *u,
+                                const double *v, int threads, int try_gpu, size_t gpu_max_bytes,
+                                const char *what)
 {
     const size_t nc = pc->nc;
+    /* The GPU takes no per-point noise (solve.c): the CPU's factor then. */
+    const int gpu = try_gpu && !pc->noise && tps_gpu_solve_available(NULL) == TPS_OK;
     double *cu = malloc(sizeof(double) * nc * 3);
-    double *z = calloc(nc * nc, sizeof(double));
-    const double **zp = malloc(sizeof(double *) * nc);
-    double **wp = malloc(sizeof(double *) * nc);
-    double(*a)[3] = malloc(sizeof(double[3]) * nc);
-    pc->s = malloc(sizeof(double) * nc * nc);
+    double *z = gpu ? calloc(nc * nc, sizeof(double)) : NULL;
+    const double **zp = gpu ? malloc(sizeof(double *) * nc) : NULL;
+    double **wp = gpu ? malloc(sizeof(double *) * nc) : NULL;
+    double(*a)[3] = gpu ? malloc(sizeof(double[3]) * nc) : NULL;
+    pc->s = gpu ? malloc(sizeof(double) * nc * nc) : NULL;
     tps_status st = TPS_OK;
-    if (!cu || !z || !zp || !wp || !a || !pc->s) {
+    if (!cu || (gpu && (!z || !zp || !wp || !a || !pc->s))) {
         st = tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "%s: out of memory for the coarse level",
                            what);
         goto done;
@@ -430,19 +446,31 @@ static tps_status coarse_inverse(tps_context *ctx, tps_precond *pc, const double
         cv[k] = v[pc->cidx[k]];
         if (cn)
             cn[k] = pc->noise[pc->cidx[k]];
-        z[k * nc + k] = 1.0;
-        zp[k] = z + k * nc;
-        wp[k] = pc->s + k * nc;
     }
     char label[160];
     snprintf(label, sizeof label, "%s: coarse level of the preconditioner", what);
-    int used_gpu = 0;
-    const tps_solve_extra extra = {cn, NULL};
     /* Its own progress stages would interrupt the caller's: quiet. */
     tps_progress_state quiet;
     tps_progress_state *const outer = tps_progress_begin(&quiet, NULL);
-    st = tps_solve_dense_ex(ctx, nc, cu, cv, pc->lambda, nc, zp, wp, a, threads, try_gpu,
-                            gpu_max_bytes, &used_gpu, &extra, label);
+    int used_gpu = 0;
+    if (gpu) {
+        for (size_t k = 0; k < nc; ++k) {
+            z[k * nc + k] = 1.0;
+            zp[k] = z + k * nc;
+            wp[k] = pc->s + k * nc;
+        }
+        st = tps_solve_dense_ex(ctx, nc, cu, cv, pc->lambda, nc, zp, wp, a, threads, 1,
+                                gpu_max_bytes, &used_gpu, NULL, label);
+    }
+    if (!used_gpu) {
+        /* No GPU, or it could not (memory): the kept factor. */
+        free(pc->s);
+        pc->s = NULL;
+        if (st == TPS_OK) {
+            pc->factor = tps_dense_factor_create(ctx, nc, cu, cv, pc->lambda, cn, threads, label);
+            st = pc->factor ? TPS_OK : tps_context_errno(ctx);
+        }
+    }
     tps_progress_end(outer);
     pc->used_gpu |= used_gpu;
 done:
@@ -549,7 +577,7 @@ tps_precond *tps_precond_create(tps_context *ctx, size_t n, const double *u, con
     if (index_entries(ctx, pc, what) != TPS_OK)
         goto fail;
     if (choose_coarse(tps_ctx_error(ctx), pc, u, v, coarse_target(n)) != TPS_OK ||
-        coarse_inverse(ctx, pc, u, v, threads, try_gpu, gpu_max_bytes, what) != TPS_OK)
+        coarse_solver(ctx, pc, u, v, threads, try_gpu, gpu_max_bytes, what) != TPS_OK)
         goto fail;
     pc->rc = malloc(sizeof(double) * pc->nc);
     pc->kc = malloc(sizeof(double) * pc->nc);
@@ -620,6 +648,26 @@ static void fine_chunk(size_t item, int thread, void *user)
     }
 }
 
+/* kc = s rc, rows [item COARSE_ROWS, ...) of the explicit inverse (each
+ * row summed in column order, whatever the threads). */
+#define COARSE_ROWS 512
+
+static void coarse_rows(size_t item, int thread, void *user)
+{
+    (void)thread;
+    tps_precond *pc = user;
+    const size_t k0 = item * COARSE_ROWS;
+    const size_t k1 = k0 + COARSE_ROWS < pc->nc ? k0 + COARSE_ROWS : pc->nc;
+    for (size_t k = k0; k < k1; ++k)
+        pc->kc[k] = 0.0;
+    for (size_t j = 0; j < pc->nc; ++j) {
+        const double *col = pc->s + j * pc->nc;
+        const double rj = pc->rc[j];
+        for (size_t k = k0; k < k1; ++k)
+            pc->kc[k] += col[k] * rj;
+    }
+}
+
 tps_status tps_precond_apply(tps_precond *pc, tps_matvec *mv, const double *r, double *y,
                              tps_error *err)
 {
@@ -637,13 +685,14 @@ tps_status tps_precond_apply(tps_precond *pc, tps_matvec *mv, const double *r, d
         const double diag = pc->lambda * (pc->noise ? pc->noise[i] : 1.0);
         pc->rc[k] = r[i] - (pc->kc[k] + diag * y[i]);
     }
-    for (size_t k = 0; k < pc->nc; ++k)
-        pc->kc[k] = 0.0;
-    for (size_t j = 0; j < pc->nc; ++j) {
-        const double *col = pc->s + j * pc->nc;
-        const double rj = pc->rc[j];
-        for (size_t k = 0; k < pc->nc; ++k)
-            pc->kc[k] += col[k] * rj;
+    if (pc->factor) {
+        memcpy(pc->kc, pc->rc, sizeof(double) * pc->nc);
+        st = tps_dense_factor_solve(pc->factor, pc->kc, err);
+        if (st != TPS_OK)
+            return st;
+    } else {
+        const size_t rows = (pc->nc + COARSE_ROWS - 1) / COARSE_ROWS;
+        tps_parallel_for(rows, rows > 1 ? pc->threads : 1, coarse_rows, pc);
     }
     for (size_t k = 0; k < pc->nc; ++k)
         y[pc->cidx[k]] += pc->kc[k];

@@ -364,6 +364,76 @@ done:
     return st;
 }
 
+/* ---- a factorisation kept for many right-hand sides -------------------- */
+
+struct tps_dense_factor {
+    size_t n;
+    double *p;   /* P's QR (dgeqrf's compact form), n x 3 */
+    double tau[3];
+    double *mat; /* n x n: the Cholesky factor of Q2^T A Q2 in its trailing block */
+};
+
+tps_dense_factor *tps_dense_factor_destroy(tps_dense_factor *f)
+{
+    if (f) {
+        free(f->p);
+        free(f->mat);
+        free(f);
+    }
+    return NULL;
+}
+
+tps_dense_factor *tps_dense_factor_create(tps_context *ctx, size_t n, const double *u,
+                                          const double *v, double lambda, const double *noise,
+                                          int num_threads, const char *what)
+{
+    if (check_size(tps_ctx_error(ctx), n, what) != TPS_OK)
+        return NULL;
+    tps_dense_factor *f = calloc(1, sizeof *f);
+    double *q = malloc(sizeof(double) * n), *y = malloc(sizeof(double) * n);
+    if (f) {
+        f->n = n;
+        f->p = malloc(sizeof(double) * n * 3);
+        f->mat = malloc(sizeof(double) * n * n);
+    }
+    tps_status st = TPS_OK;
+    if (!f || !f->p || !f->mat || !q || !y) {
+        st = tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "%s: out of memory for a dense system of "
+                           "%zu points (%zu bytes)", what, n, tps_solve_bytes(n, 1));
+        goto done;
+    }
+    st = poly_qr(tps_ctx_error(ctx), n, u, v, NULL, f->p, f->tau, what);
+    if (st != TPS_OK)
+        goto done;
+    form_projected(n, u, v, lambda, noise, NULL, f->p, f->tau, f->mat, q, y, num_threads);
+    const lapack_int info = cholesky_in_panels((lapack_int)n - 3, f->mat + 3 * n + 3,
+                                               (lapack_int)n);
+    if (info != 0)
+        st = tps_set_error(ctx, TPS_ERR_SINGULAR,
+                           "%s: the spline system of %zu points is not positive definite "
+                           "(Cholesky failed at pivot %d)", what, n, (int)info);
+done:
+    free(q);
+    free(y);
+    if (st != TPS_OK)
+        return tps_dense_factor_destroy(f);
+    return f;
+}
+
+tps_status tps_dense_factor_solve(const tps_dense_factor *f, double *x, tps_error *err)
+{
+    const lapack_int ni = (lapack_int)f->n;
+    /* x <- Q^T x; g from the trailing block; x <- Q [0; g]. */
+    if (LAPACKE_dormqr(LAPACK_COL_MAJOR, 'L', 'T', ni, 1, 3, f->p, ni, f->tau, x, ni) != 0 ||
+        LAPACKE_dpotrs(LAPACK_COL_MAJOR, 'L', ni - 3, 1, f->mat + 3 * f->n + 3, ni, x + 3, ni) !=
+            0)
+        return tps_error_set(err, TPS_ERR_INTERNAL, "applying a kept factorisation failed");
+    x[0] = x[1] = x[2] = 0.0;
+    if (LAPACKE_dormqr(LAPACK_COL_MAJOR, 'L', 'N', ni, 1, 3, f->p, ni, f->tau, x, ni) != 0)
+        return tps_error_set(err, TPS_ERR_INTERNAL, "applying a kept factorisation failed");
+    return TPS_OK;
+}
+
 /* ---- many small solves: the patches of a local model ------------------- */
 
 typedef struct batch_run {
