@@ -91,6 +91,10 @@ typedef struct tps_solve_extra {
      * residual of band r at point i is w[r][i] / loo_diag[i] (Rippa 1999).
      * Costs one dpotri (~2/3 N^3) after the solve. */
     double *loo_diag;
+    /* Nonzero: the GPU or nothing. When the GPU cannot solve, fail with
+     * TPS_ERR_DEVICE_UNAVAILABLE instead of solving on the CPU (a caller
+     * with a cheaper CPU path of its own). */
+    int gpu_only;
 } tps_solve_extra;
 tps_status tps_solve_dense_ex(tps_context *ctx, size_t n, const double *u, const double *v,
                               double lambda, size_t n_rhs, const double *const *z, double **w,

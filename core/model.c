@@ -353,7 +353,7 @@ static tps_status solve_group(tps_context *ctx, tps_model *md, double *const *me
                         (options->device == TPS_DEVICE_AUTO && m >= TPS_GPU_SOLVE_MIN_POINTS &&
                          tps_gpu_solve_available(NULL) == TPS_OK);
     int used_gpu = 0;
-    const tps_solve_extra extra = {noise, loo_diag};
+    const tps_solve_extra extra = {noise, loo_diag, 0};
     st = tps_solve_dense_ex(ctx, m, su, sv, lambda, n_group, z, w, a, options->num_threads,
                             try_gpu, options->gpu_max_memory, &used_gpu, &extra, what);
     if (st != TPS_OK)

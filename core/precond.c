@@ -459,8 +459,16 @@ static tps_status coarse_solver(tps_context *ctx, tps_precond *pc, const double 
             zp[k] = z + k * nc;
             wp[k] = pc->s + k * nc;
         }
+        /* The GPU or nothing: the CPU's fallback there would be the
+         * explicit inverse, 7 times the flops of the factor below. */
+        const tps_solve_extra gpu_only = {NULL, NULL, 1};
         st = tps_solve_dense_ex(ctx, nc, cu, cv, pc->lambda, nc, zp, wp, a, threads, 1,
-                                gpu_max_bytes, &used_gpu, NULL, label);
+                                gpu_max_bytes, &used_gpu, &gpu_only, label);
+        if (st == TPS_ERR_DEVICE_UNAVAILABLE) {
+            tps_log(ctx, TPS_LOG_DEBUG, "%s: on the CPU: %s", label, tps_context_errmsg(ctx));
+            tps_clear_error(ctx);
+            st = TPS_OK;
+        }
     }
     if (!used_gpu) {
         /* No GPU, or it could not (memory): the kept factor. */

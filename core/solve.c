@@ -328,6 +328,9 @@ tps_status tps_solve_dense_ex(tps_context *ctx, size_t n, const double *u, const
         } else if (rc == TPS_ERR_SINGULAR) {
             st = not_positive_definite_on_gpu(tps_ctx_error(ctx), n, err.message, what);
             goto done;
+        } else if (extra && extra->gpu_only) {
+            st = tps_raise(ctx, &err);
+            goto done;
         } else {
             tps_log(ctx, TPS_LOG_DEBUG, "%s: solving on the CPU, not the GPU: %s", what,
                     err.message);
