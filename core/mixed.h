@@ -12,9 +12,9 @@
  *   near: (groups only) point by point in FP32: offsets from the group's
  *         centre, the log by the special-function unit, scaled so that the
  *         terms are centred (a = 2^j, beta), compensated sums, then FP64.
- * Every pixel gets a rigorous bound of its error: the near terms' from the
- * FP32 roundings and the documented accuracy of lg2.approx, the far ones'
- * truncation and FP64 roundings (tps_mixed_near_bound, tps_mixed_far_bound).
+ * Every block gets a rigorous bound of its pixels' error: the near terms'
+ * from the FP32 roundings and the documented accuracy of lg2.approx, the far
+ * ones' truncation and FP64 roundings (tps_mixed_group_bound).
  *
  * Units: the sums are sum_i h_i r^2 ln r^2 (h the model's half-weights), the
  * CPU path's kernel sum; the near field uses w = h ln 2 and log2. */
@@ -341,39 +341,44 @@ TPS_HD void tps_mixed_near_bound(double dmin, double dmax, double rho, int j, do
     *cw = f * cw_;
 }
 
-/* Adds a tile's share of a block's error bound for nb bands from band0
- * (nb <= 4): the tile's far bound when the block sees it far, else each
- * of its groups', far or near. tile_coef and group_coef point at the
- * tile's and its first group's n_bands x TPS_MIXED_COEF coefficients,
- * group_geo at its first group's geometry. */
-TPS_HD void tps_mixed_tile_bound(const double box[4], const double *tile_geo,
-                                 const double *tile_coef, const double *group_geo,
-                                 const double *group_coef, size_t n_bands, int band0, int nb,
-                                 double *bound)
+/* Adds group gi's share (0 <= gi < 8) of a tile's share of a block's error
+ * bound, for nb bands from band0 (nb <= 4): when the block sees the tile
+ * far, the tile's far bound (counted by group 0 alone), else the group's,
+ * far or near. Summed over a tile's groups: the tile's share; the GPU
+ * spreads the groups over its threads. tile_coef and group_coef point at
+ * the tile's and its first group's n_bands x TPS_MIXED_COEF coefficients,
+ * group_geo at its first group's geometry. The plans it makes (tps_mixed_plan)
+ * come back: the tile's order in *tile_p, the group's order and scale in
+ * *group_p, *group_j (unset when the tile is not near). */
+TPS_HD void tps_mixed_group_bound(const double box[4], const double *tile_geo,
+                                  const double *tile_coef, int gi, const double *group_geo,
+                                  const double *group_coef, size_t n_bands, int band0, int nb,
+                                  double *bound, int *tile_p, int *group_p, int *group_j)
 {
     int p, j;
     double rmin, rmax;
     tps_mixed_plan(box, tile_geo, &p, &j, &rmin, &rmax);
-    if (p > 0)
+    *tile_p = p;
+    if (p > 0 && gi == 0)
         for (int b = 0; b < nb; ++b)
             bound[b] += tps_mixed_far_bound(tile_coef[(size_t)(band0 + b) * TPS_MIXED_COEF],
                                             tile_geo[2], p, rmin, rmax);
     if (p != 0)
         return;
-    for (int g = 0; g < TPS_MIXED_TILE_GROUPS; ++g) {
-        const double *geo = group_geo + 4 * g;
-        const double *coef = group_coef + (size_t)g * n_bands * TPS_MIXED_COEF;
-        tps_mixed_plan(box, geo, &p, &j, &rmin, &rmax);
-        if (p < 0)
-            continue;
-        double cs = 0.0, cw = 0.0;
-        if (p == 0)
-            tps_mixed_near_bound(rmin, rmax, geo[2], j, &cs, &cw);
-        for (int b = 0; b < nb; ++b) {
-            const double *cb = coef + (size_t)(band0 + b) * TPS_MIXED_COEF;
-            bound[b] += p > 0 ? tps_mixed_far_bound(cb[0], geo[2], p, rmin, rmax)
-                              : cs * tps_mixed_abs_r2(box, geo, cb) + cw * cb[0];
-        }
+    const double *geo = group_geo + 4 * gi;
+    const double *coef = group_coef + (size_t)gi * n_bands * TPS_MIXED_COEF;
+    tps_mixed_plan(box, geo, &p, &j, &rmin, &rmax);
+    *group_p = p;
+    *group_j = j;
+    if (p < 0)
+        return;
+    double cs = 0.0, cw = 0.0;
+    if (p == 0)
+        tps_mixed_near_bound(rmin, rmax, geo[2], j, &cs, &cw);
+    for (int b = 0; b < nb; ++b) {
+        const double *cb = coef + (size_t)(band0 + b) * TPS_MIXED_COEF;
+        bound[b] += p > 0 ? tps_mixed_far_bound(cb[0], geo[2], p, rmin, rmax)
+                          : cs * tps_mixed_abs_r2(box, geo, cb) + cw * cb[0];
     }
 }
 

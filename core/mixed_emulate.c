@@ -190,12 +190,16 @@ static tps_status emulate_block(tps_context *ctx, const emu *E, const pass *ps, 
         }
     const tps_mixed_layout *L = &E->L;
     double bound[NB_MAX] = {0};
-    for (size_t t = 0; t < L->n_tiles; ++t)
-        tps_mixed_tile_bound(box, L->tile + 4 * t, L->tile_coef + t * L->n_bands * TPS_MIXED_COEF,
-                             L->group + 4 * t * TPS_MIXED_TILE_GROUPS,
-                             L->group_coef + t * TPS_MIXED_TILE_GROUPS * L->n_bands *
-                                                 TPS_MIXED_COEF,
-                             L->n_bands, ps->band0, ps->nb, bound);
+    const size_t tc = L->n_bands * TPS_MIXED_COEF;
+    for (size_t g = 0; g < L->n_groups; ++g) {
+        const size_t t = g / TPS_MIXED_TILE_GROUPS;
+        int tp, gp, gj;
+        tps_mixed_group_bound(box, L->tile + 4 * t, L->tile_coef + t * tc,
+                              (int)(g % TPS_MIXED_TILE_GROUPS),
+                              L->group + 4 * t * TPS_MIXED_TILE_GROUPS,
+                              L->group_coef + t * TPS_MIXED_TILE_GROUPS * tc, L->n_bands,
+                              ps->band0, ps->nb, bound, &tp, &gp, &gj);
+    }
     int fail = E->force_every && (bx + by) % E->force_every == 0, violation = 0;
     for (int b = 0; b < ps->nb; ++b)
         fail |= !(bound[b] <= ps->tol[b]);

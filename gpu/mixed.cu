@@ -7,8 +7,8 @@
  * A block of 128 threads evaluates 32 x 16 pixels aligned to the grid's
  * absolute indices, so that a pixel's value never depends on the window or
  * chunk it is read in; a thread owns 4 adjacent pixels of a row.
- *  1. The box of the block's pixels and, tile by tile over the threads, the
- *     block's error bound per band (tps_mixed_tile_bound), summed.
+ *  1. The box of the block's pixels and, group by group over the threads,
+ *     the block's error bound per band (tps_mixed_group_bound), summed.
  *  2. If every band's bound is within tolerance x its range: per tile, the
  *     sum of a far tile as a multipole expansion (FP64), else per group of
  *     it, a far group's likewise and a near group's point by point in FP32
@@ -34,6 +34,10 @@ namespace {
 constexpr int BC = TPS_MIXED_BLOCK_COLS, BR = TPS_MIXED_BLOCK_ROWS;
 constexpr int TPR = BC / PIX; /* threads per row of the block */
 constexpr int GROUPS = TPS_MIXED_TILE_GROUPS;
+/* The plans of the first PLANNED tiles (N <= 131,072) are kept from the
+ * bound's pass in shared memory (order of the tile and of each group, the
+ * groups' scales); later tiles are planned again, tile by tile. */
+constexpr int PLANNED = 512;
 static_assert(TPS_MIXED_THREADS == THREADS && TPS_MIXED_PIX == PIX && BR * TPR == THREADS,
               "mixed.h's block geometry is the kernel's");
 
@@ -68,24 +72,35 @@ __device__ __forceinline__ double warp_min(double x)
     return x;
 }
 
-/* A far cluster's sum (its coefficients from band0 on) at the thread's pixels. */
+/* A far cluster's sum (its coefficients from band0 on) at the thread's
+ * pixels, two at a time (each pixel's arithmetic is its own: the same as
+ * four at a time, in fewer registers). */
 template <int NB>
 __device__ __forceinline__ void far_sums(const double *geo, const double *coef, int p,
                                          const double2 *s_log, const double pu[PIX],
                                          const double pv[PIX], double acc[NB][PIX])
 {
-    double zr[PIX], zi[PIX], r2[PIX], lnr2[PIX], er[PIX], ei[PIX];
-    for (int k = 0; k < PIX; ++k) {
-        zr[k] = pu[k] - geo[0];
-        zi[k] = pv[k] - geo[1];
-        r2[k] = fma(zr[k], zr[k], zi[k] * zi[k]);
-        const double inv = 1.0 / r2[k];
-        lnr2[k] = table_log(r2[k], s_log);
-        er[k] = zr[k] * inv;
-        ei[k] = -zi[k] * inv;
+    constexpr int H = 2;
+#pragma unroll
+    for (int k0 = 0; k0 < PIX; k0 += H) {
+        double zr[H], zi[H], r2[H], lnr2[H], er[H], ei[H], out[NB][H];
+        for (int k = 0; k < H; ++k) {
+            zr[k] = pu[k0 + k] - geo[0];
+            zi[k] = pv[k0 + k] - geo[1];
+            r2[k] = fma(zr[k], zr[k], zi[k] * zi[k]);
+            const double inv = 1.0 / r2[k];
+            lnr2[k] = table_log(r2[k], s_log);
+            er[k] = zr[k] * inv;
+            ei[k] = -zi[k] * inv;
+            for (int b = 0; b < NB; ++b)
+                out[b][k] = acc[b][k0 + k];
+        }
+        for (int b = 0; b < NB; ++b)
+            tps_mixed_m2p(coef + b * TPS_MIXED_COEF, p, H, zr, zi, r2, lnr2, er, ei, out[b]);
+        for (int k = 0; k < H; ++k)
+            for (int b = 0; b < NB; ++b)
+                acc[b][k0 + k] = out[b][k];
     }
-    for (int b = 0; b < NB; ++b)
-        tps_mixed_m2p(coef + b * TPS_MIXED_COEF, p, PIX, zr, zi, r2, lnr2, er, ei, acc[b]);
 }
 
 /* A near group's sum at the thread's pixels: its points in shared memory
@@ -122,8 +137,11 @@ __device__ __forceinline__ void near_sums(const double *geo, const double *mo, i
             acc[b][k] += tps_mixed_near_finish(part[b][k], comp[b][k], j, x[k], y[k], mo + 4 * b);
 }
 
+/* Four blocks of 128 threads per SM (128 registers) for one or two bands,
+ * as the kernel before it had; three (170) for more, which would spill. */
 template <int NB, bool SAME_V>
-__global__ void __launch_bounds__(THREADS) evaluate_mixed(MixedArgs a, GridArgs g, OutArgs o)
+__global__ void __launch_bounds__(THREADS, NB <= 2 ? 4 : 3)
+    evaluate_mixed(MixedArgs a, GridArgs g, OutArgs o)
 {
     __shared__ float2 s_q[TPS_MIXED_TILE];
     __shared__ float s_w[NB][TPS_MIXED_TILE], s_wl[NB][TPS_MIXED_TILE];
@@ -132,6 +150,7 @@ __global__ void __launch_bounds__(THREADS) evaluate_mixed(MixedArgs a, GridArgs 
     __shared__ double s_red[THREADS / 32][4];
     __shared__ double s_val[NB];
     __shared__ int s_plan[2 * (GROUPS + 1)];
+    __shared__ signed char s_p[PLANNED * (GROUPS + 1)], s_j[PLANNED * GROUPS];
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const long long bx = a.bx0 + blockIdx.x, by = a.by0 + blockIdx.y;
@@ -173,11 +192,24 @@ __global__ void __launch_bounds__(THREADS) evaluate_mixed(MixedArgs a, GridArgs 
         double part[NB];
         for (int b = 0; b < NB; ++b)
             part[b] = 0.0;
+        /* group by group over the threads: the near groups' bounds are the
+         * costly part, and a thread per tile would leave a few threads with
+         * all of them */
         const size_t tc = a.n_bands * TPS_MIXED_COEF;
-        for (size_t t = tid; t < a.n_tiles; t += THREADS)
-            tps_mixed_tile_bound(box, a.tile + 4 * t, a.tile_coef + t * tc,
-                                 a.group + 4 * t * GROUPS, a.group_coef + t * GROUPS * tc,
-                                 a.n_bands, a.band0, NB, part);
+        for (size_t gx = tid; gx < a.n_tiles * GROUPS; gx += THREADS) {
+            const size_t t = gx / GROUPS;
+            const int gi = int(gx % GROUPS);
+            int tp, gp = 0, gj = 0;
+            tps_mixed_group_bound(box, a.tile + 4 * t, a.tile_coef + t * tc, gi,
+                                  a.group + 4 * t * GROUPS, a.group_coef + t * GROUPS * tc,
+                                  a.n_bands, a.band0, NB, part, &tp, &gp, &gj);
+            if (t < PLANNED) {
+                if (gi == 0)
+                    s_p[t * (GROUPS + 1) + GROUPS] = (signed char)tp;
+                s_p[t * (GROUPS + 1) + gi] = (signed char)gp;
+                s_j[t * GROUPS + gi] = (signed char)gj;
+            }
+        }
         __syncthreads(); /* s_red is read above */
         for (int b = 0; b < NB; ++b) {
             part[b] = warp_sum(part[b]);
@@ -204,40 +236,53 @@ __global__ void __launch_bounds__(THREADS) evaluate_mixed(MixedArgs a, GridArgs 
                 acc[b][k] = 0.0;
         const size_t tc = a.n_bands * TPS_MIXED_COEF;
         for (size_t t = 0; t < a.n_tiles; ++t) {
-            __syncthreads(); /* the previous tile's shared data are used */
-            if (tid <= GROUPS) {
-                const double *geo = tid < GROUPS ? a.group + 4 * (t * GROUPS + tid) : a.tile + 4 * t;
-                int p, j;
-                double rmin, rmax;
-                tps_mixed_plan(box, geo, &p, &j, &rmin, &rmax);
-                s_plan[2 * tid] = p;
-                s_plan[2 * tid + 1] = j;
-            }
-            const size_t base = t * TPS_MIXED_TILE;
-            for (int k = tid; k < TPS_MIXED_TILE; k += THREADS) {
-                s_q[k] = a.q[base + k];
-                for (int b = 0; b < NB; ++b) {
-                    s_w[b][k] = a.w[(a.band0 + b) * a.n_pad + base + k];
-                    s_wl[b][k] = a.wlo[(a.band0 + b) * a.n_pad + base + k];
+            /* The tile's plan: from the bound's pass, or made again here. */
+            const bool planned = t < PLANNED;
+            int tp;
+            if (planned) {
+                tp = s_p[t * (GROUPS + 1) + GROUPS];
+            } else {
+                __syncthreads(); /* s_plan is read below */
+                if (tid <= GROUPS) {
+                    const double *geo =
+                        tid < GROUPS ? a.group + 4 * (t * GROUPS + tid) : a.tile + 4 * t;
+                    int p, j;
+                    double rmin, rmax;
+                    tps_mixed_plan(box, geo, &p, &j, &rmin, &rmax);
+                    s_plan[2 * tid] = p;
+                    s_plan[2 * tid + 1] = j;
                 }
+                __syncthreads();
+                tp = s_plan[2 * GROUPS];
             }
-            __syncthreads();
-            const int tp = s_plan[2 * GROUPS];
-            if (tp > 0)
-                far_sums<NB>(a.tile + 4 * t, a.tile_coef + t * tc + a.band0 * TPS_MIXED_COEF, tp,
-                             s_log, pu, pv, acc);
-            if (tp != 0)
+            if (tp < 0)
                 continue;
-            for (int gi = 0; gi < GROUPS; ++gi) {
-                const int p = s_plan[2 * gi], j = s_plan[2 * gi + 1];
-                const size_t gx = t * GROUPS + gi;
-                if (p > 0)
-                    far_sums<NB>(a.group + 4 * gx, a.group_coef + gx * tc + a.band0 * TPS_MIXED_COEF,
-                                 p, s_log, pu, pv, acc);
-                else if (p == 0)
-                    near_sums<NB, SAME_V>(a.group + 4 * gx,
-                                          a.group_near + 4 * (gx * a.n_bands + a.band0), j,
+            if (tp == 0) { /* near: its points into shared memory */
+                __syncthreads(); /* the previous tile's are used */
+                const size_t base = t * TPS_MIXED_TILE;
+                for (int k = tid; k < TPS_MIXED_TILE; k += THREADS) {
+                    s_q[k] = a.q[base + k];
+                    for (int b = 0; b < NB; ++b) {
+                        s_w[b][k] = a.w[(a.band0 + b) * a.n_pad + base + k];
+                        s_wl[b][k] = a.wlo[(a.band0 + b) * a.n_pad + base + k];
+                    }
+                }
+                __syncthreads();
+            }
+            /* The far tile itself (gi = -1), or its groups. */
+            for (int gi = tp > 0 ? -1 : 0; gi < (tp > 0 ? 0 : GROUPS); ++gi) {
+                const size_t gx = t * GROUPS + size_t(gi < 0 ? 0 : gi);
+                const double *geo = gi < 0 ? a.tile + 4 * t : a.group + 4 * gx;
+                const double *coef = (gi < 0 ? a.tile_coef + t * tc : a.group_coef + gx * tc) +
+                                     a.band0 * TPS_MIXED_COEF;
+                const int p = gi < 0 ? tp : planned ? s_p[t * (GROUPS + 1) + gi] : s_plan[2 * gi];
+                if (p > 0) {
+                    far_sums<NB>(geo, coef, p, s_log, pu, pv, acc);
+                } else if (p == 0) {
+                    const int j = planned ? s_j[t * GROUPS + gi] : s_plan[2 * gi + 1];
+                    near_sums<NB, SAME_V>(geo, a.group_near + 4 * (gx * a.n_bands + a.band0), j,
                                           gi * TPS_MIXED_GROUP, s_q, s_w, s_wl, pu, pv, acc);
+                }
             }
         }
         /* The self-check: one pixel in FP64, the points split over the threads. */
