@@ -71,6 +71,9 @@ typedef struct tps_local_gcv_stats {
     size_t grid_points, chosen;
     size_t live_peak;         /* most points whose sums were held at once */
     size_t gpu_patches;       /* patches whose eigendecomposition ran on the GPU */
+    /* The largest eigenvalue of the first wave's patches' smoothers (user
+     * units): above it every such patch is more than half its plane. */
+    double plane_lambda;
 } tps_local_gcv_stats;
 /* res->lambda in the user's units; stats may be NULL. */
 tps_status tps_local_gcv_select(tps_context *ctx, const tps_local_gcv_args *a,

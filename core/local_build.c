@@ -702,6 +702,13 @@ static tps_status cross_validation_start(tps_context *ctx, tps_model *md, build 
                 bi->effective_df, bi->n_points, stats.grid_lo, stats.grid_hi, stats.grid_points,
                 stats.chosen + 1, bd->lc->n_patches, stats.gpu_patches, tps_now_seconds() - t0,
                 stats.live_peak);
+        if (res.lambda > stats.plane_lambda && res.score > 0.0)
+            tps_log(ctx, TPS_LOG_WARNING,
+                    "%s: GCV chose smoothing %.6g, above the largest eigenvalue of the patch "
+                    "splines (%.6g): each patch is close to its least-squares plane, so the data "
+                    "favour smoothing over longer distances than a patch spans; a larger "
+                    "PatchPoints (now %zu) lets the local model follow",
+                    what, res.lambda, stats.plane_lambda, bd->patch_points);
     }
 done:
     free(cover);

@@ -113,6 +113,7 @@ typedef struct gcv_run {
     double *rss, *loo_ss, *loo_sa, *trace; /* L each */
     size_t fixed_bytes;  /* what the pass holds besides the slots */
     size_t gpu_patches;
+    double plane_lambda; /* the first wave's largest eigenvalue, user units */
 } gcv_run;
 
 static void free_patch(gcv_patch *g)
@@ -360,6 +361,7 @@ static tps_status set_grid(tps_context *ctx, gcv_run *run, size_t count)
         return tps_set_error(ctx, TPS_ERR_SINGULAR,
                              "%s: the patches' spline systems are degenerate (no positive "
                              "eigenvalue): GCV cannot choose a smoothing", run->a->what);
+    run->plane_lambda = hi;
     double j0 = floor(GRID_PER_DECADE * log10(lo / GRID_MARGIN));
     double j1 = ceil(GRID_PER_DECADE * log10(hi * GRID_MARGIN));
     double step = 1.0;
@@ -688,7 +690,7 @@ tps_status tps_local_gcv_select(tps_context *ctx, const tps_local_gcv_args *a,
     res->loo_mae = run.loo_sa[best] / (double)n_band;
     if (stats)
         *stats = (tps_local_gcv_stats){run.grid[0], run.grid[run.L - 1], run.L, best,
-                                       run.n_slots, run.gpu_patches};
+                                       run.n_slots, run.gpu_patches, run.plane_lambda};
 
 done:
     for (size_t k = 0; run.wave && k < wave; ++k)

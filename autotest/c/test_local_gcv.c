@@ -22,6 +22,7 @@
  *   chosen lambda within a factor 2, the RMSE against the noise-free field
  *   within 5 %; against an oracle: within 5 % of the best of a half-decade
  *   grid of fixed lambdas.
+ * - A plane plus noise: the warning that each patch is nearly its plane.
  * - AUTO picks LOCAL past TPS_AUTO_GLOBAL_MAX_POINTS_GCV; bad input: equal
  *   values, a band of 3 and of 5 values, a patch of collinear points, all
  *   points on a line, the memory limit.
@@ -433,6 +434,48 @@ static void test_against_global_and_oracle(tps_context *ctx)
     free(x);
 }
 
+/* ---- the warning when every patch is nearly a plane ---- */
+
+static void count_plane_warnings(void *user, tps_log_level level, const char *message)
+{
+    if (level == TPS_LOG_WARNING && strstr(message, "close to its least-squares plane"))
+        ++*(int *)user;
+}
+
+/* A plane plus noise: GCV smooths each patch to (nearly) its plane, and
+ * says so; a wavy field with little noise: no such warning. */
+static void test_plane_warning(void)
+{
+    const size_t n = 3000;
+    double *x = malloc(sizeof(double) * n * 3), *y = x + n, *z = y + n;
+    for (int wavy = 0; wavy < 2; ++wavy) {
+        for (size_t i = 0; i < n; ++i) {
+            x[i] = uniform();
+            y[i] = uniform();
+            z[i] = wavy ? sin(12.0 * x[i]) * cos(9.0 * y[i]) + 0.01 * gauss()
+                        : 2.0 * x[i] - y[i] + 0.3 * gauss();
+        }
+        int warnings = 0, gcv = 1;
+        double sm = 0.0;
+        tps_context *ctx = tps_context_create();
+        tps_context_set_log(ctx, count_plane_warnings, &warnings);
+        tps_fit_options o = local_options(100, NULL);
+        o.smoothing_gcv = &gcv;
+        const double *vals[1] = {z};
+        tps_model *m = tps_model_create(ctx, n, x, y, 1, vals, &sm, &o);
+        tps_band_info bi = {0};
+        CHECK(m && tps_model_get_band_info(ctx, m, 0, &bi) == TPS_OK, "%s",
+              tps_context_errmsg(ctx));
+        printf("%s: lambda %g, df %g, %d plane warning(s)\n", wavy ? "a wavy field" : "a plane",
+               bi.smoothing, bi.effective_df, warnings);
+        CHECK(warnings == (wavy ? 0 : 1), "%s: %d plane warnings", wavy ? "wavy" : "plane",
+              warnings);
+        tps_model_destroy(m);
+        tps_context_destroy(ctx);
+    }
+    free(x);
+}
+
 /* ---- AUTO and bad input ---- */
 
 static void test_auto(tps_context *ctx)
@@ -601,6 +644,7 @@ int main(int argc, char **argv)
         PART(test_gcv_explicit(ctx, &l));
         PART(test_identical(ctx));
         PART(test_auto(ctx));
+        PART(test_plane_warning());
         PART(test_bad_input(ctx));
         free(l.x);
     }
