@@ -2,8 +2,13 @@
  * an oracle, and for speed (docs/benchmarks.md, "GCV on local models").
  *
  *   tps_bench_gcv compare N NOISE FIELD [SEED] [THREADS]
- *       global GCV and local GCV on the same N points: chosen lambda, RMSE
+ *       global GCV and local GCV (Overlap 1.5, the default or
+ *       TPS_BENCH_OVERLAP, and 2) on the same N points: chosen lambda, RMSE
  *       against the noise-free field, effective df, LOO RMSE, times.
+ *   tps_bench_gcv fixed N NOISE FIELD SEED THREADS LAMBDA...
+ *       global and local models at the lambdas given: their RMSE.
+ *   tps_bench_gcv family N NOISE FIELD SEED THREADS PP:OVERLAP...
+ *       local GCV and the best fixed lambda (quarter decades) per setting.
  *   tps_bench_gcv oracle N NOISE FIELD [SEED] [THREADS]
  *       local GCV against local models of fixed lambda on a half-decade
  *       grid: RMSE against the field of each, the best, GCV's.
@@ -24,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 static double now(void)
@@ -180,10 +186,12 @@ int main(int argc, char **argv)
         const fit none = {NAN, NAN, NAN, NAN, NAN, 0, 1};
         fit fx = strcmp(which, "gcv") == 0 ? none : run(&d, TPS_MODE_LOCAL, 0, 1e-4, threads, dev, pp);
         fit fg = strcmp(which, "fixed") == 0 ? none : run(&d, TPS_MODE_LOCAL, 1, 0.0, threads, dev, pp);
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
         printf("speed N=%zu threads=%d device=%s patches=%zu: fixed %.2f s, GCV %.2f s "
-               "(lambda %.3g, df %.0f, rmse fixed %.3g GCV %.3g)\n",
-               n, threads, tps_device_name(dev), fg.patches, fx.seconds, fg.seconds, fg.lambda,
-               fg.df, fx.rmse, fg.rmse);
+               "(lambda %.3g, df %.0f, rmse fixed %.3g GCV %.3g), peak RSS %.0f MB (%s)\n",
+               n, threads, tps_device_name(dev), fg.patches ? fg.patches : fx.patches, fx.seconds,
+               fg.seconds, fg.lambda, fg.df, fx.rmse, fg.rmse, ru.ru_maxrss / 1024.0, which);
         return fx.ok && fg.ok ? 0 : 1;
     }
     if (argc < 5) {
@@ -197,15 +205,21 @@ int main(int argc, char **argv)
     const int threads = argc > 6 ? atoi(argv[6]) : 2;
     data d = make_data(n, noise, name);
     if (strcmp(what, "compare") == 0) {
+        /* the local model with the default Overlap (or TPS_BENCH_OVERLAP) and with 2 */
         fit g = run(&d, TPS_MODE_GLOBAL, 1, 0.0, threads, TPS_DEVICE_CPU, 0);
-        fit l = run(&d, TPS_MODE_LOCAL, 1, 0.0, threads, TPS_DEVICE_CPU, 0);
-        printf("compare %s N=%zu noise=%g: lambda global %.4g local %.4g (ratio %.3f); rmse "
-               "global %.5g local %.5g (ratio %.4f); df %.1f / %.1f; LOO %.5g / %.5g; "
-               "%.2f s / %.2f s (%zu patches)\n",
-               name, n, noise, g.lambda, l.lambda, l.lambda / g.lambda, g.rmse, l.rmse,
-               l.rmse / g.rmse, g.df, l.df, g.loo_rmse, l.loo_rmse, g.seconds, l.seconds,
-               l.patches);
-        return g.ok && l.ok ? 0 : 1;
+        int ok = g.ok;
+        const double overlaps[2] = {overlap_option, 2.0};
+        for (int k = 0; k < 2; ++k) {
+            overlap_option = overlaps[k];
+            fit l = run(&d, TPS_MODE_LOCAL, 1, 0.0, threads, TPS_DEVICE_CPU, 0);
+            ok = ok && l.ok;
+            printf("compare %s N=%zu noise=%g overlap %g: lambda global %.4g local %.4g (ratio "
+                   "%.3f); rmse global %.5g local %.5g (ratio %.4f); df %.1f / %.1f; LOO %.5g / "
+                   "%.5g; %.2f s / %.2f s (%zu patches)\n",
+                   name, n, noise, overlaps[k] > 0 ? overlaps[k] : TPS_DEFAULT_OVERLAP, g.lambda, l.lambda, l.lambda / g.lambda, g.rmse, l.rmse, l.rmse / g.rmse, g.df,
+                   l.df, g.loo_rmse, l.loo_rmse, g.seconds, l.seconds, l.patches);
+        }
+        return ok ? 0 : 1;
     }
     if (strcmp(what, "fixed") == 0) { /* both models at the lambdas given */
         for (int k = 7; k < argc; ++k) {

@@ -14,9 +14,12 @@
  * the padded coordinates, and the rest are B's own, zero in those
  * coordinates (a block-diagonal matrix with well separated blocks).
  *
- * cuSOLVER is loaded with dlopen (as solve.cu does); without
- * cusolverDnXsyevBatched (cuSOLVER before CUDA 12.6) every system stays
- * with the CPU.
+ * cuSOLVER is loaded with dlopen (as solve.cu does); a cuSOLVER without
+ * cusolverDnXsyevBatched (older toolkits) leaves every system to the CPU.
+ * The chunks are bounded by the caller's waves (core/local_cv.c: at most
+ * ~1 GiB of eigenvectors), far below a GPU's memory; syevBatched's own
+ * workspace is queried per chunk, and a chunk it cannot get goes to the
+ * CPU with the rest.
  */
 #include "common.cuh"
 

@@ -11,7 +11,8 @@
  *                       several bands; one upload for many evaluations from
  *                       several threads; derivative quantities within 1e-9
  *                       of the CPU's; a local model's GCV with its
- *                       eigendecompositions on the GPU: the CPU's lambda */
+ *                       eigendecompositions on the GPU: the CPU's lambda
+ *   test_gpu local_gcv  that last check alone */
 #include "tps.h"
 #include "tps_testing.h" /* tps_model_device_uploads */
 
@@ -783,6 +784,8 @@ int main(int argc, char **argv)
             printf("GPU: %s\n", tps_gpu_description());
             if (strncmp(what, "fault_", 6) == 0)
                 fault(what + 6);
+            else if (strcmp(what, "local_gcv") == 0)
+                local_gcv_parity();
             else
                 parity();
         }
