@@ -7,6 +7,8 @@
  *       against the noise-free field, effective df, LOO RMSE, times.
  *   tps_bench_gcv fixed N NOISE FIELD SEED THREADS LAMBDA...
  *       global and local models at the lambdas given: their RMSE.
+ *   tps_bench_gcv local N NOISE FIELD SEED THREADS PP:OVERLAP...
+ *       local GCV alone per setting: lambda, RMSE, df, time.
  *   tps_bench_gcv family N NOISE FIELD SEED THREADS PP:OVERLAP...
  *       local GCV and the best fixed lambda (quarter decades) per setting.
  *   tps_bench_gcv oracle N NOISE FIELD [SEED] [THREADS]
@@ -228,6 +230,19 @@ int main(int argc, char **argv)
             fit l = run(&d, TPS_MODE_LOCAL, 0, lam, threads, TPS_DEVICE_CPU, 0);
             printf("fixed %s N=%zu noise=%g lambda %.4g: rmse global %.5g local %.5g\n", name, n,
                    noise, lam, g.rmse, l.rmse);
+        }
+        return 0;
+    }
+    if (strcmp(what, "local") == 0) { /* local GCV alone, per PP:OVERLAP */
+        for (int k = 7; k < argc; ++k) {
+            size_t pp = 0;
+            double ov = 0.0;
+            sscanf(argv[k], "%zu:%lf", &pp, &ov);
+            overlap_option = ov;
+            fit g = run(&d, TPS_MODE_LOCAL, 1, 0.0, threads, TPS_DEVICE_CPU, pp);
+            printf("local %s N=%zu noise=%g pp %zu overlap %g (%zu patches): GCV lambda %.4g "
+                   "rmse %.5g df %.1f (%.2f s)\n", name, n, noise, pp, ov, g.patches, g.lambda,
+                   g.rmse, g.df, g.seconds);
         }
         return 0;
     }

@@ -81,6 +81,18 @@ tps_status tps_local_gcv_select(tps_context *ctx, const tps_local_gcv_args *a,
 /* Bytes the selection holds besides its live points' sums (each 2 x
  * the grid's size doubles, checked as they grow). */
 size_t tps_local_gcv_bytes(const struct tps_local *lc, size_t n_points, int threads, int gpu);
+/* Before a local model's solves (local_build.c), when a band has GCV or
+ * cross_validation: *S (n doubles) the blend's denominator at the points,
+ * *loo_sum (n_bands pointers) n zeros for each band of a fixed lambda with
+ * cross_validation, else NULL; each GCV band's lambda chosen, stored in
+ * its band_info and smoothing[b]. The caller frees *S and *loo_sum. */
+tps_status tps_local_cv_start(tps_context *ctx, tps_model *md, const struct tps_local *lc,
+                              tps_patch_points_fn points, void *user, double *const *merged,
+                              double *const *merged_w, const tps_fit_options *options,
+                              int try_gpu, size_t budget, double *smoothing, double **S,
+                              double ***loo_sum);
+/* After the solves: each LOO band's RMSE and MAE from its blended sums. */
+void tps_local_cv_finish(tps_model *md, double *const *merged, double *const *loo_sum);
 
 /* ---- evaluation (local_lookup.c; the CPU backend: cpu_local.c,
  * cpu_local_deriv.c) ---- */

@@ -362,7 +362,7 @@ static void collect_point(size_t i, void *user)
 }
 
 /* Patch p's pt->n points, in tree order (tps_patch_points_fn). */
-static void patch_points(void *user, size_t p, size_t *index)
+static void gather_patch_points(void *user, size_t p, size_t *index)
 {
     const build *bd = user;
     const patch *pt = &bd->lc->patches[p];
@@ -435,7 +435,7 @@ static void prepare_patch(size_t p, int thread, void *user)
                       p + 1, n);
         goto done;
     }
-    patch_points(bd, p, pt->index);
+    gather_patch_points(bd, p, pt->index);
     for (size_t k = 0; k < n; ++k) {
         pt->u[k] = (md->u[pt->index[k]] - pt->pcx) / pt->ps;
         pt->v[k] = (md->v[pt->index[k]] - pt->pcy) / pt->ps;
@@ -643,78 +643,6 @@ static void solve_patches(build *bd, int threads, int try_gpu, size_t gpu_max_by
     free(jobs);
 }
 
-/* Before the solves: the blend's sums at the points (leave-one-out and GCV
- * need them), LOO sums for the bands of a fixed lambda with
- * cross_validation, and each GCV band's lambda, chosen over the patches
- * (local_cv.c) and stored in its band_info and bd->smoothing. */
-static tps_status cross_validation_start(tps_context *ctx, tps_model *md, build *bd,
-                                         const tps_fit_options *options, int try_gpu,
-                                         size_t budget)
-{
-    const size_t nb = bd->n_bands;
-    const int threads = options->num_threads < 1 ? 1 : options->num_threads;
-    size_t n_gcv = 0;
-    for (size_t b = 0; b < nb; ++b)
-        n_gcv += md->band_info[b].smoothing_gcv ? 1 : 0;
-    uint32_t *cover = n_gcv ? malloc(sizeof(uint32_t) * md->n) : NULL;
-    bd->S = malloc(sizeof(double) * md->n);
-    bd->loo_sum = calloc(nb, sizeof(double *));
-    tps_status st = TPS_OK;
-    if (!bd->S || !bd->loo_sum || (n_gcv && !cover)) {
-        st = tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory for cross-validation");
-        goto done;
-    }
-    for (size_t b = 0; b < nb; ++b) {
-        if (!options->cross_validation || md->band_info[b].smoothing_gcv)
-            continue;
-        if (!(bd->loo_sum[b] = calloc(md->n, sizeof(double)))) {
-            st = tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory for cross-validation");
-            goto done;
-        }
-    }
-    st = tps_local_point_blend(ctx, md, bd->lc, patch_points, bd, bd->S, cover);
-    for (size_t b = 0; b < nb && st == TPS_OK; ++b) {
-        tps_band_info *bi = &md->band_info[b];
-        if (!bi->smoothing_gcv)
-            continue;
-        char what[32];
-        snprintf(what, sizeof what, "band %zu", b + 1);
-        const tps_local_gcv_args args = {md, bd->lc, patch_points, bd, bd->S, cover,
-                                         bd->merged[b], bd->merged_w ? bd->merged_w[b] : NULL,
-                                         threads, try_gpu, options->gpu_max_memory, budget,
-                                         what};
-        tps_gcv_result res;
-        tps_local_gcv_stats stats;
-        const double t0 = tps_now_seconds();
-        st = tps_local_gcv_select(ctx, &args, &res, &stats);
-        if (st != TPS_OK)
-            break;
-        bi->smoothing = res.lambda;
-        bi->gcv_score = res.score;
-        bi->effective_df = res.effective_df;
-        bi->loo_rmse = res.loo_rmse;
-        bi->loo_mae = res.loo_mae;
-        bd->smoothing[b] = res.lambda;
-        tps_log(ctx, TPS_LOG_DEBUG,
-                "%s: GCV chose smoothing %.6g (%.3g effective degrees of freedom of %zu; grid "
-                "%.3g .. %.3g, %zu values, point %zu) over %zu patches (%zu eigendecompositions "
-                "on the GPU) in %.3f s (sums of %zu points held at most)", what, bi->smoothing,
-                bi->effective_df, bi->n_points, stats.grid_lo, stats.grid_hi, stats.grid_points,
-                stats.chosen + 1, bd->lc->n_patches, stats.gpu_patches, tps_now_seconds() - t0,
-                stats.live_peak);
-        if (res.lambda > stats.plane_lambda && res.score > 0.0)
-            tps_log(ctx, TPS_LOG_WARNING,
-                    "%s: GCV chose smoothing %.6g, above the largest eigenvalue of the patch "
-                    "splines (%.6g): each patch is close to its least-squares plane, so the data "
-                    "favour smoothing over longer distances than a patch spans; a larger "
-                    "PatchPoints (now %zu) lets the local model follow",
-                    what, res.lambda, stats.plane_lambda, bd->patch_points);
-    }
-done:
-    free(cover);
-    return st;
-}
-
 tps_status tps_local_build(tps_context *ctx, tps_model *md, double *const *merged,
                            double *const *merged_w, const tps_fit_options *options)
 {
@@ -853,9 +781,11 @@ tps_status tps_local_build(tps_context *ctx, tps_model *md, double *const *merge
     if (threads > 1)
         openblas_set_num_threads(1);
     if (n_gcv + n_loo)
-        st = cross_validation_start(ctx, md, &bd, options, try_gpu,
-                                    options->max_memory ? options->max_memory - (tree + lookup + cv)
-                                                        : 0);
+        st = tps_local_cv_start(ctx, md, lc, gather_patch_points, &bd, merged, merged_w, options,
+                                try_gpu,
+                                options->max_memory ? options->max_memory - (tree + lookup + cv)
+                                                    : 0,
+                                smoothing, &bd.S, &bd.loo_sum);
     if (st == TPS_OK) {
         tps_progress_stage("solving %zu patches", lc->n_patches);
         solve_patches(&bd, threads, try_gpu, options->gpu_max_memory);
@@ -873,20 +803,8 @@ tps_status tps_local_build(tps_context *ctx, tps_model *md, double *const *merge
     st = build_lookup(ctx, lc);
     if (st != TPS_OK)
         goto done;
-    for (size_t b = 0; bd.loo_sum && b < nb; ++b) {
-        if (!bd.loo_sum[b])
-            continue;
-        double ss = 0.0, sa = 0.0;
-        for (size_t i = 0; i < md->n; ++i) {
-            if (isfinite(merged[b][i])) {
-                ss += bd.loo_sum[b][i] * bd.loo_sum[b][i];
-                sa += fabs(bd.loo_sum[b][i]);
-            }
-        }
-        const double nbp = (double)md->band_info[b].n_points;
-        md->band_info[b].loo_rmse = sqrt(ss / nbp);
-        md->band_info[b].loo_mae = sa / nbp;
-    }
+    if (bd.loo_sum)
+        tps_local_cv_finish(md, merged, bd.loo_sum);
     md->info.n_factorisations = bd.n_solves;
     md->info.n_patches = lc->n_patches;
     md->info.solve_device = bd.n_gpu_solves ? TPS_DEVICE_GPU : TPS_DEVICE_CPU;

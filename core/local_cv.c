@@ -29,6 +29,7 @@
 #include <cblas.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -703,4 +704,92 @@ done:
     free(run.rows);
     free(run.grid);
     return st;
+}
+
+/* ---- what a local build calls (local_build.c) ---- */
+
+tps_status tps_local_cv_start(tps_context *ctx, tps_model *md, const struct tps_local *lc,
+                              tps_patch_points_fn points, void *user, double *const *merged,
+                              double *const *merged_w, const tps_fit_options *options,
+                              int try_gpu, size_t budget, double *smoothing, double **S,
+                              double ***loo_sum)
+{
+    const size_t nb = md->n_bands;
+    const int threads = options->num_threads < 1 ? 1 : options->num_threads;
+    size_t n_gcv = 0;
+    for (size_t b = 0; b < nb; ++b)
+        n_gcv += md->band_info[b].smoothing_gcv ? 1 : 0;
+    uint32_t *cover = n_gcv ? malloc(sizeof(uint32_t) * md->n) : NULL;
+    *S = malloc(sizeof(double) * md->n);
+    *loo_sum = calloc(nb, sizeof(double *));
+    tps_status st = TPS_OK;
+    if (!*S || !*loo_sum || (n_gcv && !cover)) {
+        st = tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory for cross-validation");
+        goto done;
+    }
+    for (size_t b = 0; b < nb; ++b) {
+        if (!options->cross_validation || md->band_info[b].smoothing_gcv)
+            continue;
+        if (!((*loo_sum)[b] = calloc(md->n, sizeof(double)))) {
+            st = tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory for cross-validation");
+            goto done;
+        }
+    }
+    st = tps_local_point_blend(ctx, md, lc, points, user, *S, cover);
+    for (size_t b = 0; b < nb && st == TPS_OK; ++b) {
+        tps_band_info *bi = &md->band_info[b];
+        if (!bi->smoothing_gcv)
+            continue;
+        char what[32];
+        snprintf(what, sizeof what, "band %zu", b + 1);
+        const tps_local_gcv_args args = {md, lc, points, user, *S, cover, merged[b],
+                                         merged_w ? merged_w[b] : NULL, threads, try_gpu,
+                                         options->gpu_max_memory, budget, what};
+        tps_gcv_result res;
+        tps_local_gcv_stats stats;
+        const double t0 = tps_now_seconds();
+        st = tps_local_gcv_select(ctx, &args, &res, &stats);
+        if (st != TPS_OK)
+            break;
+        bi->smoothing = smoothing[b] = res.lambda;
+        bi->gcv_score = res.score;
+        bi->effective_df = res.effective_df;
+        bi->loo_rmse = res.loo_rmse;
+        bi->loo_mae = res.loo_mae;
+        tps_log(ctx, TPS_LOG_DEBUG,
+                "%s: GCV chose smoothing %.6g (%.3g effective degrees of freedom of %zu; grid "
+                "%.3g .. %.3g, %zu values, point %zu) over %zu patches (%zu eigendecompositions "
+                "on the GPU) in %.3f s (sums of %zu points held at most)", what, bi->smoothing,
+                bi->effective_df, bi->n_points, stats.grid_lo, stats.grid_hi, stats.grid_points,
+                stats.chosen + 1, lc->n_patches, stats.gpu_patches, tps_now_seconds() - t0,
+                stats.live_peak);
+        if (res.lambda > stats.plane_lambda && res.score > 0.0)
+            tps_log(ctx, TPS_LOG_WARNING,
+                    "%s: GCV chose smoothing %.6g, above the largest eigenvalue of the patch "
+                    "splines (%.6g): each patch is close to its least-squares plane, so the data "
+                    "favour smoothing over longer distances than a patch spans; a larger "
+                    "PatchPoints (now %zu) lets the local model follow",
+                    what, res.lambda, stats.plane_lambda, options->patch_points);
+    }
+done:
+    free(cover);
+    return st;
+}
+
+void tps_local_cv_finish(tps_model *md, double *const *merged, double *const *loo_sum)
+{
+    for (size_t b = 0; b < md->n_bands; ++b) {
+        if (!loo_sum[b])
+            continue;
+        double ss = 0.0, sa = 0.0;
+        for (size_t i = 0; i < md->n; ++i) {
+            if (isfinite(merged[b][i])) {
+                ss += loo_sum[b][i] * loo_sum[b][i];
+                sa += fabs(loo_sum[b][i]);
+            }
+        }
+        const double n = (double)md->band_info[b].n_points;
+        md->band_info[b].loo_rmse = sqrt(ss / n);
+        md->band_info[b].loo_mae = sa / n;
+    }
 }
