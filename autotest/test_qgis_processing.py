@@ -472,8 +472,9 @@ def test_cancel_during_the_solve_stops_it(processed):
     assert j['texts'][-1].startswith('Solving: ')   # Cancel came at the first stage
     # the child is gone (no process names the output as the run returns)
     assert j['running_after'] == []
-    # ... and it never finished the solve: no 'solved' line, no model file
-    # (nor its lock, which the child had taken, nor a temporary file)
+    # ... and it was stopped inside the solve: it wrote no model file (which
+    # a finished solve writes) and left neither the lock it had taken nor a
+    # temporary file; no 'solved' line or summary reached the log
     messages = j['info'] + j['debug']
     assert any(': lock taken by pid ' in m for m in messages), messages
     assert not any(re.search(r': solved \d+ bands? over ', m) for m in messages), messages
