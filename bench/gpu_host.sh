@@ -131,6 +131,9 @@ run model_io_gpu $B/test_model_io gpu
 run mixed $B/test_mixed
 run local $B/test_local
 run gcv $B/test_gcv
+run local_gcv $B/test_local_gcv
+run local_gcv_compare $B/test_local_gcv compare
+TAIL_LINES=6 run gpu_local_gcv $B/test_gpu local_gcv
 run deriv $B/test_deriv
 run progress $B/test_progress
 run curvature $B/test_curvature cpu

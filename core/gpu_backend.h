@@ -134,6 +134,30 @@ typedef struct tps_gpu_system {
 tps_status tps_gpu_factor_solve_batch(size_t count, tps_gpu_system *systems, size_t max_bytes,
                                       tps_error *err);
 
+/* A local model's GCV (core/local_cv.c): the eigendecompositions of many
+ * small B = Q2^T D K D Q2 (core/solve.c, tps_spline_eigen_cpu: K of the n
+ * points (u, v), D = diag(rows) or I, Q the reflectors and tau of D P's
+ * QR) at once. Out, when status is TPS_OK: e (n - 3 eigenvalues,
+ * ascending) and vectors ((n - 3) x (n - 3), column-major). Systems are
+ * grouped by size into chunks that fit the GPU's free memory (and
+ * max_bytes), padded to the chunk's largest with distinct negative
+ * eigenvalues that sort first and are dropped, and decomposed by cuSOLVER's
+ * syevBatched (gpu/eigen.cu). status TPS_ERR_DEVICE_UNAVAILABLE: not done,
+ * do it on the CPU. Returns TPS_OK when every chunk ran, else the first
+ * failure (in *err). */
+typedef struct tps_gpu_eigen_system {
+    size_t n;
+    const double *u, *v;
+    const double *rows;       /* NULL, or n values D */
+    const double *reflectors; /* n x 3, dgeqrf's compact form */
+    double tau[3];
+    double *e;       /* n - 3 */
+    double *vectors; /* (n - 3)^2 */
+    tps_status status;
+} tps_gpu_eigen_system;
+tps_status tps_gpu_eigen_batch(size_t count, tps_gpu_eigen_system *systems, size_t max_bytes,
+                               tps_error *err);
+
 /* For bench/ only, CUDA builds only: the kernels alone over `grid` into
  * device memory (Float32 planes of bands 0..n_bands-1); *ms receives the
  * median of `repeats` timings after a warm-up; stats (may be NULL), MIXED's

@@ -102,3 +102,12 @@ tps_status tps_gpu_local_deriv_sums(tps_gpu_local *local, const tps_window *grid
     (void)local, (void)grid, (void)band, (void)needs, (void)sums, (void)max_bytes;
     return no_gpu(err);
 }
+
+tps_status tps_gpu_eigen_batch(size_t count, tps_gpu_eigen_system *systems, size_t max_bytes,
+                               tps_error *err)
+{
+    for (size_t k = 0; k < count; ++k)
+        systems[k].status = TPS_ERR_DEVICE_UNAVAILABLE;
+    (void)max_bytes;
+    return no_gpu(err);
+}

@@ -83,13 +83,16 @@ const char *tps_status_string(tps_status status);
  * LOCAL: a partition of unity over overlapping patches of a quadtree, a
  * spline solved per patch, blended with C2 weights: O(N) memory and time.
  * AUTO: GLOBAL up to TPS_AUTO_GLOBAL_MAX_POINTS points (with a usable GPU
- * and device != CPU: TPS_AUTO_GLOBAL_MAX_POINTS_GPU) when its dense system
- * fits max_memory, else LOCAL. */
+ * and device != CPU: TPS_AUTO_GLOBAL_MAX_POINTS_GPU; with cross_validation
+ * TPS_AUTO_GLOBAL_MAX_POINTS; with a GCV band TPS_AUTO_GLOBAL_MAX_POINTS_GCV)
+ * when its dense system (and GCV's) fits max_memory, else LOCAL. */
 typedef enum tps_mode { TPS_MODE_AUTO = 0, TPS_MODE_GLOBAL = 1, TPS_MODE_LOCAL = 2 } tps_mode;
 
 #define TPS_AUTO_GLOBAL_MAX_POINTS 5000
 /* ... or this many when the solve may run on a usable GPU (cuSOLVER). */
 #define TPS_AUTO_GLOBAL_MAX_POINTS_GPU 30000
+/* ... or this many with a GCV band (its eigendecomposition runs on the CPU). */
+#define TPS_AUTO_GLOBAL_MAX_POINTS_GCV 3000
 /* LOCAL models' defaults and limits (tps_fit_options; the driver's open
  * options PATCH_POINTS and OVERLAP are built from these). */
 #define TPS_DEFAULT_PATCH_POINTS 500
@@ -138,10 +141,12 @@ typedef struct tps_fit_options {
     /* Automatic smoothing: NULL (the default), or n_bands flags; a nonzero
      * smoothing_gcv[b] makes band b's lambda the minimiser of the
      * generalised cross-validation score (Craven & Wahba) and ignores
-     * smoothing[b]. Needs the global model: LOCAL mode fails with
-     * TPS_ERR_INVALID_ARGUMENT, AUTO builds a GLOBAL model. The selection
-     * runs on the CPU (one eigendecomposition, tps_band_info reports it);
-     * the solve with the chosen lambda is the fixed-lambda solve. */
+     * smoothing[b]. GLOBAL: one eigendecomposition, on the CPU; LOCAL: one
+     * lambda for the whole model, the minimiser of the blended model's own
+     * GCV score on a grid of 10 values per decade, from each patch's
+     * eigendecomposition (on the CPU threads, or batched on the GPU).
+     * tps_band_info reports the choice; the solve with the chosen lambda
+     * is the fixed-lambda solve. */
     const int *smoothing_gcv;
     /* Per-point weights: NULL (the default: all 1), or n_points values,
      * each finite and > 0 (else TPS_ERR_INVALID_ARGUMENT) for the points
@@ -155,9 +160,10 @@ typedef struct tps_fit_options {
     /* Nonzero: leave-one-out RMSE and MAE (tps_band_info) for bands of a
      * fixed lambda too, in closed form from the inverse of the solve's
      * system (Rippa 1999; defined for lambda = 0 as well): one extra
-     * ~2/3 N^3 (dpotri) per factorisation, on the CPU. Needs the global
-     * model: LOCAL fails with TPS_ERR_INVALID_ARGUMENT, AUTO builds GLOBAL.
-     * GCV bands have them whatever this says. */
+     * ~2/3 N^3 (dpotri) per factorisation, on the CPU. LOCAL models: each
+     * patch's, blended as the surface is (exact for the model's partition:
+     * the blend of the patch splines fitted without the point). GCV bands
+     * have them whatever this says. */
     int cross_validation;
 } tps_fit_options;
 
@@ -207,9 +213,11 @@ typedef struct tps_band_info {
     int smoothing_gcv;
     double gcv_score;         /* N ||(I - A) z||^2 / (N - tr A)^2 at the chosen lambda
                                  (weighted: N sum w_i r_i^2 / (N - tr A)^2) */
-    double effective_df;      /* tr A: 3 (a plane) to N (interpolation) */
+    double effective_df;      /* tr A: 3 (a plane) to N (interpolation; LOCAL:
+                                 more than 3 at any lambda, a plane per patch) */
     /* leave-one-out residuals z_i - f_(-i)(x_i), closed form: r_i / (1 - A_ii)
-     * (GCV), w_i / (M^-1)_ii (fixed lambda); unweighted RMSE and MAE */
+     * (GCV), w_i / (M^-1)_ii (fixed lambda); LOCAL: the patches' own,
+     * blended as the surface is. Unweighted RMSE and MAE */
     double loo_rmse, loo_mae;
 } tps_band_info;
 

@@ -15,7 +15,9 @@
  *                       self-check, the estimate within TOLERANCE), the
  *                       kernel against its CPU emulation, forced fallbacks
  *                       and a tolerance no block meets giving DOUBLE's
- *                       bytes, windows giving the same bytes, AUTO */
+ *                       bytes, windows giving the same bytes, AUTO
+ *   test_gpu local_gcv  a local model's GCV with its eigendecompositions on
+ *                       the GPU: the CPU's lambda, score, df and LOO */
 #include "tps.h"
 #include "tps_testing.h" /* tps_model_device_uploads */
 
@@ -24,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "check.h"
 #include "gpu_probe.h"
@@ -565,6 +568,96 @@ static void local_solve_parity(void)
     tps_context_destroy(ctx);
 }
 
+/* A LOCAL model's GCV with its eigendecompositions batched on the GPU
+ * (gpu/eigen.cu) against the CPU's (core/local_cv.c), weighted and not: the
+ * same lambda, its score, effective df and LOO within 1e-9 (relative),
+ * every patch decomposed on the GPU (the debug log says how many). */
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+typedef struct gpu_count {
+    size_t on_gpu, patches;
+} gpu_count;
+
+static void count_gpu_patches(void *user, tps_log_level level, const char *message)
+{
+    (void)level;
+    gpu_count *c = user;
+    const char *p = strstr(message, " patches (");
+    size_t patches = 0, on_gpu = 0;
+    if (strstr(message, "GCV chose") && p) {
+        const char *q = p;
+        while (q > message && q[-1] >= '0' && q[-1] <= '9')
+            --q;
+        if (sscanf(q, "%zu patches (%zu eigendecompositions", &patches, &on_gpu) == 2) {
+            c->patches += patches;
+            c->on_gpu += on_gpu;
+        }
+    }
+}
+
+static void local_gcv_parity(void)
+{
+    enum { N = 30000 };
+    static double x[N], y[N], z[N], w[N];
+    for (int i = 0; i < N; ++i) {
+        x[i] = 5000.0 * uniform();
+        y[i] = 3000.0 * uniform();
+        z[i] = sin(x[i] / 700.0) * cos(y[i] / 400.0) + 0.1 * (uniform() - 0.5);
+        w[i] = 0.5 + uniform();
+    }
+    const double *vals[1] = {z};
+    int gcv = 1;
+    double sm = 0.0;
+    for (int weighted = 0; weighted < 2; ++weighted) {
+        tps_band_info bi[2];
+        double f[2][64];
+        const double px[4] = {100, 2500, 4900, 3000}, py[4] = {100, 1500, 2900, 2000};
+        gpu_count count = {0, 0};
+        for (int dev = 0; dev < 2; ++dev) {
+            tps_context *ctx = tps_context_create();
+            if (dev == 0)
+                tps_context_set_log(ctx, count_gpu_patches, &count);
+            tps_fit_options o;
+            tps_fit_options_init(&o);
+            o.mode = TPS_MODE_LOCAL;
+            o.device = dev ? TPS_DEVICE_CPU : TPS_DEVICE_AUTO;
+            o.num_threads = 8;
+            o.smoothing_gcv = &gcv;
+            o.weights = weighted ? w : NULL;
+            const double t0 = now_seconds();
+            tps_model *m = tps_model_create(ctx, N, x, y, 1, vals, &sm, &o);
+            const double t1 = now_seconds();
+            CHECK(m && tps_model_get_band_info(ctx, m, 0, &bi[dev]) == TPS_OK &&
+                      tps_evaluate_points(ctx, m, 0, 4, px, py, f[dev], NULL) == TPS_OK,
+                  "local GCV on the %s: %s", dev ? "CPU" : "GPU", tps_context_errmsg(ctx));
+            if (!m)
+                bi[dev].smoothing = bi[dev].gcv_score = NAN;
+            printf("local GCV%s on the %s: lambda %.6g, score %.12g, df %.6f, LOO %.9g, %.2f s\n",
+                   weighted ? " (weighted)" : "", dev ? "CPU" : "GPU", bi[dev].smoothing,
+                   bi[dev].gcv_score, bi[dev].effective_df, bi[dev].loo_rmse, t1 - t0);
+            tps_model_destroy(m);
+            tps_context_destroy(ctx);
+        }
+        CHECK(count.patches > 0 && count.on_gpu == count.patches,
+              "%zu of %zu patches decomposed on the GPU", count.on_gpu, count.patches);
+        CHECK(bi[0].smoothing == bi[1].smoothing, "lambda GPU %.17g CPU %.17g",
+              bi[0].smoothing, bi[1].smoothing);
+        const double rel[3] = {fabs(bi[0].gcv_score - bi[1].gcv_score) / bi[1].gcv_score,
+                               fabs(bi[0].effective_df - bi[1].effective_df) / bi[1].effective_df,
+                               fabs(bi[0].loo_rmse - bi[1].loo_rmse) / bi[1].loo_rmse};
+        CHECK(rel[0] <= 1e-9 && rel[1] <= 1e-9 && rel[2] <= 1e-9,
+              "GPU vs CPU: score %.2e, df %.2e, LOO %.2e (relative)", rel[0], rel[1], rel[2]);
+        for (int k = 0; k < 4; ++k)
+            CHECK(fabs(f[0][k] - f[1][k]) <= 1e-8, "surface at %d: %.17g vs %.17g", k, f[0][k],
+                  f[1][k]);
+    }
+}
+
 /* Derivative quantities (gpu/global_deriv.cu) against the CPU's
  * (core/cpu_global.c), bands 0 and 2 (2 has missing values), all five
  * quantities in one request with a value output between them, pixel-
@@ -854,6 +947,8 @@ int main(int argc, char **argv)
             printf("GPU: %s\n", tps_gpu_description());
             if (strncmp(what, "fault_", 6) == 0)
                 fault(what + 6);
+            else if (strcmp(what, "local_gcv") == 0)
+                local_gcv_parity();
             else
                 parity();
         }
