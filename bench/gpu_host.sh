@@ -97,7 +97,7 @@ TAIL_LINES=9 run nvidia_smi nvidia-smi --query-gpu=name,memory.total,clocks.sm,c
 lscpu | grep -E "Model name|^CPU\(s\)"
 run gdal_plugin sh -c 'gdalinfo --version && gdalinfo --formats | grep TPS'
 
-# mixed_steps: PRECISION=MIXED's guarantee (issue 16): its emulation and
+# PRECISION=MIXED's guarantee (issue 16): its emulation and
 # guard (test_mixed, CPU), the kernel's guard and bytes (test_gpu parity,
 # test_gdal_gpu share), the suite of fields on the GPU (each field's MIXED
 # error against DOUBLE, blocks recomputed in DOUBLE, failed self-checks:
