@@ -175,10 +175,15 @@ std::string OpenOptionList()
           "number or ALL_CPUS (default: GDAL_NUM_THREADS, else all CPUs)'/>";
     os += SelectOption("DEVICE", TPS_DEVICE_CHOICES, static_cast<int>(oDefault.eDevice),
                        "Evaluation backend");
-    os += SelectOption("PRECISION", TPS_PRECISION_CHOICES, oDefault.bMixedPrecision ? 1 : 0,
+    os += SelectOption("PRECISION", TPS_PRECISION_CHOICES, oDefault.ePrecision,
                        "GPU arithmetic: DOUBLE (FP64, within 1e-9 of the value range of the "
-                       "CPU path) or MIXED (FP32 distances and log, FP64 sums: ~4x faster, "
-                       "~1e-5 of the value range)");
+                       "CPU path), MIXED (FP32 near points, FP64 expansions of the far ones: "
+                       "faster; within TOLERANCE, guaranteed: a block that cannot be is "
+                       "recomputed in DOUBLE) or AUTO (the fastest that meets TOLERANCE)");
+    os += CPLSPrintf("  <Option name='TOLERANCE' type='float' default='%g' "
+                     "description='PRECISION=MIXED or AUTO: the largest error allowed, relative "
+                     "to each band&apos;s data range'/>",
+                     oDefault.dfTolerance);
     os += SelectOption("MODE", TPS_MODE_CHOICES, static_cast<int>(oDefault.eMode),
                        CPLSPrintf("GLOBAL: one dense spline; LOCAL: blended patches (millions "
                                   "of points); AUTO: GLOBAL up to %d points (%d with a GPU, "

@@ -384,11 +384,39 @@ typedef struct tps_output {
 
 /* Arithmetic of the GPU kernels (the CPU always evaluates in double).
  * DOUBLE: FP64 throughout; within 1e-9 x value range of the CPU path.
- * MIXED: distances and log in FP32 on the centred, scaled coordinates
- * (the special-function unit's log2), sums in FP64 over compensated FP32
- * partial sums of 256 points; ~1e-6 to 2e-5 x value range of the CPU path
- * depending on the data's cancellation (docs/design.md gives the model). */
-typedef enum tps_precision { TPS_PRECISION_DOUBLE = 0, TPS_PRECISION_MIXED = 1 } tps_precision;
+ * MIXED: the points near a block of 32 x 16 pixels in FP32 (the special-
+ * function unit's log2), the others as FP64 multipole expansions, with a
+ * rigorous bound of every pixel's error; a block whose bound exceeds
+ * `tolerance` x the band's data range, or whose self-check (one pixel
+ * recomputed in FP64) disagrees, is recomputed in DOUBLE (docs/design.md,
+ * "PRECISION=MIXED"). Global models only: a local model evaluates in FP64.
+ * AUTO: the fastest arithmetic that meets `tolerance`: MIXED when the
+ * tolerance is at least TPS_MIXED_MIN_TOLERANCE, else DOUBLE. */
+typedef enum tps_precision {
+    TPS_PRECISION_DOUBLE = 0,
+    TPS_PRECISION_MIXED = 1,
+    TPS_PRECISION_AUTO = 2
+} tps_precision;
+
+/* The default of tps_eval_options.tolerance: relative to each band's data
+ * range (tps_band_info's value_max - value_min). */
+#define TPS_DEFAULT_TOLERANCE 1e-5
+/* Below this tolerance AUTO evaluates in DOUBLE: MIXED's bound would fail
+ * (and recompute) nearly every block. */
+#define TPS_MIXED_MIN_TOLERANCE 1e-7
+
+/* What one evaluation in MIXED (or AUTO resolved to MIXED) on the GPU did;
+ * all 0 for any other evaluation. */
+typedef struct tps_eval_stats {
+    size_t mixed_blocks;    /* blocks of 32 x 16 pixels evaluated in MIXED, per pass of up to
+                             * 4 bands */
+    size_t fallback_blocks; /* of them, recomputed in DOUBLE */
+    size_t check_failures;  /* of those, the ones whose self-check found an error above the
+                             * bound: 0 unless the device's arithmetic is not what the bound
+                             * assumes (its documented lg2.approx accuracy) */
+    double max_error_estimate; /* the largest error bound over the pixels delivered in MIXED,
+                                * relative to the band's data range; 0 when none */
+} tps_eval_stats;
 
 typedef struct tps_eval_options {
     int num_threads;           /* CPU threads; <= 0: one */
@@ -398,6 +426,12 @@ typedef struct tps_eval_options {
      * copy on first use, and its transfer buffers); 0: no limit. Over it the
      * evaluation fails with TPS_ERR_DEVICE_UNAVAILABLE (AUTO: on the CPU). */
     size_t gpu_max_memory;
+    /* MIXED and AUTO: the largest error allowed, relative to each band's
+     * data range; <= 0 (the default): TPS_DEFAULT_TOLERANCE. */
+    double tolerance;
+    /* NULL (the default), or where the call reports what MIXED did
+     * (zeroed first, filled when the call returns TPS_OK). */
+    tps_eval_stats *stats;
 } tps_eval_options;
 
 void tps_eval_options_init(tps_eval_options *options);

@@ -10,7 +10,12 @@
  *                       value range of the CPU path, windows, strides,
  *                       several bands; one upload for many evaluations from
  *                       several threads; derivative quantities within 1e-9
- *                       of the CPU's
+ *                       of the CPU's; MIXED's guard (issue 16): every field
+ *                       within TOLERANCE or fallen back, its stats (no failed
+ *                       self-check, the estimate within TOLERANCE), the
+ *                       kernel against its CPU emulation, forced fallbacks
+ *                       and a tolerance no block meets giving DOUBLE's
+ *                       bytes, windows giving the same bytes, AUTO
  *   test_gpu local_gcv  a local model's GCV with its eigendecompositions on
  *                       the GPU: the CPU's lambda, score, df and LOO */
 #include "tps.h"
@@ -285,6 +290,164 @@ static void memory_budget(void)
 }
 
 static void deriv_parity(const fixture *f, size_t k, size_t c0, size_t r0, size_t nc, size_t nr);
+
+/* A window of the fixture's grid on the GPU (bands 0..NB-1, Float64,
+ * planar) in `precision` with `tolerance`, its stats in *st. */
+static tps_status gpu_window(const fixture *f, tps_precision precision, double tolerance,
+                             size_t c0, size_t r0, size_t nc, size_t nr, double *out,
+                             tps_eval_stats *st)
+{
+    tps_context *ctx = tps_context_create();
+    tps_grid g;
+    tps_grid_from_geotransform(&g, f->gt, c0, r0, nc, nr);
+    tps_output o[NB];
+    for (int b = 0; b < NB; ++b)
+        o[b] = (tps_output){(size_t)b, out + (size_t)b * nc * nr, TPS_FLOAT64, 8,
+                            (ptrdiff_t)(8 * nc)};
+    for (size_t k = 0; k < NB * nc * nr; ++k)
+        out[k] = NAN;
+    tps_eval_options eo;
+    tps_eval_options_init(&eo);
+    eo.device = TPS_DEVICE_GPU;
+    eo.precision = precision;
+    eo.tolerance = tolerance;
+    eo.stats = st;
+    const tps_status status = tps_evaluate_grid(ctx, f->model, &g, NB, o, &eo);
+    CHECK(status == TPS_OK, "%s", tps_context_errmsg(ctx));
+    tps_context_destroy(ctx);
+    return status;
+}
+
+/* MIXED's guard on the GPU (docs/design.md, "PRECISION=MIXED"). */
+static void mixed_guard(const fixture *f, size_t k)
+{
+    enum { W = 400, H = 300 };
+    const size_t plane = (size_t)W * H;
+    double *cpu = malloc(NB * plane * sizeof(double)), *got = malloc(NB * plane * sizeof(double));
+    double *dbl = malloc(NB * plane * sizeof(double));
+    tps_eval_stats st;
+    /* the CPU path */
+    {
+        tps_context *ctx = tps_context_create();
+        tps_grid g;
+        tps_grid_from_geotransform(&g, f->gt, 0, 0, W, H);
+        tps_output o[NB];
+        for (int b = 0; b < NB; ++b)
+            o[b] = (tps_output){(size_t)b, cpu + b * plane, TPS_FLOAT64, 8, 8 * W};
+        tps_eval_options eo;
+        tps_eval_options_init(&eo);
+        eo.device = TPS_DEVICE_CPU;
+        eo.num_threads = 4;
+        CHECK(tps_evaluate_grid(ctx, f->model, &g, NB, o, &eo) == TPS_OK, "%s",
+              tps_context_errmsg(ctx));
+        tps_context_destroy(ctx);
+    }
+    gpu_window(f, TPS_PRECISION_DOUBLE, 0, 0, 0, W, H, dbl, &st);
+    CHECK(st.mixed_blocks == 0, "DOUBLE counted %zu MIXED blocks", st.mixed_blocks);
+    /* Every band within the tolerance; the estimate bounds the error. */
+    gpu_window(f, TPS_PRECISION_MIXED, 1e-5, 0, 0, W, H, got, &st);
+    double worst[NB];
+    for (int b = 0; b < NB; ++b) {
+        worst[b] = 0;
+        for (size_t i = 0; i < plane; ++i)
+            worst[b] = max_nan(worst[b], fabs(got[b * plane + i] - cpu[b * plane + i]));
+        worst[b] /= f->range[b];
+    }
+    printf("case %zu MIXED guard: errors %.2e %.2e %.2e (x range), estimate %.2e, %zu of %zu "
+           "blocks fell back, %zu failed self-checks\n",
+           k, worst[0], worst[1], worst[2], st.max_error_estimate, st.fallback_blocks,
+           st.mixed_blocks, st.check_failures);
+    CHECK(st.mixed_blocks >= 13 * 19 && st.check_failures == 0 &&
+              st.fallback_blocks <= st.mixed_blocks && st.max_error_estimate <= 1e-5,
+          "case %zu: stats %zu %zu %zu %.3g", k, st.mixed_blocks, st.fallback_blocks,
+          st.check_failures, st.max_error_estimate);
+    for (int b = 0; b < NB; ++b)
+        CHECK(worst[b] <= fmax(st.max_error_estimate * (1 + 1e-6), 1e-9),
+              "case %zu band %d: error %.3g above the estimate %.3g", k, b, worst[b],
+              st.max_error_estimate);
+    /* The kernel against its CPU emulation (core/mixed_emulate.c), on a
+     * window: both within their bound of the exact sum. */
+    {
+        enum { EW = 64, EH = 32, EC = 101, ER = 77 };
+        double *emu = malloc(NB * EW * EH * sizeof(double));
+        tps_grid g;
+        tps_grid_from_geotransform(&g, f->gt, EC, ER, EW, EH);
+        tps_output o[NB];
+        for (int b = 0; b < NB; ++b)
+            o[b] = (tps_output){(size_t)b, emu + b * EW * EH, TPS_FLOAT64, 8, 8 * EW};
+        tps_context *ctx = tps_context_create();
+        tps_eval_stats es;
+        CHECK(tps_mixed_emulate_grid(ctx, f->model, &g, NB, o, 1e-5, 1, 0, &es) == TPS_OK, "%s",
+              tps_context_errmsg(ctx));
+        tps_context_destroy(ctx);
+        double diff = 0;
+        for (int b = 0; b < NB; ++b)
+            for (int r = 0; r < EH; ++r)
+                for (int c = 0; c < EW; ++c)
+                    diff = max_nan(diff, fabs(emu[b * EW * EH + r * EW + c] -
+                                              got[b * plane + (size_t)(ER + r) * W + EC + c]) /
+                                             f->range[b]);
+        printf("case %zu: |GPU MIXED - CPU emulation| <= %.2e x range (estimates %.2e, %.2e)\n",
+               k, diff, st.max_error_estimate, es.max_error_estimate);
+        CHECK(diff <= 2.0 * fmax(st.max_error_estimate, es.max_error_estimate) + 1e-9,
+              "case %zu: the GPU and its emulation differ by %.3g x range", k, diff);
+        free(emu);
+    }
+    /* Windows: a pixel's value does not depend on the window. */
+    {
+        const size_t wins[][4] = {{1, 1, 1, 1}, {7, 3, 313, 1}, {33, 17, 2, 70}, {13, 5, 129, 77}};
+        for (size_t w = 0; w < 4; ++w) {
+            const size_t c0 = wins[w][0], r0 = wins[w][1], nc = wins[w][2], nr = wins[w][3];
+            double *sub = malloc(NB * nc * nr * sizeof(double));
+            gpu_window(f, TPS_PRECISION_MIXED, 1e-5, c0, r0, nc, nr, sub, &st);
+            int same = 1;
+            for (int b = 0; b < NB; ++b)
+                for (size_t r = 0; r < nr; ++r)
+                    for (size_t c = 0; c < nc; ++c)
+                        same &= memcmp(&sub[b * nc * nr + r * nc + c],
+                                       &got[b * plane + (r0 + r) * W + c0 + c], 8) == 0;
+            CHECK(same, "case %zu window %zu: MIXED values differ from the full window's", k, w);
+            free(sub);
+        }
+    }
+    /* Forced fallbacks (the test hook): those blocks have DOUBLE's bytes. */
+    tps_testing_mixed_force_fallback(3);
+    gpu_window(f, TPS_PRECISION_MIXED, 1e-5, 0, 0, W, H, got, &st);
+    tps_testing_mixed_force_fallback(0);
+    {
+        size_t forced = 0;
+        int same = 1;
+        for (size_t by = 0; by * 16 < H; ++by)
+            for (size_t bx = 0; bx * 32 < W; ++bx) {
+                if ((bx + by) % 3)
+                    continue;
+                ++forced;
+                for (int b = 0; b < NB; ++b)
+                    for (size_t r = by * 16; r < by * 16 + 16 && r < H; ++r)
+                        same &= memcmp(&got[b * plane + r * W + bx * 32],
+                                       &dbl[b * plane + r * W + bx * 32],
+                                       8 * (bx * 32 + 32 <= W ? 32 : W - bx * 32)) == 0;
+            }
+        CHECK(same, "case %zu: a forced block is not DOUBLE's bytes", k);
+        CHECK(st.fallback_blocks >= forced && st.check_failures == 0,
+              "case %zu: %zu blocks fell back, %zu forced", k, st.fallback_blocks, forced);
+    }
+    /* A tolerance no block meets: DOUBLE's bytes everywhere. */
+    gpu_window(f, TPS_PRECISION_MIXED, 1e-15, 0, 0, W, H, got, &st);
+    CHECK(memcmp(got, dbl, NB * plane * sizeof(double)) == 0 &&
+              st.fallback_blocks == st.mixed_blocks && st.max_error_estimate == 0.0,
+          "case %zu, tolerance 1e-15: %zu of %zu blocks fell back", k, st.fallback_blocks,
+          st.mixed_blocks);
+    /* AUTO: MIXED at the default tolerance, DOUBLE below 1e-7. */
+    gpu_window(f, TPS_PRECISION_AUTO, 0, 0, 0, W, H, got, &st);
+    CHECK(st.mixed_blocks > 0, "case %zu: AUTO did not evaluate in MIXED", k);
+    gpu_window(f, TPS_PRECISION_AUTO, 1e-8, 0, 0, W, H, got, &st);
+    CHECK(st.mixed_blocks == 0 && memcmp(got, dbl, NB * plane * sizeof(double)) == 0,
+          "case %zu: AUTO with tolerance 1e-8 is not DOUBLE", k);
+    free(cpu);
+    free(got);
+    free(dbl);
+}
 
 /* LOCAL models on the GPU: one device copy of the patches, the CPU path's
  * values (same blend, same patch order) within 1e-9 x range, in any window,
@@ -613,6 +776,7 @@ static int parity(void)
             for (int b = 0; b < NB; ++b)
                 CHECK(wd[b] <= 1e-9, "case %zu window %zu band %d: %.3g", k, wi, b, wd[b]);
         }
+        mixed_guard(&f, k);
         deriv_parity(&f, k, 0, 0, 400, 300);
         deriv_parity(&f, k, 13, 17, 129, 77);
         deriv_parity(&f, k, 399, 299, 1, 1);
