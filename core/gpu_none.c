@@ -19,9 +19,11 @@ const char *tps_gpu_name(void)
 
 tps_gpu_model *tps_gpu_model_create(size_t n, const double *u, const double *v, size_t n_bands,
                                     const double *const *half_weights, const double (*affine)[3],
+                                    const double *band_range, const tps_mixed_layout *mixed,
                                     size_t max_bytes, tps_error *err)
 {
     (void)n, (void)u, (void)v, (void)n_bands, (void)half_weights, (void)affine, (void)max_bytes;
+    (void)band_range, (void)mixed;
     no_gpu(err);
     return NULL;
 }
@@ -33,9 +35,10 @@ void tps_gpu_model_destroy(tps_gpu_model *model)
 
 tps_status tps_gpu_evaluate_grid(tps_gpu_model *model, const tps_window *grid, size_t n_outputs,
                                  const tps_output *outputs, tps_precision precision,
-                                 size_t max_bytes, tps_error *err)
+                                 const tps_gpu_guard *guard, size_t max_bytes, tps_error *err)
 {
     (void)model, (void)grid, (void)n_outputs, (void)outputs, (void)precision, (void)max_bytes;
+    (void)guard;
     return no_gpu(err);
 }
 
@@ -117,5 +120,14 @@ tps_status tps_gpu_matvec_apply(tps_gpu_matvec *mv, const double *h, size_t m,
                                 const size_t *idx, double *out, tps_error *err)
 {
     (void)mv, (void)h, (void)m, (void)idx, (void)out;
+    return no_gpu(err);
+}
+
+tps_status tps_gpu_eigen_batch(size_t count, tps_gpu_eigen_system *systems, size_t max_bytes,
+                               tps_error *err)
+{
+    for (size_t k = 0; k < count; ++k)
+        systems[k].status = TPS_ERR_DEVICE_UNAVAILABLE;
+    (void)max_bytes;
     return no_gpu(err);
 }

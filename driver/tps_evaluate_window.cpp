@@ -228,8 +228,11 @@ CPLErr TPSDataset::EvaluateRect(int nX, int nY, int nXSize, int nYSize,
     tps_grid_from_geotransform(&sGrid, m_adfGeoTransform, static_cast<size_t>(nX),
                                static_cast<size_t>(nY), static_cast<size_t>(nXSize),
                                static_cast<size_t>(nYSize));
+    tps_eval_stats sStats{};
+    tps_eval_options sOptions = sEvalOptions;
+    sOptions.stats = &sStats;
     tps_status eStatus = tps_evaluate_grid(psCtx, m_poModel->psModel, &sGrid, aoOutputs.size(),
-                                           aoOutputs.data(), &sEvalOptions);
+                                           aoOutputs.data(), &sOptions);
     if (eStatus != TPS_OK && oRoot.m_bDeviceAuto && sEvalOptions.device == TPS_DEVICE_GPU)
     {
         // DEVICE=AUTO chose the GPU and the GPU failed (out of memory,
@@ -237,9 +240,10 @@ CPLErr TPSDataset::EvaluateRect(int nX, int nY, int nXSize, int nYSize,
         CPLDebug("TPS", "%s: GPU evaluation failed, going on on the CPU: %s",
                  m_oConfig.osName.c_str(), tps_context_errmsg(psCtx));
         sEvalOptions.device = TPS_DEVICE_CPU;
+        sOptions.device = TPS_DEVICE_CPU;
         oRoot.SetMetadataItem("DEVICE", "CPU", MD_DOMAIN);
         eStatus = tps_evaluate_grid(psCtx, m_poModel->psModel, &sGrid, aoOutputs.size(),
-                                    aoOutputs.data(), &sEvalOptions);
+                                    aoOutputs.data(), &sOptions);
     }
     if (eStatus != TPS_OK)
     {
@@ -247,6 +251,7 @@ CPLErr TPSDataset::EvaluateRect(int nX, int nY, int nXSize, int nYSize,
         return CE_Failure;
     }
     oRoot.m_nPixelsEvaluated += static_cast<uint64_t>(nXSize) * static_cast<uint64_t>(nYSize);
+    oRoot.AddMixedStats(sStats);
     return CE_None;
 }
 
