@@ -17,6 +17,7 @@ struct tps_matvec {
     size_t n;
     const double *u, *v;
     int threads;
+    double tol;
     tps_fmm *fmm;            /* the CPU's fast summation, or NULL */
     tps_gpu_matvec *gpu;     /* or the GPU's copy of the points, or NULL */
     tps_kernel_fn kernel;    /* direct sums */
@@ -34,6 +35,21 @@ void tps_matvec_destroy(tps_matvec *mv)
     free(mv);
 }
 
+/* The CPU's products: fast summation from TPS_FMM_MIN_POINTS, else direct. */
+static tps_status cpu_path(tps_matvec *mv, tps_error *err)
+{
+    if (mv->n >= TPS_FMM_MIN_POINTS) {
+        mv->fmm = tps_fmm_create(err, mv->n, mv->u, mv->v, mv->tol, mv->threads);
+        if (!mv->fmm)
+            return err ? err->code : TPS_ERR_OUT_OF_MEMORY;
+        snprintf(mv->name, sizeof mv->name, "CPU fast summation (%d terms)",
+                 tps_fmm_terms(mv->fmm));
+    } else {
+        snprintf(mv->name, sizeof mv->name, "CPU direct sums");
+    }
+    return TPS_OK;
+}
+
 tps_matvec *tps_matvec_create(tps_error *err, size_t n, const double *u, const double *v,
                               double tol, int threads, int try_gpu, size_t gpu_max_bytes)
 {
@@ -47,6 +63,7 @@ tps_matvec *tps_matvec_create(tps_error *err, size_t n, const double *u, const d
     mv->u = u;
     mv->v = v;
     mv->threads = threads < 1 ? 1 : threads;
+    mv->tol = tol;
     mv->kernel = tps_kernel_for(TPS_CPU_KERNEL_AUTO);
     if (try_gpu) {
         tps_error gerr = {TPS_OK, ""};
@@ -54,18 +71,22 @@ tps_matvec *tps_matvec_create(tps_error *err, size_t n, const double *u, const d
         if (mv->gpu)
             snprintf(mv->name, sizeof mv->name, "GPU all-pairs sums (FP64)");
     }
-    if (!mv->gpu && n >= TPS_FMM_MIN_POINTS) {
-        mv->fmm = tps_fmm_create(err, n, u, v, tol, mv->threads);
-        if (!mv->fmm) {
-            tps_matvec_destroy(mv);
-            return NULL;
-        }
-        snprintf(mv->name, sizeof mv->name, "CPU fast summation (%d terms)",
-                 tps_fmm_terms(mv->fmm));
+    if (!mv->gpu && cpu_path(mv, err) != TPS_OK) {
+        tps_matvec_destroy(mv);
+        return NULL;
     }
-    if (!mv->gpu && !mv->fmm)
-        snprintf(mv->name, sizeof mv->name, "CPU direct sums");
     return mv;
+}
+
+/* A GPU product that failed mid-solve (the device lost, out of memory):
+ * the rest of the solve runs on the CPU, which gives the same products to
+ * the fast summation's tolerance. */
+static tps_status gpu_failed(tps_matvec *mv, tps_error *err)
+{
+    tps_gpu_matvec_destroy(mv->gpu);
+    mv->gpu = NULL;
+    tps_error_clear(err);
+    return cpu_path(mv, err);
 }
 
 const char *tps_matvec_name(const tps_matvec *mv)
@@ -127,8 +148,10 @@ tps_status tps_matvec_apply(tps_matvec *mv, const double *x, double *y, tps_erro
 {
     for (size_t i = 0; i < mv->n; ++i)
         mv->half[i] = 0.5 * x[i];
-    if (mv->gpu)
-        return tps_gpu_matvec_apply(mv->gpu, mv->half, mv->n, NULL, y, err);
+    if (mv->gpu && tps_gpu_matvec_apply(mv->gpu, mv->half, mv->n, NULL, y, err) == TPS_OK)
+        return TPS_OK;
+    if (mv->gpu && gpu_failed(mv, err) != TPS_OK)
+        return err ? err->code : TPS_ERR_OUT_OF_MEMORY;
     if (mv->fmm)
         return tps_fmm_apply(mv->fmm, mv->half, y, err);
     return direct(mv, mv->n, NULL, y, err);
@@ -139,8 +162,10 @@ tps_status tps_matvec_at(tps_matvec *mv, const double *x, size_t m, const size_t
 {
     for (size_t i = 0; i < mv->n; ++i)
         mv->half[i] = 0.5 * x[i];
-    if (mv->gpu)
-        return tps_gpu_matvec_apply(mv->gpu, mv->half, m, idx, y, err);
+    if (mv->gpu && tps_gpu_matvec_apply(mv->gpu, mv->half, m, idx, y, err) == TPS_OK)
+        return TPS_OK;
+    if (mv->gpu && gpu_failed(mv, err) != TPS_OK)
+        return err ? err->code : TPS_ERR_OUT_OF_MEMORY;
     if (mv->fmm && m > 256) {
         /* The fast summation at these targets: their own tree. */
         double *tu = malloc(sizeof(double) * 2 * m);
