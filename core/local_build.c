@@ -698,13 +698,12 @@ tps_status tps_local_build(tps_context *ctx, tps_model *md, double *const *merge
      * a global model: unless DEVICE=CPU), else on the CPU threads. */
     const int try_gpu = options->device != TPS_DEVICE_CPU &&
                         tps_gpu_solve_available(NULL) == TPS_OK;
-    const int blas_threads = openblas_get_num_threads();
     if (threads > 1)
-        openblas_set_num_threads(1);
+        tps_blas_single_begin();
     tps_progress_stage("solving %zu patches", lc->n_patches);
     solve_patches(&bd, threads, try_gpu, options->gpu_max_memory);
     if (threads > 1)
-        openblas_set_num_threads(blas_threads);
+        tps_blas_single_end();
     if (bd.err.code == TPS_OK)
         tps_progress(1.0);
     if (bd.err.code != TPS_OK) {

@@ -32,7 +32,7 @@
 #include "gpu_probe.h"
 #include "testdata.h"
 
-enum { N_QUANTITIES = 9 };
+enum { N_QUANTITIES = 10 };
 static const tps_quantity CURV[3] = {TPS_QUANTITY_PROFILE_CURVATURE,
                                      TPS_QUANTITY_TANGENTIAL_CURVATURE,
                                      TPS_QUANTITY_MEAN_CURVATURE};

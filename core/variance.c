@@ -1,0 +1,264 @@
+/* variance.c: the standard error's factorisation of a band's solve and the
+ * per-block arithmetic (variance.h has the formula). */
+#include "variance.h"
+
+#include <cblas.h>
+#include <lapacke.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+void tps_se_factor_free(tps_se_factor *f)
+{
+    if (!f)
+        return;
+    free(f->u);
+    free(f->v);
+    free(f->p);
+    free(f->mat);
+    free(f);
+}
+
+tps_se_factor *tps_se_factor_create(tps_error *err, size_t n, const double *u, const double *v,
+                                    double lambda, const double *noise, const tps_fixed_cols *fc,
+                                    int num_threads, const char *what)
+{
+    const size_t m = tps_fixed_count(fc);
+    if (n < m || n > (size_t)INT32_MAX) {
+        tps_error_set(err, TPS_ERR_TOO_FEW_POINTS, "%s: %zu points for a fixed part of %zu",
+                      what, n, m);
+        return NULL;
+    }
+    tps_se_factor *f = calloc(1, sizeof *f);
+    double *q = malloc(sizeof(double) * n), *y = malloc(sizeof(double) * n);
+    if (f) {
+        f->n = n;
+        f->m = m;
+        f->u = malloc(sizeof(double) * n);
+        f->v = malloc(sizeof(double) * n);
+        f->p = malloc(sizeof(double) * n * m);
+        f->mat = malloc(sizeof(double) * n * n);
+    }
+    if (!f || !q || !y || !f->u || !f->v || !f->p || !f->mat) {
+        tps_error_set(err, TPS_ERR_OUT_OF_MEMORY,
+                      "%s: out of memory for the standard error's factorisation of %zu points "
+                      "(%zu bytes)", what, n, n * n * sizeof(double));
+        goto fail;
+    }
+    memcpy(f->u, u, sizeof(double) * n);
+    memcpy(f->v, v, sizeof(double) * n);
+    if (tps_fixed_qr(err, n, u, v, fc, NULL, f->p, f->tau, what) != TPS_OK)
+        goto fail;
+    /* The same system as the fit's (solve.c), so the same arithmetic. */
+    tps_form_projected(n, m, u, v, lambda, noise, NULL, f->p, f->tau, f->mat, q, y, num_threads);
+    double *b22 = f->mat + m * n + m;
+    const int nm = (int)(n - m);
+    if (nm > 0) {
+        const int info = tps_cholesky_in_panels(nm, b22, (int)n);
+        if (info != 0) {
+            tps_error_set(err, TPS_ERR_SINGULAR,
+                          "%s: the spline system of %zu points is not positive definite "
+                          "(Cholesky failed at pivot %d)", what, n, info);
+            goto fail;
+        }
+        if (LAPACKE_dtrtri(LAPACK_COL_MAJOR, 'L', 'N', nm, b22, (lapack_int)n) != 0) {
+            tps_error_set(err, TPS_ERR_SINGULAR, "%s: inverting the Cholesky factor failed",
+                          what);
+            goto fail;
+        }
+    }
+    free(q);
+    free(y);
+    return f;
+
+fail:
+    free(q);
+    free(y);
+    tps_se_factor_free(f);
+    return NULL;
+}
+
+/* ---- a model's factorisations ---- */
+
+static int same_weights(const tps_model *md, size_t a, size_t b)
+{
+    if (md->band_info[a].smoothing != md->band_info[b].smoothing)
+        return 0;
+    const double *wa = md->point_w[a], *wb = md->point_w[b];
+    if (!wa || !wb)
+        return wa == wb;
+    return memcmp(wa, wb, sizeof(double) * md->n) == 0;
+}
+
+static tps_se_factor *build_for_band(tps_error *err, const tps_model *md, size_t band,
+                                     int num_threads)
+{
+    const double *pw = md->point_w[band];
+    size_t n = 0;
+    for (size_t i = 0; i < md->n; ++i)
+        n += !pw || pw[i] > 0.0;
+    const size_t nc = md->n_cov;
+    size_t *index = malloc(sizeof(size_t) * (n ? n : 1));
+    double *buf = malloc(sizeof(double) * (n ? n : 1) * (3 + nc));
+    tps_se_factor *f = NULL;
+    if (!index || !buf) {
+        tps_error_set(err, TPS_ERR_OUT_OF_MEMORY, "band %zu: out of memory", band + 1);
+        goto done;
+    }
+    double *u = buf, *v = buf + n, *noise = pw ? buf + 2 * n : NULL;
+    n = 0;
+    for (size_t i = 0; i < md->n; ++i) {
+        if (pw && !(pw[i] > 0.0))
+            continue;
+        index[n] = i;
+        u[n] = md->u[i];
+        v[n] = md->v[i];
+        if (noise)
+            noise[n] = 1.0 / pw[i];
+        ++n;
+    }
+    const double *cols[TPS_MAX_COVARIATES];
+    for (size_t k = 0; k < nc; ++k) {
+        double *col = buf + (3 + k) * n;
+        tps_covariates_gather(md, k, index, n, col);
+        cols[k] = col;
+    }
+    const tps_fixed_cols fc = {nc, cols, NULL};
+    char what[64];
+    snprintf(what, sizeof what, "band %zu: standard error", band + 1);
+    const double lambda = md->band_info[band].smoothing / (md->scale * md->scale);
+    f = tps_se_factor_create(err, n, u, v, lambda, noise, &fc, num_threads, what);
+done:
+    free(index);
+    free(buf);
+    return f;
+}
+
+tps_status tps_se_factor_of_band(tps_context *ctx, const tps_model *md, size_t band,
+                                 int num_threads, const tps_se_factor **out)
+{
+    tps_model *m = (tps_model *)md;
+    tps_error err = {TPS_OK, ""};
+    pthread_mutex_lock(&m->se_lock);
+    if (!m->se[band]) {
+        for (size_t c = 0; c < m->n_bands && !m->se[band]; ++c)
+            if (c != band && m->se[c] && same_weights(m, band, c))
+                m->se[band] = m->se[c];
+        if (!m->se[band]) {
+            const double t0 = tps_now_seconds();
+            m->se[band] = build_for_band(&err, m, band, num_threads);
+            if (m->se[band])
+                tps_log(ctx, TPS_LOG_DEBUG,
+                        "band %zu: the standard error's factorisation (%zu points) took %.3f s",
+                        band + 1, m->se[band]->n, tps_now_seconds() - t0);
+        }
+    }
+    *out = m->se[band];
+    pthread_mutex_unlock(&m->se_lock);
+    return *out ? TPS_OK : tps_raise(ctx, &err);
+}
+
+void tps_se_factors_destroy(tps_model *md)
+{
+    if (!md->se)
+        return;
+    for (size_t b = 0; b < md->n_bands; ++b) {
+        int shared = 0;
+        for (size_t c = 0; c < b && !shared; ++c)
+            shared = md->se[c] == md->se[b];
+        if (!shared)
+            tps_se_factor_free(md->se[b]);
+    }
+    free(md->se);
+    md->se = NULL;
+}
+
+double tps_se_rho(const tps_model *md, size_t band)
+{
+    return md->band_info[band].sigma2 / (8.0 * M_PI) * md->scale * md->scale;
+}
+
+/* ---- a block of targets ---- */
+
+size_t tps_se_block_bytes(const tps_se_factor *f)
+{
+    /* The kernel matrix (B x n), the fixed part's rows H (B x m), the
+     * padded targets (2 B) and the row sums (B). */
+    return sizeof(double) * (TPS_SE_BLOCK * f->n + TPS_SE_BLOCK * f->m + 3 * TPS_SE_BLOCK);
+}
+
+void tps_se_block(const tps_se_factor *f, tps_kernel_fn kernel, size_t count, const double *pu,
+                  const double *pv, int same_v, const double *zs, size_t stride, void *work,
+                  double *out)
+{
+    enum { B = TPS_SE_BLOCK };
+    const size_t n = f->n, m = f->m, nm = n - m;
+    double *kt = work;            /* B x n, column i: phi(targets, point i) */
+    double *h = kt + B * n;       /* B x m */
+    double *tu = h + B * m, *tv = tu + B, *sq = tv + B;
+    for (size_t j = 0; j < B; ++j) {
+        const size_t at = j < count ? j : count - 1; /* padding repeats the last target */
+        tu[j] = pu[at];
+        tv[j] = pv[at];
+    }
+    /* k: the kernel phi(r) = r^2 log r = 0.5 r^2 log r^2, the value kernel's
+     * r^2 log r^2 with weight 0.5, one point at a time. */
+    const double half = 0.5;
+    const double *hw = &half;
+    for (size_t i = 0; i < n; ++i) {
+        tps_kernel_job kj = {1, f->u + i, f->v + i, 1, &hw, B, tu, tv, same_v, kt + i * B};
+        kernel(&kj);
+    }
+    /* [q1^T q2^T] = k^T Q for every target at once. */
+    LAPACKE_dormqr(LAPACK_COL_MAJOR, 'R', 'N', B, (lapack_int)n, (lapack_int)m, f->p,
+                   (lapack_int)n, f->tau, kt, B);
+    /* h^T = t^T R^-1, t = [1 u v c..]; a NaN covariate is computed as 0
+     * (a row's arithmetic does not depend on the other rows) and its
+     * target set to NaN at the end. */
+    for (size_t j = 0; j < B; ++j) {
+        const size_t at = j < count ? j : count - 1;
+        h[j] = 1.0;
+        h[B + j] = tu[j];
+        h[2 * B + j] = tv[j];
+        for (size_t k = 3; k < m; ++k) {
+            const double c = zs[(k - 3) * stride + at];
+            h[k * B + j] = isnan(c) ? 0.0 : c;
+        }
+    }
+    cblas_dtrsm(CblasColMajor, CblasRight, CblasUpper, CblasNoTrans, CblasNonUnit, B,
+                (int)m, 1.0, f->p, (int)n, h, B);
+    if (nm > 0) {
+        /* y^T = q2^T - h^T M21^T, then (L^-1 y)^T = y^T L^-T. */
+        double *y = kt + m * B;
+        cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, B, (int)nm, (int)m, -1.0, h, B,
+                    f->mat + m, (int)n, 1.0, y, B);
+        cblas_dtrmm(CblasColMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, B, (int)nm,
+                    1.0, f->mat + m * n + m, (int)n, y, B);
+        for (size_t j = 0; j < B; ++j)
+            sq[j] = 0.0;
+        for (size_t c = 0; c < nm; ++c) {
+            const double *col = y + c * B;
+            for (size_t j = 0; j < B; ++j)
+                sq[j] += col[j] * col[j];
+        }
+    } else {
+        for (size_t j = 0; j < B; ++j)
+            sq[j] = 0.0;
+    }
+    for (size_t j = 0; j < count; ++j) {
+        double q1h = 0.0, hmh = 0.0;
+        for (size_t r = 0; r < m; ++r) {
+            const double hr = h[r * B + j];
+            q1h += kt[r * B + j] * hr;
+            for (size_t c = 0; c < m; ++c) {
+                const size_t hi = r > c ? r : c, lo = r > c ? c : r;
+                hmh += hr * f->mat[lo * n + hi] * h[c * B + j];
+            }
+        }
+        /* k(x, x) - v^T S^-1 v, k(x, x) = 0 */
+        out[j] = hmh - 2.0 * q1h - sq[j];
+        for (size_t k = 3; k < m; ++k)
+            if (isnan(zs[(k - 3) * stride + j]))
+                out[j] = NAN;
+    }
+}
