@@ -180,6 +180,37 @@ double tps_se_rho(const tps_model *md, size_t band)
 
 /* ---- a block of targets ---- */
 
+/* kt (B x n, leading dimension B) <- kt Q, Q = H_1 .. H_m from the
+ * reflectors in p (column r: 1 at r, p[r n + i] below), H_1 first. Not
+ * LAPACK's dormqr: its dorm2r writes 1 on the reflector's diagonal while it
+ * works, so threads sharing one factor would race on p. w: B doubles. */
+static void apply_q_right(size_t n, size_t m, const double *p, const double *tau, double *kt,
+                          double *w)
+{
+    enum { B = TPS_SE_BLOCK };
+    for (size_t r = 0; r < m; ++r) {
+        const double *v = p + r * n;
+        memcpy(w, kt + r * B, sizeof(double) * B);
+        for (size_t i = r + 1; i < n; ++i) {
+            const double vi = v[i];
+            const double *col = kt + i * B;
+            for (size_t j = 0; j < B; ++j)
+                w[j] += col[j] * vi;
+        }
+        for (size_t j = 0; j < B; ++j)
+            w[j] *= tau[r];
+        double *col = kt + r * B;
+        for (size_t j = 0; j < B; ++j)
+            col[j] -= w[j];
+        for (size_t i = r + 1; i < n; ++i) {
+            const double vi = v[i];
+            col = kt + i * B;
+            for (size_t j = 0; j < B; ++j)
+                col[j] -= w[j] * vi;
+        }
+    }
+}
+
 size_t tps_se_block_bytes(const tps_se_factor *f)
 {
     /* The kernel matrix (B x n), the fixed part's rows H (B x m), the
@@ -210,8 +241,7 @@ void tps_se_block(const tps_se_factor *f, tps_kernel_fn kernel, size_t count, co
         kernel(&kj);
     }
     /* [q1^T q2^T] = k^T Q for every target at once. */
-    LAPACKE_dormqr(LAPACK_COL_MAJOR, 'R', 'N', B, (lapack_int)n, (lapack_int)m, f->p,
-                   (lapack_int)n, f->tau, kt, B);
+    apply_q_right(n, m, f->p, f->tau, kt, sq);
     /* h^T = t^T R^-1, t = [1 u v c..]; a NaN covariate is computed as 0
      * (a row's arithmetic does not depend on the other rows) and its
      * target set to NaN at the end. */
