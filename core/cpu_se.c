@@ -24,22 +24,6 @@ typedef struct se_request {
     tps_scratch scratch;
 } se_request;
 
-void tps_se_block_targets(const tps_window *w, size_t row, size_t block, double *pu,
-                          double *pv)
-{
-    const double j = (double)(w->first_row + row);
-    for (size_t k = 0; k < TPS_SE_BLOCK; ++k)
-        tps_cell_centre(w, (double)(block * TPS_SE_BLOCK + k), j, &pu[k], &pv[k]);
-}
-
-void tps_se_block_window(const tps_window *w, size_t block, size_t *k0, size_t *k1)
-{
-    const size_t c0 = block * TPS_SE_BLOCK, c1 = c0 + TPS_SE_BLOCK;
-    const size_t w0 = w->first_col, w1 = w->first_col + w->ncols;
-    *k0 = w0 > c0 ? w0 - c0 : 0;
-    *k1 = (w1 < c1 ? w1 : c1) - c0;
-}
-
 static void se_item(size_t item, int thread, void *user)
 {
     const se_request *rq = user;

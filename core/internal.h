@@ -69,6 +69,11 @@ struct tps_model {
     pthread_mutex_t se_lock;
     int se_lock_ready;
     struct tps_se_factor **se;
+    /* ... a LOCAL model's, per band: every patch's (cpu_local_se.c). */
+    struct tps_se_patches **se_patches;
+    /* The fit had per-point weights (a local model keeps no point's): 1,
+     * 0, or -1 when unknown (a file older than version 4). */
+    int weighted;
 };
 
 /* ---- errors and messages (context.c) ---- */

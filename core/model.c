@@ -580,6 +580,8 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
     md->band_info = calloc(n_bands, sizeof(tps_band_info));
     md->point_w = calloc(n_bands, sizeof(double *));
     md->se = calloc(n_bands, sizeof(struct tps_se_factor *));
+    md->se_patches = calloc(n_bands, sizeof(struct tps_se_patches *));
+    md->weighted = options->weights != NULL;
     n_obs = calloc(n_bands, sizeof(size_t));
     md->n_cov = options->n_covariates;
     md->info.n_covariates = md->n_cov;
@@ -590,7 +592,7 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
         md->cov_coef = calloc(md->n_cov * n_bands, sizeof(double));
     }
     if (!md->half_weights || !md->affine || !md->band_info || !md->point_w || !md->se ||
-        !n_obs || (md->n_cov && (!md->cov || !md->cov_mean || !md->cov_scale || !md->cov_coef))) {
+        !md->se_patches || !n_obs || (md->n_cov && (!md->cov || !md->cov_mean || !md->cov_scale || !md->cov_coef))) {
         tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory");
         goto fail;
     }

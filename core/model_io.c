@@ -23,7 +23,7 @@
  *   104  mode (u64: 1 GLOBAL, 2 LOCAL)  112 patches (u64)  120 patch points (u64)
  *        (patches and patch points are 0 for a GLOBAL model)
  *   flags (version 4): bits 0..7 the covariates p, bit 8 point weights
- *   stored; the other bits zero
+ *   stored, bit 9 the fit had per-point weights; the other bits zero
  *   payload:
  *     cx, cy, scale
  *     tps_model_info: 8 counts (n_input, n_points, n_dropped, n_merged,
@@ -68,6 +68,7 @@
 /* Version 4's flags: the covariates (bits 0..7), point weights stored. */
 #define FLAG_COVARIATE_MASK 0xffu
 #define FLAG_POINT_WEIGHTS 0x100u
+#define FLAG_WEIGHTED 0x200u /* the fit had per-point weights */
 /* Reads back as 0x04030201 on a machine of the other byte order. */
 #define MODEL_BYTE_ORDER_MARK 0x01020304u
 /* A double with every byte different: a file whose doubles are not IEEE
@@ -146,6 +147,7 @@ typedef struct model_kind {
     uint32_t version;
     uint64_t n_cov;                /* version 4: covariates */
     int point_weights;             /* version 4: per-band point weights stored */
+    int weighted;                  /* version 4: the fit had per-point weights */
 } model_kind;
 
 /* Bytes of a saved model of these counts; 0 when they are out of bounds. */
@@ -210,7 +212,8 @@ tps_status tps_model_save(tps_context *ctx, const tps_model *model, const unsign
     int any_pw = 0;
     for (size_t b = 0; model->point_w && b < model->n_bands; ++b)
         any_pw |= model->point_w[b] != NULL;
-    model_kind kind = {model->local != NULL, 0, 0, MODEL_FORMAT_VERSION, model->n_cov, any_pw};
+    model_kind kind = {model->local != NULL, 0, 0, MODEL_FORMAT_VERSION, model->n_cov, any_pw,
+                       model->weighted > 0};
     if (model->local) {
         size_t n_patches = 0, n_entries = 0;
         tps_status st = tps_local_save_counts(ctx, model->local, &n_patches, &n_entries);
@@ -236,7 +239,8 @@ tps_status tps_model_save(tps_context *ctx, const tps_model *model, const unsign
     put_u32_at(buf, OFF_HEADER_BYTES, TPS_MODEL_HEADER_BYTES);
     put_u32_at(buf, OFF_DOUBLE_BYTES, (uint32_t)sizeof(double));
     put_u32_at(buf, OFF_COUNT_BYTES, (uint32_t)sizeof(uint64_t));
-    put_u32_at(buf, OFF_FLAGS, (uint32_t)model->n_cov | (any_pw ? FLAG_POINT_WEIGHTS : 0u));
+    put_u32_at(buf, OFF_FLAGS, (uint32_t)model->n_cov | (any_pw ? FLAG_POINT_WEIGHTS : 0u) |
+                                   (model->weighted ? FLAG_WEIGHTED : 0u));
     const double probe = MODEL_PROBE;
     memcpy(buf + OFF_PROBE, &probe, 8);
     memcpy(buf + OFF_HASH, hash, 32);
@@ -383,12 +387,13 @@ static tps_status check_header(tps_context *ctx, const unsigned char *h, size_t 
         get_u32_at(h, OFF_COUNT_BYTES) != sizeof(uint64_t))
         return bad(ctx, "header, real or count sizes differ from this engine's");
     if (version < 4 ? flags != 0
-                    : (flags & ~(FLAG_COVARIATE_MASK | FLAG_POINT_WEIGHTS)) != 0 ||
+                    : (flags & ~(FLAG_COVARIATE_MASK | FLAG_POINT_WEIGHTS | FLAG_WEIGHTED)) != 0 ||
                           (flags & FLAG_COVARIATE_MASK) > TPS_MAX_COVARIATES)
         return bad(ctx, "unknown header flags");
     kind->version = version;
     kind->n_cov = flags & FLAG_COVARIATE_MASK;
     kind->point_weights = (flags & FLAG_POINT_WEIGHTS) != 0;
+    kind->weighted = (flags & FLAG_WEIGHTED) != 0;
     double probe;
     memcpy(&probe, h + OFF_PROBE, 8);
     if (probe != MODEL_PROBE)
@@ -606,6 +611,9 @@ tps_model *tps_model_load(tps_context *ctx, const void *data, size_t size,
     md->band_info = calloc(n_bands, sizeof(tps_band_info));
     md->point_w = calloc(n_bands, sizeof(double *));
     md->se = calloc(n_bands, sizeof(struct tps_se_factor *));
+    md->se_patches = calloc(n_bands, sizeof(struct tps_se_patches *));
+    /* before version 4 nobody said: -1, unknown (no local standard error) */
+    md->weighted = kind.version >= 4 ? kind.weighted : -1;
     md->n_cov = (size_t)kind.n_cov;
     if (md->n_cov) {
         md->cov = calloc(md->n_cov, sizeof(double *));
@@ -614,7 +622,7 @@ tps_model *tps_model_load(tps_context *ctx, const void *data, size_t size,
         md->cov_coef = calloc(md->n_cov * n_bands, sizeof(double));
     }
     int ok = md->se_lock_ready && md->u && md->v && md->half_weights && md->affine &&
-             md->band_info && md->point_w && md->se &&
+             md->band_info && md->point_w && md->se && md->se_patches &&
              (!md->n_cov || (md->cov && md->cov_mean && md->cov_scale && md->cov_coef));
     for (size_t k = 0; ok && k < md->n_cov; ++k)
         ok = (md->cov[k] = malloc(sizeof(double) * n)) != NULL;

@@ -158,8 +158,30 @@ tps_status tps_se_factor_of_band(tps_context *ctx, const tps_model *md, size_t b
     return *out ? TPS_OK : tps_raise(ctx, &err);
 }
 
+static void free_patches(tps_se_patches *sp)
+{
+    if (!sp)
+        return;
+    for (size_t p = 0; sp->f && p < sp->n_patches; ++p)
+        tps_se_factor_free(sp->f[p]);
+    free(sp->f);
+    free(sp->rho);
+    free(sp);
+}
+
 void tps_se_factors_destroy(tps_model *md)
 {
+    if (md->se_patches) {
+        for (size_t b = 0; b < md->n_bands; ++b) {
+            int shared = 0;
+            for (size_t c = 0; c < b && !shared; ++c)
+                shared = md->se_patches[c] == md->se_patches[b];
+            if (!shared)
+                free_patches(md->se_patches[b]);
+        }
+        free(md->se_patches);
+        md->se_patches = NULL;
+    }
     if (!md->se)
         return;
     for (size_t b = 0; b < md->n_bands; ++b) {
@@ -179,6 +201,22 @@ double tps_se_rho(const tps_model *md, size_t band)
 }
 
 /* ---- a block of targets ---- */
+
+void tps_se_block_targets(const tps_window *w, size_t row, size_t block, double *pu,
+                          double *pv)
+{
+    const double j = (double)(w->first_row + row);
+    for (size_t k = 0; k < TPS_SE_BLOCK; ++k)
+        tps_cell_centre(w, (double)(block * TPS_SE_BLOCK + k), j, &pu[k], &pv[k]);
+}
+
+void tps_se_block_window(const tps_window *w, size_t block, size_t *k0, size_t *k1)
+{
+    const size_t c0 = block * TPS_SE_BLOCK, c1 = c0 + TPS_SE_BLOCK;
+    const size_t w0 = w->first_col, w1 = w->first_col + w->ncols;
+    *k0 = w0 > c0 ? w0 - c0 : 0;
+    *k1 = (w1 < c1 ? w1 : c1) - c0;
+}
 
 /* kt (B x n, leading dimension B) <- kt Q, Q = H_1 .. H_m from the
  * reflectors in p (column r: 1 at r, p[r n + i] below), H_1 first. Not

@@ -35,6 +35,16 @@ tps_se_factor *tps_se_factor_create(tps_error *err, size_t n, const double *u, c
                                     int num_threads, const char *what);
 void tps_se_factor_free(tps_se_factor *f);
 
+/* A LOCAL model's factorisations for one band: each patch's, in its
+ * frame, with the process variance rho in the frame's units (the patches'
+ * maximum-likelihood estimates w^T M w / n pooled), made on first use
+ * (cpu_local_se.c). */
+typedef struct tps_se_patches {
+    size_t n_patches;
+    tps_se_factor **f;
+    double *rho;
+} tps_se_patches;
+
 /* Band b's factorisation, made on first use under md->se_lock and kept
  * with the model (bands with the same lambda and weights share one). */
 tps_status tps_se_factor_of_band(tps_context *ctx, const tps_model *md, size_t band,

@@ -541,6 +541,89 @@ static void se_properties(tps_context *ctx)
     printf("standard errors: windows and threads byte-identical, a loaded model the same\n");
 }
 
+/* ---- 3. a LOCAL model's standard error against the global one ---- */
+
+/* The blend's departure from the global standard error, bounded with a
+ * margin over what docs/design.md records (Franke's function, 2,000 points,
+ * 16 patches); and its bytes over windows and threads. */
+static void local_vs_global(tps_context *ctx, double lambda, double bound_max, double bound_in,
+                            double bound_rms)
+{
+    enum { N = 2000, G = 81 };
+    static double x[N], y[N], z[N];
+    for (int i = 0; i < N; ++i) {
+        x[i] = uniform();
+        y[i] = uniform();
+        z[i] = franke(x[i], y[i]) + 0.02 * (uniform() - 0.5);
+    }
+    const double *zz = z;
+    tps_fit_options fo;
+    tps_fit_options_init(&fo);
+    fo.device = TPS_DEVICE_CPU;
+    fo.num_threads = 2;
+    fo.mode = TPS_MODE_GLOBAL;
+    tps_model *g = tps_model_create(ctx, N, x, y, 1, &zz, &lambda, &fo);
+    fo.mode = TPS_MODE_LOCAL;
+    fo.patch_points = 250;
+    tps_model *l = tps_model_create(ctx, N, x, y, 1, &zz, &lambda, &fo);
+    CHECK(g && l, "%s", tps_context_errmsg(ctx));
+    if (g && l) {
+        static double sg[G][G], sl[G][G];
+        const double gt[6] = {-0.5 / (G - 1), 1.0 / (G - 1), 0, 1 + 0.5 / (G - 1), 0,
+                              -1.0 / (G - 1)};
+        tps_grid grid;
+        tps_grid_from_geotransform(&grid, gt, 0, 0, G, G);
+        tps_eval_options eo;
+        tps_eval_options_init(&eo);
+        eo.device = TPS_DEVICE_CPU;
+        eo.num_threads = 2;
+        tps_output og = {0, sg, TPS_FLOAT64, 8, 8 * G, TPS_QUANTITY_STANDARD_ERROR};
+        tps_output ol = {0, sl, TPS_FLOAT64, 8, 8 * G, TPS_QUANTITY_STANDARD_ERROR};
+        CHECK(tps_evaluate_grid(ctx, g, &grid, 1, &og, &eo) == TPS_OK, "%s",
+              tps_context_errmsg(ctx));
+        CHECK(tps_evaluate_grid(ctx, l, &grid, 1, &ol, &eo) == TPS_OK, "%s",
+              tps_context_errmsg(ctx));
+        double worst = 0, worst_in = 0, ss = 0, lo = INFINITY, hi = 0, mean_g = 0, mean_l = 0;
+        for (int r = 0; r < G; ++r)
+            for (int c = 0; c < G; ++c) {
+                const double d = fabs(sl[r][c] - sg[r][c]) / sg[r][c];
+                worst = max_nan(worst, d);
+                ss += d * d;
+                mean_g += sg[r][c];
+                mean_l += sl[r][c];
+                lo = fmin(lo, sg[r][c]);
+                hi = fmax(hi, sg[r][c]);
+                if (r >= G / 20 && r <= G - 1 - G / 20 && c >= G / 20 && c <= G - 1 - G / 20)
+                    worst_in = max_nan(worst_in, d);
+            }
+        tps_model_info li;
+        tps_model_get_info(ctx, l, &li);
+        printf("local (%zu patches) vs global standard error, %d points, lambda %g: max %.3f "
+               "relative (inside [0.05, 0.95]^2: %.3f), RMS %.3f; mean %.4g vs %.4g; global "
+               "from %.3g to %.3g\n",
+               li.n_patches, N, lambda, worst, worst_in, sqrt(ss / (G * G)), mean_l / (G * G),
+               mean_g / (G * G), lo, hi);
+        CHECK(worst <= bound_max && worst_in <= bound_in && sqrt(ss / (G * G)) <= bound_rms,
+              "lambda %g: local standard error %.3g (inside %.3g, RMS %.3g) off the global",
+              lambda, worst, worst_in, sqrt(ss / (G * G)));
+        /* windows of other shapes, one thread: the same bytes */
+        static double part[G][G];
+        memset(part, 0, sizeof part);
+        eo.num_threads = 1;
+        const size_t cuts[][4] = {{0, 0, 50, 41}, {50, 0, 31, 41}, {0, 41, 81, 40}};
+        for (size_t k = 0; k < 3; ++k) {
+            tps_grid_from_geotransform(&grid, gt, cuts[k][0], cuts[k][1], cuts[k][2], cuts[k][3]);
+            tps_output ow = {0, &part[cuts[k][1]][cuts[k][0]], TPS_FLOAT64, 8, 8 * G,
+                             TPS_QUANTITY_STANDARD_ERROR};
+            CHECK(tps_evaluate_grid(ctx, l, &grid, 1, &ow, &eo) == TPS_OK, "%s",
+                  tps_context_errmsg(ctx));
+        }
+        CHECK(memcmp(part, sl, sizeof part) == 0, "local standard errors differ by window");
+    }
+    tps_model_destroy(g);
+    tps_model_destroy(l);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -560,6 +643,8 @@ int main(int argc, char **argv)
     make_points();
     errors(ctx);
     se_properties(ctx);
+    local_vs_global(ctx, 1e-5, 0.08, 0.03, 0.03);
+    local_vs_global(ctx, 1e-3, 0.2, 0.12, 0.1);
     tps_context_destroy(ctx);
     printf("%d checks, %d failed\n", checks, failures);
     return failures ? 1 : 0;
