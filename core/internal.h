@@ -71,6 +71,8 @@ struct tps_model {
     struct tps_se_factor **se;
     /* ... a LOCAL model's, per band: every patch's (cpu_local_se.c). */
     struct tps_se_patches **se_patches;
+    /* ... their device copies (gpu_se.c), made on first use under gpu_lock. */
+    struct tps_gpu_se **gpu_se;
     /* The fit had per-point weights (a local model keeps no point's): 1,
      * 0, or -1 when unknown (a file older than version 4). */
     int weighted;

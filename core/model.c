@@ -41,6 +41,15 @@ tps_model *tps_model_destroy(tps_model *model)
     tps_local_destroy(model->local);
     if (model->gpu_lock_ready)
         pthread_mutex_destroy(&model->gpu_lock);
+    if (model->gpu_se)
+        for (size_t b = 0; b < model->n_bands; ++b) {
+            int shared = 0;
+            for (size_t c = 0; c < b && !shared; ++c)
+                shared = model->gpu_se[c] == model->gpu_se[b];
+            if (!shared)
+                tps_gpu_se_destroy(model->gpu_se[b]);
+        }
+    free(model->gpu_se);
     tps_se_factors_destroy(model);
     if (model->se_lock_ready)
         pthread_mutex_destroy(&model->se_lock);
@@ -581,6 +590,7 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
     md->point_w = calloc(n_bands, sizeof(double *));
     md->se = calloc(n_bands, sizeof(struct tps_se_factor *));
     md->se_patches = calloc(n_bands, sizeof(struct tps_se_patches *));
+    md->gpu_se = calloc(n_bands, sizeof(struct tps_gpu_se *));
     md->weighted = options->weights != NULL;
     n_obs = calloc(n_bands, sizeof(size_t));
     md->n_cov = options->n_covariates;
@@ -592,7 +602,7 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
         md->cov_coef = calloc(md->n_cov * n_bands, sizeof(double));
     }
     if (!md->half_weights || !md->affine || !md->band_info || !md->point_w || !md->se ||
-        !md->se_patches || !n_obs || (md->n_cov && (!md->cov || !md->cov_mean || !md->cov_scale || !md->cov_coef))) {
+        !md->se_patches || !md->gpu_se || !n_obs || (md->n_cov && (!md->cov || !md->cov_mean || !md->cov_scale || !md->cov_coef))) {
         tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory");
         goto fail;
     }

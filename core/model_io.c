@@ -612,6 +612,7 @@ tps_model *tps_model_load(tps_context *ctx, const void *data, size_t size,
     md->point_w = calloc(n_bands, sizeof(double *));
     md->se = calloc(n_bands, sizeof(struct tps_se_factor *));
     md->se_patches = calloc(n_bands, sizeof(struct tps_se_patches *));
+    md->gpu_se = calloc(n_bands, sizeof(struct tps_gpu_se *));
     /* before version 4 nobody said: -1, unknown (no local standard error) */
     md->weighted = kind.version >= 4 ? kind.weighted : -1;
     md->n_cov = (size_t)kind.n_cov;
@@ -622,7 +623,7 @@ tps_model *tps_model_load(tps_context *ctx, const void *data, size_t size,
         md->cov_coef = calloc(md->n_cov * n_bands, sizeof(double));
     }
     int ok = md->se_lock_ready && md->u && md->v && md->half_weights && md->affine &&
-             md->band_info && md->point_w && md->se && md->se_patches &&
+             md->band_info && md->point_w && md->se && md->se_patches && md->gpu_se &&
              (!md->n_cov || (md->cov && md->cov_mean && md->cov_scale && md->cov_coef));
     for (size_t k = 0; ok && k < md->n_cov; ++k)
         ok = (md->cov[k] = malloc(sizeof(double) * n)) != NULL;

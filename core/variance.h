@@ -81,4 +81,14 @@ void tps_se_block_window(const tps_window *w, size_t block, size_t *k0, size_t *
  * in the model's scaled units (times scale^2). */
 double tps_se_rho(const tps_model *md, size_t band);
 
+/* What the GPU's copy adds to a factorisation (gpu_backend.h,
+ * tps_gpu_se_create): the reflectors explicit (vr, n x m), F = [T V^T; 0 |
+ * M21^T] (2m x n, T the reflectors' compact WY factor), R (m x m) and M11
+ * (m x m, full). gpu_se.c. */
+typedef struct tps_se_arrays {
+    double *vr, *f, *r, *m11;
+} tps_se_arrays;
+tps_status tps_se_device_arrays(const tps_se_factor *f, tps_se_arrays *out, tps_error *err);
+void tps_se_arrays_free(tps_se_arrays *a);
+
 #endif

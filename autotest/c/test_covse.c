@@ -16,7 +16,11 @@
  *    over windows and threads, 0 on a data point when lambda = 0; a saved
  *    model with covariates and weights evaluates to the same bytes.
  * 3. A LOCAL model's standard error (the blend of its patches') against the
- *    global one. */
+ *    global one.
+ *
+ *   test_covse DIR gpu  the GPU against the CPU: a model with a covariate
+ *                       (meuse_fixed) and one without, values and standard
+ *                       errors (skipped, 77, where gpu_probe.h finds no GPU) */
 #include "tps.h"
 
 #include <math.h>
@@ -25,6 +29,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "gpu_probe.h"
 #include "testdata.h"
 
 /* ---- reading the references ---- */
@@ -624,6 +629,77 @@ static void local_vs_global(tps_context *ctx, double lambda, double bound_max, d
     tps_model_destroy(l);
 }
 
+/* ---- GPU against CPU ---- */
+
+static void gpu_parity(tps_context *ctx, const char *dir)
+{
+    char path[1024];
+    table pts;
+    snprintf(path, sizeof path, "%s/meuse_fixed_points.csv", dir);
+    CHECK(read_table(path, &pts), "%s", path);
+    double *x = get(&pts, "x"), *y = get(&pts, "y"), *z = get(&pts, "z"), *c = get(&pts, "dist");
+    for (int with_cov = 0; with_cov < 2; ++with_cov) {
+        tps_fit_options fo;
+        tps_fit_options_init(&fo);
+        fo.device = TPS_DEVICE_CPU;
+        fo.mode = TPS_MODE_GLOBAL;
+        fo.n_covariates = with_cov ? 1 : 0;
+        const double *cc = c, *zz = z;
+        fo.covariates = &cc;
+        const double lambda = 5e4;
+        tps_model *m = tps_model_create(ctx, pts.rows, x, y, 1, &zz, &lambda, &fo);
+        CHECK(m != NULL, "%s", tps_context_errmsg(ctx));
+        if (!m)
+            continue;
+        /* a 40 m grid over the points, a covariate that varies smoothly */
+        enum { W = 97, H = 113 };
+        static double cov[H][W], out[2][2][H][W];
+        for (int r = 0; r < H; ++r)
+            for (int k = 0; k < W; ++k)
+                cov[r][k] = 0.5 + 0.4 * sin(k / 13.0) * cos(r / 17.0);
+        const double gt[6] = {178400, 40, 0, 333800, 0, -40};
+        tps_grid g;
+        tps_grid_from_geotransform(&g, gt, 0, 0, W, H);
+        tps_plane plane = {cov, TPS_FLOAT64, 8, 8 * W};
+        for (int dev = 0; dev < 2; ++dev) {
+            tps_eval_options eo;
+            tps_eval_options_init(&eo);
+            eo.device = dev ? TPS_DEVICE_GPU : TPS_DEVICE_CPU;
+            eo.num_threads = 4;
+            eo.covariates = &plane;
+            const tps_output o[2] = {
+                {0, out[dev][0], TPS_FLOAT64, 8, 8 * W, TPS_QUANTITY_VALUE},
+                {0, out[dev][1], TPS_FLOAT64, 8, 8 * W, TPS_QUANTITY_STANDARD_ERROR}};
+            CHECK(tps_evaluate_grid(ctx, m, &g, 2, o, &eo) == TPS_OK, "%s: %s",
+                  dev ? "GPU" : "CPU", tps_context_errmsg(ctx));
+        }
+        double lo = INFINITY, hi = -INFINITY, wv = 0, ws = 0;
+        for (int r = 0; r < H; ++r)
+            for (int k = 0; k < W; ++k) {
+                lo = fmin(lo, out[0][0][r][k]);
+                hi = fmax(hi, out[0][0][r][k]);
+            }
+        for (int r = 0; r < H; ++r)
+            for (int k = 0; k < W; ++k) {
+                wv = max_nan(wv, fabs(out[1][0][r][k] - out[0][0][r][k]) / (hi - lo));
+                ws = max_nan(ws, rel(out[1][1][r][k], out[0][1][r][k]));
+            }
+        printf("GPU vs CPU, %s covariate: value %.2e x range, standard error %.2e relative\n",
+               with_cov ? "with a" : "without a", wv, ws);
+        CHECK(wv <= 1e-9 && ws <= 1e-8, "GPU off: value %.3g x range, SE %.3g relative", wv,
+              ws);
+        tps_model_info info;
+        CHECK(tps_model_get_info(ctx, m, &info) == TPS_OK && info.device_uploads == 1,
+              "one device copy of the model");
+        tps_model_destroy(m);
+    }
+    free(x);
+    free(y);
+    free(z);
+    free(c);
+    free(pts.v);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -631,6 +707,19 @@ int main(int argc, char **argv)
         return 2;
     }
     tps_context *ctx = tps_context_create();
+    if (argc > 2 && strcmp(argv[2], "gpu") == 0) {
+        char why[512] = "";
+        if (!gpu_expected(why, sizeof why)) { /* an independent probe (gpu_probe.h) */
+            printf("SKIP: %s\n", why);
+            tps_context_destroy(ctx);
+            return 77;
+        }
+        printf("%s: the GPU path must work\n", why);
+        gpu_parity(ctx, argv[1]);
+        tps_context_destroy(ctx);
+        printf("%d checks, %d failed\n", checks, failures);
+        return failures ? 1 : 0;
+    }
     against_fields(ctx, argv[1], "synth_fixed", 0, 0, "c1", NULL);
     against_fields(ctx, argv[1], "synth_gcv", 1, 0, "c1", NULL);
     against_fields(ctx, argv[1], "synth_weighted", 0, 1, "c1", NULL);
