@@ -7,7 +7,7 @@ JOBS    ?= $(shell nproc)
 OUT     ?= out
 export GDAL_DRIVER_PATH := $(CURDIR)/$(BUILD)
 
-.PHONY: all deps build demo test install bench fuzz fuzz-gpu sanitize valgrind check-layers clean
+.PHONY: all deps build demo test install package bench fuzz fuzz-gpu sanitize valgrind check-layers clean
 
 all: build
 
@@ -69,6 +69,12 @@ check-layers: build
 
 install: build
 	cmake --install $(BUILD)
+
+# The Debian package (cmake/package.cmake): $(BUILD)/gdal-tps_<version>_<arch>.deb
+# with the GDAL plugin, the QGIS plugin and the docs. scripts/package_check.sh
+# installs it, checks it and removes it.
+package: build
+	cd $(BUILD) && cpack -G DEB
 
 bench: build
 	$(PYTHON) bench/bench_cpu.py

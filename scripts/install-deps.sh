@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages gdal-tps needs to build, test and run its
-# demo. Does nothing when they are all present already. The last line is
+# demo. Does nothing when they are all present already. The clients line is
 # the real clients autotest/test_clients.py runs (QGIS headless, rasterio,
 # rioxarray + Dask distributed): about 80 s of apt on a fresh Debian 12.
+# The QGIS line is what autotest/test_qgis_processing.py and
+# scripts/package_check.sh run: qgis (qgis_process), xvfb (the dialog's
+# screenshot), PostGIS (a private server for the PostGIS layer test), and
+# dpkg-dev (dpkg-shlibdeps, which derives the .deb's Depends).
 # r-cran-fields is R's fields::Tps, the reference autotest/test_gcv_fields.py
 # runs (Rscript) for GCV, smoothing and per-point weights.
 set -euo pipefail
@@ -13,6 +17,7 @@ packages=(
   python3-numpy python3-scipy python3-pytest python3-matplotlib
   clang libclang-rt-14-dev valgrind
   python3-qgis python3-rasterio python3-rioxarray python3-distributed
+  qgis xvfb postgresql-15-postgis-3 dpkg-dev
   r-cran-fields
 )
 missing=()
