@@ -34,8 +34,11 @@ tps_se_factor *tps_se_factor_create(tps_error *err, size_t n, const double *u, c
     if (f) {
         f->n = n;
         f->m = m;
-        f->u = malloc(sizeof(double) * n);
-        f->v = malloc(sizeof(double) * n);
+        /* padded to whole kernel tiles: the kernel matrix is filled with
+         * the points as the value kernel's targets */
+        f->n_pad = (n + TPS_KERNEL_TILE - 1) / TPS_KERNEL_TILE * TPS_KERNEL_TILE;
+        f->u = malloc(sizeof(double) * f->n_pad);
+        f->v = malloc(sizeof(double) * f->n_pad);
         f->p = malloc(sizeof(double) * n * m);
         f->mat = malloc(sizeof(double) * n * n);
     }
@@ -47,6 +50,10 @@ tps_se_factor *tps_se_factor_create(tps_error *err, size_t n, const double *u, c
     }
     memcpy(f->u, u, sizeof(double) * n);
     memcpy(f->v, v, sizeof(double) * n);
+    for (size_t i = n; i < f->n_pad; ++i) {
+        f->u[i] = u[n - 1];
+        f->v[i] = v[n - 1];
+    }
     if (tps_fixed_qr(err, n, u, v, fc, NULL, f->p, f->tau, what) != TPS_OK)
         goto fail;
     /* The same system as the fit's (solve.c), so the same arithmetic. */
@@ -218,115 +225,96 @@ void tps_se_block_window(const tps_window *w, size_t block, size_t *k0, size_t *
     *k1 = (w1 < c1 ? w1 : c1) - c0;
 }
 
-/* kt (B x n, leading dimension B) <- kt Q, Q = H_1 .. H_m from the
+/* k (n x B, leading dimension ld) <- Q^T k, Q^T = H_m .. H_1 from the
  * reflectors in p (column r: 1 at r, p[r n + i] below), H_1 first. Not
  * LAPACK's dormqr: its dorm2r writes 1 on the reflector's diagonal while it
- * works, so threads sharing one factor would race on p. w: B doubles. */
-static void apply_q_right(size_t n, size_t m, const double *p, const double *tau, double *kt,
-                          double *w)
+ * works, so threads sharing one factorisation would race on p. */
+static void apply_qt_left(size_t n, size_t m, const double *p, const double *tau, double *k,
+                          size_t ld)
 {
-    enum { B = TPS_SE_BLOCK };
-    for (size_t r = 0; r < m; ++r) {
-        const double *v = p + r * n;
-        memcpy(w, kt + r * B, sizeof(double) * B);
-        for (size_t i = r + 1; i < n; ++i) {
-            const double vi = v[i];
-            const double *col = kt + i * B;
-            for (size_t j = 0; j < B; ++j)
-                w[j] += col[j] * vi;
-        }
-        for (size_t j = 0; j < B; ++j)
-            w[j] *= tau[r];
-        double *col = kt + r * B;
-        for (size_t j = 0; j < B; ++j)
-            col[j] -= w[j];
-        for (size_t i = r + 1; i < n; ++i) {
-            const double vi = v[i];
-            col = kt + i * B;
-            for (size_t j = 0; j < B; ++j)
-                col[j] -= w[j] * vi;
+    for (size_t j = 0; j < TPS_SE_BLOCK; ++j) {
+        double *col = k + j * ld;
+        for (size_t r = 0; r < m; ++r) {
+            const double *v = p + r * n;
+            double dot = col[r];
+            for (size_t i = r + 1; i < n; ++i)
+                dot += v[i] * col[i];
+            dot *= tau[r];
+            col[r] -= dot;
+            for (size_t i = r + 1; i < n; ++i)
+                col[i] -= dot * v[i];
         }
     }
 }
 
 size_t tps_se_block_bytes(const tps_se_factor *f)
 {
-    /* The kernel matrix (B x n), the fixed part's rows H (B x m), the
-     * padded targets (2 B) and the row sums (B). */
-    return sizeof(double) * (TPS_SE_BLOCK * f->n + TPS_SE_BLOCK * f->m + 3 * TPS_SE_BLOCK);
+    /* The kernel matrix (n_pad x B), the fixed part's rows H (m x B). */
+    return sizeof(double) * (f->n_pad * TPS_SE_BLOCK + TPS_MAX_FIXED * TPS_SE_BLOCK);
 }
 
 void tps_se_block(const tps_se_factor *f, tps_kernel_fn kernel, size_t count, const double *pu,
                   const double *pv, int same_v, const double *zs, size_t stride, void *work,
                   double *out)
 {
+    (void)same_v; /* the points are the kernel's targets here */
     enum { B = TPS_SE_BLOCK };
-    const size_t n = f->n, m = f->m, nm = n - m;
-    double *kt = work;            /* B x n, column i: phi(targets, point i) */
-    double *h = kt + B * n;       /* B x m */
-    double *tu = h + B * m, *tv = tu + B, *sq = tv + B;
-    for (size_t j = 0; j < B; ++j) {
-        const size_t at = j < count ? j : count - 1; /* padding repeats the last target */
-        tu[j] = pu[at];
-        tv[j] = pv[at];
-    }
-    /* k: the kernel phi(r) = r^2 log r = 0.5 r^2 log r^2, the value kernel's
-     * r^2 log r^2 with weight 0.5, one point at a time. */
+    const size_t n = f->n, m = f->m, nm = n - m, ld = f->n_pad;
+    double *k = work; /* n x B (leading dimension n_pad): column j, phi(point, target j) */
+    double *h = k + ld * B; /* m x B */
+    /* k: phi(r) = r^2 log r = 0.5 r^2 log r^2, the value kernel's r^2 log r^2
+     * with weight 0.5, the points as its targets and the cell as its one
+     * source. Padding targets repeat the last one. */
     const double half = 0.5;
     const double *hw = &half;
-    for (size_t i = 0; i < n; ++i) {
-        tps_kernel_job kj = {1, f->u + i, f->v + i, 1, &hw, B, tu, tv, same_v, kt + i * B};
+    for (size_t j = 0; j < B; ++j) {
+        const size_t at = j < count ? j : count - 1;
+        tps_kernel_job kj = {1, pu + at, pv + at, 1, &hw, ld, f->u, f->v, 0, k + j * ld};
         kernel(&kj);
     }
-    /* [q1^T q2^T] = k^T Q for every target at once. */
-    apply_q_right(n, m, f->p, f->tau, kt, sq);
-    /* h^T = t^T R^-1, t = [1 u v c..]; a NaN covariate is computed as 0
-     * (a row's arithmetic does not depend on the other rows) and its
+    /* [q1; q2] = Q^T k for every target at once. */
+    apply_qt_left(n, m, f->p, f->tau, k, ld);
+    /* h = R^-T t, t = [1 u v c..]; a NaN covariate is computed as 0 (a
+     * column's arithmetic does not depend on the other columns) and its
      * target set to NaN at the end. */
     for (size_t j = 0; j < B; ++j) {
         const size_t at = j < count ? j : count - 1;
-        h[j] = 1.0;
-        h[B + j] = tu[j];
-        h[2 * B + j] = tv[j];
-        for (size_t k = 3; k < m; ++k) {
-            const double c = zs[(k - 3) * stride + at];
-            h[k * B + j] = isnan(c) ? 0.0 : c;
+        double *hj = h + j * m;
+        hj[0] = 1.0;
+        hj[1] = pu[at];
+        hj[2] = pv[at];
+        for (size_t c = 3; c < m; ++c) {
+            const double z = zs[(c - 3) * stride + at];
+            hj[c] = isnan(z) ? 0.0 : z;
         }
     }
-    cblas_dtrsm(CblasColMajor, CblasRight, CblasUpper, CblasNoTrans, CblasNonUnit, B,
-                (int)m, 1.0, f->p, (int)n, h, B);
+    cblas_dtrsm(CblasColMajor, CblasLeft, CblasUpper, CblasTrans, CblasNonUnit, (int)m, B, 1.0,
+                f->p, (int)n, h, (int)m);
     if (nm > 0) {
-        /* y^T = q2^T - h^T M21^T, then (L^-1 y)^T = y^T L^-T. */
-        double *y = kt + m * B;
-        cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, B, (int)nm, (int)m, -1.0, h, B,
-                    f->mat + m, (int)n, 1.0, y, B);
-        cblas_dtrmm(CblasColMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, B, (int)nm,
-                    1.0, f->mat + m * n + m, (int)n, y, B);
-        for (size_t j = 0; j < B; ++j)
-            sq[j] = 0.0;
-        for (size_t c = 0; c < nm; ++c) {
-            const double *col = y + c * B;
-            for (size_t j = 0; j < B; ++j)
-                sq[j] += col[j] * col[j];
-        }
-    } else {
-        for (size_t j = 0; j < B; ++j)
-            sq[j] = 0.0;
+        /* y = q2 - M21 h, then L^-1 y. */
+        double *y = k + m;
+        cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, (int)nm, B, (int)m, -1.0,
+                    f->mat + m, (int)n, h, (int)m, 1.0, y, (int)ld);
+        cblas_dtrmm(CblasColMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit, (int)nm, B,
+                    1.0, f->mat + m * n + m, (int)n, y, (int)ld);
     }
     for (size_t j = 0; j < count; ++j) {
+        const double *col = k + j * ld, *hj = h + j * m;
+        double sq = 0.0;
+        for (size_t r = m; r < n; ++r)
+            sq += col[r] * col[r];
         double q1h = 0.0, hmh = 0.0;
         for (size_t r = 0; r < m; ++r) {
-            const double hr = h[r * B + j];
-            q1h += kt[r * B + j] * hr;
+            q1h += col[r] * hj[r];
             for (size_t c = 0; c < m; ++c) {
                 const size_t hi = r > c ? r : c, lo = r > c ? c : r;
-                hmh += hr * f->mat[lo * n + hi] * h[c * B + j];
+                hmh += hj[r] * f->mat[lo * n + hi] * hj[c];
             }
         }
         /* k(x, x) - v^T S^-1 v, k(x, x) = 0 */
-        out[j] = hmh - 2.0 * q1h - sq[j];
-        for (size_t k = 3; k < m; ++k)
-            if (isnan(zs[(k - 3) * stride + j]))
+        out[j] = hmh - 2.0 * q1h - sq;
+        for (size_t c = 3; c < m; ++c)
+            if (isnan(zs[(c - 3) * stride + j]))
                 out[j] = NAN;
     }
 }

@@ -20,7 +20,8 @@
 /* One factorisation, in the scaled coordinates of the points it covers. */
 typedef struct tps_se_factor {
     size_t n, m;   /* points, fixed columns */
-    double *u, *v; /* the points */
+    size_t n_pad;  /* n rounded up to whole kernel tiles */
+    double *u, *v; /* the points (n_pad: the padding repeats the last) */
     double *p;     /* n x m: T's QR in LAPACK's compact form, R on top */
     double tau[TPS_MAX_FIXED];
     double *mat;   /* n x n: columns 0..m-1 of Q^T M Q (lower part), and
