@@ -18,6 +18,7 @@
 Values are checked against scipy or against another path to the same data.
 """
 import os
+import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
@@ -376,3 +377,38 @@ def test_geometry_points_with_xy_fields_override(tmp_path):
                                                         data_type='Float64')))
     assert src
     assert_close64(ds.ReadAsArray(), scipy_ds_ref(ds, x, y, v, 0), np.ptp(v))
+
+
+def test_advertised_defaults_are_the_defaults(pts):
+    """Every default the driver advertises (DMD_OPENOPTIONLIST, built from
+    the engine's constants and the driver's own defaults) is what an open
+    without that option gets: the same model file (whose name hashes the
+    solve's settings: mode, patch points, overlap, smoothing), the same
+    bytes, the same TPS metadata. LOCAL mode, so that PATCH_POINTS and
+    OVERLAP count."""
+    opts = ET.fromstring(gdal.GetDriverByName('TPS').GetMetadataItem('DMD_OPENOPTIONLIST'))
+    defaults = {o.get('name'): o.get('default') for o in opts if o.get('default') is not None}
+    assert {'MODE', 'PATCH_POINTS', 'OVERLAP', 'SMOOTHING', 'DATA_TYPE'} <= set(defaults)
+    # each select's default is one of its values
+    for o in opts:
+        values = [v.text for v in o.findall('Value')]
+        if values:
+            assert o.get('default') in values, o.get('name')
+    path = write_tps(pts['dir'] / 'defaults.tps',
+                     tps_xml('pts.csv', ['z'], size=(40, 20), extra='<Mode>LOCAL</Mode>'))
+    volatile = {'SOLVE_SECONDS', 'SOLVES', 'MODEL_SOURCE', 'PIXELS_EVALUATED'}
+
+    def state(oo):
+        ds = _open_ok(path, oo)
+        meta = {k: v for k, v in ds.GetMetadata('TPS').items() if k not in volatile}
+        return meta, ds.ReadRaster(), ds.GetRasterBand(1).DataType
+
+    reference = state([])
+    assert reference[0]['MODE'] == 'LOCAL' and reference[0]['MODEL_FILE']
+    for name, value in defaults.items():
+        if name == 'MODE':  # the file says LOCAL; the default is checked below
+            continue
+        assert state(['%s=%s' % (name, value)]) == reference, (name, value)
+    plain = write_tps(pts['dir'] / 'plain.tps', tps_xml('pts.csv', ['z'], size=(40, 20)))
+    assert (md(_open_ok(plain), 'MODEL_FILE') ==
+            md(_open_ok(plain, ['MODE=%s' % defaults['MODE']]), 'MODEL_FILE'))

@@ -18,6 +18,15 @@ void tps_grid_from_geotransform(tps_grid *grid, const double gt[6], size_t x_off
     grid->nrows = nrows;
 }
 
+void tps_grid_cell_centre(const tps_grid *grid, double i, double j, double *x, double *y)
+{
+    /* grid.h's formula, on the grid's own coordinates (no scaling). */
+    const tps_window w = {grid->x0,     grid->y0,        grid->col_dx,    grid->col_dy,
+                          grid->row_dx, grid->row_dy,    grid->first_col, grid->first_row,
+                          grid->ncols,  grid->nrows};
+    tps_cell_centre(&w, i, j, x, y);
+}
+
 tps_window tps_window_of(const tps_model *md, const tps_grid *grid)
 {
     const double s = md->scale;

@@ -3,32 +3,20 @@
  * file (or inline XML) or from the `TPS:<ogr source>` form, plus open
  * options, into one plain struct.
  *
- * No OGR and no engine here, on purpose: this is the part that reads
- * untrusted text, and it should stay small enough to fuzz on its own.
+ * No OGR here, and of the engine only its quantity table (tps.h: what a
+ * <Quantity> may name), on purpose: this is the part that reads untrusted
+ * text, and it should stay small enough to fuzz on its own.
  */
 #ifndef TPS_CONFIG_H
 #define TPS_CONFIG_H
+
+#include "tps.h"
 
 #include "cpl_port.h"
 #include "gdal.h"
 
 #include <string>
 #include <vector>
-
-/* <Quantity>: what a band shows of its field's surface (the engine's
- * tps_quantity, same order). */
-enum class TPSQuantity
-{
-    VALUE,
-    DZDX,
-    DZDY,
-    SLOPE,
-    ASPECT,
-    LAPLACIAN
-};
-
-/* "value", "dzdx", ... as written in <Quantity>. */
-const char *TPSQuantityName(TPSQuantity eQuantity);
 
 struct TPSBandConfig
 {
@@ -38,7 +26,8 @@ struct TPSBandConfig
     double dfSmoothing = 0.0;   /* effective lambda once parsing is done */
     bool bSmoothingGCV = false; /* <Smoothing>GCV</Smoothing>: lambda chosen by GCV */
     std::string osDescription;  /* default: the field name, or "Z" (+ " slope", ...) */
-    TPSQuantity eQuantity = TPSQuantity::VALUE; /* <Quantity> */
+    /* <Quantity>: a row of the engine's quantity table (tps_quantity_info). */
+    tps_quantity eQuantity = TPS_QUANTITY_VALUE;
     /* The surface this band shows: its index in TPSConfig::aoModelBands. */
     size_t nModelBand = 0;
 };
@@ -66,6 +55,35 @@ enum class TPSDeviceRequest
     GPU
 };
 
+/* The words of an enumerated element or option (DATA_TYPE, DEVICE, ...),
+ * one table each: what the parser accepts (any case) and lists in its
+ * messages, and what the open-option list offers (tps_driver.cpp). */
+struct TPSChoice
+{
+    const char *pszName;
+    int nValue; /* the enum's (or bool's) value */
+};
+using TPSChoices = std::vector<TPSChoice>;
+extern const TPSChoices TPS_DATA_TYPE_CHOICES;   /* GDALDataType */
+extern const TPSChoices TPS_DEVICE_CHOICES;      /* TPSDeviceRequest */
+extern const TPSChoices TPS_PRECISION_CHOICES;   /* bMixedPrecision */
+extern const TPSChoices TPS_MODE_CHOICES;        /* TPSModeRequest */
+extern const TPSChoices TPS_MODEL_CACHE_CHOICES; /* TPSModelCacheMode */
+/* The name of nValue in asChoices ("" if none). */
+const char *TPSChoiceName(const TPSChoices &asChoices, int nValue);
+
+/* Limits of the configuration that are the driver's, not the engine's
+ * (whose own, e.g. TPS_MIN_PATCH_POINTS, are in tps.h). */
+/* <PatchPoints> at most: above this a patch's dense system (3.2 GB)
+ * defeats the point of patches. */
+constexpr int TPS_MAX_PATCH_POINTS = 20000;
+/* TPS_MAX_BANDS and TPS_MAX_SOLVES by default: far more than a user asks
+ * for (a few fields, their derivatives), far less than what a hostile file
+ * can: each band is a block in every read, each distinct solve an O(N^3)
+ * factorisation (20,000 of them took hours). */
+constexpr int TPS_DEFAULT_MAX_BANDS = 256;
+constexpr int TPS_DEFAULT_MAX_SOLVES = 16;
+
 struct TPSConfig
 {
     /* What messages start with: the file name as given, the "TPS:..."
@@ -92,8 +110,8 @@ struct TPSConfig
     std::string osOutputSRS;
 
     /* Grid. Placement: GeoTransform, Extent, or (neither) the points'
-     * bounding box. Density: Size, Resolution, or (neither) 512 pixels on
-     * the long side. GeoTransform always comes with Size. */
+     * bounding box. Density: Size, Resolution, or (neither)
+     * TPS_DEFAULT_LONG_SIDE pixels on the long side (tps_grid.h). GeoTransform always comes with Size. */
     bool bHasGeoTransform = false;
     double adfGeoTransform[6] = {0, 1, 0, 0, 0, 1};
     bool bHasExtent = false;
@@ -113,8 +131,8 @@ struct TPSConfig
     /* <Mode>, <PatchPoints>, <Overlap> (open options MODE, PATCH_POINTS,
      * OVERLAP): they change the surface, so the model keys include them. */
     TPSModeRequest eMode = TPSModeRequest::AUTO;
-    int nPatchPoints = 500; /* the engine's TPS_DEFAULT_PATCH_POINTS */
-    double dfOverlap = 1.5; /* the engine's TPS_DEFAULT_OVERLAP */
+    int nPatchPoints = TPS_DEFAULT_PATCH_POINTS;
+    double dfOverlap = TPS_DEFAULT_OVERLAP;
     /* <CrossValidation> / CROSS_VALIDATION: leave-one-out statistics for
      * bands of a fixed lambda too (an extra ~2/3 N^3; GCV bands always). */
     bool bCrossValidation = false;
@@ -135,7 +153,7 @@ struct TPSConfig
      * eQuantity is VALUE and nModelBand their own index.) */
     std::vector<TPSBandConfig> aoModelBands;
     /* TPS_MAX_SOLVES: the most O(N^3) solves an open may do. */
-    int nMaxSolves = 16;
+    int nMaxSolves = TPS_DEFAULT_MAX_SOLVES;
 
     /* Set by TPSApplySourcePolicy (tps_source_policy.h), for the loader:
      * the only GDAL drivers that may read the source (empty: any), and the
@@ -150,35 +168,16 @@ struct TPSConfig
     TPSModelCacheMode eModelCache = TPSModelCacheMode::YES;
 };
 
-/* The largest raster side accepted (2^24): beyond that a request is almost
- * certainly a mistake (a 1e9 x 1e9 float grid is 4 exabytes). */
-constexpr int TPS_MAX_RASTER_SIDE = 16777216;
-
 /* Fills *psConfig from pszFilename (a .tps path, "TPS:<source>", or XML
  * text starting with <TPSDataset) and the open options. On failure emits
  * exactly one CE_Failure whose message starts with the name, and returns
  * false. Warnings (unknown elements) may be emitted on success. */
 bool TPSParseConfig(const char *pszFilename, CSLConstList papszOpenOptions, TPSConfig *psConfig);
 
-/* The geotransform and size of the raster. With an explicit grid the
- * bounding box is not used; otherwise it is the points' bounding box in the
- * output CRS. On failure emits one CE_Failure and returns false. */
-bool TPSResolveGrid(const TPSConfig &oConfig, double dfMinX, double dfMinY, double dfMaxX,
-                    double dfMaxY, double adfGT[6], int *pnXSize, int *pnYSize);
-
 /* The O(N^3) solves the model bands need at least: one per distinct fixed
  * smoothing (bands of one share a factorisation), one per GCV band.
  * Missing values may split a smoothing into more (the engine factorises
  * bands together only when they miss the same points). */
 size_t TPSDistinctSolves(const TPSConfig &oConfig);
-
-/* True when pszSource is a connection string or URL ("PG:dbname=x",
- * "WFS:http://...", "https://...") rather than a path. */
-bool TPSIsConnectionString(const char *pszSource);
-
-/* pszSource resolved against osBaseDir when it is a relative path (as is
- * otherwise). ".." is collapsed lexically inside /vsi file systems, which
- * do not understand it themselves. */
-std::string TPSResolvePath(const std::string &osBaseDir, const std::string &osSource);
 
 #endif /* TPS_CONFIG_H */

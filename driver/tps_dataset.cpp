@@ -1,5 +1,6 @@
 /*
- * tps_dataset.cpp: TPSDataset and TPSRasterBand.
+ * tps_dataset.cpp: TPSDataset: the raster a solved model describes (its
+ * model, grid, overviews, mask and metadata) and its dataset-level reads.
  *
  * Pixels are computed, never stored. Two read paths:
  *  - RasterIO at full resolution into a Float32/Float64 buffer (what
@@ -9,16 +10,19 @@
  *  - anything else (resampled reads, integer buffers) goes through GDAL's
  *    block cache, and a block read fills that block of every band at once
  *    for the same reason.
- * Downsampled reads go to the virtual overviews (factor 2, 4, 8, ...): the
- * spline evaluated directly at the coarser pixel centres, by the same two
- * paths, so that a zoomed-out read costs about the pixels it returns.
+ * Both end in EvaluateWindow (tps_evaluate_window.cpp). Downsampled reads
+ * go to the virtual overviews (factor 2, 4, 8, ...): the spline evaluated
+ * directly at the coarser pixel centres, by the same two paths, so that a
+ * zoomed-out read costs about the pixels it returns. The model comes from
+ * tps_solve.cpp, the bands are tps_band.cpp's.
  */
 #include "tps_dataset.h"
 
+#include "tps_band.h"
 #include "tps_errors.h"
+#include "tps_grid.h"
 #include "tps_memory.h"
 #include "tps_model_file.h"
-#include "tps_points.h"
 
 #include "cpl_conv.h"
 #include "cpl_string.h"
@@ -29,122 +33,18 @@
 #include <functional>
 #include <cmath>
 #include <cstring>
-#include <limits>
-#include <set>
-#include <tuple>
 
 namespace
 {
-
-constexpr const char *MD_DOMAIN = "TPS";
-
-/* Row chunks of a big window: at most this many pixels and point-pixel
- * pairs per engine call, so that the progress bar moves and a user
- * interrupt is seen within a few seconds. */
-constexpr double CHUNK_MAX_PIXELS = 4194304.0;
-constexpr double CHUNK_MAX_PAIRS = 1e9;
-/* The GPU evaluates ~1e11-1e12 pairs/s and overlaps its own transfers
- * within a call: fewer, larger calls. */
-constexpr double CHUNK_MAX_PIXELS_GPU = 67108864.0;
-constexpr double CHUNK_MAX_PAIRS_GPU = 2e11;
-/* With a mask, a chunk evaluates only the rectangle around its kept
- * pixels: smaller chunks follow the mask's shape more closely (a hull's
- * slanted edge, a hole between point clusters), at the cost of more engine
- * calls; at these sizes a call's fixed cost stays under ~1% of its work. */
-constexpr double CHUNK_MAX_PIXELS_MASKED = 262144.0;
-constexpr double CHUNK_MAX_PIXELS_MASKED_GPU = 4194304.0;
-
-// Point-pixel pairs per pixel: every point for a global model; for a local
-// one the points of the few patches blended over each pixel (cells hold
-// n / patches points, patches overlap ~2x: the engine's own estimate).
-double PairsPerPixel(const tps_model_info &sInfo)
-{
-    const double dfPoints = std::max<double>(1.0, static_cast<double>(sInfo.n_points));
-    if (sInfo.mode == TPS_MODE_LOCAL && sInfo.n_patches > 0)
-        return std::min(dfPoints, 4.5 * dfPoints / static_cast<double>(sInfo.n_patches));
-    return dfPoints;
-}
-
-/* With a progress function, a window is evaluated in chunks of about this
- * many point-pixel pairs (a fraction of a second on a 2-core machine; the
- * GPU's ~1e12 pairs/s get larger ones), and progress is reported after
- * each. A work size, not a time: how often the bar moves per row of work is
- * the same on any machine, and the first report comes after one chunk, long
- * before the end of a big read. TPS_PROGRESS_CHUNK_PAIRS overrides both. */
-constexpr double PROGRESS_CHUNK_PAIRS = 2.5e8;
-constexpr double PROGRESS_CHUNK_PAIRS_GPU = 1e11;
-
-/* Overview levels stop before the larger side falls below this. */
-constexpr int TPS_OVERVIEW_MIN_SIDE = 256;
 
 const char *SizeString(size_t n)
 {
     return CPLSPrintf("%llu", static_cast<unsigned long long>(n));
 }
 
-/* GDAL's Open has no progress callback: a long solve says how far it is in
- * CPLDebug lines (seen with --debug on), at most one every
- * TPS_PROGRESS_INTERVAL seconds (default 1; 0: every whole percent, which
- * the tests use), the first after that long: a quick solve prints none. */
-struct SolveProgress
-{
-    const char *pszName = "";
-    double dfInterval = 1.0;
-    std::chrono::steady_clock::time_point oLast{};
-};
+} // namespace
 
-void SolveProgressCallback(void *pUserData, const char *pszStage, double dfFraction)
-{
-    auto *psProgress = static_cast<SolveProgress *>(pUserData);
-    const auto oNow = std::chrono::steady_clock::now();
-    if (std::chrono::duration<double>(oNow - psProgress->oLast).count() < psProgress->dfInterval)
-        return;
-    psProgress->oLast = oNow;
-    // Whole percents as the engine counts them (tps.h): 28.999... is 29.
-    CPLDebug("TPS", "%s: solving: %s %d%%", psProgress->pszName, pszStage,
-             static_cast<int>(std::floor(100.0 * dfFraction + 1e-9)));
-}
-
-double GetProgressChunkPairs(const std::string &osName, bool bGPU)
-{
-    const double dfDefault = bGPU ? PROGRESS_CHUNK_PAIRS_GPU : PROGRESS_CHUNK_PAIRS;
-    const char *pszValue = CPLGetConfigOption("TPS_PROGRESS_CHUNK_PAIRS", nullptr);
-    if (pszValue == nullptr)
-        return dfDefault;
-    char *pszEnd = nullptr;
-    const double dfValue = CPLStrtod(pszValue, &pszEnd);
-    if (pszEnd == pszValue || *pszEnd != '\0' || !(dfValue >= 1) || !std::isfinite(dfValue))
-    {
-        // Only how often progress is reported depends on it: warn, go on.
-        CPLError(CE_Warning, CPLE_IllegalArg,
-                 "%s: TPS_PROGRESS_CHUNK_PAIRS: expected a number of point-pixel pairs >= 1, "
-                 "got '%s'; using %g",
-                 osName.c_str(), TPSShown(pszValue).c_str(), dfDefault);
-        return dfDefault;
-    }
-    return dfValue;
-}
-
-double GetProgressInterval(const std::string &osName)
-{
-    const char *pszValue = CPLGetConfigOption("TPS_PROGRESS_INTERVAL", nullptr);
-    if (pszValue == nullptr)
-        return 1.0;
-    char *pszEnd = nullptr;
-    const double dfValue = CPLStrtod(pszValue, &pszEnd);
-    if (pszEnd == pszValue || *pszEnd != '\0' || !(dfValue >= 0) || !std::isfinite(dfValue))
-    {
-        // Only debug output depends on it: say so, and keep the default.
-        CPLError(CE_Warning, CPLE_IllegalArg,
-                 "%s: TPS_PROGRESS_INTERVAL: expected a number of seconds >= 0, got '%s'; "
-                 "using 1",
-                 osName.c_str(), TPSShown(pszValue).c_str());
-        return 1.0;
-    }
-    return dfValue;
-}
-
-tps_device ToEngineDevice(TPSDeviceRequest eDevice)
+tps_device TPSDataset::ToEngineDevice(TPSDeviceRequest eDevice)
 {
     switch (eDevice)
     {
@@ -157,28 +57,6 @@ tps_device ToEngineDevice(TPSDeviceRequest eDevice)
     }
     return TPS_DEVICE_AUTO;
 }
-
-tps_quantity ToEngineQuantity(TPSQuantity eQuantity)
-{
-    switch (eQuantity)
-    {
-    case TPSQuantity::DZDX:
-        return TPS_QUANTITY_DZDX;
-    case TPSQuantity::DZDY:
-        return TPS_QUANTITY_DZDY;
-    case TPSQuantity::SLOPE:
-        return TPS_QUANTITY_SLOPE;
-    case TPSQuantity::ASPECT:
-        return TPS_QUANTITY_ASPECT;
-    case TPSQuantity::LAPLACIAN:
-        return TPS_QUANTITY_LAPLACIAN;
-    case TPSQuantity::VALUE:
-        break;
-    }
-    return TPS_QUANTITY_VALUE;
-}
-
-} // namespace
 
 /************************************************************************/
 /*                             TPSDataset                               */
@@ -197,12 +75,12 @@ TPSDataset::~TPSDataset()
 
 void TPSDataset::CreateOverviews()
 {
-    for (GIntBig nFactor = 2;; nFactor *= 2)
+    for (int nFactor = 2;; nFactor *= 2)
     {
-        // ceil(size / factor), as GDAL sizes overviews.
-        const int nOvXSize = static_cast<int>((nRasterXSize + nFactor - 1) / nFactor);
-        const int nOvYSize = static_cast<int>((nRasterYSize + nFactor - 1) / nFactor);
-        if (std::max(nOvXSize, nOvYSize) < TPS_OVERVIEW_MIN_SIDE)
+        double adfOvGT[6];
+        int nOvXSize = 0, nOvYSize = 0;
+        if (!TPSOverviewGrid(m_adfGeoTransform, nRasterXSize, nRasterYSize, nFactor, adfOvGT,
+                             &nOvXSize, &nOvYSize))
             break;
         auto poOvr = std::make_unique<TPSDataset>();
         poOvr->m_poParent = this;
@@ -211,14 +89,6 @@ void TPSDataset::CreateOverviews()
         poOvr->nRasterXSize = nOvXSize;
         poOvr->nRasterYSize = nOvYSize;
         poOvr->eAccess = GA_ReadOnly;
-        // Same origin and extent: the pixel is the extent over the
-        // overview's size (not exactly nFactor times the pixel when the
-        // size does not divide).
-        const double dfXScale = static_cast<double>(nRasterXSize) / nOvXSize;
-        const double dfYScale = static_cast<double>(nRasterYSize) / nOvYSize;
-        const double *gt = m_adfGeoTransform;
-        const double adfOvGT[6] = {gt[0], gt[1] * dfXScale, gt[2] * dfYScale,
-                                   gt[3], gt[4] * dfXScale, gt[5] * dfYScale};
         std::copy(adfOvGT, adfOvGT + 6, poOvr->m_adfGeoTransform);
         for (int i = 0; i < nBands; i++)
             poOvr->SetBand(i + 1, new TPSRasterBand(poOvr.get(), i + 1));
@@ -256,182 +126,6 @@ bool TPSDataset::ReportEngineError(const char *pszWhat) const
     CPLError(CE_Failure, eStatus == TPS_ERR_OUT_OF_MEMORY ? CPLE_OutOfMemory : CPLE_AppDefined,
              "%s", TPSSanitize(osMsg).c_str());
     return false;
-}
-
-std::shared_ptr<TPSSharedModel> TPSDataset::Solve()
-{
-    // The points, and the engine's copies of them below, are charged to the
-    // process's budget (tps_memory.h) until they are freed, on return.
-    TPSMemoryCharge oCharge;
-    TPSPoints oPoints;
-    if (!TPSLoadPoints(m_oConfig, &oPoints, &oCharge, m_nMemoryBudget))
-        return nullptr;
-
-    // TPS_MAX_SOLVES again, before the work: the engine factorises bands of
-    // one smoothing together only when they miss the same points, so each
-    // pattern of missing values is another solve (an upper bound: merging
-    // coincident points can only make patterns equal).
-    const size_t nModelBands = m_oConfig.aoModelBands.size();
-    {
-        std::set<std::tuple<double, uint64_t, size_t>> oGroups;
-        size_t nGCV = 0;
-        for (size_t b = 0; b < nModelBands; b++)
-        {
-            if (m_oConfig.aoModelBands[b].bSmoothingGCV)
-            {
-                nGCV++;
-                continue;
-            }
-            uint64_t nHash = 0xcbf29ce484222325ULL;
-            size_t nMissing = 0;
-            const std::vector<double> &adfValues = oPoints.aadfValues[b];
-            for (size_t i = 0; i < adfValues.size(); i++)
-            {
-                if (std::isfinite(adfValues[i]))
-                    continue;
-                nMissing++;
-                nHash = (nHash ^ i) * 0x100000001b3ULL;
-            }
-            oGroups.emplace(m_oConfig.aoModelBands[b].dfSmoothing, nHash, nMissing);
-        }
-        if (oGroups.size() + nGCV > static_cast<size_t>(m_oConfig.nMaxSolves))
-        {
-            CPLError(CE_Failure, CPLE_NotSupported,
-                     "%s: %llu distinct solves (bands of one smoothing share one only when "
-                     "they miss values at the same points): TPS_MAX_SOLVES=%d caps them; "
-                     "raise it to open this file",
-                     m_oConfig.osName.c_str(),
-                     static_cast<unsigned long long>(oGroups.size() + nGCV),
-                     m_oConfig.nMaxSolves);
-            return nullptr;
-        }
-    }
-
-    // The surfaces only: bands of other quantities of a field share its own.
-    std::vector<const double *> apdfValues(nModelBands);
-    std::vector<double> adfSmoothing(nModelBands);
-    std::vector<int> anSmoothingGCV(nModelBands);
-    for (size_t b = 0; b < nModelBands; b++)
-    {
-        apdfValues[b] = oPoints.aadfValues[b].data();
-        adfSmoothing[b] = m_oConfig.aoModelBands[b].dfSmoothing;
-        anSmoothingGCV[b] = m_oConfig.aoModelBands[b].bSmoothingGCV ? 1 : 0;
-    }
-    // tps_model_create copies the points and values (merged, scaled) and
-    // keeps a weight per point and surface: charged before it starts; its
-    // dense or local systems may then use what the budget has left.
-    const size_t nPoints = oPoints.adfX.size();
-    const size_t nCopies = sizeof(double) * nPoints * (2 * nModelBands + 8);
-    if (!oCharge.Resize(oCharge.Bytes() + nCopies, m_nMemoryBudget))
-    {
-        CPLError(CE_Failure, CPLE_OutOfMemory,
-                 "%s: the solve's copies of %llu points need %llu bytes more, beyond "
-                 "TPS_MAX_MEMORY (%llu bytes for all the TPS data sets of this process, %llu in "
-                 "use): raise it with --config TPS_MAX_MEMORY <bytes>",
-                 m_oConfig.osName.c_str(), static_cast<unsigned long long>(nPoints),
-                 static_cast<unsigned long long>(nCopies),
-                 static_cast<unsigned long long>(m_nMemoryBudget),
-                 static_cast<unsigned long long>(TPSMemoryInUse()));
-        return nullptr;
-    }
-    tps_fit_options sFitOptions;
-    tps_fit_options_init(&sFitOptions);
-    // 0 is "no limit" to the engine: a budget used up is one byte.
-    sFitOptions.max_memory =
-        m_nMemoryBudget ? std::max<size_t>(1, TPSMemoryLeft(m_nMemoryBudget)) : 0;
-    sFitOptions.gpu_max_memory = m_sEvalOptions.gpu_max_memory;
-    sFitOptions.num_threads = m_oConfig.nNumThreads;
-    sFitOptions.device = ToEngineDevice(m_oConfig.eDevice);
-    sFitOptions.mode = m_oConfig.eMode == TPSModeRequest::GLOBAL  ? TPS_MODE_GLOBAL
-                       : m_oConfig.eMode == TPSModeRequest::LOCAL ? TPS_MODE_LOCAL
-                                                                  : TPS_MODE_AUTO;
-    sFitOptions.patch_points = static_cast<size_t>(m_oConfig.nPatchPoints);
-    sFitOptions.overlap = m_oConfig.dfOverlap;
-    sFitOptions.smoothing_gcv = anSmoothingGCV.data();
-    sFitOptions.weights = oPoints.adfWeights.empty() ? nullptr : oPoints.adfWeights.data();
-    sFitOptions.cross_validation = m_oConfig.bCrossValidation ? 1 : 0;
-    SolveProgress sProgress;
-    sProgress.pszName = m_oConfig.osName.c_str();
-    sProgress.dfInterval = GetProgressInterval(m_oConfig.osName);
-    sFitOptions.progress = SolveProgressCallback;
-    sFitOptions.progress_data = &sProgress;
-
-    auto poModel = std::make_shared<TPSSharedModel>();
-    const auto oStart = std::chrono::steady_clock::now();
-    sProgress.oLast = oStart;
-    poModel->psModel = tps_model_create(m_poContext.get(), oPoints.adfX.size(), oPoints.adfX.data(),
-                                        oPoints.adfY.data(), nModelBands, apdfValues.data(),
-                                        adfSmoothing.data(), &sFitOptions);
-    if (poModel->psModel == nullptr)
-    {
-        ReportEngineError("cannot solve the spline");
-        return nullptr;
-    }
-    const double dfSeconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - oStart).count();
-
-    if (tps_model_get_info(m_poContext.get(), poModel->psModel, &poModel->sInfo) != TPS_OK)
-    {
-        ReportEngineError("cannot query the model");
-        return nullptr;
-    }
-    poModel->asBandInfo.resize(nModelBands);
-    for (size_t b = 0; b < nModelBands; b++)
-    {
-        if (tps_model_get_band_info(m_poContext.get(), poModel->psModel, b,
-                                    &poModel->asBandInfo[b]) != TPS_OK)
-        {
-            ReportEngineError("cannot query the model");
-            return nullptr;
-        }
-    }
-    poModel->bHasSRS = oPoints.bHasOutputSRS;
-    poModel->oSRS = oPoints.oOutputSRS;
-    // Held while any handle holds the model; already allocated, so charged
-    // whatever the budget says (the checks above came first).
-    poModel->oCharge.Resize(TPSModelBytes(poModel->sInfo), 0);
-
-    CPLDebug("TPS",
-             "%s: solved %llu bands over %llu distinct points (%llu given, %llu dropped, %llu "
-             "merged) with %llu factorisations in %.3f s",
-             m_oConfig.osName.c_str(), static_cast<unsigned long long>(nModelBands),
-             static_cast<unsigned long long>(poModel->sInfo.n_points),
-             static_cast<unsigned long long>(poModel->sInfo.n_input),
-             static_cast<unsigned long long>(poModel->sInfo.n_dropped),
-             static_cast<unsigned long long>(poModel->sInfo.n_merged),
-             static_cast<unsigned long long>(poModel->sInfo.n_factorisations), dfSeconds);
-    return poModel;
-}
-
-std::shared_ptr<TPSSharedModel> TPSDataset::LoadOrSolve()
-{
-    const char *pszName = m_oConfig.osName.c_str();
-    TPSModelFile oFile;
-    std::string osWhy;
-    const bool bKeep = TPSModelFilePrepare(m_oConfig, &oFile, &osWhy);
-    oFile.nMemoryBudget = m_nMemoryBudget;
-    if (!bKeep)
-    {
-        if (!osWhy.empty())
-            CPLDebug("TPS", "%s: the solved model is not kept in a file: %s", pszName,
-                     osWhy.c_str());
-        return Solve();
-    }
-    if (auto poModel = TPSModelFileRead(oFile, m_poContext.get(), &osWhy))
-    {
-        CPLDebug("TPS", "%s: reused the solved model from %s", pszName, oFile.osPath.c_str());
-        return poModel;
-    }
-    CPLDebug("TPS", "%s: solving: %s", pszName, osWhy.c_str());
-    auto poModel = Solve();
-    if (poModel && oFile.bWrite)
-    {
-        if (TPSModelFileWrite(oFile, *poModel, m_poContext.get(), &osWhy))
-            CPLDebug("TPS", "%s: wrote the solved model to %s", pszName, oFile.osPath.c_str());
-        else
-            CPLDebug("TPS", "%s: the solved model is not kept: %s", pszName, osWhy.c_str());
-    }
-    return poModel;
 }
 
 std::unique_ptr<TPSDataset> TPSDataset::Open(TPSConfig &&oConfig)
@@ -485,7 +179,7 @@ std::unique_ptr<TPSDataset> TPSDataset::Open(TPSConfig &&oConfig)
     // One device for the whole dataset, chosen from the size of the whole
     // raster, so that DEVICE says what evaluates every block.
     const double dfPairs =
-        PairsPerPixel(sInfo) * poDS->nRasterXSize * static_cast<double>(poDS->nRasterYSize);
+        sInfo.pairs_per_pixel * poDS->nRasterXSize * static_cast<double>(poDS->nRasterYSize);
     poDS->m_bDeviceAuto = c.eDevice == TPSDeviceRequest::AUTO;
     poDS->m_sEvalOptions.device = tps_device_choose(poDS->m_sEvalOptions.device, dfPairs);
     if (poDS->m_sEvalOptions.device == TPS_DEVICE_GPU)
@@ -643,7 +337,9 @@ void TPSDataset::BuildMetadata(int nSolves)
         poBand->SetDescription(oBand.osDescription.c_str());
         poBand->SetMetadataItem("FIELD", oBand.bGeometryZ ? "<GeometryZ/>" : oBand.osField.c_str(),
                                 MD_DOMAIN);
-        poBand->SetMetadataItem("QUANTITY", TPSQuantityName(oBand.eQuantity), MD_DOMAIN);
+        const tps_quantity_desc *psQuantity = tps_quantity_info(oBand.eQuantity);
+        poBand->SetMetadataItem("QUANTITY", psQuantity->name, MD_DOMAIN);
+        poBand->SetMetadataItem("QUANTITY_DESCRIPTION", psQuantity->description, MD_DOMAIN);
         poBand->SetMetadataItem("SMOOTHING", CPLSPrintf("%.17g", sBand.smoothing), MD_DOMAIN);
         poBand->SetMetadataItem("SMOOTHING_METHOD", sBand.smoothing_gcv ? "GCV" : "FIXED",
                                 MD_DOMAIN);
@@ -729,189 +425,6 @@ char **TPSDataset::GetFileList()
     return papszFiles;
 }
 
-bool TPSDataset::IsFastPath(GDALRWFlag eRWFlag, int nXOff, int nYOff, int nXSize, int nYSize,
-                            int nBufXSize, int nBufYSize, GDALDataType eBufType,
-                            const GDALRasterIOExtraArg *psExtraArg)
-{
-    if (eRWFlag != GF_Read || nBufXSize != nXSize || nBufYSize != nYSize ||
-        (eBufType != GDT_Float32 && eBufType != GDT_Float64))
-        return false;
-    // A sub-pixel window (gdal_translate -srcwin with fractions) is GDAL's
-    // business: its resampling defines what the caller gets.
-    if (psExtraArg && psExtraArg->bFloatingPointWindowValidity &&
-        (psExtraArg->dfXOff != nXOff || psExtraArg->dfYOff != nYOff ||
-         psExtraArg->dfXSize != nXSize || psExtraArg->dfYSize != nYSize))
-        return false;
-    return true;
-}
-
-CPLErr TPSDataset::EvaluateWindow(int nXOff, int nYOff, int nXSize, int nYSize,
-                                  std::vector<tps_output> &aoOutputs, GDALDataType eBufType,
-                                  GDALRasterIOExtraArg *psExtraArg)
-{
-    if (aoOutputs.empty() || nXSize <= 0 || nYSize <= 0)
-        return CE_None;
-    // An overview evaluates with the full-resolution data set's context
-    // and options, over its own geotransform.
-    TPSDataset &oRoot = Root();
-    tps_context *psCtx = oRoot.m_poContext.get();
-    tps_eval_options &sEvalOptions = oRoot.m_sEvalOptions;
-    const double dfPoints = PairsPerPixel(m_poModel->sInfo);
-    const bool bGPU = sEvalOptions.device == TPS_DEVICE_GPU;
-    const double dfMaxPixels =
-        m_poMask ? (bGPU ? CHUNK_MAX_PIXELS_MASKED_GPU : CHUNK_MAX_PIXELS_MASKED)
-                 : (bGPU ? CHUNK_MAX_PIXELS_GPU : CHUNK_MAX_PIXELS);
-    const double dfMaxPairs = bGPU ? CHUNK_MAX_PAIRS_GPU : CHUNK_MAX_PAIRS;
-    const double dfRows = std::min(dfMaxPixels / nXSize, dfMaxPairs / (dfPoints * nXSize));
-    const int nMaxChunkRows = static_cast<int>(std::max(1.0, std::min<double>(nYSize, dfRows)));
-    // A Float32 raster read into a Float64 buffer must give the Float32
-    // values, as it would through the block cache: round after evaluating.
-    const bool bRoundToFloat32 = eBufType == GDT_Float64 && m_oConfig.eDataType == GDT_Float32;
-    GDALProgressFunc pfnProgress = psExtraArg ? psExtraArg->pfnProgress : nullptr;
-    void *pProgressData = psExtraArg ? psExtraArg->pProgressData : nullptr;
-    // With a progress function, chunks of PROGRESS_CHUNK_PAIRS pairs (whole
-    // rows, at least one): the bar moves after each, by the same steps on
-    // any machine. Chunking never changes the values (tps.h: a cell
-    // depends only on its indices).
-    int nChunkRows = nMaxChunkRows;
-    if (pfnProgress)
-    {
-        const double dfChunkRows =
-            std::floor(GetProgressChunkPairs(m_oConfig.osName, bGPU) / (dfPoints * nXSize));
-        nChunkRows = static_cast<int>(std::max(1.0, std::min<double>(nMaxChunkRows, dfChunkRows)));
-    }
-
-    std::vector<tps_output> aoChunk(aoOutputs);
-    std::vector<unsigned char> abyValid;
-    for (int iRow = 0, nRows = 0; iRow < nYSize; iRow += nRows)
-    {
-        nRows = std::min(nChunkRows, nYSize - iRow);
-        // With a mask, only the smallest rectangle of the chunk that holds
-        // every kept pixel is evaluated (nothing when none is kept); the
-        // masked pixels become NoData below. A pixel's value does not
-        // depend on the window around it, so this changes no byte.
-        int nEvalX0 = 0, nEvalY0 = 0, nEvalXSize = nXSize, nEvalYSize = nRows;
-        if (m_poMask)
-        {
-            tps_grid sChunkGrid;
-            tps_grid_from_geotransform(&sChunkGrid, m_adfGeoTransform, static_cast<size_t>(nXOff),
-                                       static_cast<size_t>(nYOff + iRow),
-                                       static_cast<size_t>(nXSize), static_cast<size_t>(nRows));
-            abyValid.resize(static_cast<size_t>(nXSize) * nRows);
-            if (m_poMask->Compute(sChunkGrid, abyValid.data(), sEvalOptions.num_threads) == 0)
-                nEvalXSize = nEvalYSize = 0;
-            else
-            {
-                int nMinX = nXSize, nMaxX = -1, nMinY = nRows, nMaxY = -1;
-                for (int j = 0; j < nRows; j++)
-                {
-                    const unsigned char *pabyRow =
-                        abyValid.data() + static_cast<size_t>(j) * nXSize;
-                    const unsigned char *pabyEnd = pabyRow + nXSize;
-                    const unsigned char *pabyFirst = std::find(pabyRow, pabyEnd, 1);
-                    if (pabyFirst == pabyEnd)
-                        continue;
-                    const unsigned char *pabyLast =
-                        std::find(std::make_reverse_iterator(pabyEnd),
-                                  std::make_reverse_iterator(pabyFirst), 1)
-                            .base() -
-                        1;
-                    nMinX = std::min(nMinX, static_cast<int>(pabyFirst - pabyRow));
-                    nMaxX = std::max(nMaxX, static_cast<int>(pabyLast - pabyRow));
-                    nMinY = std::min(nMinY, j);
-                    nMaxY = j;
-                }
-                nEvalX0 = nMinX;
-                nEvalY0 = nMinY;
-                nEvalXSize = nMaxX - nMinX + 1;
-                nEvalYSize = nMaxY - nMinY + 1;
-            }
-        }
-        if (nEvalXSize > 0 && nEvalYSize > 0)
-        {
-            for (size_t i = 0; i < aoOutputs.size(); i++)
-                aoChunk[i].data =
-                    static_cast<GByte *>(aoOutputs[i].data) +
-                    static_cast<ptrdiff_t>(iRow + nEvalY0) * aoOutputs[i].line_stride +
-                    static_cast<ptrdiff_t>(nEvalX0) * aoOutputs[i].pixel_stride;
-            tps_grid sGrid;
-            tps_grid_from_geotransform(&sGrid, m_adfGeoTransform,
-                                       static_cast<size_t>(nXOff + nEvalX0),
-                                       static_cast<size_t>(nYOff + iRow + nEvalY0),
-                                       static_cast<size_t>(nEvalXSize),
-                                       static_cast<size_t>(nEvalYSize));
-            tps_status eStatus = tps_evaluate_grid(psCtx, m_poModel->psModel, &sGrid,
-                                                   aoChunk.size(), aoChunk.data(), &sEvalOptions);
-            if (eStatus != TPS_OK && oRoot.m_bDeviceAuto && sEvalOptions.device == TPS_DEVICE_GPU)
-            {
-                // DEVICE=AUTO chose the GPU and the GPU failed (out of memory,
-                // gone): this handle goes on on the CPU, and says so.
-                CPLDebug("TPS", "%s: GPU evaluation failed, going on on the CPU: %s",
-                         m_oConfig.osName.c_str(), tps_context_errmsg(psCtx));
-                sEvalOptions.device = TPS_DEVICE_CPU;
-                oRoot.SetMetadataItem("DEVICE", "CPU", MD_DOMAIN);
-                eStatus = tps_evaluate_grid(psCtx, m_poModel->psModel, &sGrid, aoChunk.size(),
-                                            aoChunk.data(), &sEvalOptions);
-            }
-            if (eStatus != TPS_OK)
-            {
-                oRoot.ReportEngineError("evaluation failed");
-                return CE_Failure;
-            }
-            oRoot.m_nPixelsEvaluated +=
-                static_cast<uint64_t>(nEvalXSize) * static_cast<uint64_t>(nEvalYSize);
-        }
-        if (m_poMask)
-        {
-            const double dfNoData = NoDataValue();
-            const float fNoData = static_cast<float>(dfNoData);
-            for (const tps_output &oOut : aoOutputs)
-            {
-                for (int j = 0; j < nRows; j++)
-                {
-                    GByte *pabyLine = static_cast<GByte *>(oOut.data) +
-                                      static_cast<ptrdiff_t>(iRow + j) * oOut.line_stride;
-                    const unsigned char *pabyRowValid =
-                        abyValid.data() + static_cast<size_t>(j) * nXSize;
-                    for (int k = 0; k < nXSize; k++)
-                    {
-                        if (pabyRowValid[k])
-                            continue;
-                        GByte *pabyPixel = pabyLine + static_cast<ptrdiff_t>(k) * oOut.pixel_stride;
-                        if (oOut.type == TPS_FLOAT32)
-                            memcpy(pabyPixel, &fNoData, sizeof(fNoData));
-                        else
-                            memcpy(pabyPixel, &dfNoData, sizeof(dfNoData));
-                    }
-                }
-            }
-        }
-        if (bRoundToFloat32)
-        {
-            for (const tps_output &oOut : aoOutputs)
-            {
-                for (int j = 0; j < nRows; j++)
-                {
-                    GByte *pabyLine = static_cast<GByte *>(oOut.data) +
-                                      static_cast<ptrdiff_t>(iRow + j) * oOut.line_stride;
-                    for (int k = 0; k < nXSize; k++)
-                    {
-                        double *pdf = reinterpret_cast<double *>(pabyLine + k * oOut.pixel_stride);
-                        *pdf = static_cast<double>(static_cast<float>(*pdf));
-                    }
-                }
-            }
-        }
-        if (pfnProgress &&
-            !pfnProgress(static_cast<double>(iRow + nRows) / nYSize, "", pProgressData))
-        {
-            CPLError(CE_Failure, CPLE_UserInterrupt, "User terminated");
-            return CE_Failure;
-        }
-    }
-    return CE_None;
-}
-
 CPLErr TPSDataset::IRasterIO(GDALRWFlag eRWFlag, int nXOff, int nYOff, int nXSize, int nYSize,
                              void *pData, int nBufXSize, int nBufYSize, GDALDataType eBufType,
                              int nBandCount, TPS_BANDMAP_TYPE panBandMap, GSpacing nPixelSpace,
@@ -931,15 +444,8 @@ CPLErr TPSDataset::IRasterIO(GDALRWFlag eRWFlag, int nXOff, int nYOff, int nXSiz
                                       nLineSpace, nBandSpace, psExtraArg);
     std::vector<tps_output> aoOutputs(nBandCount);
     for (int i = 0; i < nBandCount; i++)
-    {
-        const TPSBandConfig &oBand = m_oConfig.aoBands[panBandMap[i] - 1];
-        aoOutputs[i].band = oBand.nModelBand;
-        aoOutputs[i].quantity = ToEngineQuantity(oBand.eQuantity);
-        aoOutputs[i].data = static_cast<GByte *>(pData) + i * nBandSpace;
-        aoOutputs[i].type = eBufType == GDT_Float32 ? TPS_FLOAT32 : TPS_FLOAT64;
-        aoOutputs[i].pixel_stride = static_cast<ptrdiff_t>(nPixelSpace);
-        aoOutputs[i].line_stride = static_cast<ptrdiff_t>(nLineSpace);
-    }
+        aoOutputs[i] = BandOutput(panBandMap[i], static_cast<GByte *>(pData) + i * nBandSpace,
+                                  eBufType, nPixelSpace, nLineSpace);
     return EvaluateWindow(nXOff, nYOff, nXSize, nYSize, aoOutputs, eBufType, psExtraArg);
 }
 
@@ -992,15 +498,8 @@ CPLErr TPSDataset::ReadBlockAllBands(TPSRasterBand *poCaller, int nBlockXOff, in
         // written to caches and files: make it zeros, not garbage.
         if (bPartial)
             memset(pBlockData, 0, nBlockBytes);
-        const TPSBandConfig &oBand = m_oConfig.aoBands[iBand - 1];
-        tps_output sOut{};
-        sOut.band = oBand.nModelBand;
-        sOut.quantity = ToEngineQuantity(oBand.eQuantity);
-        sOut.data = pBlockData;
-        sOut.type = eType == GDT_Float32 ? TPS_FLOAT32 : TPS_FLOAT64;
-        sOut.pixel_stride = nDTSize;
-        sOut.line_stride = static_cast<ptrdiff_t>(nBlockXSize) * nDTSize;
-        aoOutputs.push_back(sOut);
+        aoOutputs.push_back(BandOutput(iBand, pBlockData, eType, nDTSize,
+                                       static_cast<GSpacing>(nBlockXSize) * nDTSize));
     }
 
     const CPLErr eErr = EvaluateWindow(nXOff, nYOff, nXValid, nYValid, aoOutputs, eType, nullptr);
@@ -1012,149 +511,4 @@ CPLErr TPSDataset::ReadBlockAllBands(TPSRasterBand *poCaller, int nBlockXOff, in
             oLocked.first->FlushBlock(nBlockXOff, nBlockYOff, FALSE);
     }
     return eErr;
-}
-
-/************************************************************************/
-/*                            TPSRasterBand                             */
-/************************************************************************/
-
-TPSRasterBand::TPSRasterBand(TPSDataset *poDSIn, int nBandIn)
-{
-    poDS = poDSIn;
-    nBand = nBandIn;
-    eAccess = GA_ReadOnly;
-    eDataType = poDSIn->m_oConfig.eDataType;
-    nRasterXSize = poDSIn->nRasterXSize;
-    nRasterYSize = poDSIn->nRasterYSize;
-    nBlockXSize = std::min(poDSIn->m_oConfig.nBlockXSize, nRasterXSize);
-    nBlockYSize = std::min(poDSIn->m_oConfig.nBlockYSize, nRasterYSize);
-}
-
-const char *TPSRasterBand::GetUnitType()
-{
-    const TPSQuantity eQuantity =
-        static_cast<TPSDataset *>(poDS)->m_oConfig.aoBands[nBand - 1].eQuantity;
-    return eQuantity == TPSQuantity::SLOPE || eQuantity == TPSQuantity::ASPECT ? "degrees" : "";
-}
-
-double TPSRasterBand::GetNoDataValue(int *pbSuccess)
-{
-    const auto *poTPSDS = static_cast<TPSDataset *>(poDS);
-    const bool bHasNoData = poTPSDS->HasNoData();
-    if (pbSuccess)
-        *pbSuccess = bHasNoData;
-    return bHasNoData ? poTPSDS->NoDataValue() : 0.0;
-}
-
-int TPSRasterBand::GetMaskFlags()
-{
-    if (static_cast<TPSDataset *>(poDS)->m_poMaskBand)
-        return GMF_PER_DATASET;
-    return GDALRasterBand::GetMaskFlags();
-}
-
-GDALRasterBand *TPSRasterBand::GetMaskBand()
-{
-    if (TPSMaskBand *poMask = static_cast<TPSDataset *>(poDS)->m_poMaskBand.get())
-        return poMask;
-    return GDALRasterBand::GetMaskBand();
-}
-
-int TPSRasterBand::GetOverviewCount()
-{
-    const auto *poTPSDS = static_cast<TPSDataset *>(poDS);
-    return poTPSDS->m_poParent ? 0 : static_cast<int>(poTPSDS->m_apoOverviews.size());
-}
-
-GDALRasterBand *TPSRasterBand::GetOverview(int iOverview)
-{
-    if (iOverview < 0 || iOverview >= GetOverviewCount())
-        return nullptr;
-    return static_cast<TPSDataset *>(poDS)->m_apoOverviews[iOverview]->GetRasterBand(nBand);
-}
-
-CPLErr TPSRasterBand::IReadBlock(int nBlockXOff, int nBlockYOff, void *pImage)
-{
-    return static_cast<TPSDataset *>(poDS)->ReadBlockAllBands(this, nBlockXOff, nBlockYOff, pImage);
-}
-
-CPLErr TPSRasterBand::IRasterIO(GDALRWFlag eRWFlag, int nXOff, int nYOff, int nXSize, int nYSize,
-                                void *pData, int nBufXSize, int nBufYSize, GDALDataType eBufType,
-                                GSpacing nPixelSpace, GSpacing nLineSpace,
-                                GDALRasterIOExtraArg *psExtraArg)
-{
-    auto *poTPSDS = static_cast<TPSDataset *>(poDS);
-    if (eRWFlag == GF_Write)
-    {
-        CPLError(CE_Failure, CPLE_NoWriteAccess, "%s: the TPS driver is read-only",
-                 poTPSDS->m_oConfig.osName.c_str());
-        return CE_Failure;
-    }
-    if (!TPSDataset::IsFastPath(eRWFlag, nXOff, nYOff, nXSize, nYSize, nBufXSize, nBufYSize,
-                                eBufType, psExtraArg))
-        return GDALRasterBand::IRasterIO(eRWFlag, nXOff, nYOff, nXSize, nYSize, pData, nBufXSize,
-                                         nBufYSize, eBufType, nPixelSpace, nLineSpace, psExtraArg);
-    std::vector<tps_output> aoOutputs(1);
-    const TPSBandConfig &oBand = poTPSDS->m_oConfig.aoBands[nBand - 1];
-    aoOutputs[0].band = oBand.nModelBand;
-    aoOutputs[0].quantity = ToEngineQuantity(oBand.eQuantity);
-    aoOutputs[0].data = pData;
-    aoOutputs[0].type = eBufType == GDT_Float32 ? TPS_FLOAT32 : TPS_FLOAT64;
-    aoOutputs[0].pixel_stride = static_cast<ptrdiff_t>(nPixelSpace);
-    aoOutputs[0].line_stride = static_cast<ptrdiff_t>(nLineSpace);
-    return poTPSDS->EvaluateWindow(nXOff, nYOff, nXSize, nYSize, aoOutputs, eBufType, psExtraArg);
-}
-
-/************************************************************************/
-/*                             TPSMaskBand                              */
-/************************************************************************/
-
-TPSMaskBand::TPSMaskBand(TPSDataset *poDSIn)
-{
-    poDS = poDSIn;
-    nBand = 0;
-    eAccess = GA_ReadOnly;
-    eDataType = GDT_Byte;
-    nRasterXSize = poDSIn->nRasterXSize;
-    nRasterYSize = poDSIn->nRasterYSize;
-    nBlockXSize = std::min(poDSIn->m_oConfig.nBlockXSize, nRasterXSize);
-    nBlockYSize = std::min(poDSIn->m_oConfig.nBlockYSize, nRasterYSize);
-}
-
-int TPSMaskBand::GetOverviewCount()
-{
-    const auto *poTPSDS = static_cast<TPSDataset *>(poDS);
-    return poTPSDS->m_poParent ? 0 : static_cast<int>(poTPSDS->m_apoOverviews.size());
-}
-
-GDALRasterBand *TPSMaskBand::GetOverview(int iOverview)
-{
-    if (iOverview < 0 || iOverview >= GetOverviewCount())
-        return nullptr;
-    return static_cast<TPSDataset *>(poDS)->m_apoOverviews[iOverview]->m_poMaskBand.get();
-}
-
-CPLErr TPSMaskBand::IReadBlock(int nBlockXOff, int nBlockYOff, void *pImage)
-{
-    const auto *poTPSDS = static_cast<TPSDataset *>(poDS);
-    const int nXOff = nBlockXOff * nBlockXSize;
-    const int nYOff = nBlockYOff * nBlockYSize;
-    const int nXValid = std::min(nBlockXSize, nRasterXSize - nXOff);
-    const int nYValid = std::min(nBlockYSize, nRasterYSize - nYOff);
-    tps_grid sGrid;
-    tps_grid_from_geotransform(&sGrid, poTPSDS->m_adfGeoTransform, static_cast<size_t>(nXOff),
-                               static_cast<size_t>(nYOff), static_cast<size_t>(nXValid),
-                               static_cast<size_t>(nYValid));
-    std::vector<unsigned char> abyValid(static_cast<size_t>(nXValid) * nYValid);
-    poTPSDS->m_poMask->Compute(sGrid, abyValid.data(),
-                               poTPSDS->m_poParent ? poTPSDS->m_poParent->m_sEvalOptions.num_threads
-                                                   : poTPSDS->m_sEvalOptions.num_threads);
-    // Beyond the raster (a partial last block): zeros, as in the bands.
-    GByte *pabyImage = static_cast<GByte *>(pImage);
-    memset(pabyImage, 0, static_cast<size_t>(nBlockXSize) * nBlockYSize);
-    for (int j = 0; j < nYValid; j++)
-        for (int i = 0; i < nXValid; i++)
-            pabyImage[static_cast<size_t>(j) * nBlockXSize + i] =
-                abyValid[static_cast<size_t>(j) * nXValid + i] ? 255 : 0;
-    return CE_None;
 }

@@ -1,5 +1,8 @@
 /*
  * tps_dataset.h: the raster a solved thin plate spline model describes.
+ * Its bands are tps_band.h's; its methods are written in tps_dataset.cpp
+ * (open, overviews, metadata, dataset reads), tps_solve.cpp (the model)
+ * and tps_evaluate_window.cpp (the evaluation of a window).
  *
  * TPSDataset holds a shared, immutable model (see tps_model_cache.h) and
  * its own tps_context: a GDAL data set is used by one thread at a time,
@@ -66,6 +69,9 @@ class TPSDataset final : public GDALDataset
                      GSpacing nBandSpace, GDALRasterIOExtraArg *psExtraArg) override;
 
   private:
+    /* The domain of the data set's and bands' own metadata. */
+    static constexpr const char *MD_DOMAIN = "TPS";
+
     struct ContextDeleter
     {
         void operator()(tps_context *psCtx) const
@@ -136,57 +142,27 @@ class TPSDataset final : public GDALDataset
     CPLErr EvaluateWindow(int nXOff, int nYOff, int nXSize, int nYSize,
                           std::vector<tps_output> &aoOutputs, GDALDataType eBufType,
                           GDALRasterIOExtraArg *psExtraArg);
+    /* EvaluateWindow's engine call over the pixels [nX, nX+nXSize) x
+     * [nY, nY+nYSize) of this level, the outputs at its first pixel; under
+     * DEVICE=AUTO a failing GPU gives way to the CPU for good. */
+    CPLErr EvaluateRect(int nX, int nY, int nXSize, int nYSize,
+                        std::vector<tps_output> &aoOutputs);
 
     /* A block of every band at once (the distances are computed once);
      * pImage is the caller band's buffer, the other bands' blocks go
      * straight into the block cache. */
     CPLErr ReadBlockAllBands(TPSRasterBand *poCaller, int nBlockXOff, int nBlockYOff, void *pImage);
 
+    static tps_device ToEngineDevice(TPSDeviceRequest eDevice);
+
+    /* Where band nBand (1-based) of a read goes: pData, of eType (Float32
+     * or Float64), with these strides. */
+    tps_output BandOutput(int nBand, void *pData, GDALDataType eType, GSpacing nPixelSpace,
+                          GSpacing nLineSpace) const;
+
     static bool IsFastPath(GDALRWFlag eRWFlag, int nXOff, int nYOff, int nXSize, int nYSize,
                            int nBufXSize, int nBufYSize, GDALDataType eBufType,
                            const GDALRasterIOExtraArg *psExtraArg);
-};
-
-class TPSRasterBand final : public GDALRasterBand
-{
-    friend class TPSDataset;
-
-  public:
-    TPSRasterBand(TPSDataset *poDS, int nBand);
-
-    double GetNoDataValue(int *pbSuccess = nullptr) override;
-    /* "degrees" for slope and aspect bands, else "" (the field's unit is
-     * not known). */
-    const char *GetUnitType() override;
-    /* With a mask: GMF_PER_DATASET and the data set's TPSMaskBand. */
-    int GetMaskFlags() override;
-    GDALRasterBand *GetMaskBand() override;
-    /* The virtual overviews (none on an overview band). */
-    int GetOverviewCount() override;
-    GDALRasterBand *GetOverview(int iOverview) override;
-
-  protected:
-    CPLErr IReadBlock(int nBlockXOff, int nBlockYOff, void *pImage) override;
-    CPLErr IRasterIO(GDALRWFlag eRWFlag, int nXOff, int nYOff, int nXSize, int nYSize, void *pData,
-                     int nBufXSize, int nBufYSize, GDALDataType eBufType, GSpacing nPixelSpace,
-                     GSpacing nLineSpace, GDALRasterIOExtraArg *psExtraArg) override;
-};
-
-/* The mask of every band (GMF_PER_DATASET): 255 where a pixel is kept,
- * 0 where <MaxDistance> or <ConvexHull> masks it, computed from the same
- * geometry that writes NoData into the bands, so clients that read masks
- * (integer outputs, QGIS, gdalwarp) agree with the values. */
-class TPSMaskBand final : public GDALRasterBand
-{
-  public:
-    explicit TPSMaskBand(TPSDataset *poDS);
-
-    /* The overview levels' mask bands (none on an overview's). */
-    int GetOverviewCount() override;
-    GDALRasterBand *GetOverview(int iOverview) override;
-
-  protected:
-    CPLErr IReadBlock(int nBlockXOff, int nBlockYOff, void *pImage) override;
 };
 
 #endif /* TPS_DATASET_H */

@@ -7,6 +7,7 @@
  */
 #include "tps_config.h"
 #include "tps_dataset.h"
+#include "tps_grid.h"
 #include "tps_source_policy.h"
 
 #include "cpl_port.h"
@@ -15,6 +16,7 @@
 
 #include <cctype>
 #include <cstring>
+#include <string>
 
 extern "C" __attribute__((visibility("default"))) void GDALRegister_TPS();
 
@@ -121,77 +123,103 @@ GDALDataset *TPSDriverOpen(GDALOpenInfo *poOpenInfo)
     return poDS.release();
 }
 
-constexpr const char OPEN_OPTIONS[] =
-    "<OpenOptionList>"
-    "  <Option name='FIELD' type='string' description='Attribute to interpolate; "
-    "comma-separated for several bands. Required with TPS:; for a .tps file it replaces "
-    "the Band list'/>"
-    "  <Option name='LAYER' type='string' description='Layer of the point source "
-    "(default: the first)'/>"
-    "  <Option name='XFIELD' type='string' description='Attribute holding the X "
-    "coordinate (default: the point geometry)'/>"
-    "  <Option name='YFIELD' type='string' description='Attribute holding the Y "
-    "coordinate (with XFIELD)'/>"
-    "  <Option name='SRS' type='string' description='CRS of the points, e.g. EPSG:28992 "
-    "(assigns or overrides the layer CRS); also the output CRS unless the .tps file "
-    "gives one'/>"
-    "  <Option name='EXTENT' type='string' description='Output extent: minx,miny,maxx,maxy "
-    "(default: the bounding box of the points)'/>"
-    "  <Option name='RESOLUTION' type='string' description='Pixel size: xres[,yres]'/>"
-    "  <Option name='SIZE' type='string' description='Raster size: columns,rows "
-    "(default: 512 pixels on the long side). EXTENT, RESOLUTION and SIZE replace the grid "
-    "of a .tps file'/>"
-    "  <Option name='SMOOTHING' type='string' default='0' description='Smoothing "
-    "lambda &gt;= 0 (0: exact interpolation) or GCV (chosen by generalised cross-validation; "
-    "global model only), one value or one per band, comma-separated'/>"
-    "  <Option name='DATA_TYPE' type='string-select' default='Float32' "
-    "description='Data type of the bands'>"
-    "    <Value>Float32</Value>"
-    "    <Value>Float64</Value>"
-    "  </Option>"
-    "  <Option name='NUM_THREADS' type='string' description='Evaluation threads: a "
-    "number or ALL_CPUS (default: GDAL_NUM_THREADS, else all CPUs)'/>"
-    "  <Option name='DEVICE' type='string-select' default='AUTO' "
-    "description='Evaluation backend'>"
-    "    <Value>AUTO</Value>"
-    "    <Value>CPU</Value>"
-    "    <Value>GPU</Value>"
-    "  </Option>"
-    "  <Option name='PRECISION' type='string-select' default='DOUBLE' "
-    "description='GPU arithmetic: DOUBLE (FP64, within 1e-9 of the value range of the CPU "
-    "path) or MIXED (FP32 distances and log, FP64 sums: ~4x faster, ~1e-5 of the value "
-    "range)'>"
-    "    <Value>DOUBLE</Value>"
-    "    <Value>MIXED</Value>"
-    "  </Option>"
-    "  <Option name='MODE' type='string-select' default='AUTO' "
-    "description='GLOBAL: one dense spline; LOCAL: blended patches (millions of points); "
-    "AUTO: GLOBAL up to 5000 points (30000 with a GPU) when it fits TPS_MAX_MEMORY'>"
-    "    <Value>AUTO</Value><Value>GLOBAL</Value><Value>LOCAL</Value>"
-    "  </Option>"
-    "  <Option name='PATCH_POINTS' type='int' default='500' min='20' max='20000' "
-    "description='LOCAL: most points per quadtree cell'/>"
-    "  <Option name='OVERLAP' type='float' default='1.5' "
-    "description='LOCAL: patch enlargement factor, in (1, 4]'/>"
-    "  <Option name='MAX_DISTANCE' type='float' description='Pixels farther than this "
-    "from every point (output CRS units) are NoData'/>"
-    "  <Option name='CONVEX_HULL' type='boolean' default='NO' description='Pixels outside "
-    "the convex hull of the points are NoData'/>"
-    "  <Option name='WEIGHT_FIELD' type='string' description='Attribute holding each "
-    "point&apos;s weight (finite, &gt; 0; e.g. 1 / measurement variance) in the smoothing "
-    "term'/>"
-    "  <Option name='CROSS_VALIDATION' type='boolean' default='NO' "
-    "description='Leave-one-out RMSE and MAE in the TPS metadata for bands of a fixed "
-    "smoothing too (GCV bands always have them): one extra O(N^3), global model only'/>"
-    "  <Option name='MODEL_CACHE' type='string-select' default='YES' "
-    "description='Keep the solved model in &lt;name&gt;.tps.model and reuse it while it "
-    "matches the points and settings: YES, NO, or READ_ONLY (reuse, never write). Default: "
-    "the TPS_MODEL_CACHE configuration option, else YES'>"
-    "    <Value>YES</Value>"
-    "    <Value>NO</Value>"
-    "    <Value>READ_ONLY</Value>"
-    "  </Option>"
-    "</OpenOptionList>";
+/* One <Option> of a string-select: its values from the parser's table, its
+ * default the configuration's own (tps_config.h). */
+std::string SelectOption(const char *pszName, const TPSChoices &asChoices, int nDefault,
+                         const char *pszDescription)
+{
+    std::string os = CPLSPrintf("  <Option name='%s' type='string-select' default='%s' "
+                                "description='%s'>",
+                                pszName, TPSChoiceName(asChoices, nDefault), pszDescription);
+    for (const TPSChoice &oChoice : asChoices)
+        os += CPLSPrintf("<Value>%s</Value>", oChoice.pszName);
+    return os + "</Option>";
+}
+
+/* The open options GDAL lists (gdalinfo --format TPS). Every default and
+ * limit comes from where it is stated: the engine's constants (tps.h), the
+ * driver's limits and a default-constructed TPSConfig (tps_config.h), as
+ * KEA builds its list with CPLSPrintf. */
+std::string OpenOptionList()
+{
+    const TPSConfig oDefault;
+    const auto YesNo = [](bool b) { return b ? "YES" : "NO"; };
+    std::string os = "<OpenOptionList>";
+    os += "  <Option name='FIELD' type='string' description='Attribute to interpolate; "
+          "comma-separated for several bands. Required with TPS:; for a .tps file it replaces "
+          "the Band list'/>"
+          "  <Option name='LAYER' type='string' description='Layer of the point source "
+          "(default: the first)'/>"
+          "  <Option name='XFIELD' type='string' description='Attribute holding the X "
+          "coordinate (default: the point geometry)'/>"
+          "  <Option name='YFIELD' type='string' description='Attribute holding the Y "
+          "coordinate (with XFIELD)'/>"
+          "  <Option name='SRS' type='string' description='CRS of the points, e.g. EPSG:28992 "
+          "(assigns or overrides the layer CRS); also the output CRS unless the .tps file "
+          "gives one'/>"
+          "  <Option name='EXTENT' type='string' description='Output extent: "
+          "minx,miny,maxx,maxy (default: the bounding box of the points)'/>"
+          "  <Option name='RESOLUTION' type='string' description='Pixel size: xres[,yres]'/>";
+    os += CPLSPrintf("  <Option name='SIZE' type='string' description='Raster size: "
+                     "columns,rows (default: %d pixels on the long side). EXTENT, RESOLUTION "
+                     "and SIZE replace the grid of a .tps file'/>",
+                     TPS_DEFAULT_LONG_SIDE);
+    os += CPLSPrintf("  <Option name='SMOOTHING' type='string' default='%g' "
+                     "description='Smoothing lambda &gt;= 0 (0: exact interpolation) or GCV "
+                     "(chosen by generalised cross-validation; global model only), one value "
+                     "or one per band, comma-separated'/>",
+                     oDefault.dfSmoothing);
+    os += SelectOption("DATA_TYPE", TPS_DATA_TYPE_CHOICES, oDefault.eDataType,
+                       "Data type of the bands");
+    os += "  <Option name='NUM_THREADS' type='string' description='Evaluation threads: a "
+          "number or ALL_CPUS (default: GDAL_NUM_THREADS, else all CPUs)'/>";
+    os += SelectOption("DEVICE", TPS_DEVICE_CHOICES, static_cast<int>(oDefault.eDevice),
+                       "Evaluation backend");
+    os += SelectOption("PRECISION", TPS_PRECISION_CHOICES, oDefault.bMixedPrecision ? 1 : 0,
+                       "GPU arithmetic: DOUBLE (FP64, within 1e-9 of the value range of the "
+                       "CPU path) or MIXED (FP32 distances and log, FP64 sums: ~4x faster, "
+                       "~1e-5 of the value range)");
+    os += SelectOption("MODE", TPS_MODE_CHOICES, static_cast<int>(oDefault.eMode),
+                       CPLSPrintf("GLOBAL: one dense spline; LOCAL: blended patches (millions "
+                                  "of points); AUTO: GLOBAL up to %d points (%d with a GPU) "
+                                  "when it fits TPS_MAX_MEMORY",
+                                  TPS_AUTO_GLOBAL_MAX_POINTS, TPS_AUTO_GLOBAL_MAX_POINTS_GPU));
+    os += CPLSPrintf("  <Option name='PATCH_POINTS' type='int' default='%d' min='%d' max='%d' "
+                     "description='LOCAL: most points per quadtree cell'/>",
+                     oDefault.nPatchPoints, TPS_MIN_PATCH_POINTS, TPS_MAX_PATCH_POINTS);
+    os += CPLSPrintf("  <Option name='OVERLAP' type='float' default='%g' "
+                     "description='LOCAL: patch enlargement factor, in (1, %g]'/>",
+                     oDefault.dfOverlap, TPS_MAX_OVERLAP);
+    os += "  <Option name='MAX_DISTANCE' type='float' description='Pixels farther than this "
+          "from every point (output CRS units) are NoData'/>";
+    os += CPLSPrintf("  <Option name='CONVEX_HULL' type='boolean' default='%s' "
+                     "description='Pixels outside the convex hull of the points are NoData'/>",
+                     YesNo(oDefault.bConvexHull));
+    os += "  <Option name='WEIGHT_FIELD' type='string' description='Attribute holding each "
+          "point&apos;s weight (finite, &gt; 0; e.g. 1 / measurement variance) in the "
+          "smoothing term'/>";
+    os += CPLSPrintf("  <Option name='CROSS_VALIDATION' type='boolean' default='%s' "
+                     "description='Leave-one-out RMSE and MAE in the TPS metadata for bands of "
+                     "a fixed smoothing too (GCV bands always have them): one extra O(N^3), "
+                     "global model only'/>",
+                     YesNo(oDefault.bCrossValidation));
+    os += SelectOption("MODEL_CACHE", TPS_MODEL_CACHE_CHOICES,
+                       static_cast<int>(oDefault.eModelCache),
+                       "Keep the solved model in &lt;name&gt;.tps.model and reuse it while it "
+                       "matches the points and settings: YES, NO, or READ_ONLY (reuse, never "
+                       "write). Default: the TPS_MODEL_CACHE configuration option, else YES");
+    return os + "</OpenOptionList>";
+}
+
+/* The names <Quantity> takes, from the engine's table, comma-separated:
+ * clients (the QGIS algorithm) offer exactly these. */
+std::string QuantityList()
+{
+    std::string os;
+    for (size_t i = 0; i < tps_quantity_count(); ++i)
+        os += (i ? "," : "") + std::string(tps_quantity_info(static_cast<tps_quantity>(i))->name);
+    return os;
+}
 
 } // namespace
 
@@ -211,7 +239,8 @@ void GDALRegister_TPS()
     poDriver->SetMetadataItem(GDAL_DMD_EXTENSIONS, "tps");
     poDriver->SetMetadataItem(GDAL_DMD_HELPTOPIC, "docs/format.md");
     poDriver->SetMetadataItem(GDAL_DMD_CONNECTION_PREFIX, "TPS:");
-    poDriver->SetMetadataItem(GDAL_DMD_OPENOPTIONLIST, OPEN_OPTIONS);
+    poDriver->SetMetadataItem(GDAL_DMD_OPENOPTIONLIST, OpenOptionList().c_str());
+    poDriver->SetMetadataItem("TPS_QUANTITIES", QuantityList().c_str());
     poDriver->pfnIdentify = TPSDriverIdentify;
     poDriver->pfnOpen = TPSDriverOpen;
     GetGDALDriverManager()->RegisterDriver(poDriver);

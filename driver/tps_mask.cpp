@@ -290,8 +290,10 @@ size_t TPSMask::ComputeRows(const tps_grid &g, size_t nFirstRow, size_t nEndRow,
     {
         unsigned char *pabyRow = pabyValid + r * g.ncols;
         const double j = static_cast<double>(g.first_row + r);
-        // The centre of column i of this row is A + i D.
-        const double dfAX = g.x0 + j * g.row_dx, dfAY = g.y0 + j * g.row_dy;
+        // The centre of column i of this row is A + i D (the engine's
+        // formula, tps_grid_cell_centre, as below).
+        double dfAX = 0, dfAY = 0;
+        tps_grid_cell_centre(&g, 0.0, j, &dfAX, &dfAY);
         size_t c0 = 0, c1 = g.ncols; // the columns [c0, c1) may be kept
         if (m_bConvexHull)
         {
@@ -321,9 +323,9 @@ size_t TPSMask::ComputeRows(const tps_grid &g, size_t nFirstRow, size_t nEndRow,
             bool bKeep = true;
             if (m_dfMaxDistance > 0)
             {
-                const double i = static_cast<double>(g.first_col + c);
-                bKeep = NearAPoint(g.x0 + i * g.col_dx + j * g.row_dx,
-                                   g.y0 + i * g.col_dy + j * g.row_dy);
+                double dfX = 0, dfY = 0;
+                tps_grid_cell_centre(&g, static_cast<double>(g.first_col + c), j, &dfX, &dfY);
+                bKeep = NearAPoint(dfX, dfY);
             }
             pabyRow[c] = bKeep ? 1 : 0;
             nValid += bKeep ? 1 : 0;

@@ -13,6 +13,8 @@
  */
 #include "tps_model_cache.h"
 
+#include "tps_paths.h"
+
 #include "cpl_conv.h"
 #include "cpl_string.h"
 #include "cpl_vsi.h"

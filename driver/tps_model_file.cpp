@@ -11,6 +11,7 @@
 #include "tps_model_file.h"
 
 #include "tps_model_store.h"
+#include "tps_paths.h"
 #include "tps_points.h"
 #include "tps_safe_file.h"
 #include "tps_sha256.h"

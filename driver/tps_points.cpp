@@ -15,6 +15,7 @@
 #include "tps_points.h"
 
 #include "tps_errors.h"
+#include "tps_paths.h"
 #include "tps_srs.h"
 #include "tps_source_policy.h"
 

@@ -13,6 +13,7 @@
 #include "tps_source_policy.h"
 
 #include "tps_errors.h"
+#include "tps_paths.h"
 
 #include "cpl_conv.h"
 #include "cpl_error.h"

@@ -338,6 +338,13 @@ typedef struct tps_grid {
 void tps_grid_from_geotransform(tps_grid *grid, const double gt[6], size_t x_off, size_t y_off,
                                 size_t ncols, size_t nrows);
 
+/* The centre (*x, *y) of the grid's cell (i, j): absolute indices (not
+ * offset by first_col, first_row), any, inside the window or not. The
+ * formula the engine evaluates at, in its order of operations:
+ * x = (x0 + j row_dx) + i col_dx, y = (y0 + j row_dy) + i col_dy. For
+ * callers that place other things on the same pixels (the driver's masks). */
+void tps_grid_cell_centre(const tps_grid *grid, double i, double j, double *x, double *y);
+
 /* What an output holds: the surface f of its band, or a quantity derived
  * analytically from the same weights (docs/design.md, "Derivative bands").
  * x, y are the coordinates given to tps_model_create (the grid's CRS), not

@@ -5,7 +5,9 @@
  *    zero patch size or overlap means the default constant;
  *  - the local-model limits are the exported constants;
  *  - tps_model_info's pairs_per_pixel (the engine's cost estimate) and
- *    device_uploads; tps_cpu_description. */
+ *    device_uploads; tps_cpu_description;
+ *  - tps_grid_cell_centre: a GDAL geotransform's pixel centres, in the
+ *    documented order of operations. */
 #include "tps.h"
 
 #include <math.h>
@@ -141,6 +143,30 @@ static void model_info(void)
     tps_context_destroy(ctx);
 }
 
+static void cell_centre(void)
+{
+    /* A rotated grid with a UTM-sized origin. */
+    const double gt[6] = {500000.25, 2.5, 0.75, 4100000.5, -0.5, -3.25};
+    tps_grid g;
+    tps_grid_from_geotransform(&g, gt, 7, 11, 5, 3);
+    const double ij[4][2] = {{0, 0}, {7, 11}, {123, 45}, {-3, 1e6}};
+    for (int k = 0; k < 4; ++k) {
+        const double i = ij[k][0], j = ij[k][1];
+        double cx = NAN, cy = NAN;
+        tps_grid_cell_centre(&g, i, j, &cx, &cy);
+        /* GDAL's: the pixel's corner (i, j) moved half a pixel on. */
+        const double gx = gt[0] + (i + 0.5) * gt[1] + (j + 0.5) * gt[2];
+        const double gy = gt[3] + (i + 0.5) * gt[4] + (j + 0.5) * gt[5];
+        CHECK(fabs(cx - gx) <= 1e-15 * fabs(gx) && fabs(cy - gy) <= 1e-15 * fabs(gy),
+              "cell (%g, %g): (%.17g, %.17g), GDAL's (%.17g, %.17g)", i, j, cx, cy, gx, gy);
+        /* tps.h's order of operations. */
+        volatile double xa = g.x0 + j * g.row_dx, ya = g.y0 + j * g.row_dy;
+        volatile double xb = i * g.col_dx, yb = i * g.col_dy;
+        CHECK(cx == xa + xb && cy == ya + yb, "cell (%g, %g): not (x0 + j row_dx) + i col_dx", i,
+              j);
+    }
+}
+
 int main(void)
 {
     for (int i = 0; i < N; ++i) {
@@ -151,6 +177,7 @@ int main(void)
     null_context();
     zero_options();
     model_info();
+    cell_centre();
     printf("%d checks, %d failed\n", checks, failures);
     return failures ? 1 : 0;
 }

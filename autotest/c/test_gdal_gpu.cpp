@@ -8,8 +8,9 @@
  *                            the same for a LOCAL model; 8 threads on 8 GPU
  *                            handles read random windows byte-identical to a
  *                            serial read (one handle closed mid-way), global
- *                            and local; derivative bands
- *                            (slope, aspect, ...) within 1e-9 of the CPU's;
+ *                            and local; every quantity of the engine's table
+ *                            (slope, aspect, curvatures, ...) within 1e-9 of
+ *                            the CPU's, global and local;
  *                            masks (MAX_DISTANCE, CONVEX_HULL) give the same
  *                            NaN pixels and mask band as on the CPU; then,
  *                            with TPS_GPU_MAX_MEMORY=1000 (a stand-in for a
@@ -39,6 +40,7 @@
 
 #include "check.h"
 #include "gpu_probe.h"
+#include "tps.h" /* the quantity table only (the engine itself is the plugin's) */
 
 static std::string g_last_error;
 static void CPL_STDCALL capture(CPLErr, CPLErrorNum, const char *msg)
@@ -199,54 +201,71 @@ static int share(const std::string &tps, bool local)
     return 0;
 }
 
-/* Derivative bands (issue 7): a DEVICE=GPU handle against a DEVICE=CPU one,
- * five quantities of field a and the value between them, one upload. */
-static int derivatives(const std::string &dir)
+/* Every quantity of the engine's table (value, derivatives, curvatures:
+ * read from tps_quantity_info, so a new row is checked here too) through
+ * GDAL, global and local models: a DEVICE=GPU handle against a DEVICE=CPU
+ * one within 1e-9 x range (aspect: of 360 degrees, where not nearly flat),
+ * NaN at the same pixels, one upload. */
+static int quantities(const std::string &dir, bool local)
 {
-    const std::string tps = dir + "/deriv.tps";
-    const char *quantities[6] = {"dzdx", "dzdy", "value", "slope", "aspect", "laplacian"};
+    const std::string tps = dir + (local ? "/quantities_local.tps" : "/quantities.tps");
+    const size_t nq = tps_quantity_count();
     FILE *f = fopen(tps.c_str(), "w");
     fprintf(f, "<TPSDataset><Points><Source>points.csv</Source><XField>x</XField>"
-               "<YField>y</YField></Points>"
+               "<YField>y</YField></Points>%s"
                "<GeoTransform>399000, 13.671875, 0.5, 6006000, 0.25, -13.671875</GeoTransform>"
-               "<Size>512 512</Size><DataType>Float64</DataType>");
-    for (const char *q : quantities)
-        fprintf(f, "<Band><Field>a</Field><Quantity>%s</Quantity></Band>", q);
+               "<Size>512 512</Size><DataType>Float64</DataType>",
+            local ? "<Mode>LOCAL</Mode><PatchPoints>100</PatchPoints>" : "");
+    for (size_t q = 0; q < nq; ++q)
+        fprintf(f, "<Band><Field>a</Field><Quantity>%s</Quantity></Band>",
+                tps_quantity_info((tps_quantity)q)->name);
     fprintf(f, "</TPSDataset>\n");
     fclose(f);
     GDALDataset *gpu = open_tps(tps, "GPU", nullptr), *cpu = open_tps(tps, "CPU", nullptr);
     CHECK(gpu && cpu, "open: %s", g_last_error.c_str());
     if (gpu && cpu) {
+        CHECK(strcmp(md(gpu, "MODE"), local ? "LOCAL" : "GLOBAL") == 0, "MODE=%s",
+              md(gpu, "MODE"));
         const size_t n = 512 * 512;
-        std::vector<double> g(6 * n), c(6 * n);
-        int bands[6] = {1, 2, 3, 4, 5, 6};
-        CHECK(gpu->RasterIO(GF_Read, 0, 0, 512, 512, g.data(), 512, 512, GDT_Float64, 6, bands, 0,
-                            0, 0, nullptr) == CE_None, "GPU read: %s", g_last_error.c_str());
-        CHECK(cpu->RasterIO(GF_Read, 0, 0, 512, 512, c.data(), 512, 512, GDT_Float64, 6, bands, 0,
-                            0, 0, nullptr) == CE_None, "CPU read: %s", g_last_error.c_str());
-        double max_tan = 0;
+        std::vector<double> g(nq * n), c(nq * n);
+        std::vector<int> bands(nq);
+        for (size_t q = 0; q < nq; ++q)
+            bands[q] = int(q) + 1;
+        CHECK(gpu->RasterIO(GF_Read, 0, 0, 512, 512, g.data(), 512, 512, GDT_Float64, int(nq),
+                            bands.data(), 0, 0, 0, nullptr) == CE_None,
+              "GPU read: %s", g_last_error.c_str());
+        CHECK(cpu->RasterIO(GF_Read, 0, 0, 512, 512, c.data(), 512, 512, GDT_Float64, int(nq),
+                            bands.data(), 0, 0, 0, nullptr) == CE_None,
+              "CPU read: %s", g_last_error.c_str());
+        /* The CPU's |grad f| where aspect is compared: not nearly flat. */
+        const double *gx = &c[TPS_QUANTITY_DZDX * n], *gy = &c[TPS_QUANTITY_DZDY * n];
+        double max_grad = 0;
         for (size_t i = 0; i < n; ++i)
-            max_tan = std::fmax(max_tan, std::tan(c[3 * n + i] * M_PI / 180));
-        for (int k = 0; k < 6; ++k) {
+            max_grad = std::fmax(max_grad, std::hypot(gx[i], gy[i]));
+        for (size_t q = 0; q < nq; ++q) {
+            const double *cq = &c[q * n], *gq = &g[q * n];
             double lo = 1e300, hi = -1e300, worst = 0;
             for (size_t i = 0; i < n; ++i)
-                if (std::isfinite(c[k * n + i])) {
-                    lo = std::fmin(lo, c[k * n + i]);
-                    hi = std::fmax(hi, c[k * n + i]);
+                if (std::isfinite(cq[i])) {
+                    lo = std::fmin(lo, cq[i]);
+                    hi = std::fmax(hi, cq[i]);
                 }
             for (size_t i = 0; i < n; ++i) {
-                const double a = c[k * n + i], b = g[k * n + i];
-                if (std::isnan(a) || std::isnan(b)) {
-                    worst = std::isnan(a) && std::isnan(b) ? worst : INFINITY;
-                } else if (k == 4) { /* aspect: an angle, where not nearly flat */
-                    if (std::tan(c[3 * n + i] * M_PI / 180) >= 1e-3 * max_tan)
-                        worst = std::fmax(worst, std::fabs(std::remainder(a - b, 360.0)) / 360);
-                } else {
-                    worst = std::fmax(worst, std::fabs(a - b) / (hi - lo));
-                }
+                if (std::isnan(cq[i]) || std::isnan(gq[i]))
+                    worst = std::isnan(cq[i]) && std::isnan(gq[i]) ? worst : INFINITY;
+                else if (q == TPS_QUANTITY_ASPECT) { /* an angle */
+                    if (std::hypot(gx[i], gy[i]) >= 1e-3 * max_grad)
+                        worst = std::fmax(worst, std::fabs(std::remainder(cq[i] - gq[i], 360.0)) /
+                                                     360);
+                } else
+                    worst = std::fmax(worst, std::fabs(cq[i] - gq[i]) / (hi - lo));
             }
-            printf("%s: max |GPU - CPU| = %.3g x range\n", quantities[k], worst);
-            CHECK(worst <= 1e-9, "%s: GPU off by %.3g x range", quantities[k], worst);
+            const char *name = tps_quantity_info((tps_quantity)q)->name;
+            printf("%s %s: max |GPU - CPU| = %.3g x range\n", local ? "local" : "global", name,
+                   worst);
+            CHECK(hi > lo, "%s: a constant band", name);
+            CHECK(worst <= 1e-9, "%s %s: GPU off by %.3g x range", local ? "local" : "global",
+                  name, worst);
         }
         CHECK(strcmp(md(gpu, "DEVICE_UPLOADS"), "1") == 0, "uploads %s",
               md(gpu, "DEVICE_UPLOADS"));
@@ -584,7 +603,9 @@ int main(int argc, char **argv)
         if (rc == 0)
             rc = threads_gpu(std::string(dir) + "/local.tps");
         if (rc == 0)
-            rc = derivatives(dir);
+            rc = quantities(dir, false);
+        if (rc == 0)
+            rc = quantities(dir, true);
         if (rc == 0)
             rc = masks(tps, "GPU");
         if (rc == 0)
