@@ -243,7 +243,9 @@ typedef struct tps_band_info {
      *            of the band (before merging), w the kernel weights: the
      *            process variance for fields' kernel r^2 log r / (8 pi);
      *   tau2   = sigma2 lambda / (8 pi), the noise variance (0 for lambda 0).
-     * In the band's unit squared (sigma2 also per unit of the kernel). */
+     * In the band's unit squared (sigma2 also per unit of the kernel). NaN
+     * for a LOCAL model (its standard error pools its patches' estimates
+     * when first evaluated) and for models saved before format version 4. */
     double sigma2, tau2;
 } tps_band_info;
 
