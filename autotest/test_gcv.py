@@ -5,8 +5,9 @@
   EFFECTIVE_DF (3 < df < N), LOO_RMSE >= LOO_MAE, per band and dataset;
 * the surface equals a fixed-lambda open at the reported SMOOTHING;
 * noisy data get a lambda far above that of nearly exact data;
-* per-band GCV next to a fixed band; MODE=LOCAL refused; the model file
-  keeps the statistics and is keyed on "GCV", not a number.
+* per-band GCV next to a fixed band; MODE=LOCAL (one lambda over the
+  patches, the fixed-lambda local surface at it), AUTO's choice; the model
+  file keeps the statistics and is keyed on "GCV", not a number.
 The engine's GCV, tr A and LOO values are checked against the explicit
 influence matrix in autotest/c/test_gcv.c.
 """
@@ -102,12 +103,54 @@ def test_per_band_gcv_and_fixed(tmp_path):
     assert 'EFFECTIVE_DF' in ds.GetRasterBand(1).GetMetadata('TPS')
 
 
-def test_gcv_local_mode_refused(tmp_path):
-    x, y, z = _data(100, 0.2, 5)
+def test_gcv_local_mode(tmp_path):
+    """MODE=LOCAL: one lambda for the whole model, chosen over its patches
+    (autotest/c/test_local_gcv.c checks it against the explicit influence
+    matrix); the surface is the fixed-lambda local model's at the reported
+    SMOOTHING, byte for byte; the model file keeps the statistics."""
+    n = 1500
+    x, y, z = _data(n, 0.2, 5)
     path = _write(tmp_path, 'loc', x, y, {'z': z}, smoothing='GCV')
-    ds, cap = open_tps(path, ['MODE=LOCAL', 'MODEL_CACHE=NO'])
-    assert ds is None
-    assert any('GCV needs MODE=GLOBAL' in e for e in cap.failures), cap.errors
+    opts = ['MODE=LOCAL', 'PATCH_POINTS=100']
+    ds, cap = open_tps(path, opts)
+    assert ds is not None, cap.errors
+    assert md(ds, 'MODE') == 'LOCAL' and int(md(ds, 'PATCHES')) >= 16
+    bmd = ds.GetRasterBand(1).GetMetadata('TPS')
+    assert bmd['SMOOTHING_METHOD'] == 'GCV'
+    lam, df = float(bmd['SMOOTHING']), float(bmd['EFFECTIVE_DF'])
+    rmse, mae = float(bmd['LOO_RMSE']), float(bmd['LOO_MAE'])
+    assert lam > 0 and 3 < df < n and float(bmd['GCV_SCORE']) > 0
+    # noise sd is 20: the LOO error is of that order
+    assert 0 < mae <= rmse and 10 < rmse < 60, rmse
+    a = ds.ReadRaster()
+    ds = None
+    fixed = _write(tmp_path, 'locfixed', x, y, {'z': z}, smoothing=bmd['SMOOTHING'])
+    fds, cap = open_tps(fixed, opts + ['MODEL_CACHE=NO'])
+    assert fds is not None, cap.errors
+    assert fds.GetRasterBand(1).GetMetadata('TPS')['SMOOTHING_METHOD'] == 'FIXED'
+    assert fds.ReadRaster() == a
+    fds = None
+    ds, cap = open_tps(path, opts)
+    assert md(ds, 'MODEL_SOURCE') == 'FILE'
+    again = ds.GetRasterBand(1).GetMetadata('TPS')
+    for key in ('SMOOTHING', 'GCV_SCORE', 'EFFECTIVE_DF', 'LOO_RMSE', 'LOO_MAE'):
+        assert again[key] == bmd[key]
+    assert ds.ReadRaster() == a
+
+
+def test_gcv_auto_chooses_local(tmp_path):
+    """AUTO keeps the global model for GCV up to 3000 points (the engine's
+    TPS_AUTO_GLOBAL_MAX_POINTS_GCV), the local one beyond."""
+    x, y, z = _data(3100, 0.2, 8)
+    path = _write(tmp_path, 'auto', x, y, {'z': z}, smoothing='GCV')
+    ds, cap = open_tps(path, ['PATCH_POINTS=100', 'MODEL_CACHE=NO'])
+    assert ds is not None, cap.errors
+    assert md(ds, 'MODE') == 'LOCAL'
+    assert float(ds.GetRasterBand(1).GetMetadata('TPS')['SMOOTHING']) > 0
+    small = _write(tmp_path, 'small', x[:2000], y[:2000], {'z': z[:2000]}, smoothing='GCV')
+    ds, cap = open_tps(small, ['PATCH_POINTS=100', 'MODEL_CACHE=NO'])
+    assert ds is not None, cap.errors
+    assert md(ds, 'MODE') == 'GLOBAL'
 
 
 def test_gcv_bad_value(tmp_path):

@@ -5,7 +5,8 @@ N - 1 points (same smoothing) evaluated at x_i; LOO_RMSE and LOO_MAE are
 the RMSE and mean absolute value of z_i minus that.
 
 The engine's closed form is Rippa's e_i = w_i / (M^-1)_ii on the saddle
-system, defined for lambda = 0 too (where r_i / (1 - A_ii) is 0 / 0).
+system, defined for lambda = 0 too (where r_i / (1 - A_ii) is 0 / 0);
+MODE=LOCAL blends the patches' own (one patch: the global one's).
 """
 import os
 
@@ -102,12 +103,34 @@ def test_model_file_keys_on_the_option(tmp_path):
     assert ds.GetRasterBand(1).GetMetadata('TPS')['LOO_RMSE'] == first
 
 
-def test_local_mode_refused(tmp_path):
+@pytest.mark.parametrize('lam', [0.0, 3.0e4])
+def test_local_mode_one_patch_matches_refits(tmp_path, lam):
+    """MODE=LOCAL with one patch (PATCH_POINTS above N: its spline is the
+    global one, its weight 1): the blended leave-one-out is scipy's by refits.
+    Many patches: autotest/c/test_local_gcv.c checks the blend against N
+    refits of the local model."""
     x, y, z = _data(seed=24)
-    path = _write(tmp_path, x, y, {'z': z})
-    ds, cap = open_tps(path, ['CROSS_VALIDATION=YES', 'MODE=LOCAL', 'MODEL_CACHE=NO'])
-    assert ds is None
-    assert any('cross-validation needs MODE=GLOBAL' in e for e in cap.failures), cap.errors
+    path = _write(tmp_path, x, y, {'z': z}, smoothing=lam)
+    ds, cap = open_tps(path, ['CROSS_VALIDATION=YES', 'MODE=LOCAL', 'PATCH_POINTS=100',
+                              'MODEL_CACHE=NO'])
+    assert ds is not None, cap.errors
+    assert md(ds, 'MODE') == 'LOCAL' and md(ds, 'PATCHES') == '1'
+    bmd = ds.GetRasterBand(1).GetMetadata('TPS')
+    rmse, mae = brute_loo(x, y, z, lam)
+    assert abs(float(bmd['LOO_RMSE']) - rmse) <= 1e-7 * rmse, (bmd['LOO_RMSE'], rmse)
+    assert abs(float(bmd['LOO_MAE']) - mae) <= 1e-7 * mae, (bmd['LOO_MAE'], mae)
+
+
+def test_local_mode_many_patches(tmp_path):
+    x, y, z = _data(n=1200, seed=26)
+    path = _write(tmp_path, x, y, {'z': z}, smoothing=1e3)
+    ds, cap = open_tps(path, ['CROSS_VALIDATION=YES', 'MODE=LOCAL', 'PATCH_POINTS=60',
+                              'MODEL_CACHE=NO'])
+    assert ds is not None, cap.errors
+    assert int(md(ds, 'PATCHES')) >= 16
+    bmd = ds.GetRasterBand(1).GetMetadata('TPS')
+    assert 0 < float(bmd['LOO_MAE']) <= float(bmd['LOO_RMSE'])
+    assert md(ds, 'LOO_RMSE') == bmd['LOO_RMSE']
 
 
 def test_bad_values(tmp_path):

@@ -14,7 +14,11 @@ issue 15), run by the real QGIS 3.22 of Debian 12:
   masks, mode, device) at once;
 * the driver's errors reach the caller as QgsProcessingException;
 * solve progress (from the driver's debug lines) and evaluation progress
-  reach the feedback, and Cancel stops the run (no output is left);
+  reach the feedback; the run is a gdal_translate child process, given the
+  driver options set in QGIS's process; Cancel stops it during the solve
+  (checked by mechanism: no child left, no model file, no 'solved' line)
+  and during the evaluation, and no output is left;
+* a PostGIS password is in a 0600 .tps, never on the command line;
 * the loaded result is styled over the data's range;
 * a screenshot of the real dialog under Xvfb (autotest/clients/qgis_dialog.py),
   which docs/img/qgis_tps_dialog.png is.
@@ -22,12 +26,14 @@ issue 15), run by the real QGIS 3.22 of Debian 12:
 Skips come from independent probes only: python3-qgis importable,
 qgis_process.bin, xvfb-run, PostgreSQL + PostGIS installed, a usable GPU.
 """
+import ast
 import csv
 import glob
 import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import tempfile
 
@@ -43,6 +49,7 @@ ALG = 'gdaltps:thinplatespline'
 CONTRACT = ['INPUT', 'FIELD', 'WEIGHT_FIELD', 'EXTENT', 'PIXEL_SIZE', 'CRS', 'SMOOTHING', 'MODE',
             'DEVICE', 'QUANTITY', 'MAX_DISTANCE', 'CONVEX_HULL', 'OUTPUT', 'OUTPUT_TPS']
 PG_BIN = '/usr/lib/postgresql/15/bin'
+PG_PASSWORD = 'pw-not-on-the-command-line'
 
 
 def qgis_importable():
@@ -206,6 +213,13 @@ def jobs(data, out):
                     'v': rng.standard_normal(1500)})
     big_layer = {'uri': 'file://%s?type=csv&xField=x&yField=y&crs=EPSG:28992' % big,
                  'provider': 'delimitedtext'}
+    # a GCV solve of 2,500 points: O(N^3) work (an eigendecomposition and a
+    # Cholesky factorisation) that outlasts the first progress line by far
+    long_solve = str(out / 'long_solve.csv')
+    write_csv(long_solve, {'x': rng.random(2500) * 1000, 'y': rng.random(2500) * 1000,
+                           'v': rng.standard_normal(2500)})
+    long_layer = {'uri': 'file://%s?type=csv&xField=x&yField=y&crs=EPSG:28992' % long_solve,
+                  'provider': 'delimitedtext'}
     return [
         {'id': 'gpkg_subset', 'layer': dict(gpkg, subset='"zinc" > 300'),
          'params': p('gpkg_subset')},
@@ -232,6 +246,8 @@ def jobs(data, out):
          'params': p('gcv_three', SMOOTHING='GCV')},
         {'id': 'gpu', 'layer': gpkg, 'params': p('gpu', DEVICE='GPU')},
         {'id': 'bad_smoothing', 'layer': gpkg, 'params': p('bad_smoothing', SMOOTHING='-1')},
+        {'id': 'max_points', 'layer': gpkg, 'params': p('max_points'),
+         'config': {'TPS_MAX_POINTS': '100'}},
         # progress and cancel
         {'id': 'progress', 'layer': big_layer,
          'params': p('progress', FIELD='v', PIXEL_SIZE=2, MODE='GLOBAL'),
@@ -239,9 +255,9 @@ def jobs(data, out):
         {'id': 'cancel_evaluation', 'layer': big_layer,
          'params': p('cancel_evaluation', FIELD='v', PIXEL_SIZE=2, SMOOTHING='1'),
          'cancel_at': 60},
-        {'id': 'cancel_solve', 'layer': big_layer,
-         'params': p('cancel_solve', FIELD='v', PIXEL_SIZE=2, SMOOTHING='2', MODE='GLOBAL'),
-         'config': {'TPS_PROGRESS_INTERVAL': '0'}, 'cancel_at': 1},
+        {'id': 'cancel_solve', 'layer': long_layer,
+         'params': p('cancel_solve', FIELD='v', PIXEL_SIZE=20, SMOOTHING='GCV'),
+         'config': {'TPS_PROGRESS_INTERVAL': '0'}, 'cancel_on_text': 'Solving: '},
     ]
 
 
@@ -406,21 +422,68 @@ def test_progress_reaches_the_feedback(processed):
     solve, evaluation = progress[:start], progress[start:]
     assert any(0 < v < 50 for v in solve) and all(0 <= v <= 50 for v in solve), progress
     assert len(evaluation) > 3 and evaluation == sorted(evaluation) and evaluation[-1] == 100
+    # it ran as the gdal_translate command, given the option this process
+    # set (gdal.SetConfigOption, not the environment)
+    command = j['commands'][0]
+    assert re.match(r'\S*gdal_translate .* -if TPS -of GTiff \S+progress\.tps \S+progress\.tif$',
+                    command), command
+    assert '--config TPS_PROGRESS_INTERVAL 0 ' in command and j['running_after'] == []
+
+
+def test_configuration_options_reach_the_run(processed):
+    """A driver option set in QGIS's process applies to the run."""
+    j = job(processed, 'max_points')
+    assert not j['ok'] and j['error'].startswith('QgsProcessingException: ')
+    assert 'TPS_MAX_POINTS=100 caps the points of a source' in j['error'], j['error']
+
+
+def test_every_driver_option_is_passed_on():
+    """gdal_run.FORWARDED holds every configuration option the driver reads:
+    the TPS_ names in the driver's sources that are not items of its
+    metadata (TPS_QUANTITIES), and nothing else of TPS_."""
+    with open(os.path.join(REPO, 'qgis', 'gdal_tps', 'gdal_run.py')) as f:
+        tree = ast.parse(f.read())
+    forwarded = next(ast.literal_eval(node.value) for node in tree.body
+                     if isinstance(node, ast.Assign) and
+                     getattr(node.targets[0], 'id', None) == 'FORWARDED')
+    names = set()
+    for path in glob.glob(os.path.join(REPO, 'driver', '*.cpp')):
+        with open(path) as f:
+            names |= set(re.findall(r'"(TPS_[A-Z0-9_]+)"', f.read()))
+    names -= set(gdal.GetDriverByName('TPS').GetMetadata() or {})
+    assert names and names == {n for n in forwarded if n.startswith('TPS_')}, names
 
 
 def test_cancel_stops_the_evaluation(processed):
     j = job(processed, 'cancel_evaluation')
     assert not j['ok'] and j['canceled']
     assert 'Canceled while evaluating' in j['error'], j['error']
-    assert max(j['progress']) < 100
+    assert all(v < 100 for v in j['progress'])
     assert not os.path.exists(j_out(processed, 'cancel_evaluation'))
+    assert j['running_after'] == []
 
 
-def test_cancel_during_the_solve_writes_nothing(processed):
+def test_cancel_during_the_solve_stops_it(processed):
+    """Cancel as the solve reports its first stage: gdal_translate is
+    stopped there, inside the solve, not when the solve ends."""
     j = job(processed, 'cancel_solve')
     assert not j['ok'] and j['canceled']
-    assert 'Canceled after the solve' in j['error'], j['error']
-    assert max(j['progress']) <= 50  # no evaluation
+    assert 'Canceled while solving; no raster was written' in j['error'], j['error']
+    assert j['texts'][-1].startswith('Solving: ')   # Cancel came at the first stage
+    # the child is gone (no process names the output as the run returns)
+    assert j['running_after'] == []
+    # ... and it was stopped inside the solve: it wrote no model file (which
+    # a finished solve writes) and left neither the lock it had taken nor a
+    # temporary file; no 'solved' line or summary reached the log
+    messages = j['info'] + j['debug']
+    assert any(': lock taken by pid ' in m for m in messages), messages
+    assert not any(re.search(r': solved \d+ bands? over ', m) for m in messages), messages
+    assert not any(m.startswith('Solved: ') for m in j['info'])
+    tps = os.path.join(str(processed['dir']), 'cancel_solve.tps')
+    assert os.path.exists(tps) and glob.glob(tps + '.model*') == []
+    # no evaluation, no raster
+    assert not any(t.startswith('Evaluating') for t in j['texts'])
+    assert all(v <= 50 for v in j['progress'])
     assert not os.path.exists(j_out(processed, 'cancel_solve'))
 
 
@@ -479,8 +542,10 @@ def postgis(need_qgis, data):
                                    layerName='pts', options=['-lco', 'SCHEMA=public'])
         assert out is not None
         out = None
-        uri = ("dbname='postgres' host=%s user='postgres' key='fid' srid=28992 type=Point "
-               "table=\"public\".\"pts\" (geom)" % folder)
+        # a password as QGIS keeps one in a connection (the server trusts
+        # any: -A trust), to see where it goes
+        uri = ("dbname='postgres' host=%s user='postgres' password='%s' key='fid' srid=28992 "
+               "type=Point table=\"public\".\"pts\" (geom)" % (folder, PG_PASSWORD))
         yield {'dir': folder, 'uri': uri}
     finally:
         subprocess.run(as_user + [os.path.join(PG_BIN, 'pg_ctl'), '-D', pgdata, '-m', 'fast',
@@ -499,6 +564,13 @@ def test_postgis_layer(postgis, data, tmp_path):
     points = tps_points(tps)
     assert points['Source'].startswith('PG:') and points['Layer'] == 'pts(geom)'
     assert points['Where'] == '"zinc" &gt; 300'
+    # the password is in the .tps, which only its owner may read, and the
+    # log warns; it is not on gdal_translate's command line (which `ps`
+    # shows everyone) nor in any message
+    assert PG_PASSWORD in points['Source'] and stat.S_IMODE(os.stat(tps).st_mode) == 0o600
+    assert any('with its password' in w for w in j['warnings']), j['warnings']
+    assert j['commands'] and not any(PG_PASSWORD in c for c in j['commands'])
+    assert not any(PG_PASSWORD in m for m in j['info'] + j['debug'] + j['warnings'])
     # the run allowed PG: for itself only, and said so
     assert any('TPS_ALLOWED_SOURCES=LOCAL,PG:' in m for m in j['info']), j['info']
     assert j['allowed_sources_after'] is None

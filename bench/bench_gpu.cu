@@ -93,6 +93,7 @@ static double naive_ms(const tps_model *md, const tps_window &g)
 struct Row {
     size_t n, grid;
     double naive, fp64, mixed, fp64_e2e, mixed_e2e, cpu, err_fp64, err_mixed, solve_s;
+    tps_eval_stats mixed_stats; /* the timed MIXED kernel's guard */
 };
 
 int main(int argc, char **argv)
@@ -189,16 +190,20 @@ int main(int argc, char **argv)
                            g.row_dx / s, g.row_dy / s, 0, 0, grid, grid};
         tps_error err;
         double ms;
-        if (tps_gpu_time_kernel(m->gpu, &gg, 1, TPS_PRECISION_DOUBLE, 5, &ms, &err) != TPS_OK) {
+        if (tps_gpu_time_kernel(m->gpu, &gg, 1, TPS_PRECISION_DOUBLE, 5, &ms, NULL, &err) !=
+            TPS_OK) {
             fprintf(stderr, "%s\n", err.message);
             return 1;
         }
         row.fp64 = pairs / (ms * 1e-3);
-        if (tps_gpu_time_kernel(m->gpu, &gg, 1, TPS_PRECISION_MIXED, 5, &ms, &err) != TPS_OK) {
+        tps_eval_stats ks;
+        if (tps_gpu_time_kernel(m->gpu, &gg, 1, TPS_PRECISION_MIXED, 5, &ms, &ks, &err) !=
+            TPS_OK) {
             fprintf(stderr, "%s\n", err.message);
             return 1;
         }
         row.mixed = pairs / (ms * 1e-3);
+        row.mixed_stats = ks;
         row.naive = pairs / (naive_ms(m, gg) * 1e-3);
 
         /* The CPU path on every core, on a 1024^2 grid. */
@@ -216,9 +221,12 @@ int main(int argc, char **argv)
         printf("{\"n\": %zu, \"grid\": %zu, \"solve_s\": %.3f, \"naive_pairs_s\": %.4g, "
                "\"double_pairs_s\": %.4g, \"mixed_pairs_s\": %.4g, \"double_e2e_pairs_s\": %.4g, "
                "\"mixed_e2e_pairs_s\": %.4g, \"cpu_pairs_s\": %.4g, \"double_err\": %.3g, "
-               "\"mixed_err\": %.3g, \"uploads\": %zu}\n",
+               "\"mixed_err\": %.3g, \"uploads\": %zu, \"mixed_blocks\": %zu, "
+               "\"mixed_fallback_blocks\": %zu, \"mixed_check_failures\": %zu, "
+               "\"mixed_max_error_estimate\": %.3g}\n",
                n, grid, row.solve_s, row.naive, row.fp64, row.mixed, row.fp64_e2e, row.mixed_e2e,
-               row.cpu, row.err_fp64, row.err_mixed, tps_model_device_uploads(m));
+               row.cpu, row.err_fp64, row.err_mixed, tps_model_device_uploads(m),
+               ks.mixed_blocks, ks.fallback_blocks, ks.check_failures, ks.max_error_estimate);
         fflush(stdout);
         rows.push_back(row);
         tps_model_destroy(m);
@@ -300,11 +308,14 @@ int main(int argc, char **argv)
     }
 
     printf("\n| N | grid | naive FP64 | DOUBLE | MIXED | DOUBLE e2e | MIXED e2e | CPU (%d thr) | "
-           "DOUBLE/naive | max err DOUBLE / MIXED (x range) |\n", cpus);
-    printf("|---|---|---|---|---|---|---|---|---|---|\n");
+           "DOUBLE/naive | max err DOUBLE / MIXED (x range) | MIXED bound, fallback blocks |\n",
+           cpus);
+    printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (const Row &r : rows)
-        printf("| %zu | %zu² | %.3g | %.3g | %.3g | %.3g | %.3g | %.3g | %.2fx | %.1e / %.1e |\n",
+        printf("| %zu | %zu² | %.3g | %.3g | %.3g | %.3g | %.3g | %.3g | %.2fx | %.1e / %.1e | "
+               "%.1e, %zu of %zu |\n",
                r.n, r.grid, r.naive, r.fp64, r.mixed, r.fp64_e2e, r.mixed_e2e, r.cpu,
-               r.fp64 / r.naive, r.err_fp64, r.err_mixed);
+               r.fp64 / r.naive, r.err_fp64, r.err_mixed, r.mixed_stats.max_error_estimate,
+               r.mixed_stats.fallback_blocks, r.mixed_stats.mixed_blocks);
     return 0;
 }

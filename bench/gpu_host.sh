@@ -4,12 +4,15 @@
 #   cmake -S . -B build-gpu && cmake --build build-gpu -j
 #   mkdir -p .device/bin .device/lib && cp build-gpu/gdal_TPS.so build-gpu/autotest/c/test_* \
 #     build-gpu/bench/tps_bench_gpu build-gpu/bench/tps_mixed_error build-gpu/bench/tps_bench_local \
-#     build-gpu/bench/tps_bench_se \
-#     .device/bin/ && strip .device/bin/*
+#     build-gpu/bench/tps_bench_se build-gpu/bench/tps_mixed_suite .device/bin/ && \
+#     strip .device/bin/*
 #   cp -L /usr/lib/x86_64-linux-gnu/liblapacke.so.3 /usr/lib/x86_64-linux-gnu/libtmglib.so.3 .device/lib/
 #   ../shared/tools/gdal-runtime-bundle .device/rt
-# then, on the GPU host, from the repository root: bench/gpu_host.sh OUT_DIR [quick]
-# (quick: the tests only; full, the default: the tests and the benchmarks).
+# then, on the GPU host, from the repository root: bench/gpu_host.sh OUT_DIR [quick|mixed]
+# (quick: the tests only; full, the default: the tests and the benchmarks;
+# mixed: PRECISION=MIXED alone, issue 16, in ~4 minutes: its tests, the
+# suite of fields on the GPU (bench/mixed_suite.c) and the kernels'
+# throughput (tps_bench_gpu, CUDA events)).
 # Every step's exit status is kept (each step's output: OUT_DIR/STEP.log,
 # its last lines shown); the script ends with "N passed, M failed" naming
 # the failed steps, and exits 1 if any failed. On the GPU host every GPU
@@ -31,7 +34,7 @@
 # OUT_DIR/crash-*: the input that reproduces it (.device/bin/fuzz_tps FILE;
 # TPS_FUZZ_VERBOSE=1 prints the errors and the device each input reached).
 set -uo pipefail
-out=${1:?usage: gpu_host.sh OUT_DIR [quick]}
+out=${1:?usage: gpu_host.sh OUT_DIR [quick|mixed]}
 mode=${2:-full}
 mkdir -p "$out" /opt/gdalrt
 tar xJf .device/rt/gdal-runtime.txz -C /opt/gdalrt
@@ -95,6 +98,26 @@ TAIL_LINES=9 run nvidia_smi nvidia-smi --query-gpu=name,memory.total,clocks.sm,c
 lscpu | grep -E "Model name|^CPU\(s\)"
 run gdal_plugin sh -c 'gdalinfo --version && gdalinfo --formats | grep TPS'
 
+# PRECISION=MIXED's guarantee (issue 16): its emulation and
+# guard (test_mixed, CPU), the kernel's guard and bytes (test_gpu parity,
+# test_gdal_gpu share), the suite of fields on the GPU (each field's MIXED
+# error against DOUBLE, blocks recomputed in DOUBLE, failed self-checks:
+# exit 1 if a field is off the tolerance), the kernels' throughput.
+mixed_suite_step() {
+  step "MIXED (issue 16): the suite of fields on the GPU, each against DOUBLE (bench/mixed_suite.c)"
+  TAIL_LINES=30 run mixed_suite $B/tps_mixed_suite gpu
+}
+if [ "$mode" = mixed ]; then
+  step "MIXED (issue 16): tests"
+  run mixed $B/test_mixed
+  TAIL_LINES=12 run gpu_parity $B/test_gpu parity
+  TAIL_LINES=8 run gdal_gpu_share $B/test_gdal_gpu share
+  mixed_suite_step
+  step "MIXED (issue 16): kernel throughput, 8192^2 grid, N = 1,000 and 10,000 (CUDA events)"
+  TAIL_LINES=6 run bench_gpu_mixed env TPS_BENCH_SOLVE= $B/tps_bench_gpu 8192 1000 10000
+  summary
+fi
+
 step "tests (autotest/c, the list of autotest/c/CMakeLists.txt; fallbacks with CUDA_VISIBLE_DEVICES=)"
 run engine $B/test_engine
 run_may_skip engine_avx2 $B/test_engine kernel avx2
@@ -106,8 +129,12 @@ TAIL_LINES=6 run gdal_gpu_share $B/test_gdal_gpu share
 run gdal_gpu_fallback env CUDA_VISIBLE_DEVICES= $B/test_gdal_gpu fallback
 run model_io $B/test_model_io
 run model_io_gpu $B/test_model_io gpu
+run mixed $B/test_mixed
 run local $B/test_local
 run gcv $B/test_gcv
+run local_gcv $B/test_local_gcv
+run local_gcv_compare $B/test_local_gcv compare
+TAIL_LINES=6 run gpu_local_gcv $B/test_gpu local_gcv
 run deriv $B/test_deriv
 run progress $B/test_progress
 run curvature $B/test_curvature cpu
@@ -133,8 +160,9 @@ step "kernels, 8192^2 grid; solves (kernel figures: CUDA events)"
 TAIL_LINES=100 run bench_gpu $B/tps_bench_gpu 8192 1000 10000
 cp "$out/bench_gpu.log" "$out/bench_gpu.txt"
 
-step "MIXED: where its error comes from (bench/mixed_error.cu)"
+step "MIXED: where the old kernel's error came from (bench/mixed_error.cu)"
 TAIL_LINES=40 run mixed_error $B/tps_mixed_error 2000
+mixed_suite_step
 
 # points.csv of n random points over a 10 km square, and a .tps of an
 # 8192^2 or 16384^2 Float32 grid over them (GPU end-to-end figures).

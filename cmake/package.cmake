@@ -45,8 +45,11 @@ layer. Enable the QGIS plugin in Plugins > Manage and Install Plugins.")
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION science)
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
-# The QGIS plugin runs inside QGIS, whose Python has GDAL's bindings and numpy.
-set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "python3-qgis, python3-gdal, python3-numpy")
+# The QGIS plugin runs inside QGIS, whose Python has GDAL's bindings and numpy,
+# and runs the gdal_translate command (gdal-bin; Debian's python3-qgis-common
+# depends on it, so it is there wherever QGIS Processing is). Recommends, not
+# Depends: the GDAL driver itself needs none of them.
+set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "python3-qgis, python3-gdal, python3-numpy, gdal-bin")
 # Python writes __pycache__ into the plugin folder when root runs QGIS:
 # prerm removes it, so that dpkg -r leaves nothing behind.
 configure_file("${CMAKE_CURRENT_LIST_DIR}/prerm.in" "${CMAKE_BINARY_DIR}/debian/prerm" @ONLY)

@@ -131,7 +131,9 @@ typedef struct tps_eval_job {
     const tps_plane *cov;      /* the model's covariates at the targets, or NULL */
     int num_threads;
     tps_kernel_fn kernel;      /* the CPU's value kernel */
-    tps_precision precision;   /* the GPU's */
+    tps_precision precision;   /* the GPU's: DOUBLE or MIXED (AUTO is resolved) */
+    double tolerance;          /* MIXED's, relative to each band's range (> 0) */
+    tps_eval_stats *stats;     /* NULL, or what MIXED did (zeroed by the dispatcher) */
     size_t gpu_max_bytes;
 } tps_eval_job;
 

@@ -7,6 +7,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 void tps_eval_options_init(tps_eval_options *options)
 {
@@ -17,6 +18,8 @@ void tps_eval_options_init(tps_eval_options *options)
     options->precision = TPS_PRECISION_DOUBLE;
     options->gpu_max_memory = 0;
     options->covariates = NULL;
+    options->tolerance = TPS_DEFAULT_TOLERANCE;
+    options->stats = NULL;
 }
 
 static const tps_backend *cpu_backend(const tps_model *model)
@@ -84,6 +87,21 @@ tps_status tps_evaluate_grid_kernel(tps_context *ctx, const tps_model *model,
         return st;
     if (!grid || (n_outputs > 0 && !outputs))
         return tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT, "no grid or no outputs");
+    tps_precision precision = options ? options->precision : TPS_PRECISION_DOUBLE;
+    const double tolerance =
+        options && options->tolerance > 0.0 ? options->tolerance : TPS_DEFAULT_TOLERANCE;
+    if ((precision != TPS_PRECISION_DOUBLE && precision != TPS_PRECISION_MIXED &&
+         precision != TPS_PRECISION_AUTO) ||
+        (options && isnan(options->tolerance)))
+        return tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT, "invalid precision or tolerance");
+    /* AUTO: MIXED meets the tolerance (its guard recomputes what it cannot
+     * bound) unless the tolerance is below what its bound can show. */
+    if (precision == TPS_PRECISION_AUTO)
+        precision = tolerance >= TPS_MIXED_MIN_TOLERANCE ? TPS_PRECISION_MIXED
+                                                         : TPS_PRECISION_DOUBLE;
+    tps_eval_stats *stats = options ? options->stats : NULL;
+    if (stats)
+        memset(stats, 0, sizeof *stats);
     if (n_outputs == 0 || grid->ncols == 0 || grid->nrows == 0)
         return TPS_OK;
     for (size_t b = 0; b < n_outputs; ++b) {
@@ -137,7 +155,9 @@ tps_status tps_evaluate_grid_kernel(tps_context *ctx, const tps_model *model,
     job.cov = model->n_cov ? options->covariates : NULL;
     job.num_threads = options ? options->num_threads : 1;
     job.kernel = kernel;
-    job.precision = options ? options->precision : TPS_PRECISION_DOUBLE;
+    job.precision = precision;
+    job.tolerance = tolerance;
+    job.stats = stats;
     job.gpu_max_bytes = options ? options->gpu_max_memory : 0;
 
     const double pairs =
@@ -152,6 +172,8 @@ tps_status tps_evaluate_grid_kernel(tps_context *ctx, const tps_model *model,
             tps_log(ctx, TPS_LOG_DEBUG, "GPU evaluation failed, evaluating on the CPU: %s",
                     tps_context_errmsg(ctx));
             tps_clear_error(ctx);
+            if (stats) /* the CPU evaluates in double: nothing of MIXED's stands */
+                memset(stats, 0, sizeof *stats);
         }
     }
     if (!done)

@@ -188,6 +188,20 @@ tps_status tps_gcv_select(tps_context *ctx, size_t n, const double *u, const dou
         lambda = lambda_grid;
         score = best;
     }
+    /* Every value equal: the fixed part fits them at any lambda, the
+     * score is 0 everywhere (c is rounding): no minimum. The smoothest of
+     * the range, as lambda -> infinity (a local model does the same). */
+    int constant = 1;
+    for (size_t i = 1; i < n && constant; ++i)
+        constant = z[i] == z[0];
+    if (constant) {
+        lambda = exp(hi);
+        tps_log(ctx, TPS_LOG_WARNING,
+                "%s: all %zu values are equal (%.17g): GCV's score is 0 at every smoothing, so "
+                "it has no minimum; the largest smoothing searched is used (%.6g in scaled "
+                "units), and any other would give the same surface, that constant", what, n,
+                z[0], lambda);
+    }
     double tr;
     score = gcv_score(&g, lambda, &tr);
     if (gcv_loo(n, nf, m, p, tau, e, c, eig, lambda, sqrt_w, q, &res->loo_rmse, &res->loo_mae) !=
@@ -196,8 +210,10 @@ tps_status tps_gcv_select(tps_context *ctx, size_t n, const double *u, const dou
         goto done;
     }
     res->lambda = lambda;
-    res->score = score;
+    res->score = constant ? 0.0 : score;
     res->effective_df = (double)n - tr;
+    if (constant)
+        res->loo_rmse = res->loo_mae = 0.0;
 
 done:
     free(p);
@@ -209,4 +225,60 @@ done:
     free(mat);
     free(eig);
     return st;
+}
+
+/* ---- a spline's smoother in its eigenbasis (a local model's GCV) -------
+ * The global GCV above in three steps, so that a local model's patches can
+ * be taken in batches and their eigendecompositions run on the GPU: with
+ * D = W^1/2 (rows; NULL: I), D P = Q R, B = Q2^T D K D Q2 = V diag(e) V^T,
+ * the smoother of the weighted problem is I - A = U diag(lambda / (e +
+ * lambda)) U^T with U = Q [0; V] (n x m, m = n - 3, orthonormal columns),
+ * and c = U^T D z. (A local model has no covariates: P = [1 u v].) */
+
+tps_status tps_spline_eigen_prepare(tps_error *err, size_t n, const double *u, const double *v,
+                                    const double *rows, const double *z, double *p,
+                                    double tau[3], double *qz, const char *what)
+{
+    if (n < 4)
+        return tps_error_set(err, TPS_ERR_TOO_FEW_POINTS,
+                             "%s: GCV needs at least 4 distinct usable points, got %zu", what, n);
+    if (n > (size_t)INT32_MAX)
+        return tps_error_set(err, TPS_ERR_INVALID_ARGUMENT, "%s: too many points (%zu)", what, n);
+    tps_status st = tps_fixed_qr(err, n, u, v, NULL, rows, p, tau, what);
+    if (st != TPS_OK)
+        return st;
+    for (size_t i = 0; i < n; ++i)
+        qz[i] = rows ? rows[i] * z[i] : z[i];
+    if (LAPACKE_dormqr(LAPACK_COL_MAJOR, 'L', 'T', (lapack_int)n, 1, 3, p, (lapack_int)n, tau, qz,
+                       (lapack_int)n) != 0)
+        return tps_error_set(err, TPS_ERR_INTERNAL, "%s: applying Q^T failed", what);
+    return TPS_OK;
+}
+
+tps_status tps_spline_eigen_cpu(tps_error *err, size_t n, const double *u, const double *v,
+                                const double *rows, const double *p, const double tau[3],
+                                double *mat, double *q, double *y, double *e, const char *what)
+{
+    const lapack_int ni = (lapack_int)n;
+    tps_form_projected(n, 3, u, v, 0.0, NULL, rows, p, tau, mat, q, y, 1);
+    if (LAPACKE_dsyevd(LAPACK_COL_MAJOR, 'V', 'L', ni - 3, mat + 3 * n + 3, ni, e) != 0)
+        return tps_error_set(err, TPS_ERR_SINGULAR, "%s: the eigendecomposition for GCV failed",
+                             what);
+    return TPS_OK;
+}
+
+void tps_spline_eigen_finish(size_t n, const double *p, const double tau[3], const double *qz,
+                             const double *vec, size_t ldv, double *c, double *basis)
+{
+    const size_t m = n - 3;
+    const lapack_int ni = (lapack_int)n, mi = (lapack_int)m;
+    cblas_dgemv(CblasColMajor, CblasTrans, mi, mi, 1.0, vec, (lapack_int)ldv, qz + 3, 1, 0.0, c,
+                1);
+    for (size_t k = 0; k < m; ++k) {
+        double *col = basis + k * n;
+        col[0] = col[1] = col[2] = 0.0;
+        memcpy(col + 3, vec + k * ldv, sizeof(double) * m);
+    }
+    /* Cannot fail: the arguments are consistent and the workspace LAPACKE's. */
+    LAPACKE_dormqr(LAPACK_COL_MAJOR, 'L', 'N', ni, mi, 3, p, ni, tau, basis, ni);
 }

@@ -8,6 +8,7 @@
 
 #include "error.h"
 #include "grid.h"
+#include "mixed.h"
 #include "tps.h"
 
 #include <stddef.h>
@@ -24,17 +25,32 @@ tps_status tps_gpu_probe(tps_error *err);
 const char *tps_gpu_name(void);
 
 /* Upload the invariant data of a model: scaled point coordinates, each
- * band's half-weights and affine part, in FP64 and FP32 copies. */
-/* max_bytes: GPU memory this may allocate, 0 for no limit. */
+ * band's half-weights and affine part in FP64, each band's data range (the
+ * unit of MIXED's tolerance) and MIXED's layout of the points (mixed.h,
+ * built by the caller). max_bytes: GPU memory this may allocate, 0 for no
+ * limit. */
 tps_gpu_model *tps_gpu_model_create(size_t n, const double *u, const double *v, size_t n_bands,
                                     const double *const *half_weights, const double (*affine)[3],
+                                    const double *band_range, const tps_mixed_layout *mixed,
                                     size_t max_bytes, tps_error *err);
 void tps_gpu_model_destroy(tps_gpu_model *model);
 
-/* Evaluate outputs[k].band for every k into the caller's strided buffers. */
+/* MIXED's guard (docs/design.md, "PRECISION=MIXED"): a block whose error
+ * bound exceeds tolerance x the band's range (<= 0: TPS_DEFAULT_TOLERANCE),
+ * or whose self-check fails, is recomputed in DOUBLE; stats (may be NULL)
+ * is added to. force_every > 0, a test hook: the blocks with (bx + by) %
+ * force_every == 0 (bx, by: the grid's 32 x 16 block indices) fall back. */
+typedef struct tps_gpu_guard {
+    double tolerance;
+    size_t force_every;
+    tps_eval_stats *stats;
+} tps_gpu_guard;
+
+/* Evaluate outputs[k].band for every k into the caller's strided buffers;
+ * guard: MIXED's (NULL: the defaults), unused in DOUBLE. */
 tps_status tps_gpu_evaluate_grid(tps_gpu_model *model, const tps_window *grid, size_t n_outputs,
                                  const tps_output *outputs, tps_precision precision,
-                                 size_t max_bytes, tps_error *err);
+                                 const tps_gpu_guard *guard, size_t max_bytes, tps_error *err);
 
 /* LOCAL models (core/local.h): the patches, their points and weights in
  * one device copy, and on the host the patch lookup grid that lists, for
@@ -143,11 +159,37 @@ tps_status tps_gpu_se_variance(tps_gpu_se *se, const tps_window *grid, const dou
 tps_status tps_gpu_time_dgemm(size_t m, size_t n, size_t k, int repeats, double *tflops,
                               tps_error *err);
 
+/* A local model's GCV (core/local_cv.c): the eigendecompositions of many
+ * small B = Q2^T D K D Q2 (core/solve.c, tps_spline_eigen_cpu: K of the n
+ * points (u, v), D = diag(rows) or I, Q the reflectors and tau of D P's
+ * QR) at once. Out, when status is TPS_OK: e (n - 3 eigenvalues,
+ * ascending) and vectors ((n - 3) x (n - 3), column-major). Systems are
+ * grouped by size into chunks that fit the GPU's free memory (and
+ * max_bytes), padded to the chunk's largest with distinct negative
+ * eigenvalues that sort first and are dropped, and decomposed by cuSOLVER's
+ * syevBatched (gpu/eigen.cu). status TPS_ERR_DEVICE_UNAVAILABLE: not done,
+ * do it on the CPU. Returns TPS_OK when every chunk ran, else the first
+ * failure (in *err). */
+typedef struct tps_gpu_eigen_system {
+    size_t n;
+    const double *u, *v;
+    const double *rows;       /* NULL, or n values D */
+    const double *reflectors; /* n x 3, dgeqrf's compact form */
+    double tau[3];
+    double *e;       /* n - 3 */
+    double *vectors; /* (n - 3)^2 */
+    tps_status status;
+} tps_gpu_eigen_system;
+tps_status tps_gpu_eigen_batch(size_t count, tps_gpu_eigen_system *systems, size_t max_bytes,
+                               tps_error *err);
+
 /* For bench/ only, CUDA builds only: the kernels alone over `grid` into
  * device memory (Float32 planes of bands 0..n_bands-1); *ms receives the
- * median of `repeats` timings after a warm-up. */
+ * median of `repeats` timings after a warm-up; stats (may be NULL), MIXED's
+ * counters of one evaluation (default tolerance). */
 tps_status tps_gpu_time_kernel(tps_gpu_model *model, const tps_window *grid, size_t n_bands,
-                               tps_precision precision, int repeats, double *ms, tps_error *err);
+                               tps_precision precision, int repeats, double *ms,
+                               tps_eval_stats *stats, tps_error *err);
 
 #ifdef __cplusplus
 }

@@ -7,8 +7,41 @@
 #include "eval.h"
 #include "gpu_backend.h"
 #include "local.h"
+#include "mixed.h"
 
 #include <stdlib.h>
+
+/* tps_testing.h's hook: MIXED's blocks with (bx + by) % every == 0 fall
+ * back to DOUBLE as if their bound had failed (0: none). */
+static size_t mixed_force_every = 0;
+
+void tps_testing_mixed_force_fallback(size_t every)
+{
+    mixed_force_every = every;
+}
+
+/* The device copy of a GLOBAL model: its points and weights in FP64, and in
+ * MIXED's layout (mixed.h), built here. */
+static struct tps_gpu_model *upload_global(const tps_model *md, size_t max_bytes, tps_error *err)
+{
+    tps_mixed_layout layout;
+    double *range = malloc(sizeof(double) * (md->n_bands ? md->n_bands : 1));
+    if (!range || tps_mixed_layout_build(&layout, md->n, md->u, md->v, md->n_bands,
+                                         (const double *const *)md->half_weights) != TPS_OK) {
+        free(range);
+        tps_error_set(err, TPS_ERR_OUT_OF_MEMORY, "out of host memory");
+        return NULL;
+    }
+    for (size_t b = 0; b < md->n_bands; ++b)
+        range[b] = md->band_info[b].value_max - md->band_info[b].value_min;
+    struct tps_gpu_model *gpu =
+        tps_gpu_model_create(md->n, md->u, md->v, md->n_bands,
+                             (const double *const *)md->half_weights,
+                             (const double(*)[3])md->affine, range, &layout, max_bytes, err);
+    tps_mixed_layout_free(&layout);
+    free(range);
+    return gpu;
+}
 
 /* The device copy of a LOCAL model's patches. */
 static struct tps_gpu_local *upload_local(const struct tps_local *lc, size_t max_bytes,
@@ -45,9 +78,7 @@ static tps_status device_copy(tps_context *ctx, const tps_model *model, size_t m
     if (!had && md->local)
         md->gpu_local = upload_local(md->local, max_bytes, &err);
     else if (!had)
-        md->gpu = tps_gpu_model_create(md->n, md->u, md->v, md->n_bands,
-                                       (const double *const *)md->half_weights,
-                                       (const double(*)[3])md->affine, max_bytes, &err);
+        md->gpu = upload_global(md, max_bytes, &err);
     const int has = md->local ? md->gpu_local != NULL : md->gpu != NULL;
     if (!had && has)
         md->gpu_uploads++;
@@ -86,8 +117,9 @@ static tps_status values_with_covariates(tps_context *ctx, const tps_eval_job *j
         chunk.first_row = g->first_row + row0;
         chunk.nrows = g->nrows - row0 < rows ? g->nrows - row0 : rows;
         tps_error err;
-        if (tps_gpu_evaluate_grid(md->gpu, &chunk, nb, outs, job->precision, job->gpu_max_bytes,
-                                  &err) != TPS_OK) {
+        const tps_gpu_guard guard = {job->tolerance, mixed_force_every, job->stats};
+        if (tps_gpu_evaluate_grid(md->gpu, &chunk, nb, outs, job->precision, &guard,
+                                  job->gpu_max_bytes, &err) != TPS_OK) {
             st = tps_set_error(ctx, TPS_ERR_DEVICE_UNAVAILABLE, "GPU evaluation: %s",
                                err.message);
             break;
@@ -125,9 +157,10 @@ static tps_status values(tps_context *ctx, const tps_eval_job *job)
     if (md->n_cov)
         return values_with_covariates(ctx, job);
     tps_error err;
+    const tps_gpu_guard guard = {job->tolerance, mixed_force_every, job->stats};
     const tps_status rc =
         md->gpu ? tps_gpu_evaluate_grid(md->gpu, &job->t.w, job->n_values, job->values,
-                                        job->precision, job->gpu_max_bytes, &err)
+                                        job->precision, &guard, job->gpu_max_bytes, &err)
                 : tps_gpu_local_evaluate_grid(md->gpu_local, &job->t.w, job->n_values,
                                               job->values, job->gpu_max_bytes, &err);
     return rc == TPS_OK ? TPS_OK

@@ -19,9 +19,11 @@ const char *tps_gpu_name(void)
 
 tps_gpu_model *tps_gpu_model_create(size_t n, const double *u, const double *v, size_t n_bands,
                                     const double *const *half_weights, const double (*affine)[3],
+                                    const double *band_range, const tps_mixed_layout *mixed,
                                     size_t max_bytes, tps_error *err)
 {
     (void)n, (void)u, (void)v, (void)n_bands, (void)half_weights, (void)affine, (void)max_bytes;
+    (void)band_range, (void)mixed;
     no_gpu(err);
     return NULL;
 }
@@ -33,9 +35,10 @@ void tps_gpu_model_destroy(tps_gpu_model *model)
 
 tps_status tps_gpu_evaluate_grid(tps_gpu_model *model, const tps_window *grid, size_t n_outputs,
                                  const tps_output *outputs, tps_precision precision,
-                                 size_t max_bytes, tps_error *err)
+                                 const tps_gpu_guard *guard, size_t max_bytes, tps_error *err)
 {
     (void)model, (void)grid, (void)n_outputs, (void)outputs, (void)precision, (void)max_bytes;
+    (void)guard;
     return no_gpu(err);
 }
 
@@ -127,5 +130,14 @@ tps_status tps_gpu_time_dgemm(size_t m, size_t n, size_t k, int repeats, double 
                               tps_error *err)
 {
     (void)m, (void)n, (void)k, (void)repeats, (void)tflops;
+    return no_gpu(err);
+}
+
+tps_status tps_gpu_eigen_batch(size_t count, tps_gpu_eigen_system *systems, size_t max_bytes,
+                               tps_error *err)
+{
+    for (size_t k = 0; k < count; ++k)
+        systems[k].status = TPS_ERR_DEVICE_UNAVAILABLE;
+    (void)max_bytes;
     return no_gpu(err);
 }

@@ -147,6 +147,7 @@ typedef struct tps_dense_job {
     const double *u, *v;
     double lambda;
     const double *noise;    /* NULL, or n multipliers of lambda */
+    double *loo_diag;       /* NULL, or receives n values (M^-1)_ii (tps_solve_extra) */
     size_t n_rhs;
     const double *const *z; /* n_rhs arrays of n values */
     double **w;             /* out: n_rhs arrays of n weights */
@@ -179,6 +180,26 @@ size_t tps_gcv_bytes(size_t n);
 tps_status tps_gcv_select(tps_context *ctx, size_t n, const double *u, const double *v,
                           const tps_fixed_cols *fc, const double *z, const double *sqrt_w,
                           int num_threads, tps_gcv_result *res, const char *what);
+/* The smoother of one spline in its eigenbasis, in three steps (gcv.c;
+ * docs/design.md, "GCV on local models"): with D = W^1/2 (rows, NULL: I),
+ * D P = Q R, B = Q2^T D K D Q2 = V diag(e) V^T, the spline's I - A(lambda)
+ * is U diag(lambda / (e + lambda)) U^T, U = Q [0; V], and c = U^T D z.
+ *  - prepare: D P = Q R (p, tau: dgeqrf's form; fails on collinear
+ *    points, or fewer than 4) and qz = Q^T D z (n values);
+ *  - cpu: B in the trailing (n-3) x (n-3) block of mat (n x n, column-major)
+ *    and its eigendecomposition in place: e ascending (n - 3 values), V in
+ *    mat + 3 n + 3 with leading dimension n; q, y: n values of workspace.
+ *    (Or the GPU's, tps_gpu_eigen_batch.)
+ *  - finish: from V (leading dimension ldv), c = V^T (Q2^T D z) (n - 3
+ *    values) and the basis U (n x (n - 3), column-major). */
+tps_status tps_spline_eigen_prepare(tps_error *err, size_t n, const double *u, const double *v,
+                                    const double *rows, const double *z, double *p,
+                                    double tau[3], double *qz, const char *what);
+tps_status tps_spline_eigen_cpu(tps_error *err, size_t n, const double *u, const double *v,
+                                const double *rows, const double *p, const double tau[3],
+                                double *mat, double *q, double *y, double *e, const char *what);
+void tps_spline_eigen_finish(size_t n, const double *p, const double tau[3], const double *qz,
+                             const double *vec, size_t ldv, double *c, double *basis);
 /* DEVICE=AUTO solves on the GPU from this many points: below, the CPU's
  * solve takes well under a second and the GPU's set-up (cuSOLVER handle,
  * transfers) would not pay. */

@@ -5,6 +5,8 @@
 
 #include "internal.h"
 
+#include <stdint.h>
+
 /* The patch lookup grid has at most this many cells a side. */
 #define MAX_GRID 1024
 
@@ -39,6 +41,58 @@ void patch_cells(const struct tps_local *lc, const patch *pt, size_t *i0, size_t
                  size_t *j1);
 size_t grid_cell(double x, double x0, double d, size_t n);
 tps_status build_lookup(tps_context *ctx, struct tps_local *lc);
+
+/* ---- cross-validation (local_cv.c) ---- */
+/* Patch p's points: fills index with its pt->n model point indices, in a
+ * fixed order (the build's tree order). */
+typedef void (*tps_patch_points_fn)(void *user, size_t p, size_t *index);
+/* S[i] = sum_p w_p(x_i) at every model point (the blend's denominator),
+ * and, unless cover is NULL, how many patches have w_p(x_i) > 0. */
+tps_status tps_local_point_blend(tps_context *ctx, const tps_model *md,
+                                 const struct tps_local *lc, tps_patch_points_fn points,
+                                 void *user, double *S, uint32_t *cover);
+/* GCV's choice of one lambda for a band of a local model whose patches
+ * are sized and framed (cx .. ps, n) but not yet solved. */
+typedef struct tps_local_gcv_args {
+    const tps_model *md;        /* the scaled points, scale */
+    const struct tps_local *lc; /* the patches */
+    tps_patch_points_fn points;
+    void *user;
+    const double *S;            /* tps_local_point_blend's */
+    const uint32_t *cover;
+    const double *z;            /* the band's values at the model's points, NaN: missing */
+    const double *weights;      /* NULL, or the points' weights in this band */
+    int threads, try_gpu;
+    size_t gpu_max_bytes, max_memory; /* 0: no limit */
+    const char *what;
+} tps_local_gcv_args;
+typedef struct tps_local_gcv_stats {
+    double grid_lo, grid_hi;  /* the lambda grid searched (user units) */
+    size_t grid_points, chosen;
+    size_t live_peak;         /* most points whose sums were held at once */
+    size_t gpu_patches;       /* patches whose eigendecomposition ran on the GPU */
+    /* The largest eigenvalue of the first wave's patches' smoothers (user
+     * units): above it every such patch is more than half its plane. */
+    double plane_lambda;
+} tps_local_gcv_stats;
+/* res->lambda in the user's units; stats may be NULL. */
+tps_status tps_local_gcv_select(tps_context *ctx, const tps_local_gcv_args *a,
+                                tps_gcv_result *res, tps_local_gcv_stats *stats);
+/* Bytes the selection holds besides its live points' sums (each 2 x
+ * the grid's size doubles, checked as they grow). */
+size_t tps_local_gcv_bytes(const struct tps_local *lc, size_t n_points, int threads, int gpu);
+/* Before a local model's solves (local_build.c), when a band has GCV or
+ * cross_validation: *S (n doubles) the blend's denominator at the points,
+ * *loo_sum (n_bands pointers) n zeros for each band of a fixed lambda with
+ * cross_validation, else NULL; each GCV band's lambda chosen, stored in
+ * its band_info and smoothing[b]. The caller frees *S and *loo_sum. */
+tps_status tps_local_cv_start(tps_context *ctx, tps_model *md, const struct tps_local *lc,
+                              tps_patch_points_fn points, void *user, double *const *merged,
+                              double *const *merged_w, const tps_fit_options *options,
+                              int try_gpu, size_t budget, double *smoothing, double **S,
+                              double ***loo_sum);
+/* After the solves: each LOO band's RMSE and MAE from its blended sums. */
+void tps_local_cv_finish(tps_model *md, double *const *merged, double *const *loo_sum);
 
 /* ---- evaluation (local_lookup.c; the CPU backend: cpu_local.c,
  * cpu_local_deriv.c) ---- */

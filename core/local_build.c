@@ -27,6 +27,7 @@
  * Evaluation: cpu_local.c (values), cpu_local_deriv.c (other quantities),
  * gpu_eval.c (on the GPU); the patch lookup: local_lookup.c; saved models:
  * local_io.c. */
+#include "blend.h"
 #include "gpu_backend.h"
 #include "internal.h"
 #include "local.h"
@@ -80,10 +81,14 @@ typedef struct build {
     pthread_mutex_t lock;
     size_t err_patch;
     tps_error err;
-    const double *smoothing; /* per band, user units */
+    double *smoothing;       /* per band, user units (GCV: the chosen one) */
     double scale;            /* the model's scale: user units per scaled unit */
     size_t patch_points; /* a cell's most points */
     size_t n_solves, n_gpu_solves;
+    /* Leave-one-out (cross_validation): the blend's denominator at each
+     * point, and per band NULL or the blended LOO residuals. */
+    double *S;
+    double **loo_sum;
     /* The wave of patches being solved: work[p - wave0]. */
     struct patch_work *work;
     size_t wave0;
@@ -304,12 +309,9 @@ static int patch_enough(build *bd, patch *pt, band_stats *st)
  * dense cluster: the step would swallow the cluster, and a patch of the
  * cluster's thousands of points costs an O(n^3) solve), the smallest
  * growth in that step that is enough is found by bisection instead. */
-static void size_patch(size_t p, int thread, void *user)
+static void grow_patch(build *bd, patch *pt, band_stats *st)
 {
-    build *bd = user;
-    const node *nd = &bd->nodes[bd->leaves[p]];
-    patch *pt = &bd->lc->patches[p];
-    band_stats *st = bd->stats + (size_t)thread * bd->n_bands;
+    const node *nd = &bd->nodes[bd->leaves[pt - bd->lc->patches]];
     pt->cx = 0.5 * (nd->u0 + nd->u1);
     pt->cy = 0.5 * (nd->v0 + nd->v1);
     const double hx0 = pt->hx, hy0 = pt->hy;
@@ -336,6 +338,18 @@ static void size_patch(size_t p, int thread, void *user)
     patch_enough(bd, pt, st); /* pt->n at the final support */
 }
 
+static void size_patch(size_t p, int thread, void *user)
+{
+    build *bd = user;
+    patch *pt = &bd->lc->patches[p];
+    grow_patch(bd, pt, bd->stats + (size_t)thread * bd->n_bands);
+    /* The patch spline's frame: centred on its support, its longer half-side
+     * 1 (what its solve and GCV use). */
+    pt->pcx = pt->cx;
+    pt->pcy = pt->cy;
+    pt->ps = fmax(pt->hx, pt->hy);
+}
+
 typedef struct collect_visit {
     size_t *index;
     size_t n;
@@ -347,6 +361,15 @@ static void collect_point(size_t i, void *user)
     cv->index[cv->n++] = i;
 }
 
+/* Patch p's pt->n points, in tree order (tps_patch_points_fn). */
+static void gather_patch_points(void *user, size_t p, size_t *index)
+{
+    const build *bd = user;
+    const patch *pt = &bd->lc->patches[p];
+    collect_visit cv = {index, 0};
+    query(bd, pt->cx, pt->cy, pt->hx, pt->hy, collect_point, &cv);
+}
+
 /* Phase 2, by waves of patches: gather each patch's points and set up one
  * dense solve per group of bands (same lambda, same missing values), solve
  * the wave's systems together (tps_solve_dense_batch: on the CPU threads,
@@ -356,6 +379,8 @@ typedef struct group_solve {
     size_t *bands; /* ng model bands */
     size_t *sub;   /* m indices into the patch's points */
     double *su, *sv, *noise, *zw; /* m each; zw: ng values then ng weights */
+    size_t *idx;   /* leave-one-out: the m model indices, and (M^-1)_ii */
+    double *loo;
     const double **z;
     double **w;
     double (*a)[3];
@@ -374,6 +399,8 @@ static void free_group(group_solve *gs)
     free(gs->su);
     free(gs->sv);
     free(gs->noise);
+    free(gs->idx);
+    free(gs->loo);
     free(gs->zw);
     free(gs->z);
     free(gs->w);
@@ -408,12 +435,7 @@ static void prepare_patch(size_t p, int thread, void *user)
                       p + 1, n);
         goto done;
     }
-    collect_visit cv = {pt->index, 0};
-    query(bd, pt->cx, pt->cy, pt->hx, pt->hy, collect_point, &cv);
-    /* The patch frame: centred on its support, its longer half-side 1. */
-    pt->pcx = pt->cx;
-    pt->pcy = pt->cy;
-    pt->ps = fmax(pt->hx, pt->hy);
+    gather_patch_points(bd, p, pt->index);
     for (size_t k = 0; k < n; ++k) {
         pt->u[k] = (md->u[pt->index[k]] - pt->pcx) / pt->ps;
         pt->v[k] = (md->v[pt->index[k]] - pt->pcy) / pt->ps;
@@ -447,8 +469,22 @@ static void prepare_patch(size_t p, int thread, void *user)
                 assigned[c] = 1;
             }
         }
+        int want_loo = 0;
+        for (size_t g = 0; g < gs->ng; ++g)
+            want_loo |= bd->loo_sum && bd->loo_sum[gs->bands[g]] != NULL;
+        if (want_loo) {
+            gs->idx = malloc(sizeof(size_t) * (n ? n : 1));
+            gs->loo = malloc(sizeof(double) * (n ? n : 1));
+            if (!gs->idx || !gs->loo) {
+                tps_error_set(&err, TPS_ERR_OUT_OF_MEMORY,
+                              "out of memory for patch %zu (%zu points)", p + 1, n);
+                goto done;
+            }
+        }
         for (size_t k = 0; k < n; ++k) {
             if (isfinite(bd->merged[b][pt->index[k]])) {
+                if (gs->idx)
+                    gs->idx[gs->m] = pt->index[k];
                 gs->sub[gs->m] = k;
                 gs->su[gs->m] = pt->u[k];
                 gs->sv[gs->m] = pt->v[k];
@@ -475,6 +511,7 @@ static void prepare_patch(size_t p, int thread, void *user)
         job->v = gs->sv;
         job->lambda = bd->smoothing[b] / (unit * unit);
         job->noise = gs->noise;
+        job->loo_diag = gs->loo;
         job->n_rhs = gs->ng;
         job->z = gs->z;
         job->w = gs->w;
@@ -514,6 +551,33 @@ static void store_patch(size_t p, int thread, void *user)
     free(pw->groups);
     pw->groups = NULL;
     pw->n_groups = 0;
+}
+
+/* A wave's leave-one-out residuals, w_i / (M^-1)_ii per patch (Rippa),
+ * blended: serially, in patch order, so the sums do not depend on the
+ * threads. */
+static void add_loo(build *bd, size_t count)
+{
+    const tps_model *md = bd->md;
+    for (size_t i = 0; i < count; ++i) {
+        const patch *pt = &bd->lc->patches[bd->wave0 + i];
+        const patch_work *pw = &bd->work[i];
+        for (size_t q = 0; q < pw->n_groups; ++q) {
+            const group_solve *gs = &pw->groups[q];
+            if (!gs->loo || gs->job.status != TPS_OK)
+                continue;
+            for (size_t g = 0; g < gs->ng; ++g) {
+                double *sum = bd->loo_sum[gs->bands[g]];
+                for (size_t k = 0; sum && k < gs->m; ++k) {
+                    const size_t j = gs->idx[k];
+                    const double w = tps_bump((md->u[j] - pt->cx) / pt->hx) *
+                                     tps_bump((md->v[j] - pt->cy) / pt->hy);
+                    if (w > 0.0)
+                        sum[j] += w / bd->S[j] * (gs->w[g][k] / gs->loo[k]);
+                }
+            }
+        }
+    }
 }
 
 static void prepare_patch_in_wave(size_t i, int thread, void *user)
@@ -569,6 +633,8 @@ static void solve_patches(build *bd, int threads, int try_gpu, size_t gpu_max_by
                     bd->n_gpu_solves += jobs[j].status == TPS_OK && jobs[j].used_gpu;
                     ++j;
                 }
+            if (bd->loo_sum)
+                add_loo(bd, count);
         }
         tps_parallel_for(count, threads, store_patch_in_wave, bd);
         tps_progress_end(outer_progress);
@@ -674,13 +740,30 @@ tps_status tps_local_build(tps_context *ctx, tps_model *md, double *const *merge
      * values and weights) and the solve's QR, right-hand sides and columns. */
     const size_t wave = (lc->n_patches < WAVE_PATCHES ? lc->n_patches : WAVE_PATCHES) *
                         largest * sizeof(double) * (9 + 3 * nb);
-    const size_t need = kept + (size_t)threads * per_solve + wave + tree + lookup;
+    /* Cross-validation: the blend's sums at the points, LOO residuals per
+     * band; GCV's pass runs before the solves (and frees what it took). */
+    size_t n_gcv = 0, n_loo = 0;
+    for (size_t b = 0; b < nb; ++b) {
+        n_gcv += md->band_info[b].smoothing_gcv ? 1 : 0;
+        n_loo += options->cross_validation && !md->band_info[b].smoothing_gcv ? 1 : 0;
+    }
+    /* The factorisations (and GCV's eigendecompositions) in batches on the
+     * GPU where one can solve (as for a global model: unless DEVICE=CPU),
+     * else on the CPU threads. */
+    const int try_gpu = options->device != TPS_DEVICE_CPU &&
+                        tps_gpu_solve_available(NULL) == TPS_OK;
+    const size_t cv = n_gcv + n_loo ? md->n * (sizeof(double) * (1 + n_loo) + sizeof(uint32_t))
+                                    : 0;
+    const size_t gcv = n_gcv ? tps_local_gcv_bytes(lc, md->n, threads, try_gpu) : 0;
+    const size_t solves = kept + (size_t)threads * per_solve + wave;
+    const size_t need = (solves > gcv ? solves : gcv) + tree + lookup + cv;
     if (options->max_memory && need > options->max_memory) {
         st = tps_set_error(ctx, TPS_ERR_MEMORY_LIMIT,
-                           "the local solve of %zu points in %zu patches (up to %zu points "
+                           "the local %s of %zu points in %zu patches (up to %zu points "
                            "each, %d at a time) needs %zu bytes (%.2f GiB), more than the %zu "
-                           "bytes allowed", md->n, lc->n_patches, largest, threads, need,
-                           (double)need / 1073741824.0, options->max_memory);
+                           "bytes allowed", gcv > solves ? "GCV" : "solve", md->n,
+                           lc->n_patches, largest, threads, need, (double)need / 1073741824.0,
+                           options->max_memory);
         goto done;
     }
 
@@ -694,16 +777,22 @@ tps_status tps_local_build(tps_context *ctx, tps_model *md, double *const *merge
         st = tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory for the patch solves");
         goto done;
     }
-    /* The factorisations in batches on the GPU where one can solve (as for
-     * a global model: unless DEVICE=CPU), else on the CPU threads. */
-    const int try_gpu = options->device != TPS_DEVICE_CPU &&
-                        tps_gpu_solve_available(NULL) == TPS_OK;
     if (threads > 1)
         tps_blas_single_begin();
-    tps_progress_stage("solving %zu patches", lc->n_patches);
-    solve_patches(&bd, threads, try_gpu, options->gpu_max_memory);
+    if (n_gcv + n_loo)
+        st = tps_local_cv_start(ctx, md, lc, gather_patch_points, &bd, merged, merged_w, options,
+                                try_gpu,
+                                options->max_memory ? options->max_memory - (tree + lookup + cv)
+                                                    : 0,
+                                smoothing, &bd.S, &bd.loo_sum);
+    if (st == TPS_OK) {
+        tps_progress_stage("solving %zu patches", lc->n_patches);
+        solve_patches(&bd, threads, try_gpu, options->gpu_max_memory);
+    }
     if (threads > 1)
         tps_blas_single_end();
+    if (st != TPS_OK)
+        goto done;
     if (bd.err.code == TPS_OK)
         tps_progress(1.0);
     if (bd.err.code != TPS_OK) {
@@ -713,6 +802,8 @@ tps_status tps_local_build(tps_context *ctx, tps_model *md, double *const *merge
     st = build_lookup(ctx, lc);
     if (st != TPS_OK)
         goto done;
+    if (bd.loo_sum)
+        tps_local_cv_finish(md, merged, bd.loo_sum);
     md->info.n_factorisations = bd.n_solves;
     md->info.n_patches = lc->n_patches;
     md->info.solve_device = bd.n_gpu_solves ? TPS_DEVICE_GPU : TPS_DEVICE_CPU;
@@ -734,5 +825,9 @@ done:
     free(bd.leaves);
     free(bd.stats);
     free(bd.work);
+    free(bd.S);
+    for (size_t b = 0; bd.loo_sum && b < nb; ++b)
+        free(bd.loo_sum[b]);
+    free(bd.loo_sum);
     return st;
 }

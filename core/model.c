@@ -546,22 +546,6 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
         }
     }
 
-    int any_gcv = 0;
-    for (size_t b = 0; b < n_bands; ++b)
-        any_gcv |= options->smoothing_gcv && options->smoothing_gcv[b];
-    if (any_gcv && options->mode == TPS_MODE_LOCAL) {
-        tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT,
-                      "GCV needs MODE=GLOBAL: automatic smoothing selects one lambda for the "
-                      "global spline, and a local model has no global influence matrix");
-        return NULL;
-    }
-    if (options->cross_validation && options->mode == TPS_MODE_LOCAL) {
-        tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT,
-                      "cross-validation needs MODE=GLOBAL: the leave-one-out residuals come "
-                      "from the inverse of the global spline's system");
-        return NULL;
-    }
-
     tps_progress_state progress;
     tps_progress_state *const outer_progress = tps_progress_begin(&progress, options);
     tps_model *md = calloc(1, sizeof *md);
@@ -653,15 +637,26 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
      * the exact global sum at ~8e11 pairs/s, where local models evaluate on
      * the CPU (measured on an H100: 16384^2 from N = 10,000 took 19 s as a
      * local model on 16 cores, 5 s as a global one on the GPU). */
-    const size_t global_max = options->device != TPS_DEVICE_CPU &&
-                                      tps_gpu_solve_available(NULL) == TPS_OK
-                                  ? TPS_AUTO_GLOBAL_MAX_POINTS_GPU
-                                  : TPS_AUTO_GLOBAL_MAX_POINTS;
-    if (mode == TPS_MODE_AUTO && (any_gcv || options->cross_validation || md->n_cov)) {
+    size_t global_max = options->device != TPS_DEVICE_CPU &&
+                                tps_gpu_solve_available(NULL) == TPS_OK
+                            ? TPS_AUTO_GLOBAL_MAX_POINTS_GPU
+                            : TPS_AUTO_GLOBAL_MAX_POINTS;
+    /* GCV's eigendecomposition and cross-validation's inverse run on the
+     * CPU, and GCV holds 3 N^2 doubles: past a few thousand points the
+     * local model's patches choose (and solve) much faster. */
+    if (options->cross_validation)
+        global_max = TPS_AUTO_GLOBAL_MAX_POINTS;
+    for (size_t b = 0; b < n_bands; ++b) {
+        if (!options->smoothing_gcv || !options->smoothing_gcv[b])
+            continue;
+        global_max = TPS_AUTO_GLOBAL_MAX_POINTS_GCV;
+        const size_t need = tps_gcv_bytes(md->band_info[b].n_points);
+        global_need = need > global_need ? need : global_need;
+    }
+    /* A local model's patches would each fit their own covariates. */
+    if (mode == TPS_MODE_AUTO && md->n_cov) {
         mode = TPS_MODE_GLOBAL;
-        tps_log(ctx, TPS_LOG_DEBUG, "AUTO chose the global model: %s need%s it",
-                any_gcv ? "GCV" : md->n_cov ? "covariates" : "cross-validation",
-                any_gcv || !md->n_cov ? "s" : "");
+        tps_log(ctx, TPS_LOG_DEBUG, "AUTO chose the global model: covariates need it");
     }
     if (mode == TPS_MODE_AUTO)
         mode = md->n <= global_max && (!options->max_memory || global_need <= options->max_memory)

@@ -475,6 +475,9 @@ static void batch_finish(size_t k, int thread, void *user)
         if (job->status == TPS_OK)
             job->status = dense_finish(&job->err, job->n, 3, job->n_rhs, job->p, job->tau,
                                        b_cols, job->rhs, job->w, job->a, NULL, job->what);
+        if (job->status == TPS_OK && job->loo_diag) /* the CPU's factor: never sent to the GPU */
+            job->status = loo_diagonal(&job->err, job->n, 3, job->p, job->tau, mat, q, y,
+                                       job->loo_diag, job->what);
         free(mat);
         free(q);
         free(y);
@@ -502,8 +505,9 @@ tps_status tps_solve_dense_batch(tps_context *ctx, size_t count, tps_dense_job *
                 const tps_dense_job *job = &jobs[k];
                 tps_gpu_system *g = &run.gpu[k];
                 g->status = TPS_ERR_DEVICE_UNAVAILABLE;
-                /* Per-point noise is CPU-only (as in tps_solve_dense_ex). */
-                if (job->status != TPS_OK || job->noise)
+                /* Per-point noise and the inverse's diagonal are CPU-only
+                 * (as in tps_solve_dense_ex). */
+                if (job->status != TPS_OK || job->noise || job->loo_diag)
                     continue;
                 *g = (tps_gpu_system){job->n, job->u, job->v, job->lambda, job->p,
                                       {job->tau[0], job->tau[1], job->tau[2]}, job->n_rhs,

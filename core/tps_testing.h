@@ -33,6 +33,29 @@ tps_status tps_evaluate_points_kernel(tps_context *ctx, const tps_model *model, 
                                       size_t n, const double *x, const double *y, double *out,
                                       const tps_eval_options *options, tps_cpu_kernel kernel);
 
+/* PRECISION=MIXED's arithmetic on the CPU (core/mixed_emulate.c): the GPU
+ * kernel's blocks, error bound, near and far fields, self-check and DOUBLE
+ * fallback (the CPU path's values), for value outputs of a global model.
+ * block_stride > 1 evaluates every block_stride-th block in each direction
+ * only (the others' pixels are not written); force_every > 0 makes the
+ * blocks with (bx + by) % force_every == 0 fall back as if their bound had
+ * failed (bx, by: the grid's block indices). Slow: for tests and benchmarks. */
+tps_status tps_mixed_emulate_grid(tps_context *ctx, const tps_model *model, const tps_grid *grid,
+                                  size_t n_outputs, const tps_output *outputs, double tolerance,
+                                  size_t block_stride, size_t force_every, tps_eval_stats *stats);
+/* The model of lg2.approx in that emulation: log2f plus a deterministic
+ * pseudo-random error uniform within kappa x the documented bound (2^-22
+ * absolute on [0.5, 2], else 2 ulp); kappa = 1 by default, 0: log2f alone,
+ * < 0: the error always |kappa| x the bound, one sign (systematic). Not
+ * thread-safe: set it before emulating. */
+void tps_mixed_set_lg2_model(double kappa);
+
+/* A test hook of the GPU's MIXED path (core/gpu_eval.c): the blocks with
+ * (bx + by) % every == 0 (bx, by: the grid's 32 x 16 block indices) are
+ * recomputed in DOUBLE as if their error bound had failed, and counted;
+ * 0 (the default) turns it off. Process-wide: set it before evaluating. */
+void tps_testing_mixed_force_fallback(size_t every);
+
 /* tps_model_info's device_uploads alone. */
 size_t tps_model_device_uploads(const tps_model *model);
 

@@ -85,7 +85,7 @@ struct TPSChoice
 using TPSChoices = std::vector<TPSChoice>;
 extern const TPSChoices TPS_DATA_TYPE_CHOICES;   /* GDALDataType */
 extern const TPSChoices TPS_DEVICE_CHOICES;      /* TPSDeviceRequest */
-extern const TPSChoices TPS_PRECISION_CHOICES;   /* bMixedPrecision */
+extern const TPSChoices TPS_PRECISION_CHOICES;   /* tps_precision */
 extern const TPSChoices TPS_MODE_CHOICES;        /* TPSModeRequest */
 extern const TPSChoices TPS_MODEL_CACHE_CHOICES; /* TPSModelCacheMode */
 /* The name of nValue in asChoices ("" if none). */
@@ -185,7 +185,8 @@ struct TPSConfig
     /* Open options that are not about the model. */
     int nNumThreads = 1;
     TPSDeviceRequest eDevice = TPSDeviceRequest::AUTO;
-    bool bMixedPrecision = false; /* PRECISION=MIXED (GPU only) */
+    tps_precision ePrecision = TPS_PRECISION_DOUBLE; /* PRECISION (GPU only) */
+    double dfTolerance = TPS_DEFAULT_TOLERANCE;     /* TOLERANCE: MIXED's, x band range */
     TPSModelCacheMode eModelCache = TPSModelCacheMode::YES;
 };
 

@@ -528,6 +528,11 @@ bool TPSConfigParser::ApplyOpenOptions(CSLConstList papszOpenOptions, bool bConn
         if (!ParsePrecision("PRECISION", Trim(pszPrecision)))
             return false;
     }
+    if (const char *pszTolerance = Fetch("TOLERANCE"))
+    {
+        if (!ParseTolerance("TOLERANCE", Trim(pszTolerance)))
+            return false;
+    }
     if (const char *pszMode = Fetch("MODE"))
     {
         if (!ParseMode("MODE", Trim(pszMode)))

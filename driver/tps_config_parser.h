@@ -83,6 +83,7 @@ class TPSConfigParser
                          bool bFromConfigOption);
     bool ParseDevice(const std::string &osLabel, const std::string &osText);
     bool ParsePrecision(const std::string &osLabel, const std::string &osText);
+    bool ParseTolerance(const std::string &osLabel, const std::string &osText);
     bool ParseModelCache(const std::string &osLabel, const std::string &osText);
     bool ParseCrossValidation(const std::string &osLabel, const std::string &osText);
     bool ParseMode(const std::string &osLabel, const std::string &osText);

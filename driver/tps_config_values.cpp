@@ -31,7 +31,8 @@ const TPSChoices TPS_DATA_TYPE_CHOICES = {{"Float32", GDT_Float32}, {"Float64", 
 const TPSChoices TPS_DEVICE_CHOICES = {{"AUTO", static_cast<int>(TPSDeviceRequest::AUTO)},
                                        {"CPU", static_cast<int>(TPSDeviceRequest::CPU)},
                                        {"GPU", static_cast<int>(TPSDeviceRequest::GPU)}};
-const TPSChoices TPS_PRECISION_CHOICES = {{"DOUBLE", 0}, {"MIXED", 1}};
+const TPSChoices TPS_PRECISION_CHOICES = {
+    {"DOUBLE", TPS_PRECISION_DOUBLE}, {"MIXED", TPS_PRECISION_MIXED}, {"AUTO", TPS_PRECISION_AUTO}};
 const TPSChoices TPS_MODE_CHOICES = {{"AUTO", static_cast<int>(TPSModeRequest::AUTO)},
                                      {"GLOBAL", static_cast<int>(TPSModeRequest::GLOBAL)},
                                      {"LOCAL", static_cast<int>(TPSModeRequest::LOCAL)}};
@@ -394,7 +395,19 @@ bool TPSConfigParser::ParsePrecision(const std::string &osLabel, const std::stri
     int nValue = 0;
     if (!ParseChoice(osLabel, osText, TPS_PRECISION_CHOICES, &nValue))
         return false;
-    m_oConfig.bMixedPrecision = nValue != 0;
+    m_oConfig.ePrecision = static_cast<tps_precision>(nValue);
+    return true;
+}
+
+bool TPSConfigParser::ParseTolerance(const std::string &osLabel, const std::string &osText)
+{
+    double dfValue = 0;
+    if (!ParseFinite(osText, &dfValue) || !(dfValue > 0))
+        return Fail(CPLE_IllegalArg, osLabel,
+                    "expected a number > 0 (MIXED's largest error, relative to each band's data "
+                    "range), got '%s'",
+                    TPSShown(osText).c_str());
+    m_oConfig.dfTolerance = dfValue;
     return true;
 }
 

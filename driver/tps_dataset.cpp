@@ -146,8 +146,8 @@ std::unique_ptr<TPSDataset> TPSDataset::Open(TPSConfig &&oConfig)
     tps_eval_options_init(&poDS->m_sEvalOptions);
     poDS->m_sEvalOptions.num_threads = c.nNumThreads;
     poDS->m_sEvalOptions.device = ToEngineDevice(c.eDevice);
-    poDS->m_sEvalOptions.precision =
-        c.bMixedPrecision ? TPS_PRECISION_MIXED : TPS_PRECISION_DOUBLE;
+    poDS->m_sEvalOptions.precision = c.ePrecision;
+    poDS->m_sEvalOptions.tolerance = c.dfTolerance;
     // Before the solve: an unusable device should not cost a solve to find out.
     if (c.eDevice == TPSDeviceRequest::GPU &&
         tps_device_check(poDS->m_poContext.get(), TPS_DEVICE_GPU) != TPS_OK)
@@ -393,9 +393,10 @@ void TPSDataset::BuildMetadata(int nSolves)
     if (m_sEvalOptions.device == TPS_DEVICE_GPU)
     {
         SetMetadataItem("GPU", tps_gpu_description(), MD_DOMAIN);
-        SetMetadataItem("PRECISION",
-                        m_sEvalOptions.precision == TPS_PRECISION_MIXED ? "MIXED" : "DOUBLE",
+        SetMetadataItem("PRECISION", TPSChoiceName(TPS_PRECISION_CHOICES, m_sEvalOptions.precision),
                         MD_DOMAIN);
+        if (m_sEvalOptions.precision != TPS_PRECISION_DOUBLE)
+            SetMetadataItem("TOLERANCE", CPLSPrintf("%g", m_sEvalOptions.tolerance), MD_DOMAIN);
     }
     SetMetadataItem("CPU_KERNEL", tps_cpu_description(), MD_DOMAIN);
     SetMetadataItem("NUM_THREADS", CPLSPrintf("%d", m_sEvalOptions.num_threads), MD_DOMAIN);
@@ -454,6 +455,25 @@ void TPSDataset::BuildMetadata(int nSolves)
     }
 }
 
+void TPSDataset::AddMixedStats(const tps_eval_stats &sStats)
+{
+    if (sStats.mixed_blocks == 0)
+        return;
+    if (sStats.fallback_blocks)
+        CPLDebug("TPS", "%s: MIXED: %zu of %zu blocks of 32 x 16 pixels recomputed in DOUBLE",
+                 m_oConfig.osName.c_str(), sStats.fallback_blocks, sStats.mixed_blocks);
+    if (sStats.check_failures && m_nMixedCheckFailures == 0)
+        CPLError(CE_Warning, CPLE_AppDefined,
+                 "%s: MIXED: a block's self-check found an error above its bound (the GPU's "
+                 "arithmetic is not what the bound assumes); such blocks are recomputed in "
+                 "DOUBLE, and MIXED_CHECK_FAILURES counts them",
+                 m_oConfig.osName.c_str());
+    m_nMixedBlocks += sStats.mixed_blocks;
+    m_nMixedFallbackBlocks += sStats.fallback_blocks;
+    m_nMixedCheckFailures += sStats.check_failures;
+    m_dfMixedMaxErrorEstimate = std::max(m_dfMixedMaxErrorEstimate, sStats.max_error_estimate);
+}
+
 void TPSDataset::RefreshDynamicMetadata(const char *pszDomain)
 {
     if (pszDomain != nullptr && EQUAL(pszDomain, MD_DOMAIN))
@@ -461,10 +481,27 @@ void TPSDataset::RefreshDynamicMetadata(const char *pszDomain)
         tps_model_info sInfo;
         if (tps_model_get_info(nullptr, m_poModel->psModel, &sInfo) == TPS_OK)
             SetMetadataItem("DEVICE_UPLOADS", SizeString(sInfo.device_uploads), MD_DOMAIN);
+        const TPSDataset &oRoot = Root();
         SetMetadataItem("PIXELS_EVALUATED",
-                        CPLSPrintf("%llu",
-                                   static_cast<unsigned long long>(Root().m_nPixelsEvaluated)),
+                        CPLSPrintf("%llu", static_cast<unsigned long long>(oRoot.m_nPixelsEvaluated)),
                         MD_DOMAIN);
+        if (oRoot.m_sEvalOptions.device == TPS_DEVICE_GPU &&
+            oRoot.m_sEvalOptions.precision != TPS_PRECISION_DOUBLE)
+        {
+            SetMetadataItem("MIXED_BLOCKS",
+                            CPLSPrintf("%llu", static_cast<unsigned long long>(oRoot.m_nMixedBlocks)),
+                            MD_DOMAIN);
+            SetMetadataItem(
+                "MIXED_FALLBACK_BLOCKS",
+                CPLSPrintf("%llu", static_cast<unsigned long long>(oRoot.m_nMixedFallbackBlocks)),
+                MD_DOMAIN);
+            SetMetadataItem(
+                "MIXED_CHECK_FAILURES",
+                CPLSPrintf("%llu", static_cast<unsigned long long>(oRoot.m_nMixedCheckFailures)),
+                MD_DOMAIN);
+            SetMetadataItem("MIXED_MAX_ERROR_ESTIMATE",
+                            CPLSPrintf("%.3g", oRoot.m_dfMixedMaxErrorEstimate), MD_DOMAIN);
+        }
     }
 }
 

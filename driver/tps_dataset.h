@@ -98,6 +98,12 @@ class TPSDataset final : public GDALDataset
     std::vector<std::unique_ptr<TPSDataset>> m_apoOverviews{};
     /* Pixels evaluated through this handle, its overviews included (root only). */
     uint64_t m_nPixelsEvaluated = 0;
+    /* What PRECISION=MIXED (or AUTO) did on the GPU, summed over the
+     * handle's evaluations (root only; tps_eval_stats, the MIXED_*
+     * metadata): blocks, of them recomputed in DOUBLE, failed self-checks,
+     * and the largest error bound delivered, relative to the band's range. */
+    uint64_t m_nMixedBlocks = 0, m_nMixedFallbackBlocks = 0, m_nMixedCheckFailures = 0;
+    double m_dfMixedMaxErrorEstimate = 0;
 
     /* <MaxDistance> / <ConvexHull>: the geometry (shared with the
      * overviews) and this level's mask band; both null without masks. */
@@ -145,6 +151,8 @@ class TPSDataset final : public GDALDataset
     bool ChargeStandardErrors();
     void BuildMetadata(int nSolves);
     void RefreshDynamicMetadata(const char *pszDomain);
+    /* Adds one evaluation's MIXED stats to the handle's (root) counters. */
+    void AddMixedStats(const tps_eval_stats &sStats);
 
     /* The fast path: evaluates the window [nXOff, nXOff+nXSize) x
      * [nYOff, nYOff+nYSize) at full resolution for the bands listed, each

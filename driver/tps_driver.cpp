@@ -166,8 +166,8 @@ std::string OpenOptionList()
                      TPS_DEFAULT_LONG_SIDE);
     os += CPLSPrintf("  <Option name='SMOOTHING' type='string' default='%g' "
                      "description='Smoothing lambda &gt;= 0 (0: exact interpolation) or GCV "
-                     "(chosen by generalised cross-validation; global model only), one value "
-                     "or one per band, comma-separated'/>",
+                     "(chosen by generalised cross-validation; a LOCAL model chooses one "
+                     "lambda over its patches), one value or one per band, comma-separated'/>",
                      oDefault.dfSmoothing);
     os += SelectOption("DATA_TYPE", TPS_DATA_TYPE_CHOICES, oDefault.eDataType,
                        "Data type of the bands");
@@ -175,15 +175,22 @@ std::string OpenOptionList()
           "number or ALL_CPUS (default: GDAL_NUM_THREADS, else all CPUs)'/>";
     os += SelectOption("DEVICE", TPS_DEVICE_CHOICES, static_cast<int>(oDefault.eDevice),
                        "Evaluation backend");
-    os += SelectOption("PRECISION", TPS_PRECISION_CHOICES, oDefault.bMixedPrecision ? 1 : 0,
+    os += SelectOption("PRECISION", TPS_PRECISION_CHOICES, oDefault.ePrecision,
                        "GPU arithmetic: DOUBLE (FP64, within 1e-9 of the value range of the "
-                       "CPU path) or MIXED (FP32 distances and log, FP64 sums: ~4x faster, "
-                       "~1e-5 of the value range)");
+                       "CPU path), MIXED (FP32 near points, FP64 expansions of the far ones: "
+                       "faster; within TOLERANCE, guaranteed: a block that cannot be is "
+                       "recomputed in DOUBLE) or AUTO (the fastest that meets TOLERANCE)");
+    os += CPLSPrintf("  <Option name='TOLERANCE' type='float' default='%g' "
+                     "description='PRECISION=MIXED or AUTO: the largest error allowed, relative "
+                     "to each band&apos;s data range'/>",
+                     oDefault.dfTolerance);
     os += SelectOption("MODE", TPS_MODE_CHOICES, static_cast<int>(oDefault.eMode),
                        CPLSPrintf("GLOBAL: one dense spline; LOCAL: blended patches (millions "
-                                  "of points); AUTO: GLOBAL up to %d points (%d with a GPU) "
-                                  "when it fits TPS_MAX_MEMORY",
-                                  TPS_AUTO_GLOBAL_MAX_POINTS, TPS_AUTO_GLOBAL_MAX_POINTS_GPU));
+                                  "of points); AUTO: GLOBAL up to %d points (%d with a GPU, "
+                                  "%d with a GCV band, %d with CROSS_VALIDATION) when it fits "
+                                  "TPS_MAX_MEMORY",
+                                  TPS_AUTO_GLOBAL_MAX_POINTS, TPS_AUTO_GLOBAL_MAX_POINTS_GPU,
+                                  TPS_AUTO_GLOBAL_MAX_POINTS_GCV, TPS_AUTO_GLOBAL_MAX_POINTS));
     os += CPLSPrintf("  <Option name='PATCH_POINTS' type='int' default='%d' min='%d' max='%d' "
                      "description='LOCAL: most points per quadtree cell'/>",
                      oDefault.nPatchPoints, TPS_MIN_PATCH_POINTS, TPS_MAX_PATCH_POINTS);
@@ -206,8 +213,8 @@ std::string OpenOptionList()
           "smoothing term'/>";
     os += CPLSPrintf("  <Option name='CROSS_VALIDATION' type='boolean' default='%s' "
                      "description='Leave-one-out RMSE and MAE in the TPS metadata for bands of "
-                     "a fixed smoothing too (GCV bands always have them): one extra O(N^3), "
-                     "global model only'/>",
+                     "a fixed smoothing too (GCV bands always have them): one extra O(N^3) "
+                     "(LOCAL: per patch, blended)'/>",
                      YesNo(oDefault.bCrossValidation));
     os += SelectOption("MODEL_CACHE", TPS_MODEL_CACHE_CHOICES,
                        static_cast<int>(oDefault.eModelCache),

@@ -258,6 +258,9 @@ CPLErr TPSDataset::EvaluateRect(int nX, int nY, int nXSize, int nYSize,
     tps_grid_from_geotransform(&sGrid, m_adfGeoTransform, static_cast<size_t>(nX),
                                static_cast<size_t>(nY), static_cast<size_t>(nXSize),
                                static_cast<size_t>(nYSize));
+    tps_eval_stats sStats{};
+    tps_eval_options sOptions = sEvalOptions;
+    sOptions.stats = &sStats;
     // The covariates at this rectangle's pixel centres, resampled from
     // their rasters now: only what is read is read.
     std::vector<double> adfCov;
@@ -276,10 +279,10 @@ CPLErr TPSDataset::EvaluateRect(int nX, int nY, int nXSize, int nYSize,
         for (size_t k = 0; k < poCov->Count(); k++)
             aoPlanes.push_back({adfCov.data() + k * nPixels, TPS_FLOAT64, sizeof(double),
                                 static_cast<ptrdiff_t>(sizeof(double)) * nXSize});
-        sEvalOptions.covariates = aoPlanes.data();
+        sOptions.covariates = aoPlanes.data();
     }
     tps_status eStatus = tps_evaluate_grid(psCtx, m_poModel->psModel, &sGrid, aoOutputs.size(),
-                                           aoOutputs.data(), &sEvalOptions);
+                                           aoOutputs.data(), &sOptions);
     if (eStatus != TPS_OK && oRoot.m_bDeviceAuto && sEvalOptions.device == TPS_DEVICE_GPU)
     {
         // DEVICE=AUTO chose the GPU and the GPU failed (out of memory,
@@ -287,17 +290,18 @@ CPLErr TPSDataset::EvaluateRect(int nX, int nY, int nXSize, int nYSize,
         CPLDebug("TPS", "%s: GPU evaluation failed, going on on the CPU: %s",
                  m_oConfig.osName.c_str(), tps_context_errmsg(psCtx));
         sEvalOptions.device = TPS_DEVICE_CPU;
+        sOptions.device = TPS_DEVICE_CPU;
         oRoot.SetMetadataItem("DEVICE", "CPU", MD_DOMAIN);
         eStatus = tps_evaluate_grid(psCtx, m_poModel->psModel, &sGrid, aoOutputs.size(),
-                                    aoOutputs.data(), &sEvalOptions);
+                                    aoOutputs.data(), &sOptions);
     }
-    sEvalOptions.covariates = nullptr; /* the planes live in this call */
     if (eStatus != TPS_OK)
     {
         oRoot.ReportEngineError("evaluation failed");
         return CE_Failure;
     }
     oRoot.m_nPixelsEvaluated += static_cast<uint64_t>(nXSize) * static_cast<uint64_t>(nYSize);
+    oRoot.AddMixedStats(sStats);
     // A pixel without a covariate is NaN: <NoDataValue> when there is one.
     if (poCov && m_oConfig.bHasNoData && !std::isnan(m_oConfig.dfNoData))
         ReplaceNaN(aoOutputs, nXSize, nYSize, m_oConfig.dfNoData);

@@ -54,10 +54,19 @@ __device__ __forceinline__ void cell_centre(const GridArgs &g, long long col, lo
                     double((long long)g.w.first_row + g.row0 + r), u, v);
 }
 
+/* What MIXED's guard reports (gpu/mixed.cu), summed over a request's
+ * launches: blocks evaluated, recomputed in DOUBLE, failed self-checks, and
+ * the largest error bound relative to the band's range (the bits of a
+ * non-negative double, which order as the values do). */
+struct GuardCounters {
+    unsigned long long blocks, fallback, violations, max_rel_bits;
+};
+
 struct OutArgs {
     void *plane[MAX_NB];    /* device planes of this chunk, row-major, ncols wide */
     int is_double[MAX_NB];
     double affine[MAX_NB][3];
+    GuardCounters *counters; /* MIXED: the request's counters (device), else unused */
 };
 
 template <typename T>

@@ -29,6 +29,7 @@ void destroy_workspace(Workspace *ws)
     for (int s = 0; s < 2; ++s)
         if (ws->stream[s])
             cudaStreamDestroy(ws->stream[s]);
+    cudaFree(ws->counters);
     delete ws;
 }
 
@@ -48,8 +49,10 @@ Workspace *acquire_workspace(size_t bytes, tps_error *err)
         }
         for (int s = 0; s < 2 && e == cudaSuccess; ++s)
             e = cudaStreamCreateWithFlags(&ws->stream[s], cudaStreamNonBlocking);
+        if (e == cudaSuccess)
+            e = cudaMalloc(&ws->counters, sizeof *ws->counters);
         if (e != cudaSuccess) {
-            fail(err, "cannot create a CUDA stream", e);
+            fail(err, "cannot create a CUDA stream or counters", e);
             destroy_workspace(ws);
             return nullptr;
         }

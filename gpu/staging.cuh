@@ -23,6 +23,7 @@ struct Workspace {
     cudaStream_t stream[2] = {nullptr, nullptr};
     void *device[2] = {nullptr, nullptr};
     void *pinned[2] = {nullptr, nullptr};
+    GuardCounters *counters = nullptr; /* MIXED's, one set per request */
     size_t capacity = 0;
     Workspace *next = nullptr;
 };
@@ -48,11 +49,13 @@ void copy_out(const Workspace *ws, int slot, const Chunk &c, size_t ncols, size_
  * and then into the caller's buffers. launch_group(g, o, bands, nb, rows,
  * stream) fills o.affine and launches the kernel for nb (up to `group`)
  * outputs of consecutive bands; their planes lie one after another in the
- * chunk's device buffer, the first MAX_NB of them also in o.plane. */
+ * chunk's device buffer, the first MAX_NB of them also in o.plane.
+ * counters (MIXED): the kernels add to the workspace's counters (o.counters),
+ * zeroed before the first launch; their sums are copied here at the end. */
 template <typename LaunchGroup>
 tps_status evaluate_chunks(const tps_window *grid, size_t n_outputs, const tps_output *outputs,
                     size_t max_bytes, size_t row_align, size_t group, LaunchGroup launch_group,
-                    tps_error *err)
+                    tps_error *err, GuardCounters *counters = nullptr)
 {
     if (n_outputs == 0 || grid->ncols == 0 || grid->nrows == 0)
         return TPS_OK;
@@ -100,6 +103,16 @@ tps_status evaluate_chunks(const tps_window *grid, size_t n_outputs, const tps_o
     Workspace *ws = acquire_workspace(chunk_rows * bytes_per_row, err);
     if (!ws)
         return TPS_ERR_DEVICE_UNAVAILABLE;
+    if (counters) {
+        /* Zeroed on one stream and waited for: both streams' kernels add. */
+        if ((e = cudaMemsetAsync(ws->counters, 0, sizeof *ws->counters, ws->stream[0])) !=
+                cudaSuccess ||
+            (e = cudaStreamSynchronize(ws->stream[0])) != cudaSuccess) {
+            fail(err, "cannot reset the GPU counters", e);
+            destroy_workspace(ws);
+            return TPS_ERR_DEVICE_UNAVAILABLE;
+        }
+    }
 
     GridArgs g;
     g.w = *grid;
@@ -128,6 +141,7 @@ tps_status evaluate_chunks(const tps_window *grid, size_t n_outputs, const tps_o
             int nb = 0;
             OutArgs o;
             memset(&o, 0, sizeof o);
+            o.counters = ws->counters;
             while (k0 + nb < n_outputs && size_t(nb) < group &&
                    (nb == 0 || outputs[k0 + nb].band == outputs[k0].band + size_t(nb))) {
                 const tps_output &out = outputs[k0 + nb];
@@ -170,6 +184,10 @@ tps_status evaluate_chunks(const tps_window *grid, size_t n_outputs, const tps_o
         if (status == 0)
             copy_out(ws, s, chunks[s], grid->ncols, n_outputs, outputs);
     }
+    if (status == 0 && counters &&
+        (e = cudaMemcpy(counters, ws->counters, sizeof *counters, cudaMemcpyDeviceToHost)) !=
+            cudaSuccess)
+        status = fail(err, "cannot copy the GPU counters", e);
     if (status != 0) {
         /* A sticky error (an illegal address) poisons the context: keep
          * nothing of it around; the engine reports or falls back. */

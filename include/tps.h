@@ -87,13 +87,16 @@ const char *tps_status_string(tps_status status);
  * LOCAL: a partition of unity over overlapping patches of a quadtree, a
  * spline solved per patch, blended with C2 weights: O(N) memory and time.
  * AUTO: GLOBAL up to TPS_AUTO_GLOBAL_MAX_POINTS points (with a usable GPU
- * and device != CPU: TPS_AUTO_GLOBAL_MAX_POINTS_GPU) when its dense system
- * fits max_memory, else LOCAL. */
+ * and device != CPU: TPS_AUTO_GLOBAL_MAX_POINTS_GPU; with cross_validation
+ * TPS_AUTO_GLOBAL_MAX_POINTS; with a GCV band TPS_AUTO_GLOBAL_MAX_POINTS_GCV)
+ * when its dense system (and GCV's) fits max_memory, else LOCAL. */
 typedef enum tps_mode { TPS_MODE_AUTO = 0, TPS_MODE_GLOBAL = 1, TPS_MODE_LOCAL = 2 } tps_mode;
 
 #define TPS_AUTO_GLOBAL_MAX_POINTS 5000
 /* ... or this many when the solve may run on a usable GPU (cuSOLVER). */
 #define TPS_AUTO_GLOBAL_MAX_POINTS_GPU 30000
+/* ... or this many with a GCV band (its eigendecomposition runs on the CPU). */
+#define TPS_AUTO_GLOBAL_MAX_POINTS_GCV 3000
 /* LOCAL models' defaults and limits (tps_fit_options; the driver's open
  * options PATCH_POINTS and OVERLAP are built from these). */
 #define TPS_DEFAULT_PATCH_POINTS 500
@@ -144,10 +147,12 @@ typedef struct tps_fit_options {
     /* Automatic smoothing: NULL (the default), or n_bands flags; a nonzero
      * smoothing_gcv[b] makes band b's lambda the minimiser of the
      * generalised cross-validation score (Craven & Wahba) and ignores
-     * smoothing[b]. Needs the global model: LOCAL mode fails with
-     * TPS_ERR_INVALID_ARGUMENT, AUTO builds a GLOBAL model. The selection
-     * runs on the CPU (one eigendecomposition, tps_band_info reports it);
-     * the solve with the chosen lambda is the fixed-lambda solve. */
+     * smoothing[b]. GLOBAL: one eigendecomposition, on the CPU; LOCAL: one
+     * lambda for the whole model, the minimiser of the blended model's own
+     * GCV score on a grid of 10 values per decade, from each patch's
+     * eigendecomposition (on the CPU threads, or batched on the GPU).
+     * tps_band_info reports the choice; the solve with the chosen lambda
+     * is the fixed-lambda solve. */
     const int *smoothing_gcv;
     /* Per-point weights: NULL (the default: all 1), or n_points values,
      * each finite and > 0 (else TPS_ERR_INVALID_ARGUMENT) for the points
@@ -161,9 +166,10 @@ typedef struct tps_fit_options {
     /* Nonzero: leave-one-out RMSE and MAE (tps_band_info) for bands of a
      * fixed lambda too, in closed form from the inverse of the solve's
      * system (Rippa 1999; defined for lambda = 0 as well): one extra
-     * ~2/3 N^3 (dpotri) per factorisation, on the CPU. Needs the global
-     * model: LOCAL fails with TPS_ERR_INVALID_ARGUMENT, AUTO builds GLOBAL.
-     * GCV bands have them whatever this says. */
+     * ~2/3 N^3 (dpotri) per factorisation, on the CPU. LOCAL models: each
+     * patch's, blended as the surface is (exact for the model's partition:
+     * the blend of the patch splines fitted without the point). GCV bands
+     * have them whatever this says. */
     int cross_validation;
     /* Linear covariates: 0 (the default) to TPS_MAX_COVARIATES columns;
      * covariates[k][i] is covariate k at point i (n_points values each).
@@ -232,9 +238,11 @@ typedef struct tps_band_info {
     int smoothing_gcv;
     double gcv_score;         /* N ||(I - A) z||^2 / (N - tr A)^2 at the chosen lambda
                                  (weighted: N sum w_i r_i^2 / (N - tr A)^2) */
-    double effective_df;      /* tr A: 3 (a plane) to N (interpolation) */
+    double effective_df;      /* tr A: 3 (a plane) to N (interpolation; LOCAL:
+                                 more than 3 at any lambda, a plane per patch) */
     /* leave-one-out residuals z_i - f_(-i)(x_i), closed form: r_i / (1 - A_ii)
-     * (GCV), w_i / (M^-1)_ii (fixed lambda); unweighted RMSE and MAE */
+     * (GCV), w_i / (M^-1)_ii (fixed lambda); LOCAL: the patches' own,
+     * blended as the surface is. Unweighted RMSE and MAE */
     double loo_rmse, loo_mae;
     /* The variances of the standard error (TPS_QUANTITY_STANDARD_ERROR), the
      * maximum-likelihood estimates R's fields::Krig puts in its best.model
@@ -432,11 +440,39 @@ typedef struct tps_output {
 
 /* Arithmetic of the GPU kernels (the CPU always evaluates in double).
  * DOUBLE: FP64 throughout; within 1e-9 x value range of the CPU path.
- * MIXED: distances and log in FP32 on the centred, scaled coordinates
- * (the special-function unit's log2), sums in FP64 over compensated FP32
- * partial sums of 256 points; ~1e-6 to 2e-5 x value range of the CPU path
- * depending on the data's cancellation (docs/design.md gives the model). */
-typedef enum tps_precision { TPS_PRECISION_DOUBLE = 0, TPS_PRECISION_MIXED = 1 } tps_precision;
+ * MIXED: the points near a block of 32 x 16 pixels in FP32 (the special-
+ * function unit's log2), the others as FP64 multipole expansions, with a
+ * rigorous bound of every pixel's error; a block whose bound exceeds
+ * `tolerance` x the band's data range, or whose self-check (one pixel
+ * recomputed in FP64) disagrees, is recomputed in DOUBLE (docs/design.md,
+ * "PRECISION=MIXED"). Global models only: a local model evaluates in FP64.
+ * AUTO: the fastest arithmetic that meets `tolerance`: MIXED when the
+ * tolerance is at least TPS_MIXED_MIN_TOLERANCE, else DOUBLE. */
+typedef enum tps_precision {
+    TPS_PRECISION_DOUBLE = 0,
+    TPS_PRECISION_MIXED = 1,
+    TPS_PRECISION_AUTO = 2
+} tps_precision;
+
+/* The default of tps_eval_options.tolerance: relative to each band's data
+ * range (tps_band_info's value_max - value_min). */
+#define TPS_DEFAULT_TOLERANCE 1e-5
+/* Below this tolerance AUTO evaluates in DOUBLE: MIXED's bound would fail
+ * (and recompute) nearly every block. */
+#define TPS_MIXED_MIN_TOLERANCE 1e-7
+
+/* What one evaluation in MIXED (or AUTO resolved to MIXED) on the GPU did;
+ * all 0 for any other evaluation. */
+typedef struct tps_eval_stats {
+    size_t mixed_blocks;    /* blocks of 32 x 16 pixels evaluated in MIXED, per pass of up to
+                             * 4 bands */
+    size_t fallback_blocks; /* of them, recomputed in DOUBLE */
+    size_t check_failures;  /* of those, the ones whose self-check found an error above the
+                             * bound: 0 unless the device's arithmetic is not what the bound
+                             * assumes (its documented lg2.approx accuracy) */
+    double max_error_estimate; /* the largest error bound over the pixels delivered in MIXED,
+                                * relative to the band's data range; 0 when none */
+} tps_eval_stats;
 
 /* Values given at every target, read like outputs are written: element
  * (col, row) of a grid window at (const char *)data + row * line_stride +
@@ -457,6 +493,12 @@ typedef struct tps_eval_options {
      * copy on first use, and its transfer buffers); 0: no limit. Over it the
      * evaluation fails with TPS_ERR_DEVICE_UNAVAILABLE (AUTO: on the CPU). */
     size_t gpu_max_memory;
+    /* MIXED and AUTO: the largest error allowed, relative to each band's
+     * data range; <= 0 (the default): TPS_DEFAULT_TOLERANCE. */
+    double tolerance;
+    /* NULL (the default), or where the call reports what MIXED did
+     * (zeroed first, filled when the call returns TPS_OK). */
+    tps_eval_stats *stats;
     /* A model with covariates: its n_covariates planes, the covariates'
      * values at every target in their own units (NULL otherwise; a model
      * with covariates evaluated without them fails with

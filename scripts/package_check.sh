@@ -45,7 +45,9 @@ unset GDAL_DRIVER_PATH QGIS_PLUGINPATH
 export QT_QPA_PLATFORM=offscreen HOME="$tmp/home" XDG_RUNTIME_DIR="$tmp/run"
 mkdir -m 700 -p "$HOME" "$XDG_RUNTIME_DIR"
 
-echo "package_check: $(dpkg-deb -f "$deb" Package Version Depends | tr '\n' ' ')"
+echo "package_check: $(dpkg-deb -f "$deb" Package Version Depends Recommends | tr '\n' ' ')"
+# The QGIS plugin runs gdal_translate (qgis/gdal_tps/gdal_run.py).
+dpkg-deb -f "$deb" Recommends | grep -w gdal-bin >/dev/null || { echo "package_check: gdal-bin is not recommended" >&2; exit 1; }
 # No CUDA library may be needed at run time (the runtime is linked statically).
 if dpkg-deb -f "$deb" Depends | grep -i cuda >/dev/null; then
   echo "package_check: the package depends on CUDA" >&2; exit 1

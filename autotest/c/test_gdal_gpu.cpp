@@ -4,7 +4,11 @@
  *   test_gdal_gpu share      two DEVICE=GPU handles read 64 blocks x 3 bands;
  *                            exactly one upload of the model (DEVICE_UPLOADS),
  *                            values within 1e-9 x range of a DEVICE=CPU handle,
- *                            a PRECISION=MIXED handle within 1e-5, same upload;
+ *                            a PRECISION=MIXED handle within 1e-5, same upload,
+ *                            its MIXED_* metadata (blocks counted, no failed
+ *                            self-check, the error estimate within TOLERANCE);
+ *                            PRECISION=AUTO with a TOLERANCE no block meets:
+ *                            every block recomputed, DOUBLE's bytes;
  *                            the same for a LOCAL model; 8 threads on 8 GPU
  *                            handles read random windows byte-identical to a
  *                            serial read (one handle closed mid-way), global
@@ -86,12 +90,15 @@ static std::string write_fixture(const std::string &dir)
     return tps;
 }
 
-static GDALDataset *open_tps(const std::string &path, const char *device, const char *precision)
+static GDALDataset *open_tps(const std::string &path, const char *device, const char *precision,
+                             const char *tolerance = nullptr)
 {
     CPLStringList options;
     options.SetNameValue("DEVICE", device);
     if (precision)
         options.SetNameValue("PRECISION", precision);
+    if (tolerance)
+        options.SetNameValue("TOLERANCE", tolerance);
     return GDALDataset::FromHandle(GDALOpenEx(path.c_str(), GDAL_OF_RASTER | GDAL_OF_READONLY,
                                               nullptr, options.List(), nullptr));
 }
@@ -193,8 +200,64 @@ static int share(const std::string &tps, bool local)
         }
         CHECK(strcmp(md(mixed, "DEVICE_UPLOADS"), "1") == 0, "uploads %s",
               md(mixed, "DEVICE_UPLOADS"));
+        printf("MIXED: MIXED_BLOCKS %s, MIXED_FALLBACK_BLOCKS %s, MIXED_CHECK_FAILURES %s, "
+               "MIXED_MAX_ERROR_ESTIMATE %s, TOLERANCE %s\n",
+               md(mixed, "MIXED_BLOCKS"), md(mixed, "MIXED_FALLBACK_BLOCKS"),
+               md(mixed, "MIXED_CHECK_FAILURES"), md(mixed, "MIXED_MAX_ERROR_ESTIMATE"),
+               md(mixed, "TOLERANCE"));
+        /* 2048 x 64 pixels x 3 bands in one pass: 64 x 4 (or 5) blocks */
+        CHECK(atoll(md(mixed, "MIXED_BLOCKS")) >= 64 * 4, "MIXED_BLOCKS %s",
+              md(mixed, "MIXED_BLOCKS"));
+        CHECK(strcmp(md(mixed, "MIXED_CHECK_FAILURES"), "0") == 0, "MIXED_CHECK_FAILURES %s",
+              md(mixed, "MIXED_CHECK_FAILURES"));
+        CHECK(CPLAtof(md(mixed, "MIXED_MAX_ERROR_ESTIMATE")) <= 1e-5, "estimate %s",
+              md(mixed, "MIXED_MAX_ERROR_ESTIMATE"));
         GDALClose(mixed);
     }
+    /* MIXED with a tolerance no block can meet: every block recomputed in
+     * DOUBLE, with DOUBLE's bytes (the kernel's own fallback); AUTO with
+     * TOLERANCE=1e-6: the blocks it keeps in MIXED within 1e-6. */
+    GDALDataset *none = open_tps(tps, "GPU", "MIXED", "1e-15");
+    GDALDataset *strict = open_tps(tps, "GPU", "AUTO", "1e-6");
+    GDALDataset *dbl = open_tps(tps, "GPU", "DOUBLE");
+    CHECK(none && strict && dbl, "%s", g_last_error.c_str());
+    if (none && strict && dbl) {
+        std::vector<double> gn(600 * 40), gs(600 * 40), gd(600 * 40);
+        for (int k = 1; k <= 3; ++k) {
+            GDALDataset *ds[3] = {none, strict, dbl};
+            double *buf[3] = {gn.data(), gs.data(), gd.data()};
+            for (int d = 0; d < 3; ++d)
+                CHECK(ds[d]->GetRasterBand(k)->RasterIO(GF_Read, 101, 333, 600, 40, buf[d], 600,
+                                                        40, GDT_Float64, 0, 0, nullptr) == CE_None,
+                      "%s", g_last_error.c_str());
+            CHECK(memcmp(gn.data(), gd.data(), gn.size() * sizeof(double)) == 0,
+                  "band %d: MIXED, TOLERANCE=1e-15: not DOUBLE's bytes", k);
+            double w = 0;
+            for (size_t i = 0; i < gs.size(); ++i)
+                w = max_nan(w, std::fabs(gs[i] - gd[i]));
+            printf("band %d AUTO, TOLERANCE=1e-6: max |AUTO - DOUBLE| = %.3g x range\n", k,
+                   w / (hi[k - 1] - lo[k - 1]));
+            CHECK(w <= 1e-6 * (hi[k - 1] - lo[k - 1]), "band %d AUTO, TOLERANCE=1e-6: %.3g", k, w);
+        }
+        printf("MIXED, TOLERANCE=1e-15: MIXED_BLOCKS %s, MIXED_FALLBACK_BLOCKS %s; AUTO, "
+               "TOLERANCE=1e-6: MIXED_BLOCKS %s, MIXED_FALLBACK_BLOCKS %s, "
+               "MIXED_MAX_ERROR_ESTIMATE %s\n",
+               md(none, "MIXED_BLOCKS"), md(none, "MIXED_FALLBACK_BLOCKS"),
+               md(strict, "MIXED_BLOCKS"), md(strict, "MIXED_FALLBACK_BLOCKS"),
+               md(strict, "MIXED_MAX_ERROR_ESTIMATE"));
+        CHECK(atoll(md(none, "MIXED_BLOCKS")) > 0 &&
+                  strcmp(md(none, "MIXED_BLOCKS"), md(none, "MIXED_FALLBACK_BLOCKS")) == 0,
+              "TOLERANCE=1e-15: %s blocks, %s fell back", md(none, "MIXED_BLOCKS"),
+              md(none, "MIXED_FALLBACK_BLOCKS"));
+        CHECK(strcmp(md(none, "MIXED_MAX_ERROR_ESTIMATE"), "0") == 0, "estimate %s",
+              md(none, "MIXED_MAX_ERROR_ESTIMATE"));
+        CHECK(atoll(md(strict, "MIXED_BLOCKS")) > 0, "AUTO evaluated no MIXED block");
+        CHECK(CPLAtof(md(strict, "MIXED_MAX_ERROR_ESTIMATE")) <= 1e-6, "estimate %s",
+              md(strict, "MIXED_MAX_ERROR_ESTIMATE"));
+    }
+    for (GDALDataset *ds : {none, strict, dbl})
+        if (ds)
+            GDALClose(ds);
     GDALClose(a);
     GDALClose(b);
     GDALClose(cpu);

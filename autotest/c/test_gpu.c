@@ -10,7 +10,14 @@
  *                       value range of the CPU path, windows, strides,
  *                       several bands; one upload for many evaluations from
  *                       several threads; derivative quantities within 1e-9
- *                       of the CPU's */
+ *                       of the CPU's; MIXED's guard (issue 16): every field
+ *                       within TOLERANCE or fallen back, its stats (no failed
+ *                       self-check, the estimate within TOLERANCE), the
+ *                       kernel against its CPU emulation, forced fallbacks
+ *                       and a tolerance no block meets giving DOUBLE's
+ *                       bytes, windows giving the same bytes, AUTO
+ *   test_gpu local_gcv  a local model's GCV with its eigendecompositions on
+ *                       the GPU: the CPU's lambda, score, df and LOO */
 #include "tps.h"
 #include "tps_testing.h" /* tps_model_device_uploads */
 
@@ -19,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "check.h"
 #include "gpu_probe.h"
@@ -283,6 +291,164 @@ static void memory_budget(void)
 
 static void deriv_parity(const fixture *f, size_t k, size_t c0, size_t r0, size_t nc, size_t nr);
 
+/* A window of the fixture's grid on the GPU (bands 0..NB-1, Float64,
+ * planar) in `precision` with `tolerance`, its stats in *st. */
+static tps_status gpu_window(const fixture *f, tps_precision precision, double tolerance,
+                             size_t c0, size_t r0, size_t nc, size_t nr, double *out,
+                             tps_eval_stats *st)
+{
+    tps_context *ctx = tps_context_create();
+    tps_grid g;
+    tps_grid_from_geotransform(&g, f->gt, c0, r0, nc, nr);
+    tps_output o[NB];
+    for (int b = 0; b < NB; ++b)
+        o[b] = (tps_output){(size_t)b, out + (size_t)b * nc * nr, TPS_FLOAT64, 8,
+                            (ptrdiff_t)(8 * nc)};
+    for (size_t k = 0; k < NB * nc * nr; ++k)
+        out[k] = NAN;
+    tps_eval_options eo;
+    tps_eval_options_init(&eo);
+    eo.device = TPS_DEVICE_GPU;
+    eo.precision = precision;
+    eo.tolerance = tolerance;
+    eo.stats = st;
+    const tps_status status = tps_evaluate_grid(ctx, f->model, &g, NB, o, &eo);
+    CHECK(status == TPS_OK, "%s", tps_context_errmsg(ctx));
+    tps_context_destroy(ctx);
+    return status;
+}
+
+/* MIXED's guard on the GPU (docs/design.md, "PRECISION=MIXED"). */
+static void mixed_guard(const fixture *f, size_t k)
+{
+    enum { W = 400, H = 300 };
+    const size_t plane = (size_t)W * H;
+    double *cpu = malloc(NB * plane * sizeof(double)), *got = malloc(NB * plane * sizeof(double));
+    double *dbl = malloc(NB * plane * sizeof(double));
+    tps_eval_stats st;
+    /* the CPU path */
+    {
+        tps_context *ctx = tps_context_create();
+        tps_grid g;
+        tps_grid_from_geotransform(&g, f->gt, 0, 0, W, H);
+        tps_output o[NB];
+        for (int b = 0; b < NB; ++b)
+            o[b] = (tps_output){(size_t)b, cpu + b * plane, TPS_FLOAT64, 8, 8 * W};
+        tps_eval_options eo;
+        tps_eval_options_init(&eo);
+        eo.device = TPS_DEVICE_CPU;
+        eo.num_threads = 4;
+        CHECK(tps_evaluate_grid(ctx, f->model, &g, NB, o, &eo) == TPS_OK, "%s",
+              tps_context_errmsg(ctx));
+        tps_context_destroy(ctx);
+    }
+    gpu_window(f, TPS_PRECISION_DOUBLE, 0, 0, 0, W, H, dbl, &st);
+    CHECK(st.mixed_blocks == 0, "DOUBLE counted %zu MIXED blocks", st.mixed_blocks);
+    /* Every band within the tolerance; the estimate bounds the error. */
+    gpu_window(f, TPS_PRECISION_MIXED, 1e-5, 0, 0, W, H, got, &st);
+    double worst[NB];
+    for (int b = 0; b < NB; ++b) {
+        worst[b] = 0;
+        for (size_t i = 0; i < plane; ++i)
+            worst[b] = max_nan(worst[b], fabs(got[b * plane + i] - cpu[b * plane + i]));
+        worst[b] /= f->range[b];
+    }
+    printf("case %zu MIXED guard: errors %.2e %.2e %.2e (x range), estimate %.2e, %zu of %zu "
+           "blocks fell back, %zu failed self-checks\n",
+           k, worst[0], worst[1], worst[2], st.max_error_estimate, st.fallback_blocks,
+           st.mixed_blocks, st.check_failures);
+    CHECK(st.mixed_blocks >= 13 * 19 && st.check_failures == 0 &&
+              st.fallback_blocks <= st.mixed_blocks && st.max_error_estimate <= 1e-5,
+          "case %zu: stats %zu %zu %zu %.3g", k, st.mixed_blocks, st.fallback_blocks,
+          st.check_failures, st.max_error_estimate);
+    for (int b = 0; b < NB; ++b)
+        CHECK(worst[b] <= fmax(st.max_error_estimate * (1 + 1e-6), 1e-9),
+              "case %zu band %d: error %.3g above the estimate %.3g", k, b, worst[b],
+              st.max_error_estimate);
+    /* The kernel against its CPU emulation (core/mixed_emulate.c), on a
+     * window: both within their bound of the exact sum. */
+    {
+        enum { EW = 64, EH = 32, EC = 101, ER = 77 };
+        double *emu = malloc(NB * EW * EH * sizeof(double));
+        tps_grid g;
+        tps_grid_from_geotransform(&g, f->gt, EC, ER, EW, EH);
+        tps_output o[NB];
+        for (int b = 0; b < NB; ++b)
+            o[b] = (tps_output){(size_t)b, emu + b * EW * EH, TPS_FLOAT64, 8, 8 * EW};
+        tps_context *ctx = tps_context_create();
+        tps_eval_stats es;
+        CHECK(tps_mixed_emulate_grid(ctx, f->model, &g, NB, o, 1e-5, 1, 0, &es) == TPS_OK, "%s",
+              tps_context_errmsg(ctx));
+        tps_context_destroy(ctx);
+        double diff = 0;
+        for (int b = 0; b < NB; ++b)
+            for (int r = 0; r < EH; ++r)
+                for (int c = 0; c < EW; ++c)
+                    diff = max_nan(diff, fabs(emu[b * EW * EH + r * EW + c] -
+                                              got[b * plane + (size_t)(ER + r) * W + EC + c]) /
+                                             f->range[b]);
+        printf("case %zu: |GPU MIXED - CPU emulation| <= %.2e x range (estimates %.2e, %.2e)\n",
+               k, diff, st.max_error_estimate, es.max_error_estimate);
+        CHECK(diff <= 2.0 * fmax(st.max_error_estimate, es.max_error_estimate) + 1e-9,
+              "case %zu: the GPU and its emulation differ by %.3g x range", k, diff);
+        free(emu);
+    }
+    /* Windows: a pixel's value does not depend on the window. */
+    {
+        const size_t wins[][4] = {{1, 1, 1, 1}, {7, 3, 313, 1}, {33, 17, 2, 70}, {13, 5, 129, 77}};
+        for (size_t w = 0; w < 4; ++w) {
+            const size_t c0 = wins[w][0], r0 = wins[w][1], nc = wins[w][2], nr = wins[w][3];
+            double *sub = malloc(NB * nc * nr * sizeof(double));
+            gpu_window(f, TPS_PRECISION_MIXED, 1e-5, c0, r0, nc, nr, sub, &st);
+            int same = 1;
+            for (int b = 0; b < NB; ++b)
+                for (size_t r = 0; r < nr; ++r)
+                    for (size_t c = 0; c < nc; ++c)
+                        same &= memcmp(&sub[b * nc * nr + r * nc + c],
+                                       &got[b * plane + (r0 + r) * W + c0 + c], 8) == 0;
+            CHECK(same, "case %zu window %zu: MIXED values differ from the full window's", k, w);
+            free(sub);
+        }
+    }
+    /* Forced fallbacks (the test hook): those blocks have DOUBLE's bytes. */
+    tps_testing_mixed_force_fallback(3);
+    gpu_window(f, TPS_PRECISION_MIXED, 1e-5, 0, 0, W, H, got, &st);
+    tps_testing_mixed_force_fallback(0);
+    {
+        size_t forced = 0;
+        int same = 1;
+        for (size_t by = 0; by * 16 < H; ++by)
+            for (size_t bx = 0; bx * 32 < W; ++bx) {
+                if ((bx + by) % 3)
+                    continue;
+                ++forced;
+                for (int b = 0; b < NB; ++b)
+                    for (size_t r = by * 16; r < by * 16 + 16 && r < H; ++r)
+                        same &= memcmp(&got[b * plane + r * W + bx * 32],
+                                       &dbl[b * plane + r * W + bx * 32],
+                                       8 * (bx * 32 + 32 <= W ? 32 : W - bx * 32)) == 0;
+            }
+        CHECK(same, "case %zu: a forced block is not DOUBLE's bytes", k);
+        CHECK(st.fallback_blocks >= forced && st.check_failures == 0,
+              "case %zu: %zu blocks fell back, %zu forced", k, st.fallback_blocks, forced);
+    }
+    /* A tolerance no block meets: DOUBLE's bytes everywhere. */
+    gpu_window(f, TPS_PRECISION_MIXED, 1e-15, 0, 0, W, H, got, &st);
+    CHECK(memcmp(got, dbl, NB * plane * sizeof(double)) == 0 &&
+              st.fallback_blocks == st.mixed_blocks && st.max_error_estimate == 0.0,
+          "case %zu, tolerance 1e-15: %zu of %zu blocks fell back", k, st.fallback_blocks,
+          st.mixed_blocks);
+    /* AUTO: MIXED at the default tolerance, DOUBLE below 1e-7. */
+    gpu_window(f, TPS_PRECISION_AUTO, 0, 0, 0, W, H, got, &st);
+    CHECK(st.mixed_blocks > 0, "case %zu: AUTO did not evaluate in MIXED", k);
+    gpu_window(f, TPS_PRECISION_AUTO, 1e-8, 0, 0, W, H, got, &st);
+    CHECK(st.mixed_blocks == 0 && memcmp(got, dbl, NB * plane * sizeof(double)) == 0,
+          "case %zu: AUTO with tolerance 1e-8 is not DOUBLE", k);
+    free(cpu);
+    free(got);
+    free(dbl);
+}
+
 /* LOCAL models on the GPU: one device copy of the patches, the CPU path's
  * values (same blend, same patch order) within 1e-9 x range, in any window,
  * on a rotated grid reaching past the points and on a north-up one. */
@@ -400,6 +566,96 @@ static void local_solve_parity(void)
             tps_model_destroy(fc.model);
     }
     tps_context_destroy(ctx);
+}
+
+/* A LOCAL model's GCV with its eigendecompositions batched on the GPU
+ * (gpu/eigen.cu) against the CPU's (core/local_cv.c), weighted and not: the
+ * same lambda, its score, effective df and LOO within 1e-9 (relative),
+ * every patch decomposed on the GPU (the debug log says how many). */
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+typedef struct gpu_count {
+    size_t on_gpu, patches;
+} gpu_count;
+
+static void count_gpu_patches(void *user, tps_log_level level, const char *message)
+{
+    (void)level;
+    gpu_count *c = user;
+    const char *p = strstr(message, " patches (");
+    size_t patches = 0, on_gpu = 0;
+    if (strstr(message, "GCV chose") && p) {
+        const char *q = p;
+        while (q > message && q[-1] >= '0' && q[-1] <= '9')
+            --q;
+        if (sscanf(q, "%zu patches (%zu eigendecompositions", &patches, &on_gpu) == 2) {
+            c->patches += patches;
+            c->on_gpu += on_gpu;
+        }
+    }
+}
+
+static void local_gcv_parity(void)
+{
+    enum { N = 30000 };
+    static double x[N], y[N], z[N], w[N];
+    for (int i = 0; i < N; ++i) {
+        x[i] = 5000.0 * uniform();
+        y[i] = 3000.0 * uniform();
+        z[i] = sin(x[i] / 700.0) * cos(y[i] / 400.0) + 0.1 * (uniform() - 0.5);
+        w[i] = 0.5 + uniform();
+    }
+    const double *vals[1] = {z};
+    int gcv = 1;
+    double sm = 0.0;
+    for (int weighted = 0; weighted < 2; ++weighted) {
+        tps_band_info bi[2];
+        double f[2][64];
+        const double px[4] = {100, 2500, 4900, 3000}, py[4] = {100, 1500, 2900, 2000};
+        gpu_count count = {0, 0};
+        for (int dev = 0; dev < 2; ++dev) {
+            tps_context *ctx = tps_context_create();
+            if (dev == 0)
+                tps_context_set_log(ctx, count_gpu_patches, &count);
+            tps_fit_options o;
+            tps_fit_options_init(&o);
+            o.mode = TPS_MODE_LOCAL;
+            o.device = dev ? TPS_DEVICE_CPU : TPS_DEVICE_AUTO;
+            o.num_threads = 8;
+            o.smoothing_gcv = &gcv;
+            o.weights = weighted ? w : NULL;
+            const double t0 = now_seconds();
+            tps_model *m = tps_model_create(ctx, N, x, y, 1, vals, &sm, &o);
+            const double t1 = now_seconds();
+            CHECK(m && tps_model_get_band_info(ctx, m, 0, &bi[dev]) == TPS_OK &&
+                      tps_evaluate_points(ctx, m, 0, 4, px, py, f[dev], NULL) == TPS_OK,
+                  "local GCV on the %s: %s", dev ? "CPU" : "GPU", tps_context_errmsg(ctx));
+            if (!m)
+                bi[dev].smoothing = bi[dev].gcv_score = NAN;
+            printf("local GCV%s on the %s: lambda %.6g, score %.12g, df %.6f, LOO %.9g, %.2f s\n",
+                   weighted ? " (weighted)" : "", dev ? "CPU" : "GPU", bi[dev].smoothing,
+                   bi[dev].gcv_score, bi[dev].effective_df, bi[dev].loo_rmse, t1 - t0);
+            tps_model_destroy(m);
+            tps_context_destroy(ctx);
+        }
+        CHECK(count.patches > 0 && count.on_gpu == count.patches,
+              "%zu of %zu patches decomposed on the GPU", count.on_gpu, count.patches);
+        CHECK(bi[0].smoothing == bi[1].smoothing, "lambda GPU %.17g CPU %.17g",
+              bi[0].smoothing, bi[1].smoothing);
+        const double rel[3] = {fabs(bi[0].gcv_score - bi[1].gcv_score) / bi[1].gcv_score,
+                               fabs(bi[0].effective_df - bi[1].effective_df) / bi[1].effective_df,
+                               fabs(bi[0].loo_rmse - bi[1].loo_rmse) / bi[1].loo_rmse};
+        CHECK(rel[0] <= 1e-9 && rel[1] <= 1e-9 && rel[2] <= 1e-9,
+              "GPU vs CPU: score %.2e, df %.2e, LOO %.2e (relative)", rel[0], rel[1], rel[2]);
+        for (int k = 0; k < 4; ++k)
+            CHECK(fabs(f[0][k] - f[1][k]) <= 1e-8, "surface at %d: %.17g vs %.17g", k, f[0][k],
+                  f[1][k]);
+    }
 }
 
 /* Derivative quantities (gpu/global_deriv.cu) against the CPU's
@@ -520,6 +776,7 @@ static int parity(void)
             for (int b = 0; b < NB; ++b)
                 CHECK(wd[b] <= 1e-9, "case %zu window %zu band %d: %.3g", k, wi, b, wd[b]);
         }
+        mixed_guard(&f, k);
         deriv_parity(&f, k, 0, 0, 400, 300);
         deriv_parity(&f, k, 13, 17, 129, 77);
         deriv_parity(&f, k, 399, 299, 1, 1);
@@ -690,6 +947,8 @@ int main(int argc, char **argv)
             printf("GPU: %s\n", tps_gpu_description());
             if (strncmp(what, "fault_", 6) == 0)
                 fault(what + 6);
+            else if (strcmp(what, "local_gcv") == 0)
+                local_gcv_parity();
             else
                 parity();
         }

@@ -5,7 +5,8 @@
  * - within a stage the fractions start at 0, strictly increase in whole
  *   percents and end at 1; the stages are the documented ones (building the
  *   system, the Cholesky factorisation in panels, GCV's eigendecomposition,
- *   local patches; a local model's per-patch solves report nothing);
+ *   local patches, a local model's GCV per wave of patches; a local model's
+ *   per-patch solves and eigendecompositions report nothing);
  * - a model solved with progress is the model solved without it, and the
  *   panelled Cholesky (N > 1024) agrees with a direct LU solve
  *   (LAPACKE_dgesv) of the full saddle-point system. */
@@ -211,6 +212,23 @@ static void test_local_and_gcv(void)
     CHECK(eig == 2, "gcv: %zu eigendecomposition reports, expected 2", eig);
     check_stages(&rec, "gcv", "GCV: building");
     tps_model_destroy(m);
+
+    /* A local model's GCV: one stage, reported per wave of patches (their
+     * own eigendecompositions report nothing), then the patches' solves;
+     * with workers too. */
+    fo.mode = TPS_MODE_LOCAL;
+    for (int threads = 3; threads >= 1; threads -= 2) {
+        rec.n = 0;
+        fo.num_threads = threads;
+        m = tps_model_create(ctx, N, x, y, 1, &zp, &lambda, &fo);
+        CHECK(m != NULL, "local gcv: %s", tps_context_errmsg(ctx));
+        const size_t waves = check_stages(&rec, "local gcv", "GCV over");
+        check_stages(&rec, "local gcv", "solving");
+        CHECK(waves >= 3, "local gcv: %zu reports over the patches' waves", waves);
+        CHECK(count_stages(&rec, "building") == 0 && count_stages(&rec, "eigendecomposition (") == 0,
+              "local gcv: a patch's own steps reported progress");
+        tps_model_destroy(m);
+    }
     tps_context_destroy(ctx);
 }
 

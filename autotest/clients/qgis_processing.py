@@ -13,14 +13,17 @@ with, per job:
              {"memory_from": URI, "provider": ..., "crs": ...}: a memory
              layer holding that layer's points and attributes;
   cancel_at  the feedback cancels once the progress reaches this value;
+  cancel_on_text  ... or once a progress text starts with this;
   load       run with processing.runAndLoadResults, report the loaded
              layer's style;
   render     draw the loaded layer with that style into this PNG (its size
              in pixels, the points on top);
   config     GDAL configuration options set for that job only.
 OUT.json gets, per job: ok, error, results, the progress values and texts,
-the messages the algorithm pushed, and TPS_ALLOWED_SOURCES as the process
-sees it after the run.
+the messages and commands the algorithm pushed, TPS_ALLOWED_SOURCES as the
+process sees it after the run, and the processes still running then whose
+command line names the job's OUTPUT (from /proc: the algorithm's child
+process, if it outlived the run).
 """
 import json
 import os
@@ -39,11 +42,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 class Recorder(QgsProcessingFeedback):
-    def __init__(self, cancel_at=None):
+    def __init__(self, cancel_at=None, cancel_on_text=None):
         super().__init__()
         self.log = {'progress': [], 'texts': [], 'info': [], 'warnings': [], 'debug': [],
-                    'errors': []}
+                    'errors': [], 'commands': []}
         self.cancel_at = cancel_at
+        self.cancel_on_text = cancel_on_text
         self.progressChanged.connect(self._progress)
 
     def _progress(self, value):
@@ -54,6 +58,12 @@ class Recorder(QgsProcessingFeedback):
     def setProgressText(self, text):  # noqa: N802
         self.log['texts'].append(text)
         super().setProgressText(text)
+        if self.cancel_on_text and text.startswith(self.cancel_on_text) and \
+                not self.isCanceled():
+            self.cancel()
+
+    def pushCommandInfo(self, text):  # noqa: N802
+        self.log['commands'].append(text)
 
     def pushInfo(self, text):  # noqa: N802
         self.log['info'].append(text)
@@ -98,6 +108,20 @@ def owned(layer):
     OGR connection pool is gone (a crash)."""
     QgsProject.instance().addMapLayer(layer, False)
     return layer
+
+
+def running_with(text):
+    """Pids of the processes whose command line holds `text`."""
+    pids = []
+    for pid in os.listdir('/proc'):
+        try:
+            with open('/proc/%s/cmdline' % pid, 'rb') as f:
+                cmdline = f.read().decode('utf-8', 'replace')
+        except (OSError, ValueError):
+            continue
+        if pid.isdigit() and int(pid) != os.getpid() and text in cmdline:
+            pids.append(int(pid))
+    return pids
 
 
 def loaded(results):
@@ -161,7 +185,7 @@ def main(jobs_json, out_json):
     with open(jobs_json) as f:
         jobs = json.load(f)['jobs']
     for job in jobs:
-        feedback = Recorder(job.get('cancel_at'))
+        feedback = Recorder(job.get('cancel_at'), job.get('cancel_on_text'))
         params = dict(job['params'])
         params['INPUT'] = make_layer(job['layer'])
         entry = {'ok': False, 'error': None, 'results': None}
@@ -182,6 +206,7 @@ def main(jobs_json, out_json):
             gdal.SetConfigOption(key, None)
         entry['allowed_sources_after'] = gdal.GetConfigOption('TPS_ALLOWED_SOURCES')
         entry['canceled'] = feedback.isCanceled()
+        entry['running_after'] = running_with(job['params']['OUTPUT'])
         entry.update(feedback.log)
         report['jobs'][job['id']] = entry
         del params

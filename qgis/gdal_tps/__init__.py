@@ -1,6 +1,7 @@
 """gdal-tps for QGIS: a Processing provider ("gdaltps") whose algorithm
 "thinplatespline" writes a .tps file for a point layer and renders it with
-GDAL's translate through the gdal-tps driver (docs/guide.md, "QGIS")."""
+the gdal_translate command through the gdal-tps driver (docs/guide.md,
+"QGIS")."""
 
 
 def classFactory(iface):  # noqa: N802 (QGIS's name)

@@ -5,9 +5,9 @@ INPUT, FIELD, WEIGHT_FIELD, EXTENT, PIXEL_SIZE, CRS, SMOOTHING, MODE,
 DEVICE, QUANTITY, MAX_DISTANCE, CONVEX_HULL, OUTPUT, OUTPUT_TPS.
 
 It writes a .tps (OUTPUT_TPS, or a temporary one) that points at the
-layer's source (point_source.py), and the raster is GDAL's translate of
-that .tps (gdal_run.py): `gdal_translate x.tps out.tif` writes the same
-bytes, by construction.
+layer's source (point_source.py), and the raster is the `gdal_translate`
+command run on that .tps (gdal_run.py, a child process that Cancel stops):
+`gdal_translate x.tps out.tif` writes the same bytes, by construction.
 """
 import math
 import os
@@ -94,7 +94,8 @@ class ThinPlateSplineAlgorithm(QgsProcessingAlgorithm):
             'It writes a .tps file that names the layer\'s data (GeoPackage, Shapefile, CSV, '
             'PostGIS and the other files GDAL reads by default; anything else, a memory layer '
             'for example, is first saved to a GeoPackage beside the .tps) and writes the '
-            'raster with GDAL\'s translate of it. Keep the .tps (Thin plate spline file) to '
+            'raster with the gdal_translate command (Cancel stops it, solving or '
+            'evaluating). Keep the .tps (Thin plate spline file) to '
             'open the surface in QGIS or any GDAL program later, at any resolution: '
             'gdal_translate of it writes the same raster.')
 
@@ -144,6 +145,8 @@ class ThinPlateSplineAlgorithm(QgsProcessingAlgorithm):
     def canExecute(self):  # noqa: N802
         if gdal_run.tps_driver() is None:
             return False, NO_DRIVER
+        if gdal_run.gdal_translate() is None:
+            return False, gdal_run.NO_COMMAND
         return True, ''
 
     def checkParameterValues(self, parameters, context):  # noqa: N802
@@ -202,7 +205,9 @@ class ThinPlateSplineAlgorithm(QgsProcessingAlgorithm):
         else:
             feedback.pushInfo('The .tps reads the %s source of %s directly'
                               % (points.kind, layer.name()))
-        if kept_tps and points.source.startswith('PG:') and 'password=' in points.source:
+        # a connection string with a password: the .tps only its owner reads
+        private = points.source.startswith('PG:') and 'password=' in points.source
+        if kept_tps and private:
             feedback.pushWarning('%s holds the connection string of %s, with its password; '
                                  'a PostgreSQL service file or ~/.pgpass keeps it out'
                                  % (kept_tps, layer.name()))
@@ -213,7 +218,7 @@ class ThinPlateSplineAlgorithm(QgsProcessingAlgorithm):
             smoothing=parse_smoothing(self.parameterAsString(parameters, 'SMOOTHING', context)),
             mode=mode, quantity=quantity, max_distance=max_distance,
             convex_hull=self.parameterAsBoolean(parameters, 'CONVEX_HULL', context))
-        write_tps(tps_path, text)
+        write_tps(tps_path, text, private=private)
         feedback.pushInfo('Wrote %s' % tps_path)
 
         open_options = [] if device == 'AUTO' else ['DEVICE=' + device]

@@ -61,6 +61,15 @@ def tps_document(tps_path, points, field, points_srs=None, weight_field=None, ou
     return ET.tostring(root, encoding='unicode') + '\n'
 
 
-def write_tps(tps_path, text):
-    with open(tps_path, 'w', encoding='utf-8') as f:
+def write_tps(tps_path, text, private=False):
+    """`private`: readable by its owner only (0600), also when it existed
+    (a .tps that holds a database password)."""
+    if not private:
+        with open(tps_path, 'w', encoding='utf-8') as f:
+            f.write(text)
+        return
+    fd = os.open(tps_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, 'w', encoding='utf-8') as f:
+        if hasattr(os, 'fchmod'):  # POSIX
+            os.fchmod(fd, 0o600)
         f.write(text)
