@@ -103,6 +103,36 @@ tps_status tps_gpu_local_deriv_sums(tps_gpu_local *local, const tps_window *grid
     return no_gpu(err);
 }
 
+tps_gpu_se *tps_gpu_se_create(size_t n, size_t m, const double *u, const double *v,
+                              const double *vr, const double *f, const double *r,
+                              const double *m11, const double *linv, size_t ld,
+                              size_t max_bytes, tps_error *err)
+{
+    (void)n, (void)m, (void)u, (void)v, (void)vr, (void)f, (void)r, (void)m11, (void)linv;
+    (void)ld, (void)max_bytes;
+    no_gpu(err);
+    return NULL;
+}
+
+void tps_gpu_se_destroy(tps_gpu_se *se)
+{
+    (void)se;
+}
+
+tps_status tps_gpu_se_variance(tps_gpu_se *se, const tps_window *grid, const double *zs,
+                               double *out, size_t max_bytes, tps_error *err)
+{
+    (void)se, (void)grid, (void)zs, (void)out, (void)max_bytes;
+    return no_gpu(err);
+}
+
+tps_status tps_gpu_time_dgemm(size_t m, size_t n, size_t k, int repeats, double *tflops,
+                              tps_error *err)
+{
+    (void)m, (void)n, (void)k, (void)repeats, (void)tflops;
+    return no_gpu(err);
+}
+
 tps_status tps_gpu_eigen_batch(size_t count, tps_gpu_eigen_system *systems, size_t max_bytes,
                                tps_error *err)
 {

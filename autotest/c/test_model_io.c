@@ -49,7 +49,7 @@
 #define OFF_N_ENTRIES 120
 #define OFF_N_FACTORISATIONS (128 + 24 + 5 * 8)
 /* Where the local section of a model of n points and nb bands starts. */
-#define LOCAL_AT(n, nb) (128 + 8 * 15 + 112 * (nb) + 16 * (n))
+#define LOCAL_AT(n, nb) (128 + 8 * 16 + 128 * (nb) + 16 * (n))
 #define PATCH_RECORD 64
 
 static unsigned long long rng_state = 0x9E3779B97F4A7C15ULL;
@@ -354,8 +354,9 @@ static void test_damage(tps_context *ctx, const tps_model *m, const unsigned cha
     for (size_t t = 0; t < sizeof counts / sizeof counts[0]; ++t) {
         const uint64_t n = counts[t][0], nb = counts[t][1];
         const int in_bounds = t == 0;
-        /* header, cx cy scale + info, bands, u v, weights, padded "ab", trailer */
-        const uint64_t total = 128 + 8 * 15 + 112 * nb + 16 * n + 8 * n * nb + 8 + 8;
+        /* header, cx cy scale + info, bands, u v, half-weights, point
+         * weights (a band has missing values), padded "ab", trailer */
+        const uint64_t total = 128 + 8 * 16 + 128 * nb + 16 * n + 16 * n * nb + 8 + 8;
         memcpy(buf, data, size);
         memcpy(buf + OFF_N, &n, 8);
         memcpy(buf + OFF_N_BANDS, &nb, 8);
@@ -396,25 +397,76 @@ static void test_damage(tps_context *ctx, const tps_model *m, const unsigned cha
     tps_free(data);
 }
 
-/* A version-2 file: this layout for a global model, zeros at 104..127. */
+/* A version-4 save of a global model without covariates in an older
+ * layout (docs/design.md): version 3 had no n_dropped_covariate, no sigma2
+ * and tau2 per band and no point weights (flags 0); version 2 is version 3
+ * with zeros at 104..127. Returns the new size (the buffer shrinks). */
+static size_t to_older(unsigned char *buf, size_t size, size_t n, size_t nb, uint32_t version)
+{
+    uint32_t flags;
+    memcpy(&flags, buf + 28, 4);
+    const size_t pw = flags & 0x100u ? 8 * n * nb : 0;
+    const size_t info_end = 128 + 8 * (3 + 7), bands = info_end + 8 + 5 * 8;
+    unsigned char *out = malloc(size);
+    size_t o = 0;
+    memcpy(out, buf, info_end);
+    o = info_end;
+    memcpy(out + o, buf + info_end + 8, 5 * 8); /* the info's reals, past the new count */
+    o += 5 * 8;
+    for (size_t b = 0; b < nb; ++b) { /* 11 values, then skip sigma2 and tau2, then affine */
+        memcpy(out + o, buf + bands + 128 * b, 88);
+        memcpy(out + o + 88, buf + bands + 128 * b + 104, 24);
+        o += 112;
+    }
+    const size_t arrays = bands + 128 * nb, arrays_len = 16 * n + 8 * n * nb;
+    memcpy(out + o, buf + arrays, arrays_len);
+    o += arrays_len;
+    const size_t tail = size - (arrays + arrays_len + pw); /* extra bytes and the trailer */
+    memcpy(out + o, buf + arrays + arrays_len + pw, tail);
+    o += tail;
+    memcpy(out + OFF_VERSION, &version, 4);
+    memset(out + 28, 0, 4);
+    if (version == 2)
+        memset(out + OFF_MODE, 0, 24);
+    const uint64_t total = o;
+    memcpy(out + OFF_TOTAL, &total, 8);
+    memcpy(buf, out, o);
+    free(out);
+    reseal(buf, o);
+    return o;
+}
+
+/* Version-2 and version-3 files of a global model load and evaluate as
+ * saved; they carry no variances, so no standard error. */
 static void test_version2(tps_context *ctx, const tps_model *m, const unsigned char hash[32])
 {
+    tps_model_info mi;
+    CHECK(tps_model_get_info(ctx, m, &mi) == TPS_OK, "%s", tps_context_errmsg(ctx));
+    for (uint32_t version = 2; version <= 3; ++version) {
     void *data = NULL;
     size_t size = 0;
     CHECK(tps_model_save(ctx, m, hash, NULL, 0, &data, &size) == TPS_OK, "save");
     if (!data)
         return;
     unsigned char *buf = data;
-    const uint32_t v2 = 2;
-    memcpy(buf + OFF_VERSION, &v2, 4);
-    memset(buf + OFF_MODE, 0, 24);
-    reseal(buf, size);
+    size = to_older(buf, size, mi.n_points, mi.n_bands, version);
     tps_model *l = tps_model_load(ctx, buf, size, hash, NULL, NULL);
-    CHECK(l != NULL, "version 2: %s", tps_context_errmsg(ctx));
+    CHECK(l != NULL, "version %u: %s", version, tps_context_errmsg(ctx));
     if (l) {
         tps_model_info info;
         CHECK(tps_model_get_info(ctx, l, &info) == TPS_OK, "%s", tps_context_errmsg(ctx));
         CHECK(info.mode == TPS_MODE_GLOBAL && info.n_patches == 0, "version 2 mode");
+        tps_band_info bi;
+        CHECK(tps_model_get_band_info(ctx, l, 0, &bi) == TPS_OK && isnan(bi.sigma2) &&
+                  isnan(bi.tau2),
+              "version %u: no variances", version);
+        double se = 0;
+        tps_grid one;
+        const double gt1[6] = {400000, 10, 0, 6001000, 0, -10};
+        tps_grid_from_geotransform(&one, gt1, 0, 0, 1, 1);
+        const tps_output so = {0, &se, TPS_FLOAT64, 8, 8, TPS_QUANTITY_STANDARD_ERROR};
+        CHECK(tps_evaluate_grid(ctx, l, &one, 1, &so, NULL) == TPS_ERR_INVALID_ARGUMENT,
+              "version %u: a standard error without variances", version);
         const size_t cols = 31, rows = 23, cells = 3 * cols * rows;
         double *g1 = malloc(sizeof(double) * cells), *g2 = malloc(sizeof(double) * cells);
         eval_grid(ctx, m, g1, cols, rows);
@@ -424,13 +476,21 @@ static void test_version2(tps_context *ctx, const tps_model *m, const unsigned c
         free(g2);
     }
     tps_model_destroy(l);
-    /* A version-2 header with a mode: those bytes were reserved then. */
-    const uint64_t local = TPS_MODE_LOCAL;
-    memcpy(buf + OFF_MODE, &local, 8);
-    reseal(buf, size);
-    CHECK(fails_as(ctx, buf, size, hash, TPS_ERR_BAD_MODEL_DATA), "version 2 with a mode");
-    printf("version 2: a global file loads and evaluates as saved\n");
+    if (version == 2) {
+        /* A version-2 header with a mode: those bytes were reserved then. */
+        const uint64_t local = TPS_MODE_LOCAL;
+        memcpy(buf + OFF_MODE, &local, 8);
+        reseal(buf, size);
+        CHECK(fails_as(ctx, buf, size, hash, TPS_ERR_BAD_MODEL_DATA), "version 2 with a mode");
+    } else {
+        /* Flags were zero before version 4. */
+        buf[28] = 1;
+        reseal(buf, size);
+        CHECK(fails_as(ctx, buf, size, hash, TPS_ERR_BAD_MODEL_DATA), "version 3 with flags");
+    }
     tps_free(data);
+    }
+    printf("versions 2 and 3: a global file loads and evaluates as saved\n");
 }
 
 /* ---- LOCAL models ---- */
