@@ -134,6 +134,9 @@ def test_guide_commands_print_what_it_shows(tmp_path):
     with open(tmp_path / 'zinc.tps', 'w') as f:
         f.write(xml)
     shutil.copy(os.path.join(DATA_DIR, 'meuse.csv'), tmp_path)
+    # the covariate demo's files ("Covariates and standard errors")
+    for name in ('meuse_logzinc_dist.tps', 'meuse_logzinc.csv', 'meuse_dist.tif'):
+        shutil.copy(os.path.join(DATA_DIR, name), tmp_path)
     examples = shell_examples(text)
     assert len(examples) >= 8, examples
     for command, shown in examples:

@@ -7,7 +7,8 @@ the value range (3,200 points: the fast summation's products). The
 metadata (SOLVER, ITERATIONS, RELATIVE_RESIDUAL, dataset and band), the
 element form and its tolerance, the model file (its hash includes the
 solver; a model read back keeps the metadata), and the refusals (LOCAL,
-GCV, cross-validation, unknown values) with the option named.
+GCV, cross-validation, covariates, a standard-error band, unknown values)
+with the option named; SOLVER=AUTO with a standard-error band is DIRECT.
 """
 import os
 
@@ -139,3 +140,86 @@ def test_small_default_is_direct(tmp_path):
     ds, cap = open_tps(path, ['MODEL_CACHE=NO'])
     assert ds is not None, cap.errors
     assert md(ds, 'SOLVER') == 'DIRECT' and md(ds, 'ITERATIONS') is None
+
+
+# Covariates and standard errors need the dense solve (docs/format.md, "The
+# iterative solver"): SOLVER=ITERATIVE with either fails at open naming the
+# file, the element or option, and SOLVER=DIRECT; SOLVER=AUTO is DIRECT.
+
+def _small(tmp_path):
+    rng = np.random.default_rng(5)
+    x, y = random_points(300, rng, 500000.0, 4000000.0, 3000.0)
+    c = np.sin(x / 700.0) * np.cos(y / 500.0)
+    z = smooth_values(x, y, rng, noise=0.05) + 2.0 * c
+    write_csv(tmp_path / 's.csv', dict(x=x, y=y, z=z, c=c))
+    return grid_around(x, y, 12, 10)
+
+
+def _both(cap, words):
+    """One failure message names the file and every word."""
+    assert any(all(w.lower() in m.lower() for w in words) for m in cap.failures), cap.failures
+
+
+@pytest.mark.parametrize('form', ['element', 'option'])
+def test_covariates_refused(tmp_path, form):
+    from osgeo import gdal
+    gt = _small(tmp_path)
+    # a raster that covers the grid: the refusal is the solver's, not the raster's
+    ds = gdal.GetDriverByName('GTiff').Create(str(tmp_path / 'c.tif'), 40, 40, 1,
+                                              gdal.GDT_Float64)
+    ds.SetGeoTransform([gt[0] - 500, 100, 0, gt[3] + 500, 0, -100])
+    ds.GetRasterBand(1).Fill(1.0)
+    ds = None
+    if form == 'element':
+        extra = ('<Mode>GLOBAL</Mode><Solver>ITERATIVE</Solver>'
+                 '<Covariate><Field>c</Field><Raster>c.tif</Raster></Covariate>')
+        path = write_tps(tmp_path / 'cov.tps', tps_xml('s.csv', ['z'], geotransform=gt,
+                                                       size=(12, 10), extra=extra))
+        cap = assert_open_fails(path, 'cov.tps', ['<Covariate>'], ['MODEL_CACHE=NO'])
+        _both(cap, ['cov.tps', '<Covariate>', 'SOLVER=DIRECT', '<Solver>'])
+    else:
+        path = 'TPS:' + str(tmp_path / 's.csv')
+        opts = ['FIELD=z', 'XFIELD=x', 'YFIELD=y', 'EXTENT=%r,%r,%r,%r' % (
+            gt[0], gt[3] - 10 * abs(gt[5]), gt[0] + 12 * gt[1], gt[3]), 'SIZE=12,10',
+            'SOLVER=ITERATIVE', 'COVARIATES=c:%s' % (tmp_path / 'c.tif'), 'MODEL_CACHE=NO']
+        cap = assert_open_fails(path, 's.csv', ['COVARIATES'], opts)
+        _both(cap, ['s.csv', 'COVARIATES', 'SOLVER=DIRECT'])
+
+
+def test_standard_error_refused(tmp_path):
+    gt = _small(tmp_path)
+    path = write_tps(tmp_path / 'se.tps', tps_xml(
+        's.csv', ['z', {'field': 'z', 'quantity': 'standard_error'}], geotransform=gt,
+        size=(12, 10), smoothing=100.0, extra='<Mode>GLOBAL</Mode>'))
+    cap = assert_open_fails(path, 'se.tps', ['<Quantity>'],
+                            ['SOLVER=ITERATIVE', 'MODEL_CACHE=NO'])
+    _both(cap, ['se.tps', '<Band> #2: <Quantity>', 'standard_error', 'SOLVER=DIRECT'])
+
+
+def test_standard_error_makes_auto_direct(tmp_path):
+    """SOLVER=AUTO with a standard-error band is the DIRECT model (its
+    model file is SOLVER=DIRECT's): its SE equals the explicit DIRECT's,
+    and the value band equals the ITERATIVE model's within 1e-8 of the
+    range."""
+    gt = _small(tmp_path)
+    xml = tps_xml('s.csv', ['z', {'field': 'z', 'quantity': 'standard_error'}],
+                  geotransform=gt, size=(12, 10), smoothing=100.0, data_type='Float64',
+                  extra='<Mode>GLOBAL</Mode>')
+    path = write_tps(tmp_path / 'auto.tps', xml)
+    auto, cap = open_tps(path)
+    assert auto is not None, cap.errors
+    direct, cap = open_tps(path, ['SOLVER=DIRECT'])
+    assert direct is not None, cap.errors
+    assert md(auto, 'SOLVER') == 'DIRECT'
+    assert md(auto, 'MODEL_FILE') == md(direct, 'MODEL_FILE')
+    se_auto, se_direct = _read(auto)[1], _read(direct)[1]
+    assert np.all(np.isfinite(se_auto)) and np.all(se_auto > 0)
+    assert np.array_equal(se_auto, se_direct)
+    values = write_tps(tmp_path / 'values.tps', tps_xml(
+        's.csv', ['z'], geotransform=gt, size=(12, 10), smoothing=100.0, data_type='Float64',
+        extra='<Mode>GLOBAL</Mode>'))
+    it, cap = open_tps(values, ['SOLVER=ITERATIVE', 'MODEL_CACHE=NO'])
+    assert it is not None, cap.errors
+    assert md(it, 'SOLVER') == 'ITERATIVE'
+    v_it, v_auto = _read(it)[0], _read(auto)[0]
+    assert_close64(v_it, v_auto, np.ptp(v_auto), rel=1e-8, what='ITERATIVE against DIRECT')

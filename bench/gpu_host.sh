@@ -4,7 +4,8 @@
 #   cmake -S . -B build-gpu && cmake --build build-gpu -j
 #   mkdir -p .device/bin .device/lib && cp build-gpu/gdal_TPS.so build-gpu/autotest/c/test_* \
 #     build-gpu/bench/tps_bench_gpu build-gpu/bench/tps_mixed_error build-gpu/bench/tps_bench_local \
-#     build-gpu/bench/tps_mixed_suite .device/bin/ && strip .device/bin/*
+#     build-gpu/bench/tps_bench_se build-gpu/bench/tps_mixed_suite .device/bin/ && \
+#     strip .device/bin/*
 #   cp -L /usr/lib/x86_64-linux-gnu/liblapacke.so.3 /usr/lib/x86_64-linux-gnu/libtmglib.so.3 .device/lib/
 #   ../shared/tools/gdal-runtime-bundle .device/rt
 # then, on the GPU host, from the repository root: bench/gpu_host.sh OUT_DIR [quick|mixed]
@@ -142,6 +143,8 @@ run api $B/test_api
 run fmm $B/test_fmm
 run iterative $B/test_iterative
 TAIL_LINES=4 run iterative_gpu $B/test_iterative gpu
+run covse $B/test_covse autotest/r/fields_covse
+TAIL_LINES=4 run covse_gpu $B/test_covse autotest/r/fields_covse gpu
 if [ -x $B/fuzz_tps ]; then
   step "fuzz: the open path with DEVICE=GPU/AUTO/CPU, ASan + UBSan (make fuzz-gpu)"
   fuzz_env=(ASAN_OPTIONS=protect_shadow_gap=0 LSAN_OPTIONS=suppressions=fuzz/lsan_cuda.supp)

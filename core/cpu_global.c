@@ -18,7 +18,8 @@
 typedef struct value_request {
     const tps_eval_job *job;
     const double **weights; /* the half-weights of each value's band */
-    tps_scratch scratch;    /* per thread: u, v, acc (TPS_CHUNK each, acc n_values times) */
+    tps_scratch scratch;    /* per thread: u, v, acc (TPS_CHUNK each, acc n_values times),
+                             * the scaled covariates (TPS_CHUNK each) */
 } value_request;
 
 static void value_chunk(size_t item, int thread, void *user)
@@ -29,9 +30,12 @@ static void value_chunk(size_t item, int thread, void *user)
     double *pu = tps_scratch_at(&rq->scratch, thread);
     double *pv = pu + TPS_CHUNK;
     double *acc = pv + TPS_CHUNK;
+    double *zs = acc + TPS_CHUNK * job->n_values;
 
     size_t row, col0;
     const size_t count = tps_targets_chunk(&job->t, item, pu, pv, &row, &col0);
+    if (md->n_cov)
+        tps_covariates_load(md, job->cov, job->t.is_grid, row, col0, count, zs, TPS_CHUNK);
     /* Pad to whole tiles with copies of the last target; their sums are
      * computed and dropped. */
     size_t m = (count + TPS_KERNEL_TILE - 1) / TPS_KERNEL_TILE * TPS_KERNEL_TILE;
@@ -46,7 +50,11 @@ static void value_chunk(size_t item, int thread, void *user)
 
     for (size_t b = 0; b < job->n_values; ++b) {
         const double *a = md->affine[job->bands[b]];
-        const double *sum = acc + b * m;
+        double *sum = acc + b * m;
+        /* The covariates' term joins the spline's sum, before the affine
+         * part (the order every path uses). */
+        for (size_t k = 0; md->n_cov && k < count; ++k)
+            sum[k] += tps_covariates_term(md, job->bands[b], zs, TPS_CHUNK, k);
         if (job->t.is_grid) {
             const tps_output *o = &job->values[b];
             char *dst = (char *)o->data + (ptrdiff_t)row * o->line_stride +
@@ -84,8 +92,9 @@ static tps_status values(tps_context *ctx, const tps_eval_job *job)
         return tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory for evaluation buffers");
     for (size_t b = 0; b < job->n_values; ++b)
         rq.weights[b] = job->model->half_weights[job->bands[b]];
-    tps_status st = tps_scratch_alloc(ctx, &rq.scratch, threads,
-                                      sizeof(double) * TPS_CHUNK * (2 + job->n_values));
+    tps_status st =
+        tps_scratch_alloc(ctx, &rq.scratch, threads,
+                          sizeof(double) * TPS_CHUNK * (2 + job->n_values + job->model->n_cov));
     if (st == TPS_OK)
         tps_parallel_for(n_items, threads, value_chunk, &rq);
     tps_scratch_free(&rq.scratch);
@@ -127,7 +136,7 @@ static void quantity_chunk(size_t item, int thread, void *user)
     }
 }
 
-static tps_status quantities(tps_context *ctx, const tps_eval_job *job)
+static tps_status sums_quantities(tps_context *ctx, const tps_eval_job *job)
 {
     const size_t n_items = tps_targets_items(&job->t);
     if (job->n_quantities == 0 || n_items == 0)
@@ -153,6 +162,22 @@ static tps_status quantities(tps_context *ctx, const tps_eval_job *job)
     free(rq.first);
     free(rq.needs);
     return st;
+}
+
+/* The quantities formed from sums here, the standard errors in cpu_se.c. */
+static tps_status quantities(tps_context *ctx, const tps_eval_job *job)
+{
+    if (job->n_quantities == 0)
+        return TPS_OK;
+    tps_output *others = malloc(sizeof(tps_output) * job->n_quantities);
+    if (!others)
+        return tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory");
+    tps_eval_job sub = *job;
+    sub.quantities = others;
+    sub.n_quantities = tps_outputs_without_variance(job->quantities, job->n_quantities, others);
+    tps_status st = sums_quantities(ctx, &sub);
+    free(others);
+    return st == TPS_OK ? tps_cpu_standard_errors(ctx, job) : st;
 }
 
 const tps_backend tps_backend_cpu_global = {"CPU (global model)", values, quantities};

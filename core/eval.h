@@ -83,6 +83,9 @@ void tps_output_store(const tps_output *o, size_t row, size_t col, double value)
  * outputs[0 .. n) of output k's band, and needs[first[k]] the union of the
  * needs of that band's quantities (needs[k] is 0 for the others). */
 void tps_outputs_group(const tps_output *outputs, size_t n, size_t *first, unsigned *needs);
+/* The outputs of in[0 .. n) that do not need the variance, copied into out
+ * in order; returns how many. */
+size_t tps_outputs_without_variance(const tps_output *in, size_t n, tps_output *out);
 
 /* ---- quantities (quantity.c) ---- */
 /* The sums quantity q needs (TPS_NEEDS_*); 0 for an unknown one. */
@@ -125,6 +128,7 @@ typedef struct tps_eval_job {
     double *const *values_out; /* point targets */
     size_t n_quantities;
     const tps_output *quantities;
+    const tps_plane *cov;      /* the model's covariates at the targets, or NULL */
     int num_threads;
     tps_kernel_fn kernel;      /* the CPU's value kernel */
     tps_precision precision;   /* the GPU's: DOUBLE or MIXED (AUTO is resolved) */
@@ -144,6 +148,14 @@ extern const tps_backend tps_backend_cpu_local;  /* cpu_local.c */
 extern const tps_backend tps_backend_gpu;        /* gpu_eval.c: grids only */
 /* A local model's quantities on the CPU (cpu_local_deriv.c). */
 tps_status tps_cpu_local_quantities(tps_context *ctx, const tps_eval_job *job);
+/* The outputs of job->quantities that need the variance (the standard
+ * error) on the CPU, grids only: a global model's in cpu_se.c, a local
+ * one's in cpu_local_se.c. The backends' `quantities` leave those outputs
+ * to them (tps_outputs_without_variance). */
+tps_status tps_cpu_standard_errors(tps_context *ctx, const tps_eval_job *job);
+tps_status tps_cpu_local_standard_errors(tps_context *ctx, const tps_eval_job *job);
+/* ... on the GPU (gpu_se.c). */
+tps_status tps_gpu_standard_errors(tps_context *ctx, const tps_eval_job *job);
 
 #ifdef __cplusplus
 }

@@ -17,6 +17,7 @@ void tps_eval_options_init(tps_eval_options *options)
     options->device = TPS_DEVICE_AUTO;
     options->precision = TPS_PRECISION_DOUBLE;
     options->gpu_max_memory = 0;
+    options->covariates = NULL;
     options->tolerance = TPS_DEFAULT_TOLERANCE;
     options->stats = NULL;
 }
@@ -32,6 +33,34 @@ static tps_status run(tps_context *ctx, const tps_backend *backend, const tps_ev
     if (st == TPS_OK)
         st = backend->quantities(ctx, job);
     return st;
+}
+
+/* A model with covariates needs their planes, and only its values and
+ * standard errors can be formed (a derivative would need the covariates'
+ * derivatives, which the engine is not given). */
+static tps_status check_covariates(tps_context *ctx, const tps_model *model,
+                                   const tps_eval_options *options, size_t n_outputs,
+                                   const tps_output *outputs)
+{
+    if (model->n_cov == 0)
+        return TPS_OK;
+    const tps_plane *planes = options ? options->covariates : NULL;
+    for (size_t k = 0; k < model->n_cov; ++k)
+        if (!planes || !planes[k].data ||
+            (planes[k].type != TPS_FLOAT32 && planes[k].type != TPS_FLOAT64))
+            return tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT,
+                                 "the model has %zu covariate%s: their values at every target "
+                                 "are needed (tps_eval_options.covariates), plane %zu is "
+                                 "missing or of an unknown type",
+                                 model->n_cov, model->n_cov == 1 ? "" : "s", k + 1);
+    const unsigned derivative = TPS_NEEDS_GRADIENT | TPS_NEEDS_LAPLACIAN | TPS_NEEDS_HESSIAN;
+    for (size_t b = 0; b < n_outputs; ++b)
+        if (tps_quantity_needs(outputs[b].quantity) & derivative)
+            return tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT,
+                                 "output %zu: the %s of a model with covariates would need the "
+                                 "covariates' derivatives; only value and standard_error are "
+                                 "available", b, tps_quantity_info(outputs[b].quantity)->name);
+    return TPS_OK;
 }
 
 static tps_status kernel_for(tps_context *ctx, tps_cpu_kernel which, tps_kernel_fn *kernel)
@@ -85,6 +114,25 @@ tps_status tps_evaluate_grid_kernel(tps_context *ctx, const tps_model *model,
                                  "is invalid",
                                  b, o->band, model->n_bands);
     }
+    st = check_covariates(ctx, model, options, n_outputs, outputs);
+    if (st != TPS_OK)
+        return st;
+    for (size_t b = 0; b < n_outputs; ++b)
+        if ((tps_quantity_needs(outputs[b].quantity) & TPS_NEEDS_VARIANCE) && !model->local &&
+            model->band_info[outputs[b].band].solver == TPS_SOLVER_ITERATIVE)
+            return tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT,
+                                 "output %zu: band %zu was solved by SOLVER=ITERATIVE: a "
+                                 "standard error needs the dense factorisation of the spline's "
+                                 "system (O(N^2) memory), which the iterative solver does not "
+                                 "form; solve it with SOLVER=DIRECT",
+                                 b, outputs[b].band + 1);
+    for (size_t b = 0; b < n_outputs; ++b)
+        if ((tps_quantity_needs(outputs[b].quantity) & TPS_NEEDS_VARIANCE) && !model->local &&
+            isnan(model->band_info[outputs[b].band].sigma2))
+            return tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT,
+                                 "output %zu: band %zu has no variance estimates for a standard "
+                                 "error (a model saved by an older version): solve it again",
+                                 b, outputs[b].band + 1);
 
     /* Values first, then the other quantities, each in the caller's order. */
     tps_output *split = malloc(sizeof(tps_output) * n_outputs);
@@ -113,6 +161,7 @@ tps_status tps_evaluate_grid_kernel(tps_context *ctx, const tps_model *model,
     job.values = split;
     job.n_quantities = n_outputs - n_values;
     job.quantities = split + n_values;
+    job.cov = model->n_cov ? options->covariates : NULL;
     job.num_threads = options ? options->num_threads : 1;
     job.kernel = kernel;
     job.precision = precision;
@@ -154,8 +203,8 @@ tps_status tps_evaluate_grid(tps_context *ctx, const tps_model *model, const tps
 /* Scattered points, in scaled coordinates: values on the CPU. */
 static tps_status evaluate_scaled(tps_context *ctx, const tps_model *model, size_t n_bands,
                                   const size_t *bands, size_t n, const double *u,
-                                  const double *v, double **out, int num_threads,
-                                  tps_kernel_fn kernel)
+                                  const double *v, const tps_plane *cov, double **out,
+                                  int num_threads, tps_kernel_fn kernel)
 {
     if (n == 0 || n_bands == 0)
         return TPS_OK;
@@ -167,6 +216,7 @@ static tps_status evaluate_scaled(tps_context *ctx, const tps_model *model, size
     job.n_values = n_bands;
     job.bands = bands;
     job.values_out = out;
+    job.cov = cov;
     job.num_threads = num_threads;
     job.kernel = kernel;
     return cpu_backend(model)->values(ctx, &job);
@@ -174,13 +224,13 @@ static tps_status evaluate_scaled(tps_context *ctx, const tps_model *model, size
 
 tps_status tps_evaluate_scaled(tps_context *ctx, const tps_model *model, size_t n_bands,
                                const size_t *bands, size_t n, const double *u, const double *v,
-                               double **out, int num_threads)
+                               const tps_plane *cov, double **out, int num_threads)
 {
     tps_kernel_fn kernel;
     tps_status st = kernel_for(ctx, TPS_CPU_KERNEL_AUTO, &kernel);
     if (st != TPS_OK)
         return st;
-    return evaluate_scaled(ctx, model, n_bands, bands, n, u, v, out, num_threads, kernel);
+    return evaluate_scaled(ctx, model, n_bands, bands, n, u, v, cov, out, num_threads, kernel);
 }
 
 tps_status tps_evaluate_points_kernel(tps_context *ctx, const tps_model *model, size_t band,
@@ -196,6 +246,9 @@ tps_status tps_evaluate_points_kernel(tps_context *ctx, const tps_model *model, 
         return st;
     if (band >= model->n_bands || (n > 0 && (!x || !y || !out)))
         return tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT, "invalid band or buffers");
+    st = check_covariates(ctx, model, options, 0, NULL);
+    if (st != TPS_OK)
+        return st;
     double *uv = malloc(sizeof(double) * 2 * (n ? n : 1));
     if (!uv)
         return tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory");
@@ -203,7 +256,8 @@ tps_status tps_evaluate_points_kernel(tps_context *ctx, const tps_model *model, 
         uv[i] = (x[i] - model->cx) / model->scale;
         uv[n + i] = (y[i] - model->cy) / model->scale;
     }
-    st = evaluate_scaled(ctx, model, 1, &band, n, uv, uv + n, &out,
+    st = evaluate_scaled(ctx, model, 1, &band, n, uv, uv + n,
+                         model->n_cov ? options->covariates : NULL, &out,
                          options ? options->num_threads : 1, kernel);
     free(uv);
     return st;

@@ -145,6 +145,30 @@ tps_gpu_matvec *tps_gpu_matvec_create(size_t n, const double *u, const double *v
 void tps_gpu_matvec_destroy(tps_gpu_matvec *mv);
 tps_status tps_gpu_matvec_apply(tps_gpu_matvec *mv, const double *h, size_t m,
                                 const size_t *idx, double *out, tps_error *err);
+/* The standard error (core/variance.h) on the device: a band's
+ * factorisation, uploaded once, then for a window k(x, x) - v^T S^-1 v at
+ * every cell (gpu/se.cu). Per block of cells: the kernel matrix (n columns,
+ * FP64), Q applied in its compact WY form and the fixed part's rows in one
+ * DGEMM, then (L^-1 y) by DGEMMs over column blocks of L^-1 (cuBLAS, FP64:
+ * tensor cores on Hopper) and the row sums of squares.
+ *   v: n x m reflectors, explicit (unit diagonal, zeros above);
+ *   f: 2m x n, [T V^T; 0 | M21^T] (T the WY factor of the reflectors);
+ *   r: m x m, R (upper); m11: m x m, Q1^T M Q1 (full);
+ *   linv: the (n-m) x (n-m) lower triangle of L^-1 at leading dimension ld.
+ * zs: m - 3 planes of the window's scaled covariates (row-major, ncols
+ * wide; NaN gives NaN), NULL when m = 3; out: ncols x nrows doubles. */
+typedef struct tps_gpu_se tps_gpu_se;
+tps_gpu_se *tps_gpu_se_create(size_t n, size_t m, const double *u, const double *v,
+                              const double *vr, const double *f, const double *r,
+                              const double *m11, const double *linv, size_t ld,
+                              size_t max_bytes, tps_error *err);
+void tps_gpu_se_destroy(tps_gpu_se *se);
+tps_status tps_gpu_se_variance(tps_gpu_se *se, const tps_window *grid, const double *zs,
+                               double *out, size_t max_bytes, tps_error *err);
+/* For bench/ only: cuBLAS's DGEMM rate (m x k times k x n, FP64), the
+ * fastest of `repeats` after a warm-up, in 10^12 flop/s. */
+tps_status tps_gpu_time_dgemm(size_t m, size_t n, size_t k, int repeats, double *tflops,
+                              tps_error *err);
 
 /* A local model's GCV (core/local_cv.c): the eigendecompositions of many
  * small B = Q2^T D K D Q2 (core/solve.c, tps_spline_eigen_cpu: K of the n

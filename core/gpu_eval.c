@@ -88,6 +88,60 @@ static tps_status device_copy(tps_context *ctx, const tps_model *model, size_t m
                : tps_set_error(ctx, TPS_ERR_DEVICE_UNAVAILABLE, "%s", err.message);
 }
 
+/* Pixels per request of a model with covariates: its values come back in
+ * FP64 to the host, which adds the covariates' term (the caller's planes
+ * live there) and stores them in the caller's type. */
+#define COVARIATE_CHUNK_PIXELS ((size_t)1 << 20)
+
+static tps_status values_with_covariates(tps_context *ctx, const tps_eval_job *job)
+{
+    const tps_model *md = job->model;
+    const tps_window *g = &job->t.w;
+    const size_t nb = job->n_values, nc = md->n_cov;
+    size_t rows = COVARIATE_CHUNK_PIXELS / (g->ncols ? g->ncols : 1);
+    rows = rows < 1 ? 1 : (rows > g->nrows ? g->nrows : rows);
+    double *buf = malloc(sizeof(double) * rows * g->ncols * nb);
+    double *zs = malloc(sizeof(double) * g->ncols * nc);
+    tps_output *outs = malloc(sizeof(tps_output) * nb);
+    tps_status st = TPS_OK;
+    if (!buf || !zs || !outs) {
+        st = tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory for GPU values");
+        goto done;
+    }
+    for (size_t b = 0; b < nb; ++b)
+        outs[b] = (tps_output){job->values[b].band, buf + b * rows * g->ncols, TPS_FLOAT64,
+                               sizeof(double), (ptrdiff_t)(sizeof(double) * g->ncols),
+                               TPS_QUANTITY_VALUE};
+    for (size_t row0 = 0; row0 < g->nrows && st == TPS_OK; row0 += rows) {
+        tps_window chunk = *g;
+        chunk.first_row = g->first_row + row0;
+        chunk.nrows = g->nrows - row0 < rows ? g->nrows - row0 : rows;
+        tps_error err;
+        const tps_gpu_guard guard = {job->tolerance, mixed_force_every, job->stats};
+        if (tps_gpu_evaluate_grid(md->gpu, &chunk, nb, outs, job->precision, &guard,
+                                  job->gpu_max_bytes, &err) != TPS_OK) {
+            st = tps_set_error(ctx, TPS_ERR_DEVICE_UNAVAILABLE, "GPU evaluation: %s",
+                               err.message);
+            break;
+        }
+        for (size_t r = 0; r < chunk.nrows; ++r) {
+            tps_covariates_load(md, job->cov, 1, row0 + r, 0, g->ncols, zs, g->ncols);
+            for (size_t b = 0; b < nb; ++b) {
+                const double *src = buf + b * rows * g->ncols + r * g->ncols;
+                for (size_t c = 0; c < g->ncols; ++c)
+                    tps_output_store(&job->values[b], row0 + r, c,
+                                     src[c] + tps_covariates_term(md, job->values[b].band, zs,
+                                                                  g->ncols, c));
+            }
+        }
+    }
+done:
+    free(buf);
+    free(zs);
+    free(outs);
+    return st;
+}
+
 static tps_status values(tps_context *ctx, const tps_eval_job *job)
 {
     if (job->n_values == 0)
@@ -100,6 +154,8 @@ static tps_status values(tps_context *ctx, const tps_eval_job *job)
         return st;
     if (md->local && job->precision == TPS_PRECISION_MIXED)
         tps_log(ctx, TPS_LOG_DEBUG, "a local model evaluates in DOUBLE on the GPU");
+    if (md->n_cov)
+        return values_with_covariates(ctx, job);
     tps_error err;
     const tps_gpu_guard guard = {job->tolerance, mixed_force_every, job->stats};
     const tps_status rc =
@@ -160,7 +216,7 @@ static void formula_row(size_t r, int thread, void *user)
 /* The device sums each model band's needs once (a global model: the
  * spline's sums, its affine part added here; a local model: the blend's
  * derivatives, affine parts included) for every output of that band. */
-static tps_status quantities(tps_context *ctx, const tps_eval_job *job)
+static tps_status sums_quantities(tps_context *ctx, const tps_eval_job *job)
 {
     const size_t n = job->n_quantities;
     const tps_window *g = &job->t.w;
@@ -213,6 +269,22 @@ static tps_status quantities(tps_context *ctx, const tps_eval_job *job)
     free(first);
     free(needs);
     return st;
+}
+
+/* The quantities formed from sums on the device, then the standard errors. */
+static tps_status quantities(tps_context *ctx, const tps_eval_job *job)
+{
+    if (job->n_quantities == 0)
+        return TPS_OK;
+    tps_output *others = malloc(sizeof(tps_output) * job->n_quantities);
+    if (!others)
+        return tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory");
+    tps_eval_job sub = *job;
+    sub.quantities = others;
+    sub.n_quantities = tps_outputs_without_variance(job->quantities, job->n_quantities, others);
+    tps_status st = sums_quantities(ctx, &sub);
+    free(others);
+    return st == TPS_OK ? tps_gpu_standard_errors(ctx, job) : st;
 }
 
 const tps_backend tps_backend_gpu = {"GPU", values, quantities};

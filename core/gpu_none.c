@@ -111,6 +111,17 @@ tps_gpu_matvec *tps_gpu_matvec_create(size_t n, const double *u, const double *v
     return NULL;
 }
 
+tps_gpu_se *tps_gpu_se_create(size_t n, size_t m, const double *u, const double *v,
+                              const double *vr, const double *f, const double *r,
+                              const double *m11, const double *linv, size_t ld,
+                              size_t max_bytes, tps_error *err)
+{
+    (void)n, (void)m, (void)u, (void)v, (void)vr, (void)f, (void)r, (void)m11, (void)linv;
+    (void)ld, (void)max_bytes;
+    no_gpu(err);
+    return NULL;
+}
+
 void tps_gpu_matvec_destroy(tps_gpu_matvec *mv)
 {
     (void)mv;
@@ -120,6 +131,25 @@ tps_status tps_gpu_matvec_apply(tps_gpu_matvec *mv, const double *h, size_t m,
                                 const size_t *idx, double *out, tps_error *err)
 {
     (void)mv, (void)h, (void)m, (void)idx, (void)out;
+    return no_gpu(err);
+}
+
+void tps_gpu_se_destroy(tps_gpu_se *se)
+{
+    (void)se;
+}
+
+tps_status tps_gpu_se_variance(tps_gpu_se *se, const tps_window *grid, const double *zs,
+                               double *out, size_t max_bytes, tps_error *err)
+{
+    (void)se, (void)grid, (void)zs, (void)out, (void)max_bytes;
+    return no_gpu(err);
+}
+
+tps_status tps_gpu_time_dgemm(size_t m, size_t n, size_t k, int repeats, double *tflops,
+                              tps_error *err)
+{
+    (void)m, (void)n, (void)k, (void)repeats, (void)tflops;
     return no_gpu(err);
 }
 

@@ -17,6 +17,7 @@ extern "C" {
 struct tps_gpu_model;
 struct tps_local;
 struct tps_gpu_local;
+struct tps_se_factor;
 
 /* A context: the error carrier of its calls (error.h) and the caller's log
  * function. */
@@ -51,6 +52,30 @@ struct tps_model {
     struct tps_gpu_local *gpu_local; /* the same, for a LOCAL model's patches */
     size_t gpu_uploads;
     int gpu_lock_ready;
+    /* Linear covariates (covariates.c): n_cov of them. cov[k] holds their
+     * values at the n points in the caller's units (merged as the values
+     * are); the solve sees the column (c - cov_mean[k]) / cov_scale[k], and
+     * cov_coef[b * n_cov + k] is band b's coefficient of that column. */
+    size_t n_cov;
+    double **cov;
+    double *cov_mean, *cov_scale;
+    double *cov_coef;
+    /* Per band, for the standard error's factorisation: NULL when every
+     * point entered the band's solve with weight 1, else n weights (the
+     * merged points' summed weights; 0: missing in that band). */
+    double **point_w;
+    /* The standard error's factorisations (variance.c), one per band made
+     * on first use under se_lock; bands that share a solve share one. */
+    pthread_mutex_t se_lock;
+    int se_lock_ready;
+    struct tps_se_factor **se;
+    /* ... a LOCAL model's, per band: every patch's (cpu_local_se.c). */
+    struct tps_se_patches **se_patches;
+    /* ... their device copies (gpu_se.c), made on first use under gpu_lock. */
+    struct tps_gpu_se **gpu_se;
+    /* The fit had per-point weights (a local model keeps no point's): 1,
+     * 0, or -1 when unknown (a file older than version 4). */
+    int weighted;
 };
 
 /* ---- errors and messages (context.c) ---- */
@@ -81,8 +106,17 @@ tps_status tps_solve_dense(tps_context *ctx, size_t n, const double *u, const do
                            double lambda, size_t n_rhs, const double *const *z, double **w,
                            double (*a)[3], int num_threads, int try_gpu, size_t gpu_max_bytes,
                            int *used_gpu, const char *what);
-/* What tps_solve_dense_ex adds; either field may be NULL. Both make the
- * solve run on the CPU. */
+/* The fixed part's columns beyond [1 u v]: n_cov linear covariates over
+ * the system's points, already centred and scaled (model.c), named for
+ * messages. NULL or n_cov = 0: none. */
+typedef struct tps_fixed_cols {
+    size_t n_cov;
+    const double *const *cov;
+    const char *const *names; /* NULL, or n_cov names */
+} tps_fixed_cols;
+
+/* What tps_solve_dense_ex adds; every field may be NULL (0). Each makes
+ * the solve run on the CPU. */
 typedef struct tps_solve_extra {
     /* n multipliers of lambda on the diagonal: (K + lambda diag(noise)) w,
      * noise_i = 1 / weight_i for per-point weights. */
@@ -91,6 +125,12 @@ typedef struct tps_solve_extra {
      * residual of band r at point i is w[r][i] / loo_diag[i] (Rippa 1999).
      * Costs one dpotri (~2/3 N^3) after the solve. */
     double *loo_diag;
+    /* Covariates: the fixed part is [1 u v cov_1 .. cov_n_cov]; cov_coef
+     * receives n_cov coefficients per right-hand side (r n_cov + k). */
+    size_t n_cov;
+    const double *const *cov;
+    const char *const *cov_names;
+    double *cov_coef;
     /* Nonzero: the GPU or nothing. When the GPU cannot solve, fail with
      * TPS_ERR_DEVICE_UNAVAILABLE instead of solving on the CPU (a caller
      * with a cheaper CPU path of its own). */
@@ -138,8 +178,17 @@ tps_dense_factor *tps_dense_factor_create(tps_context *ctx, size_t n, const doub
                                           int num_threads, const char *what);
 tps_dense_factor *tps_dense_factor_destroy(tps_dense_factor *f);
 tps_status tps_dense_factor_solve(const tps_dense_factor *f, double *x, tps_error *err);
-/* Automatic smoothing (GCV) for one right-hand side z over the n points
- * (u, v), scaled coordinates: one eigendecomposition of Q2^T K Q2, then
+/* SOLVER for a group of bands of a global model (model_iterative.c): the
+ * request, or AUTO's choice for m points and n_group right-hand sides; and
+ * the group's iterative solve into the model (iterations, residuals). */
+tps_solver tps_model_choose_solver(const tps_model *md, size_t m, size_t n_group, int want_loo,
+                                   const tps_fit_options *options);
+tps_status tps_model_solve_iterative(tps_context *ctx, tps_model *md, double *const *merged,
+                                     double *const *merged_w, const size_t *group, size_t n_group,
+                                     size_t m, const tps_fit_options *options, const char *what);
+/* Automatic smoothing (GCV, gcv.c) for one right-hand side z over the n
+ * points (u, v), scaled coordinates, and the fixed part's covariates fc
+ * (NULL: none): one eigendecomposition of Q2^T K Q2, then
  * O(N) per trial lambda (docs/design.md). On the CPU. */
 typedef struct tps_gcv_result {
     double lambda;       /* chosen, in scaled units */
@@ -152,9 +201,9 @@ size_t tps_gcv_bytes(size_t n);
  * problem minimises sum w_i r_i^2 + lambda J, and its GCV score is
  * N sum w_i r_i^2 / (N - tr A)^2 (the problem scaled by W^1/2). */
 tps_status tps_gcv_select(tps_context *ctx, size_t n, const double *u, const double *v,
-                          const double *z, const double *sqrt_w, int num_threads,
-                          tps_gcv_result *res, const char *what);
-/* The smoother of one spline in its eigenbasis, in three steps (solve.c;
+                          const tps_fixed_cols *fc, const double *z, const double *sqrt_w,
+                          int num_threads, tps_gcv_result *res, const char *what);
+/* The smoother of one spline in its eigenbasis, in three steps (gcv.c;
  * docs/design.md, "GCV on local models"): with D = W^1/2 (rows, NULL: I),
  * D P = Q R, B = Q2^T D K D Q2 = V diag(e) V^T, the spline's I - A(lambda)
  * is U diag(lambda / (e + lambda)) U^T, U = Q [0; V], and c = U^T D z.
@@ -186,6 +235,13 @@ void tps_spline_eigen_finish(size_t n, const double *p, const double tau[3], con
  * thread could be started at all (then nothing ran). */
 typedef void (*tps_parallel_body)(size_t item, int thread, void *user);
 int tps_parallel_for(size_t n_items, int n_threads, tps_parallel_body body, void *user);
+/* OpenBLAS single-threaded between begin and end, for BLAS calls made
+ * from tps_parallel_for's workers (OpenBLAS's own threads would compete
+ * with them, and its results would depend on its thread count). The
+ * setting is process-wide: the first begin saves it, the last end
+ * restores it (counted, so overlapping callers restore it once). */
+void tps_blas_single_begin(void);
+void tps_blas_single_end(void);
 
 /* ---- progress of a long solve (progress.c) ---- */
 /* tps_model_create makes its options' progress function current on its own
@@ -247,10 +303,33 @@ static inline double tps_model_pairs_per_pixel(const tps_model *md)
 
 /* ---- the model's residuals at its points (evaluate.c) ---- */
 /* Bands `bands` at n scattered points given in scaled coordinates, on the
- * CPU, into out[b][0 .. n). */
+ * CPU, into out[b][0 .. n); cov: the model's covariate planes at them
+ * (NULL for a model without covariates). */
 tps_status tps_evaluate_scaled(tps_context *ctx, const tps_model *model, size_t n_bands,
                                const size_t *bands, size_t n, const double *u, const double *v,
-                               double **out, int num_threads);
+                               const tps_plane *cov, double **out, int num_threads);
+
+/* ---- covariates (covariates.c) ---- */
+/* md->cov_mean and cov_scale from md->cov over the model's points;
+ * TPS_ERR_COLLINEAR naming a covariate that is constant there. */
+tps_status tps_covariates_scale(tps_context *ctx, tps_model *md, const char *const *names);
+/* Covariate k's scaled column at the model's points index[0 .. m). */
+void tps_covariates_gather(const tps_model *md, size_t k, const size_t *index, size_t m,
+                           double *out);
+/* The scaled covariates of `count` targets: plane k's elements (col0 + j,
+ * row) of a grid window (is_grid) or col0 + j of scattered points, into
+ * zs[k * stride + j]. */
+void tps_covariates_load(const tps_model *md, const tps_plane *planes, int is_grid, size_t row,
+                         size_t col0, size_t count, double *zs, size_t stride);
+/* Band b's covariate term sum_k coef_k zs_k at target j. */
+static inline double tps_covariates_term(const tps_model *md, size_t band, const double *zs,
+                                         size_t stride, size_t j)
+{
+    double t = 0.0;
+    for (size_t k = 0; k < md->n_cov; ++k)
+        t += md->cov_coef[band * md->n_cov + k] * zs[k * stride + j];
+    return t;
+}
 
 #ifdef __cplusplus
 }

@@ -777,9 +777,8 @@ tps_status tps_local_build(tps_context *ctx, tps_model *md, double *const *merge
         st = tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory for the patch solves");
         goto done;
     }
-    const int blas_threads = openblas_get_num_threads();
     if (threads > 1)
-        openblas_set_num_threads(1);
+        tps_blas_single_begin();
     if (n_gcv + n_loo)
         st = tps_local_cv_start(ctx, md, lc, gather_patch_points, &bd, merged, merged_w, options,
                                 try_gpu,
@@ -791,7 +790,7 @@ tps_status tps_local_build(tps_context *ctx, tps_model *md, double *const *merge
         solve_patches(&bd, threads, try_gpu, options->gpu_max_memory);
     }
     if (threads > 1)
-        openblas_set_num_threads(blas_threads);
+        tps_blas_single_end();
     if (st != TPS_OK)
         goto done;
     if (bd.err.code == TPS_OK)

@@ -4,6 +4,7 @@
 #include "gpu_backend.h"
 #include "internal.h"
 #include "iterative.h"
+#include "variance.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -41,10 +42,33 @@ tps_model *tps_model_destroy(tps_model *model)
     tps_local_destroy(model->local);
     if (model->gpu_lock_ready)
         pthread_mutex_destroy(&model->gpu_lock);
+    if (model->gpu_se)
+        for (size_t b = 0; b < model->n_bands; ++b) {
+            int shared = 0;
+            for (size_t c = 0; c < b && !shared; ++c)
+                shared = model->gpu_se[c] == model->gpu_se[b];
+            if (!shared)
+                tps_gpu_se_destroy(model->gpu_se[b]);
+        }
+    free(model->gpu_se);
+    tps_se_factors_destroy(model);
+    if (model->se_lock_ready)
+        pthread_mutex_destroy(&model->se_lock);
     if (model->half_weights)
         for (size_t b = 0; b < model->n_bands; ++b)
             free(model->half_weights[b]);
     free(model->half_weights);
+    if (model->cov)
+        for (size_t k = 0; k < model->n_cov; ++k)
+            free(model->cov[k]);
+    free(model->cov);
+    free(model->cov_mean);
+    free(model->cov_scale);
+    free(model->cov_coef);
+    if (model->point_w)
+        for (size_t b = 0; b < model->n_bands; ++b)
+            free(model->point_w[b]);
+    free(model->point_w);
     free(model->affine);
     free(model->band_info);
     free(model->u);
@@ -56,11 +80,17 @@ tps_model *tps_model_destroy(tps_model *model)
 /* Distinct points, with each band's values averaged over the points merged
  * into them (NaN where none of them had a value). With weights, the average
  * is weighted and merged_w[b] receives the sum of the weights of the points
- * averaged in band b (the weight of their mean); else merged_w is NULL. */
+ * averaged in band b (the weight of their mean); else merged_w is NULL.
+ * Points with a non-finite covariate are dropped; md->cov receives the
+ * covariates averaged like the values; n_obs[b] the observations of band b
+ * that were kept (before merging). */
 static tps_status merge_points(tps_context *ctx, tps_model *md, size_t n_points, const double *x,
                                const double *y, const double *const *values,
-                               const double *weights, double **merged, double **merged_w)
+                               const tps_fit_options *options, double **merged,
+                               double **merged_w, size_t *n_obs)
 {
+    const double *weights = options->weights;
+    const double *const *cov = options->covariates;
     input_point *pts = malloc(sizeof *pts * (n_points ? n_points : 1));
     size_t *counts = calloc(md->n_bands, sizeof *counts);
     if (!pts || !counts) {
@@ -68,12 +98,20 @@ static tps_status merge_points(tps_context *ctx, tps_model *md, size_t n_points,
         free(counts);
         return tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory for %zu points", n_points);
     }
-    size_t kept = 0;
+    size_t kept = 0, no_cov = 0;
     for (size_t i = 0; i < n_points; ++i) {
-        if (isfinite(x[i]) && isfinite(y[i]))
-            pts[kept++] = (input_point){x[i], y[i], i};
+        if (isfinite(x[i]) && isfinite(y[i])) {
+            int usable = 1;
+            for (size_t k = 0; k < md->n_cov; ++k)
+                usable = usable && isfinite(cov[k][i]);
+            if (usable)
+                pts[kept++] = (input_point){x[i], y[i], i};
+            else
+                ++no_cov;
+        }
     }
-    md->info.n_dropped = n_points - kept;
+    md->info.n_dropped = n_points - kept - no_cov;
+    md->info.n_dropped_covariate = no_cov;
     qsort(pts, kept, sizeof *pts, compare_xy);
 
     size_t n = 0;
@@ -87,6 +125,8 @@ static tps_status merge_points(tps_context *ctx, tps_model *md, size_t n_points,
     int ok = md->u && md->v;
     for (size_t b = 0; b < md->n_bands; ++b)
         ok = ok && merged[b] && (!merged_w || merged_w[b]);
+    for (size_t k = 0; k < md->n_cov; ++k)
+        ok = ok && (md->cov[k] = malloc(sizeof(double) * (kept ? kept : 1))) != NULL;
     if (!ok) {
         free(pts);
         free(counts);
@@ -100,6 +140,7 @@ static tps_status merge_points(tps_context *ctx, tps_model *md, size_t n_points,
             if (merged_w)
                 merged_w[b][n] = 0.0;
         }
+        double cov_sum[TPS_MAX_COVARIATES] = {0}, cov_w = 0.0;
         for (; j < kept && pts[j].x == pts[i].x && pts[j].y == pts[i].y; ++j) {
             const double wj = weights ? weights[pts[j].index] : 1.0;
             for (size_t b = 0; b < md->n_bands; ++b) {
@@ -111,7 +152,14 @@ static tps_status merge_points(tps_context *ctx, tps_model *md, size_t n_points,
                     ++counts[b];
                 }
             }
+            for (size_t k = 0; k < md->n_cov; ++k)
+                cov_sum[k] += wj * cov[k][pts[j].index];
+            cov_w += wj;
         }
+        for (size_t k = 0; k < md->n_cov; ++k)
+            md->cov[k][n] = cov_sum[k] / cov_w;
+        for (size_t b = 0; b < md->n_bands; ++b)
+            n_obs[b] += counts[b];
         for (size_t b = 0; b < md->n_bands; ++b) {
             const double total = merged_w ? merged_w[b][n] : (double)counts[b];
             merged[b][n] = counts[b] ? merged[b][n] / total : NAN;
@@ -130,6 +178,10 @@ static tps_status merge_points(tps_context *ctx, tps_model *md, size_t n_points,
     if (md->info.n_dropped)
         tps_log(ctx, TPS_LOG_DEBUG, "%zu of %zu points dropped: non-finite x or y",
                 md->info.n_dropped, n_points);
+    if (no_cov)
+        tps_log(ctx, TPS_LOG_WARNING,
+                "%zu of %zu points have no value of %s (missing or not finite) and were left "
+                "out", no_cov, n_points, md->n_cov == 1 ? "the covariate" : "every covariate");
     if (md->info.n_merged)
         tps_log(ctx, TPS_LOG_WARNING,
                 "%zu point%s at the same location as another point were merged into %s "
@@ -178,116 +230,25 @@ static int same_mask(double *const *merged, size_t n, size_t b, size_t c)
     return 1;
 }
 
-/* DIRECT or ITERATIVE for a group of m points (tps.h, tps_solver): AUTO
- * keeps the dense factorisation while it is small and fits the memory
- * limit (on the GPU, cuSOLVER keeps it fast much longer), and always for
- * cross-validation, which needs its factor. */
-static tps_solver choose_solver(const tps_model *md, size_t m, size_t n_group, int want_loo,
-                                const tps_fit_options *options)
+/* The variances of the standard error, as fields' best.model has them
+ * (tps.h): sigma2 = 8 pi rho with rho = sum w_i z_i / N in the user's
+ * units, w the weights of the kernel r^2 log r. The solve's weights are
+ * those of the scaled coordinates, w_user = w_scaled / scale^2. */
+static void band_variances(tps_band_info *bi, double scale, size_t m, const double *w,
+                           const double *z, size_t n_obs)
 {
-    (void)md;
-    if (options->solver != TPS_SOLVER_AUTO)
-        return options->solver;
-    if (want_loo)
-        return TPS_SOLVER_DIRECT;
-    const size_t direct_max = options->device != TPS_DEVICE_CPU &&
-                                      tps_gpu_solve_available(NULL) == TPS_OK
-                                  ? TPS_AUTO_GLOBAL_MAX_POINTS_GPU
-                                  : TPS_AUTO_DIRECT_MAX_POINTS;
-    const size_t need = tps_solve_bytes(m, n_group);
-    if (m <= direct_max && (!options->max_memory || need <= options->max_memory))
-        return TPS_SOLVER_DIRECT;
-    /* Over the limit: ITERATIVE if it fits; if neither does, the dense
-     * solve's need is the one the error reports. */
-    if (m <= direct_max && tps_iterative_bytes(m, n_group) > options->max_memory)
-        return TPS_SOLVER_DIRECT;
-    return TPS_SOLVER_ITERATIVE;
-}
-
-/* The group by preconditioned GMRES (iterative.c): O(m) memory. Each band
- * records its iterations and residual; its largest residual at the data
- * comes from the solve's last product (so the model's evaluation at its
- * points, O(m^2), is not needed). */
-static tps_status solve_group_iterative(tps_context *ctx, tps_model *md, double *const *merged,
-                                        double *const *merged_w, const size_t *group,
-                                        size_t n_group, size_t m, const tps_fit_options *options,
-                                        const char *what)
-{
-    const size_t first = group[0];
-    size_t *index = malloc(sizeof(size_t) * m);
-    double *buf = malloc(sizeof(double) * m * (3 + 2 * n_group));
-    const double **z = malloc(sizeof(double *) * n_group);
-    double **w = malloc(sizeof(double *) * n_group);
-    double (*a)[3] = malloc(sizeof(double[3]) * n_group);
-    int *iterations = malloc(sizeof(int) * n_group);
-    double *stats = malloc(sizeof(double) * 2 * n_group);
-    tps_status st = TPS_OK;
-    if (!index || !buf || !z || !w || !a || !iterations || !stats) {
-        st = tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "%s: out of memory", what);
-        goto done;
-    }
-    double *su = buf, *sv = buf + m, *noise = merged_w ? buf + 2 * m : NULL;
-    size_t k = 0;
-    for (size_t i = 0; i < md->n; ++i) {
-        if (!isfinite(merged[first][i]))
-            continue;
-        index[k] = i;
-        su[k] = md->u[i];
-        sv[k] = md->v[i];
-        if (noise)
-            noise[k] = 1.0 / merged_w[first][i];
-        ++k;
-    }
-    for (size_t g = 0; g < n_group; ++g) {
-        double *zg = buf + (3 + 2 * g) * m;
-        for (size_t j = 0; j < m; ++j)
-            zg[j] = merged[group[g]][index[j]];
-        z[g] = zg;
-        w[g] = zg + m;
-    }
-    tps_iterative_options io;
-    tps_iterative_options_init(&io);
-    if (options->solver_tolerance > 0.0)
-        io.tol = options->solver_tolerance;
-    io.num_threads = options->num_threads;
-    /* The products and the patches on the GPU unless DEVICE=CPU; the
-     * products need no cuSOLVER, only a usable device. */
-    io.try_gpu = options->device != TPS_DEVICE_CPU && tps_gpu_probe(NULL) == TPS_OK;
-    io.gpu_max_bytes = options->gpu_max_memory;
-    tps_iterative_result res = {iterations, stats, stats + n_group, 0};
-    /* Scaled coordinates: lambda / scale^2, as for the dense solve. */
-    const double lambda = md->band_info[first].smoothing / (md->scale * md->scale);
-    st = tps_solve_iterative(ctx, m, su, sv, lambda, noise, n_group, z, w, a, &io, &res, what);
-    if (st != TPS_OK)
-        goto done;
-    if (res.used_gpu)
-        md->info.solve_device = TPS_DEVICE_GPU;
-    for (size_t g = 0; g < n_group; ++g) {
-        tps_band_info *bi = &md->band_info[group[g]];
-        for (size_t j = 0; j < m; ++j)
-            md->half_weights[group[g]][index[j]] = 0.5 * w[g][j];
-        memcpy(md->affine[group[g]], a[g], sizeof a[g]);
-        bi->solver = TPS_SOLVER_ITERATIVE;
-        bi->iterations = iterations[g];
-        bi->relative_residual = stats[g];
-        bi->max_abs_residual = stats[n_group + g];
-    }
-    md->info.n_factorisations++;
-done:
-    free(index);
-    free(buf);
-    free(z);
-    free(w);
-    free(a);
-    free(iterations);
-    free(stats);
-    return st;
+    double wz = 0.0;
+    for (size_t k = 0; k < m; ++k)
+        wz += w[k] * z[k];
+    const double rho = wz / (scale * scale) / (double)n_obs;
+    bi->sigma2 = rho > 0.0 ? 8.0 * M_PI * rho : 0.0;
+    bi->tau2 = rho > 0.0 ? rho * bi->smoothing : 0.0;
 }
 
 /* Solve the bands that share lambda and missing values: one factorisation. */
 static tps_status solve_group(tps_context *ctx, tps_model *md, double *const *merged,
                               double *const *merged_w, const size_t *group, size_t n_group,
-                              const tps_fit_options *options)
+                              const size_t *n_obs, const tps_fit_options *options)
 {
     char what[256];
     describe_bands(what, sizeof what, group, n_group);
@@ -300,7 +261,7 @@ static tps_status solve_group(tps_context *ctx, tps_model *md, double *const *me
     int want_loo = 0;
     for (size_t g = 0; g < n_group; ++g)
         want_loo |= options->cross_validation && !md->band_info[group[g]].smoothing_gcv;
-    const tps_solver solver = choose_solver(md, m, n_group, want_loo, options);
+    const tps_solver solver = tps_model_choose_solver(md, m, n_group, want_loo, options);
     size_t need = solver == TPS_SOLVER_ITERATIVE ? tps_iterative_bytes(m, n_group)
                                                  : tps_solve_bytes(m, n_group);
     if (options->max_memory && need > options->max_memory)
@@ -310,7 +271,8 @@ static tps_status solve_group(tps_context *ctx, tps_model *md, double *const *me
                              solver == TPS_SOLVER_ITERATIVE ? "iterative" : "dense", m, need,
                              (double)need / 1073741824.0, options->max_memory);
     if (solver == TPS_SOLVER_ITERATIVE)
-        return solve_group_iterative(ctx, md, merged, merged_w, group, n_group, m, options, what);
+        return tps_model_solve_iterative(ctx, md, merged, merged_w, group, n_group, m, options,
+                                         what);
 
     size_t *index = malloc(sizeof(size_t) * (m ? m : 1));
     double *su = malloc(sizeof(double) * (m ? m : 1));
@@ -321,9 +283,15 @@ static tps_status solve_group(tps_context *ctx, tps_model *md, double *const *me
     double (*a)[3] = malloc(sizeof(double[3]) * n_group);
     double *noise = merged_w ? malloc(sizeof(double) * (m ? m : 1)) : NULL;
     double *loo_diag = want_loo ? malloc(sizeof(double) * (m ? m : 1)) : NULL;
+    /* The covariates' scaled columns at the group's points, and their
+     * coefficients per band. */
+    const size_t nc = md->n_cov;
+    double *cov_buf = nc ? malloc(sizeof(double) * (m ? m : 1) * nc) : NULL;
+    double *coef = nc ? malloc(sizeof(double) * nc * n_group) : NULL;
+    const double *cov_cols[TPS_MAX_COVARIATES];
     tps_status st = TPS_OK;
     if (!index || !su || !sv || !zw || !z || !w || !a || (merged_w && !noise) ||
-        (want_loo && !loo_diag)) {
+        (want_loo && !loo_diag) || (nc && (!cov_buf || !coef))) {
         st = tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "%s: out of memory", what);
         goto done;
     }
@@ -345,6 +313,10 @@ static tps_status solve_group(tps_context *ctx, tps_model *md, double *const *me
         z[g] = zg;
         w[g] = zg + m;
     }
+    for (size_t k = 0; k < nc; ++k) {
+        tps_covariates_gather(md, k, index, m, cov_buf + k * m);
+        cov_cols[k] = cov_buf + k * m;
+    }
     /* phi(r) = s^2 phi(r/s) + s^2 log(s) (r/s)^2, and the second term is
      * absorbed by the affine part under the side conditions, so scaling
      * coordinates by 1/s only rescales lambda by 1/s^2. */
@@ -353,7 +325,12 @@ static tps_status solve_group(tps_context *ctx, tps_model *md, double *const *me
                         (options->device == TPS_DEVICE_AUTO && m >= TPS_GPU_SOLVE_MIN_POINTS &&
                          tps_gpu_solve_available(NULL) == TPS_OK);
     int used_gpu = 0;
-    const tps_solve_extra extra = {noise, loo_diag, 0};
+    const tps_solve_extra extra = {.noise = noise,
+                                   .loo_diag = loo_diag,
+                                   .n_cov = nc,
+                                   .cov = cov_cols,
+                                   .cov_names = options->covariate_names,
+                                   .cov_coef = coef};
     st = tps_solve_dense_ex(ctx, m, su, sv, lambda, n_group, z, w, a, options->num_threads,
                             try_gpu, options->gpu_max_memory, &used_gpu, &extra, what);
     if (st != TPS_OK)
@@ -378,10 +355,15 @@ static tps_status solve_group(tps_context *ctx, tps_model *md, double *const *me
         for (size_t k = 0; k < m; ++k)
             md->half_weights[b][index[k]] = 0.5 * w[g][k];
         memcpy(md->affine[b], a[g], sizeof a[g]);
+        if (nc)
+            memcpy(md->cov_coef + b * nc, coef + g * nc, sizeof(double) * nc);
+        band_variances(&md->band_info[b], md->scale, m, w[g], z[g], n_obs[b]);
     }
     md->info.n_factorisations++;
 
 done:
+    free(cov_buf);
+    free(coef);
     free(noise);
     free(loo_diag);
     free(index);
@@ -410,13 +392,20 @@ static tps_status select_gcv(tps_context *ctx, tps_model *md, double *const *mer
                              "%s: GCV over %zu points needs %zu bytes (%.2f GiB), more than the "
                              "%zu bytes allowed", what, m, need, (double)need / 1073741824.0,
                              options->max_memory);
-    double *buf = malloc(sizeof(double) * 4 * (m ? m : 1));
-    if (!buf)
+    const size_t nc = md->n_cov;
+    double *buf = malloc(sizeof(double) * (4 + nc) * (m ? m : 1));
+    size_t *index = malloc(sizeof(size_t) * (m ? m : 1));
+    if (!buf || !index) {
+        free(buf);
+        free(index);
         return tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "%s: out of memory", what);
+    }
     double *su = buf, *sv = buf + m, *z = buf + 2 * m, *sqrt_w = merged_w ? buf + 3 * m : NULL;
+    const size_t total = m;
     m = 0;
     for (size_t i = 0; i < md->n; ++i) {
         if (isfinite(merged[b][i])) {
+            index[m] = i;
             su[m] = md->u[i];
             sv[m] = md->v[i];
             z[m] = merged[b][i];
@@ -425,10 +414,19 @@ static tps_status select_gcv(tps_context *ctx, tps_model *md, double *const *mer
             ++m;
         }
     }
+    const double *cov_cols[TPS_MAX_COVARIATES];
+    for (size_t k = 0; k < nc; ++k) {
+        double *col = buf + (4 + k) * total;
+        tps_covariates_gather(md, k, index, m, col);
+        cov_cols[k] = col;
+    }
+    const tps_fixed_cols fc = {nc, cov_cols, options->covariate_names};
     tps_gcv_result res;
     const double t0 = tps_now_seconds();
-    tps_status st = tps_gcv_select(ctx, m, su, sv, z, sqrt_w, options->num_threads, &res, what);
+    tps_status st =
+        tps_gcv_select(ctx, m, su, sv, &fc, z, sqrt_w, options->num_threads, &res, what);
     free(buf);
+    free(index);
     if (st != TPS_OK)
         return st;
     tps_band_info *bi = &md->band_info[b];
@@ -468,7 +466,11 @@ static tps_status measure_residuals(tps_context *ctx, tps_model *md, double *con
             goto done;
         }
     }
-    st = tps_evaluate_scaled(ctx, md, n_eval, bands, md->n, md->u, md->v, out, num_threads);
+    tps_plane planes[TPS_MAX_COVARIATES];
+    for (size_t k = 0; k < md->n_cov; ++k)
+        planes[k] = (tps_plane){md->cov[k], TPS_FLOAT64, sizeof(double), 0};
+    st = tps_evaluate_scaled(ctx, md, n_eval, bands, md->n, md->u, md->v,
+                             md->n_cov ? planes : NULL, out, num_threads);
     if (st != TPS_OK)
         goto done;
     for (size_t k = 0; k < n_eval; ++k) {
@@ -533,6 +535,26 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
         }
     }
 
+    if (options->n_covariates > TPS_MAX_COVARIATES ||
+        (options->n_covariates && n_points > 0 && !options->covariates)) {
+        tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT,
+                      "%zu covariates: at most %d, each with its values at the points",
+                      options->n_covariates, TPS_MAX_COVARIATES);
+        return NULL;
+    }
+    for (size_t k = 0; k < options->n_covariates && n_points > 0; ++k) {
+        if (!options->covariates[k]) {
+            tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT, "covariate %zu has no values", k + 1);
+            return NULL;
+        }
+    }
+    if (options->n_covariates && options->mode == TPS_MODE_LOCAL) {
+        tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT,
+                      "covariates need MODE=GLOBAL: a local model's patches would each fit "
+                      "their own covariate coefficients");
+        return NULL;
+    }
+
     for (size_t i = 0; options->weights && i < n_points; ++i) {
         const double wi = options->weights[i];
         if (isfinite(x[i]) && isfinite(y[i]) && !(isfinite(wi) && wi > 0.0)) {
@@ -563,6 +585,12 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
                       "spline; a local model's patches are solved directly");
         return NULL;
     }
+    if (options->solver == TPS_SOLVER_ITERATIVE && options->n_covariates) {
+        tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT,
+                      "covariates need SOLVER=DIRECT (or AUTO): the iterative solver's "
+                      "preconditioner and products know only the affine part [1 x y]");
+        return NULL;
+    }
     if (options->solver == TPS_SOLVER_ITERATIVE && (any_gcv || options->cross_validation)) {
         tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT,
                       "%s needs SOLVER=DIRECT (or AUTO), or MODE=LOCAL: it is computed from "
@@ -578,13 +606,15 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
     double **merged_w = options->weights ? calloc(n_bands, sizeof(double *)) : NULL;
     size_t *group = malloc(sizeof(size_t) * n_bands);
     char *assigned = calloc(n_bands, 1);
+    size_t *n_obs = NULL;
     if (!md || !merged || !group || !assigned || (options->weights && !merged_w)) {
         tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory");
         goto fail;
     }
     md->n_bands = n_bands;
     md->gpu_lock_ready = pthread_mutex_init(&md->gpu_lock, NULL) == 0;
-    if (!md->gpu_lock_ready) {
+    md->se_lock_ready = md->gpu_lock_ready && pthread_mutex_init(&md->se_lock, NULL) == 0;
+    if (!md->se_lock_ready) {
         tps_set_error(ctx, TPS_ERR_INTERNAL, "cannot create a mutex");
         goto fail;
     }
@@ -594,14 +624,31 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
     md->half_weights = calloc(n_bands, sizeof(double *));
     md->affine = calloc(n_bands, sizeof(double[3]));
     md->band_info = calloc(n_bands, sizeof(tps_band_info));
-    if (!md->half_weights || !md->affine || !md->band_info) {
+    md->point_w = calloc(n_bands, sizeof(double *));
+    md->se = calloc(n_bands, sizeof(struct tps_se_factor *));
+    md->se_patches = calloc(n_bands, sizeof(struct tps_se_patches *));
+    md->gpu_se = calloc(n_bands, sizeof(struct tps_gpu_se *));
+    md->weighted = options->weights != NULL;
+    n_obs = calloc(n_bands, sizeof(size_t));
+    md->n_cov = options->n_covariates;
+    md->info.n_covariates = md->n_cov;
+    if (md->n_cov) {
+        md->cov = calloc(md->n_cov, sizeof(double *));
+        md->cov_mean = calloc(md->n_cov, sizeof(double));
+        md->cov_scale = calloc(md->n_cov, sizeof(double));
+        md->cov_coef = calloc(md->n_cov * n_bands, sizeof(double));
+    }
+    if (!md->half_weights || !md->affine || !md->band_info || !md->point_w || !md->se ||
+        !md->se_patches || !md->gpu_se || !n_obs || (md->n_cov && (!md->cov || !md->cov_mean || !md->cov_scale || !md->cov_coef))) {
         tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory");
         goto fail;
     }
-    if (merge_points(ctx, md, n_points, x, y, values, options->weights, merged, merged_w) !=
+    if (merge_points(ctx, md, n_points, x, y, values, options, merged, merged_w, n_obs) !=
         TPS_OK)
         goto fail;
     scale_points(md);
+    if (tps_covariates_scale(ctx, md, options->covariate_names) != TPS_OK)
+        goto fail;
 
     for (size_t b = 0; b < n_bands; ++b) {
         tps_band_info *bi = &md->band_info[b];
@@ -611,6 +658,7 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
         bi->solver = TPS_SOLVER_DIRECT;
         bi->iterations = 0;
         bi->relative_residual = NAN;
+        bi->sigma2 = bi->tau2 = NAN; /* set by the global solve */
         bi->value_min = INFINITY;
         bi->value_max = -INFINITY;
         for (size_t i = 0; i < md->n; ++i) {
@@ -665,6 +713,11 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
         mode = TPS_MODE_GLOBAL;
         tps_log(ctx, TPS_LOG_DEBUG, "AUTO chose the global model: SOLVER=ITERATIVE asks for it");
     }
+    /* A local model's patches would each fit their own covariates. */
+    if (mode == TPS_MODE_AUTO && md->n_cov) {
+        mode = TPS_MODE_GLOBAL;
+        tps_log(ctx, TPS_LOG_DEBUG, "AUTO chose the global model: covariates need it");
+    }
     if (mode == TPS_MODE_AUTO)
         mode = md->n <= global_max && (!options->max_memory || global_need <= options->max_memory)
                    ? TPS_MODE_GLOBAL
@@ -701,8 +754,26 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
                 assigned[c] = 1;
             }
         }
-        if (solve_group(ctx, md, merged, merged_w, group, n_group, options) != TPS_OK)
+        if (solve_group(ctx, md, merged, merged_w, group, n_group, n_obs, options) != TPS_OK)
             goto fail;
+    }
+    /* What the standard error's factorisation needs of each band's solve:
+     * which points took part, with which weights. */
+    for (size_t b = 0; b < n_bands && mode == TPS_MODE_GLOBAL; ++b) {
+        if (!merged_w && md->band_info[b].n_missing == 0)
+            continue;
+        if (merged_w) {
+            md->point_w[b] = merged_w[b]; /* 0 where missing */
+            merged_w[b] = NULL;
+            continue;
+        }
+        md->point_w[b] = malloc(sizeof(double) * (md->n ? md->n : 1));
+        if (!md->point_w[b]) {
+            tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory");
+            goto fail;
+        }
+        for (size_t i = 0; i < md->n; ++i)
+            md->point_w[b][i] = isfinite(merged[b][i]) ? 1.0 : 0.0;
     }
     if (measure_residuals(ctx, md, merged, options->num_threads) != TPS_OK)
         goto fail;
@@ -717,6 +788,7 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
     free(merged_w);
     free(group);
     free(assigned);
+    free(n_obs);
     tps_progress_end(outer_progress);
     return md;
 
@@ -731,6 +803,7 @@ fail:
     free(merged_w);
     free(group);
     free(assigned);
+    free(n_obs);
     tps_model_destroy(md);
     tps_progress_end(outer_progress);
     return NULL;

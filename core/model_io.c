@@ -17,33 +17,40 @@
  *   header, TPS_MODEL_HEADER_BYTES:
  *     0  "TPSMODEL"          8  format version (u32)
  *    12  byte-order mark     16 header bytes (u32)   20 sizeof(double) (u32)
- *    24  sizeof(count) (u32) 28 zero (u32)           32 probe double
+ *    24  sizeof(count) (u32) 28 flags (u32)          32 probe double
  *    40  dependency hash (32 bytes)
  *    72  n (u64)  80 n_bands (u64)  88 extra bytes (u64)  96 total bytes (u64)
  *   104  mode (u64: 1 GLOBAL, 2 LOCAL)  112 patches (u64)  120 patch points (u64)
  *        (patches and patch points are 0 for a GLOBAL model)
+ *   flags (version 4 on): bits 0..7 the covariates p, bit 8 point weights
+ *   stored, bit 9 the fit had per-point weights; the other bits zero
  *   payload:
  *     cx, cy, scale
- *     tps_model_info: 7 counts (n_input, n_points, n_dropped, n_merged,
- *       n_bands, n_factorisations, solve_device), 5 reals (solve_seconds,
- *       min_x, min_y, max_x, max_y)
- *     per band: 3 counts (n_points, n_missing, smoothing_gcv), 8 reals
+ *     tps_model_info: 8 counts (n_input, n_points, n_dropped, n_merged,
+ *       n_bands, n_factorisations, solve_device, n_dropped_covariate), 5
+ *       reals (solve_seconds, min_x, min_y, max_x, max_y)
+ *     per band: 3 counts (n_points, n_missing, smoothing_gcv), 10 reals
  *       (smoothing, max_abs_residual, value_min, value_max, gcv_score,
- *       effective_df, loo_rmse, loo_mae: NaN for fixed lambda), the affine
- *       part (3 reals), then (version 4) 2 counts (solver: 1 DIRECT,
- *       2 ITERATIVE; iterations) and 1 real (relative_residual, NaN for
- *       DIRECT)
+ *       effective_df, loo_rmse, loo_mae: NaN for fixed lambda; sigma2,
+ *       tau2: NaN for a local model), the affine part (3 reals), the p
+ *       covariate coefficients (of the scaled columns)
  *     u[n], v[n]
+ *     per covariate: mean, scale, its values at the n points
  *     GLOBAL: each band's half-weights[n]
  *     LOCAL: the local section, which local_io.c writes and reads (the patch
  *       table, then each patch's points, affine parts and half-weights;
  *       a local model's global half-weights are all zero and not stored)
+ *     point weights stored: per band n weights (0: missing in the band)
+ *     (version 5) per band: solver (u64: 1 DIRECT, 2 ITERATIVE), GMRES
+ *       iterations (u64), relative_residual (real, NaN for DIRECT)
  *     the caller's extra bytes, zero-padded to a multiple of 8
  *   trailer: FNV-1a 64 of every byte before it (u64)
  *
- * Version 3 was this layout without the solver fields of each band, and
- * version 2 that for GLOBAL models with zeros at 104..127; both are still
- * read (as models solved by DIRECT).
+ * Version 4 had no solver fields (its bands read as DIRECT); version 3 no
+ * covariates, variances or point weights either (flags zero, 7 info
+ * counts, 8 band reals); version 2 was version 3 for GLOBAL models with
+ * zeros at 104..127. All are still read (before 4: sigma2 and tau2 NaN, no
+ * standard error until the model is solved again).
  *
  * The device copy of a model is not saved: it is a cache of these arrays,
  * made again on the first GPU evaluation after a load. */
@@ -56,11 +63,17 @@
 
 #define MODEL_MAGIC "TPSMODEL"
 /* Bump on any change of the layout or of what the arrays mean. */
-#define MODEL_FORMAT_VERSION 4u
-/* Older versions, still read: without the bands' solver fields (3); a
- * global model, zeros at 104..127 (2). */
-#define MODEL_FORMAT_VERSION_NO_SOLVER 3u
+#define MODEL_FORMAT_VERSION 5u
+/* Earlier versions, still read: no solver fields (4), no covariates,
+ * variances or point weights either (3), and a global model with zeros at
+ * 104..127 besides (2). */
+#define MODEL_FORMAT_VERSION_NO_SOLVER 4u
+#define MODEL_FORMAT_VERSION_NO_COVARIATES 3u
 #define MODEL_FORMAT_VERSION_GLOBAL_ONLY 2u
+/* Version 4's flags: the covariates (bits 0..7), point weights stored. */
+#define FLAG_COVARIATE_MASK 0xffu
+#define FLAG_POINT_WEIGHTS 0x100u
+#define FLAG_WEIGHTED 0x200u /* the fit had per-point weights */
 /* Reads back as 0x04030201 on a machine of the other byte order. */
 #define MODEL_BYTE_ORDER_MARK 0x01020304u
 /* A double with every byte different: a file whose doubles are not IEEE
@@ -75,16 +88,18 @@
 #define MODEL_MAX_VALUES ((uint64_t)1 << 41) /* n * n_bands */
 #define MODEL_MAX_EXTRA ((uint64_t)1 << 32)
 
+/* Version 3's records, and what version 4 adds to them. */
 #define INFO_COUNTS 7
 #define INFO_REALS 5
 #define BAND_COUNTS 3
 #define BAND_REALS 11
-/* Version 4's additions to each band: solver, iterations; relative_residual. */
-#define BAND_SOLVER_BYTES (8u * 3)
-/* GMRES iterations no solve reaches. */
-#define MODEL_MAX_ITERATIONS 1000000000u
 #define FIXED_PAYLOAD_BYTES (8u * (3 + INFO_COUNTS + INFO_REALS))
 #define BAND_BYTES (8u * (BAND_COUNTS + BAND_REALS))
+#define V4_INFO_BYTES 8u  /* n_dropped_covariate */
+#define V4_BAND_BYTES 16u /* sigma2, tau2; then 8 per covariate */
+#define V5_BAND_BYTES 24u /* solver, iterations, relative_residual */
+/* GMRES iterations no solve reaches. */
+#define MODEL_MAX_ITERATIONS 1000000000u
 
 /* Where a u64 / u32 field sits in the header. */
 enum {
@@ -138,12 +153,10 @@ typedef struct model_kind {
     int local;
     uint64_t n_patches, n_entries; /* LOCAL: patches, and the sum of their points */
     uint32_t version;
+    uint64_t n_cov;                /* version 4: covariates */
+    int point_weights;             /* version 4: per-band point weights stored */
+    int weighted;                  /* version 4: the fit had per-point weights */
 } model_kind;
-
-static uint64_t band_bytes(uint32_t version)
-{
-    return BAND_BYTES + (version >= 4 ? BAND_SOLVER_BYTES : 0);
-}
 
 /* Bytes of a saved model of these counts; 0 when they are out of bounds. */
 static uint64_t saved_bytes(uint64_t n, uint64_t n_bands, uint64_t extra, const model_kind *kind)
@@ -160,9 +173,15 @@ static uint64_t saved_bytes(uint64_t n, uint64_t n_bands, uint64_t extra, const 
         if (surface == 0)
             return 0;
     }
-    return TPS_MODEL_HEADER_BYTES + FIXED_PAYLOAD_BYTES + band_bytes(kind->version) * n_bands +
-           16 * n +
-           surface + ((extra + 7) & ~(uint64_t)7) + 8;
+    uint64_t v4 = 0;
+    if (kind->version >= 4) {
+        /* n_cov <= 255, n <= 2^40, n_bands <= 2^20, n n_bands <= 2^41: no overflow */
+        v4 = V4_INFO_BYTES + n_bands * (V4_BAND_BYTES + 8 * kind->n_cov) +
+             kind->n_cov * (16 + 8 * n) + (kind->point_weights ? 8 * n * n_bands : 0);
+    }
+    const uint64_t v5 = kind->version >= 5 ? V5_BAND_BYTES * n_bands : 0;
+    return TPS_MODEL_HEADER_BYTES + FIXED_PAYLOAD_BYTES + BAND_BYTES * n_bands + 16 * n +
+           surface + v4 + v5 + ((extra + 7) & ~(uint64_t)7) + 8;
 }
 
 /* ---- writing ---- */
@@ -199,7 +218,11 @@ tps_status tps_model_save(tps_context *ctx, const tps_model *model, const unsign
     if (!model || !hash || !data || !size || (extra_size && !extra))
         return tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT,
                              "no model, hash or output, or extra bytes without a pointer");
-    model_kind kind = {model->local != NULL, 0, 0, MODEL_FORMAT_VERSION};
+    int any_pw = 0;
+    for (size_t b = 0; model->point_w && b < model->n_bands; ++b)
+        any_pw |= model->point_w[b] != NULL;
+    model_kind kind = {model->local != NULL, 0, 0, MODEL_FORMAT_VERSION, model->n_cov, any_pw,
+                       model->weighted > 0};
     if (model->local) {
         size_t n_patches = 0, n_entries = 0;
         tps_status st = tps_local_save_counts(ctx, model->local, &n_patches, &n_entries);
@@ -225,6 +248,8 @@ tps_status tps_model_save(tps_context *ctx, const tps_model *model, const unsign
     put_u32_at(buf, OFF_HEADER_BYTES, TPS_MODEL_HEADER_BYTES);
     put_u32_at(buf, OFF_DOUBLE_BYTES, (uint32_t)sizeof(double));
     put_u32_at(buf, OFF_COUNT_BYTES, (uint32_t)sizeof(uint64_t));
+    put_u32_at(buf, OFF_FLAGS, (uint32_t)model->n_cov | (any_pw ? FLAG_POINT_WEIGHTS : 0u) |
+                                   (model->weighted ? FLAG_WEIGHTED : 0u));
     const double probe = MODEL_PROBE;
     memcpy(buf + OFF_PROBE, &probe, 8);
     memcpy(buf + OFF_HASH, hash, 32);
@@ -248,6 +273,7 @@ tps_status tps_model_save(tps_context *ctx, const tps_model *model, const unsign
     put_u64(&w, in->n_bands);
     put_u64(&w, in->n_factorisations);
     put_u64(&w, (uint64_t)in->solve_device);
+    put_u64(&w, in->n_dropped_covariate);
     put_f64(&w, in->solve_seconds);
     put_f64(&w, in->min_x);
     put_f64(&w, in->min_y);
@@ -266,18 +292,38 @@ tps_status tps_model_save(tps_context *ctx, const tps_model *model, const unsign
         put_f64(&w, bi->effective_df);
         put_f64(&w, bi->loo_rmse);
         put_f64(&w, bi->loo_mae);
+        put_f64(&w, bi->sigma2);
+        put_f64(&w, bi->tau2);
         put_bytes(&w, model->affine[b], sizeof(double[3]));
-        put_u64(&w, (uint64_t)bi->solver);
-        put_u64(&w, (uint64_t)bi->iterations);
-        put_f64(&w, bi->relative_residual);
+        if (model->n_cov)
+            put_bytes(&w, model->cov_coef + b * model->n_cov, sizeof(double) * model->n_cov);
     }
     put_bytes(&w, model->u, sizeof(double) * model->n);
     put_bytes(&w, model->v, sizeof(double) * model->n);
+    for (size_t k = 0; k < model->n_cov; ++k) {
+        put_f64(&w, model->cov_mean[k]);
+        put_f64(&w, model->cov_scale[k]);
+        put_bytes(&w, model->cov[k], sizeof(double) * model->n);
+    }
     if (model->local)
         tps_local_write(model->local, &w.p);
     else
         for (size_t b = 0; b < model->n_bands; ++b)
             put_bytes(&w, model->half_weights[b], sizeof(double) * model->n);
+    for (size_t b = 0; any_pw && b < model->n_bands; ++b) {
+        if (model->point_w[b]) {
+            put_bytes(&w, model->point_w[b], sizeof(double) * model->n);
+        } else {
+            for (size_t i = 0; i < model->n; ++i)
+                put_f64(&w, 1.0);
+        }
+    }
+    for (size_t b = 0; b < model->n_bands; ++b) {
+        const tps_band_info *bi = &model->band_info[b];
+        put_u64(&w, (uint64_t)bi->solver);
+        put_u64(&w, (uint64_t)bi->iterations);
+        put_f64(&w, bi->relative_residual);
+    }
     if (extra_size)
         put_bytes(&w, extra, extra_size);
     w.p = buf + total - 8; /* past the zero padding */
@@ -345,16 +391,25 @@ static tps_status check_header(tps_context *ctx, const unsigned char *h, size_t 
                                              : "unknown byte order mark");
     const uint32_t version = get_u32_at(h, OFF_VERSION);
     if (version != MODEL_FORMAT_VERSION && version != MODEL_FORMAT_VERSION_NO_SOLVER &&
+        version != MODEL_FORMAT_VERSION_NO_COVARIATES &&
         version != MODEL_FORMAT_VERSION_GLOBAL_ONLY)
         return tps_set_error(ctx, TPS_ERR_BAD_MODEL_DATA,
                              "not a valid saved model: format version %u, this engine reads "
                              "%u to %u", version, MODEL_FORMAT_VERSION_GLOBAL_ONLY,
                              MODEL_FORMAT_VERSION);
-    kind->version = version;
+    const uint32_t flags = get_u32_at(h, OFF_FLAGS);
     if (get_u32_at(h, OFF_HEADER_BYTES) != TPS_MODEL_HEADER_BYTES ||
         get_u32_at(h, OFF_DOUBLE_BYTES) != sizeof(double) ||
-        get_u32_at(h, OFF_COUNT_BYTES) != sizeof(uint64_t) || get_u32_at(h, OFF_FLAGS) != 0)
+        get_u32_at(h, OFF_COUNT_BYTES) != sizeof(uint64_t))
         return bad(ctx, "header, real or count sizes differ from this engine's");
+    if (version < 4 ? flags != 0
+                    : (flags & ~(FLAG_COVARIATE_MASK | FLAG_POINT_WEIGHTS | FLAG_WEIGHTED)) != 0 ||
+                          (flags & FLAG_COVARIATE_MASK) > TPS_MAX_COVARIATES)
+        return bad(ctx, "unknown header flags");
+    kind->version = version;
+    kind->n_cov = flags & FLAG_COVARIATE_MASK;
+    kind->point_weights = (flags & FLAG_POINT_WEIGHTS) != 0;
+    kind->weighted = (flags & FLAG_WEIGHTED) != 0;
     double probe;
     memcpy(&probe, h + OFF_PROBE, 8);
     if (probe != MODEL_PROBE)
@@ -408,7 +463,8 @@ tps_status tps_model_saved_size(tps_context *ctx, const void *header, size_t hea
     if (!header || !total_size)
         return tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT, "no header or no output");
     uint64_t total = 0;
-    model_kind kind = {0, 0, 0, 0};
+    model_kind kind;
+    memset(&kind, 0, sizeof kind);
     tps_status st = check_header(ctx, header, header_size, expected_hash, &total, &kind);
     if (st == TPS_OK)
         *total_size = (size_t)total;
@@ -426,7 +482,8 @@ tps_status tps_model_saved_counts(tps_context *ctx, const void *header, size_t h
     if (!header || !n_points || !n_bands)
         return tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT, "no header or no output");
     uint64_t total = 0;
-    model_kind kind = {0, 0, 0, 0};
+    model_kind kind;
+    memset(&kind, 0, sizeof kind);
     tps_status st = check_header(ctx, header, header_size, NULL, &total, &kind);
     if (st == TPS_OK) {
         *n_points = (size_t)get_u64_at(header, OFF_N);
@@ -494,9 +551,31 @@ static tps_status check_values(tps_context *ctx, const tps_model *md)
                       !(bi->relative_residual <= 1e-6))
             return bad(ctx, "invalid band solver, iterations or residual");
         if (!all_finite(md->affine[b], 3) ||
-            (md->half_weights[b] && !all_finite(md->half_weights[b], md->n)))
+            (md->half_weights[b] && !all_finite(md->half_weights[b], md->n)) ||
+            (md->n_cov && !all_finite(md->cov_coef + b * md->n_cov, md->n_cov)))
             return bad(ctx, "non-finite weights");
+        /* NaN: not estimated (a local model, an older file) */
+        if (isinf(bi->sigma2) || isinf(bi->tau2) || bi->sigma2 < 0 || bi->tau2 < 0 ||
+            isnan(bi->sigma2) != isnan(bi->tau2))
+            return bad(ctx, "invalid band variances");
+        if (!md->local && !md->point_w[b] && bi->n_missing && !isnan(bi->sigma2))
+            return bad(ctx, "no point weights for a band with missing values");
+        if (md->point_w && md->point_w[b]) {
+            size_t used = 0;
+            for (size_t i = 0; i < md->n; ++i) {
+                const double pw = md->point_w[b][i];
+                if (!(isfinite(pw) && pw >= 0))
+                    return bad(ctx, "invalid point weights");
+                used += pw > 0;
+            }
+            if (used != bi->n_points)
+                return bad(ctx, "point weights inconsistent with the band's points");
+        }
     }
+    for (size_t k = 0; k < md->n_cov; ++k)
+        if (!isfinite(md->cov_mean[k]) || !isfinite(md->cov_scale[k]) ||
+            !(md->cov_scale[k] > 0) || !all_finite(md->cov[k], md->n))
+            return bad(ctx, "invalid covariates");
     if (!all_finite(md->u, md->n) || !all_finite(md->v, md->n) || !all_scaled(md->u, md->n) ||
         !all_scaled(md->v, md->n))
         return bad(ctx, "point coordinates outside the model's square");
@@ -518,7 +597,8 @@ tps_model *tps_model_load(tps_context *ctx, const void *data, size_t size,
     }
     const unsigned char *buf = data;
     uint64_t total = 0;
-    model_kind kind = {0, 0, 0, 0};
+    model_kind kind;
+    memset(&kind, 0, sizeof kind);
     if (check_header(ctx, buf, size, expected_hash, &total, &kind) != TPS_OK)
         return NULL;
     if (size != total) {
@@ -544,24 +624,44 @@ tps_model *tps_model_load(tps_context *ctx, const void *data, size_t size,
     }
     md->n = n;
     md->n_bands = n_bands;
-    /* As tps_model_create does: the device copy is made on first use, under this lock. */
+    /* As tps_model_create does: the device copy and the standard error's
+     * factorisations are made on first use, under these locks. */
     md->gpu_lock_ready = pthread_mutex_init(&md->gpu_lock, NULL) == 0;
+    md->se_lock_ready = md->gpu_lock_ready && pthread_mutex_init(&md->se_lock, NULL) == 0;
     md->u = malloc(sizeof(double) * n);
     md->v = malloc(sizeof(double) * n);
     md->half_weights = calloc(n_bands, sizeof(double *));
     md->affine = calloc(n_bands, sizeof(double[3]));
     md->band_info = calloc(n_bands, sizeof(tps_band_info));
-    int ok = md->gpu_lock_ready && md->u && md->v && md->half_weights && md->affine &&
-             md->band_info;
+    md->point_w = calloc(n_bands, sizeof(double *));
+    md->se = calloc(n_bands, sizeof(struct tps_se_factor *));
+    md->se_patches = calloc(n_bands, sizeof(struct tps_se_patches *));
+    md->gpu_se = calloc(n_bands, sizeof(struct tps_gpu_se *));
+    /* before version 4 nobody said: -1, unknown (no local standard error) */
+    md->weighted = kind.version >= 4 ? kind.weighted : -1;
+    md->n_cov = (size_t)kind.n_cov;
+    if (md->n_cov) {
+        md->cov = calloc(md->n_cov, sizeof(double *));
+        md->cov_mean = calloc(md->n_cov, sizeof(double));
+        md->cov_scale = calloc(md->n_cov, sizeof(double));
+        md->cov_coef = calloc(md->n_cov * n_bands, sizeof(double));
+    }
+    int ok = md->se_lock_ready && md->u && md->v && md->half_weights && md->affine &&
+             md->band_info && md->point_w && md->se && md->se_patches && md->gpu_se &&
+             (!md->n_cov || (md->cov && md->cov_mean && md->cov_scale && md->cov_coef));
+    for (size_t k = 0; ok && k < md->n_cov; ++k)
+        ok = (md->cov[k] = malloc(sizeof(double) * n)) != NULL;
+    for (size_t b = 0; ok && kind.point_weights && b < n_bands; ++b)
+        ok = (md->point_w[b] = malloc(sizeof(double) * n)) != NULL;
     /* A local model's surface is its patches: its global half-weights,
      * which the file does not hold, stay NULL (n x n_bands zeros would be
      * the largest allocation of a load, and nothing reads them). */
     for (size_t b = 0; ok && !kind.local && b < n_bands; ++b)
         ok = (md->half_weights[b] = malloc(sizeof(double) * n)) != NULL;
     if (!ok) {
-        tps_set_error(ctx, md->gpu_lock_ready ? TPS_ERR_OUT_OF_MEMORY : TPS_ERR_INTERNAL,
-                      md->gpu_lock_ready ? "out of memory for a model of %zu points"
-                                         : "cannot create a mutex (model of %zu points)", n);
+        tps_set_error(ctx, md->se_lock_ready ? TPS_ERR_OUT_OF_MEMORY : TPS_ERR_INTERNAL,
+                      md->se_lock_ready ? "out of memory for a model of %zu points"
+                                        : "cannot create a mutex (model of %zu points)", n);
         return tps_model_destroy(md);
     }
 
@@ -581,6 +681,9 @@ tps_model *tps_model_load(tps_context *ctx, const void *data, size_t size,
     in->solve_device = device == TPS_DEVICE_CPU   ? TPS_DEVICE_CPU
                        : device == TPS_DEVICE_GPU ? TPS_DEVICE_GPU
                                                   : TPS_DEVICE_AUTO;
+    const int v4 = kind.version >= 4;
+    in->n_dropped_covariate = v4 ? (size_t)get_u64(&r) : 0;
+    in->n_covariates = md->n_cov;
     in->solve_seconds = get_f64(&r);
     in->min_x = get_f64(&r);
     in->min_y = get_f64(&r);
@@ -601,8 +704,39 @@ tps_model *tps_model_load(tps_context *ctx, const void *data, size_t size,
         bi->effective_df = get_f64(&r);
         bi->loo_rmse = get_f64(&r);
         bi->loo_mae = get_f64(&r);
+        bi->sigma2 = v4 ? get_f64(&r) : NAN;
+        bi->tau2 = v4 ? get_f64(&r) : NAN;
         get_bytes(&r, md->affine[b], sizeof(double[3]));
-        if (kind.version >= 4) {
+        if (md->n_cov)
+            get_bytes(&r, md->cov_coef + b * md->n_cov, sizeof(double) * md->n_cov);
+    }
+    get_bytes(&r, md->u, sizeof(double) * n);
+    get_bytes(&r, md->v, sizeof(double) * n);
+    for (size_t k = 0; k < md->n_cov; ++k) {
+        md->cov_mean[k] = get_f64(&r);
+        md->cov_scale[k] = get_f64(&r);
+        get_bytes(&r, md->cov[k], sizeof(double) * n);
+    }
+    const unsigned char *local_at = r.p;
+    if (kind.local)
+        r.p += tps_local_saved_bytes((size_t)kind.n_patches, (size_t)kind.n_entries, n_bands);
+    else
+        for (size_t b = 0; b < n_bands; ++b)
+            get_bytes(&r, md->half_weights[b], sizeof(double) * n);
+    for (size_t b = 0; kind.point_weights && b < n_bands; ++b) {
+        get_bytes(&r, md->point_w[b], sizeof(double) * n);
+        /* all ones: the band had none (the file stores every band's) */
+        size_t i = 0;
+        while (i < n && md->point_w[b][i] == 1.0)
+            ++i;
+        if (i == n) {
+            free(md->point_w[b]);
+            md->point_w[b] = NULL;
+        }
+    }
+    for (size_t b = 0; b < n_bands; ++b) {
+        tps_band_info *bi = &md->band_info[b];
+        if (kind.version >= 5) {
             const uint64_t solver = get_u64(&r), iterations = get_u64(&r);
             /* Out-of-range values become values that check_values rejects. */
             bi->solver = solver == TPS_SOLVER_DIRECT      ? TPS_SOLVER_DIRECT
@@ -616,14 +750,6 @@ tps_model *tps_model_load(tps_context *ctx, const void *data, size_t size,
             bi->relative_residual = NAN;
         }
     }
-    get_bytes(&r, md->u, sizeof(double) * n);
-    get_bytes(&r, md->v, sizeof(double) * n);
-    const unsigned char *local_at = r.p;
-    if (kind.local)
-        r.p += tps_local_saved_bytes((size_t)kind.n_patches, (size_t)kind.n_entries, n_bands);
-    else
-        for (size_t b = 0; b < n_bands; ++b)
-            get_bytes(&r, md->half_weights[b], sizeof(double) * n);
     const unsigned char *extra_at = r.p;
     for (size_t i = n_extra; i < pad8(n_extra); ++i) {
         if (extra_at[i] != 0) {

@@ -15,6 +15,15 @@ void tps_output_store(const tps_output *o, size_t row, size_t col, double value)
     }
 }
 
+size_t tps_outputs_without_variance(const tps_output *in, size_t n, tps_output *out)
+{
+    size_t k = 0;
+    for (size_t b = 0; b < n; ++b)
+        if (!(tps_quantity_needs(in[b].quantity) & TPS_NEEDS_VARIANCE))
+            out[k++] = in[b];
+    return k;
+}
+
 void tps_outputs_group(const tps_output *outputs, size_t n, size_t *first, unsigned *needs)
 {
     for (size_t b = 0; b < n; ++b) {

@@ -6,9 +6,31 @@
  * start-up (tens of microseconds) is noise next to the evaluation. */
 #include "internal.h"
 
+#include <cblas.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+
+static pthread_mutex_t blas_lock = PTHREAD_MUTEX_INITIALIZER;
+static int blas_holds, blas_saved_threads;
+
+void tps_blas_single_begin(void)
+{
+    pthread_mutex_lock(&blas_lock);
+    if (blas_holds++ == 0) {
+        blas_saved_threads = openblas_get_num_threads();
+        openblas_set_num_threads(1);
+    }
+    pthread_mutex_unlock(&blas_lock);
+}
+
+void tps_blas_single_end(void)
+{
+    pthread_mutex_lock(&blas_lock);
+    if (--blas_holds == 0)
+        openblas_set_num_threads(blas_saved_threads);
+    pthread_mutex_unlock(&blas_lock);
+}
 
 typedef struct loop_state {
     atomic_size_t next;

@@ -461,7 +461,7 @@ static tps_status coarse_solver(tps_context *ctx, tps_precond *pc, const double 
         }
         /* The GPU or nothing: the CPU's fallback there would be the
          * explicit inverse, 7 times the flops of the factor below. */
-        const tps_solve_extra gpu_only = {NULL, NULL, 1};
+        const tps_solve_extra gpu_only = {.gpu_only = 1};
         st = tps_solve_dense_ex(ctx, nc, cu, cv, pc->lambda, nc, zp, wp, a, threads, 1,
                                 gpu_max_bytes, &used_gpu, &gpu_only, label);
         if (st == TPS_ERR_DEVICE_UNAVAILABLE) {

@@ -16,6 +16,7 @@ static const double DEGREES_PER_RADIAN = 57.295779513082320876798154814105;
  * the rows), as gdaldem has them. */
 typedef struct surface {
     double f, fx, fy, lap, fxx, fxy, fyy;
+    double var; /* the prediction variance (variance.h) */
 } surface;
 
 static double value(const surface *s) { return s->f; }
@@ -69,6 +70,15 @@ static double mean_curvature(const surface *s)
            (2.0 * q * sqrt(q));
 }
 
+/* The square root of the prediction variance; rounding can leave a tiny
+ * negative variance where it is 0 (at a data point when lambda = 0). */
+static double standard_error(const surface *s)
+{
+    if (isnan(s->var))
+        return NAN;
+    return s->var > 0.0 ? sqrt(s->var) : 0.0;
+}
+
 typedef struct row {
     tps_quantity_desc desc;
     double (*formula)(const surface *s);
@@ -107,6 +117,11 @@ static const row table[] = {
       "coordinates' unit; NaN on a data point",
       TPS_NEEDS_GRADIENT | TPS_NEEDS_HESSIAN},
      mean_curvature},
+    {{TPS_QUANTITY_STANDARD_ERROR, "standard_error", "",
+      "prediction standard error of f as R's fields::predictSE (maximum-likelihood sigma2 and "
+      "tau2): the band's unit",
+      TPS_NEEDS_VARIANCE},
+     standard_error},
 };
 
 #define N_ROWS (sizeof table / sizeof table[0])
@@ -146,6 +161,6 @@ double tps_quantity_eval(tps_quantity q, const tps_derivs *d, double scale)
      * one 1/scale per derivative. */
     const double s2 = scale * scale;
     const surface s = {d->f,        d->fu / scale, d->fv / scale, d->lap / s2,
-                       d->fuu / s2, d->fuv / s2,   d->fvv / s2};
+                       d->fuu / s2, d->fuv / s2,   d->fvv / s2,  d->var};
     return table[q].formula(&s);
 }

@@ -26,6 +26,8 @@ typedef struct tps_derivs {
     double fu, fv;         /* TPS_NEEDS_GRADIENT */
     double lap;            /* TPS_NEEDS_LAPLACIAN */
     double fuu, fuv, fvv;  /* TPS_NEEDS_HESSIAN */
+    double var;            /* TPS_NEEDS_VARIANCE: the prediction variance, in the
+                            * band's unit squared (variance.h; not a sum over points) */
 } tps_derivs;
 
 /* Planes a set of needs fills, in the order of tps_derivs's fields. */
@@ -37,7 +39,7 @@ TPS_HD int tps_needs_planes(unsigned needs)
 
 TPS_HD void tps_derivs_zero(tps_derivs *d)
 {
-    d->f = d->fu = d->fv = d->lap = d->fuu = d->fuv = d->fvv = 0.0;
+    d->f = d->fu = d->fv = d->lap = d->fuu = d->fuv = d->fvv = d->var = 0.0;
 }
 
 /* Adds point i's term (see above); log_s = log(s), s > 0. */

@@ -8,6 +8,7 @@
 #include "tps_dataset.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -139,6 +140,23 @@ CPLErr TPSMaskBand::IReadBlock(int nBlockXOff, int nBlockYOff, void *pImage)
     poTPSDS->m_poMask->Compute(sGrid, abyValid.data(),
                                poTPSDS->m_poParent ? poTPSDS->m_poParent->m_sEvalOptions.num_threads
                                                    : poTPSDS->m_sEvalOptions.num_threads);
+    // A pixel where a covariate has no value has none either.
+    const TPSDataset *poRoot = poTPSDS->m_poParent ? poTPSDS->m_poParent : poTPSDS;
+    if (poRoot->m_poCovariates)
+    {
+        std::vector<double> adfCov;
+        std::string osError;
+        if (!poRoot->m_poCovariates->Read(poTPSDS->m_adfGeoTransform, nXOff, nYOff, nXValid,
+                                          nYValid, &adfCov, &osError))
+        {
+            CPLError(CE_Failure, CPLE_AppDefined, "%s: %s",
+                     poTPSDS->m_oConfig.osName.c_str(), osError.c_str());
+            return CE_Failure;
+        }
+        for (size_t p = 0; p < adfCov.size(); p++)
+            if (std::isnan(adfCov[p]))
+                abyValid[p % abyValid.size()] = 0;
+    }
     // Beyond the raster (a partial last block): zeros, as in the bands.
     GByte *pabyImage = static_cast<GByte *>(pImage);
     memset(pabyImage, 0, static_cast<size_t>(nBlockXSize) * nBlockYSize);

@@ -32,6 +32,25 @@ struct TPSBandConfig
     size_t nModelBand = 0;
 };
 
+/* <Covariate> (COVARIATES): a linear covariate of the spline's fixed part
+ * (the engine's tps_fit_options.covariates): its values at the points from
+ * a field, or sampled from the raster when no field is given; its values
+ * at every pixel from the raster, resampled onto the output grid
+ * (tps_covariates.h). */
+struct TPSCovariateConfig
+{
+    std::string osField;  /* empty: sampled from the raster at the points */
+    std::string osRaster; /* resolved (relative to the .tps file's folder) */
+    int nBand = 1;        /* <Band> of the raster, 1-based */
+    /* Set by TPSApplyCovariatePolicy (tps_source_policy.h): the raster
+     * drivers that may read it (empty: any), the folder its files must be
+     * in ("": anywhere). */
+    std::vector<std::string> aosDrivers{};
+    std::string osFolder{};
+    /* Its name in messages and metadata: the field, else "raster:band". */
+    std::string Name() const;
+};
+
 /* MODEL_CACHE: whether the solved model is kept in <name>.tps.model. */
 enum class TPSModelCacheMode
 {
@@ -161,6 +180,8 @@ struct TPSConfig
     bool bConvexHull = false;
 
     std::vector<TPSBandConfig> aoBands;
+    /* <Covariate> elements (COVARIATES), in order: at most TPS_MAX_COVARIATES. */
+    std::vector<TPSCovariateConfig> aoCovariates;
     /* The distinct surfaces the raster bands show, in order of first use:
      * one per (field or <GeometryZ/>, smoothing). Bands of several
      * quantities of one field share it: one solve, one set of weights.

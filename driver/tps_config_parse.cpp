@@ -184,6 +184,89 @@ bool TPSConfigParser::ParseBand(const CPLXMLNode *psBand, int iBand)
     return true;
 }
 
+std::string TPSCovariateConfig::Name() const
+{
+    if (!osField.empty())
+        return osField;
+#if GDAL_VERSION_NUM >= GDAL_COMPUTE_VERSION(3, 11, 0)
+    const std::string osFile = CPLGetFilenameSafe(osRaster.c_str());
+#else
+    const std::string osFile = CPLGetFilename(osRaster.c_str());
+#endif
+    return nBand == 1 ? osFile : osFile + CPLSPrintf(":%d", nBand);
+}
+
+bool TPSConfigParser::ParseCovariate(const CPLXMLNode *psCovariate, int iCovariate)
+{
+    const std::string osCovLabel = CPLSPrintf("<Covariate> #%d", iCovariate + 1);
+    if (iCovariate >= TPS_MAX_COVARIATES)
+        return Fail(CPLE_NotSupported, osCovLabel, "at most %d covariates", TPS_MAX_COVARIATES);
+    TPSCovariateConfig oCov;
+    std::set<std::string> oSeen;
+    for (const CPLXMLNode *psChild = psCovariate->psChild; psChild; psChild = psChild->psNext)
+    {
+        if (psChild->eType != CXT_Element)
+            continue;
+        const std::string osElt = psChild->pszValue;
+        const std::string osLabel = osCovLabel + ": <" + osElt + ">";
+        if (osElt != "Field" && osElt != "Raster" && osElt != "Band")
+        {
+            Warn("ignoring unknown element <%s> in %s", TPSShown(osElt).c_str(),
+                 osCovLabel.c_str());
+            continue;
+        }
+        if (!oSeen.insert(osElt).second)
+            return Fail(CPLE_AppDefined, osLabel, "given more than once");
+        const std::string osText = NodeText(psChild);
+        if (osText.empty())
+            return Fail(CPLE_IllegalArg, osLabel, "empty");
+        if (osElt == "Field")
+            oCov.osField = osText;
+        else if (osElt == "Raster")
+            oCov.osRaster = ResolveSource(osText);
+        else
+        {
+            bool bTooLarge = false;
+            if (!ParsePositiveInt(osText, 65535, &oCov.nBand, &bTooLarge))
+                return Fail(CPLE_IllegalArg, osLabel, "expected a band number >= 1, got '%s'",
+                            TPSShown(osText).c_str());
+        }
+    }
+    if (oCov.osRaster.empty())
+        return Fail(CPLE_AppDefined, osCovLabel,
+                    "missing <Raster>: a covariate needs its values at every pixel");
+    m_oConfig.aoCovariates.push_back(oCov);
+    return true;
+}
+
+/* COVARIATES=field:raster[,field:raster]: the field before the first ':'
+ * (empty: sampled from the raster at the points), band 1; it replaces the
+ * file's <Covariate> list. */
+bool TPSConfigParser::ParseCovariatesOption(const char *pszValue)
+{
+    m_oConfig.aoCovariates.clear();
+    const CPLStringList aosItems(CSLTokenizeString2(pszValue, ",", CSLT_ALLOWEMPTYTOKENS));
+    for (int i = 0; i < aosItems.size(); i++)
+    {
+        const std::string osItem = Trim(aosItems[i]);
+        const size_t nColon = osItem.find(':');
+        if (osItem.empty() || nColon == std::string::npos ||
+            Trim(osItem.substr(nColon + 1)).empty())
+            return Fail(CPLE_IllegalArg, "COVARIATES",
+                        "expected field:raster[,field:raster] (an empty field samples the "
+                        "raster at the points), got '%s'",
+                        TPSShown(pszValue).c_str());
+        if (i >= TPS_MAX_COVARIATES)
+            return Fail(CPLE_NotSupported, "COVARIATES", "at most %d covariates",
+                        TPS_MAX_COVARIATES);
+        TPSCovariateConfig oCov;
+        oCov.osField = Trim(osItem.substr(0, nColon));
+        oCov.osRaster = ResolveSource(Trim(osItem.substr(nColon + 1)));
+        m_oConfig.aoCovariates.push_back(oCov);
+    }
+    return true;
+}
+
 bool TPSConfigParser::ConfigCount(const char *pszOption, int nDefault, int *pnValue)
 {
     const char *pszValue = CPLGetConfigOption(pszOption, nullptr);
@@ -215,7 +298,7 @@ bool TPSConfigParser::ParseRoot(const CPLXMLNode *psRoot)
 {
     std::set<std::string> oSeen;
     bool bHasPoints = false;
-    int nBands = 0;
+    int nBands = 0, nCovariates = 0;
     for (const CPLXMLNode *psChild = psRoot->psChild; psChild; psChild = psChild->psNext)
     {
         if (psChild->eType != CXT_Element)
@@ -227,6 +310,12 @@ bool TPSConfigParser::ParseRoot(const CPLXMLNode *psRoot)
             if (TooManyBands(static_cast<size_t>(nBands) + 1))
                 return false;
             if (!ParseBand(psChild, nBands++))
+                return false;
+            continue;
+        }
+        if (osElt == "Covariate")
+        {
+            if (!ParseCovariate(psChild, nCovariates++))
                 return false;
             continue;
         }
@@ -488,6 +577,11 @@ bool TPSConfigParser::ApplyOpenOptions(CSLConstList papszOpenOptions, bool bConn
         if (!ParseCrossValidation("CROSS_VALIDATION", Trim(pszCV)))
             return false;
     }
+    if (const char *pszCovariates = Fetch("COVARIATES"))
+    {
+        if (!ParseCovariatesOption(pszCovariates))
+            return false;
+    }
     // The configuration option sets the default for tools that cannot pass
     // open options (QGIS layers, VRTs); the open option wins.
     if (const char *pszCache = Fetch("MODEL_CACHE"))
@@ -570,6 +664,59 @@ bool TPSConfigParser::Validate(bool bConnectionForm)
                     "TPS_MAX_SOLVES=%d caps them; give bands the same smoothing (they then "
                     "share one), or raise it",
                     static_cast<unsigned long long>(nSolves), nMaxSolves);
+    // Covariates: the engine's limits, said before any point is read.
+    if (!c.aoCovariates.empty())
+    {
+        const char *pszLabel = bConnectionForm ? "COVARIATES" : "<Covariate>";
+        if (c.eMode == TPSModeRequest::LOCAL)
+            return Fail(CPLE_NotSupported, pszLabel,
+                        "covariates need MODE=GLOBAL (a local model's patches would each fit "
+                        "their own coefficients)");
+        for (size_t i = 0; i < c.aoBands.size(); i++)
+        {
+            const tps_quantity eQ = c.aoBands[i].eQuantity;
+            const unsigned nNeeds = tps_quantity_info(eQ)->needs;
+            if (nNeeds & (TPS_NEEDS_GRADIENT | TPS_NEEDS_LAPLACIAN | TPS_NEEDS_HESSIAN))
+                return Fail(CPLE_NotSupported,
+                            CPLSPrintf("<Band> #%d: <Quantity>", static_cast<int>(i) + 1),
+                            "%s with covariates would need the covariates' own derivatives at "
+                            "the output's resolution; only value and standard_error bands "
+                            "are available with covariates (gdaldem can derive the value "
+                            "band)",
+                            tps_quantity_info(eQ)->name);
+        }
+        for (size_t k = 0; k < c.aoCovariates.size(); k++)
+            for (size_t j = 0; j < k; j++)
+                if (c.aoCovariates[j].osField == c.aoCovariates[k].osField &&
+                    c.aoCovariates[j].osRaster == c.aoCovariates[k].osRaster &&
+                    c.aoCovariates[j].nBand == c.aoCovariates[k].nBand)
+                    return Fail(CPLE_AppDefined, pszLabel, "covariate '%s' given twice",
+                                c.aoCovariates[k].Name().c_str());
+    }
+    // SOLVER=ITERATIVE knows only the affine part [1 x y] and forms no dense
+    // factorisation: covariates and the standard error need SOLVER=DIRECT
+    // (docs/format.md). AUTO with a standard-error band means DIRECT, so
+    // that AUTO never makes (or finds in its model file) a model without
+    // one; covariates make the engine's AUTO DIRECT by themselves.
+    const char *pszSolver = bConnectionForm ? "SOLVER=ITERATIVE" : "SOLVER=ITERATIVE (<Solver>)";
+    if (c.eSolver == TPSSolverRequest::ITERATIVE && !c.aoCovariates.empty())
+        return Fail(CPLE_NotSupported, bConnectionForm ? "COVARIATES" : "<Covariate>",
+                    "covariates need SOLVER=DIRECT (or AUTO), not %s: the iterative solver's "
+                    "preconditioner and fast products know only the affine part [1 x y]",
+                    pszSolver);
+    for (size_t i = 0; i < c.aoBands.size(); i++)
+    {
+        if (!(tps_quantity_info(c.aoBands[i].eQuantity)->needs & TPS_NEEDS_VARIANCE))
+            continue;
+        if (c.eSolver == TPSSolverRequest::ITERATIVE)
+            return Fail(CPLE_NotSupported,
+                        CPLSPrintf("<Band> #%d: <Quantity>", static_cast<int>(i) + 1),
+                        "%s needs SOLVER=DIRECT (or AUTO), not %s: it is computed from the dense "
+                        "factorisation of the spline's system, which the iterative solver does "
+                        "not form",
+                        tps_quantity_info(c.aoBands[i].eQuantity)->name, pszSolver);
+        c.eSolver = TPSSolverRequest::DIRECT;
+    }
     if (c.bHasGeoTransform && !c.bHasSize)
         return Fail(CPLE_AppDefined, "<GeoTransform>", "needs <Size>");
     if (c.bHasGeoTransform && (c.bHasExtent || c.bHasResolution))

@@ -53,6 +53,8 @@ class TPSConfigParser
     bool ParseRoot(const CPLXMLNode *psRoot);
     bool ParsePoints(const CPLXMLNode *psPoints);
     bool ParseBand(const CPLXMLNode *psBand, int iBand);
+    bool ParseCovariate(const CPLXMLNode *psCovariate, int iCovariate);
+    bool ParseCovariatesOption(const char *pszValue);
     bool ApplyOpenOptions(CSLConstList papszOpenOptions, bool bConnectionForm);
     bool Validate(bool bConnectionForm);
     /* A count from a configuration option (1 .. 2^31-1; nDefault when

@@ -193,6 +193,10 @@ std::unique_ptr<TPSDataset> TPSDataset::Open(TPSConfig &&oConfig)
         CPLDebug("TPS", "%s: evaluating on the CPU (%s)", pszName,
                  poDS->m_bDeviceAuto ? "too little work for the GPU to win" : "DEVICE=CPU");
 
+    if (!c.aoCovariates.empty() && !poDS->OpenCovariates())
+        return nullptr;
+    if (!poDS->ChargeStandardErrors())
+        return nullptr;
     for (int i = 0; i < static_cast<int>(c.aoBands.size()); i++)
         poDS->SetBand(i + 1, new TPSRasterBand(poDS.get(), i + 1));
     if ((c.dfMaxDistance > 0 || c.bConvexHull) && !poDS->BuildMask())
@@ -235,6 +239,69 @@ bool TPSDataset::BuildMask()
              static_cast<unsigned long long>(m_poMask->HullSize()),
              std::chrono::duration<double>(std::chrono::steady_clock::now() - oStart).count());
     m_poMaskBand = std::make_unique<TPSMaskBand>(this);
+    return true;
+}
+
+bool TPSDataset::OpenCovariates()
+{
+    std::string osError;
+    std::unique_ptr<TPSCovariates> poCov = TPSCovariates::Open(
+        m_oConfig, m_poModel->bHasSRS ? &m_poModel->oSRS : nullptr, &osError);
+    if (!poCov || !poCov->Covers(m_adfGeoTransform, nRasterXSize, nRasterYSize, &osError))
+    {
+        CPLError(CE_Failure, CPLE_AppDefined, "%s",
+                 TPSSanitize(m_oConfig.osName + ": " + osError).c_str());
+        return false;
+    }
+    m_poCovariates = std::move(poCov);
+    return true;
+}
+
+bool TPSDataset::ChargeStandardErrors()
+{
+    // A band of standard errors makes its surface's factorisation (8 n^2
+    // bytes; a local model's patches 8 sum n_p^2) on its first read: the
+    // budget is asked for now, before any work, and the model keeps it.
+    std::vector<bool> abSE(m_oConfig.aoModelBands.size(), false);
+    for (const TPSBandConfig &oBand : m_oConfig.aoBands)
+        if (tps_quantity_info(oBand.eQuantity)->needs & TPS_NEEDS_VARIANCE)
+            abSE[oBand.nModelBand] = true;
+    const tps_model_info &sInfo = m_poModel->sInfo;
+    double dfBytes = 0;
+    for (size_t b = 0; b < abSE.size(); b++)
+    {
+        if (!abSE[b])
+            continue;
+        if (sInfo.mode == TPS_MODE_LOCAL)
+        {
+            const double dfPatch = sInfo.pairs_per_pixel / 2; /* the mean patch's points */
+            dfBytes += 8.0 * static_cast<double>(sInfo.n_patches) * dfPatch * dfPatch;
+        }
+        else
+        {
+            const double n = static_cast<double>(m_poModel->asBandInfo[b].n_points);
+            dfBytes += 8.0 * n * n;
+        }
+    }
+    if (dfBytes == 0)
+        return true;
+    std::lock_guard<std::mutex> oLock(m_poModel->oSEMutex);
+    const size_t nBytes = static_cast<size_t>(std::min(dfBytes, 1e19));
+    if (nBytes <= m_poModel->nSEBytes)
+        return true;
+    if (!m_poModel->oCharge.Resize(m_poModel->oCharge.Bytes() + nBytes - m_poModel->nSEBytes,
+                                   m_nMemoryBudget))
+    {
+        CPLError(CE_Failure, CPLE_OutOfMemory,
+                 "%s: the standard error needs %llu bytes for its factorisations, beyond "
+                 "TPS_MAX_MEMORY (%llu bytes for all the TPS data sets of this process, %llu "
+                 "in use): raise it with --config TPS_MAX_MEMORY <bytes>",
+                 m_oConfig.osName.c_str(), static_cast<unsigned long long>(nBytes),
+                 static_cast<unsigned long long>(m_nMemoryBudget),
+                 static_cast<unsigned long long>(TPSMemoryInUse()));
+        return false;
+    }
+    m_poModel->nSEBytes = nBytes;
     return true;
 }
 
@@ -332,6 +399,15 @@ void TPSDataset::BuildMetadata(int nSolves)
     SetMetadataItem("SMOOTHING", osSmoothing.c_str(), MD_DOMAIN);
     if (!c.osWeightField.empty())
         SetMetadataItem("WEIGHT_FIELD", c.osWeightField.c_str(), MD_DOMAIN);
+    if (!c.aoCovariates.empty())
+    {
+        std::string osNames;
+        for (size_t k = 0; k < c.aoCovariates.size(); k++)
+            osNames += (k ? "," : "") + c.aoCovariates[k].Name();
+        SetMetadataItem("COVARIATES", osNames.c_str(), MD_DOMAIN);
+        SetMetadataItem("COVARIATES_DROPPED_POINTS", SizeString(sInfo.n_dropped_covariate),
+                        MD_DOMAIN);
+    }
     SetMetadataItem("SOLVE_SECONDS", CPLSPrintf("%.6f", sInfo.solve_seconds), MD_DOMAIN);
     SetMetadataItem("SOLVE_DEVICE", tps_device_name(sInfo.solve_device), MD_DOMAIN);
     SetMetadataItem("MODE", sInfo.mode == TPS_MODE_LOCAL ? "LOCAL" : "GLOBAL", MD_DOMAIN);
@@ -386,6 +462,23 @@ void TPSDataset::BuildMetadata(int nSolves)
             poBand->SetMetadataItem("ITERATIONS", CPLSPrintf("%d", sBand.iterations), MD_DOMAIN);
             poBand->SetMetadataItem("RELATIVE_RESIDUAL",
                                     CPLSPrintf("%.17g", sBand.relative_residual), MD_DOMAIN);
+        }
+        if (!c.aoCovariates.empty())
+        {
+            std::vector<double> adfCoef(c.aoCovariates.size(), 0.0);
+            std::string osCoef;
+            if (tps_model_get_covariate_coefficients(m_poContext.get(), m_poModel->psModel,
+                                                     oBand.nModelBand,
+                                                     adfCoef.data()) == TPS_OK)
+                for (size_t k = 0; k < adfCoef.size(); k++)
+                    osCoef += (k ? "," : "") + std::string(CPLSPrintf("%.17g", adfCoef[k]));
+            poBand->SetMetadataItem("COVARIATE_COEFFICIENTS", osCoef.c_str(), MD_DOMAIN);
+        }
+        // The standard error's variances (fields' best.model), a global model's.
+        if (std::isfinite(sBand.sigma2))
+        {
+            poBand->SetMetadataItem("SIGMA2", CPLSPrintf("%.17g", sBand.sigma2), MD_DOMAIN);
+            poBand->SetMetadataItem("TAU2", CPLSPrintf("%.17g", sBand.tau2), MD_DOMAIN);
         }
         poBand->SetMetadataItem("POINT_COUNT", SizeString(sBand.n_points), MD_DOMAIN);
         poBand->SetMetadataItem("MISSING_VALUES", SizeString(sBand.n_missing), MD_DOMAIN);
@@ -486,6 +579,11 @@ char **TPSDataset::GetFileList()
     if (VSIStatL(pszSource, &sStat) == 0 && !VSI_ISDIR(sStat.st_mode) &&
         CSLFindString(papszFiles, pszSource) < 0)
         papszFiles = CSLAddString(papszFiles, pszSource);
+    // So are the covariate rasters.
+    if (m_poCovariates)
+        for (const std::string &osFile : m_poCovariates->Files())
+            if (CSLFindString(papszFiles, osFile.c_str()) < 0)
+                papszFiles = CSLAddString(papszFiles, osFile.c_str());
     // So is the solved model kept next to the .tps file.
     const std::string osModelFile = TPSModelFilePath(m_oConfig);
     if (!osModelFile.empty() && VSIStatL(osModelFile.c_str(), &sStat) == 0 &&

@@ -14,6 +14,7 @@
 
 #include "tps.h"
 #include "tps_config.h"
+#include "tps_covariates.h"
 #include "tps_mask.h"
 #include "tps_model_cache.h"
 
@@ -108,10 +109,15 @@ class TPSDataset final : public GDALDataset
      * overviews) and this level's mask band; both null without masks. */
     std::shared_ptr<const TPSMask> m_poMask{};
     std::unique_ptr<TPSMaskBand> m_poMaskBand{};
-    /* The bands' NoData: <NoDataValue>, else NaN when a mask is on. */
+    /* <Covariate>: the rasters, resampled onto each level's grid as its
+     * windows are evaluated (root only; the levels use Root()'s). A NoData
+     * covariate pixel is a NoData output pixel. */
+    std::shared_ptr<TPSCovariates> m_poCovariates{};
+    /* The bands' NoData: <NoDataValue>, else NaN when a mask or a
+     * covariate can leave pixels without a value. */
     bool HasNoData() const
     {
-        return m_oConfig.bHasNoData || m_poMask != nullptr;
+        return m_oConfig.bHasNoData || m_poMask != nullptr || !m_oConfig.aoCovariates.empty();
     }
     double NoDataValue() const
     {
@@ -137,6 +143,12 @@ class TPSDataset final : public GDALDataset
     /* m_poMask and m_poMaskBand from the model's points; false after one
      * CE_Failure. */
     bool BuildMask();
+    /* m_poCovariates for the grid, which each raster must cover; false
+     * after one CE_Failure. */
+    bool OpenCovariates();
+    /* The standard error's factorisations (made on first use, kept with
+     * the model) charged to TPS_MAX_MEMORY now; false after one CE_Failure. */
+    bool ChargeStandardErrors();
     void BuildMetadata(int nSolves);
     void RefreshDynamicMetadata(const char *pszDomain);
     /* Adds one evaluation's MIXED stats to the handle's (root) counters. */

@@ -114,7 +114,7 @@ GDALDataset *TPSDriverOpen(GDALOpenInfo *poOpenInfo)
     if (!TPSParseConfig(poOpenInfo->pszFilename, poOpenInfo->papszOpenOptions, &oConfig))
         return nullptr;
     // Before anything touches the source (the model cache's key stats it).
-    if (!TPSApplySourcePolicy(&oConfig))
+    if (!TPSApplySourcePolicy(&oConfig) || !TPSApplyCovariatePolicy(&oConfig))
         return nullptr;
     std::unique_ptr<TPSDataset> poDS = TPSDataset::Open(std::move(oConfig));
     if (!poDS)
@@ -212,6 +212,12 @@ std::string OpenOptionList()
     os += CPLSPrintf("  <Option name='CONVEX_HULL' type='boolean' default='%s' "
                      "description='Pixels outside the convex hull of the points are NoData'/>",
                      YesNo(oDefault.bConvexHull));
+    os += CPLSPrintf("  <Option name='COVARIATES' type='string' description='Linear "
+                     "covariates of the fixed part (a partial spline, as R fields::Tps(Z=)): "
+                     "field:raster[,field:raster], at most %d; the raster gives the values at "
+                     "every pixel (bilinear), the field at the points (empty: sampled from the "
+                     "raster)'/>",
+                     TPS_MAX_COVARIATES);
     os += "  <Option name='WEIGHT_FIELD' type='string' description='Attribute holding each "
           "point&apos;s weight (finite, &gt; 0; e.g. 1 / measurement variance) in the "
           "smoothing term'/>";

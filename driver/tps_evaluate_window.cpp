@@ -183,6 +183,36 @@ void RoundToFloat32(const std::vector<tps_output> &aoOutputs, const PixelRect &o
     }
 }
 
+/* NaN outputs (no covariate there) to dfNoData, in each output's type. */
+void ReplaceNaN(const std::vector<tps_output> &aoOutputs, int nXSize, int nYSize, double dfNoData)
+{
+    const float fNoData = static_cast<float>(dfNoData);
+    for (const tps_output &oOut : aoOutputs)
+        for (int j = 0; j < nYSize; j++)
+        {
+            GByte *pabyLine = static_cast<GByte *>(oOut.data) +
+                              static_cast<ptrdiff_t>(j) * oOut.line_stride;
+            for (int i = 0; i < nXSize; i++)
+            {
+                GByte *pabyPixel = pabyLine + static_cast<ptrdiff_t>(i) * oOut.pixel_stride;
+                if (oOut.type == TPS_FLOAT32)
+                {
+                    float f;
+                    memcpy(&f, pabyPixel, sizeof f);
+                    if (std::isnan(f))
+                        memcpy(pabyPixel, &fNoData, sizeof fNoData);
+                }
+                else
+                {
+                    double d;
+                    memcpy(&d, pabyPixel, sizeof d);
+                    if (std::isnan(d))
+                        memcpy(pabyPixel, &dfNoData, sizeof dfNoData);
+                }
+            }
+        }
+}
+
 } // namespace
 
 
@@ -231,6 +261,26 @@ CPLErr TPSDataset::EvaluateRect(int nX, int nY, int nXSize, int nYSize,
     tps_eval_stats sStats{};
     tps_eval_options sOptions = sEvalOptions;
     sOptions.stats = &sStats;
+    // The covariates at this rectangle's pixel centres, resampled from
+    // their rasters now: only what is read is read.
+    std::vector<double> adfCov;
+    std::vector<tps_plane> aoPlanes;
+    TPSCovariates *poCov = oRoot.m_poCovariates.get();
+    if (poCov)
+    {
+        std::string osError;
+        if (!poCov->Read(m_adfGeoTransform, nX, nY, nXSize, nYSize, &adfCov, &osError))
+        {
+            CPLError(CE_Failure, CPLE_AppDefined, "%s",
+                     TPSSanitize(m_oConfig.osName + ": " + osError).c_str());
+            return CE_Failure;
+        }
+        const size_t nPixels = static_cast<size_t>(nXSize) * static_cast<size_t>(nYSize);
+        for (size_t k = 0; k < poCov->Count(); k++)
+            aoPlanes.push_back({adfCov.data() + k * nPixels, TPS_FLOAT64, sizeof(double),
+                                static_cast<ptrdiff_t>(sizeof(double)) * nXSize});
+        sOptions.covariates = aoPlanes.data();
+    }
     tps_status eStatus = tps_evaluate_grid(psCtx, m_poModel->psModel, &sGrid, aoOutputs.size(),
                                            aoOutputs.data(), &sOptions);
     if (eStatus != TPS_OK && oRoot.m_bDeviceAuto && sEvalOptions.device == TPS_DEVICE_GPU)
@@ -252,6 +302,9 @@ CPLErr TPSDataset::EvaluateRect(int nX, int nY, int nXSize, int nYSize,
     }
     oRoot.m_nPixelsEvaluated += static_cast<uint64_t>(nXSize) * static_cast<uint64_t>(nYSize);
     oRoot.AddMixedStats(sStats);
+    // A pixel without a covariate is NaN: <NoDataValue> when there is one.
+    if (poCov && m_oConfig.bHasNoData && !std::isnan(m_oConfig.dfNoData))
+        ReplaceNaN(aoOutputs, nXSize, nYSize, m_oConfig.dfNoData);
     return CE_None;
 }
 

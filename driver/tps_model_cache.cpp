@@ -62,6 +62,18 @@ std::string AbsoluteSource(const std::string &osSource)
     return osAbs;
 }
 
+/* A covariate raster's name in the key as the model file names the source
+ * (tps_model_file.cpp): relative to the .tps file's folder when inside it,
+ * so that a folder moved elsewhere keeps its model file. */
+std::string RasterForKey(const TPSConfig &c, const std::string &osRaster)
+{
+    const std::string osBase = AbsoluteSource(c.osBaseDir.empty() ? "." : c.osBaseDir) + "/";
+    const std::string osAbs = AbsoluteSource(osRaster);
+    if (osAbs.compare(0, osBase.size(), osBase) == 0)
+        return osAbs.substr(osBase.size());
+    return osAbs;
+}
+
 void AddPart(std::string &osKey, const char *pszName, const std::string &osValue)
 {
     TPSModelKeyAppend(osKey, pszName, osValue);
@@ -108,6 +120,15 @@ std::string TPSModelConfigKey(const TPSConfig &c)
     // without them stay what they were.
     if (!c.osWeightField.empty())
         AddPart(osKey, "weight_field", c.osWeightField);
+    // Covariates: a field's values are the source's; one sampled from its
+    // raster depends on the raster (TPSModelCacheKey stats it, the model
+    // file hashes it).
+    for (const TPSCovariateConfig &oCov : c.aoCovariates)
+        AddPart(osKey, "covariate",
+                oCov.osField.empty()
+                    ? std::string("raster:") + RasterForKey(c, oCov.osRaster) +
+                          CPLSPrintf(":band:%d", oCov.nBand)
+                    : "field:" + oCov.osField);
     if (c.bCrossValidation)
         AddPart(osKey, "cross_validation", "YES");
     if (c.eSolver != TPSSolverRequest::AUTO)
@@ -126,6 +147,9 @@ std::string TPSModelCacheKey(const TPSConfig &c)
     // companions that hold its attributes (a shapefile's values are in the
     // .dbf) or its latest writes (a GeoPackage's -wal).
     std::vector<std::string> aosFiles{osSource, osSource + "-wal"};
+    for (const TPSCovariateConfig &oCov : c.aoCovariates)
+        if (oCov.osField.empty())
+            aosFiles.push_back(AbsoluteSource(oCov.osRaster));
 #if GDAL_VERSION_NUM >= GDAL_COMPUTE_VERSION(3, 11, 0)
     if (EQUAL(CPLGetExtensionSafe(osSource.c_str()).c_str(), "shp"))
         aosFiles.push_back(CPLResetExtensionSafe(osSource.c_str(), "dbf"));

@@ -23,6 +23,7 @@
 
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,10 @@ struct TPSSharedModel
     bool bFromFile = false;     /* read from <name>.tps.model, not solved */
     /* Its memory, charged to the process's TPS_MAX_MEMORY while it lives. */
     TPSMemoryCharge oCharge{};
+    /* Of which the standard error's factorisations (TPSDataset::
+     * ChargeStandardErrors; any handle may add its bands'). */
+    std::mutex oSEMutex{};
+    size_t nSEBytes = 0;
 
     TPSSharedModel() = default;
     TPSSharedModel(const TPSSharedModel &) = delete;

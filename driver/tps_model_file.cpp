@@ -128,6 +128,11 @@ bool DescribeSource(const TPSConfig &c, TPSModelFile *psFile, std::vector<std::s
                                            WithExtension(osSource, "csvt"),
                                            WithExtension(osSource, "prj")};
     aosCandidates.insert(aosCandidates.end(), oInfo.aosFiles.begin(), oInfo.aosFiles.end());
+    // A covariate sampled from its raster at the points: the raster's
+    // content is the model's too.
+    for (const TPSCovariateConfig &oCov : c.aoCovariates)
+        if (oCov.osField.empty())
+            aosCandidates.push_back(oCov.osRaster);
     paosFiles->clear();
     for (const std::string &osFile : aosCandidates)
     {

@@ -118,6 +118,7 @@ class PointLoader
     Column m_oXColumn{}, m_oYColumn{};
     std::vector<Column> m_aoBandColumns{}; /* iField -1 for <GeometryZ/> */
     Column m_oWeightColumn{};              /* iField -1: no <WeightField> */
+    std::vector<Column> m_aoCovColumns{};  /* per <Covariate>; iField -1: no <Field> */
     double m_dfWeight = 1.0;               /* the current feature's weight */
     bool m_bNeedZ = false;
     size_t m_nMaxPoints = SIZE_MAX;
@@ -145,6 +146,12 @@ class PointLoader
                           std::string &osText) const;
     bool BadValue(const OGRFeature &oFeature, const Column &oColumn, const std::string &osText);
     bool ReadWeight(const OGRFeature &oFeature);
+    /* The feature's <Covariate> field values into m_adfCov (NaN: missing,
+     * the point is dropped by the engine); a value that is not a number is
+     * an error. PushCovariates appends them for one more point. */
+    bool ReadCovariates(const OGRFeature &oFeature);
+    void PushCovariates();
+    std::vector<double> m_adfCov{};
     bool ReadFeatures(TPSErrorCapture &oCapture);
     bool AddGeometryPoints(const OGRFeature &oFeature, const std::vector<double> &adfValues);
     bool AddPoint(const OGRFeature &oFeature, const OGRPoint &oPoint,
@@ -190,7 +197,9 @@ bool PointLoader::Room(size_t nMore)
         return true;
     const size_t nCapacity = std::min(
         m_nMaxPoints, std::max(nHave + nMore, std::max(MIN_GROWTH, 2 * m_nCapacity)));
-    const size_t nArrays = 2 + m_oPoints.aadfValues.size() + (m_oWeightColumn.iField >= 0);
+    size_t nArrays = 2 + m_oPoints.aadfValues.size() + (m_oWeightColumn.iField >= 0);
+    for (const Column &oCov : m_aoCovColumns)
+        nArrays += oCov.iField >= 0;
     if (nCapacity > SIZE_MAX / sizeof(double) / nArrays ||
         !Charge(nCapacity * sizeof(double) * nArrays, "the points read"))
         return m_osError.empty() ? Fail(CPLE_OutOfMemory, "too many points") : false;
@@ -202,6 +211,9 @@ bool PointLoader::Room(size_t nMore)
             m_oPoints.adfWeights.reserve(nCapacity);
         for (auto &adfValues : m_oPoints.aadfValues)
             adfValues.reserve(nCapacity);
+        for (size_t k = 0; k < m_aoCovColumns.size(); k++)
+            if (m_aoCovColumns[k].iField >= 0)
+                m_oPoints.aadfCovariates[k].reserve(nCapacity);
     }
     catch (const std::bad_alloc &)
     {
@@ -375,6 +387,27 @@ bool PointLoader::BadValue(const OGRFeature &oFeature, const Column &oColumn,
                            TPSSourceText("'" + osText + "'").c_str()));
 }
 
+bool PointLoader::ReadCovariates(const OGRFeature &oFeature)
+{
+    std::string osText;
+    for (size_t k = 0; k < m_aoCovColumns.size(); k++)
+    {
+        if (m_aoCovColumns[k].iField < 0)
+            continue;
+        if (ReadValue(oFeature, m_aoCovColumns[k], &m_adfCov[k], osText) ==
+            ValueStatus::NOT_A_NUMBER)
+            return BadValue(oFeature, m_aoCovColumns[k], osText);
+    }
+    return true;
+}
+
+void PointLoader::PushCovariates()
+{
+    for (size_t k = 0; k < m_aoCovColumns.size(); k++)
+        if (m_aoCovColumns[k].iField >= 0)
+            m_oPoints.aadfCovariates[k].push_back(m_adfCov[k]);
+}
+
 /* The feature's <WeightField> value into m_dfWeight. A weight is the
  * point's share of the fit: a missing, non-numeric, non-finite, zero or
  * negative one is an error, never a guess. */
@@ -423,6 +456,7 @@ bool PointLoader::AddPoint(const OGRFeature &oFeature, const OGRPoint &oPoint,
         m_oPoints.adfWeights.push_back(m_dfWeight);
     for (size_t b = 0; b < adfValues.size(); b++)
         m_oPoints.aadfValues[b].push_back(m_aoBandColumns[b].iField < 0 ? dfZ : adfValues[b]);
+    PushCovariates();
     return true;
 }
 
@@ -486,6 +520,8 @@ bool PointLoader::ReadFeatures(TPSErrorCapture &oCapture)
         }
         if (m_oWeightColumn.iField >= 0 && !ReadWeight(*poFeature))
             return false;
+        if (!ReadCovariates(*poFeature))
+            return false;
         if (bFromFields)
         {
             double adfXY[2] = {NaN, NaN};
@@ -504,6 +540,7 @@ bool PointLoader::ReadFeatures(TPSErrorCapture &oCapture)
                 m_oPoints.adfWeights.push_back(m_dfWeight);
             for (size_t b = 0; b < nBands; b++)
                 m_oPoints.aadfValues[b].push_back(adfValues[b]);
+            PushCovariates();
         }
         else if (!AddGeometryPoints(*poFeature, adfValues))
             return false;
@@ -660,6 +697,14 @@ bool PointLoader::Load()
     if (!m_oConfig.osWeightField.empty() &&
         !FindColumn(m_oConfig.osWeightField, "WeightField", m_oWeightColumn))
         return false;
+    m_aoCovColumns.assign(m_oConfig.aoCovariates.size(), Column());
+    m_adfCov.assign(m_oConfig.aoCovariates.size(), NaN);
+    m_oPoints.aadfCovariates.assign(m_oConfig.aoCovariates.size(), std::vector<double>());
+    for (size_t k = 0; k < m_oConfig.aoCovariates.size(); k++)
+        if (!m_oConfig.aoCovariates[k].osField.empty() &&
+            !FindColumn(m_oConfig.aoCovariates[k].osField, "<Covariate><Field>",
+                        m_aoCovColumns[k]))
+            return false;
     if (m_oConfig.osXField.empty() && m_poLayer->GetGeomType() == wkbNone)
         return Fail(CPLE_AppDefined,
                     CPLSPrintf("%s has no geometry: give <XField>/<YField> (open options "

@@ -25,6 +25,10 @@ struct TPSPoints
     std::vector<std::vector<double>> aadfValues{};
     /* With <WeightField>: each point's weight (finite, > 0); else empty. */
     std::vector<double> adfWeights{};
+    /* aadfCovariates[k][point] for each <Covariate> (TPSConfig::aoCovariates)
+     * with a <Field>; empty for those sampled from their raster later. NaN
+     * where the value is missing (the engine drops the point). */
+    std::vector<std::vector<double>> aadfCovariates{};
 
     size_t nFeatures = 0;            /* features read after the attribute filter */
     size_t nNonFiniteXY = 0;         /* points passed with a non-finite coordinate */

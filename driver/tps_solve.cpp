@@ -6,6 +6,7 @@
  */
 #include "tps_dataset.h"
 
+#include "tps_covariates.h"
 #include "tps_errors.h"
 #include "tps_memory.h"
 #include "tps_model_file.h"
@@ -116,6 +117,74 @@ std::shared_ptr<TPSSharedModel> TPSDataset::Solve()
         }
     }
 
+    // Covariates: a field's values came with the points; a raster's are
+    // sampled at them (in the output CRS, after any reprojection).
+    const size_t nCov = m_oConfig.aoCovariates.size();
+    const size_t nPoints = oPoints.adfX.size();
+    std::vector<std::vector<double>> aadfCov = std::move(oPoints.aadfCovariates);
+    aadfCov.resize(nCov);
+    std::vector<const double *> apdfCov(nCov);
+    std::vector<std::string> aosCovNames(nCov);
+    std::vector<const char *> apszCovNames(nCov);
+    if (!oCharge.Resize(oCharge.Bytes() + sizeof(double) * nPoints * nCov, m_nMemoryBudget))
+    {
+        CPLError(CE_Failure, CPLE_OutOfMemory,
+                 "%s: the covariates of %llu points go beyond TPS_MAX_MEMORY (%llu bytes): "
+                 "raise it with --config TPS_MAX_MEMORY <bytes>",
+                 m_oConfig.osName.c_str(), static_cast<unsigned long long>(nPoints),
+                 static_cast<unsigned long long>(m_nMemoryBudget));
+        return nullptr;
+    }
+    std::unique_ptr<TPSCovariates> poRasters;
+    for (size_t k = 0; k < nCov; k++)
+    {
+        const TPSCovariateConfig &oCov = m_oConfig.aoCovariates[k];
+        aosCovNames[k] = oCov.Name();
+        if (!oCov.osField.empty())
+            continue;
+        std::string osError;
+        if (!poRasters)
+        {
+            poRasters = TPSCovariates::Open(
+                m_oConfig, oPoints.bHasOutputSRS ? &oPoints.oOutputSRS : nullptr, &osError);
+            if (!poRasters)
+            {
+                CPLError(CE_Failure, CPLE_OpenFailed, "%s",
+                         TPSSanitize(m_oConfig.osName + ": " + osError).c_str());
+                return nullptr;
+            }
+        }
+        aadfCov[k].assign(nPoints, 0.0);
+        size_t nOutside = 0;
+        if (!poRasters->Sample(k, nPoints, oPoints.adfX.data(), oPoints.adfY.data(),
+                               aadfCov[k].data(), &nOutside, &osError))
+        {
+            // The point by its place in the source; its coordinates are data.
+            const std::string osWhere = nOutside < nPoints
+                                            ? std::string(CPLSPrintf(
+                                                  "point %llu of the %llu read ",
+                                                  static_cast<unsigned long long>(nOutside + 1),
+                                                  static_cast<unsigned long long>(nPoints)))
+                                            : std::string("a point ");
+            CPLError(CE_Failure, CPLE_AppDefined, "%s",
+                     TPSSanitize(m_oConfig.osName + ": <Covariate> without <Field>: " + osWhere +
+                                 osError + " (its values at the points are sampled there)" +
+                                 (nOutside < nPoints
+                                      ? TPSSourceText(CPLSPrintf("%.17g %.17g in the output CRS",
+                                                                 oPoints.adfX[nOutside],
+                                                                 oPoints.adfY[nOutside]),
+                                                      "; at ")
+                                      : std::string()))
+                         .c_str());
+            return nullptr;
+        }
+    }
+    for (size_t k = 0; k < nCov; k++)
+    {
+        apdfCov[k] = aadfCov[k].data();
+        apszCovNames[k] = aosCovNames[k].c_str();
+    }
+
     // The surfaces only: bands of other quantities of a field share its own.
     std::vector<const double *> apdfValues(nModelBands);
     std::vector<double> adfSmoothing(nModelBands);
@@ -129,8 +198,7 @@ std::shared_ptr<TPSSharedModel> TPSDataset::Solve()
     // tps_model_create copies the points and values (merged, scaled) and
     // keeps a weight per point and surface: charged before it starts; its
     // dense or local systems may then use what the budget has left.
-    const size_t nPoints = oPoints.adfX.size();
-    const size_t nCopies = sizeof(double) * nPoints * (2 * nModelBands + 8);
+    const size_t nCopies = sizeof(double) * nPoints * (2 * nModelBands + 8 + 2 * nCov);
     if (!oCharge.Resize(oCharge.Bytes() + nCopies, m_nMemoryBudget))
     {
         CPLError(CE_Failure, CPLE_OutOfMemory,
@@ -163,6 +231,9 @@ std::shared_ptr<TPSSharedModel> TPSDataset::Solve()
                          : m_oConfig.eSolver == TPSSolverRequest::ITERATIVE ? TPS_SOLVER_ITERATIVE
                                                                              : TPS_SOLVER_AUTO;
     sFitOptions.solver_tolerance = m_oConfig.dfSolverTolerance;
+    sFitOptions.n_covariates = nCov;
+    sFitOptions.covariates = nCov ? apdfCov.data() : nullptr;
+    sFitOptions.covariate_names = nCov ? apszCovNames.data() : nullptr;
     SolveProgress sProgress;
     sProgress.pszName = m_oConfig.osName.c_str();
     sProgress.dfInterval = GetProgressInterval(m_oConfig.osName);

@@ -41,6 +41,15 @@ const char *const apszLocalDrivers[] = {
     "TopoJSON",   "FlatGeobuf",     "OpenFileGDB", "KML",     "GPX",        "Parquet",
     "Arrow",      "XLSX",           "ODS"};
 
+/* The raster drivers LOCAL lets read a covariate raster: formats that read
+ * the file they are given and its fixed companions (overviews, .aux.xml,
+ * world files). Not VRT (it names other data sets, network ones included),
+ * nor any network or database driver. */
+const char *const apszLocalRasterDrivers[] = {"GTiff", "COG",     "GPKG",     "HFA",
+                                              "ENVI",  "EHdr",    "AAIGrid",  "XYZ",
+                                              "PNG",   "JPEG",    "SRTMHGT",  "USGSDEM",
+                                              "BT",    "GS7BG",   "GSAG",     "GSBG"};
+
 /* Virtual file systems over another path, which must be local in turn. */
 const char *const apszArchivePrefixes[] = {"/vsizip/", "/vsitar/", "/vsigzip/", "/vsi7z/",
                                            "/vsirar/"};
@@ -300,16 +309,25 @@ bool IsFileOrFolder(const std::string &osPath, std::string *posWhy)
 
 } // namespace
 
-bool TPSApplySourcePolicy(TPSConfig *poConfig)
+namespace
 {
-    TPSConfig &c = *poConfig;
-    c.aosSourceDrivers.clear();
-    c.osSourceFolder.clear();
-    const std::string osValue = CPLString(CPLGetConfigOption(OPTION, "LOCAL")).Trim();
-    const std::vector<Item> aoItems = ParsePolicy(osValue);
-    const Underlying oUnder = Unwrap(c.osSource);
-    std::string osWhy;      /* the reason of the first item that refused */
+
+/* The policy's verdict on one source (points or a covariate raster): true
+ * with the drivers that may read it and the folder its files must be in,
+ * or false with the first refusing item's reason. */
+struct Verdict
+{
+    std::vector<std::string> aosDrivers{};
+    std::string osFolder{};
+    std::string osWhy{};
     bool bLocalRefused = false; /* a local file that only SIBLING_OR_CHILD refused */
+};
+
+bool Decide(const TPSConfig &c, const std::string &osSource, const char *const *papszDrivers,
+            size_t nDrivers, const std::string &osValue, Verdict *poVerdict)
+{
+    const std::vector<Item> aoItems = ParsePolicy(osValue);
+    const Underlying oUnder = Unwrap(osSource);
     for (const Item &oItem : aoItems)
     {
         std::string osItemWhy;
@@ -318,15 +336,14 @@ bool TPSApplySourcePolicy(TPSConfig *poConfig)
         case Item::ALL:
             return true;
         case Item::PREFIX:
-            if (PrefixMatches(oItem.osPrefix, c.osSource))
+            if (PrefixMatches(oItem.osPrefix, osSource))
                 return true;
             osItemWhy = "none of the listed prefixes matches";
             break;
         case Item::LOCAL:
             if (oUnder.bLocal && IsFileOrFolder(oUnder.osPath, &osItemWhy))
             {
-                c.aosSourceDrivers.assign(std::begin(apszLocalDrivers),
-                                          std::end(apszLocalDrivers));
+                poVerdict->aosDrivers.assign(papszDrivers, papszDrivers + nDrivers);
                 return true;
             }
             if (osItemWhy.empty())
@@ -343,38 +360,102 @@ bool TPSApplySourcePolicy(TPSConfig *poConfig)
             {
                 osItemWhy = "not in the .tps file's folder or below, '..' and symbolic links "
                             "resolved";
-                bLocalRefused = true;
+                poVerdict->bLocalRefused = true;
             }
             else if (IsFileOrFolder(oUnder.osPath, &osItemWhy))
             {
-                c.aosSourceDrivers.assign(std::begin(apszLocalDrivers),
-                                          std::end(apszLocalDrivers));
-                c.osSourceFolder = osFolder;
+                poVerdict->aosDrivers.assign(papszDrivers, papszDrivers + nDrivers);
+                poVerdict->osFolder = osFolder;
                 return true;
             }
             break;
         }
         }
-        if (osWhy.empty())
-            osWhy = osItemWhy;
+        if (poVerdict->osWhy.empty())
+            poVerdict->osWhy = osItemWhy;
     }
+    return false;
+}
+
+/* The refusal's one CE_Failure: the label, the option, why, what allows it,
+ * and the source last (GDAL hides "password=..." up to the next blank
+ * itself, and would take a closing quote with it). */
+void Refuse(const TPSConfig &c, const std::string &osLabel, const std::string &osSource,
+            const std::string &osValue, const Verdict &oVerdict)
+{
     std::string osAdvice;
-    if (bLocalRefused && oUnder.bLocal)
+    if (oVerdict.bLocalRefused && Unwrap(osSource).bLocal)
         osAdvice = std::string("set ") + OPTION + "=LOCAL to read any local file";
     else
         osAdvice = std::string("set ") + OPTION +
                    "=ALL, or add a prefix of it to the list (e.g. " + OPTION +
                    "=LOCAL,PG:), to read it";
-    const std::string osLabel =
-        c.osTPSFile.empty() && c.osName.compare(0, 4, "TPS:") == 0 ? "the source"
-                                                                   : "<Points><Source>";
-    // The source last: GDAL hides "password=..." up to the next blank
-    // itself, and would take a closing quote with it.
     CPLError(CE_Failure, CPLE_NotSupported, "%s",
              TPSSanitize(c.osName + ": " + osLabel + " refused by " + OPTION + "=" + osValue +
-                         ": " + osWhy + "; " + osAdvice + ": " +
-                         TPSShown(TPSSourceForMessage(c.osSource)))
+                         ": " + oVerdict.osWhy + "; " + osAdvice + ": " +
+                         TPSShown(TPSSourceForMessage(osSource)))
                  .c_str());
+}
+
+} // namespace
+
+bool TPSApplyCovariatePolicy(TPSConfig *poConfig)
+{
+    const std::string osValue = CPLString(CPLGetConfigOption(OPTION, "LOCAL")).Trim();
+    for (size_t k = 0; k < poConfig->aoCovariates.size(); k++)
+    {
+        TPSCovariateConfig &oCov = poConfig->aoCovariates[k];
+        Verdict oVerdict;
+        if (!Decide(*poConfig, oCov.osRaster, apszLocalRasterDrivers,
+                    std::size(apszLocalRasterDrivers), osValue, &oVerdict))
+        {
+            Refuse(*poConfig, CPLSPrintf("<Covariate> #%d: <Raster>", static_cast<int>(k) + 1),
+                   oCov.osRaster, osValue, oVerdict);
+            return false;
+        }
+        oCov.aosDrivers = oVerdict.aosDrivers;
+        oCov.osFolder = oVerdict.osFolder;
+    }
+    return true;
+}
+
+bool TPSCovariateFilesInFolder(const TPSCovariateConfig &oCov,
+                               const std::vector<std::string> &aosFiles, std::string *posWhy)
+{
+    if (oCov.osFolder.empty())
+        return true;
+    for (const std::string &osFile : aosFiles)
+    {
+        const Underlying oUnder = Unwrap(osFile);
+        if (!oUnder.bLocal || !IsInside(Canonical(oUnder.osPath), oCov.osFolder))
+        {
+            *posWhy = "its file '" + TPSShown(osFile) +
+                      "' is not in the .tps file's folder or below (after resolving '..' and "
+                      "symbolic links), which " +
+                      OPTION + "=SIBLING_OR_CHILD requires";
+            return false;
+        }
+    }
+    return true;
+}
+
+bool TPSApplySourcePolicy(TPSConfig *poConfig)
+{
+    TPSConfig &c = *poConfig;
+    c.aosSourceDrivers.clear();
+    c.osSourceFolder.clear();
+    const std::string osValue = CPLString(CPLGetConfigOption(OPTION, "LOCAL")).Trim();
+    Verdict oVerdict;
+    if (Decide(c, c.osSource, apszLocalDrivers, std::size(apszLocalDrivers), osValue, &oVerdict))
+    {
+        c.aosSourceDrivers = oVerdict.aosDrivers;
+        c.osSourceFolder = oVerdict.osFolder;
+        return true;
+    }
+    Refuse(c,
+           c.osTPSFile.empty() && c.osName.compare(0, 4, "TPS:") == 0 ? "the source"
+                                                                      : "<Points><Source>",
+           c.osSource, osValue, oVerdict);
     return false;
 }
 

@@ -41,6 +41,18 @@
  * names the setting that would allow the source, and returns false. */
 bool TPSApplySourcePolicy(TPSConfig *poConfig);
 
+/* The same for each covariate raster (tps_config.h's TPSCovariateConfig:
+ * aosDrivers, osFolder), with raster drivers in LOCAL's list (GeoTIFF,
+ * GeoPackage, HFA, ENVI, ...; not VRT, which names other data sets): a
+ * covariate raster is read like a source. A refusal emits one CE_Failure
+ * naming the <Covariate> and returns false. */
+bool TPSApplyCovariatePolicy(TPSConfig *poConfig);
+
+/* After a covariate raster is open: as TPSSourceFilesInFolder, for its
+ * files and oCov.osFolder. */
+bool TPSCovariateFilesInFolder(const TPSCovariateConfig &oCov,
+                               const std::vector<std::string> &aosFiles, std::string *posWhy);
+
 /* After the source is open: false, with the reason in *posWhy, when one of
  * aosFiles (the files GDAL lists for it and those it reads unlisted)
  * resolves outside oConfig.osSourceFolder; true when there is no folder to

@@ -18,6 +18,10 @@
  * The mathematics: for each band,
  *     f(x) = sum_i w_i phi(|x - x_i|) + a0 + a1 x + a2 y,  phi(r) = r^2 log r,
  * with sum w_i = sum w_i x_i = sum w_i y_i = 0 and (K + lambda I) w + P a = z.
+ * With linear covariates c_1 .. c_p (tps_fit_options.covariates: a partial
+ * thin plate spline, as R's fields::Tps(Z =)) the fixed part P = [1 x y]
+ * becomes [1 x y c_1 .. c_p], f gains sum_k b_k c_k(x) and the side
+ * conditions sum_i w_i c_k(x_i) = 0.
  * lambda means what `smoothing` means in scipy's
  * RBFInterpolator(kernel='thin_plate_spline', degree=1), in the units of
  * the coordinates given to tps_model_create.
@@ -32,7 +36,7 @@ extern "C" {
 #endif
 
 #define TPS_VERSION_MAJOR 0
-#define TPS_VERSION_MINOR 2
+#define TPS_VERSION_MINOR 3
 #define TPS_VERSION_PATCH 0
 
 typedef struct tps_context tps_context;
@@ -92,13 +96,14 @@ typedef enum tps_mode { TPS_MODE_AUTO = 0, TPS_MODE_GLOBAL = 1, TPS_MODE_LOCAL =
 
 /* How a GLOBAL model's system is solved (docs/design.md, "The iterative
  * solve"). DIRECT: the dense factorisation (O(N^2) memory, O(N^3) time;
- * GCV and cross-validation need it). ITERATIVE: preconditioned GMRES with
- * fast products (O(N) memory, about O(N) work per iteration; 10-20
- * iterations measured from 10^3 to 10^5 points), to a relative residual of
- * solver_tolerance. AUTO: DIRECT up to TPS_AUTO_DIRECT_MAX_POINTS points
- * (TPS_AUTO_GLOBAL_MAX_POINTS_GPU when the GPU can solve) when its dense
- * system fits max_memory, else ITERATIVE. LOCAL models solve their patches
- * directly whatever this says. */
+ * GCV, cross-validation, covariates and the standard error need it).
+ * ITERATIVE: preconditioned GMRES with fast products (O(N) memory, about
+ * O(N) work per iteration; 10-20 iterations measured from 10^3 to 10^5
+ * points), to a relative residual of solver_tolerance. AUTO: DIRECT with
+ * covariates or cross-validation, else DIRECT up to
+ * TPS_AUTO_DIRECT_MAX_POINTS points (TPS_AUTO_GLOBAL_MAX_POINTS_GPU when
+ * the GPU can solve) when its dense system fits max_memory, else
+ * ITERATIVE. LOCAL models solve their patches directly whatever this says. */
 typedef enum tps_solver {
     TPS_SOLVER_AUTO = 0,
     TPS_SOLVER_DIRECT = 1,
@@ -117,6 +122,8 @@ typedef enum tps_solver {
 #define TPS_MIN_PATCH_POINTS 20
 #define TPS_DEFAULT_OVERLAP 1.5
 #define TPS_MAX_OVERLAP 4.0 /* and > 1 */
+/* Linear covariates a model may have (tps_fit_options.n_covariates). */
+#define TPS_MAX_COVARIATES 16
 
 /* Progress of a long solve: `stage` says what runs (e.g. "band 1:
  * factorising 7997 x 7997 (Cholesky)"), `fraction` how much of that stage is
@@ -184,13 +191,34 @@ typedef struct tps_fit_options {
      * have them whatever this says. */
     int cross_validation;
     /* GLOBAL models: AUTO (the default), DIRECT or ITERATIVE (tps_solver).
-     * ITERATIVE with MODE AUTO builds a GLOBAL model; with LOCAL, or with
-     * GCV or cross-validation (which need the dense factorisation), it
-     * fails with TPS_ERR_INVALID_ARGUMENT. */
+     * ITERATIVE with MODE AUTO builds a GLOBAL model; with LOCAL, with
+     * GCV or cross-validation (which need the dense factorisation), or with
+     * covariates (its preconditioner and products know only the affine
+     * part), it fails with TPS_ERR_INVALID_ARGUMENT; AUTO with covariates
+     * or cross-validation is DIRECT. An ITERATIVE band has no standard
+     * error (tps_band_info.sigma2 NaN; TPS_QUANTITY_STANDARD_ERROR fails
+     * with TPS_ERR_INVALID_ARGUMENT): it needs the dense factorisation. */
     tps_solver solver;
     /* ITERATIVE: the relative residual ||[A P; P^T 0][w; a] - [z; 0]|| / ||z||
      * to reach, in [1e-14, 1e-6]; 0: TPS_DEFAULT_SOLVER_TOLERANCE. */
     double solver_tolerance;
+    /* Linear covariates: 0 (the default) to TPS_MAX_COVARIATES columns;
+     * covariates[k][i] is covariate k at point i (n_points values each).
+     * The fixed part of the spline is [1 x y c_1 .. c_p] (a partial thin
+     * plate spline, R's fields::Tps(Z =)): f(x) = spline + a0 + a1 x + a2 y
+     * + sum_k b_k c_k(x), the spline's weights orthogonal to every column
+     * (fixed lambda, GCV, LOO and weights alike). A point whose covariate
+     * is not finite is dropped, with a warning giving the count
+     * (tps_model_info.n_dropped_covariate). A covariate that is constant,
+     * or a linear combination of x, y, a constant and the covariates
+     * before it, over a band's points fails with TPS_ERR_COLLINEAR, naming
+     * it. Needs the global model: LOCAL fails with TPS_ERR_INVALID_ARGUMENT,
+     * AUTO builds GLOBAL; the solve runs on the CPU. Evaluation needs the
+     * covariates' values at every target (tps_eval_options.covariates). */
+    size_t n_covariates;
+    const double *const *covariates;
+    /* NULL, or n_covariates names for messages ("dist"). */
+    const char *const *covariate_names;
 } tps_fit_options;
 
 void tps_fit_options_init(tps_fit_options *options);
@@ -226,6 +254,8 @@ typedef struct tps_model_info {
     /* Host-to-device copies of the model made so far: 0 before the first GPU
      * evaluation, 1 after any number of them from any number of threads. */
     size_t device_uploads;
+    size_t n_covariates;        /* linear covariates of the fixed part */
+    size_t n_dropped_covariate; /* points dropped for a non-finite covariate */
 } tps_model_info;
 
 typedef struct tps_band_info {
@@ -251,6 +281,19 @@ typedef struct tps_band_info {
     tps_solver solver;
     int iterations;
     double relative_residual;
+    /* The variances of the standard error (TPS_QUANTITY_STANDARD_ERROR), the
+     * maximum-likelihood estimates R's fields::Krig puts in its best.model
+     * for this lambda (fields' sigma.MLE and tauHat.MLE^2):
+     *   sigma2 = 8 pi sum_i w_i z_i / N (0 if negative), N the observations
+     *            of the band (before merging), w the kernel weights: the
+     *            process variance for fields' kernel r^2 log r / (8 pi);
+     *   tau2   = sigma2 lambda / (8 pi), the noise variance (0 for lambda 0).
+     * In the band's unit squared (sigma2 also per unit of the kernel). NaN
+     * for a LOCAL model (its standard error pools its patches' estimates
+     * when first evaluated), for a band solved ITERATIVE (no standard
+     * error: it needs the dense factorisation) and for models saved before
+     * format version 4. */
+    double sigma2, tau2;
 } tps_band_info;
 
 tps_status tps_model_get_info(tps_context *ctx, const tps_model *model, tps_model_info *info);
@@ -262,6 +305,11 @@ tps_status tps_model_get_band_info(tps_context *ctx, const tps_model *model, siz
  * they are the model's own coordinates mapped back (x = cx + scale * u),
  * so equal to the input up to rounding (~1e-16 relative). */
 tps_status tps_model_get_points(tps_context *ctx, const tps_model *model, double *x, double *y);
+/* Band `band`'s covariate coefficients b_1 .. b_p in the caller's units
+ * (the band's unit per unit of each covariate): info.n_covariates values
+ * into b (nothing for a model without covariates). */
+tps_status tps_model_get_covariate_coefficients(tps_context *ctx, const tps_model *model,
+                                                size_t band, double *b);
 
 /* ---- saved models ------------------------------------------------------- */
 
@@ -373,8 +421,21 @@ typedef enum tps_quantity {
                                             * 0 where p = 0 */
     TPS_QUANTITY_TANGENTIAL_CURVATURE = 7, /* (fxx fy^2 - 2 fxy fx fy + fyy fx^2) / (p q^1/2),
                                             * 0 where p = 0 */
-    TPS_QUANTITY_MEAN_CURVATURE = 8        /* ((1 + fy^2) fxx - 2 fxy fx fy + (1 + fx^2) fyy)
+    TPS_QUANTITY_MEAN_CURVATURE = 8,       /* ((1 + fy^2) fxx - 2 fxy fx fy + (1 + fx^2) fyy)
                                             * / (2 q^3/2) */
+    /* The prediction standard error of f, R's fields::predictSE for the
+     * same fit: sqrt(sigma2 (k(x,x) - v^T S^-1 v)) in the band's unit,
+     * with fields' kernel k = r^2 log r / (8 pi), S the saddle matrix of
+     * the fit ([K + lambda_f W^-1, T; T^T, 0]), v the kernel and
+     * fixed-part column at x, sigma2 and tau2 = sigma2 lambda_f (lambda_f
+     * = lambda / (8 pi)) the maximum-likelihood estimates of
+     * tps_band_info. With covariates, x's covariate values enter v. lambda = 0 is
+     * defined: tau2 = 0, the kriging error of an exact interpolator, 0 at
+     * the data points. A LOCAL model blends its patches' standard errors
+     * with the partition-of-unity weights (docs/design.md gives the
+     * approximation). On the first use per band it costs one more
+     * factorisation, kept with the model; then ~N^2 flops a pixel. */
+    TPS_QUANTITY_STANDARD_ERROR = 9
 } tps_quantity;
 
 /* The sums a quantity is formed from, at each pixel (bit flags). */
@@ -382,7 +443,9 @@ enum {
     TPS_NEEDS_VALUE = 1,     /* f */
     TPS_NEEDS_GRADIENT = 2,  /* df/dx, df/dy */
     TPS_NEEDS_LAPLACIAN = 4, /* d2f/dx2 + d2f/dy2 */
-    TPS_NEEDS_HESSIAN = 8    /* d2f/dx2, d2f/dxdy, d2f/dy2 */
+    TPS_NEEDS_HESSIAN = 8,   /* d2f/dx2, d2f/dxdy, d2f/dy2 */
+    TPS_NEEDS_VARIANCE = 16  /* the prediction variance: a solve against the
+                              * factorised system per pixel */
 };
 
 /* One row of the quantity table. */
@@ -450,6 +513,17 @@ typedef struct tps_eval_stats {
                                 * relative to the band's data range; 0 when none */
 } tps_eval_stats;
 
+/* Values given at every target, read like outputs are written: element
+ * (col, row) of a grid window at (const char *)data + row * line_stride +
+ * col * pixel_stride; scattered point k at data + k * pixel_stride. A NaN
+ * (or infinite) value makes that target's outputs NaN. */
+typedef struct tps_plane {
+    const void *data;
+    tps_type type;
+    ptrdiff_t pixel_stride; /* bytes */
+    ptrdiff_t line_stride;  /* bytes */
+} tps_plane;
+
 typedef struct tps_eval_options {
     int num_threads;           /* CPU threads; <= 0: one */
     tps_device device;         /* AUTO resolves with tps_device_choose */
@@ -464,6 +538,12 @@ typedef struct tps_eval_options {
     /* NULL (the default), or where the call reports what MIXED did
      * (zeroed first, filled when the call returns TPS_OK). */
     tps_eval_stats *stats;
+    /* A model with covariates: its n_covariates planes, the covariates'
+     * values at every target in their own units (NULL otherwise; a model
+     * with covariates evaluated without them fails with
+     * TPS_ERR_INVALID_ARGUMENT). Derivative quantities of such a model are
+     * refused (they would need the covariates' derivatives). */
+    const tps_plane *covariates;
 } tps_eval_options;
 
 void tps_eval_options_init(tps_eval_options *options);

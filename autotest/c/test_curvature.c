@@ -32,7 +32,7 @@
 #include "gpu_probe.h"
 #include "testdata.h"
 
-enum { N_QUANTITIES = 9 };
+enum { N_QUANTITIES = 10 };
 static const tps_quantity CURV[3] = {TPS_QUANTITY_PROFILE_CURVATURE,
                                      TPS_QUANTITY_TANGENTIAL_CURVATURE,
                                      TPS_QUANTITY_MEAN_CURVATURE};
@@ -531,9 +531,15 @@ static void gpu_parity(void)
                                             ? fabs(remainder(a - b, 360.0)) / 360.0
                                             : fabs(a - b) / range);
                 }
+            /* The standard error is the square root of a variance formed
+             * by DGEMMs in another order: near a data point (lambda = 0
+             * here) the variance is ~0 and its rounding (~1e-11 of its
+             * largest value, emulated on the CPU) becomes sqrt(1e-11) of
+             * the error's scale. */
+            const double bound = q == TPS_QUANTITY_STANDARD_ERROR ? 1e-5 : 1e-9;
             printf("%s model, %s: GPU vs CPU %.2e x range\n", local ? "local" : "global",
                    tps_quantity_info((tps_quantity)q)->name, worst);
-            CHECK(worst <= 1e-9, "%s model, %s: GPU off by %.3g x range",
+            CHECK(worst <= bound, "%s model, %s: GPU off by %.3g x range",
                   local ? "local" : "global", tps_quantity_info((tps_quantity)q)->name, worst);
         }
         tps_model_destroy(m);

@@ -267,8 +267,8 @@ static int share(const std::string &tps, bool local)
 /* Every quantity of the engine's table (value, derivatives, curvatures:
  * read from tps_quantity_info, so a new row is checked here too) through
  * GDAL, global and local models: a DEVICE=GPU handle against a DEVICE=CPU
- * one within 1e-9 x range (aspect: of 360 degrees, where not nearly flat),
- * NaN at the same pixels, one upload. */
+ * one within 1e-9 x range (aspect: of 360 degrees, where not nearly flat;
+ * the standard error: 1e-5), NaN at the same pixels, one upload. */
 static int quantities(const std::string &dir, bool local)
 {
     const std::string tps = dir + (local ? "/quantities_local.tps" : "/quantities.tps");
@@ -327,8 +327,13 @@ static int quantities(const std::string &dir, bool local)
             printf("%s %s: max |GPU - CPU| = %.3g x range\n", local ? "local" : "global", name,
                    worst);
             CHECK(hi > lo, "%s: a constant band", name);
-            CHECK(worst <= 1e-9, "%s %s: GPU off by %.3g x range", local ? "local" : "global",
-                  name, worst);
+            /* The standard error is the square root of a variance that is
+             * ~0 near a data point (lambda 0 here): there the square root
+             * amplifies the rounding of the variance (DGEMMs in another
+             * order on the GPU) to ~sqrt(1e-11) of the error's scale. */
+            const double bound = q == TPS_QUANTITY_STANDARD_ERROR ? 1e-5 : 1e-9;
+            CHECK(worst <= bound, "%s %s: GPU off by %.3g x range",
+                  local ? "local" : "global", name, worst);
         }
         CHECK(strcmp(md(gpu, "DEVICE_UPLOADS"), "1") == 0, "uploads %s",
               md(gpu, "DEVICE_UPLOADS"));

@@ -17,6 +17,10 @@
  *    solvers refused; MODE=AUTO with ITERATIVE builds a GLOBAL model; AUTO
  *    takes DIRECT for small inputs, ITERATIVE when the dense system is over
  *    the memory limit; collinear points fail with TPS_ERR_COLLINEAR;
+ *  - covariates and the standard error need the dense solve: ITERATIVE with
+ *    a covariate refused naming SOLVER=DIRECT, AUTO with one stays DIRECT
+ *    over the memory limit; an ITERATIVE band has no variances and its
+ *    standard error is refused naming SOLVER=DIRECT (DIRECT's: finite);
  *  - `test_iterative gpu` (ctest iterative_gpu): the same with DEVICE=GPU
  *    (products and patch solves on the GPU) against the CPU's, within 1e-8
  *    x range; exit 77 only where the probe (gpu_probe.h) finds no GPU.
@@ -306,6 +310,73 @@ static void options(tps_context *ctx)
     printf("options: refusals, AUTO's choices, collinear points\n");
 }
 
+/* Covariates and the standard error need the dense solve (tps.h):
+ * ITERATIVE with a covariate is refused, naming SOLVER=DIRECT; AUTO with a
+ * covariate stays DIRECT where it would go ITERATIVE (over the memory
+ * limit, as in options()); an ITERATIVE band has no variances and its
+ * standard error is refused, naming SOLVER=DIRECT, while the DIRECT model
+ * of the same points gives one (the control). */
+static void covariates_and_se(tps_context *ctx)
+{
+    data d = make_data(2000, 0, 0.0);
+    double *cov = malloc(sizeof(double) * d.n);
+    CHECK(cov != NULL, "out of memory");
+    for (size_t i = 0; cov && i < d.n; ++i)
+        cov[i] = sin(d.x[i] / 900.0) * cos(d.y[i] / 1300.0);
+    const double *covs[1] = {cov};
+    tps_fit_options o;
+    tps_fit_options_init(&o);
+    o.mode = TPS_MODE_GLOBAL;
+    o.solver = TPS_SOLVER_ITERATIVE;
+    o.n_covariates = 1;
+    o.covariates = covs;
+    tps_model *m = fit_options(ctx, &d, d.n, &o, 0);
+    CHECK(m == NULL && tps_context_errno(ctx) == TPS_ERR_INVALID_ARGUMENT &&
+              strstr(tps_context_errmsg(ctx), "SOLVER=DIRECT") &&
+              strstr(tps_context_errmsg(ctx), "covariates"),
+          "ITERATIVE with a covariate: %s", tps_context_errmsg(ctx));
+    tps_model_destroy(m);
+    o.solver = TPS_SOLVER_AUTO;
+    o.max_memory = 16u << 20; /* without the covariate: ITERATIVE (options()) */
+    m = fit_options(ctx, &d, d.n, &o, 0);
+    CHECK(m == NULL && tps_context_errno(ctx) == TPS_ERR_MEMORY_LIMIT &&
+              strstr(tps_context_errmsg(ctx), "dense"),
+          "AUTO with a covariate over the memory limit: %s", tps_context_errmsg(ctx));
+    tps_model_destroy(m);
+    free(cov);
+    free_data(&d);
+
+    data s = make_data(400, 0, 0.05);
+    tps_model *it = fit(ctx, &s, 1e3, TPS_SOLVER_ITERATIVE, 0, TPS_DEVICE_CPU, 1);
+    tps_model *di = fit(ctx, &s, 1e3, TPS_SOLVER_DIRECT, 0, TPS_DEVICE_CPU, 1);
+    CHECK(it && di, "fits: %s", tps_context_errmsg(ctx));
+    if (it && di) {
+        tps_band_info bi, bd;
+        CHECK(tps_model_get_band_info(ctx, it, 0, &bi) == TPS_OK &&
+                  tps_model_get_band_info(ctx, di, 0, &bd) == TPS_OK &&
+                  bi.solver == TPS_SOLVER_ITERATIVE && isnan(bi.sigma2) && isnan(bi.tau2) &&
+                  bd.solver == TPS_SOLVER_DIRECT && bd.sigma2 > 0 && bd.tau2 > 0,
+              "variances: ITERATIVE %g %g, DIRECT %g %g", bi.sigma2, bi.tau2, bd.sigma2,
+              bd.tau2);
+        const double gt[6] = {502000, 1500, 0, 4008000, 0, -1500};
+        tps_grid g;
+        tps_grid_from_geotransform(&g, gt, 0, 0, 4, 4);
+        double se[16];
+        const tps_output so = {0, se, TPS_FLOAT64, 8, 32, TPS_QUANTITY_STANDARD_ERROR};
+        CHECK(tps_evaluate_grid(ctx, it, &g, 1, &so, NULL) == TPS_ERR_INVALID_ARGUMENT &&
+                  strstr(tps_context_errmsg(ctx), "SOLVER=DIRECT"),
+              "a standard error of an ITERATIVE band: %s", tps_context_errmsg(ctx));
+        CHECK(tps_evaluate_grid(ctx, di, &g, 1, &so, NULL) == TPS_OK, "DIRECT's: %s",
+              tps_context_errmsg(ctx));
+        for (size_t k = 0; k < 16; ++k)
+            CHECK(isfinite(se[k]) && se[k] > 0, "DIRECT's standard error %zu: %g", k, se[k]);
+    }
+    tps_model_destroy(it);
+    tps_model_destroy(di);
+    free_data(&s);
+    printf("covariates and standard errors: refused with ITERATIVE, DIRECT with AUTO\n");
+}
+
 static int gpu_main(tps_context *ctx)
 {
     char why[512];
@@ -363,6 +434,7 @@ int main(int argc, char **argv)
     against_direct(ctx, "weights", 0, 1e3, 0.05, 1);
     tolerance_and_threads(ctx);
     options(ctx);
+    covariates_and_se(ctx);
     tps_context_destroy(ctx);
     printf("%d checks, %d failures\n", checks, failures);
     return failures ? 1 : 0;

@@ -7,12 +7,15 @@
  *    garbage and crafted headers (other version, other byte order, huge
  *    counts, a NaN behind a valid checksum) fail cleanly with
  *    TPS_ERR_BAD_MODEL_DATA; another hash fails with TPS_ERR_MODEL_MISMATCH;
- *  - version-2 and version-3 files (the layouts before local models and
- *    before the bands' solver fields) still load, and evaluate as the
- *    model they were saved from, as models solved by DIRECT;
- *  - the solver fields (version 4): an ITERATIVE model's round trip keeps
+ *  - version-2, 3 and 4 files (the layouts before local models, before
+ *    covariates, variances and point weights, and before the bands' solver
+ *    fields) still load, evaluate as the model they were saved from and
+ *    read as solved by DIRECT; versions 2 and 3 have no standard error;
+ *    a layout under another version number is refused;
+ *  - the solver fields (version 5): an ITERATIVE model's round trip keeps
  *    them; crafted values (unknown solver, DIRECT with iterations or a
- *    residual, ITERATIVE without one, in a local model) are refused;
+ *    residual, ITERATIVE without one or above 1e-6, 2^40 iterations) are
+ *    refused;
  *  - LOCAL models: 20,000 points, patches of 200, two bands (one with
  *    missing values and smoothing) round-trip bit-identically on a grid
  *    and at scattered points, with the same info (mode, patches,
@@ -52,13 +55,11 @@
 #define OFF_N_PATCHES 112
 #define OFF_N_ENTRIES 120
 #define OFF_N_FACTORISATIONS (128 + 24 + 5 * 8)
-/* A band's record (version 4: 14 values, the affine part, then solver,
- * iterations, relative residual); version 3's ended after the affine part. */
-#define BAND_RECORD 136
-#define BAND_RECORD_V3 112
-#define BANDS_AT (128 + 8 * 15)
+/* Version 5's solver fields: per band solver, iterations, relative
+ * residual, after everything but the extra bytes and the trailer. */
+#define SOLVER_RECORD 24
 /* Where the local section of a model of n points and nb bands starts. */
-#define LOCAL_AT(n, nb) (BANDS_AT + BAND_RECORD * (nb) + 16 * (n))
+#define LOCAL_AT(n, nb) (128 + 8 * 16 + 128 * (nb) + 16 * (n))
 #define PATCH_RECORD 64
 
 static unsigned long long rng_state = 0x9E3779B97F4A7C15ULL;
@@ -363,8 +364,11 @@ static void test_damage(tps_context *ctx, const tps_model *m, const unsigned cha
     for (size_t t = 0; t < sizeof counts / sizeof counts[0]; ++t) {
         const uint64_t n = counts[t][0], nb = counts[t][1];
         const int in_bounds = t == 0;
-        /* header, cx cy scale + info, bands, u v, weights, padded "ab", trailer */
-        const uint64_t total = BANDS_AT + BAND_RECORD * nb + 16 * n + 8 * n * nb + 8 + 8;
+        /* header, cx cy scale + info, bands, u v, half-weights, point
+         * weights (a band has missing values), solver fields, padded "ab",
+         * trailer */
+        const uint64_t total =
+            128 + 8 * 16 + 128 * nb + 16 * n + 16 * n * nb + SOLVER_RECORD * nb + 8 + 8;
         memcpy(buf, data, size);
         memcpy(buf + OFF_N, &n, 8);
         memcpy(buf + OFF_N_BANDS, &nb, 8);
@@ -378,10 +382,13 @@ static void test_damage(tps_context *ctx, const tps_model *m, const unsigned cha
               "saved_size of huge counts %zu: %d, %zu", t, (int)st, sz);
     }
 
-    /* A NaN in the last half-weight, behind a valid checksum. */
+    /* A NaN in the last point weight, behind a valid checksum. */
     memcpy(buf, data, size);
     const double nan = NAN;
-    memcpy(buf + size - 8 - 8 - 8, &nan, 8); /* before the padded "ab" and the trailer */
+    uint64_t n_bands;
+    memcpy(&n_bands, buf + OFF_N_BANDS, 8);
+    /* before the solver fields, the padded "ab" and the trailer */
+    memcpy(buf + size - SOLVER_RECORD * n_bands - 8 - 8 - 8, &nan, 8);
     reseal(buf, size);
     CHECK(fails_as(ctx, buf, size, hash, TPS_ERR_BAD_MODEL_DATA), "NaN weight: %s",
           tps_context_errmsg(ctx));
@@ -405,60 +412,106 @@ static void test_damage(tps_context *ctx, const tps_model *m, const unsigned cha
     tps_free(data);
 }
 
-/* The saved model in an older layout: version 3 (no solver fields in the
- * band records) or 2 (that, for a global model, zeros at 104..127). */
-static unsigned char *downgrade(const unsigned char *v4, size_t size, uint32_t version,
-                                size_t *out_size)
+/* A version-4 save of a global model without covariates in an older
+ * layout (docs/design.md): version 3 had no n_dropped_covariate, no sigma2
+ * and tau2 per band and no point weights (flags 0); version 2 is version 3
+ * with zeros at 104..127. Returns the new size (the buffer shrinks). */
+static size_t to_older(unsigned char *buf, size_t size, size_t n, size_t nb, uint32_t version)
 {
-    uint64_t nb;
-    memcpy(&nb, v4 + OFF_N_BANDS, 8);
-    const size_t drop = (BAND_RECORD - BAND_RECORD_V3) * (size_t)nb;
-    unsigned char *old = malloc(size - drop);
-    if (!old)
-        return NULL;
+    uint32_t flags;
+    memcpy(&flags, buf + 28, 4);
+    const size_t pw = flags & 0x100u ? 8 * n * nb : 0;
+    const size_t info_end = 128 + 8 * (3 + 7), bands = info_end + 8 + 5 * 8;
+    unsigned char *out = malloc(size);
     size_t o = 0;
-    memcpy(old, v4, BANDS_AT);
-    o = BANDS_AT;
-    for (size_t b = 0; b < nb; ++b, o += BAND_RECORD_V3)
-        memcpy(old + o, v4 + BANDS_AT + b * BAND_RECORD, BAND_RECORD_V3);
-    memcpy(old + o, v4 + BANDS_AT + nb * BAND_RECORD, size - BANDS_AT - nb * BAND_RECORD);
-    *out_size = size - drop;
-    const uint64_t total = *out_size;
-    memcpy(old + OFF_VERSION, &version, 4);
-    memcpy(old + OFF_TOTAL, &total, 8);
+    memcpy(out, buf, info_end);
+    o = info_end;
+    memcpy(out + o, buf + info_end + 8, 5 * 8); /* the info's reals, past the new count */
+    o += 5 * 8;
+    for (size_t b = 0; b < nb; ++b) { /* 11 values, then skip sigma2 and tau2, then affine */
+        memcpy(out + o, buf + bands + 128 * b, 88);
+        memcpy(out + o + 88, buf + bands + 128 * b + 104, 24);
+        o += 112;
+    }
+    const size_t arrays = bands + 128 * nb, arrays_len = 16 * n + 8 * n * nb;
+    memcpy(out + o, buf + arrays, arrays_len);
+    o += arrays_len;
+    const size_t tail = size - (arrays + arrays_len + pw); /* extra bytes and the trailer */
+    memcpy(out + o, buf + arrays + arrays_len + pw, tail);
+    o += tail;
+    memcpy(out + OFF_VERSION, &version, 4);
+    memset(out + 28, 0, 4);
     if (version == 2)
-        memset(old + OFF_MODE, 0, 24);
-    reseal(old, *out_size);
-    return old;
+        memset(out + OFF_MODE, 0, 24);
+    const uint64_t total = o;
+    memcpy(out + OFF_TOTAL, &total, 8);
+    memcpy(buf, out, o);
+    free(out);
+    reseal(buf, o);
+    return o;
 }
 
-/* Version-2 and version-3 files load and evaluate as saved, solved by DIRECT. */
+/* A version-5 save without extra bytes as version 4: its solver fields
+ * (just before the trailer) dropped. Returns the new size. */
+static size_t to_v4(unsigned char *buf, size_t size, size_t nb)
+{
+    const size_t o = size - 8 - SOLVER_RECORD * nb;
+    const uint32_t version = 4;
+    const uint64_t total = o + 8;
+    memcpy(buf + OFF_VERSION, &version, 4);
+    memcpy(buf + OFF_TOTAL, &total, 8);
+    reseal(buf, o + 8);
+    return o + 8;
+}
+
+/* Version-2, 3 and 4 files of a global model load and evaluate as saved,
+ * as solved by DIRECT; versions 2 and 3 carry no variances, so no
+ * standard error. A layout under another version number is refused. */
 static void test_versions(tps_context *ctx, const tps_model *m, const unsigned char hash[32])
 {
-    void *data = NULL;
-    size_t size = 0;
-    CHECK(tps_model_save(ctx, m, hash, NULL, 0, &data, &size) == TPS_OK, "save");
-    if (!data)
-        return;
-    for (uint32_t version = 2; version <= 3; ++version) {
-        size_t osize = 0;
-        unsigned char *buf = downgrade(data, size, version, &osize);
-        CHECK(buf != NULL, "out of memory");
-        if (!buf)
-            continue;
-        tps_model *l = tps_model_load(ctx, buf, osize, hash, NULL, NULL);
+    tps_model_info mi;
+    CHECK(tps_model_get_info(ctx, m, &mi) == TPS_OK, "%s", tps_context_errmsg(ctx));
+    for (uint32_t version = 2; version <= 4; ++version) {
+        void *data = NULL;
+        size_t size = 0;
+        CHECK(tps_model_save(ctx, m, hash, NULL, 0, &data, &size) == TPS_OK, "save");
+        if (!data)
+            return;
+        unsigned char *buf = data;
+        /* The version-5 layout labelled 4: refused (its size is not 4's). */
+        const uint32_t four = 4;
+        memcpy(buf + OFF_VERSION, &four, 4);
+        reseal(buf, size);
+        CHECK(fails_as(ctx, buf, size, hash, TPS_ERR_BAD_MODEL_DATA),
+              "a version-5 layout labelled 4 loaded");
+        size = to_v4(buf, size, mi.n_bands);
+        if (version < 4)
+            size = to_older(buf, size, mi.n_points, mi.n_bands, version);
+        tps_model *l = tps_model_load(ctx, buf, size, hash, NULL, NULL);
         CHECK(l != NULL, "version %u: %s", version, tps_context_errmsg(ctx));
         if (l) {
             tps_model_info info;
             CHECK(tps_model_get_info(ctx, l, &info) == TPS_OK, "%s", tps_context_errmsg(ctx));
             CHECK(info.mode == TPS_MODE_GLOBAL && info.n_patches == 0, "version %u mode",
                   version);
-            tps_band_info bi;
+            tps_band_info bi, bm;
             CHECK(tps_model_get_band_info(ctx, l, 0, &bi) == TPS_OK &&
+                      tps_model_get_band_info(ctx, m, 0, &bm) == TPS_OK &&
                       bi.solver == TPS_SOLVER_DIRECT && bi.iterations == 0 &&
                       isnan(bi.relative_residual),
                   "version %u: solver fields %d %d %g", version, (int)bi.solver, bi.iterations,
                   bi.relative_residual);
+            CHECK(version < 4 ? isnan(bi.sigma2) && isnan(bi.tau2)
+                              : bi.sigma2 == bm.sigma2 && bi.tau2 == bm.tau2,
+                  "version %u: variances %g %g", version, bi.sigma2, bi.tau2);
+            double se = 0;
+            tps_grid one;
+            const double gt1[6] = {400000, 10, 0, 6001000, 0, -10};
+            tps_grid_from_geotransform(&one, gt1, 0, 0, 1, 1);
+            const tps_output so = {0, &se, TPS_FLOAT64, 8, 8, TPS_QUANTITY_STANDARD_ERROR};
+            const tps_status sst = tps_evaluate_grid(ctx, l, &one, 1, &so, NULL);
+            CHECK(version < 4 ? sst == TPS_ERR_INVALID_ARGUMENT : sst == TPS_OK && se >= 0,
+                  "version %u: a standard error (%s)", version, tps_context_errmsg(ctx));
             const size_t cols = 31, rows = 23, cells = 3 * cols * rows;
             double *g1 = malloc(sizeof(double) * cells), *g2 = malloc(sizeof(double) * cells);
             eval_grid(ctx, m, g1, cols, rows);
@@ -473,26 +526,25 @@ static void test_versions(tps_context *ctx, const tps_model *m, const unsigned c
             /* A version-2 header with a mode: those bytes were reserved then. */
             const uint64_t local = TPS_MODE_LOCAL;
             memcpy(buf + OFF_MODE, &local, 8);
-            reseal(buf, osize);
-            CHECK(fails_as(ctx, buf, osize, hash, TPS_ERR_BAD_MODEL_DATA),
+            reseal(buf, size);
+            CHECK(fails_as(ctx, buf, size, hash, TPS_ERR_BAD_MODEL_DATA),
                   "version 2 with a mode");
+        } else if (version == 3) {
+            /* Flags were zero before version 4. */
+            buf[28] = 1;
+            reseal(buf, size);
+            CHECK(fails_as(ctx, buf, size, hash, TPS_ERR_BAD_MODEL_DATA), "version 3 with flags");
+        } else {
+            /* The version-4 layout labelled 5: refused. */
+            const uint32_t five = 5;
+            memcpy(buf + OFF_VERSION, &five, 4);
+            reseal(buf, size);
+            CHECK(fails_as(ctx, buf, size, hash, TPS_ERR_BAD_MODEL_DATA),
+                  "a version-4 layout labelled 5 loaded");
         }
-        free(buf);
-        /* The version-4 layout under an older version number: refused. */
-        unsigned char *relabelled = malloc(size);
-        if (relabelled) {
-            memcpy(relabelled, data, size);
-            memcpy(relabelled + OFF_VERSION, &version, 4);
-            if (version == 2)
-                memset(relabelled + OFF_MODE, 0, 24);
-            reseal(relabelled, size);
-            CHECK(fails_as(ctx, relabelled, size, hash, TPS_ERR_BAD_MODEL_DATA),
-                  "a version-4 layout labelled %u loaded", version);
-            free(relabelled);
-        }
+        tps_free(data);
     }
-    printf("versions 2 and 3: global files load and evaluate as saved (DIRECT)\n");
-    tps_free(data);
+    printf("versions 2, 3 and 4: a global file loads and evaluates as saved (DIRECT)\n");
 }
 
 /* The bands' solver fields: an ITERATIVE model keeps them through a round
@@ -502,8 +554,13 @@ static void test_solver_fields(tps_context *ctx, const unsigned char hash[32])
     const size_t n = 300;
     double *x = malloc(sizeof(double) * n), *y = malloc(sizeof(double) * n);
     double *z = malloc(sizeof(double) * n);
-    if (!x || !y || !z)
+    CHECK(x && y && z, "out of memory");
+    if (!x || !y || !z) {
+        free(x);
+        free(y);
+        free(z);
         return;
+    }
     for (size_t i = 0; i < n; ++i) {
         x[i] = 1000 * uniform();
         y[i] = 1000 * uniform();
@@ -531,13 +588,14 @@ static void test_solver_fields(tps_context *ctx, const unsigned char hash[32])
             CHECK(tps_model_get_band_info(ctx, m, 0, &p) == TPS_OK &&
                       tps_model_get_band_info(ctx, l, 0, &q) == TPS_OK &&
                       memcmp(&p, &q, sizeof p) == 0 && q.solver == TPS_SOLVER_ITERATIVE &&
-                      q.iterations > 0 && q.relative_residual <= 1e-10,
+                      q.iterations > 0 && q.relative_residual <= 1e-10 && isnan(q.sigma2),
                   "ITERATIVE band info: solver %d, %d iterations, residual %g", (int)q.solver,
                   q.iterations, q.relative_residual);
         }
         tps_model_destroy(l);
         unsigned char *buf = malloc(size);
-        const size_t at = BANDS_AT + BAND_RECORD_V3; /* solver, iterations, residual */
+        CHECK(buf != NULL, "out of memory");
+        const size_t at = size - 8 - SOLVER_RECORD; /* one band, no extra bytes */
         const struct {
             uint64_t solver, iterations;
             double residual;
@@ -556,6 +614,14 @@ static void test_solver_fields(tps_context *ctx, const unsigned char hash[32])
             reseal(buf, size);
             CHECK(fails_as(ctx, buf, size, hash, TPS_ERR_BAD_MODEL_DATA), "crafted (%s) loaded",
                   crafted[k].what);
+        }
+        /* The same fields untouched but resealed: loads (the offsets hold). */
+        if (buf) {
+            memcpy(buf, data, size);
+            reseal(buf, size);
+            tps_model *again = tps_model_load(ctx, buf, size, hash, NULL, NULL);
+            CHECK(again != NULL, "resealed: %s", tps_context_errmsg(ctx));
+            tps_model_destroy(again);
         }
         free(buf);
         tps_free(data);
@@ -871,7 +937,8 @@ static void test_local_damage(tps_context *ctx, const unsigned char hash[32], si
     put_u64_at(buf, OFF_N_ENTRIES, (uint64_t)3 << 30);
     const uint64_t huge_total = LOCAL_AT(n, LOCAL_BANDS) + 64 * ((uint64_t)1 << 30) +
                                 8 * ((uint64_t)3 << 30) * (2 + LOCAL_BANDS) +
-                                24 * ((uint64_t)1 << 30) * LOCAL_BANDS + 8 + 8;
+                                24 * ((uint64_t)1 << 30) * LOCAL_BANDS +
+                                SOLVER_RECORD * LOCAL_BANDS + 8 + 8;
     put_u64_at(buf, OFF_TOTAL, huge_total);
     reseal(buf, size);
     size_t sz = 0;
@@ -896,7 +963,8 @@ static void test_local_damage(tps_context *ctx, const unsigned char hash[32], si
         put_u64_at(buf, OFF_N_PATCHES, 1);
         put_u64_at(buf, OFF_N_ENTRIES, hne);
         put_u64_at(buf, OFF_TOTAL,
-                   LOCAL_AT(hn, hnb) + PATCH_RECORD + 8 * hne * (2 + hnb) + 24 * hnb +
+                   LOCAL_AT(hn, hnb) + PATCH_RECORD + 8 * hne * (2 + hnb) +
+                       (24 + SOLVER_RECORD) * hnb +
                        8 * ((get_u64_at(orig, 88) + 7) / 8) + 8);
         size_t hsz = 0;
         CHECK(tps_model_saved_size(ctx, buf, TPS_MODEL_HEADER_BYTES, hash, &hsz) ==
@@ -908,7 +976,8 @@ static void test_local_damage(tps_context *ctx, const unsigned char hash[32], si
          * header (the control: only the point count was wrong). */
         put_u64_at(buf, OFF_N_ENTRIES, hn);
         put_u64_at(buf, OFF_TOTAL,
-                   LOCAL_AT(hn, hnb) + PATCH_RECORD + 8 * hn * (2 + hnb) + 24 * hnb +
+                   LOCAL_AT(hn, hnb) + PATCH_RECORD + 8 * hn * (2 + hnb) +
+                       (24 + SOLVER_RECORD) * hnb +
                        8 * ((get_u64_at(orig, 88) + 7) / 8) + 8);
         CHECK(tps_model_saved_size(ctx, buf, TPS_MODEL_HEADER_BYTES, hash, &hsz) == TPS_OK,
               "2^20 points in one patch of 2^20: %s", tps_context_errmsg(ctx));

@@ -1,0 +1,122 @@
+/* cpu_se.c: the standard-error outputs of a request (TPS_NEEDS_VARIANCE)
+ * on the CPU, for a GLOBAL model here and a LOCAL one in cpu_local_se.c.
+ * Work items are blocks of TPS_SE_BLOCK cells of a grid row, aligned on
+ * the grid's absolute columns and always computed whole (cells past the
+ * window's edge are computed and dropped), so that a cell's bytes come
+ * from the same BLAS calls on the same block whatever the window, chunk
+ * or thread; the BLAS runs single-threaded inside the items for the same
+ * reason (and because the items are the parallelism). */
+#include "variance.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct se_request {
+    const tps_eval_job *job;
+    const tps_output *outs; /* the request's outputs that need the variance */
+    size_t n_out;
+    size_t *first;          /* outputs of one band share its variance */
+    const tps_se_factor **factor;
+    double *rho;
+    size_t block0, blocks_per_row;
+    size_t work_bytes;
+    tps_scratch scratch;
+} se_request;
+
+static void se_item(size_t item, int thread, void *user)
+{
+    const se_request *rq = user;
+    const tps_eval_job *job = rq->job;
+    const tps_model *md = job->model;
+    const tps_window *w = &job->t.w;
+    const size_t row = item / rq->blocks_per_row, block = rq->block0 + item % rq->blocks_per_row;
+    double *pu = tps_scratch_at(&rq->scratch, thread);
+    double *pv = pu + TPS_SE_BLOCK, *zs = pv + TPS_SE_BLOCK;
+    double *a = zs + TPS_SE_BLOCK * md->n_cov; /* n_out blocks */
+    void *work = a + TPS_SE_BLOCK * rq->n_out;
+    tps_se_block_targets(w, row, block, pu, pv);
+    size_t k0, k1;
+    tps_se_block_window(w, block, &k0, &k1);
+    /* Covariates exist inside the window only; the cells outside get 0
+     * (a row's BLAS arithmetic does not depend on the other rows). */
+    memset(zs, 0, sizeof(double) * TPS_SE_BLOCK * md->n_cov);
+    if (md->n_cov)
+        tps_covariates_load(md, job->cov, 1, row, block * TPS_SE_BLOCK + k0 - w->first_col,
+                            k1 - k0, zs + k0, TPS_SE_BLOCK);
+    for (size_t b = 0; b < rq->n_out; ++b) {
+        const tps_output *o = &rq->outs[b];
+        if (rq->first[b] == b)
+            tps_se_block(rq->factor[b], job->kernel, TPS_SE_BLOCK, pu, pv, w->cv == 0.0, zs,
+                         TPS_SE_BLOCK, work, a + b * TPS_SE_BLOCK);
+        const double *own = a + rq->first[b] * TPS_SE_BLOCK;
+        for (size_t k = k0; k < k1; ++k) {
+            tps_derivs d;
+            tps_derivs_zero(&d);
+            d.var = rq->rho[b] * own[k];
+            tps_output_store(o, row, block * TPS_SE_BLOCK + k - w->first_col,
+                             tps_quantity_eval(o->quantity, &d, md->scale));
+        }
+    }
+}
+
+tps_status tps_cpu_standard_errors(tps_context *ctx, const tps_eval_job *job)
+{
+    const tps_model *md = job->model;
+    const tps_window *w = &job->t.w;
+    size_t n_out = 0;
+    for (size_t b = 0; b < job->n_quantities; ++b)
+        n_out += (tps_quantity_needs(job->quantities[b].quantity) & TPS_NEEDS_VARIANCE) != 0;
+    if (n_out == 0 || !job->t.is_grid || w->ncols == 0 || w->nrows == 0)
+        return TPS_OK;
+    if (md->local)
+        return tps_cpu_local_standard_errors(ctx, job);
+    se_request rq = {job, NULL, n_out, NULL, NULL, NULL, 0, 0, 0, {NULL, 0}};
+    tps_output *outs = malloc(sizeof(tps_output) * n_out);
+    rq.first = malloc(sizeof(size_t) * n_out);
+    rq.factor = malloc(sizeof(tps_se_factor *) * n_out);
+    rq.rho = malloc(sizeof(double) * n_out);
+    rq.outs = outs;
+    tps_status st = TPS_OK;
+    if (!outs || !rq.first || !rq.factor || !rq.rho) {
+        st = tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory for standard errors");
+        goto done;
+    }
+    n_out = 0;
+    for (size_t b = 0; b < job->n_quantities; ++b)
+        if (tps_quantity_needs(job->quantities[b].quantity) & TPS_NEEDS_VARIANCE)
+            outs[n_out++] = job->quantities[b];
+    for (size_t b = 0; b < n_out && st == TPS_OK; ++b) {
+        rq.first[b] = b;
+        for (size_t c = 0; c < b; ++c)
+            if (outs[c].band == outs[b].band) {
+                rq.first[b] = c;
+                break;
+            }
+        st = tps_se_factor_of_band(ctx, md, outs[b].band, job->num_threads, &rq.factor[b]);
+        rq.rho[b] = tps_se_rho(md, outs[b].band);
+        if (st == TPS_OK && tps_se_block_bytes(rq.factor[b]) > rq.work_bytes)
+            rq.work_bytes = tps_se_block_bytes(rq.factor[b]);
+    }
+    if (st != TPS_OK)
+        goto done;
+    rq.block0 = w->first_col / TPS_SE_BLOCK;
+    rq.blocks_per_row = (w->first_col + w->ncols - 1) / TPS_SE_BLOCK + 1 - rq.block0;
+    const size_t n_items = rq.blocks_per_row * w->nrows;
+    const int threads = tps_threads_for(job->num_threads, n_items, 1);
+    st = tps_scratch_alloc(ctx, &rq.scratch, threads,
+                           sizeof(double) * TPS_SE_BLOCK * (2 + md->n_cov + n_out) +
+                               rq.work_bytes);
+    if (st == TPS_OK) {
+        tps_blas_single_begin();
+        tps_parallel_for(n_items, threads, se_item, &rq);
+        tps_blas_single_end();
+    }
+done:
+    tps_scratch_free(&rq.scratch);
+    free(outs);
+    free(rq.first);
+    free(rq.factor);
+    free(rq.rho);
+    return st;
+}

@@ -1,0 +1,320 @@
+/* variance.c: the standard error's factorisation of a band's solve and the
+ * per-block arithmetic (variance.h has the formula). */
+#include "variance.h"
+
+#include <cblas.h>
+#include <lapacke.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+void tps_se_factor_free(tps_se_factor *f)
+{
+    if (!f)
+        return;
+    free(f->u);
+    free(f->v);
+    free(f->p);
+    free(f->mat);
+    free(f);
+}
+
+tps_se_factor *tps_se_factor_create(tps_error *err, size_t n, const double *u, const double *v,
+                                    double lambda, const double *noise, const tps_fixed_cols *fc,
+                                    int num_threads, const char *what)
+{
+    const size_t m = tps_fixed_count(fc);
+    if (n < m || n > (size_t)INT32_MAX) {
+        tps_error_set(err, TPS_ERR_TOO_FEW_POINTS, "%s: %zu points for a fixed part of %zu",
+                      what, n, m);
+        return NULL;
+    }
+    tps_se_factor *f = calloc(1, sizeof *f);
+    double *q = malloc(sizeof(double) * n), *y = malloc(sizeof(double) * n);
+    if (f) {
+        f->n = n;
+        f->m = m;
+        /* padded to whole kernel tiles: the kernel matrix is filled with
+         * the points as the value kernel's targets */
+        f->n_pad = (n + TPS_KERNEL_TILE - 1) / TPS_KERNEL_TILE * TPS_KERNEL_TILE;
+        f->u = malloc(sizeof(double) * f->n_pad);
+        f->v = malloc(sizeof(double) * f->n_pad);
+        f->p = malloc(sizeof(double) * n * m);
+        f->mat = malloc(sizeof(double) * n * n);
+    }
+    if (!f || !q || !y || !f->u || !f->v || !f->p || !f->mat) {
+        tps_error_set(err, TPS_ERR_OUT_OF_MEMORY,
+                      "%s: out of memory for the standard error's factorisation of %zu points "
+                      "(%zu bytes)", what, n, n * n * sizeof(double));
+        goto fail;
+    }
+    memcpy(f->u, u, sizeof(double) * n);
+    memcpy(f->v, v, sizeof(double) * n);
+    for (size_t i = n; i < f->n_pad; ++i) {
+        f->u[i] = u[n - 1];
+        f->v[i] = v[n - 1];
+    }
+    if (tps_fixed_qr(err, n, u, v, fc, NULL, f->p, f->tau, what) != TPS_OK)
+        goto fail;
+    /* The same system as the fit's (solve.c), so the same arithmetic. */
+    tps_form_projected(n, m, u, v, lambda, noise, NULL, f->p, f->tau, f->mat, q, y, num_threads);
+    double *b22 = f->mat + m * n + m;
+    const int nm = (int)(n - m);
+    if (nm > 0) {
+        const int info = tps_cholesky_in_panels(nm, b22, (int)n);
+        if (info != 0) {
+            tps_error_set(err, TPS_ERR_SINGULAR,
+                          "%s: the spline system of %zu points is not positive definite "
+                          "(Cholesky failed at pivot %d)", what, n, info);
+            goto fail;
+        }
+        if (LAPACKE_dtrtri(LAPACK_COL_MAJOR, 'L', 'N', nm, b22, (lapack_int)n) != 0) {
+            tps_error_set(err, TPS_ERR_SINGULAR, "%s: inverting the Cholesky factor failed",
+                          what);
+            goto fail;
+        }
+    }
+    free(q);
+    free(y);
+    return f;
+
+fail:
+    free(q);
+    free(y);
+    tps_se_factor_free(f);
+    return NULL;
+}
+
+/* ---- a model's factorisations ---- */
+
+static int same_weights(const tps_model *md, size_t a, size_t b)
+{
+    if (md->band_info[a].smoothing != md->band_info[b].smoothing)
+        return 0;
+    const double *wa = md->point_w[a], *wb = md->point_w[b];
+    if (!wa || !wb)
+        return wa == wb;
+    return memcmp(wa, wb, sizeof(double) * md->n) == 0;
+}
+
+static tps_se_factor *build_for_band(tps_error *err, const tps_model *md, size_t band,
+                                     int num_threads)
+{
+    const double *pw = md->point_w[band];
+    size_t n = 0;
+    for (size_t i = 0; i < md->n; ++i)
+        n += !pw || pw[i] > 0.0;
+    const size_t nc = md->n_cov;
+    size_t *index = malloc(sizeof(size_t) * (n ? n : 1));
+    double *buf = malloc(sizeof(double) * (n ? n : 1) * (3 + nc));
+    tps_se_factor *f = NULL;
+    if (!index || !buf) {
+        tps_error_set(err, TPS_ERR_OUT_OF_MEMORY, "band %zu: out of memory", band + 1);
+        goto done;
+    }
+    double *u = buf, *v = buf + n, *noise = pw ? buf + 2 * n : NULL;
+    n = 0;
+    for (size_t i = 0; i < md->n; ++i) {
+        if (pw && !(pw[i] > 0.0))
+            continue;
+        index[n] = i;
+        u[n] = md->u[i];
+        v[n] = md->v[i];
+        if (noise)
+            noise[n] = 1.0 / pw[i];
+        ++n;
+    }
+    const double *cols[TPS_MAX_COVARIATES];
+    for (size_t k = 0; k < nc; ++k) {
+        double *col = buf + (3 + k) * n;
+        tps_covariates_gather(md, k, index, n, col);
+        cols[k] = col;
+    }
+    const tps_fixed_cols fc = {nc, cols, NULL};
+    char what[64];
+    snprintf(what, sizeof what, "band %zu: standard error", band + 1);
+    const double lambda = md->band_info[band].smoothing / (md->scale * md->scale);
+    f = tps_se_factor_create(err, n, u, v, lambda, noise, &fc, num_threads, what);
+done:
+    free(index);
+    free(buf);
+    return f;
+}
+
+tps_status tps_se_factor_of_band(tps_context *ctx, const tps_model *md, size_t band,
+                                 int num_threads, const tps_se_factor **out)
+{
+    tps_model *m = (tps_model *)md;
+    tps_error err = {TPS_OK, ""};
+    pthread_mutex_lock(&m->se_lock);
+    if (!m->se[band]) {
+        for (size_t c = 0; c < m->n_bands && !m->se[band]; ++c)
+            if (c != band && m->se[c] && same_weights(m, band, c))
+                m->se[band] = m->se[c];
+        if (!m->se[band]) {
+            const double t0 = tps_now_seconds();
+            m->se[band] = build_for_band(&err, m, band, num_threads);
+            if (m->se[band])
+                tps_log(ctx, TPS_LOG_DEBUG,
+                        "band %zu: the standard error's factorisation (%zu points) took %.3f s",
+                        band + 1, m->se[band]->n, tps_now_seconds() - t0);
+        }
+    }
+    *out = m->se[band];
+    pthread_mutex_unlock(&m->se_lock);
+    return *out ? TPS_OK : tps_raise(ctx, &err);
+}
+
+static void free_patches(tps_se_patches *sp)
+{
+    if (!sp)
+        return;
+    for (size_t p = 0; sp->f && p < sp->n_patches; ++p)
+        tps_se_factor_free(sp->f[p]);
+    free(sp->f);
+    free(sp->rho);
+    free(sp);
+}
+
+void tps_se_factors_destroy(tps_model *md)
+{
+    if (md->se_patches) {
+        for (size_t b = 0; b < md->n_bands; ++b) {
+            int shared = 0;
+            for (size_t c = 0; c < b && !shared; ++c)
+                shared = md->se_patches[c] == md->se_patches[b];
+            if (!shared)
+                free_patches(md->se_patches[b]);
+        }
+        free(md->se_patches);
+        md->se_patches = NULL;
+    }
+    if (!md->se)
+        return;
+    for (size_t b = 0; b < md->n_bands; ++b) {
+        int shared = 0;
+        for (size_t c = 0; c < b && !shared; ++c)
+            shared = md->se[c] == md->se[b];
+        if (!shared)
+            tps_se_factor_free(md->se[b]);
+    }
+    free(md->se);
+    md->se = NULL;
+}
+
+double tps_se_rho(const tps_model *md, size_t band)
+{
+    return md->band_info[band].sigma2 / (8.0 * M_PI) * md->scale * md->scale;
+}
+
+/* ---- a block of targets ---- */
+
+void tps_se_block_targets(const tps_window *w, size_t row, size_t block, double *pu,
+                          double *pv)
+{
+    const double j = (double)(w->first_row + row);
+    for (size_t k = 0; k < TPS_SE_BLOCK; ++k)
+        tps_cell_centre(w, (double)(block * TPS_SE_BLOCK + k), j, &pu[k], &pv[k]);
+}
+
+void tps_se_block_window(const tps_window *w, size_t block, size_t *k0, size_t *k1)
+{
+    const size_t c0 = block * TPS_SE_BLOCK, c1 = c0 + TPS_SE_BLOCK;
+    const size_t w0 = w->first_col, w1 = w->first_col + w->ncols;
+    *k0 = w0 > c0 ? w0 - c0 : 0;
+    *k1 = (w1 < c1 ? w1 : c1) - c0;
+}
+
+/* k (n x B, leading dimension ld) <- Q^T k, Q^T = H_m .. H_1 from the
+ * reflectors in p (column r: 1 at r, p[r n + i] below), H_1 first. Not
+ * LAPACK's dormqr: its dorm2r writes 1 on the reflector's diagonal while it
+ * works, so threads sharing one factorisation would race on p. */
+static void apply_qt_left(size_t n, size_t m, const double *p, const double *tau, double *k,
+                          size_t ld)
+{
+    for (size_t j = 0; j < TPS_SE_BLOCK; ++j) {
+        double *col = k + j * ld;
+        for (size_t r = 0; r < m; ++r) {
+            const double *v = p + r * n;
+            double dot = col[r];
+            for (size_t i = r + 1; i < n; ++i)
+                dot += v[i] * col[i];
+            dot *= tau[r];
+            col[r] -= dot;
+            for (size_t i = r + 1; i < n; ++i)
+                col[i] -= dot * v[i];
+        }
+    }
+}
+
+size_t tps_se_block_bytes(const tps_se_factor *f)
+{
+    /* The kernel matrix (n_pad x B), the fixed part's rows H (m x B). */
+    return sizeof(double) * (f->n_pad * TPS_SE_BLOCK + TPS_MAX_FIXED * TPS_SE_BLOCK);
+}
+
+void tps_se_block(const tps_se_factor *f, tps_kernel_fn kernel, size_t count, const double *pu,
+                  const double *pv, int same_v, const double *zs, size_t stride, void *work,
+                  double *out)
+{
+    (void)same_v; /* the points are the kernel's targets here */
+    enum { B = TPS_SE_BLOCK };
+    const size_t n = f->n, m = f->m, nm = n - m, ld = f->n_pad;
+    double *k = work; /* n x B (leading dimension n_pad): column j, phi(point, target j) */
+    double *h = k + ld * B; /* m x B */
+    /* k: phi(r) = r^2 log r = 0.5 r^2 log r^2, the value kernel's r^2 log r^2
+     * with weight 0.5, the points as its targets and the cell as its one
+     * source. Padding targets repeat the last one. */
+    const double half = 0.5;
+    const double *hw = &half;
+    for (size_t j = 0; j < B; ++j) {
+        const size_t at = j < count ? j : count - 1;
+        tps_kernel_job kj = {1, pu + at, pv + at, 1, &hw, ld, f->u, f->v, 0, k + j * ld};
+        kernel(&kj);
+    }
+    /* [q1; q2] = Q^T k for every target at once. */
+    apply_qt_left(n, m, f->p, f->tau, k, ld);
+    /* h = R^-T t, t = [1 u v c..]; a NaN covariate is computed as 0 (a
+     * column's arithmetic does not depend on the other columns) and its
+     * target set to NaN at the end. */
+    for (size_t j = 0; j < B; ++j) {
+        const size_t at = j < count ? j : count - 1;
+        double *hj = h + j * m;
+        hj[0] = 1.0;
+        hj[1] = pu[at];
+        hj[2] = pv[at];
+        for (size_t c = 3; c < m; ++c) {
+            const double z = zs[(c - 3) * stride + at];
+            hj[c] = isnan(z) ? 0.0 : z;
+        }
+    }
+    cblas_dtrsm(CblasColMajor, CblasLeft, CblasUpper, CblasTrans, CblasNonUnit, (int)m, B, 1.0,
+                f->p, (int)n, h, (int)m);
+    if (nm > 0) {
+        /* y = q2 - M21 h, then L^-1 y. */
+        double *y = k + m;
+        cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, (int)nm, B, (int)m, -1.0,
+                    f->mat + m, (int)n, h, (int)m, 1.0, y, (int)ld);
+        cblas_dtrmm(CblasColMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit, (int)nm, B,
+                    1.0, f->mat + m * n + m, (int)n, y, (int)ld);
+    }
+    for (size_t j = 0; j < count; ++j) {
+        const double *col = k + j * ld, *hj = h + j * m;
+        double sq = 0.0;
+        for (size_t r = m; r < n; ++r)
+            sq += col[r] * col[r];
+        double q1h = 0.0, hmh = 0.0;
+        for (size_t r = 0; r < m; ++r) {
+            q1h += col[r] * hj[r];
+            for (size_t c = 0; c < m; ++c) {
+                const size_t hi = r > c ? r : c, lo = r > c ? c : r;
+                hmh += hj[r] * f->mat[lo * n + hi] * hj[c];
+            }
+        }
+        /* k(x, x) - v^T S^-1 v, k(x, x) = 0 */
+        out[j] = hmh - 2.0 * q1h - sq;
+        for (size_t c = 3; c < m; ++c)
+            if (isnan(zs[(c - 3) * stride + j]))
+                out[j] = NAN;
+    }
+}

@@ -1,0 +1,95 @@
+/* variance.h: the prediction variance of a spline (the standard error,
+ * TPS_QUANTITY_STANDARD_ERROR), as R's fields::predictSE defines it
+ * (docs/design.md, "The standard error").
+ *
+ * With S = [M T; T^T 0] the fit's saddle matrix (M = K + lambda W^-1, T
+ * the fixed part [1 u v c..]) and v = [k; t] the kernel column and fixed
+ * part at a target, the variance is sigma2 (k(x, x) - v^T S^-1 v). With
+ * T = Q R, Q = [Q1 Q2], Q^T M Q = [M11 M12; M21 B], B = L L^T, and
+ * q = Q^T k = [q1; q2], h = R^-T t, y = q2 - M21 h:
+ *     v^T S^-1 v = 2 q1^T h - h^T M11 h + |L^-1 y|^2,
+ * so a target costs one product with L^-1 (~N^2 flops), done for a block
+ * of targets at once as BLAS 3 (the kernel matrix of the block, Q from the
+ * right, dtrmm with L^-1 kept explicitly: dtrtri once). */
+#ifndef TPS_VARIANCE_H
+#define TPS_VARIANCE_H
+
+#include "dense.h"
+#include "eval.h"
+
+/* One factorisation, in the scaled coordinates of the points it covers. */
+typedef struct tps_se_factor {
+    size_t n, m;   /* points, fixed columns */
+    size_t n_pad;  /* n rounded up to whole kernel tiles */
+    double *u, *v; /* the points (n_pad: the padding repeats the last) */
+    double *p;     /* n x m: T's QR in LAPACK's compact form, R on top */
+    double tau[TPS_MAX_FIXED];
+    double *mat;   /* n x n: columns 0..m-1 of Q^T M Q (lower part), and
+                    * L^-1 in the trailing (n-m) x (n-m) lower triangle */
+} tps_se_factor;
+
+/* Builds the factorisation of n points (u, v) with lambda (scaled units),
+ * per-point multipliers of lambda (noise, NULL: 1) and the fixed part's
+ * covariates fc: O(n^3), n^2 doubles. NULL with the error in err. */
+tps_se_factor *tps_se_factor_create(tps_error *err, size_t n, const double *u, const double *v,
+                                    double lambda, const double *noise, const tps_fixed_cols *fc,
+                                    int num_threads, const char *what);
+void tps_se_factor_free(tps_se_factor *f);
+
+/* A LOCAL model's factorisations for one band: each patch's, in its
+ * frame, with the process variance rho in the frame's units (the patches'
+ * maximum-likelihood estimates w^T M w / n pooled), made on first use
+ * (cpu_local_se.c). */
+typedef struct tps_se_patches {
+    size_t n_patches;
+    tps_se_factor **f;
+    double *rho;
+} tps_se_patches;
+
+/* Band b's factorisation, made on first use under md->se_lock and kept
+ * with the model (bands with the same lambda and weights share one). */
+tps_status tps_se_factor_of_band(tps_context *ctx, const tps_model *md, size_t band,
+                                 int num_threads, const tps_se_factor **out);
+/* Frees every factorisation of the model (each shared one once). */
+void tps_se_factors_destroy(tps_model *md);
+
+/* Targets per block: the BLAS 3 calls always run on blocks of this many,
+ * so that a target's bytes depend only on its block (a grid's blocks are
+ * aligned on absolute columns), never on the window or the threads. A
+ * multiple of TPS_KERNEL_TILE. */
+#define TPS_SE_BLOCK 256
+
+/* Scratch of one block: the block's kernel matrix and a few vectors. */
+size_t tps_se_block_bytes(const tps_se_factor *f);
+
+/* k(x, x) - v^T S^-1 v (k(x, x) = 0 for r^2 log r) for `count` <=
+ * TPS_SE_BLOCK targets (pu, pv, scaled; same_v: all share pv[0]) whose
+ * covariates are zs[k * stride + j] (scaled), into out[0 .. count); NaN
+ * where a covariate is NaN. The variance is that times rho (the process
+ * variance in the scaled kernel's units). kernel: the CPU value kernel,
+ * which forms the kernel matrix. work: tps_se_block_bytes. */
+void tps_se_block(const tps_se_factor *f, tps_kernel_fn kernel, size_t count, const double *pu,
+                  const double *pv, int same_v, const double *zs, size_t stride, void *work,
+                  double *out);
+
+/* The TPS_SE_BLOCK targets of block `block` (absolute columns block *
+ * TPS_SE_BLOCK ..) of window row `row`, and which of them, [k0, k1), lie
+ * inside the window (cpu_se.c). */
+void tps_se_block_targets(const tps_window *w, size_t row, size_t block, double *pu, double *pv);
+void tps_se_block_window(const tps_window *w, size_t block, size_t *k0, size_t *k1);
+
+/* A band's rho for tps_se_block: sigma2 / (8 pi) (our kernel r^2 log r)
+ * in the model's scaled units (times scale^2). */
+double tps_se_rho(const tps_model *md, size_t band);
+
+/* What the GPU's copy adds to a factorisation (gpu_backend.h,
+ * tps_gpu_se_create): the reflectors explicit (vr, n x m), F = [T V^T; 0 |
+ * M21^T] (2m x n, T the reflectors' compact WY factor), R (m x m) and M11
+ * (m x m, full). gpu_se.c. */
+typedef struct tps_se_arrays {
+    double *vr, *f, *r, *m11;
+} tps_se_arrays;
+tps_status tps_se_device_arrays(const tps_se_factor *f, tps_se_arrays *out, tps_error *err);
+void tps_se_arrays_free(tps_se_arrays *a);
+
+#endif
