@@ -34,21 +34,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static unsigned long long state = 0x2545F4914F6CDD1DULL;
-static double uniform(void)
-{
-    state ^= state << 13;
-    state ^= state >> 7;
-    state ^= state << 17;
-    return (double)(state >> 11) / 9007199254740992.0;
-}
+#include "bench_util.h"
 
 static double gauss(void)
 {
@@ -203,7 +189,7 @@ int main(int argc, char **argv)
     const double noise = atof(argv[3]);
     const char *name = argv[4];
     if (argc > 5)
-        state ^= (unsigned long long)atoll(argv[5]) * 0x9E3779B97F4A7C15ULL;
+        bench_state ^= (unsigned long long)atoll(argv[5]) * 0x9E3779B97F4A7C15ULL;
     const int threads = argc > 6 ? atoi(argv[6]) : 2;
     data d = make_data(n, noise, name);
     if (strcmp(what, "compare") == 0) {

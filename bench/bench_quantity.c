@@ -18,21 +18,8 @@
 #include <string.h>
 #include <time.h>
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static unsigned long long state = 0x9E3779B97F4A7C15ULL;
-static double uniform(void)
-{
-    state ^= state << 13;
-    state ^= state >> 7;
-    state ^= state << 17;
-    return (double)(state >> 11) / 9007199254740992.0;
-}
+#define BENCH_SEED 0x9E3779B97F4A7C15ULL
+#include "bench_util.h"
 
 int main(int argc, char **argv)
 {
