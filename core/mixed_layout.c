@@ -4,6 +4,7 @@
  * points as FP32 offsets from their group's centre, the weights h ln 2 split
  * into two FP32 parts. Built once per model, with its device copy. */
 #include "mixed.h"
+#include "quadtree.h"
 #include "tps.h"
 
 #include <stdint.h>
@@ -30,14 +31,9 @@ static void split(const double *u, const double *v, size_t *idx, keyed *scratch,
 {
     if (n <= size)
         return;
-    double u0 = INFINITY, u1 = -INFINITY, v0 = INFINITY, v1 = -INFINITY;
-    for (size_t k = 0; k < n; ++k) {
-        u0 = fmin(u0, u[idx[k]]);
-        u1 = fmax(u1, u[idx[k]]);
-        v0 = fmin(v0, v[idx[k]]);
-        v1 = fmax(v1, v[idx[k]]);
-    }
-    const double *axis = v1 - v0 > u1 - u0 ? v : u;
+    double box[4];
+    tps_points_box(u, v, idx, n, box);
+    const double *axis = box[3] - box[2] > box[1] - box[0] ? v : u;
     for (size_t k = 0; k < n; ++k)
         scratch[k] = (keyed){axis[idx[k]], idx[k]};
     qsort(scratch, n, sizeof *scratch, by_key);
@@ -53,15 +49,10 @@ static void split(const double *u, const double *v, size_t *idx, keyed *scratch,
 static void cluster_geometry(const double *u, const double *v, const size_t *perm, size_t count,
                              double *geo)
 {
-    double u0 = INFINITY, u1 = -INFINITY, v0 = INFINITY, v1 = -INFINITY;
-    for (size_t k = 0; k < count; ++k) {
-        u0 = fmin(u0, u[perm[k]]);
-        u1 = fmax(u1, u[perm[k]]);
-        v0 = fmin(v0, v[perm[k]]);
-        v1 = fmax(v1, v[perm[k]]);
-    }
-    geo[0] = count ? 0.5 * (u0 + u1) : 0.0;
-    geo[1] = count ? 0.5 * (v0 + v1) : 0.0;
+    double box[4];
+    tps_points_box(u, v, perm, count, box);
+    geo[0] = count ? 0.5 * (box[0] + box[1]) : 0.0;
+    geo[1] = count ? 0.5 * (box[2] + box[3]) : 0.0;
     double rho = 0.0;
     for (size_t k = 0; k < count; ++k) {
         const double du = u[perm[k]] - geo[0], dv = v[perm[k]] - geo[1];

@@ -386,16 +386,11 @@ static void split_groups(size_t *idx, size_t n, const double *u, const double *v
         out[(*count)++] = best;
         return;
     }
-    double u0 = INFINITY, u1 = -INFINITY, v0 = INFINITY, v1 = -INFINITY;
-    for (size_t k = 0; k < n; ++k) {
-        u0 = fmin(u0, u[idx[k]]);
-        u1 = fmax(u1, u[idx[k]]);
-        v0 = fmin(v0, v[idx[k]]);
-        v1 = fmax(v1, v[idx[k]]);
-    }
+    double box[4];
+    tps_points_box(u, v, idx, n, box);
     const size_t gl = groups / 2;
     const size_t nl = (size_t)((double)n * (double)gl / (double)groups);
-    select_nth(idx, n, u1 - u0 >= v1 - v0 ? u : v, nl);
+    select_nth(idx, n, box[1] - box[0] >= box[3] - box[2] ? u : v, nl);
     split_groups(idx, nl, u, v, gl, out, count);
     split_groups(idx + nl, n - nl, u, v, groups - gl, out, count);
 }

@@ -170,3 +170,17 @@ size_t tps_quadtree_query(const tps_quadtree *t, double u0, double v0, double u1
     }
     return count;
 }
+
+void tps_points_box(const double *u, const double *v, const size_t *idx, size_t n,
+                    double box[4])
+{
+    box[0] = box[2] = INFINITY;
+    box[1] = box[3] = -INFINITY;
+    for (size_t k = 0; k < n; ++k) {
+        const size_t i = idx ? idx[k] : k;
+        box[0] = fmin(box[0], u[i]);
+        box[1] = fmax(box[1], u[i]);
+        box[2] = fmin(box[2], v[i]);
+        box[3] = fmax(box[3], v[i]);
+    }
+}

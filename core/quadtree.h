@@ -15,6 +15,11 @@ extern "C" {
  * depth (distinct points are separated long before it). */
 #define TPS_QUADTREE_MAX_DEPTH 48
 
+/* The bounding box {u0, u1, v0, v1} of the points idx[0, n) (idx NULL: the
+ * first n); an empty set gives {inf, -inf, inf, -inf}. */
+void tps_points_box(const double *u, const double *v, const size_t *idx, size_t n,
+                    double box[4]);
+
 typedef struct tps_qnode {
     double cu, cv;     /* the centre of its square */
     double half;       /* the square's half side (> 0) */
