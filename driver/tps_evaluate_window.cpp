@@ -9,6 +9,7 @@
  */
 #include "tps_dataset.h"
 
+#include "tps_covariate_stencil.h"
 #include "tps_errors.h"
 
 #include "cpl_conv.h"
@@ -183,7 +184,8 @@ void RoundToFloat32(const std::vector<tps_output> &aoOutputs, const PixelRect &o
     }
 }
 
-/* NaN outputs (no covariate there) to dfNoData, in each output's type. */
+/* NaN outputs (no covariate there, or no derivative of it) to dfNoData,
+ * in each output's type. */
 void ReplaceNaN(const std::vector<tps_output> &aoOutputs, int nXSize, int nYSize, double dfNoData)
 {
     const float fNoData = static_cast<float>(dfNoData);
@@ -263,8 +265,8 @@ CPLErr TPSDataset::EvaluateRect(int nX, int nY, int nXSize, int nYSize,
     sOptions.stats = &sStats;
     // The covariates at this rectangle's pixel centres, resampled from
     // their rasters now: only what is read is read.
-    std::vector<double> adfCov;
-    std::vector<tps_plane> aoPlanes;
+    std::vector<double> adfCov, adfCovDeriv;
+    std::vector<tps_plane> aoPlanes, aoDerivPlanes;
     TPSCovariates *poCov = oRoot.m_poCovariates.get();
     if (poCov)
     {
@@ -280,6 +282,24 @@ CPLErr TPSDataset::EvaluateRect(int nX, int nY, int nXSize, int nYSize,
             aoPlanes.push_back({adfCov.data() + k * nPixels, TPS_FLOAT64, sizeof(double),
                                 static_cast<ptrdiff_t>(sizeof(double)) * nXSize});
         sOptions.covariates = aoPlanes.data();
+        // Derivative bands: the covariates' derivatives at the same pixels,
+        // differences on this grid's lattice (tps_covariate_stencil.h).
+        if (std::any_of(aoOutputs.begin(), aoOutputs.end(), [](const tps_output &o)
+                        { return TPSCovariatePlanesRead(tps_quantity_info(o.quantity)->needs); }))
+        {
+            if (!poCov->ReadDerivatives(m_adfGeoTransform, nX, nY, nXSize, nYSize, &adfCovDeriv,
+                                        &osError))
+            {
+                CPLError(CE_Failure, CPLE_AppDefined, "%s",
+                         TPSSanitize(m_oConfig.osName + ": " + osError).c_str());
+                return CE_Failure;
+            }
+            for (size_t q = 0; q < poCov->Count() * TPS_COV_DERIVATIVES; q++)
+                aoDerivPlanes.push_back({adfCovDeriv.data() + q * nPixels, TPS_FLOAT64,
+                                         sizeof(double),
+                                         static_cast<ptrdiff_t>(sizeof(double)) * nXSize});
+            sOptions.covariate_derivatives = aoDerivPlanes.data();
+        }
     }
     tps_status eStatus = tps_evaluate_grid(psCtx, m_poModel->psModel, &sGrid, aoOutputs.size(),
                                            aoOutputs.data(), &sOptions);
@@ -302,7 +322,8 @@ CPLErr TPSDataset::EvaluateRect(int nX, int nY, int nXSize, int nYSize,
     }
     oRoot.m_nPixelsEvaluated += static_cast<uint64_t>(nXSize) * static_cast<uint64_t>(nYSize);
     oRoot.AddMixedStats(sStats);
-    // A pixel without a covariate is NaN: <NoDataValue> when there is one.
+    // A pixel without a covariate (or without its derivatives, for a
+    // derivative band) is NaN: <NoDataValue> when there is one.
     if (poCov && m_oConfig.bHasNoData && !std::isnan(m_oConfig.dfNoData))
         ReplaceNaN(aoOutputs, nXSize, nYSize, m_oConfig.dfNoData);
     return CE_None;
