@@ -37,6 +37,10 @@ constexpr double CHUNK_MAX_PAIRS_GPU = 2e11;
  * calls; at these sizes a call's fixed cost stays under ~1% of its work. */
 constexpr double CHUNK_MAX_PIXELS_MASKED = 262144.0;
 constexpr double CHUNK_MAX_PIXELS_MASKED_GPU = 4194304.0;
+/* With covariates, a chunk's covariate planes (and for derivative bands
+ * their padded read and five derivative planes each) stay within this many
+ * doubles (256 MiB), whatever the number of covariates. */
+constexpr double CHUNK_MAX_COVARIATE_DOUBLES = 33554432.0;
 
 /* With a progress function, a window is evaluated in chunks of about this
  * many point-pixel pairs (a fraction of a second on a 2-core machine; the
@@ -343,11 +347,24 @@ CPLErr TPSDataset::EvaluateWindow(int nXOff, int nYOff, int nXSize, int nYSize,
         ChunkRows(nXSize, nYSize, m_poModel->sInfo.pairs_per_pixel, bGPU, m_poMask != nullptr,
                   pfnProgress ? GetProgressChunkPairs(m_oConfig.osName, bGPU) : 0.0);
     const bool bRoundToFloat32 = eBufType == GDT_Float64 && m_oConfig.eDataType == GDT_Float32;
+    int nRows = nChunkRows;
+    if (const TPSCovariates *poCov = Root().m_poCovariates.get())
+    {
+        // Per pixel: the pixel centres (2), and per covariate its value, or
+        // with derivative bands its padded read, value and 5 derivatives.
+        const bool bDerivatives =
+            std::any_of(aoOutputs.begin(), aoOutputs.end(), [](const tps_output &o)
+                        { return TPSCovariatePlanesRead(tps_quantity_info(o.quantity)->needs); });
+        const double dfPerPixel =
+            2.0 + static_cast<double>(poCov->Count()) * (bDerivatives ? 7.0 : 1.0);
+        const double dfRows = std::floor(CHUNK_MAX_COVARIATE_DOUBLES / (dfPerPixel * nXSize));
+        nRows = static_cast<int>(std::max(1.0, std::min<double>(nChunkRows, dfRows)));
+    }
 
     std::vector<unsigned char> abyValid;
-    for (int iRow = 0; iRow < nYSize; iRow += nChunkRows)
+    for (int iRow = 0; iRow < nYSize; iRow += nRows)
     {
-        const PixelRect oChunk{nXOff, nYOff + iRow, nXSize, std::min(nChunkRows, nYSize - iRow)};
+        const PixelRect oChunk{nXOff, nYOff + iRow, nXSize, std::min(nRows, nYSize - iRow)};
         const std::vector<tps_output> aoChunk = OutputsAt(aoOutputs, nXOff, nYOff, oChunk);
         // With a mask, only the smallest rectangle of the chunk that holds
         // every kept pixel is evaluated (nothing when none is kept); the
