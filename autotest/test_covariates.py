@@ -447,8 +447,8 @@ def test_point_outside_the_raster(tmp_path):
 
 
 @pytest.mark.parametrize('extra_band,opts,words', [
-    ({'field': 'z', 'quantity': 'slope'}, [], ['slope with covariates']),
     (None, ['MODE=LOCAL'], ['MODE=GLOBAL']),
+    ({'field': 'z', 'quantity': 'slope'}, ['MODE=LOCAL'], ['MODE=GLOBAL']),
 ])
 def test_refused_combinations(tmp_path, extra_band, opts, words):
     points_csv(tmp_path)

@@ -145,6 +145,8 @@ run iterative $B/test_iterative
 TAIL_LINES=4 run iterative_gpu $B/test_iterative gpu
 run covse $B/test_covse autotest/r/fields_covse
 TAIL_LINES=4 run covse_gpu $B/test_covse autotest/r/fields_covse gpu
+run covderiv $B/test_covderiv
+TAIL_LINES=10 run covderiv_gpu $B/test_covderiv gpu
 if [ -x $B/fuzz_tps ]; then
   step "fuzz: the open path with DEVICE=GPU/AUTO/CPU, ASan + UBSan (make fuzz-gpu)"
   fuzz_env=(ASAN_OPTIONS=protect_shadow_gap=0 LSAN_OPTIONS=suppressions=fuzz/lsan_cuda.supp)

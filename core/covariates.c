@@ -5,8 +5,10 @@
  * in [-1, 1] like u and v (the QR's collinearity test and the conditioning
  * of R depend on that); coefficients are kept for the scaled column and
  * converted to the caller's units on request. Evaluation reads the
- * covariates at every target from the caller's planes (tps_plane). */
+ * covariates at every target from the caller's planes (tps_plane), and
+ * for derivative quantities their derivatives from the caller's planes. */
 #include "internal.h"
+#include "sums.h"
 
 #include <math.h>
 #include <string.h>
@@ -74,6 +76,48 @@ void tps_covariates_load(const tps_model *md, const tps_plane *planes, int is_gr
             /* NaN propagates to the outputs; an infinite value would give
              * +-inf or NaN by the sign of the coefficient: NaN always. */
             dst[j] = isfinite(c) ? (c - mean) / scale : NAN;
+        }
+    }
+}
+
+unsigned tps_covariates_deriv_planes(unsigned needs)
+{
+    unsigned planes = 0;
+    if (needs & TPS_NEEDS_GRADIENT)
+        planes |= 1u << TPS_COV_DX | 1u << TPS_COV_DY;
+    if (needs & TPS_NEEDS_LAPLACIAN)
+        planes |= 1u << TPS_COV_DXX | 1u << TPS_COV_DYY;
+    if (needs & TPS_NEEDS_HESSIAN)
+        planes |= 1u << TPS_COV_DXX | 1u << TPS_COV_DXY | 1u << TPS_COV_DYY;
+    return planes;
+}
+
+/* Plane d of covariate k at (row, col); NaN when not finite. */
+static double deriv_at(const tps_plane *planes, size_t k, int d, size_t row, size_t col)
+{
+    const double g = plane_value(&planes[k * TPS_COV_DERIVATIVES + (size_t)d], row, col);
+    return isfinite(g) ? g : NAN;
+}
+
+void tps_covariates_derivs(const tps_model *md, size_t band, const tps_plane *planes,
+                           unsigned needs, size_t row, size_t col, tps_derivs *d)
+{
+    tps_derivs_zero(d);
+    for (size_t k = 0; k < md->n_cov; ++k) {
+        /* The caller's unit of b (tps_model_get_covariate_coefficients):
+         * the derivatives come in the caller's units too. */
+        const double b = md->cov_coef[band * md->n_cov + k] / md->cov_scale[k];
+        if (needs & TPS_NEEDS_GRADIENT) {
+            d->fu += b * deriv_at(planes, k, TPS_COV_DX, row, col);
+            d->fv += b * deriv_at(planes, k, TPS_COV_DY, row, col);
+        }
+        if (needs & TPS_NEEDS_LAPLACIAN)
+            d->lap += b * (deriv_at(planes, k, TPS_COV_DXX, row, col) +
+                           deriv_at(planes, k, TPS_COV_DYY, row, col));
+        if (needs & TPS_NEEDS_HESSIAN) {
+            d->fuu += b * deriv_at(planes, k, TPS_COV_DXX, row, col);
+            d->fuv += b * deriv_at(planes, k, TPS_COV_DXY, row, col);
+            d->fvv += b * deriv_at(planes, k, TPS_COV_DYY, row, col);
         }
     }
 }

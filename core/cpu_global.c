@@ -131,8 +131,17 @@ static void quantity_chunk(size_t item, int thread, void *user)
             for (size_t k = 0; k < count; ++k)
                 tps_derivs_add_affine(&own[k], a, pu[k], pv[k]);
         }
-        for (size_t k = 0; k < count; ++k)
-            tps_output_store(o, row, col0 + k, tps_quantity_eval(o->quantity, &own[k], md->scale));
+        for (size_t k = 0; k < count; ++k) {
+            /* A model with covariates: their term of the derivatives, from
+             * the caller's planes (the dispatcher checked they are there). */
+            tps_derivs cov;
+            if (md->n_cov)
+                tps_covariates_derivs(md, o->band, job->cov_deriv, rq->needs[rq->first[b]], row,
+                                      col0 + k, &cov);
+            tps_output_store(o, row, col0 + k,
+                             tps_quantity_eval(o->quantity, &own[k], md->scale,
+                                               md->n_cov ? &cov : NULL));
+        }
     }
 }
 

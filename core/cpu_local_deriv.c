@@ -88,7 +88,7 @@ static void quantity_chunk(size_t item, int thread, void *user)
             tps_derivs_zero(&d);
             tps_blend_finish(&blend[TPS_CHUNK * f + k], rq->needs[f], &d);
             tps_output_store(o, row, col0 + k,
-                             tps_quantity_eval(o->quantity, &d, job->model->scale));
+                             tps_quantity_eval(o->quantity, &d, job->model->scale, NULL));
         }
     }
 }

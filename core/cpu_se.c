@@ -55,7 +55,7 @@ static void se_item(size_t item, int thread, void *user)
             tps_derivs_zero(&d);
             d.var = rq->rho[b] * own[k];
             tps_output_store(o, row, block * TPS_SE_BLOCK + k - w->first_col,
-                             tps_quantity_eval(o->quantity, &d, md->scale));
+                             tps_quantity_eval(o->quantity, &d, md->scale, NULL));
         }
     }
 }

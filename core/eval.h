@@ -91,8 +91,11 @@ size_t tps_outputs_without_variance(const tps_output *in, size_t n, tps_output *
 /* The sums quantity q needs (TPS_NEEDS_*); 0 for an unknown one. */
 unsigned tps_quantity_needs(tps_quantity q);
 /* Quantity q at a pixel from its sums d (scaled units, affine part in) and
- * the model's scale (the chain rule back to the caller's units). */
-double tps_quantity_eval(tps_quantity q, const tps_derivs *d, double scale);
+ * the model's scale (the chain rule back to the caller's units), plus the
+ * covariates' term cov of its derivatives in the caller's units
+ * (tps_covariates_derivs; NULL for none). */
+double tps_quantity_eval(tps_quantity q, const tps_derivs *d, double scale,
+                         const tps_derivs *cov);
 
 /* ---- the sums of a spline (spline_sums.c) ---- */
 /* The sums `needs` asks for (sums.h) of the spline of n points (u, v) with
@@ -129,6 +132,9 @@ typedef struct tps_eval_job {
     size_t n_quantities;
     const tps_output *quantities;
     const tps_plane *cov;      /* the model's covariates at the targets, or NULL */
+    const tps_plane *cov_deriv; /* their derivatives (tps_eval_options.covariate_derivatives),
+                                 * or NULL: given whenever a derivative quantity is asked of a
+                                 * model with covariates */
     int num_threads;
     tps_kernel_fn kernel;      /* the CPU's value kernel */
     tps_precision precision;   /* the GPU's: DOUBLE or MIXED (AUTO is resolved) */

@@ -18,6 +18,7 @@ void tps_eval_options_init(tps_eval_options *options)
     options->precision = TPS_PRECISION_DOUBLE;
     options->gpu_max_memory = 0;
     options->covariates = NULL;
+    options->covariate_derivatives = NULL;
     options->tolerance = TPS_DEFAULT_TOLERANCE;
     options->stats = NULL;
 }
@@ -35,9 +36,13 @@ static tps_status run(tps_context *ctx, const tps_backend *backend, const tps_ev
     return st;
 }
 
-/* A model with covariates needs their planes, and only its values and
- * standard errors can be formed (a derivative would need the covariates'
- * derivatives, which the engine is not given). */
+static int plane_ok(const tps_plane *p)
+{
+    return p->data && (p->type == TPS_FLOAT32 || p->type == TPS_FLOAT64);
+}
+
+/* A model with covariates needs their planes, and its derivative
+ * quantities the planes of their derivatives that the quantity reads. */
 static tps_status check_covariates(tps_context *ctx, const tps_model *model,
                                    const tps_eval_options *options, size_t n_outputs,
                                    const tps_output *outputs)
@@ -46,20 +51,33 @@ static tps_status check_covariates(tps_context *ctx, const tps_model *model,
         return TPS_OK;
     const tps_plane *planes = options ? options->covariates : NULL;
     for (size_t k = 0; k < model->n_cov; ++k)
-        if (!planes || !planes[k].data ||
-            (planes[k].type != TPS_FLOAT32 && planes[k].type != TPS_FLOAT64))
+        if (!planes || !plane_ok(&planes[k]))
             return tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT,
                                  "the model has %zu covariate%s: their values at every target "
                                  "are needed (tps_eval_options.covariates), plane %zu is "
                                  "missing or of an unknown type",
                                  model->n_cov, model->n_cov == 1 ? "" : "s", k + 1);
-    const unsigned derivative = TPS_NEEDS_GRADIENT | TPS_NEEDS_LAPLACIAN | TPS_NEEDS_HESSIAN;
-    for (size_t b = 0; b < n_outputs; ++b)
-        if (tps_quantity_needs(outputs[b].quantity) & derivative)
+    static const char *const deriv_names[TPS_COV_DERIVATIVES] = {"dc/dx", "dc/dy", "d2c/dx2",
+                                                                 "d2c/dxdy", "d2c/dy2"};
+    const tps_plane *derivs = options ? options->covariate_derivatives : NULL;
+    for (size_t b = 0; b < n_outputs; ++b) {
+        const unsigned read = tps_covariates_deriv_planes(tps_quantity_needs(outputs[b].quantity));
+        if (read && !derivs)
             return tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT,
-                                 "output %zu: the %s of a model with covariates would need the "
-                                 "covariates' derivatives; only value and standard_error are "
-                                 "available", b, tps_quantity_info(outputs[b].quantity)->name);
+                                 "output %zu: the %s of a model with covariates needs the "
+                                 "covariates' derivatives at every target "
+                                 "(tps_eval_options.covariate_derivatives)",
+                                 b, tps_quantity_info(outputs[b].quantity)->name);
+        for (size_t k = 0; read && k < model->n_cov; ++k)
+            for (int d = 0; d < TPS_COV_DERIVATIVES; ++d)
+                if ((read & (1u << d)) && !plane_ok(&derivs[k * TPS_COV_DERIVATIVES + d]))
+                    return tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT,
+                                         "output %zu: the %s needs covariate %zu's %s "
+                                         "(tps_eval_options.covariate_derivatives[%zu]), "
+                                         "missing or of an unknown type",
+                                         b, tps_quantity_info(outputs[b].quantity)->name, k + 1,
+                                         deriv_names[d], k * TPS_COV_DERIVATIVES + (size_t)d);
+    }
     return TPS_OK;
 }
 
@@ -162,6 +180,7 @@ tps_status tps_evaluate_grid_kernel(tps_context *ctx, const tps_model *model,
     job.n_quantities = n_outputs - n_values;
     job.quantities = split + n_values;
     job.cov = model->n_cov ? options->covariates : NULL;
+    job.cov_deriv = model->n_cov ? options->covariate_derivatives : NULL;
     job.num_threads = options ? options->num_threads : 1;
     job.kernel = kernel;
     job.precision = precision;

@@ -206,10 +206,16 @@ static void formula_row(size_t r, int thread, void *user)
             tps_cell_centre(chunk, (double)(chunk->first_col + c), j, &u, &v);
             tps_derivs_add_affine(&d, md->affine[band], u, v);
         }
+        /* A model with covariates: their term, from the caller's planes on
+         * the host, as the CPU backend adds it. */
+        tps_derivs cov;
+        if (md->n_cov)
+            tps_covariates_derivs(md, band, job->cov_deriv, fp->needs, fp->row0 + r, c, &cov);
         for (size_t k = fp->b; k < n; ++k)
             if (fp->first[k] == fp->b)
                 tps_output_store(&job->quantities[k], fp->row0 + r, c,
-                                 tps_quantity_eval(job->quantities[k].quantity, &d, md->scale));
+                                 tps_quantity_eval(job->quantities[k].quantity, &d, md->scale,
+                                                   md->n_cov ? &cov : NULL));
     }
 }
 

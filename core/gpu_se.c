@@ -154,7 +154,8 @@ tps_status tps_gpu_standard_errors(tps_context *ctx, const tps_eval_job *job)
                     tps_derivs d;
                     tps_derivs_zero(&d);
                     d.var = rho * a[r * chunk.ncols + c];
-                    tps_output_store(o, row0 + r, c, tps_quantity_eval(o->quantity, &d, md->scale));
+                    tps_output_store(o, row0 + r, c,
+                                     tps_quantity_eval(o->quantity, &d, md->scale, NULL));
                 }
         }
     }

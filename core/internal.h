@@ -321,6 +321,17 @@ void tps_covariates_gather(const tps_model *md, size_t k, const size_t *index, s
  * zs[k * stride + j]. */
 void tps_covariates_load(const tps_model *md, const tps_plane *planes, int is_grid, size_t row,
                          size_t col0, size_t count, double *zs, size_t stride);
+/* The covariate derivative planes (TPS_COV_D*, tps.h) that sums of
+ * `needs` (TPS_NEEDS_*) read: bit d set for plane d. */
+unsigned tps_covariates_deriv_planes(unsigned needs);
+/* Band b's covariate term of the derivatives at window cell (row, col),
+ * in the caller's units: fu, fv, lap, fuu, fuv, fvv (as `needs` asks) =
+ * sum_k b_k times covariate k's derivative planes (planes[k *
+ * TPS_COV_DERIVATIVES + d]), b_k as tps_model_get_covariate_coefficients
+ * gives them; NaN where a plane read is not finite; f and var 0. */
+struct tps_derivs;
+void tps_covariates_derivs(const tps_model *md, size_t band, const tps_plane *planes,
+                           unsigned needs, size_t row, size_t col, struct tps_derivs *d);
 /* Band b's covariate term sum_k coef_k zs_k at target j. */
 static inline double tps_covariates_term(const tps_model *md, size_t band, const double *zs,
                                          size_t stride, size_t j)

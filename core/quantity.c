@@ -155,12 +155,23 @@ unsigned tps_quantity_needs(tps_quantity q)
     return d ? d->needs : 0u;
 }
 
-double tps_quantity_eval(tps_quantity q, const tps_derivs *d, double scale)
+double tps_quantity_eval(tps_quantity q, const tps_derivs *d, double scale,
+                         const tps_derivs *cov)
 {
     /* The chain rule back to the caller's units: u = (x - cx) / scale, so
      * one 1/scale per derivative. */
     const double s2 = scale * scale;
-    const surface s = {d->f,        d->fu / scale, d->fv / scale, d->lap / s2,
-                       d->fuu / s2, d->fuv / s2,   d->fvv / s2,  d->var};
+    surface s = {d->f,        d->fu / scale, d->fv / scale, d->lap / s2,
+                 d->fuu / s2, d->fuv / s2,   d->fvv / s2,  d->var};
+    /* The covariates' term, already in the caller's units: every
+     * derivative quantity is that of spline + affine + sum_k b_k c_k. */
+    if (cov) {
+        s.fx += cov->fu;
+        s.fy += cov->fv;
+        s.lap += cov->lap;
+        s.fxx += cov->fuu;
+        s.fxy += cov->fuv;
+        s.fyy += cov->fvv;
+    }
     return table[q].formula(&s);
 }

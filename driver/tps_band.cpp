@@ -5,6 +5,7 @@
  */
 #include "tps_band.h"
 
+#include "tps_covariate_stencil.h"
 #include "tps_dataset.h"
 
 #include <algorithm>
@@ -156,6 +157,27 @@ CPLErr TPSMaskBand::IReadBlock(int nBlockXOff, int nBlockYOff, void *pImage)
         for (size_t p = 0; p < adfCov.size(); p++)
             if (std::isnan(adfCov[p]))
                 abyValid[p % abyValid.size()] = 0;
+        // The mask is the data set's, for every band: a pixel where a
+        // derivative band has no covariate derivative (a NoData cell in
+        // its stencil, no difference that fits) has none either.
+        unsigned nNeeds = 0;
+        for (const TPSBandConfig &oBand : poTPSDS->m_oConfig.aoBands)
+            nNeeds |= tps_quantity_info(oBand.eQuantity)->needs;
+        const unsigned nRead = TPSCovariatePlanesRead(nNeeds);
+        if (nRead)
+        {
+            if (!poRoot->m_poCovariates->ReadDerivatives(poTPSDS->m_adfGeoTransform, nXOff, nYOff,
+                                                         nXValid, nYValid, &adfCov, &osError))
+            {
+                CPLError(CE_Failure, CPLE_AppDefined, "%s: %s",
+                         poTPSDS->m_oConfig.osName.c_str(), osError.c_str());
+                return CE_Failure;
+            }
+            const size_t nPixels = abyValid.size();
+            for (size_t p = 0; p < adfCov.size(); p++)
+                if ((nRead >> (p / nPixels % TPS_COV_DERIVATIVES) & 1u) && std::isnan(adfCov[p]))
+                    abyValid[p % nPixels] = 0;
+        }
     }
     // Beyond the raster (a partial last block): zeros, as in the bands.
     GByte *pabyImage = static_cast<GByte *>(pImage);

@@ -672,19 +672,6 @@ bool TPSConfigParser::Validate(bool bConnectionForm)
             return Fail(CPLE_NotSupported, pszLabel,
                         "covariates need MODE=GLOBAL (a local model's patches would each fit "
                         "their own coefficients)");
-        for (size_t i = 0; i < c.aoBands.size(); i++)
-        {
-            const tps_quantity eQ = c.aoBands[i].eQuantity;
-            const unsigned nNeeds = tps_quantity_info(eQ)->needs;
-            if (nNeeds & (TPS_NEEDS_GRADIENT | TPS_NEEDS_LAPLACIAN | TPS_NEEDS_HESSIAN))
-                return Fail(CPLE_NotSupported,
-                            CPLSPrintf("<Band> #%d: <Quantity>", static_cast<int>(i) + 1),
-                            "%s with covariates would need the covariates' own derivatives at "
-                            "the output's resolution; only value and standard_error bands "
-                            "are available with covariates (gdaldem can derive the value "
-                            "band)",
-                            tps_quantity_info(eQ)->name);
-        }
         for (size_t k = 0; k < c.aoCovariates.size(); k++)
             for (size_t j = 0; j < k; j++)
                 if (c.aoCovariates[j].osField == c.aoCovariates[k].osField &&

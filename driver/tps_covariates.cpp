@@ -3,6 +3,7 @@
  */
 #include "tps_covariates.h"
 
+#include "tps_covariate_stencil.h"
 #include "tps_errors.h"
 #include "tps_paths.h"
 #include "tps_source_policy.h"
@@ -10,6 +11,8 @@
 #include "cpl_conv.h"
 #include "cpl_string.h"
 #include "cpl_vsi.h"
+
+#include "tps.h"
 
 #include <algorithm>
 #include <cmath>
@@ -333,11 +336,51 @@ bool TPSCovariates::Read(const double adfGT[6], int nX, int nY, int nXSize, int 
                          std::vector<double> *padfPlanes, std::string *posError)
 {
     std::lock_guard<std::mutex> oLock(m_oMutex);
+    return ReadLocked(adfGT, nX, nY, nXSize, nYSize, padfPlanes, nullptr, posError);
+}
+
+bool TPSCovariates::ReadDerivatives(const double adfGT[6], int nX, int nY, int nXSize,
+                                    int nYSize, std::vector<double> *padfPlanes,
+                                    std::string *posError)
+{
+    constexpr int M = TPS_STENCIL_MARGIN;
+    const size_t nPixels = static_cast<size_t>(nXSize) * static_cast<size_t>(nYSize);
+    const size_t nPadded = (static_cast<size_t>(nXSize) + 2 * M) * (nYSize + 2 * M);
+    std::vector<double> adfCells;
+    std::vector<unsigned char> abyInside;
+    {
+        std::lock_guard<std::mutex> oLock(m_oMutex);
+        if (!ReadLocked(adfGT, nX - M, nY - M, nXSize + 2 * M, nYSize + 2 * M, &adfCells,
+                        &abyInside, posError))
+            return false;
+    }
+    try
+    {
+        padfPlanes->assign(nPixels * TPS_COV_DERIVATIVES * m_aoRasters.size(), NaN);
+    }
+    catch (const std::bad_alloc &)
+    {
+        *posError = "out of memory for the covariates' derivatives of a window";
+        return false;
+    }
+    for (size_t k = 0; k < m_aoRasters.size(); k++)
+        TPSCovariateStencil(adfGT, nXSize, nYSize, adfCells.data() + k * nPadded,
+                            abyInside.data() + k * nPadded,
+                            padfPlanes->data() + k * TPS_COV_DERIVATIVES * nPixels);
+    return true;
+}
+
+bool TPSCovariates::ReadLocked(const double adfGT[6], int nX, int nY, int nXSize, int nYSize,
+                               std::vector<double> *padfPlanes,
+                               std::vector<unsigned char> *pabyInside, std::string *posError)
+{
     const size_t nPixels = static_cast<size_t>(nXSize) * static_cast<size_t>(nYSize);
     std::vector<double> adfX(nPixels), adfY(nPixels), adfCells;
     try
     {
         padfPlanes->assign(nPixels * m_aoRasters.size(), NaN);
+        if (pabyInside)
+            pabyInside->assign(nPixels * m_aoRasters.size(), 0);
     }
     catch (const std::bad_alloc &)
     {
@@ -367,6 +410,8 @@ bool TPSCovariates::Read(const double adfGT[6], int nX, int nY, int nXSize, int 
                 adfX[p] = adfY[p] = NaN;
                 continue;
             }
+            if (pabyInside)
+                (*pabyInside)[k * nPixels + p] = 1;
             dfMinX = std::min(dfMinX, adfX[p]);
             dfMaxX = std::max(dfMaxX, adfX[p]);
             dfMinY = std::min(dfMinY, adfY[p]);

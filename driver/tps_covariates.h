@@ -6,7 +6,9 @@
  * CRS (transformed through PROJ when the raster's CRS differs):
  *   - at the points, when no <Field> gives their values (Sample);
  *   - at the pixel centres of a window of an output grid, as the bands are
- *     read: only the part of the raster under the window is read (Read).
+ *     read: only the part of the raster under the window is read (Read);
+ *     for derivative bands, with a margin, the differences of those values
+ *     on the grid's lattice (ReadDerivatives, tps_covariate_stencil.h).
  * Within half a cell of the raster's edge the edge cells' values are
  * used; a location outside the raster is outside; a NoData cell that a
  * location's interpolation needs (nonzero weight) makes its value NaN,
@@ -54,6 +56,13 @@ class TPSCovariates
      * planes of nXSize x nYSize doubles, row by row. */
     bool Read(const double adfGT[6], int nX, int nY, int nXSize, int nYSize,
               std::vector<double> *padfPlanes, std::string *posError);
+    /* The derivatives of every covariate as Read gives it, on the grid's
+     * lattice (tps_covariate_stencil.h: the window is read with a margin
+     * of TPS_STENCIL_MARGIN pixels): *padfPlanes receives Count() x
+     * TPS_COV_DERIVATIVES planes of nXSize x nYSize doubles in the order
+     * of tps_eval_options.covariate_derivatives. */
+    bool ReadDerivatives(const double adfGT[6], int nX, int nY, int nXSize, int nYSize,
+                         std::vector<double> *padfPlanes, std::string *posError);
     /* The rasters' files (GetFileList), for the data set's own list and
      * the model's key. */
     std::vector<std::string> Files() const;
@@ -72,6 +81,11 @@ class TPSCovariates
     std::vector<Raster> m_aoRasters{};
     std::mutex m_oMutex{}; /* GDAL data sets serve one thread at a time */
 
+    /* Read without the lock; pabyInside (may be null) receives 1 where a
+     * pixel centre lies inside the raster, per covariate. */
+    bool ReadLocked(const double adfGT[6], int nX, int nY, int nXSize, int nYSize,
+                    std::vector<double> *padfPlanes, std::vector<unsigned char> *pabyInside,
+                    std::string *posError);
     /* Pixel/line coordinates in raster k of n locations (output CRS), in
      * place; false where a transformation failed (NaN there). */
     void ToPixels(size_t k, size_t n, double *padfX, double *padfY);

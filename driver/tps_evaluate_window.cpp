@@ -9,6 +9,7 @@
  */
 #include "tps_dataset.h"
 
+#include "tps_covariate_stencil.h"
 #include "tps_errors.h"
 
 #include "cpl_conv.h"
@@ -36,6 +37,10 @@ constexpr double CHUNK_MAX_PAIRS_GPU = 2e11;
  * calls; at these sizes a call's fixed cost stays under ~1% of its work. */
 constexpr double CHUNK_MAX_PIXELS_MASKED = 262144.0;
 constexpr double CHUNK_MAX_PIXELS_MASKED_GPU = 4194304.0;
+/* With covariates, a chunk's covariate planes (and for derivative bands
+ * their padded read and five derivative planes each) stay within this many
+ * doubles (256 MiB), whatever the number of covariates. */
+constexpr double CHUNK_MAX_COVARIATE_DOUBLES = 33554432.0;
 
 /* With a progress function, a window is evaluated in chunks of about this
  * many point-pixel pairs (a fraction of a second on a 2-core machine; the
@@ -183,7 +188,8 @@ void RoundToFloat32(const std::vector<tps_output> &aoOutputs, const PixelRect &o
     }
 }
 
-/* NaN outputs (no covariate there) to dfNoData, in each output's type. */
+/* NaN outputs (no covariate there, or no derivative of it) to dfNoData,
+ * in each output's type. */
 void ReplaceNaN(const std::vector<tps_output> &aoOutputs, int nXSize, int nYSize, double dfNoData)
 {
     const float fNoData = static_cast<float>(dfNoData);
@@ -263,8 +269,8 @@ CPLErr TPSDataset::EvaluateRect(int nX, int nY, int nXSize, int nYSize,
     sOptions.stats = &sStats;
     // The covariates at this rectangle's pixel centres, resampled from
     // their rasters now: only what is read is read.
-    std::vector<double> adfCov;
-    std::vector<tps_plane> aoPlanes;
+    std::vector<double> adfCov, adfCovDeriv;
+    std::vector<tps_plane> aoPlanes, aoDerivPlanes;
     TPSCovariates *poCov = oRoot.m_poCovariates.get();
     if (poCov)
     {
@@ -280,6 +286,24 @@ CPLErr TPSDataset::EvaluateRect(int nX, int nY, int nXSize, int nYSize,
             aoPlanes.push_back({adfCov.data() + k * nPixels, TPS_FLOAT64, sizeof(double),
                                 static_cast<ptrdiff_t>(sizeof(double)) * nXSize});
         sOptions.covariates = aoPlanes.data();
+        // Derivative bands: the covariates' derivatives at the same pixels,
+        // differences on this grid's lattice (tps_covariate_stencil.h).
+        if (std::any_of(aoOutputs.begin(), aoOutputs.end(), [](const tps_output &o)
+                        { return TPSCovariatePlanesRead(tps_quantity_info(o.quantity)->needs); }))
+        {
+            if (!poCov->ReadDerivatives(m_adfGeoTransform, nX, nY, nXSize, nYSize, &adfCovDeriv,
+                                        &osError))
+            {
+                CPLError(CE_Failure, CPLE_AppDefined, "%s",
+                         TPSSanitize(m_oConfig.osName + ": " + osError).c_str());
+                return CE_Failure;
+            }
+            for (size_t q = 0; q < poCov->Count() * TPS_COV_DERIVATIVES; q++)
+                aoDerivPlanes.push_back({adfCovDeriv.data() + q * nPixels, TPS_FLOAT64,
+                                         sizeof(double),
+                                         static_cast<ptrdiff_t>(sizeof(double)) * nXSize});
+            sOptions.covariate_derivatives = aoDerivPlanes.data();
+        }
     }
     tps_status eStatus = tps_evaluate_grid(psCtx, m_poModel->psModel, &sGrid, aoOutputs.size(),
                                            aoOutputs.data(), &sOptions);
@@ -302,7 +326,8 @@ CPLErr TPSDataset::EvaluateRect(int nX, int nY, int nXSize, int nYSize,
     }
     oRoot.m_nPixelsEvaluated += static_cast<uint64_t>(nXSize) * static_cast<uint64_t>(nYSize);
     oRoot.AddMixedStats(sStats);
-    // A pixel without a covariate is NaN: <NoDataValue> when there is one.
+    // A pixel without a covariate (or without its derivatives, for a
+    // derivative band) is NaN: <NoDataValue> when there is one.
     if (poCov && m_oConfig.bHasNoData && !std::isnan(m_oConfig.dfNoData))
         ReplaceNaN(aoOutputs, nXSize, nYSize, m_oConfig.dfNoData);
     return CE_None;
@@ -322,11 +347,24 @@ CPLErr TPSDataset::EvaluateWindow(int nXOff, int nYOff, int nXSize, int nYSize,
         ChunkRows(nXSize, nYSize, m_poModel->sInfo.pairs_per_pixel, bGPU, m_poMask != nullptr,
                   pfnProgress ? GetProgressChunkPairs(m_oConfig.osName, bGPU) : 0.0);
     const bool bRoundToFloat32 = eBufType == GDT_Float64 && m_oConfig.eDataType == GDT_Float32;
+    int nRows = nChunkRows;
+    if (const TPSCovariates *poCov = Root().m_poCovariates.get())
+    {
+        // Per pixel: the pixel centres (2), and per covariate its value, or
+        // with derivative bands its padded read, value and 5 derivatives.
+        const bool bDerivatives =
+            std::any_of(aoOutputs.begin(), aoOutputs.end(), [](const tps_output &o)
+                        { return TPSCovariatePlanesRead(tps_quantity_info(o.quantity)->needs); });
+        const double dfPerPixel =
+            2.0 + static_cast<double>(poCov->Count()) * (bDerivatives ? 7.0 : 1.0);
+        const double dfRows = std::floor(CHUNK_MAX_COVARIATE_DOUBLES / (dfPerPixel * nXSize));
+        nRows = static_cast<int>(std::max(1.0, std::min<double>(nChunkRows, dfRows)));
+    }
 
     std::vector<unsigned char> abyValid;
-    for (int iRow = 0; iRow < nYSize; iRow += nChunkRows)
+    for (int iRow = 0; iRow < nYSize; iRow += nRows)
     {
-        const PixelRect oChunk{nXOff, nYOff + iRow, nXSize, std::min(nChunkRows, nYSize - iRow)};
+        const PixelRect oChunk{nXOff, nYOff + iRow, nXSize, std::min(nRows, nYSize - iRow)};
         const std::vector<tps_output> aoChunk = OutputsAt(aoOutputs, nXOff, nYOff, oChunk);
         // With a mask, only the smallest rectangle of the chunk that holds
         // every kept pixel is evaluated (nothing when none is kept); the

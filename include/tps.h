@@ -214,7 +214,9 @@ typedef struct tps_fit_options {
      * before it, over a band's points fails with TPS_ERR_COLLINEAR, naming
      * it. Needs the global model: LOCAL fails with TPS_ERR_INVALID_ARGUMENT,
      * AUTO builds GLOBAL; the solve runs on the CPU. Evaluation needs the
-     * covariates' values at every target (tps_eval_options.covariates). */
+     * covariates' values at every target (tps_eval_options.covariates),
+     * and derivative quantities their derivatives there
+     * (tps_eval_options.covariate_derivatives). */
     size_t n_covariates;
     const double *const *covariates;
     /* NULL, or n_covariates names for messages ("dist"). */
@@ -541,10 +543,33 @@ typedef struct tps_eval_options {
     /* A model with covariates: its n_covariates planes, the covariates'
      * values at every target in their own units (NULL otherwise; a model
      * with covariates evaluated without them fails with
-     * TPS_ERR_INVALID_ARGUMENT). Derivative quantities of such a model are
-     * refused (they would need the covariates' derivatives). */
+     * TPS_ERR_INVALID_ARGUMENT). */
     const tps_plane *covariates;
+    /* A model with covariates, for derivative quantities (grids only):
+     * NULL (the default; derivative quantities are then refused), or
+     * n_covariates * TPS_COV_DERIVATIVES planes, covariate k's derivative
+     * d (TPS_COV_DX .. TPS_COV_DYY) at [k * TPS_COV_DERIVATIVES + d], in
+     * its unit per unit (or squared unit) of x and y, the grid's CRS
+     * coordinates (y as in tps_grid, not the rows). The derivative sums
+     * of f gain sum_k b_k times them before the quantity formulas, so
+     * every derivative quantity is that of spline + affine + sum_k b_k c_k.
+     * Planes a request does not need may have data NULL: gradient
+     * quantities read DX, DY; the laplacian DXX, DYY; curvatures all five.
+     * A non-finite value makes that pixel's output NaN. How the caller
+     * gets them is its business (the driver: differences of the resampled
+     * covariate on the grid's lattice, docs/format.md). */
+    const tps_plane *covariate_derivatives;
 } tps_eval_options;
+
+/* The derivative planes of one covariate (tps_eval_options.covariate_derivatives). */
+enum {
+    TPS_COV_DX = 0,  /* dc/dx */
+    TPS_COV_DY = 1,  /* dc/dy */
+    TPS_COV_DXX = 2, /* d2c/dx2 */
+    TPS_COV_DXY = 3, /* d2c/dxdy */
+    TPS_COV_DYY = 4, /* d2c/dy2 */
+    TPS_COV_DERIVATIVES = 5
+};
 
 void tps_eval_options_init(tps_eval_options *options);
 

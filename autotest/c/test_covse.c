@@ -12,7 +12,8 @@
  *    d; GCV's lambda, score and effective df as fields' (refined) minimum.
  * 2. What the API promises: bad covariates refused with their name, points
  *    without a covariate dropped and counted, planes required, derivatives
- *    refused, a NaN covariate pixel NaN; standard errors byte-identical
+ *    without the covariates' derivative planes refused (test_covderiv.c
+ *    has them with the planes), a NaN covariate pixel NaN; standard errors byte-identical
  *    over windows and threads, 0 on a data point when lambda = 0; a saved
  *    model with covariates and weights evaluates to the same bytes.
  * 3. A LOCAL model's standard error (the blend of its patches') against the
@@ -367,7 +368,8 @@ static void errors(tps_context *ctx)
           cap.last);
     tps_model_destroy(m);
 
-    /* evaluation: the planes are required; derivatives are refused; a NaN
+    /* evaluation: the planes are required; derivatives are refused without
+     * the covariates' derivative planes (test_covderiv.c); a NaN
      * covariate pixel gives NaN; Float32 planes; points and grids agree */
     m = fit_cov(ctx, pc, 10, TPS_MODE_GLOBAL, "c");
     CHECK(m != NULL, "%s", tps_context_errmsg(ctx));
