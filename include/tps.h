@@ -36,7 +36,7 @@ extern "C" {
 #endif
 
 #define TPS_VERSION_MAJOR 0
-#define TPS_VERSION_MINOR 3
+#define TPS_VERSION_MINOR 4
 #define TPS_VERSION_PATCH 0
 
 typedef struct tps_context tps_context;
