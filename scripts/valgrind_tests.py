@@ -13,8 +13,9 @@ native; plain ctest keeps the full size. A test that exits with its
 SKIP_RETURN_CODE (77: no GPU) counts as skipped, never as passed.
 
 Valgrind runs a program's threads one at a time, so each test uses one
-core: -j N (default: the number of cores) runs N tests at once, in ctest's
-order, each reported as it ends.
+core: -j N (default: the number of cores) runs N tests at once, longest
+first (each test's CPU time in one native run at the quick sizes predicts
+its time under valgrind), each reported as it ends.
 
 Usage (from the repository root, after building):
     /usr/bin/python3 scripts/valgrind_tests.py [BUILD_DIR] [-R REGEX] [-j N]
@@ -24,6 +25,7 @@ import concurrent.futures
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import threading
@@ -36,14 +38,32 @@ VALGRIND = ["valgrind", "--error-exitcode=99", "--leak-check=full",
             "--errors-for-leak-kinds=definite", "--show-leak-kinds=definite", "-q"]
 
 
-def run_one(t, build):
-    """(name, exit status, seconds, log path) of one test under valgrind."""
-    name = t["name"]
+def test_env(t):
+    """The test's properties and the environment it runs in here."""
     props = {p["name"]: p["value"] for p in t.get("properties", [])}
     # One OpenBLAS thread: its idle threads spin, and valgrind runs one
     # thread at a time (a spinning one stalls the rest for its slice).
     env = dict(os.environ, TPS_TEST_QUICK="1", OPENBLAS_NUM_THREADS="1")
     env.update(kv.split("=", 1) for kv in props.get("ENVIRONMENT", []))
+    return props, env
+
+
+def native_cost(t, build):
+    """CPU seconds of one native run of the test at the quick sizes: what it
+    will cost under valgrind, up to a factor that is about the same for every
+    test (valgrind's slowdown is per instruction)."""
+    props, env = test_env(t)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(t["command"], cwd=props.get("WORKING_DIRECTORY", build), env=env,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def run_one(t, build):
+    """(name, exit status, seconds, log path) of one test under valgrind."""
+    name = t["name"]
+    props, env = test_env(t)
     log = os.path.join(build, "valgrind-%s.log" % name)
     start = time.monotonic()
     with open(log, "w") as out:
@@ -72,6 +92,13 @@ def main():
     failed, passed, skipped = [], 0, 0
     lock = threading.Lock()
     start = time.monotonic()
+    # Longest first, so that the last long test does not run alone at the
+    # end (the costs: one native run each at the quick sizes, seconds in all).
+    if args.jobs > 1:
+        cost = {t["name"]: native_cost(t, build) for t in tests}
+        tests.sort(key=lambda t: -cost[t["name"]])
+        print("valgrind: order by native CPU time at the quick sizes (%.1f s in all)"
+              % sum(cost.values()), flush=True)
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         for done in concurrent.futures.as_completed([pool.submit(run_one, t, build)
                                                      for t in tests]):
