@@ -14,7 +14,7 @@
  * the padded coordinates, and the rest are B's own, zero in those
  * coordinates (a block-diagonal matrix with well separated blocks).
  *
- * cuSOLVER is loaded with dlopen (as solve.cu does); a cuSOLVER without
+ * cuSOLVER is loaded at run time (cuda_libs.cuh); a cuSOLVER without
  * cusolverDnXsyevBatched (older toolkits) leaves every system to the CPU.
  * The chunks are bounded by the caller's waves (core/local_cv.c: at most
  * ~1 GiB of eigenvectors), far below a GPU's memory; syevBatched's own
@@ -22,12 +22,11 @@
  * CPU with the rest.
  */
 #include "common.cuh"
+#include "cuda_libs.cuh"
 
 #include <algorithm>
 #include <cuda_runtime.h>
 #include <cusolverDn.h>
-#include <dlfcn.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,7 +39,6 @@ using tps_gpu::unavailable;
 namespace {
 
 struct Syev {
-    void *lib = nullptr;
     cusolverStatus_t (*create)(cusolverDnHandle_t *) = nullptr;
     cusolverStatus_t (*destroy)(cusolverDnHandle_t) = nullptr;
     cusolverStatus_t (*create_params)(cusolverDnParams_t *) = nullptr;
@@ -53,41 +51,21 @@ struct Syev {
                                 cublasFillMode_t, int64_t, cudaDataType, void *, int64_t,
                                 cudaDataType, void *, cudaDataType, void *, size_t, void *,
                                 size_t, int *, int64_t) = nullptr;
-    char error[512] = "";
 };
 
-pthread_once_t load_once = PTHREAD_ONCE_INIT;
 Syev syev;
 
-template <typename F>
-bool bind(F *fn, const char *name)
+bool bind_syev(tps_gpu::SymbolBinder &b)
 {
-    *fn = reinterpret_cast<F>(dlsym(syev.lib, name));
-    if (!*fn)
-        snprintf(syev.error, sizeof syev.error, "cuSOLVER has no %s", name);
-    return *fn != nullptr;
+    return b.require(&syev.create, "cusolverDnCreate") &&
+           b.require(&syev.destroy, "cusolverDnDestroy") &&
+           b.require(&syev.create_params, "cusolverDnCreateParams") &&
+           b.require(&syev.destroy_params, "cusolverDnDestroyParams") &&
+           b.require(&syev.buffer_size, "cusolverDnXsyevBatched_bufferSize") &&
+           b.require(&syev.batched, "cusolverDnXsyevBatched");
 }
 
-void load()
-{
-    const char *names[] = {"libcusolver.so.12", "/usr/local/cuda/lib64/libcusolver.so.12"};
-    for (const char *name : names)
-        if ((syev.lib = dlopen(name, RTLD_NOW | RTLD_LOCAL)) != nullptr)
-            break;
-    if (!syev.lib) {
-        snprintf(syev.error, sizeof syev.error, "cannot load cuSOLVER (libcusolver.so.12): %s",
-                 dlerror());
-        return;
-    }
-    if (!bind(&syev.create, "cusolverDnCreate") || !bind(&syev.destroy, "cusolverDnDestroy") ||
-        !bind(&syev.create_params, "cusolverDnCreateParams") ||
-        !bind(&syev.destroy_params, "cusolverDnDestroyParams") ||
-        !bind(&syev.buffer_size, "cusolverDnXsyevBatched_bufferSize") ||
-        !bind(&syev.batched, "cusolverDnXsyevBatched")) {
-        dlclose(syev.lib);
-        syev.lib = nullptr;
-    }
-}
+tps_gpu::CudaSymbols syev_symbols(tps_gpu::CudaLib::cusolver, bind_syev);
 
 struct System {
     const double *u, *v, *rows; /* rows: nullptr, or D */
@@ -210,9 +188,8 @@ extern "C" tps_status tps_gpu_eigen_batch(size_t count, tps_gpu_eigen_system *sy
         systems[k].status = TPS_ERR_DEVICE_UNAVAILABLE;
     if (tps_gpu_solve_available(err) != TPS_OK)
         return TPS_ERR_DEVICE_UNAVAILABLE;
-    pthread_once(&load_once, load);
-    if (!syev.lib)
-        return unavailable(err, "%s", syev.error);
+    if (syev_symbols.need(err) != TPS_OK)
+        return TPS_ERR_DEVICE_UNAVAILABLE;
     std::vector<size_t> order;
     try {
         for (size_t k = 0; k < count; ++k)

@@ -10,12 +10,12 @@
  *      triangle, the rest zero): Z_J = Y[:, 0:J1] L^-1[J, 0:J1]^T, then the
  *      rows' sums of squares; ~(n-m)^2 (1 + BS/(n-m)) flops a cell;
  *   5. h^T M11 h - 2 q1^T h - |L^-1 y|^2.
- * cuBLAS is loaded at run time (as cuSOLVER is, solve.cu), so the plugin
- * needs no CUDA library but the driver to load. */
+ * cuBLAS is loaded at run time (cuda_libs.cuh), so the plugin needs no
+ * CUDA library but the driver to load. */
 #include "common.cuh"
+#include "cuda_libs.cuh"
 
 #include <cublas_v2.h>
-#include <dlfcn.h>
 #include <math.h>
 #include <mutex>
 #include <stdlib.h>
@@ -29,8 +29,6 @@ constexpr int MAX_M = 3 + TPS_MAX_COVARIATES;
 constexpr size_t BS = 512; /* columns of L^-1 per DGEMM of step 4 */
 
 struct Cublas {
-    void *lib = nullptr;
-    char error[256] = "";
     cublasStatus_t (*create)(cublasHandle_t *) = nullptr;
     cublasStatus_t (*destroy)(cublasHandle_t) = nullptr;
     cublasStatus_t (*set_stream)(cublasHandle_t, cudaStream_t) = nullptr;
@@ -38,44 +36,18 @@ struct Cublas {
                             const double *, const double *, int, const double *, int,
                             const double *, double *, int) = nullptr;
 };
+
 Cublas cublas;
-std::once_flag cublas_once;
 
-template <typename F> bool bind(F *fn, const char *name)
+bool bind_cublas(SymbolBinder &b)
 {
-    *fn = reinterpret_cast<F>(dlsym(cublas.lib, name));
-    if (!*fn)
-        snprintf(cublas.error, sizeof cublas.error, "cuBLAS has no %s", name);
-    return *fn != nullptr;
+    return b.require(&cublas.create, "cublasCreate_v2") &&
+           b.require(&cublas.destroy, "cublasDestroy_v2") &&
+           b.require(&cublas.set_stream, "cublasSetStream_v2") &&
+           b.require(&cublas.dgemm, "cublasDgemm_v2");
 }
 
-void load_cublas()
-{
-    const char *names[] = {"libcublas.so.13", "libcublas.so.12",
-                           "/usr/local/cuda/lib64/libcublas.so.13",
-                           "/usr/local/cuda/lib64/libcublas.so.12"};
-    for (const char *name : names)
-        if ((cublas.lib = dlopen(name, RTLD_NOW | RTLD_LOCAL)) != nullptr)
-            break;
-    if (!cublas.lib) {
-        snprintf(cublas.error, sizeof cublas.error, "cannot load cuBLAS (libcublas.so.13): %s",
-                 dlerror());
-        return;
-    }
-    if (!bind(&cublas.create, "cublasCreate_v2") || !bind(&cublas.destroy, "cublasDestroy_v2") ||
-        !bind(&cublas.set_stream, "cublasSetStream_v2") || !bind(&cublas.dgemm, "cublasDgemm_v2")) {
-        dlclose(cublas.lib);
-        cublas.lib = nullptr;
-    }
-}
-
-tps_status need_cublas(tps_error *err)
-{
-    std::call_once(cublas_once, load_cublas);
-    if (!cublas.lib)
-        return unavailable(err, "%s", cublas.error);
-    return TPS_OK;
-}
+CudaSymbols cublas_symbols(CudaLib::cublas, bind_cublas);
 
 /* 1. K[j + i nb] = phi(cell p0 + j, point i); cells past the window's end
  * (the last block's padding) repeat its last cell. */
@@ -219,7 +191,7 @@ extern "C" tps_gpu_se *tps_gpu_se_create(size_t n, size_t m, const double *u, co
                                          const double *m11, const double *linv, size_t ld,
                                          size_t max_bytes, tps_error *err)
 {
-    if (tps_gpu_probe(err) != TPS_OK || need_cublas(err) != TPS_OK)
+    if (tps_gpu_probe(err) != TPS_OK || cublas_symbols.need(err) != TPS_OK)
         return nullptr;
     if (m > size_t(MAX_M) || n <= m || n > 2000000000u / 8) {
         unavailable(err, "a system of %zu points and %zu fixed columns", n, m);
@@ -376,7 +348,7 @@ extern "C" tps_status tps_gpu_se_variance(tps_gpu_se *se, const tps_window *grid
 extern "C" tps_status tps_gpu_time_dgemm(size_t m, size_t n, size_t kk, int repeats,
                                          double *tflops, tps_error *err)
 {
-    if (tps_gpu_probe(err) != TPS_OK || need_cublas(err) != TPS_OK)
+    if (tps_gpu_probe(err) != TPS_OK || cublas_symbols.need(err) != TPS_OK)
         return TPS_ERR_DEVICE_UNAVAILABLE;
     double *a = nullptr, *b = nullptr, *c = nullptr;
     cudaError_t e = cudaMalloc(&a, sizeof(double) * m * kk);

@@ -8,17 +8,16 @@
  *      (dpotrs) for the projected right-hand sides.
  * Everything of O(N) stays on the host (core/solve.c).
  *
- * cuSOLVER is loaded with dlopen when first needed, so the plugin has no
- * link-time dependency on it: without it (or without enough device memory)
- * the engine solves on the CPU.
+ * cuSOLVER is loaded at run time when first needed (cuda_libs.cuh), so the
+ * plugin has no link-time dependency on it: without it (or without enough
+ * device memory) the engine solves on the CPU.
  */
 #include "common.cuh"
+#include "cuda_libs.cuh"
 
 #include <algorithm>
 #include <cuda_runtime.h>
 #include <cusolverDn.h>
-#include <dlfcn.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +29,6 @@ using tps_gpu::unavailable;
 namespace {
 
 struct Cusolver {
-    void *lib = nullptr;
     cusolverStatus_t (*create)(cusolverDnHandle_t *) = nullptr;
     cusolverStatus_t (*destroy)(cusolverDnHandle_t) = nullptr;
     cusolverStatus_t (*potrf_buffer_size)(cusolverDnHandle_t, cublasFillMode_t, int, double *,
@@ -43,43 +41,22 @@ struct Cusolver {
                                       int *, int) = nullptr;
     cusolverStatus_t (*potrs_batched)(cusolverDnHandle_t, cublasFillMode_t, int, int, double *[],
                                       int, double *[], int, int *, int) = nullptr;
-    char error[512] = "";
 };
 
-pthread_once_t load_once = PTHREAD_ONCE_INIT;
 Cusolver cusolver;
 
-template <typename F>
-bool bind(F *fn, const char *name)
+bool bind_cusolver(tps_gpu::SymbolBinder &b)
 {
-    *fn = reinterpret_cast<F>(dlsym(cusolver.lib, name));
-    if (!*fn)
-        snprintf(cusolver.error, sizeof cusolver.error, "cuSOLVER has no %s", name);
-    return *fn != nullptr;
+    return b.require(&cusolver.create, "cusolverDnCreate") &&
+           b.require(&cusolver.destroy, "cusolverDnDestroy") &&
+           b.require(&cusolver.potrf_buffer_size, "cusolverDnDpotrf_bufferSize") &&
+           b.require(&cusolver.potrf, "cusolverDnDpotrf") &&
+           b.require(&cusolver.potrs, "cusolverDnDpotrs") &&
+           b.require(&cusolver.potrf_batched, "cusolverDnDpotrfBatched") &&
+           b.require(&cusolver.potrs_batched, "cusolverDnDpotrsBatched");
 }
 
-void load_cusolver()
-{
-    /* The soname first (LD_LIBRARY_PATH, ld.so.conf), then the toolkit's
-     * usual home. */
-    const char *names[] = {"libcusolver.so.12", "/usr/local/cuda/lib64/libcusolver.so.12"};
-    for (const char *name : names)
-        if ((cusolver.lib = dlopen(name, RTLD_NOW | RTLD_LOCAL)) != nullptr)
-            break;
-    if (!cusolver.lib) {
-        snprintf(cusolver.error, sizeof cusolver.error, "cannot load cuSOLVER (libcusolver.so.12): %s",
-                 dlerror());
-        return;
-    }
-    if (!bind(&cusolver.create, "cusolverDnCreate") || !bind(&cusolver.destroy, "cusolverDnDestroy") ||
-        !bind(&cusolver.potrf_buffer_size, "cusolverDnDpotrf_bufferSize") ||
-        !bind(&cusolver.potrf, "cusolverDnDpotrf") || !bind(&cusolver.potrs, "cusolverDnDpotrs") ||
-        !bind(&cusolver.potrf_batched, "cusolverDnDpotrfBatched") ||
-        !bind(&cusolver.potrs_batched, "cusolverDnDpotrsBatched")) {
-        dlclose(cusolver.lib);
-        cusolver.lib = nullptr;
-    }
-}
+tps_gpu::CudaSymbols cusolver_symbols(tps_gpu::CudaLib::cusolver, bind_cusolver);
 
 /* Lower and upper triangles of K + lambda I, phi(r) = r^2 log r. */
 __global__ void fill_matrix(double *a, const double *u, const double *v, int n, double lambda)
@@ -215,10 +192,7 @@ extern "C" tps_status tps_gpu_solve_available(tps_error *err)
 {
     if (tps_gpu_probe(err) != TPS_OK)
         return TPS_ERR_DEVICE_UNAVAILABLE;
-    pthread_once(&load_once, load_cusolver);
-    if (!cusolver.lib)
-        return unavailable(err, "%s", cusolver.error);
-    return TPS_OK;
+    return cusolver_symbols.need(err);
 }
 
 extern "C" tps_status tps_gpu_factor_solve(size_t n, const double *u, const double *v,
