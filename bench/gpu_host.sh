@@ -125,6 +125,7 @@ run_may_skip engine_avx512 $B/test_engine kernel avx512
 TAIL_LINES=6 run gpu_parity $B/test_gpu parity
 run gpu_fallback env CUDA_VISIBLE_DEVICES= $B/test_gpu fallback
 for kind in upload launch trap; do TAIL_LINES=4 run gpu_fault_$kind $B/test_gpu fault_$kind; done
+run cuda_libs $B/test_cuda_libs
 TAIL_LINES=6 run gdal_gpu_share $B/test_gdal_gpu share
 run gdal_gpu_fallback env CUDA_VISIBLE_DEVICES= $B/test_gdal_gpu fallback
 run model_io $B/test_model_io
