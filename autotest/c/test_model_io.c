@@ -164,17 +164,14 @@ static void test_gpu(tps_context *ctx, const tps_model *m, const tps_model *l)
     free(g2);
 }
 
-/* The extra bytes the round trips save with a model and expect back. */
 static const char round_trip_extra[] = "SRS=EPSG:28992";
-
-/* m saved with round_trip_extra (*data, *size: its bytes, for tps_free), the
- * saved size read from its header, then loaded back with its extra bytes:
- * the loaded model, NULL when that failed (counted). what: for messages. */
+/* m saved with these extra bytes (*data, *size: for tps_free), the saved
+ * size read from its header, loaded back with them: the loaded model (NULL:
+ * failed, counted). what: for messages. */
 static tps_model *save_and_load(tps_context *ctx, const tps_model *m, const unsigned char hash[32],
                                 const char *what, void **data, size_t *size)
 {
-    *data = NULL;
-    *size = 0;
+    *data = NULL, *size = 0;
     CHECK(tps_model_save(ctx, m, hash, round_trip_extra, sizeof round_trip_extra, data, size) ==
               TPS_OK,
           "%s save: %s", what, tps_context_errmsg(ctx));
