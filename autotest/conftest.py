@@ -417,6 +417,25 @@ def pixel_centres(gt, cols, rows, xoff=0, yoff=0):
     return gt[0] + c * gt[1] + r * gt[2], gt[3] + c * gt[4] + r * gt[5]
 
 
+def bilinear(a, gt, x, y):
+    """numpy's bilinear interpolation of the array a, on the raster grid of
+    geotransform gt, at (x, y): the driver's covariate resampling (between
+    cell centres; the edge cells' values within half a cell of the edge),
+    through the inverse geotransform, so rotated rasters too."""
+    inv = gdal.InvGeoTransform(gt)
+    px = inv[0] + x * inv[1] + y * inv[2]
+    py = inv[3] + x * inv[4] + y * inv[5]
+    fx, fy = px - 0.5, py - 0.5
+    ix = np.clip(np.floor(fx).astype(int), 0, a.shape[1] - 1)
+    iy = np.clip(np.floor(fy).astype(int), 0, a.shape[0] - 1)
+    wx = np.where((fx < 0) | (ix >= a.shape[1] - 1), 0.0, fx - np.floor(fx))
+    wy = np.where((fy < 0) | (iy >= a.shape[0] - 1), 0.0, fy - np.floor(fy))
+    ix1 = np.minimum(ix + 1, a.shape[1] - 1)
+    iy1 = np.minimum(iy + 1, a.shape[0] - 1)
+    return ((1 - wx) * (1 - wy) * a[iy, ix] + wx * (1 - wy) * a[iy, ix1] +
+            (1 - wx) * wy * a[iy1, ix] + wx * wy * a[iy1, ix1])
+
+
 def scipy_tps(x, y, z, smoothing=0.0):
     return RBFInterpolator(np.column_stack([x, y]), np.asarray(z, dtype=float),
                            kernel='thin_plate_spline', degree=1, smoothing=smoothing)

@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 from osgeo import gdal, osr
 
-from conftest import open_tps, tps_xml, write_csv, write_tps
+from conftest import bilinear, open_tps, tps_xml, write_csv, write_tps
 
 X0, Y0 = 500000.0, 6000000.0  # the points' corner; 3 km x 2 km
 XM, YM = X0 + 1500.0, Y0 + 1000.0
@@ -92,24 +92,6 @@ def quad_raster(path, gt, margin=MARGIN, nx=NX, ny=NY, nodata_cells=()):
     for r, c in nodata_cells:
         values[r + margin, c + margin] = -9999.0
     return write_raster(path, rgt, values, -9999.0 if nodata_cells else None), rgt
-
-
-def bilinear(a, gt, x, y):
-    """The driver's resampling (between cell centres; the edge cells'
-    values within half a cell of the edge), through the inverse
-    geotransform, so rotated rasters too."""
-    inv = gdal.InvGeoTransform(gt)
-    px = inv[0] + x * inv[1] + y * inv[2]
-    py = inv[3] + x * inv[4] + y * inv[5]
-    fx, fy = px - 0.5, py - 0.5
-    ix = np.clip(np.floor(fx).astype(int), 0, a.shape[1] - 1)
-    iy = np.clip(np.floor(fy).astype(int), 0, a.shape[0] - 1)
-    wx = np.where((fx < 0) | (ix >= a.shape[1] - 1), 0.0, fx - np.floor(fx))
-    wy = np.where((fy < 0) | (iy >= a.shape[0] - 1), 0.0, fy - np.floor(fy))
-    ix1 = np.minimum(ix + 1, a.shape[1] - 1)
-    iy1 = np.minimum(iy + 1, a.shape[0] - 1)
-    return ((1 - wx) * (1 - wy) * a[iy, ix] + wx * (1 - wy) * a[iy, ix1] +
-            (1 - wx) * wy * a[iy1, ix] + wx * wy * a[iy1, ix1])
 
 
 @pytest.fixture(scope='module')

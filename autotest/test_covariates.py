@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 from osgeo import gdal, osr
 
-from conftest import (DATA_DIR, REPO, assert_open_fails, md, open_tps, tps_xml, write_csv,
-                      write_tps)
+from conftest import (DATA_DIR, REPO, assert_open_fails, bilinear, md, open_tps, tps_xml,
+                      write_csv, write_tps)
 
 REFS = os.path.join(REPO, 'autotest', 'r', 'fields_covse')
 
@@ -184,22 +184,10 @@ def dem_raster(tmp_path, name='dem.tif', epsg=32633, nodata_box=None):
                         nodata=-9999 if nodata_box else None)
 
 
-def bilinear(raster, x, y, a=None):
-    """numpy's bilinear interpolation at (x, y), the driver's rule (cell
-    centres; the edge cells' values within half a cell of the edge), of the
-    raster's values or of the array a on its grid."""
+def raster_bilinear(raster, x, y, a=None):
+    """conftest.bilinear of the raster's values, or of the array a on its grid."""
     a = read_array(raster) if a is None else a
-    gt = gdal.Open(raster).GetGeoTransform()
-    fx = (x - gt[0]) / gt[1] - 0.5
-    fy = (y - gt[3]) / gt[5] - 0.5
-    ix = np.clip(np.floor(fx).astype(int), 0, a.shape[1] - 1)
-    iy = np.clip(np.floor(fy).astype(int), 0, a.shape[0] - 1)
-    wx = np.where((fx < 0) | (ix >= a.shape[1] - 1), 0.0, fx - np.floor(fx))
-    wy = np.where((fy < 0) | (iy >= a.shape[0] - 1), 0.0, fy - np.floor(fy))
-    ix1 = np.minimum(ix + 1, a.shape[1] - 1)
-    iy1 = np.minimum(iy + 1, a.shape[0] - 1)
-    return ((1 - wx) * (1 - wy) * a[iy, ix] + wx * (1 - wy) * a[iy, ix1] +
-            (1 - wx) * wy * a[iy1, ix] + wx * wy * a[iy1, ix1])
+    return bilinear(a, gdal.Open(raster).GetGeoTransform(), x, y)
 
 
 def covariate_tps(tmp_path, name, covariates, bands=('z',), extra='', **kw):
@@ -219,7 +207,7 @@ def test_sampled_at_the_points(tmp_path):
     bilinear: the same model as a field holding numpy's bilinear values."""
     x, y, rng = synth_points(tmp_path)
     raster = dem_raster(tmp_path)
-    c = bilinear(raster, x, y)
+    c = raster_bilinear(raster, x, y)
     z = np.sin(x / 700) + 0.01 * c + 0.05 * rng.standard_normal(len(x))
     write_csv(tmp_path / 'points.csv', {'x': x, 'y': y, 'z': z, 'c': c})
     sampled = covariate_tps(tmp_path, 'sampled.tps', [(None, 'dem.tif')])
@@ -242,7 +230,7 @@ def test_pixels_are_the_rasters_bilinear(tmp_path):
     the raster's (finer, offset)."""
     x, y, rng = synth_points(tmp_path)
     raster = dem_raster(tmp_path)
-    c = bilinear(raster, x, y)
+    c = raster_bilinear(raster, x, y)
     z = np.sin(x / 700) + 0.01 * c
     write_csv(tmp_path / 'points.csv', {'x': x, 'y': y, 'z': z, 'c': c})
     path = covariate_tps(tmp_path, 'dem.tps', [('c', 'dem.tif')], resolution=37)
@@ -264,7 +252,7 @@ def test_reprojected_raster(tmp_path):
     the one from the raster in the output's CRS."""
     x, y, rng = synth_points(tmp_path)
     raster = dem_raster(tmp_path)
-    c = bilinear(raster, x, y)
+    c = raster_bilinear(raster, x, y)
     z = np.sin(x / 700) + 0.01 * c
     write_csv(tmp_path / 'points.csv', {'x': x, 'y': y, 'z': z, 'c': c})
     gdal.Warp(str(tmp_path / 'dem4326.tif'), raster, dstSRS='EPSG:4326', resampleAlg='bilinear',
@@ -290,7 +278,7 @@ def test_nodata_and_missing(tmp_path):
     counted in a warning."""
     x, y, rng = synth_points(tmp_path)
     raster = dem_raster(tmp_path, nodata_box=(40, 50, 60, 70))
-    c = bilinear(raster, x, y)
+    c = raster_bilinear(raster, x, y)
     c[c < -1000] = np.nan  # what the raster gives there
     z = np.sin(x / 700) + 0.01 * np.nan_to_num(c)
     given = c.copy()
@@ -314,7 +302,7 @@ def test_nodata_and_missing(tmp_path):
     Y = gt[3] + (np.arange(ds.RasterYSize) + 0.5) * gt[5]
     XX, YY = np.meshgrid(X, Y)
     # NoData wherever a NoData cell has a nonzero weight in the stencil
-    no_cov = bilinear(raster, XX, YY, a=(read_array(raster) == -9999).astype(float)) > 0
+    no_cov = raster_bilinear(raster, XX, YY, a=(read_array(raster) == -9999).astype(float)) > 0
     assert np.array_equal(np.isnan(v), no_cov) and np.array_equal(np.isnan(se), no_cov)
     assert no_cov.any() and not no_cov.all()
     assert ds.GetRasterBand(1).GetNoDataValue() is not None
@@ -337,7 +325,7 @@ def test_tps_form_and_model_file(tmp_path):
     makes a new solve."""
     x, y, rng = synth_points(tmp_path)
     raster = dem_raster(tmp_path)
-    c = bilinear(raster, x, y)
+    c = raster_bilinear(raster, x, y)
     z = np.sin(x / 700) + 0.01 * c
     write_csv(tmp_path / 'points.csv', {'x': x, 'y': y, 'z': z, 'c': c})
     opts = ['FIELD=z', 'XFIELD=x', 'YFIELD=y', 'SRS=EPSG:32633',
@@ -377,7 +365,9 @@ def test_tps_form_and_model_file(tmp_path):
 def points_csv(tmp_path, c=None, n=60):
     x, y, rng = synth_points(tmp_path, n)
     z = np.sin(x / 700)
-    cols = {'x': x, 'y': y, 'z': z, 'c': bilinear(dem_raster(tmp_path), x, y) if c is None else c}
+    if c is None:
+        c = raster_bilinear(dem_raster(tmp_path), x, y)
+    cols = {'x': x, 'y': y, 'z': z, 'c': c}
     write_csv(tmp_path / 'points.csv', cols)
     return x, y
 

@@ -24,6 +24,7 @@
 #include "eval.h"
 #include "gpu_backend.h"
 #include "mixed.h"
+#include "mixed_fields.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -33,70 +34,38 @@
 
 #define TOLERANCE 1e-5
 
-static unsigned long long rng = 0x9E3779B97F4A7C15ULL;
-static double uni(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (double)(rng >> 11) / 9007199254740992.0;
-}
+enum { MAXB = MF_BANDS };
 
-enum { MAXB = 3 };
+typedef mixed_field field;
 
-typedef struct field {
-    const char *name;
-    size_t n;
-    int layout;     /* 0 box 1000; 1 UTM 20 km; 2 elongated 4000 x 1000; 3 clustered; 4 lattice */
-    int kind[MAXB]; /* values per band, -1: none */
-    double lambda;  /* in the points' units */
-    int grid;       /* 0 2048^2 over the box; 1 rotated, 50% past; 2 zoom x10; 3 256^2 */
-} field;
-
+/* name, n, layout, bands' values, lambda, grid (autotest/c/mixed_fields.h);
+ * the grid 2048^2 pixels, MF_COARSE 256^2. */
 static const field suite[] = {
-    {"issue 16 (sin 9u cos 6v)", 1000, 0, {0, -1, -1}, 0, 0},
-    {"issue 16", 3000, 0, {0, -1, -1}, 0, 0},
-    {"issue 16", 10000, 0, {0, -1, -1}, 0, 0},
-    {"test_gpu's (sin 6u cos 4v)", 1000, 0, {1, -1, -1}, 0, 0},
-    {"test_gpu's", 10000, 0, {1, -1, -1}, 0, 0},
-    {"smooth (sin 2u cos 1.5v)", 2000, 0, {2, -1, -1}, 0, 0},
-    {"Franke", 2000, 0, {3, -1, -1}, 0, 0},
-    {"bump x 100", 3000, 0, {4, -1, -1}, 0, 0},
-    {"rough (sin 20u cos 17v)", 1000, 0, {5, -1, -1}, 0, 0},
-    {"rough", 5000, 0, {5, -1, -1}, 0, 0},
-    {"noise", 1000, 0, {6, -1, -1}, 0, 0},
-    {"noise, smoothed (1e6)", 2000, 0, {6, -1, -1}, 1e6, 0},
-    {"UTM offset, 20 km", 3000, 1, {1, -1, -1}, 0, 0},
-    {"elongated 4:1", 3000, 2, {1, -1, -1}, 0, 0},
-    {"clustered (80% in 0.25%)", 3000, 3, {2, -1, -1}, 0, 0},
-    {"grid rotated, 50% past", 2000, 0, {1, -1, -1}, 0, 1},
-    {"grid zoomed x10", 2000, 0, {1, -1, -1}, 0, 2},
-    {"grid coarse, 256^2", 2000, 0, {1, -1, -1}, 0, 3},
-    {"few points", 100, 0, {1, -1, -1}, 0, 0},
-    {"lattice 50 x 50", 2500, 4, {1, -1, -1}, 0, 0},
-    {"3 bands (wiggly, bump, NaN)", 2000, 0, {1, 4, 7}, 0, 0},
-    {"quadratic", 1500, 0, {8, -1, -1}, 0, 0},
-    {"test_gpu's", 20000, 0, {1, -1, -1}, 0, 0},
+    {"issue 16 (sin 9u cos 6v)", 1000, MF_BOX, {MF_ISSUE16, MF_NONE, MF_NONE}, 0, MF_COVER},
+    {"issue 16", 3000, MF_BOX, {MF_ISSUE16, MF_NONE, MF_NONE}, 0, MF_COVER},
+    {"issue 16", 10000, MF_BOX, {MF_ISSUE16, MF_NONE, MF_NONE}, 0, MF_COVER},
+    {"test_gpu's (sin 6u cos 4v)", 1000, MF_BOX, {MF_WIGGLY, MF_NONE, MF_NONE}, 0, MF_COVER},
+    {"test_gpu's", 10000, MF_BOX, {MF_WIGGLY, MF_NONE, MF_NONE}, 0, MF_COVER},
+    {"smooth (sin 2u cos 1.5v)", 2000, MF_BOX, {MF_SMOOTH, MF_NONE, MF_NONE}, 0, MF_COVER},
+    {"Franke", 2000, MF_BOX, {MF_FRANKE, MF_NONE, MF_NONE}, 0, MF_COVER},
+    {"bump x 100", 3000, MF_BOX, {MF_BUMP, MF_NONE, MF_NONE}, 0, MF_COVER},
+    {"rough (sin 20u cos 17v)", 1000, MF_BOX, {MF_ROUGH, MF_NONE, MF_NONE}, 0, MF_COVER},
+    {"rough", 5000, MF_BOX, {MF_ROUGH, MF_NONE, MF_NONE}, 0, MF_COVER},
+    {"noise", 1000, MF_BOX, {MF_NOISE, MF_NONE, MF_NONE}, 0, MF_COVER},
+    {"noise, smoothed (1e6)", 2000, MF_BOX, {MF_NOISE, MF_NONE, MF_NONE}, 1e6, MF_COVER},
+    {"UTM offset, 20 km", 3000, MF_UTM, {MF_WIGGLY, MF_NONE, MF_NONE}, 0, MF_COVER},
+    {"elongated 4:1", 3000, MF_ELONGATED, {MF_WIGGLY, MF_NONE, MF_NONE}, 0, MF_COVER},
+    {"clustered (80% in 0.25%)", 3000, MF_CLUSTERED, {MF_SMOOTH, MF_NONE, MF_NONE}, 0, MF_COVER},
+    {"grid rotated, 50% past", 2000, MF_BOX, {MF_WIGGLY, MF_NONE, MF_NONE}, 0, MF_ROTATED},
+    {"grid zoomed x10", 2000, MF_BOX, {MF_WIGGLY, MF_NONE, MF_NONE}, 0, MF_ZOOM},
+    {"grid coarse, 256^2", 2000, MF_BOX, {MF_WIGGLY, MF_NONE, MF_NONE}, 0, MF_COARSE},
+    {"few points", 100, MF_BOX, {MF_WIGGLY, MF_NONE, MF_NONE}, 0, MF_COVER},
+    {"lattice 50 x 50", 2500, MF_LATTICE, {MF_WIGGLY, MF_NONE, MF_NONE}, 0, MF_COVER},
+    {"3 bands (wiggly, bump, NaN)", 2000, MF_BOX, {MF_WIGGLY, MF_BUMP, MF_PRODUCT_HOLES},
+        0, MF_COVER},
+    {"quadratic", 1500, MF_BOX, {MF_QUADRATIC, MF_NONE, MF_NONE}, 0, MF_COVER},
+    {"test_gpu's", 20000, MF_BOX, {MF_WIGGLY, MF_NONE, MF_NONE}, 0, MF_COVER},
 };
-
-static double value(int kind, double u, double v, size_t i)
-{
-    switch (kind) {
-    case 0: return sin(9 * u) * cos(6 * v) + 0.3 * u;
-    case 1: return sin(6 * u) * cos(4 * v) + 0.3 * u;
-    case 2: return sin(2 * u) * cos(1.5 * v) + 0.5 * u;
-    case 3:
-        return 0.75 * exp(-(pow(9 * u - 2, 2) + pow(9 * v - 2, 2)) / 4) +
-               0.75 * exp(-pow(9 * u + 1, 2) / 49 - (9 * v + 1) / 10) +
-               0.5 * exp(-(pow(9 * u - 7, 2) + pow(9 * v - 3, 2)) / 4) -
-               0.2 * exp(-pow(9 * u - 4, 2) - pow(9 * v - 7, 2));
-    case 4: return 100.0 * exp(-8 * ((u - 0.4) * (u - 0.4) + (v - 0.6) * (v - 0.6)));
-    case 5: return sin(20 * u) * cos(17 * v);
-    case 6: return uni();
-    case 7: return i % 11 == 0 ? NAN : 1000.0 * u * v;
-    default: return u * u + v * v;
-    }
-}
 
 typedef struct built {
     tps_model *model;
@@ -107,48 +76,11 @@ typedef struct built {
 
 static int build(const field *f, int threads, built *bt)
 {
-    double *x = malloc(f->n * sizeof *x), *y = malloc(f->n * sizeof *y), *z[MAXB];
-    bt->nb = 0;
-    while (bt->nb < MAXB && f->kind[bt->nb] >= 0)
-        bt->nb++;
-    for (size_t b = 0; b < bt->nb; ++b)
-        z[b] = malloc(f->n * sizeof(double));
-    double x0 = 0, y0 = 0, ex = 1000, ey = 1000;
-    if (f->layout == 1) {
-        x0 = 500000;
-        y0 = 5000000;
-        ex = ey = 20000;
-    } else if (f->layout == 2) {
-        ex = 4000;
-    }
-    for (size_t i = 0; i < f->n; ++i) {
-        double u = uni(), v = uni();
-        if (f->layout == 3 && i % 5) {
-            u = 0.3 + 0.05 * u;
-            v = 0.6 + 0.05 * v;
-        } else if (f->layout == 4) {
-            u = ((double)(i % 50) + 0.5 + 1e-3 * (u - 0.5)) / 50;
-            v = ((double)(i / 50) + 0.5 + 1e-3 * (v - 0.5)) / 50;
-        }
-        x[i] = x0 + ex * u;
-        y[i] = y0 + ey * v;
-        for (size_t b = 0; b < bt->nb; ++b)
-            z[b][i] = value(f->kind[b], u, v, i);
-    }
-    const double lambda[MAXB] = {f->lambda, f->lambda, f->lambda};
-    tps_fit_options fo;
-    tps_fit_options_init(&fo);
-    fo.mode = TPS_MODE_GLOBAL;
-    fo.num_threads = threads;
     tps_context *ctx = tps_context_create();
-    bt->model = tps_model_create(ctx, f->n, x, y, bt->nb, (const double *const *)z, lambda, &fo);
+    bt->model = mixed_field_model(ctx, f, threads, &bt->nb);
     if (!bt->model)
         fprintf(stderr, "%s: %s\n", f->name, tps_context_errmsg(ctx));
     tps_context_destroy(ctx);
-    for (size_t b = 0; b < bt->nb; ++b)
-        free(z[b]);
-    free(x);
-    free(y);
     if (!bt->model)
         return 0;
     for (size_t b = 0; b < bt->nb; ++b) {
@@ -158,26 +90,7 @@ static int build(const field *f, int threads, built *bt)
         for (size_t i = 0; i < bt->model->n; ++i)
             bt->sum_abs_h[b] += fabs(bt->model->half_weights[b][i]);
     }
-    size_t side = 2048;
-    double gt[6] = {x0, ex / 2048, 0, y0 + ey, 0, -ey / 2048};
-    if (f->grid == 1) {
-        gt[0] = x0 - 0.5 * ex;
-        gt[1] = 2 * ex / 2048;
-        gt[2] = 0.002 * ex / 2048;
-        gt[3] = y0 + 1.5 * ey;
-        gt[4] = 0.001 * ex / 2048;
-        gt[5] = -2 * ey / 2048;
-    } else if (f->grid == 2) {
-        gt[0] = x0 + 0.45 * ex;
-        gt[1] = 0.1 * ex / 2048;
-        gt[3] = y0 + 0.55 * ey;
-        gt[5] = -0.1 * ey / 2048;
-    } else if (f->grid == 3) {
-        side = 256;
-        gt[1] = ex / 256;
-        gt[5] = -ey / 256;
-    }
-    tps_grid_from_geotransform(&bt->grid, gt, 0, 0, side, side);
+    mixed_field_grid(f, 2048, 2048, 256, 256, &bt->grid);
     return 1;
 }
 

@@ -26,6 +26,24 @@ tps_status tps_fixed_qr(tps_error *err, size_t n, const double *u, const double 
                         const tps_fixed_cols *fc, const double *rows, double *p, double *tau,
                         const char *what);
 
+/* x <- H_j x, H_j = I - tau[j] w w^T the j-th reflector of tps_fixed_qr's
+ * p (n rows; w: 0 above j, 1 at j, p[j n + i] below). Applying Q = H_1 ..
+ * H_m or Q^T = H_m .. H_1 to a vector is a loop of these. Not LAPACK's
+ * dormqr: its dorm2r writes 1 on the reflector's diagonal while it works,
+ * so threads sharing one p would race. Inline: it is the inner loop of the
+ * standard error's blocks. */
+static inline void tps_reflect(size_t n, size_t j, const double *p, const double *tau, double *x)
+{
+    const double *w = p + j * n;
+    double dot = x[j];
+    for (size_t i = j + 1; i < n; ++i)
+        dot += w[i] * x[i];
+    dot *= tau[j];
+    x[j] -= dot;
+    for (size_t i = j + 1; i < n; ++i)
+        x[i] -= dot * w[i];
+}
+
 /* Fills mat (n x n, lower triangle) with Q^T (K + lambda diag(noise)) Q
  * (noise NULL: lambda I), or with rows = D, Q^T D K D Q (lambda 0 there);
  * Q from the m reflectors of tps_fixed_qr. q, y: n doubles of scratch. */

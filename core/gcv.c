@@ -57,16 +57,8 @@ static int gcv_loo(size_t n, size_t nf, size_t m, const double *p, const double 
     for (size_t k = 0; k < m; ++k) {
         memset(x, 0, sizeof(double) * nf);
         memcpy(x + nf, eigvec + k * m, sizeof(double) * m);
-        for (size_t j = nf; j-- > 0;) { /* Q = H1 .. Hnf: Hnf first */
-            const double *vj = p + j * n;
-            double dot = x[j];
-            for (size_t i = j + 1; i < n; ++i)
-                dot += vj[i] * x[i];
-            dot *= tau[j];
-            x[j] -= dot;
-            for (size_t i = j + 1; i < n; ++i)
-                x[i] -= dot * vj[i];
-        }
+        for (size_t j = nf; j-- > 0;) /* Q = H1 .. Hnf: Hnf first */
+            tps_reflect(n, j, p, tau, x);
         const double s = lambda / (e[k] + lambda), t = s * c[k];
         for (size_t i = 0; i < n; ++i) {
             d[i] += s * x[i] * x[i];

@@ -226,25 +226,13 @@ void tps_se_block_window(const tps_window *w, size_t block, size_t *k0, size_t *
 }
 
 /* k (n x B, leading dimension ld) <- Q^T k, Q^T = H_m .. H_1 from the
- * reflectors in p (column r: 1 at r, p[r n + i] below), H_1 first. Not
- * LAPACK's dormqr: its dorm2r writes 1 on the reflector's diagonal while it
- * works, so threads sharing one factorisation would race on p. */
+ * reflectors in p: H_1 first (tps_reflect: threads share p). */
 static void apply_qt_left(size_t n, size_t m, const double *p, const double *tau, double *k,
                           size_t ld)
 {
-    for (size_t j = 0; j < TPS_SE_BLOCK; ++j) {
-        double *col = k + j * ld;
-        for (size_t r = 0; r < m; ++r) {
-            const double *v = p + r * n;
-            double dot = col[r];
-            for (size_t i = r + 1; i < n; ++i)
-                dot += v[i] * col[i];
-            dot *= tau[r];
-            col[r] -= dot;
-            for (size_t i = r + 1; i < n; ++i)
-                col[i] -= dot * v[i];
-        }
-    }
+    for (size_t j = 0; j < TPS_SE_BLOCK; ++j)
+        for (size_t r = 0; r < m; ++r)
+            tps_reflect(n, r, p, tau, k + j * ld);
 }
 
 size_t tps_se_block_bytes(const tps_se_factor *f)

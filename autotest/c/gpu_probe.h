@@ -68,6 +68,19 @@ static int gpu_expected(char *why, size_t size)
     return n > 0;
 }
 
+/* A test's GPU mode, decided by the probe: 1, after saying that the GPU
+ * path must work; 0, after printing the skip (the caller exits 77). */
+static inline int gpu_required(void)
+{
+    char why[512] = "";
+    if (!gpu_expected(why, sizeof why)) {
+        printf("SKIP: %s\n", why);
+        return 0;
+    }
+    printf("the probe finds %s: every GPU check must pass\n", why);
+    return 1;
+}
+
 /* TPS_TEST_BREAK_GPU=1, read by the GPU test programs only (never by the
  * engine or the driver): one expected value is flipped, so that the run
  * fails. It shows that a failing GPU test fails bench/gpu_host.sh. */

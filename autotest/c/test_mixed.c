@@ -23,32 +23,12 @@
 #include <string.h>
 
 #include "check.h"
+#include "mixed_fields.h"
 #include "testdata.h"
 
-enum { NB = 3 };
+enum { NB = MF_BANDS };
 
-typedef struct field {
-    const char *name;
-    size_t n;
-    int layout;   /* 0 box 1000 at 0; 1 UTM 20 km; 2 elongated 4:1; 3 clustered */
-    int kind[NB]; /* values per band, -1: no band */
-    double lambda;
-    int grid;     /* 0 covering the box; 1 50% past it, rotated; 2 a zoom; 3 coarse */
-    double tolerance;
-    int smooth;   /* expected to stay in MIXED at the default tolerance */
-} field;
-
-static double value(int kind, double u, double v, size_t i)
-{
-    switch (kind) {
-    case 0: return sin(2 * u) * cos(1.5 * v) + 0.5 * u;
-    case 1: return sin(6 * u) * cos(4 * v) + 0.3 * u;
-    case 2: return sin(20 * u) * cos(17 * v);
-    case 3: return uniform();
-    case 4: return (i % 7 == 0) ? NAN : 100.0 * exp(-8 * ((u - 0.4) * (u - 0.4) + (v - 0.6) * (v - 0.6)));
-    default: return franke(u, v);
-    }
-}
+typedef mixed_field field;
 
 typedef struct fixture {
     tps_model *model;
@@ -61,39 +41,8 @@ typedef struct fixture {
  * 1, 2) over its points. */
 static int make(const field *f, fixture *fx, size_t side_c, size_t side_r)
 {
-    double *x = malloc(f->n * sizeof *x), *y = malloc(f->n * sizeof *y);
-    double *z[NB];
-    fx->nb = 0;
-    for (int b = 0; b < NB && f->kind[b] >= 0; ++b)
-        fx->nb++;
-    for (size_t b = 0; b < fx->nb; ++b)
-        z[b] = malloc(f->n * sizeof(double));
-    double x0 = 0, y0 = 0, ex = 1000, ey = 1000;
-    if (f->layout == 1) {
-        x0 = 500000;
-        y0 = 5000000;
-        ex = ey = 20000;
-    } else if (f->layout == 2) {
-        ex = 4000;
-    }
-    for (size_t i = 0; i < f->n; ++i) {
-        double u = uniform(), v = uniform();
-        if (f->layout == 3 && i % 5) { /* 80% in a small cluster */
-            u = 0.3 + 0.05 * u;
-            v = 0.6 + 0.05 * v;
-        }
-        x[i] = x0 + ex * u;
-        y[i] = y0 + ey * v;
-        for (size_t b = 0; b < fx->nb; ++b)
-            z[b][i] = value(f->kind[b], u, v, i);
-    }
-    double lambda[NB] = {f->lambda, f->lambda, f->lambda};
-    tps_fit_options fo;
-    tps_fit_options_init(&fo);
-    fo.mode = TPS_MODE_GLOBAL;
-    fo.num_threads = 2;
     tps_context *ctx = tps_context_create();
-    fx->model = tps_model_create(ctx, f->n, x, y, fx->nb, (const double *const *)z, lambda, &fo);
+    fx->model = mixed_field_model(ctx, f, 2, &fx->nb);
     CHECK(fx->model != NULL, "%s: %s", f->name, tps_context_errmsg(ctx));
     for (size_t b = 0; fx->model && b < fx->nb; ++b) {
         tps_band_info bi;
@@ -101,32 +50,7 @@ static int make(const field *f, fixture *fx, size_t side_c, size_t side_r)
               tps_context_errmsg(ctx));
         fx->range[b] = bi.value_max - bi.value_min;
     }
-    double gt[6] = {x0, ex / (double)side_c, 0, y0 + ey, 0, -ey / (double)side_r};
-    if (f->grid == 1) { /* 50% past the points, slightly rotated */
-        gt[0] = x0 - 0.5 * ex;
-        gt[1] = 2 * ex / (double)side_c;
-        gt[2] = 0.002 * ex / (double)side_r;
-        gt[3] = y0 + 1.5 * ey;
-        gt[4] = 0.001 * ex / (double)side_c;
-        gt[5] = -2 * ey / (double)side_r;
-    } else if (f->grid == 2) { /* a zoom on a tenth of the box */
-        gt[0] = x0 + 0.45 * ex;
-        gt[1] = 0.1 * ex / (double)side_c;
-        gt[3] = y0 + 0.55 * ey;
-        gt[5] = -0.1 * ey / (double)side_r;
-    } else if (f->grid == 3) { /* coarse: 8 x 6 pixels over the box */
-        gt[1] = ex / 8.0;
-        gt[5] = -ey / 6.0;
-    }
-    tps_grid_from_geotransform(&fx->grid, gt, 0, 0, side_c, side_r);
-    if (f->grid == 3) {
-        fx->grid.ncols = 8;
-        fx->grid.nrows = 6;
-    }
-    for (size_t b = 0; b < fx->nb; ++b)
-        free(z[b]);
-    free(x);
-    free(y);
+    mixed_field_grid(f, side_c, side_r, 8, 6, &fx->grid); /* coarse: 8 x 6 pixels */
     tps_context_destroy(ctx);
     return fx->model != NULL;
 }
@@ -180,7 +104,8 @@ static tps_eval_stats emulate(const fixture *fx, size_t c0, size_t r0, size_t nc
 
 static void layout_checks(int quick)
 {
-    const field f = {"layout", quick ? 600 : 1500, 3, {1, 4, -1}, 0, 0, 0, 1};
+    const field f = {"layout", quick ? 600 : 1500, MF_CLUSTERED,
+                     {MF_WIGGLY, MF_BUMP_HOLES, MF_NONE}, 0, MF_COVER, 0, 1};
     fixture fx;
     if (!make(&f, &fx, 64, 64))
         return;
@@ -338,19 +263,20 @@ static void suite(int quick)
 {
     /* name, n, layout, bands' values, lambda, grid, tolerance, smooth */
     static const field fields[] = {
-        {"smooth", 1000, 0, {0, -1, -1}, 0, 0, 1e-5, 1},
-        {"wiggly (test_gpu's)", 2000, 0, {1, -1, -1}, 0, 0, 1e-5, 1},
-        {"franke", 1500, 0, {5, -1, -1}, 0, 0, 1e-5, 1},
-        {"rough", 600, 0, {2, -1, -1}, 0, 0, 1e-5, 0},
-        {"noise", 400, 0, {3, -1, -1}, 0, 0, 1e-5, 0},
-        {"noise, smoothed", 800, 0, {3, -1, -1}, 1e7, 0, 1e-5, 1},
-        {"UTM offset, 3 bands", 1200, 1, {1, 4, 0}, 0, 0, 1e-5, 1},
-        {"elongated 4:1", 1200, 2, {1, -1, -1}, 0, 0, 1e-5, 1},
-        {"clustered", 1500, 3, {0, -1, -1}, 0, 0, 1e-5, 1},
-        {"rotated, 50% past", 1000, 0, {1, -1, -1}, 0, 1, 1e-5, 1},
-        {"zoom", 1000, 0, {0, -1, -1}, 0, 2, 1e-5, 1},
-        {"coarse grid", 1000, 0, {1, 0, -1}, 0, 3, 1e-5, 0},
-        {"rough, loose tolerance", 600, 0, {2, -1, -1}, 0, 0, 1e-2, 1},
+        {"smooth", 1000, MF_BOX, {MF_SMOOTH, MF_NONE, MF_NONE}, 0, MF_COVER, 1e-5, 1},
+        {"wiggly (test_gpu's)", 2000, MF_BOX, {MF_WIGGLY, MF_NONE, MF_NONE}, 0, MF_COVER, 1e-5, 1},
+        {"franke", 1500, MF_BOX, {MF_FRANKE, MF_NONE, MF_NONE}, 0, MF_COVER, 1e-5, 1},
+        {"rough", 600, MF_BOX, {MF_ROUGH, MF_NONE, MF_NONE}, 0, MF_COVER, 1e-5, 0},
+        {"noise", 400, MF_BOX, {MF_NOISE, MF_NONE, MF_NONE}, 0, MF_COVER, 1e-5, 0},
+        {"noise, smoothed", 800, MF_BOX, {MF_NOISE, MF_NONE, MF_NONE}, 1e7, MF_COVER, 1e-5, 1},
+        {"UTM offset, 3 bands", 1200, MF_UTM, {MF_WIGGLY, MF_BUMP_HOLES, MF_SMOOTH},
+            0, MF_COVER, 1e-5, 1},
+        {"elongated 4:1", 1200, MF_ELONGATED, {MF_WIGGLY, MF_NONE, MF_NONE}, 0, MF_COVER, 1e-5, 1},
+        {"clustered", 1500, MF_CLUSTERED, {MF_SMOOTH, MF_NONE, MF_NONE}, 0, MF_COVER, 1e-5, 1},
+        {"rotated, 50% past", 1000, MF_BOX, {MF_WIGGLY, MF_NONE, MF_NONE}, 0, MF_ROTATED, 1e-5, 1},
+        {"zoom", 1000, MF_BOX, {MF_SMOOTH, MF_NONE, MF_NONE}, 0, MF_ZOOM, 1e-5, 1},
+        {"coarse grid", 1000, MF_BOX, {MF_WIGGLY, MF_SMOOTH, MF_NONE}, 0, MF_COARSE, 1e-5, 0},
+        {"rough, loose tolerance", 600, MF_BOX, {MF_ROUGH, MF_NONE, MF_NONE}, 0, MF_COVER, 1e-2, 1},
     };
     const size_t n_fields = sizeof fields / sizeof fields[0];
     /* Windows of 2 x 2 blocks of a 2048^2 raster: a corner, the middle,
@@ -401,7 +327,8 @@ static void suite(int quick)
 
 static void guard_checks(int quick)
 {
-    const field f = {"guard", quick ? 500 : 900, 0, {1, 4, -1}, 0, 1, 1e-5, 1};
+    const field f = {"guard", quick ? 500 : 900, MF_BOX,
+                     {MF_WIGGLY, MF_BUMP_HOLES, MF_NONE}, 0, MF_ROTATED, 1e-5, 1};
     fixture fx;
     if (!make(&f, &fx, 2048, 2048))
         return;

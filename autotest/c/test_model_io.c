@@ -164,29 +164,55 @@ static void test_gpu(tps_context *ctx, const tps_model *m, const tps_model *l)
     free(g2);
 }
 
+static const char round_trip_extra[] = "SRS=EPSG:28992";
+/* m saved with these extra bytes (*data, *size: for tps_free), the saved
+ * size read from its header, loaded back with them: the loaded model (NULL:
+ * failed, counted). what: for messages. */
+static tps_model *save_and_load(tps_context *ctx, const tps_model *m, const unsigned char hash[32],
+                                const char *what, void **data, size_t *size)
+{
+    *data = NULL, *size = 0;
+    CHECK(tps_model_save(ctx, m, hash, round_trip_extra, sizeof round_trip_extra, data, size) ==
+              TPS_OK,
+          "%s save: %s", what, tps_context_errmsg(ctx));
+    size_t total = 0;
+    CHECK(tps_model_saved_size(ctx, *data, TPS_MODEL_HEADER_BYTES, hash, &total) == TPS_OK &&
+              total == *size,
+          "%s saved_size %zu vs %zu: %s", what, total, *size, tps_context_errmsg(ctx));
+    const void *got_extra = NULL;
+    size_t got_extra_size = 0;
+    tps_model *l = tps_model_load(ctx, *data, *size, hash, &got_extra, &got_extra_size);
+    CHECK(l != NULL, "%s load: %s", what, tps_context_errmsg(ctx));
+    if (l)
+        CHECK(got_extra_size == sizeof round_trip_extra &&
+                  memcmp(got_extra, round_trip_extra, sizeof round_trip_extra) == 0,
+              "%s extra bytes (%zu)", what, got_extra_size);
+    return l;
+}
+
+/* The loaded model l saved again gives the bytes it was loaded from. */
+static void check_resave(tps_context *ctx, const tps_model *l, const unsigned char hash[32],
+                         const char *what, const void *data, size_t size)
+{
+    void *again = NULL;
+    size_t again_size = 0;
+    CHECK(tps_model_save(ctx, l, hash, round_trip_extra, sizeof round_trip_extra, &again,
+                         &again_size) == TPS_OK &&
+              again_size == size && memcmp(again, data, size) == 0,
+          "%s: saving a loaded model gives other bytes", what);
+    tps_free(again);
+}
+
 static void test_round_trip(tps_context *ctx, const tps_model *m, const unsigned char hash[32],
                             int with_gpu)
 {
-    const char extra[] = "SRS=EPSG:28992";
-    void *data = NULL;
-    size_t size = 0;
-    CHECK(tps_model_save(ctx, m, hash, extra, sizeof extra, &data, &size) == TPS_OK, "%s",
-          tps_context_errmsg(ctx));
-    size_t total = 0;
-    CHECK(tps_model_saved_size(ctx, data, TPS_MODEL_HEADER_BYTES, hash, &total) == TPS_OK &&
-              total == size,
-          "saved_size %zu vs %zu: %s", total, size, tps_context_errmsg(ctx));
-
-    const void *got_extra = NULL;
-    size_t got_extra_size = 0;
-    tps_model *l = tps_model_load(ctx, data, size, hash, &got_extra, &got_extra_size);
-    CHECK(l != NULL, "load: %s", tps_context_errmsg(ctx));
+    void *data;
+    size_t size;
+    tps_model *l = save_and_load(ctx, m, hash, "global", &data, &size);
     if (!l) {
         tps_free(data);
         return;
     }
-    CHECK(got_extra_size == sizeof extra && memcmp(got_extra, extra, sizeof extra) == 0,
-          "extra bytes (%zu)", got_extra_size);
     CHECK(tps_model_device_uploads(l) == 0, "a loaded model has no device copy yet");
 
     tps_model_info a, b;
@@ -224,16 +250,11 @@ static void test_round_trip(tps_context *ctx, const tps_model *m, const unsigned
         CHECK(memcmp(o1, o2, sizeof o1) == 0, "band %zu: point values differ", k + 1);
     }
 
-    void *again = NULL;
-    size_t again_size = 0;
-    CHECK(tps_model_save(ctx, l, hash, extra, sizeof extra, &again, &again_size) == TPS_OK &&
-              again_size == size && memcmp(again, data, size) == 0,
-          "saving a loaded model gives other bytes");
+    check_resave(ctx, l, hash, "global", data, size);
     printf("round trip: %zu bytes, %zu points, 3 bands, %zu cells bit-identical\n", size,
            b.n_points, cells);
     if (with_gpu)
         test_gpu(ctx, m, l);
-    tps_free(again);
     free(g1);
     free(g2);
     tps_model_destroy(l);
@@ -697,23 +718,11 @@ static void test_local_round_trip(tps_context *ctx, const unsigned char hash[32]
         free(pts);
         return;
     }
-    const char extra[] = "SRS=EPSG:28992";
-    void *data = NULL;
-    size_t size = 0;
-    CHECK(tps_model_save(ctx, m, hash, extra, sizeof extra, &data, &size) == TPS_OK, "%s",
-          tps_context_errmsg(ctx));
-    size_t total = 0;
-    CHECK(tps_model_saved_size(ctx, data, TPS_MODEL_HEADER_BYTES, hash, &total) == TPS_OK &&
-              total == size,
-          "local saved_size %zu vs %zu: %s", total, size, tps_context_errmsg(ctx));
-    const void *got_extra = NULL;
-    size_t got_extra_size = 0;
-    tps_model *l = tps_model_load(ctx, data, size, hash, &got_extra, &got_extra_size);
-    CHECK(l != NULL, "local load: %s", tps_context_errmsg(ctx));
+    void *data;
+    size_t size;
+    tps_model *l = save_and_load(ctx, m, hash, "local", &data, &size);
     if (!l)
         goto done;
-    CHECK(got_extra_size == sizeof extra && memcmp(got_extra, extra, sizeof extra) == 0,
-          "local extra bytes (%zu)", got_extra_size);
 
     tps_model_info a, b;
     CHECK(tps_model_get_info(ctx, m, &a) == TPS_OK, "%s", tps_context_errmsg(ctx));
@@ -770,15 +779,10 @@ static void test_local_round_trip(tps_context *ctx, const unsigned char hash[32]
         worst = max_nan(worst, fabs(o2[i] - pts[i]));
     CHECK(worst <= 1e-9 * 2.0, "loaded local model at its data points: max error %.3g", worst);
 
-    void *again = NULL;
-    size_t again_size = 0;
-    CHECK(tps_model_save(ctx, l, hash, extra, sizeof extra, &again, &again_size) == TPS_OK &&
-              again_size == size && memcmp(again, data, size) == 0,
-          "saving a loaded local model gives other bytes");
+    check_resave(ctx, l, hash, "local", data, size);
     printf("local round trip: %zu points, %zu patches, %zu bytes (%.1f per point), %zu grid "
            "cells and %zu points bit-identical, data reproduced to %.2g\n", n, b.n_patches,
            size, (double)size / (double)n, cells, ns * LOCAL_BANDS, worst);
-    tps_free(again);
     free(g1);
     free(g2);
     free(sx);
@@ -1007,12 +1011,8 @@ static void test_local_damage(tps_context *ctx, const unsigned char hash[32], si
  * GPU too. */
 static int gpu_main(tps_context *ctx, const unsigned char hash[32])
 {
-    char why[512];
-    if (!gpu_expected(why, sizeof why)) {
-        printf("SKIP: %s\n", why);
+    if (!gpu_required())
         return 77;
-    }
-    printf("the probe finds %s: every GPU check must pass\n", why);
     CHECK(tps_device_check(ctx, TPS_DEVICE_GPU) == TPS_OK,
           "a GPU is present but the engine cannot use it: %s", tps_context_errmsg(ctx));
     if (failures == 0) {
