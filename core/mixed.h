@@ -8,7 +8,9 @@
  * cluster either
  *   far:  its sum as a multipole expansion about the cluster's centre, in
  *         FP64 (no logarithm per point; truncated at the smallest order
- *         whose error bound is below 2^-36 of the cluster's sum |h| R^2);
+ *         whose error bound fits the block's budget for truncation,
+ *         tps_mixed_trunc_budget, and never looser than needed: at most
+ *         2^-36 of the cluster's sum |h| R^2 where the budget allows less);
  *   near: (groups only) point by point in FP32: offsets from the group's
  *         centre, the log by the special-function unit, scaled so that the
  *         terms are centred (a = 2^j, beta), compensated sums, then FP64.
@@ -46,8 +48,15 @@ enum {
     TPS_MIXED_THREADS = 128
 };
 
-/* Truncation target of a far cluster, relative to its sum |h| R^2. */
+/* The strictest truncation target of a far cluster, relative to its sum
+ * |h| R^2 (the loosest is TPS_MIXED_TAU_MAX); between them the block's
+ * budget decides (tps_mixed_cluster_tau). */
 #define TPS_MIXED_TAU 1.4551915228366852e-11 /* 2^-36 */
+#define TPS_MIXED_TAU_MAX 1.52587890625e-05  /* 2^-16 */
+/* The far field's truncation may use 1 / TPS_MIXED_TRUNC_SHARE of the
+ * tolerance: fewer terms where the tolerance allows (docs/design.md,
+ * "PRECISION=MIXED", has what it costs the bound and buys in speed). */
+#define TPS_MIXED_TRUNC_SHARE 32.0
 /* beta = 1 / (e ln 2): s log2 s + beta has its minimum, 0, at s = 1/e. */
 #define TPS_MIXED_BETA 0.53073784516850163f
 #define TPS_MIXED_U 5.9604644775390625e-08 /* 2^-24, FP32's unit roundoff */
@@ -86,19 +95,54 @@ TPS_HD double tps_mixed_trunc(double gamma, int p)
     return 2.0 * (1.0 + gamma) * g / ((1.0 - gamma) * (double)(p + 1) * (double)(p + 2));
 }
 
-/* The smallest order whose truncation bound is below TPS_MIXED_TAU, or 0
- * when none up to TPS_MIXED_PMAX is (the cluster is near). */
-TPS_HD int tps_mixed_order(double gamma)
+/* The smallest order whose truncation bound is below tau (relative to the
+ * cluster's sum |h| R^2), or 0 when none up to TPS_MIXED_PMAX is (the
+ * cluster is near). */
+TPS_HD int tps_mixed_order(double gamma, double tau)
 {
     if (!(gamma < 0.5))
         return 0;
     double f = 2.0 * (1.0 + gamma) * gamma * gamma / (1.0 - gamma);
     for (int p = 1; p <= TPS_MIXED_PMAX; ++p) {
         f *= gamma;
-        if (f <= TPS_MIXED_TAU * (double)(p + 1) * (double)(p + 2))
+        if (f <= tau * (double)(p + 1) * (double)(p + 2))
             return p;
     }
     return 0;
+}
+
+/* The model's budget for truncation, K: over its n_bands bands of value
+ * range range[b] and sum |h| abs_h[b], the least tolerance x range / abs_h,
+ * over TPS_MIXED_TRUNC_SHARE (0: the strictest target). One number for
+ * every block and band, so that a pixel's plan does not depend on the
+ * bands read with it. A
+ * cluster at distance rmin from the block is truncated at tau <= K /
+ * rmin^2 (tps_mixed_cluster_tau): its bound, sum_c |h| tau rmin^2
+ * (tps_mixed_far_bound), is at most sum_c |h| K, so that all the far
+ * clusters together take at most tol / TPS_MIXED_TRUNC_SHARE of the
+ * block's bound, whatever their number. The block's bound counts the
+ * truncation actually made, so the budget decides the speed, never the
+ * promise. */
+TPS_HD double tps_mixed_trunc_budget(double tolerance, const double *range, const double *abs_h,
+                                     size_t n_bands)
+{
+    double k = -1.0;
+    for (size_t b = 0; b < n_bands; ++b)
+        if (abs_h[b] > 0.0) { /* a band without weights has no far field */
+            const double tol = tolerance * range[b];
+            const double kb = tol > 0.0 ? tol / abs_h[b] : 0.0;
+            k = k < 0.0 ? kb : fmin(k, kb);
+        }
+    return k > 0.0 ? k / TPS_MIXED_TRUNC_SHARE : 0.0;
+}
+
+/* The truncation target of a cluster at distance rmin from a block, for the
+ * block's budget K (tps_mixed_trunc_budget), within [TPS_MIXED_TAU,
+ * TPS_MIXED_TAU_MAX]. */
+TPS_HD double tps_mixed_cluster_tau(double budget, double rmin)
+{
+    const double t = budget / (rmin * rmin);
+    return t > TPS_MIXED_TAU_MAX ? TPS_MIXED_TAU_MAX : t > TPS_MIXED_TAU ? t : TPS_MIXED_TAU;
 }
 
 /* The scale of a block's near sum of a group: a = 2^j with a^2 m in
@@ -126,12 +170,13 @@ TPS_HD void tps_mixed_box_distance(const double box[4], double cu, double cv, do
     *dmax = sqrt(fu * fu + fv * fv);
 }
 
-/* How a block sees a cluster (geo: centre u, v, radius, points): *p > 0,
+/* How a block sees a cluster (geo: centre u, v, radius, points), for the
+ * block's budget for truncation (tps_mixed_trunc_budget): *p > 0,
  * far, the multipole order; 0, near, then *j is the scale exponent of its
  * near sum (tps_mixed_scale_exponent of the mean squared distance from the
  * box's centre); -1, empty. rmin, rmax: the box's distances to the centre. */
-TPS_HD void tps_mixed_plan(const double box[4], const double *geo, int *p, int *j, double *rmin,
-                           double *rmax)
+TPS_HD void tps_mixed_plan(const double box[4], const double *geo, double budget, int *p, int *j,
+                           double *rmin, double *rmax)
 {
     *j = 0;
     tps_mixed_box_distance(box, geo[0], geo[1], rmin, rmax);
@@ -139,7 +184,7 @@ TPS_HD void tps_mixed_plan(const double box[4], const double *geo, int *p, int *
         *p = -1;
         return;
     }
-    *p = *rmin > 0.0 ? tps_mixed_order(geo[2] / *rmin) : 0;
+    *p = *rmin > 0.0 ? tps_mixed_order(geo[2] / *rmin, tps_mixed_cluster_tau(budget, *rmin)) : 0;
     if (*p == 0) {
         const double du = 0.5 * (box[0] + box[1]) - geo[0], dv = 0.5 * (box[2] + box[3]) - geo[1];
         *j = tps_mixed_scale_exponent(fma(du, du, fma(dv, dv, 0.5 * geo[2] * geo[2])));
@@ -353,11 +398,12 @@ TPS_HD void tps_mixed_near_bound(double dmin, double dmax, double rho, int j, do
 TPS_HD void tps_mixed_group_bound(const double box[4], const double *tile_geo,
                                   const double *tile_coef, int gi, const double *group_geo,
                                   const double *group_coef, size_t n_bands, int band0, int nb,
-                                  double *bound, int *tile_p, int *group_p, int *group_j)
+                                  double budget, double *bound, int *tile_p, int *group_p,
+                                  int *group_j)
 {
     int p, j;
     double rmin, rmax;
-    tps_mixed_plan(box, tile_geo, &p, &j, &rmin, &rmax);
+    tps_mixed_plan(box, tile_geo, budget, &p, &j, &rmin, &rmax);
     *tile_p = p;
     if (p > 0 && gi == 0)
         for (int b = 0; b < nb; ++b)
@@ -367,7 +413,7 @@ TPS_HD void tps_mixed_group_bound(const double box[4], const double *tile_geo,
         return;
     const double *geo = group_geo + 4 * gi;
     const double *coef = group_coef + (size_t)gi * n_bands * TPS_MIXED_COEF;
-    tps_mixed_plan(box, geo, &p, &j, &rmin, &rmax);
+    tps_mixed_plan(box, geo, budget, &p, &j, &rmin, &rmax);
     *group_p = p;
     *group_j = j;
     if (p < 0)

@@ -65,6 +65,7 @@ typedef struct emu {
     const tps_grid *grid;
     int same_v;
     double tolerance;
+    double budget; /* for truncation: tps_mixed_trunc_budget, the model's */
     size_t force_every;
     tps_eval_stats *stats;
 } emu;
@@ -140,14 +141,14 @@ static void thread_sums(const emu *E, const double box[4], const pass *ps, const
     for (size_t t = 0; t < L->n_tiles; ++t) {
         int p, j;
         double rmin, rmax;
-        tps_mixed_plan(box, L->tile + 4 * t, &p, &j, &rmin, &rmax);
+        tps_mixed_plan(box, L->tile + 4 * t, E->budget, &p, &j, &rmin, &rmax);
         if (p > 0)
             far_sums(L->tile + 4 * t, L->tile_coef + t * L->n_bands * TPS_MIXED_COEF, p, ps, pu,
                      pv, acc);
         if (p != 0)
             continue;
         for (size_t g = t * TPS_MIXED_TILE_GROUPS; g < (t + 1) * TPS_MIXED_TILE_GROUPS; ++g) {
-            tps_mixed_plan(box, L->group + 4 * g, &p, &j, &rmin, &rmax);
+            tps_mixed_plan(box, L->group + 4 * g, E->budget, &p, &j, &rmin, &rmax);
             if (p > 0) {
                 far_sums(L->group + 4 * g, L->group_coef + g * L->n_bands * TPS_MIXED_COEF, p, ps,
                          pu, pv, acc);
@@ -198,7 +199,7 @@ static tps_status emulate_block(tps_context *ctx, const emu *E, const pass *ps, 
                               (int)(g % TPS_MIXED_TILE_GROUPS),
                               L->group + 4 * t * TPS_MIXED_TILE_GROUPS,
                               L->group_coef + t * TPS_MIXED_TILE_GROUPS * tc, L->n_bands,
-                              ps->band0, ps->nb, bound, &tp, &gp, &gj);
+                              ps->band0, ps->nb, E->budget, bound, &tp, &gp, &gj);
     }
     int fail = E->force_every && (bx + by) % E->force_every == 0, violation = 0;
     for (int b = 0; b < ps->nb; ++b)
@@ -294,6 +295,25 @@ tps_status tps_mixed_emulate_grid(tps_context *ctx, const tps_model *model, cons
     if (tps_mixed_layout_build(&E.L, model->n, model->u, model->v, model->n_bands,
                                (const double *const *)model->half_weights) != TPS_OK)
         return tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory for the MIXED layout");
+    /* The budget from every band, as the GPU's upload has them (gpu/global.cu). */
+    {
+        double *range = calloc(model->n_bands, sizeof *range);
+        double *abs_h = calloc(model->n_bands, sizeof *abs_h);
+        if (!range || !abs_h) {
+            free(range);
+            free(abs_h);
+            tps_mixed_layout_free(&E.L);
+            return tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory for the MIXED layout");
+        }
+        for (size_t b = 0; b < model->n_bands; ++b) {
+            range[b] = model->band_info[b].value_max - model->band_info[b].value_min;
+            for (size_t t = 0; t < E.L.n_tiles; ++t)
+                abs_h[b] += E.L.tile_coef[(t * model->n_bands + b) * TPS_MIXED_COEF];
+        }
+        E.budget = tps_mixed_trunc_budget(E.tolerance, range, abs_h, model->n_bands);
+        free(range);
+        free(abs_h);
+    }
     if (block_stride < 1)
         block_stride = 1;
     tps_status st = TPS_OK;

@@ -53,6 +53,7 @@ struct MixedArgs {
     size_t n, n_pad64;
     const double2 *log_table;
     double tol[MAX_NB], inv_range[MAX_NB], abs_h[MAX_NB];
+    double budget; /* for truncation: tps_mixed_trunc_budget */
     unsigned long long force_every;
     long long bx0, by0; /* the launch's first block, in the grid's block indices */
     int rows;           /* rows of this chunk */
@@ -202,7 +203,7 @@ __global__ void __launch_bounds__(THREADS, NB <= 2 ? 4 : 3)
             int tp, gp = 0, gj = 0;
             tps_mixed_group_bound(box, a.tile + 4 * t, a.tile_coef + t * tc, gi,
                                   a.group + 4 * t * GROUPS, a.group_coef + t * GROUPS * tc,
-                                  a.n_bands, a.band0, NB, part, &tp, &gp, &gj);
+                                  a.n_bands, a.band0, NB, a.budget, part, &tp, &gp, &gj);
             if (t < PLANNED) {
                 if (gi == 0)
                     s_p[t * (GROUPS + 1) + GROUPS] = (signed char)tp;
@@ -248,7 +249,7 @@ __global__ void __launch_bounds__(THREADS, NB <= 2 ? 4 : 3)
                         tid < GROUPS ? a.group + 4 * (t * GROUPS + tid) : a.tile + 4 * t;
                     int p, j;
                     double rmin, rmax;
-                    tps_mixed_plan(box, geo, &p, &j, &rmin, &rmax);
+                    tps_mixed_plan(box, geo, a.budget, &p, &j, &rmin, &rmax);
                     s_plan[2 * tid] = p;
                     s_plan[2 * tid + 1] = j;
                 }
@@ -398,6 +399,7 @@ cudaError_t launch_mixed(const tps_gpu_model *m, const MixedGuard &guard, const 
         a.inv_range[b] = range > 0.0 ? 1.0 / range : 0.0;
         a.abs_h[b] = x.abs_h[bands[0] + b];
     }
+    a.budget = tps_mixed_trunc_budget(guard.tolerance, x.range, x.abs_h, m->n_bands);
     a.force_every = guard.force_every;
     /* The blocks over the chunk, on the grid's 32 x 16 lattice. */
     const long long c0 = (long long)g.w.first_col, r0 = (long long)(g.w.first_row + size_t(g.row0));

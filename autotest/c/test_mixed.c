@@ -175,9 +175,11 @@ static void layout_checks(int quick)
                     absum += fabs(md->half_weights[b][i]) * r2 * fabs(log(r2));
                 }
                 const double gamma = geo[2] / dist;
-                const int p = tps_mixed_order(gamma);
-                orders &= p > 0 && tps_mixed_trunc(gamma, p) <= TPS_MIXED_TAU &&
-                          (p == 1 || tps_mixed_trunc(gamma, p - 1) > TPS_MIXED_TAU);
+                /* the strictest target, and a loose one a budget may give */
+                const double tau = trial == 1 ? 0x1p-24 : TPS_MIXED_TAU;
+                const int p = tps_mixed_order(gamma, tau);
+                orders &= p > 0 && tps_mixed_trunc(gamma, p) <= tau &&
+                          (p == 1 || tps_mixed_trunc(gamma, p - 1) > tau);
                 if (p <= 0)
                     continue;
                 double zr[1] = {pu - geo[0]}, zi[1] = {pv - geo[1]};
@@ -192,9 +194,28 @@ static void layout_checks(int quick)
     }
     printf("multipole expansions: worst |expansion - direct| / sum|terms| = %.2e\n", worst);
     CHECK(within, "an expansion off its direct sum by more than its truncation bound");
-    CHECK(orders, "the order is the smallest meeting TPS_MIXED_TAU");
-    CHECK(tps_mixed_order(0.5) == 0 && tps_mixed_order(0.6) == 0 && tps_mixed_order(0.0) == 1,
+    CHECK(orders, "the order is the smallest meeting its target");
+    CHECK(tps_mixed_order(0.5, TPS_MIXED_TAU) == 0 && tps_mixed_order(0.6, TPS_MIXED_TAU) == 0 &&
+              tps_mixed_order(0.0, TPS_MIXED_TAU) == 1,
           "orders at 0.5, 0.6 and 0");
+    /* The budget for truncation: the least tolerance x range / sum |h| over
+     * the bands with weights, shared out; each cluster's target within
+     * [TPS_MIXED_TAU, TPS_MIXED_TAU_MAX]. */
+    {
+        const double range[3] = {2.0, 4.0, 1.0}, abs_h[3] = {10.0, 100.0, 0.0};
+        const double k = tps_mixed_trunc_budget(1e-5, range, abs_h, 3);
+        CHECK(k == 1e-5 * 4.0 / 100.0 / TPS_MIXED_TRUNC_SHARE, "budget %.17g", k);
+        const double flat[1] = {0.0};
+        CHECK(tps_mixed_trunc_budget(1e-5, flat, abs_h, 1) == 0.0 &&
+                  tps_mixed_trunc_budget(0.0, range, abs_h, 2) == 0.0 &&
+                  tps_mixed_trunc_budget(1e-5, range + 2, abs_h + 2, 1) == 0.0,
+              "a band without range or tolerance, and none with weights: the strictest target");
+        CHECK(tps_mixed_cluster_tau(0.0, 0.5) == TPS_MIXED_TAU &&
+                  tps_mixed_cluster_tau(1.0, 0.5) == TPS_MIXED_TAU_MAX &&
+                  tps_mixed_cluster_tau(1e-9, 0.5) == 4e-9,
+              "cluster targets: %g %g %g", tps_mixed_cluster_tau(0.0, 0.5),
+              tps_mixed_cluster_tau(1.0, 0.5), tps_mixed_cluster_tau(1e-9, 0.5));
+    }
     tps_mixed_layout_free(&L);
     tps_model_destroy(fx.model);
 }
