@@ -11,8 +11,9 @@
  * and with MAP the grid of global - local written as raw Float32 (SIDE x
  * SIDE, row 0 north) for bench/iterative_map.py. Run with TPS_DEBUG=1 for
  * the engine's debug lines (preconditioner, products). One line of figures
- * at the end, tab-separated, for the sweeps of docs/benchmarks.md. Not run
- * in CI. */
+ * at the end, tab-separated, for the sweeps of docs/benchmarks.md.
+ * TPS_BENCH_PRECISION=mixed|auto evaluates the grid in that precision (GPU;
+ * default DOUBLE) and prints MIXED's bound and fallbacks. Not run in CI. */
 #include "tps.h"
 
 #include <math.h>
@@ -61,11 +62,21 @@ static int eval(tps_context *ctx, const tps_model *m, size_t side, tps_device de
     tps_eval_options_init(&eo);
     eo.device = device;
     eo.num_threads = threads;
+    const char *precision = getenv("TPS_BENCH_PRECISION");
+    tps_eval_stats stats;
+    memset(&stats, 0, sizeof stats);
+    if (precision && (strcmp(precision, "mixed") == 0 || strcmp(precision, "auto") == 0)) {
+        eo.precision = strcmp(precision, "mixed") == 0 ? TPS_PRECISION_MIXED : TPS_PRECISION_AUTO;
+        eo.stats = &stats;
+    }
     const double t0 = now();
     const tps_status st = tps_evaluate_grid(ctx, m, &g, 1, &o, &eo);
     *seconds = now() - t0;
     if (st != TPS_OK)
         fprintf(stderr, "evaluation failed: %s\n", tps_context_errmsg(ctx));
+    else if (eo.stats)
+        printf("evaluation in %s: %zu blocks, %zu recomputed in DOUBLE, bound %.2e x range\n",
+               precision, stats.mixed_blocks, stats.fallback_blocks, stats.max_error_estimate);
     return st == TPS_OK;
 }
 

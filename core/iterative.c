@@ -35,6 +35,30 @@ void tps_iterative_options_init(tps_iterative_options *o)
     o->gpu_max_bytes = 0;
 }
 
+/* Where a usable GPU beats the CPU threads, from the GPU host's rates
+ * (NVIDIA H200 and 16 cores, 10^6 points, 2026-12-04; docs/benchmarks.md,
+ * "where the time goes"): a GPU all-pairs product ~n^2 / 5.6e11 s against
+ * the fast summation's ~7.8e-6 s x n / threads; a batch of patch solves
+ * 2.7e-4 s a cell against 1.1e-3 s x cells / threads (the GPU's batches of
+ * 226-point systems are dominated by their set-up and copies); the coarse
+ * level's explicit inverse on the GPU against the CPU's factorisation, 4.0
+ * s against 27.6 s / threads for 13,333 points (both grow as nc^3). On
+ * that host the CPU wins all three at 10^6 points (the solve 47.1 s with
+ * every part on the GPU, 19.7 s with none); with few threads, or fewer
+ * points, the GPU does. */
+unsigned tps_iterative_gpu_parts(size_t n, int num_threads)
+{
+    const double threads = num_threads < 1 ? 1.0 : (double)num_threads;
+    unsigned parts = 0;
+    if ((double)n * (double)n / 5.6e11 < 7.8e-6 * (double)n / threads)
+        parts |= TPS_ITERATIVE_GPU_PRODUCTS;
+    if (2.7e-4 < 1.1e-3 / threads)
+        parts |= TPS_ITERATIVE_GPU_PATCHES;
+    if (4.0 < 27.6 / threads)
+        parts |= TPS_ITERATIVE_GPU_COARSE;
+    return parts;
+}
+
 size_t tps_iterative_bytes(size_t n, size_t n_rhs)
 {
     /* The preconditioner, the GMRES basis and work vectors, the fast
@@ -52,6 +76,8 @@ typedef struct solver {
     tps_precond *pc;
     const double *q1;
     double *t;        /* n: a product */
+    /* seconds in the products and in the preconditioner, for the debug log */
+    double t_products, t_precond;
 } solver;
 
 /* Level-1 loops of our own, not BLAS: their order of summation does not
@@ -85,9 +111,11 @@ static void project(const double *q1, size_t n, double *x)
 }
 
 /* y = A x = K x + lambda D x. */
-static tps_status apply_a(const solver *s, const double *x, double *y, tps_error *err)
+static tps_status apply_a(solver *s, const double *x, double *y, tps_error *err)
 {
+    const double t0 = tps_now_seconds();
     tps_status st = tps_matvec_apply(s->mv, x, y, err);
+    s->t_products += tps_now_seconds() - t0;
     if (st == TPS_OK && s->lambda != 0.0)
         for (size_t i = 0; i < s->n; ++i)
             y[i] += s->lambda * (s->noise ? s->noise[i] : 1.0) * x[i];
@@ -95,7 +123,7 @@ static tps_status apply_a(const solver *s, const double *x, double *y, tps_error
 }
 
 /* r = z - A x (unprojected in full, projected in r); returns ||Pi r||. */
-static tps_status residual(const solver *s, const double *z, const double *x, double *full,
+static tps_status residual(solver *s, const double *z, const double *x, double *full,
                            double *r, double *norm, tps_error *err)
 {
     tps_status st = apply_a(s, x, full, err);
@@ -110,7 +138,7 @@ static tps_status residual(const solver *s, const double *z, const double *x, do
 }
 
 /* One right-hand side: x (zero in) receives w; *iters, *relres. */
-static tps_status gmres(const solver *s, const double *z, double tol, int max_iter, double *x,
+static tps_status gmres(solver *s, const double *z, double tol, int max_iter, double *x,
                         double *full, double *r, double *basis, int *iters, double *relres,
                         tps_error *err)
 {
@@ -132,7 +160,9 @@ static tps_status gmres(const solver *s, const double *z, double tol, int max_it
         int k = 0; /* columns of this cycle */
         while (k < RESTART && its < max_iter) {
             double *vk = basis + (size_t)k * n, *w = basis + (size_t)(k + 1) * n;
+            const double t0 = tps_now_seconds();
             st = tps_precond_apply(s->pc, s->mv, vk, s->t, err);
+            s->t_precond += tps_now_seconds() - t0;
             if (st == TPS_OK)
                 st = apply_a(s, s->t, w, err);
             if (st != TPS_OK)
@@ -242,7 +272,7 @@ tps_status tps_solve_iterative(tps_context *ctx, size_t n, const double *u, cons
     if (n > (size_t)INT32_MAX)
         return tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT, "%s: too many points (%zu)", what, n);
     res->used_gpu = 0;
-    solver s = {n, lambda, noise, NULL, NULL, NULL, NULL};
+    solver s = {n, lambda, noise, NULL, NULL, NULL, NULL, 0.0, 0.0};
     double r3[9];
     double *q1 = malloc(sizeof(double) * n * 3);
     double *work = malloc(sizeof(double) * n * 3);
@@ -261,13 +291,14 @@ tps_status tps_solve_iterative(tps_context *ctx, size_t n, const double *u, cons
         goto done;
     s.q1 = q1;
     const double t0 = tps_now_seconds();
+    const unsigned gpu_parts = opt.try_gpu ? tps_iterative_gpu_parts(n, opt.num_threads) : 0u;
     s.mv = tps_matvec_create(tps_ctx_error(ctx), n, u, v, opt.fmm_tol, opt.num_threads,
-                             opt.try_gpu, opt.gpu_max_bytes);
+                             (gpu_parts & TPS_ITERATIVE_GPU_PRODUCTS) != 0, opt.gpu_max_bytes);
     if (!s.mv) {
         st = tps_context_errno(ctx);
         goto done;
     }
-    s.pc = tps_precond_create(ctx, n, u, v, lambda, noise, q1, opt.num_threads, opt.try_gpu,
+    s.pc = tps_precond_create(ctx, n, u, v, lambda, noise, q1, opt.num_threads, gpu_parts,
                               opt.gpu_max_bytes, what);
     if (!s.pc) {
         st = tps_context_errno(ctx);
@@ -279,6 +310,7 @@ tps_status tps_solve_iterative(tps_context *ctx, size_t n, const double *u, cons
             tps_now_seconds() - t0, tps_matvec_name(s.mv));
     for (size_t k = 0; k < n_rhs && st == TPS_OK; ++k) {
         const double t1 = tps_now_seconds();
+        s.t_products = s.t_precond = 0.0;
         tps_progress_stage("%s: iterative solve of %zu points (GMRES%s)", what, n,
                            n_rhs > 1 ? ", one band after another" : "");
         st = gmres(&s, z[k], opt.tol, opt.max_iter, w[k], full, r, basis, &res->iterations[k],
@@ -303,8 +335,11 @@ tps_status tps_solve_iterative(tps_context *ctx, size_t n, const double *u, cons
             worst = fmax(worst, fabs(fit));
         }
         res->max_fit_error[k] = worst;
-        tps_log(ctx, TPS_LOG_DEBUG, "%s: GMRES %d iterations, relative residual %.3g, %.3f s",
-                what, res->iterations[k], res->relres[k], tps_now_seconds() - t1);
+        tps_log(ctx, TPS_LOG_DEBUG,
+                "%s: GMRES %d iterations, relative residual %.3g, %.3f s (products %.3f s, "
+                "preconditioner %.3f s)",
+                what, res->iterations[k], res->relres[k], tps_now_seconds() - t1, s.t_products,
+                s.t_precond);
         if (!(res->relres[k] <= ACCEPTABLE_RESIDUAL))
             st = tps_set_error(ctx, TPS_ERR_SINGULAR,
                                "%s: the iterative solve of %zu points did not converge (relative "

@@ -49,12 +49,13 @@ typedef struct tps_precond tps_precond;
 #define TPS_PRECOND_COARSE_MAX 14000
 /* Builds the preconditioner of (K + lambda diag(noise)) over the n points
  * (noise NULL: all 1), solving the patches' systems on num_threads threads
- * or batched on the GPU (try_gpu). q1 (n x 3, column-major) is an
+ * or batched on the GPU (gpu_parts & TPS_ITERATIVE_GPU_PATCHES), the coarse
+ * level on the GPU with TPS_ITERATIVE_GPU_COARSE. q1 (n x 3, column-major) is an
  * orthonormal basis of the range of P = [1 u v]; noise and q1 are the
  * caller's and must outlive it. */
 tps_precond *tps_precond_create(tps_context *ctx, size_t n, const double *u, const double *v,
                                 double lambda, const double *noise, const double *q1,
-                                int num_threads, int try_gpu, size_t gpu_max_bytes,
+                                int num_threads, unsigned gpu_parts, size_t gpu_max_bytes,
                                 const char *what);
 void tps_precond_destroy(tps_precond *pc);
 /* y = M r: y satisfies P^T y = 0. The coarse level needs products at its
@@ -67,12 +68,22 @@ size_t tps_precond_coarse_points(const tps_precond *pc);
 int tps_precond_used_gpu(const tps_precond *pc);
 
 /* ---- the solve (iterative.c) ---- */
+/* The parts of the solve that may run on the GPU. */
+enum {
+    TPS_ITERATIVE_GPU_PRODUCTS = 1u, /* all-pairs products (else the CPU's fast summation) */
+    TPS_ITERATIVE_GPU_PATCHES = 2u,  /* the preconditioner's patch solves, batched */
+    TPS_ITERATIVE_GPU_COARSE = 4u    /* its coarse level */
+};
+/* Those that a GPU does faster than num_threads CPU threads for n points
+ * (rates measured on the GPU host: iterative.c). */
+unsigned tps_iterative_gpu_parts(size_t n, int num_threads);
+
 typedef struct tps_iterative_options {
     double tol;       /* relative residual ||[A P; P^T 0][w; a] - [z; 0]|| / ||z|| to reach */
     int max_iter;     /* GMRES iterations per right-hand side, all restarts */
     double fmm_tol;   /* the fast summation's tolerance (fmm.h) */
     int num_threads;
-    int try_gpu;
+    int try_gpu;      /* a GPU may run the parts it does faster (tps_iterative_gpu_parts) */
     size_t gpu_max_bytes;
 } tps_iterative_options;
 /* The defaults: tol 1e-10, 500 iterations, fast summation to 1e-14. */

@@ -533,7 +533,7 @@ static tps_status index_entries(tps_context *ctx, tps_precond *pc, const char *w
 
 tps_precond *tps_precond_create(tps_context *ctx, size_t n, const double *u, const double *v,
                                 double lambda, const double *noise, const double *q1,
-                                int num_threads, int try_gpu, size_t gpu_max_bytes,
+                                int num_threads, unsigned gpu_parts, size_t gpu_max_bytes,
                                 const char *what)
 {
     const int threads = num_threads < 1 ? 1 : num_threads;
@@ -569,14 +569,21 @@ tps_precond *tps_precond_create(tps_context *ctx, size_t n, const double *u, con
     const int blas_threads = openblas_get_num_threads();
     openblas_set_num_threads(1);
     tps_progress_stage("%s: preconditioner, %zu patches", what, pc->n_blocks);
+    /* seconds in the cells' patches (CPU), their solves (CPU or GPU), the
+     * coarse level: for the debug log */
+    double t_patches = 0.0, t_solves = 0.0, t_coarse = 0.0;
+    double t0 = tps_now_seconds();
     for (size_t w0 = 0; w0 < pc->n_blocks && bd.err.code == TPS_OK; w0 += PRECOND_WAVE) {
         const size_t count = pc->n_blocks - w0 < PRECOND_WAVE ? pc->n_blocks - w0 : PRECOND_WAVE;
         bd.wave0 = w0;
         tps_parallel_for(count, threads, prepare_cell, &bd);
+        t_patches += tps_now_seconds() - t0;
+        t0 = tps_now_seconds();
         if (bd.err.code == TPS_OK) {
             tps_progress_state quiet;
             tps_progress_state *const outer = tps_progress_begin(&quiet, NULL);
-            tps_solve_dense_batch(NULL, count, bd.jobs, threads, try_gpu, gpu_max_bytes);
+            tps_solve_dense_batch(NULL, count, bd.jobs, threads,
+                                  (gpu_parts & TPS_ITERATIVE_GPU_PATCHES) != 0, gpu_max_bytes);
             tps_progress_end(outer);
             for (size_t k = 0; k < count; ++k) {
                 if (bd.jobs[k].status != TPS_OK && bd.err.code == TPS_OK)
@@ -584,6 +591,8 @@ tps_precond *tps_precond_create(tps_context *ctx, size_t n, const double *u, con
                 pc->used_gpu |= bd.jobs[k].used_gpu;
             }
         }
+        t_solves += tps_now_seconds() - t0;
+        t0 = tps_now_seconds();
         tps_parallel_for(count, threads, finish_cell, &bd);
         for (size_t k = 0; k < count && bd.err.code == TPS_OK; ++k)
             if (bd.jobs[k].status != TPS_OK) /* finish_cell's memory */
@@ -597,9 +606,13 @@ tps_precond *tps_precond_create(tps_context *ctx, size_t n, const double *u, con
     }
     if (index_entries(ctx, pc, what) != TPS_OK)
         goto fail;
+    t_patches += tps_now_seconds() - t0;
+    t0 = tps_now_seconds();
     if (choose_coarse(tps_ctx_error(ctx), pc, u, v, coarse_target(n)) != TPS_OK ||
-        coarse_solver(ctx, pc, u, v, threads, try_gpu, gpu_max_bytes, what) != TPS_OK)
+        coarse_solver(ctx, pc, u, v, threads, (gpu_parts & TPS_ITERATIVE_GPU_COARSE) != 0,
+                      gpu_max_bytes, what) != TPS_OK)
         goto fail;
+    t_coarse = tps_now_seconds() - t0;
     pc->rc = malloc(sizeof(double) * pc->nc);
     pc->kc = malloc(sizeof(double) * pc->nc);
     if (!pc->rc || !pc->kc) {
@@ -612,8 +625,10 @@ tps_precond *tps_precond_create(tps_context *ctx, size_t n, const double *u, con
         largest = pc->blocks[b].nj > largest ? pc->blocks[b].nj : largest;
     }
     tps_log(ctx, TPS_LOG_DEBUG, "%s: preconditioner: %zu cells, %.0f patch points per column "
-            "on average (largest patch %zu), coarse level %zu points", what, pc->n_blocks,
-            (double)entries / (double)n, largest, pc->nc);
+            "on average (largest patch %zu), coarse level %zu points%s; patches %.3f s, their "
+            "solves %.3f s, coarse level %.3f s", what, pc->n_blocks,
+            (double)entries / (double)n, largest, pc->nc, pc->used_gpu ? " (GPU)" : "",
+            t_patches, t_solves, t_coarse);
     free(bd.cj);
     free(bd.jobs);
     tps_quadtree_free(&tree);

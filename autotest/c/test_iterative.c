@@ -29,6 +29,7 @@
  * four cases against the dense solve. */
 #include "check.h"
 #include "gpu_probe.h"
+#include "iterative.h"
 #include "testdata.h"
 #include "tps.h"
 
@@ -232,6 +233,33 @@ static tps_model *fit_options(tps_context *ctx, const data *d, size_t n, tps_fit
     return tps_model_create(ctx, n, d->x, d->y, 1, values, smoothing, o);
 }
 
+/* Where a GPU runs the solve's parts (tps_iterative_gpu_parts): the rule
+ * from the GPU host's rates, at the points where it changes. */
+static void gpu_placement(void)
+{
+    const unsigned all = TPS_ITERATIVE_GPU_PRODUCTS | TPS_ITERATIVE_GPU_PATCHES |
+                         TPS_ITERATIVE_GPU_COARSE;
+    /* few threads: the GPU for everything, up to millions of points */
+    CHECK(tps_iterative_gpu_parts(20000, 2) == all, "20,000 points, 2 threads: %u",
+          tps_iterative_gpu_parts(20000, 2));
+    CHECK(tps_iterative_gpu_parts(1000000, 2) == all, "10^6 points, 2 threads: %u",
+          tps_iterative_gpu_parts(1000000, 2));
+    CHECK(tps_iterative_gpu_parts(3000000, 2) ==
+              (TPS_ITERATIVE_GPU_PATCHES | TPS_ITERATIVE_GPU_COARSE),
+          "3*10^6 points, 2 threads: the fast summation on the CPU (%u)",
+          tps_iterative_gpu_parts(3000000, 2));
+    /* the GPU host's 16 threads: the CPU for the patches and the coarse
+     * level, the GPU's products up to ~2.7*10^5 points */
+    CHECK(tps_iterative_gpu_parts(200000, 16) == TPS_ITERATIVE_GPU_PRODUCTS,
+          "2*10^5 points, 16 threads: %u", tps_iterative_gpu_parts(200000, 16));
+    CHECK(tps_iterative_gpu_parts(1000000, 16) == 0, "10^6 points, 16 threads: %u",
+          tps_iterative_gpu_parts(1000000, 16));
+    CHECK(tps_iterative_gpu_parts(20000, 6) ==
+              (TPS_ITERATIVE_GPU_PRODUCTS | TPS_ITERATIVE_GPU_COARSE),
+          "20,000 points, 6 threads: %u", tps_iterative_gpu_parts(20000, 6));
+    CHECK(tps_iterative_gpu_parts(20000, 0) == all, "no thread count: as one thread");
+}
+
 static void options(tps_context *ctx)
 {
     data d = make_data(2000, 0, 0.0);
@@ -429,6 +457,7 @@ int main(int argc, char **argv)
         return rc;
     }
     const int is_quick = quick && strcmp(quick, "1") == 0;
+    gpu_placement();
     against_direct(ctx, "uniform", 0, 0.0, 0.0, 0);
     /* Under valgrind (quick) the clustered and smoothing cases, the same
      * code on other data, are left out (~50 s each there); plain ctest runs
