@@ -8,9 +8,9 @@
  * cluster either
  *   far:  its sum as a multipole expansion about the cluster's centre, in
  *         FP64 (no logarithm per point; truncated at the smallest order
- *         whose error bound fits the block's budget for truncation,
- *         tps_mixed_trunc_budget, and never looser than needed: at most
- *         2^-36 of the cluster's sum |h| R^2 where the budget allows less);
+ *         whose error bound fits the model's budget for truncation,
+ *         tps_mixed_trunc_budget: between 2^-36 and 2^-16 of the
+ *         cluster's sum |h| R^2);
  *   near: (groups only) point by point in FP32: offsets from the group's
  *         centre, the log by the special-function unit, scaled so that the
  *         terms are centred (a = 2^j, beta), compensated sums, then FP64.
@@ -115,14 +115,14 @@ TPS_HD int tps_mixed_order(double gamma, double tau)
  * range range[b] and sum |h| abs_h[b], the least tolerance x range / abs_h,
  * over TPS_MIXED_TRUNC_SHARE (0: the strictest target). One number for
  * every block and band, so that a pixel's plan does not depend on the
- * bands read with it. A
- * cluster at distance rmin from the block is truncated at tau <= K /
- * rmin^2 (tps_mixed_cluster_tau): its bound, sum_c |h| tau rmin^2
- * (tps_mixed_far_bound), is at most sum_c |h| K, so that all the far
- * clusters together take at most tol / TPS_MIXED_TRUNC_SHARE of the
- * block's bound, whatever their number. The block's bound counts the
- * truncation actually made, so the budget decides the speed, never the
- * promise. */
+ * bands read with it. A cluster at distance rmin from the block is
+ * truncated at tau = K / rmin^2 (tps_mixed_cluster_tau): its bound, sum_c
+ * |h| tau rmin^2 (tps_mixed_far_bound), is then sum_c |h| K, so that all
+ * the far clusters together take at most tol / TPS_MIXED_TRUNC_SHARE of
+ * the block's bound, whatever their number (or, where K / rmin^2 is below
+ * 2^-36, what the strictest target gives, as before the budget). The
+ * block's bound counts the truncation actually made, so the budget
+ * decides the speed, never the promise. */
 TPS_HD double tps_mixed_trunc_budget(double tolerance, const double *range, const double *abs_h,
                                      size_t n_bands)
 {
@@ -137,7 +137,7 @@ TPS_HD double tps_mixed_trunc_budget(double tolerance, const double *range, cons
 }
 
 /* The truncation target of a cluster at distance rmin from a block, for the
- * block's budget K (tps_mixed_trunc_budget), within [TPS_MIXED_TAU,
+ * model's budget K (tps_mixed_trunc_budget), within [TPS_MIXED_TAU,
  * TPS_MIXED_TAU_MAX]. */
 TPS_HD double tps_mixed_cluster_tau(double budget, double rmin)
 {
@@ -171,7 +171,7 @@ TPS_HD void tps_mixed_box_distance(const double box[4], double cu, double cv, do
 }
 
 /* How a block sees a cluster (geo: centre u, v, radius, points), for the
- * block's budget for truncation (tps_mixed_trunc_budget): *p > 0,
+ * model's budget for truncation (tps_mixed_trunc_budget): *p > 0,
  * far, the multipole order; 0, near, then *j is the scale exponent of its
  * near sum (tps_mixed_scale_exponent of the mean squared distance from the
  * box's centre); -1, empty. rmin, rmax: the box's distances to the centre. */
