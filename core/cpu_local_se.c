@@ -240,9 +240,7 @@ tps_status tps_cpu_local_standard_errors(tps_context *ctx, const tps_eval_job *j
                                  : "the standard error of a local model with per-point weights "
                                    "is not available (its patches keep no weights); use "
                                    "MODE=GLOBAL");
-    size_t n_out = 0;
-    for (size_t b = 0; b < job->n_quantities; ++b)
-        n_out += (tps_quantity_needs(job->quantities[b].quantity) & TPS_NEEDS_VARIANCE) != 0;
+    const size_t n_out = tps_outputs_select(job->quantities, job->n_quantities, 1, NULL);
     se_request rq = {job, NULL, n_out, NULL, NULL, 0, 0, 0, {NULL, 0}};
     tps_output *outs = malloc(sizeof(tps_output) * n_out);
     rq.first = malloc(sizeof(size_t) * n_out);
@@ -253,17 +251,9 @@ tps_status tps_cpu_local_standard_errors(tps_context *ctx, const tps_eval_job *j
         st = tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory for standard errors");
         goto done;
     }
-    n_out = 0;
-    for (size_t b = 0; b < job->n_quantities; ++b)
-        if (tps_quantity_needs(job->quantities[b].quantity) & TPS_NEEDS_VARIANCE)
-            outs[n_out++] = job->quantities[b];
+    tps_outputs_select(job->quantities, job->n_quantities, 1, outs);
+    tps_outputs_group(outs, n_out, rq.first, NULL);
     for (size_t b = 0; b < n_out && st == TPS_OK; ++b) {
-        rq.first[b] = b;
-        for (size_t c = 0; c < b; ++c)
-            if (outs[c].band == outs[b].band) {
-                rq.first[b] = c;
-                break;
-            }
         st = patches_of_band(ctx, md, outs[b].band, job->num_threads, &rq.sp[b]);
         for (size_t p = 0; st == TPS_OK && p < rq.sp[b]->n_patches; ++p) {
             const size_t bytes = tps_se_block_bytes(rq.sp[b]->f[p]);

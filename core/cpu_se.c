@@ -64,9 +64,7 @@ tps_status tps_cpu_standard_errors(tps_context *ctx, const tps_eval_job *job)
 {
     const tps_model *md = job->model;
     const tps_window *w = &job->t.w;
-    size_t n_out = 0;
-    for (size_t b = 0; b < job->n_quantities; ++b)
-        n_out += (tps_quantity_needs(job->quantities[b].quantity) & TPS_NEEDS_VARIANCE) != 0;
+    const size_t n_out = tps_outputs_select(job->quantities, job->n_quantities, 1, NULL);
     if (n_out == 0 || !job->t.is_grid || w->ncols == 0 || w->nrows == 0)
         return TPS_OK;
     if (md->local)
@@ -82,17 +80,9 @@ tps_status tps_cpu_standard_errors(tps_context *ctx, const tps_eval_job *job)
         st = tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory for standard errors");
         goto done;
     }
-    n_out = 0;
-    for (size_t b = 0; b < job->n_quantities; ++b)
-        if (tps_quantity_needs(job->quantities[b].quantity) & TPS_NEEDS_VARIANCE)
-            outs[n_out++] = job->quantities[b];
+    tps_outputs_select(job->quantities, job->n_quantities, 1, outs);
+    tps_outputs_group(outs, n_out, rq.first, NULL);
     for (size_t b = 0; b < n_out && st == TPS_OK; ++b) {
-        rq.first[b] = b;
-        for (size_t c = 0; c < b; ++c)
-            if (outs[c].band == outs[b].band) {
-                rq.first[b] = c;
-                break;
-            }
         st = tps_se_factor_of_band(ctx, md, outs[b].band, job->num_threads, &rq.factor[b]);
         rq.rho[b] = tps_se_rho(md, outs[b].band);
         if (st == TPS_OK && tps_se_block_bytes(rq.factor[b]) > rq.work_bytes)
