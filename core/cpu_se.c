@@ -5,7 +5,7 @@
  * window's edge are computed and dropped), so that a cell's bytes come
  * from the same BLAS calls on the same block whatever the window, chunk
  * or thread; the BLAS runs single-threaded inside the items for the same
- * reason (and because the items are the parallelism). */
+ * reason (and because the items are the parallelism): tps_se_for_blocks. */
 #include "variance.h"
 
 #include <math.h>
@@ -19,19 +19,16 @@ typedef struct se_request {
     size_t *first;          /* outputs of one band share its variance */
     const tps_se_factor **factor;
     double *rho;
-    size_t block0, blocks_per_row;
     size_t work_bytes;
-    tps_scratch scratch;
 } se_request;
 
-static void se_item(size_t item, int thread, void *user)
+static void se_block(void *user, size_t row, size_t block, void *scratch)
 {
     const se_request *rq = user;
     const tps_eval_job *job = rq->job;
     const tps_model *md = job->model;
     const tps_window *w = &job->t.w;
-    const size_t row = item / rq->blocks_per_row, block = rq->block0 + item % rq->blocks_per_row;
-    double *pu = tps_scratch_at(&rq->scratch, thread);
+    double *pu = scratch;
     double *pv = pu + TPS_SE_BLOCK, *zs = pv + TPS_SE_BLOCK;
     double *a = zs + TPS_SE_BLOCK * md->n_cov; /* n_out blocks */
     void *work = a + TPS_SE_BLOCK * rq->n_out;
@@ -69,7 +66,7 @@ tps_status tps_cpu_standard_errors(tps_context *ctx, const tps_eval_job *job)
         return TPS_OK;
     if (md->local)
         return tps_cpu_local_standard_errors(ctx, job);
-    se_request rq = {job, NULL, n_out, NULL, NULL, NULL, 0, 0, 0, {NULL, 0}};
+    se_request rq = {job, NULL, n_out, NULL, NULL, NULL, 0};
     tps_output *outs = malloc(sizeof(tps_output) * n_out);
     rq.first = malloc(sizeof(size_t) * n_out);
     rq.factor = malloc(sizeof(tps_se_factor *) * n_out);
@@ -90,20 +87,11 @@ tps_status tps_cpu_standard_errors(tps_context *ctx, const tps_eval_job *job)
     }
     if (st != TPS_OK)
         goto done;
-    rq.block0 = w->first_col / TPS_SE_BLOCK;
-    rq.blocks_per_row = (w->first_col + w->ncols - 1) / TPS_SE_BLOCK + 1 - rq.block0;
-    const size_t n_items = rq.blocks_per_row * w->nrows;
-    const int threads = tps_threads_for(job->num_threads, n_items, 1);
-    st = tps_scratch_alloc(ctx, &rq.scratch, threads,
+    st = tps_se_for_blocks(ctx, w, job->num_threads,
                            sizeof(double) * TPS_SE_BLOCK * (2 + md->n_cov + n_out) +
-                               rq.work_bytes);
-    if (st == TPS_OK) {
-        tps_blas_single_begin();
-        tps_parallel_for(n_items, threads, se_item, &rq);
-        tps_blas_single_end();
-    }
+                               rq.work_bytes,
+                           se_block, &rq);
 done:
-    tps_scratch_free(&rq.scratch);
     free(outs);
     free(rq.first);
     free(rq.factor);
