@@ -165,6 +165,19 @@ tps_status tps_cpu_standard_errors(tps_context *ctx, const tps_eval_job *job);
 tps_status tps_cpu_local_standard_errors(tps_context *ctx, const tps_eval_job *job);
 /* ... on the GPU (gpu_se.c). */
 tps_status tps_gpu_standard_errors(tps_context *ctx, const tps_eval_job *job);
+/* The CPU backends' pass over the n_items work items of job's quantities
+ * (output.c): the outputs grouped by band (tps_outputs_group), then
+ * chunk(item, thread, pass) for every item on `threads` threads, each with
+ * `scratch_bytes` of zeroed scratch (tps_scratch_at(&pass->scratch,
+ * thread)). */
+typedef struct tps_quantity_pass {
+    const tps_eval_job *job;
+    size_t *first;       /* tps_outputs_group: the sums of output first[b] serve output b */
+    unsigned *needs;
+    tps_scratch scratch; /* per thread */
+} tps_quantity_pass;
+tps_status tps_quantity_pass_run(tps_context *ctx, const tps_eval_job *job, size_t n_items,
+                                 int threads, size_t scratch_bytes, tps_parallel_body chunk);
 /* A backend's `quantities` (output.c): `sums` on the job's outputs that
  * do not need the variance, then, when it succeeded, `standard_errors` on
  * the job (which takes the outputs that do). */

@@ -61,3 +61,23 @@ tps_status tps_quantities_split(tps_context *ctx, const tps_eval_job *job, tps_b
     free(others);
     return st == TPS_OK ? standard_errors(ctx, job) : st;
 }
+
+tps_status tps_quantity_pass_run(tps_context *ctx, const tps_eval_job *job, size_t n_items,
+                                 int threads, size_t scratch_bytes, tps_parallel_body chunk)
+{
+    tps_quantity_pass pass = {job, NULL, NULL, {NULL, 0}};
+    pass.first = malloc(sizeof(size_t) * job->n_quantities);
+    pass.needs = malloc(sizeof(unsigned) * job->n_quantities);
+    tps_status st = pass.first && pass.needs
+                        ? tps_scratch_alloc(ctx, &pass.scratch, threads, scratch_bytes)
+                        : tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY,
+                                        "out of memory for derivative evaluation buffers");
+    if (st == TPS_OK) {
+        tps_outputs_group(job->quantities, job->n_quantities, pass.first, pass.needs);
+        tps_parallel_for(n_items, threads, chunk, &pass);
+    }
+    tps_scratch_free(&pass.scratch);
+    free(pass.first);
+    free(pass.needs);
+    return st;
+}
