@@ -84,6 +84,29 @@ tps_model *tps_model_destroy(tps_model *model)
  * Points with a non-finite covariate are dropped; md->cov receives the
  * covariates averaged like the values; n_obs[b] the observations of band b
  * that were kept (before merging). */
+int tps_model_alloc_parts(tps_model *md)
+{
+    const size_t nb = md->n_bands, nc = md->n_cov;
+    md->gpu_lock_ready = pthread_mutex_init(&md->gpu_lock, NULL) == 0;
+    md->se_lock_ready = md->gpu_lock_ready && pthread_mutex_init(&md->se_lock, NULL) == 0;
+    md->half_weights = calloc(nb, sizeof(double *));
+    md->affine = calloc(nb, sizeof(double[3]));
+    md->band_info = calloc(nb, sizeof(tps_band_info));
+    md->point_w = calloc(nb, sizeof(double *));
+    md->se = calloc(nb, sizeof(struct tps_se_factor *));
+    md->se_patches = calloc(nb, sizeof(struct tps_se_patches *));
+    md->gpu_se = calloc(nb, sizeof(struct tps_gpu_se *));
+    if (nc) {
+        md->cov = calloc(nc, sizeof(double *));
+        md->cov_mean = calloc(nc, sizeof(double));
+        md->cov_scale = calloc(nc, sizeof(double));
+        md->cov_coef = calloc(nc * nb, sizeof(double));
+    }
+    return md->se_lock_ready && md->half_weights && md->affine && md->band_info &&
+           md->point_w && md->se && md->se_patches && md->gpu_se &&
+           (!nc || (md->cov && md->cov_mean && md->cov_scale && md->cov_coef));
+}
+
 static tps_status merge_points(tps_context *ctx, tps_model *md, size_t n_points, const double *x,
                                const double *y, const double *const *values,
                                const tps_fit_options *options, double **merged,
@@ -613,8 +636,8 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
         goto done;
     }
     md->n_bands = n_bands;
-    md->gpu_lock_ready = pthread_mutex_init(&md->gpu_lock, NULL) == 0;
-    md->se_lock_ready = md->gpu_lock_ready && pthread_mutex_init(&md->se_lock, NULL) == 0;
+    md->n_cov = options->n_covariates;
+    const int parts = tps_model_alloc_parts(md);
     if (!md->se_lock_ready) {
         tps_set_error(ctx, TPS_ERR_INTERNAL, "cannot create a mutex");
         goto done;
@@ -622,25 +645,10 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
     md->info.n_input = n_points;
     md->info.n_bands = n_bands;
     md->info.solve_device = TPS_DEVICE_CPU;
-    md->half_weights = calloc(n_bands, sizeof(double *));
-    md->affine = calloc(n_bands, sizeof(double[3]));
-    md->band_info = calloc(n_bands, sizeof(tps_band_info));
-    md->point_w = calloc(n_bands, sizeof(double *));
-    md->se = calloc(n_bands, sizeof(struct tps_se_factor *));
-    md->se_patches = calloc(n_bands, sizeof(struct tps_se_patches *));
-    md->gpu_se = calloc(n_bands, sizeof(struct tps_gpu_se *));
     md->weighted = options->weights != NULL;
     n_obs = calloc(n_bands, sizeof(size_t));
-    md->n_cov = options->n_covariates;
     md->info.n_covariates = md->n_cov;
-    if (md->n_cov) {
-        md->cov = calloc(md->n_cov, sizeof(double *));
-        md->cov_mean = calloc(md->n_cov, sizeof(double));
-        md->cov_scale = calloc(md->n_cov, sizeof(double));
-        md->cov_coef = calloc(md->n_cov * n_bands, sizeof(double));
-    }
-    if (!md->half_weights || !md->affine || !md->band_info || !md->point_w || !md->se ||
-        !md->se_patches || !md->gpu_se || !n_obs || (md->n_cov && (!md->cov || !md->cov_mean || !md->cov_scale || !md->cov_coef))) {
+    if (!parts || !n_obs) {
         tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory");
         goto done;
     }
