@@ -1,6 +1,6 @@
-/* output.c: the caller's strided buffers, which outputs share sums, and
- * how a backend's quantities split between its sums and the standard
- * errors. */
+/* output.c: the caller's strided buffers, which outputs share sums, how a
+ * backend's quantities split between its sums and the standard errors,
+ * and the CPU backends' pass over their quantities. */
 #include "eval.h"
 
 #include <stdlib.h>
