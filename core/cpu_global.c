@@ -104,16 +104,10 @@ static tps_status values(tps_context *ctx, const tps_eval_job *job)
 
 /* ---- other quantities ---- */
 
-typedef struct quantity_request {
-    const tps_eval_job *job;
-    size_t *first;      /* tps_outputs_group: the sums of output first[b] serve output b */
-    unsigned *needs;
-    tps_scratch scratch; /* per thread: u, v, then TPS_CHUNK sums per output */
-} quantity_request;
-
+/* Scratch per thread: u, v, then TPS_CHUNK sums per output. */
 static void quantity_chunk(size_t item, int thread, void *user)
 {
-    const quantity_request *rq = user;
+    const tps_quantity_pass *rq = user;
     const tps_eval_job *job = rq->job;
     const tps_model *md = job->model;
     double *pu = tps_scratch_at(&rq->scratch, thread);
@@ -153,40 +147,16 @@ static tps_status sums_quantities(tps_context *ctx, const tps_eval_job *job)
     const double pairs = (double)job->model->n * tps_targets_count(&job->t);
     const int threads =
         tps_threads_for(job->num_threads, n_items, pairs >= MIN_PAIRS_FOR_THREADS);
-    quantity_request rq = {job, NULL, NULL, {NULL, 0}};
-    rq.first = malloc(sizeof(size_t) * job->n_quantities);
-    rq.needs = malloc(sizeof(unsigned) * job->n_quantities);
-    tps_status st =
-        rq.first && rq.needs
-            ? tps_scratch_alloc(ctx, &rq.scratch, threads,
-                                sizeof(double) * 2 * TPS_CHUNK +
-                                    sizeof(tps_derivs) * TPS_CHUNK * job->n_quantities)
-            : tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY,
-                            "out of memory for derivative evaluation buffers");
-    if (st == TPS_OK) {
-        tps_outputs_group(job->quantities, job->n_quantities, rq.first, rq.needs);
-        tps_parallel_for(n_items, threads, quantity_chunk, &rq);
-    }
-    tps_scratch_free(&rq.scratch);
-    free(rq.first);
-    free(rq.needs);
-    return st;
+    return tps_quantity_pass_run(ctx, job, n_items, threads,
+                                 sizeof(double) * 2 * TPS_CHUNK +
+                                     sizeof(tps_derivs) * TPS_CHUNK * job->n_quantities,
+                                 quantity_chunk);
 }
 
 /* The quantities formed from sums here, the standard errors in cpu_se.c. */
 static tps_status quantities(tps_context *ctx, const tps_eval_job *job)
 {
-    if (job->n_quantities == 0)
-        return TPS_OK;
-    tps_output *others = malloc(sizeof(tps_output) * job->n_quantities);
-    if (!others)
-        return tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory");
-    tps_eval_job sub = *job;
-    sub.quantities = others;
-    sub.n_quantities = tps_outputs_without_variance(job->quantities, job->n_quantities, others);
-    tps_status st = sums_quantities(ctx, &sub);
-    free(others);
-    return st == TPS_OK ? tps_cpu_standard_errors(ctx, job) : st;
+    return tps_quantities_split(ctx, job, sums_quantities, tps_cpu_standard_errors);
 }
 
 const tps_backend tps_backend_cpu_global = {"CPU (global model)", values, quantities};

@@ -10,14 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct quantity_request {
-    const tps_eval_job *job;
-    const struct tps_local *lc;
-    size_t *first;   /* tps_outputs_group: the blend of output first[b] serves output b */
-    unsigned *needs;
-    tps_scratch scratch;
-} quantity_request;
-
 /* Per thread: pu, pv, qu, qv, lu, lv (TPS_CHUNK doubles each), per selected
  * target its patch weight and the patch spline's sums, per output (only
  * the first of each band used) the blend's sums, then the candidates. */
@@ -29,9 +21,9 @@ static size_t scratch_bytes(const struct tps_local *lc, size_t n_outputs)
 
 static void quantity_chunk(size_t item, int thread, void *user)
 {
-    const quantity_request *rq = user;
+    const tps_quantity_pass *rq = user; /* the blend of output first[b] serves output b */
     const tps_eval_job *job = rq->job;
-    const struct tps_local *lc = rq->lc;
+    const struct tps_local *lc = job->model->local;
     const tps_targets *t = &job->t;
     double *pu = tps_scratch_at(&rq->scratch, thread);
     double *pv = pu + TPS_CHUNK, *qu = pv + TPS_CHUNK, *qv = qu + TPS_CHUNK;
@@ -101,37 +93,13 @@ static tps_status sums_quantities(tps_context *ctx, const tps_eval_job *job)
     const struct tps_local *lc = job->model->local;
     const int worth = tps_targets_count(&job->t) >= LOCAL_MIN_TARGETS_FOR_THREADS;
     const int threads = tps_threads_for(job->num_threads, n_items, worth);
-    quantity_request rq = {job, lc, NULL, NULL, {NULL, 0}};
-    rq.first = malloc(sizeof(size_t) * job->n_quantities);
-    rq.needs = malloc(sizeof(unsigned) * job->n_quantities);
-    tps_status st = rq.first && rq.needs
-                        ? tps_scratch_alloc(ctx, &rq.scratch, threads,
-                                            scratch_bytes(lc, job->n_quantities))
-                        : tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY,
-                                        "out of memory for derivative evaluation buffers");
-    if (st == TPS_OK) {
-        tps_outputs_group(job->quantities, job->n_quantities, rq.first, rq.needs);
-        tps_parallel_for(n_items, threads, quantity_chunk, &rq);
-    }
-    tps_scratch_free(&rq.scratch);
-    free(rq.first);
-    free(rq.needs);
-    return st;
+    return tps_quantity_pass_run(ctx, job, n_items, threads,
+                                 scratch_bytes(lc, job->n_quantities), quantity_chunk);
 }
 
 /* The quantities formed from sums here, the standard errors in
  * cpu_local_se.c. */
 tps_status tps_cpu_local_quantities(tps_context *ctx, const tps_eval_job *job)
 {
-    if (job->n_quantities == 0)
-        return TPS_OK;
-    tps_output *others = malloc(sizeof(tps_output) * job->n_quantities);
-    if (!others)
-        return tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory");
-    tps_eval_job sub = *job;
-    sub.quantities = others;
-    sub.n_quantities = tps_outputs_without_variance(job->quantities, job->n_quantities, others);
-    tps_status st = sums_quantities(ctx, &sub);
-    free(others);
-    return st == TPS_OK ? tps_cpu_standard_errors(ctx, job) : st;
+    return tps_quantities_split(ctx, job, sums_quantities, tps_cpu_standard_errors);
 }

@@ -157,12 +157,10 @@ typedef struct se_request {
     size_t n_out;
     size_t *first;
     const tps_se_patches **sp;
-    size_t block0, blocks_per_row;
     size_t work_bytes;
-    tps_scratch scratch;
 } se_request;
 
-static void se_item(size_t item, int thread, void *user)
+static void se_block(void *user, size_t row, size_t block, void *scratch)
 {
     enum { B = TPS_SE_BLOCK };
     const se_request *rq = user;
@@ -170,8 +168,7 @@ static void se_item(size_t item, int thread, void *user)
     const tps_model *md = job->model;
     const struct tps_local *lc = md->local;
     const tps_window *w = &job->t.w;
-    const size_t row = item / rq->blocks_per_row, block = rq->block0 + item % rq->blocks_per_row;
-    double *pu = tps_scratch_at(&rq->scratch, thread);
+    double *pu = scratch;
     double *pv = pu + B, *qu = pv + B, *qv = qu + B, *lu = qv + B, *lv = lu + B;
     double *wk = lv + B, *wsum = wk + B, *a = wsum + B, *acc = a + B; /* acc: n_out blocks */
     void *work = acc + B * rq->n_out;
@@ -240,10 +237,8 @@ tps_status tps_cpu_local_standard_errors(tps_context *ctx, const tps_eval_job *j
                                  : "the standard error of a local model with per-point weights "
                                    "is not available (its patches keep no weights); use "
                                    "MODE=GLOBAL");
-    size_t n_out = 0;
-    for (size_t b = 0; b < job->n_quantities; ++b)
-        n_out += (tps_quantity_needs(job->quantities[b].quantity) & TPS_NEEDS_VARIANCE) != 0;
-    se_request rq = {job, NULL, n_out, NULL, NULL, 0, 0, 0, {NULL, 0}};
+    const size_t n_out = tps_outputs_select(job->quantities, job->n_quantities, 1, NULL);
+    se_request rq = {job, NULL, n_out, NULL, NULL, 0};
     tps_output *outs = malloc(sizeof(tps_output) * n_out);
     rq.first = malloc(sizeof(size_t) * n_out);
     rq.sp = malloc(sizeof(tps_se_patches *) * n_out);
@@ -253,17 +248,9 @@ tps_status tps_cpu_local_standard_errors(tps_context *ctx, const tps_eval_job *j
         st = tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory for standard errors");
         goto done;
     }
-    n_out = 0;
-    for (size_t b = 0; b < job->n_quantities; ++b)
-        if (tps_quantity_needs(job->quantities[b].quantity) & TPS_NEEDS_VARIANCE)
-            outs[n_out++] = job->quantities[b];
+    tps_outputs_select(job->quantities, job->n_quantities, 1, outs);
+    tps_outputs_group(outs, n_out, rq.first, NULL);
     for (size_t b = 0; b < n_out && st == TPS_OK; ++b) {
-        rq.first[b] = b;
-        for (size_t c = 0; c < b; ++c)
-            if (outs[c].band == outs[b].band) {
-                rq.first[b] = c;
-                break;
-            }
         st = patches_of_band(ctx, md, outs[b].band, job->num_threads, &rq.sp[b]);
         for (size_t p = 0; st == TPS_OK && p < rq.sp[b]->n_patches; ++p) {
             const size_t bytes = tps_se_block_bytes(rq.sp[b]->f[p]);
@@ -273,20 +260,11 @@ tps_status tps_cpu_local_standard_errors(tps_context *ctx, const tps_eval_job *j
     if (st != TPS_OK)
         goto done;
     rq.work_bytes = (rq.work_bytes + 63) / 64 * 64;
-    rq.block0 = w->first_col / TPS_SE_BLOCK;
-    rq.blocks_per_row = (w->first_col + w->ncols - 1) / TPS_SE_BLOCK + 1 - rq.block0;
-    const size_t n_items = rq.blocks_per_row * w->nrows;
-    const int threads = tps_threads_for(job->num_threads, n_items, 1);
-    st = tps_scratch_alloc(ctx, &rq.scratch, threads,
+    st = tps_se_for_blocks(ctx, w, job->num_threads,
                            sizeof(double) * TPS_SE_BLOCK * (9 + n_out) + rq.work_bytes +
-                               tps_local_chunk_bytes(md->local));
-    if (st == TPS_OK) {
-        tps_blas_single_begin();
-        tps_parallel_for(n_items, threads, se_item, &rq);
-        tps_blas_single_end();
-    }
+                               tps_local_chunk_bytes(md->local),
+                           se_block, &rq);
 done:
-    tps_scratch_free(&rq.scratch);
     free(outs);
     free(rq.first);
     free(rq.sp);

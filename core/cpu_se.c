@@ -5,7 +5,7 @@
  * window's edge are computed and dropped), so that a cell's bytes come
  * from the same BLAS calls on the same block whatever the window, chunk
  * or thread; the BLAS runs single-threaded inside the items for the same
- * reason (and because the items are the parallelism). */
+ * reason (and because the items are the parallelism): tps_se_for_blocks. */
 #include "variance.h"
 
 #include <math.h>
@@ -19,19 +19,16 @@ typedef struct se_request {
     size_t *first;          /* outputs of one band share its variance */
     const tps_se_factor **factor;
     double *rho;
-    size_t block0, blocks_per_row;
     size_t work_bytes;
-    tps_scratch scratch;
 } se_request;
 
-static void se_item(size_t item, int thread, void *user)
+static void se_block(void *user, size_t row, size_t block, void *scratch)
 {
     const se_request *rq = user;
     const tps_eval_job *job = rq->job;
     const tps_model *md = job->model;
     const tps_window *w = &job->t.w;
-    const size_t row = item / rq->blocks_per_row, block = rq->block0 + item % rq->blocks_per_row;
-    double *pu = tps_scratch_at(&rq->scratch, thread);
+    double *pu = scratch;
     double *pv = pu + TPS_SE_BLOCK, *zs = pv + TPS_SE_BLOCK;
     double *a = zs + TPS_SE_BLOCK * md->n_cov; /* n_out blocks */
     void *work = a + TPS_SE_BLOCK * rq->n_out;
@@ -64,14 +61,12 @@ tps_status tps_cpu_standard_errors(tps_context *ctx, const tps_eval_job *job)
 {
     const tps_model *md = job->model;
     const tps_window *w = &job->t.w;
-    size_t n_out = 0;
-    for (size_t b = 0; b < job->n_quantities; ++b)
-        n_out += (tps_quantity_needs(job->quantities[b].quantity) & TPS_NEEDS_VARIANCE) != 0;
+    const size_t n_out = tps_outputs_select(job->quantities, job->n_quantities, 1, NULL);
     if (n_out == 0 || !job->t.is_grid || w->ncols == 0 || w->nrows == 0)
         return TPS_OK;
     if (md->local)
         return tps_cpu_local_standard_errors(ctx, job);
-    se_request rq = {job, NULL, n_out, NULL, NULL, NULL, 0, 0, 0, {NULL, 0}};
+    se_request rq = {job, NULL, n_out, NULL, NULL, NULL, 0};
     tps_output *outs = malloc(sizeof(tps_output) * n_out);
     rq.first = malloc(sizeof(size_t) * n_out);
     rq.factor = malloc(sizeof(tps_se_factor *) * n_out);
@@ -82,17 +77,9 @@ tps_status tps_cpu_standard_errors(tps_context *ctx, const tps_eval_job *job)
         st = tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory for standard errors");
         goto done;
     }
-    n_out = 0;
-    for (size_t b = 0; b < job->n_quantities; ++b)
-        if (tps_quantity_needs(job->quantities[b].quantity) & TPS_NEEDS_VARIANCE)
-            outs[n_out++] = job->quantities[b];
+    tps_outputs_select(job->quantities, job->n_quantities, 1, outs);
+    tps_outputs_group(outs, n_out, rq.first, NULL);
     for (size_t b = 0; b < n_out && st == TPS_OK; ++b) {
-        rq.first[b] = b;
-        for (size_t c = 0; c < b; ++c)
-            if (outs[c].band == outs[b].band) {
-                rq.first[b] = c;
-                break;
-            }
         st = tps_se_factor_of_band(ctx, md, outs[b].band, job->num_threads, &rq.factor[b]);
         rq.rho[b] = tps_se_rho(md, outs[b].band);
         if (st == TPS_OK && tps_se_block_bytes(rq.factor[b]) > rq.work_bytes)
@@ -100,20 +87,11 @@ tps_status tps_cpu_standard_errors(tps_context *ctx, const tps_eval_job *job)
     }
     if (st != TPS_OK)
         goto done;
-    rq.block0 = w->first_col / TPS_SE_BLOCK;
-    rq.blocks_per_row = (w->first_col + w->ncols - 1) / TPS_SE_BLOCK + 1 - rq.block0;
-    const size_t n_items = rq.blocks_per_row * w->nrows;
-    const int threads = tps_threads_for(job->num_threads, n_items, 1);
-    st = tps_scratch_alloc(ctx, &rq.scratch, threads,
+    st = tps_se_for_blocks(ctx, w, job->num_threads,
                            sizeof(double) * TPS_SE_BLOCK * (2 + md->n_cov + n_out) +
-                               rq.work_bytes);
-    if (st == TPS_OK) {
-        tps_blas_single_begin();
-        tps_parallel_for(n_items, threads, se_item, &rq);
-        tps_blas_single_end();
-    }
+                               rq.work_bytes,
+                           se_block, &rq);
 done:
-    tps_scratch_free(&rq.scratch);
     free(outs);
     free(rq.first);
     free(rq.factor);

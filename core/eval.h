@@ -81,11 +81,13 @@ size_t tps_targets_chunk(const tps_targets *t, size_t item, double *pu, double *
 void tps_output_store(const tps_output *o, size_t row, size_t col, double value);
 /* Outputs of one model band share their sums: first[k] is the first of
  * outputs[0 .. n) of output k's band, and needs[first[k]] the union of the
- * needs of that band's quantities (needs[k] is 0 for the others). */
+ * needs of that band's quantities (needs[k] is 0 for the others; needs may
+ * be NULL). */
 void tps_outputs_group(const tps_output *outputs, size_t n, size_t *first, unsigned *needs);
-/* The outputs of in[0 .. n) that do not need the variance, copied into out
- * in order; returns how many. */
-size_t tps_outputs_without_variance(const tps_output *in, size_t n, tps_output *out);
+/* The outputs of in[0 .. n) that need the variance (variance nonzero) or
+ * do not (0), copied into out in order (out NULL: only counted); returns
+ * how many. */
+size_t tps_outputs_select(const tps_output *in, size_t n, int variance, tps_output *out);
 
 /* ---- quantities (quantity.c) ---- */
 /* The sums quantity q needs (TPS_NEEDS_*); 0 for an unknown one. */
@@ -143,10 +145,11 @@ typedef struct tps_eval_job {
     size_t gpu_max_bytes;
 } tps_eval_job;
 
+typedef tps_status (*tps_backend_fn)(tps_context *ctx, const tps_eval_job *job);
 typedef struct tps_backend {
     const char *name;
-    tps_status (*values)(tps_context *ctx, const tps_eval_job *job);
-    tps_status (*quantities)(tps_context *ctx, const tps_eval_job *job);
+    tps_backend_fn values;
+    tps_backend_fn quantities;
 } tps_backend;
 
 extern const tps_backend tps_backend_cpu_global; /* cpu_global.c */
@@ -157,11 +160,29 @@ tps_status tps_cpu_local_quantities(tps_context *ctx, const tps_eval_job *job);
 /* The outputs of job->quantities that need the variance (the standard
  * error) on the CPU, grids only: a global model's in cpu_se.c, a local
  * one's in cpu_local_se.c. The backends' `quantities` leave those outputs
- * to them (tps_outputs_without_variance). */
+ * to them (tps_quantities_split). */
 tps_status tps_cpu_standard_errors(tps_context *ctx, const tps_eval_job *job);
 tps_status tps_cpu_local_standard_errors(tps_context *ctx, const tps_eval_job *job);
 /* ... on the GPU (gpu_se.c). */
 tps_status tps_gpu_standard_errors(tps_context *ctx, const tps_eval_job *job);
+/* The CPU backends' pass over the n_items work items of job's quantities
+ * (output.c): the outputs grouped by band (tps_outputs_group), then
+ * chunk(item, thread, pass) for every item on `threads` threads, each with
+ * `scratch_bytes` of zeroed scratch (tps_scratch_at(&pass->scratch,
+ * thread)). */
+typedef struct tps_quantity_pass {
+    const tps_eval_job *job;
+    size_t *first;       /* tps_outputs_group: the sums of output first[b] serve output b */
+    unsigned *needs;
+    tps_scratch scratch; /* per thread */
+} tps_quantity_pass;
+tps_status tps_quantity_pass_run(tps_context *ctx, const tps_eval_job *job, size_t n_items,
+                                 int threads, size_t scratch_bytes, tps_parallel_body chunk);
+/* A backend's `quantities` (output.c): `sums` on the job's outputs that
+ * do not need the variance, then, when it succeeded, `standard_errors` on
+ * the job (which takes the outputs that do). */
+tps_status tps_quantities_split(tps_context *ctx, const tps_eval_job *job, tps_backend_fn sums,
+                                tps_backend_fn standard_errors);
 
 #ifdef __cplusplus
 }

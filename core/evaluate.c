@@ -91,16 +91,23 @@ static tps_status kernel_for(tps_context *ctx, tps_cpu_kernel which, tps_kernel_
     return TPS_OK;
 }
 
+/* What both public calls check first: a model, and the kernel `which`. */
+static tps_status begin(tps_context *ctx, const tps_model *model, tps_cpu_kernel which,
+                        tps_kernel_fn *kernel)
+{
+    tps_clear_error(ctx);
+    if (!model)
+        return tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT, "no model");
+    return kernel_for(ctx, which, kernel);
+}
+
 tps_status tps_evaluate_grid_kernel(tps_context *ctx, const tps_model *model,
                                     const tps_grid *grid, size_t n_outputs,
                                     const tps_output *outputs, const tps_eval_options *options,
                                     tps_cpu_kernel which)
 {
-    tps_clear_error(ctx);
-    if (!model)
-        return tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT, "no model");
     tps_kernel_fn kernel;
-    tps_status st = kernel_for(ctx, which, &kernel);
+    tps_status st = begin(ctx, model, which, &kernel);
     if (st != TPS_OK)
         return st;
     if (!grid || (n_outputs > 0 && !outputs))
@@ -256,11 +263,8 @@ tps_status tps_evaluate_points_kernel(tps_context *ctx, const tps_model *model, 
                                       size_t n, const double *x, const double *y, double *out,
                                       const tps_eval_options *options, tps_cpu_kernel which)
 {
-    tps_clear_error(ctx);
-    if (!model)
-        return tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT, "no model");
     tps_kernel_fn kernel;
-    tps_status st = kernel_for(ctx, which, &kernel);
+    tps_status st = begin(ctx, model, which, &kernel);
     if (st != TPS_OK)
         return st;
     if (band >= model->n_bands || (n > 0 && (!x || !y || !out)))

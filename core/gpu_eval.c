@@ -280,17 +280,7 @@ static tps_status sums_quantities(tps_context *ctx, const tps_eval_job *job)
 /* The quantities formed from sums on the device, then the standard errors. */
 static tps_status quantities(tps_context *ctx, const tps_eval_job *job)
 {
-    if (job->n_quantities == 0)
-        return TPS_OK;
-    tps_output *others = malloc(sizeof(tps_output) * job->n_quantities);
-    if (!others)
-        return tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory");
-    tps_eval_job sub = *job;
-    sub.quantities = others;
-    sub.n_quantities = tps_outputs_without_variance(job->quantities, job->n_quantities, others);
-    tps_status st = sums_quantities(ctx, &sub);
-    free(others);
-    return st == TPS_OK ? tps_gpu_standard_errors(ctx, job) : st;
+    return tps_quantities_split(ctx, job, sums_quantities, tps_gpu_standard_errors);
 }
 
 const tps_backend tps_backend_gpu = {"GPU", values, quantities};

@@ -106,9 +106,7 @@ tps_status tps_gpu_standard_errors(tps_context *ctx, const tps_eval_job *job)
 {
     const tps_model *md = job->model;
     const tps_window *g = &job->t.w;
-    size_t n_out = 0;
-    for (size_t b = 0; b < job->n_quantities; ++b)
-        n_out += (tps_quantity_needs(job->quantities[b].quantity) & TPS_NEEDS_VARIANCE) != 0;
+    const size_t n_out = tps_outputs_select(job->quantities, job->n_quantities, 1, NULL);
     if (n_out == 0 || g->ncols == 0 || g->nrows == 0)
         return TPS_OK;
     if (md->local) {

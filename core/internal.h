@@ -78,6 +78,13 @@ struct tps_model {
     int weighted;
 };
 
+/* What tps_model_create and tps_model_load both make of a model whose
+ * n_bands and n_cov are set (model.c): its locks (the device copy and the
+ * standard error's factorisations are made on first use, under them) and
+ * its per-band and per-covariate arrays, zeroed. 0 when any of it failed
+ * (se_lock_ready 0: a mutex); tps_model_destroy frees what was made. */
+int tps_model_alloc_parts(tps_model *md);
+
 /* ---- errors and messages (context.c) ---- */
 /* A NULL context is allowed everywhere (tps.h): then the status still
  * comes back, the message is dropped. */

@@ -84,6 +84,29 @@ tps_model *tps_model_destroy(tps_model *model)
  * Points with a non-finite covariate are dropped; md->cov receives the
  * covariates averaged like the values; n_obs[b] the observations of band b
  * that were kept (before merging). */
+int tps_model_alloc_parts(tps_model *md)
+{
+    const size_t nb = md->n_bands, nc = md->n_cov;
+    md->gpu_lock_ready = pthread_mutex_init(&md->gpu_lock, NULL) == 0;
+    md->se_lock_ready = md->gpu_lock_ready && pthread_mutex_init(&md->se_lock, NULL) == 0;
+    md->half_weights = calloc(nb, sizeof(double *));
+    md->affine = calloc(nb, sizeof(double[3]));
+    md->band_info = calloc(nb, sizeof(tps_band_info));
+    md->point_w = calloc(nb, sizeof(double *));
+    md->se = calloc(nb, sizeof(struct tps_se_factor *));
+    md->se_patches = calloc(nb, sizeof(struct tps_se_patches *));
+    md->gpu_se = calloc(nb, sizeof(struct tps_gpu_se *));
+    if (nc) {
+        md->cov = calloc(nc, sizeof(double *));
+        md->cov_mean = calloc(nc, sizeof(double));
+        md->cov_scale = calloc(nc, sizeof(double));
+        md->cov_coef = calloc(nc * nb, sizeof(double));
+    }
+    return md->se_lock_ready && md->half_weights && md->affine && md->band_info &&
+           md->point_w && md->se && md->se_patches && md->gpu_se &&
+           (!nc || (md->cov && md->cov_mean && md->cov_scale && md->cov_coef));
+}
+
 static tps_status merge_points(tps_context *ctx, tps_model *md, size_t n_points, const double *x,
                                const double *y, const double *const *values,
                                const tps_fit_options *options, double **merged,
@@ -607,48 +630,34 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
     size_t *group = malloc(sizeof(size_t) * n_bands);
     char *assigned = calloc(n_bands, 1);
     size_t *n_obs = NULL;
+    int ok = 0; /* 1 once the model is whole; until then `done` destroys it */
     if (!md || !merged || !group || !assigned || (options->weights && !merged_w)) {
         tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory");
-        goto fail;
+        goto done;
     }
     md->n_bands = n_bands;
-    md->gpu_lock_ready = pthread_mutex_init(&md->gpu_lock, NULL) == 0;
-    md->se_lock_ready = md->gpu_lock_ready && pthread_mutex_init(&md->se_lock, NULL) == 0;
+    md->n_cov = options->n_covariates;
+    const int parts = tps_model_alloc_parts(md);
     if (!md->se_lock_ready) {
         tps_set_error(ctx, TPS_ERR_INTERNAL, "cannot create a mutex");
-        goto fail;
+        goto done;
     }
     md->info.n_input = n_points;
     md->info.n_bands = n_bands;
     md->info.solve_device = TPS_DEVICE_CPU;
-    md->half_weights = calloc(n_bands, sizeof(double *));
-    md->affine = calloc(n_bands, sizeof(double[3]));
-    md->band_info = calloc(n_bands, sizeof(tps_band_info));
-    md->point_w = calloc(n_bands, sizeof(double *));
-    md->se = calloc(n_bands, sizeof(struct tps_se_factor *));
-    md->se_patches = calloc(n_bands, sizeof(struct tps_se_patches *));
-    md->gpu_se = calloc(n_bands, sizeof(struct tps_gpu_se *));
     md->weighted = options->weights != NULL;
     n_obs = calloc(n_bands, sizeof(size_t));
-    md->n_cov = options->n_covariates;
     md->info.n_covariates = md->n_cov;
-    if (md->n_cov) {
-        md->cov = calloc(md->n_cov, sizeof(double *));
-        md->cov_mean = calloc(md->n_cov, sizeof(double));
-        md->cov_scale = calloc(md->n_cov, sizeof(double));
-        md->cov_coef = calloc(md->n_cov * n_bands, sizeof(double));
-    }
-    if (!md->half_weights || !md->affine || !md->band_info || !md->point_w || !md->se ||
-        !md->se_patches || !md->gpu_se || !n_obs || (md->n_cov && (!md->cov || !md->cov_mean || !md->cov_scale || !md->cov_coef))) {
+    if (!parts || !n_obs) {
         tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory");
-        goto fail;
+        goto done;
     }
     if (merge_points(ctx, md, n_points, x, y, values, options, merged, merged_w, n_obs) !=
         TPS_OK)
-        goto fail;
+        goto done;
     scale_points(md);
     if (tps_covariates_scale(ctx, md, options->covariate_names) != TPS_OK)
-        goto fail;
+        goto done;
 
     for (size_t b = 0; b < n_bands; ++b) {
         tps_band_info *bi = &md->band_info[b];
@@ -675,7 +684,7 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
         md->half_weights[b] = calloc(md->n ? md->n : 1, sizeof(double));
         if (!md->half_weights[b]) {
             tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory");
-            goto fail;
+            goto done;
         }
     }
 
@@ -732,7 +741,7 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
                          tps_context_errmsg(ctx), global_need);
                 tps_set_error(ctx, TPS_ERR_MEMORY_LIMIT, "%s", msg);
             }
-            goto fail;
+            goto done;
         }
         tps_log(ctx, TPS_LOG_DEBUG, "%s model of %zu points: %zu patches",
                 options->mode == TPS_MODE_AUTO ? "AUTO chose a local" : "local", md->n,
@@ -742,7 +751,7 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
     for (size_t b = 0; b < n_bands && mode == TPS_MODE_GLOBAL; ++b)
         if (md->band_info[b].smoothing_gcv &&
             select_gcv(ctx, md, merged, merged_w, b, options) != TPS_OK)
-            goto fail;
+            goto done;
     for (size_t b = 0; b < n_bands && mode == TPS_MODE_GLOBAL; ++b) {
         if (assigned[b])
             continue;
@@ -755,7 +764,7 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
             }
         }
         if (solve_group(ctx, md, merged, merged_w, group, n_group, n_obs, options) != TPS_OK)
-            goto fail;
+            goto done;
     }
     /* What the standard error's factorisation needs of each band's solve:
      * which points took part, with which weights. */
@@ -770,29 +779,17 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
         md->point_w[b] = malloc(sizeof(double) * (md->n ? md->n : 1));
         if (!md->point_w[b]) {
             tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory");
-            goto fail;
+            goto done;
         }
         for (size_t i = 0; i < md->n; ++i)
             md->point_w[b][i] = isfinite(merged[b][i]) ? 1.0 : 0.0;
     }
     if (measure_residuals(ctx, md, merged, options->num_threads) != TPS_OK)
-        goto fail;
+        goto done;
     md->info.solve_seconds = tps_now_seconds() - t0;
+    ok = 1;
 
-    for (size_t b = 0; b < n_bands; ++b) {
-        free(merged[b]);
-        if (merged_w)
-            free(merged_w[b]);
-    }
-    free(merged);
-    free(merged_w);
-    free(group);
-    free(assigned);
-    free(n_obs);
-    tps_progress_end(outer_progress);
-    return md;
-
-fail:
+done:
     for (size_t b = 0; b < n_bands; ++b) {
         if (merged)
             free(merged[b]);
@@ -804,9 +801,10 @@ fail:
     free(group);
     free(assigned);
     free(n_obs);
-    tps_model_destroy(md);
+    if (!ok)
+        md = tps_model_destroy(md);
     tps_progress_end(outer_progress);
-    return NULL;
+    return md;
 }
 
 size_t tps_model_device_uploads(const tps_model *model)

@@ -624,31 +624,13 @@ tps_model *tps_model_load(tps_context *ctx, const void *data, size_t size,
     }
     md->n = n;
     md->n_bands = n_bands;
-    /* As tps_model_create does: the device copy and the standard error's
-     * factorisations are made on first use, under these locks. */
-    md->gpu_lock_ready = pthread_mutex_init(&md->gpu_lock, NULL) == 0;
-    md->se_lock_ready = md->gpu_lock_ready && pthread_mutex_init(&md->se_lock, NULL) == 0;
+    md->n_cov = (size_t)kind.n_cov;
+    int ok = tps_model_alloc_parts(md);
     md->u = malloc(sizeof(double) * n);
     md->v = malloc(sizeof(double) * n);
-    md->half_weights = calloc(n_bands, sizeof(double *));
-    md->affine = calloc(n_bands, sizeof(double[3]));
-    md->band_info = calloc(n_bands, sizeof(tps_band_info));
-    md->point_w = calloc(n_bands, sizeof(double *));
-    md->se = calloc(n_bands, sizeof(struct tps_se_factor *));
-    md->se_patches = calloc(n_bands, sizeof(struct tps_se_patches *));
-    md->gpu_se = calloc(n_bands, sizeof(struct tps_gpu_se *));
+    ok = ok && md->u && md->v;
     /* before version 4 nobody said: -1, unknown (no local standard error) */
     md->weighted = kind.version >= 4 ? kind.weighted : -1;
-    md->n_cov = (size_t)kind.n_cov;
-    if (md->n_cov) {
-        md->cov = calloc(md->n_cov, sizeof(double *));
-        md->cov_mean = calloc(md->n_cov, sizeof(double));
-        md->cov_scale = calloc(md->n_cov, sizeof(double));
-        md->cov_coef = calloc(md->n_cov * n_bands, sizeof(double));
-    }
-    int ok = md->se_lock_ready && md->u && md->v && md->half_weights && md->affine &&
-             md->band_info && md->point_w && md->se && md->se_patches && md->gpu_se &&
-             (!md->n_cov || (md->cov && md->cov_mean && md->cov_scale && md->cov_coef));
     for (size_t k = 0; ok && k < md->n_cov; ++k)
         ok = (md->cov[k] = malloc(sizeof(double) * n)) != NULL;
     for (size_t b = 0; ok && kind.point_weights && b < n_bands; ++b)

@@ -225,6 +225,37 @@ void tps_se_block_window(const tps_window *w, size_t block, size_t *k0, size_t *
     *k1 = (w1 < c1 ? w1 : c1) - c0;
 }
 
+typedef struct block_loop {
+    size_t block0, blocks_per_row;
+    tps_scratch scratch;
+    tps_se_block_fn fn;
+    void *user;
+} block_loop;
+
+static void block_item(size_t item, int thread, void *user)
+{
+    const block_loop *bl = user;
+    bl->fn(bl->user, item / bl->blocks_per_row, bl->block0 + item % bl->blocks_per_row,
+           tps_scratch_at(&bl->scratch, thread));
+}
+
+tps_status tps_se_for_blocks(tps_context *ctx, const tps_window *w, int num_threads,
+                             size_t scratch_bytes, tps_se_block_fn fn, void *user)
+{
+    block_loop bl = {w->first_col / TPS_SE_BLOCK, 0, {NULL, 0}, fn, user};
+    bl.blocks_per_row = (w->first_col + w->ncols - 1) / TPS_SE_BLOCK + 1 - bl.block0;
+    const size_t n_items = bl.blocks_per_row * w->nrows;
+    const int threads = tps_threads_for(num_threads, n_items, 1);
+    tps_status st = tps_scratch_alloc(ctx, &bl.scratch, threads, scratch_bytes);
+    if (st == TPS_OK) {
+        tps_blas_single_begin();
+        tps_parallel_for(n_items, threads, block_item, &bl);
+        tps_blas_single_end();
+    }
+    tps_scratch_free(&bl.scratch);
+    return st;
+}
+
 /* k (n x B, leading dimension ld) <- Q^T k, Q^T = H_m .. H_1 from the
  * reflectors in p: H_1 first (tps_reflect: threads share p). */
 static void apply_qt_left(size_t n, size_t m, const double *p, const double *tau, double *k,

@@ -77,6 +77,14 @@ void tps_se_block(const tps_se_factor *f, tps_kernel_fn kernel, size_t count, co
  * inside the window (cpu_se.c). */
 void tps_se_block_targets(const tps_window *w, size_t row, size_t block, double *pu, double *pv);
 void tps_se_block_window(const tps_window *w, size_t block, size_t *k0, size_t *k1);
+/* Calls fn(user, row, block, scratch) for every block of every row of
+ * window w (the blocks that hold a cell of it) on up to num_threads
+ * threads, each with `scratch_bytes` of zeroed scratch of its own, the
+ * BLAS single-threaded inside (the blocks are the parallelism; a cell's
+ * bytes must not depend on the threads). cpu_se.c and cpu_local_se.c. */
+typedef void (*tps_se_block_fn)(void *user, size_t row, size_t block, void *scratch);
+tps_status tps_se_for_blocks(tps_context *ctx, const tps_window *w, int num_threads,
+                             size_t scratch_bytes, tps_se_block_fn fn, void *user);
 
 /* A band's rho for tps_se_block: sigma2 / (8 pi) (our kernel r^2 log r)
  * in the model's scaled units (times scale^2). */
