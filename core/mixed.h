@@ -74,6 +74,7 @@ typedef struct tps_mixed_layout {
     double *group_coef;
     double *group_near; /* (n_groups x n_bands) x 4: sum w, w qu, w qv, w |q|^2 of the split
                            FP32 weights and offsets (exact products) */
+    double *abs_h;      /* n_bands: the band's sum |h| (its tiles' sums, in tile order) */
 } tps_mixed_layout;
 
 /* Builds the layout of n points (u, v) and n_bands arrays of half-weights

@@ -298,21 +298,14 @@ tps_status tps_mixed_emulate_grid(tps_context *ctx, const tps_model *model, cons
     /* The budget from every band, as the GPU's upload has them (gpu/global.cu). */
     {
         double *range = calloc(model->n_bands, sizeof *range);
-        double *abs_h = calloc(model->n_bands, sizeof *abs_h);
-        if (!range || !abs_h) {
-            free(range);
-            free(abs_h);
+        if (!range) {
             tps_mixed_layout_free(&E.L);
             return tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory for the MIXED layout");
         }
-        for (size_t b = 0; b < model->n_bands; ++b) {
+        for (size_t b = 0; b < model->n_bands; ++b)
             range[b] = model->band_info[b].value_max - model->band_info[b].value_min;
-            for (size_t t = 0; t < E.L.n_tiles; ++t)
-                abs_h[b] += E.L.tile_coef[(t * model->n_bands + b) * TPS_MIXED_COEF];
-        }
-        E.budget = tps_mixed_trunc_budget(E.tolerance, range, abs_h, model->n_bands);
+        E.budget = tps_mixed_trunc_budget(E.tolerance, range, E.L.abs_h, model->n_bands);
         free(range);
-        free(abs_h);
     }
     if (block_stride < 1)
         block_stride = 1;
@@ -332,9 +325,7 @@ tps_status tps_mixed_emulate_grid(tps_context *ctx, const tps_model *model, cons
             ps.out[b] = &outputs[k0 + (size_t)b];
             ps.tol[b] = E.tolerance * range;
             ps.inv_range[b] = range > 0.0 ? 1.0 / range : 0.0;
-            for (size_t t = 0; t < E.L.n_tiles; ++t)
-                ps.abs_h[b] += E.L.tile_coef[(t * model->n_bands + (size_t)ps.band0 + (size_t)b) *
-                                             TPS_MIXED_COEF];
+            ps.abs_h[b] = E.L.abs_h[ps.band0 + b];
         }
         for (size_t by = by0; by < by1 && st == TPS_OK; ++by)
             for (size_t bx = bx0; bx < bx1 && st == TPS_OK; ++bx)

@@ -121,6 +121,7 @@ void tps_mixed_layout_free(tps_mixed_layout *L)
     free(L->tile_coef);
     free(L->group_coef);
     free(L->group_near);
+    free(L->abs_h);
     memset(L, 0, sizeof *L);
 }
 
@@ -146,8 +147,9 @@ tps_status tps_mixed_layout_build(tps_mixed_layout *L, size_t n, const double *u
     L->tile_coef = calloc(tiles * n_bands * TPS_MIXED_COEF + 1, sizeof(double));
     L->group_coef = calloc(groups * n_bands * TPS_MIXED_COEF + 1, sizeof(double));
     L->group_near = calloc(groups * n_bands * 4 + 1, sizeof(double));
+    L->abs_h = calloc(n_bands + 1, sizeof(double));
     if (!idx || !scratch || !L->perm || !L->q || !L->w || !L->wlo || !L->tile || !L->group ||
-        !L->tile_coef || !L->group_coef || !L->group_near) {
+        !L->tile_coef || !L->group_coef || !L->group_near || !L->abs_h) {
         free(idx);
         free(scratch);
         tps_mixed_layout_free(L);
@@ -206,6 +208,9 @@ tps_status tps_mixed_layout_build(tps_mixed_layout *L, size_t n, const double *u
             }
         }
     }
+    for (size_t b = 0; b < n_bands; ++b)
+        for (size_t t = 0; t < tiles; ++t)
+            L->abs_h[b] += L->tile_coef[(t * n_bands + b) * TPS_MIXED_COEF];
     free(idx);
     free(scratch);
     return TPS_OK;

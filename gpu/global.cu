@@ -229,8 +229,7 @@ extern "C" tps_gpu_model *tps_gpu_model_create(size_t n, const double *u, const 
                 w[b * np + i] = half_weights[b][i];
             memcpy(m->affine[b], affine[b], sizeof affine[b]);
             m->mixed.range[b] = band_range[b];
-            for (size_t t = 0; t < mixed->n_tiles; ++t)
-                m->mixed.abs_h[b] += mixed->tile_coef[(t * n_bands + b) * TPS_MIXED_COEF];
+            m->mixed.abs_h[b] = mixed->abs_h[b];
         }
         const LogTable log_table = make_log_table();
         if (tps_gpu_fault_upload()) {

@@ -117,6 +117,13 @@ static void layout_checks(int quick)
     CHECK(L.n_pad == L.n_tiles * TPS_MIXED_TILE && L.n_groups == L.n_tiles * 8 &&
               L.n_pad >= md->n && L.n_pad < md->n + TPS_MIXED_TILE,
           "sizes %zu %zu %zu", L.n_pad, L.n_tiles, L.n_groups);
+    for (size_t b = 0; b < md->n_bands; ++b) { /* each band's sum |h|, from its points */
+        double sum = 0.0;
+        for (size_t i = 0; i < md->n; ++i)
+            sum += fabs(md->half_weights[b][i]);
+        CHECK(fabs(L.abs_h[b] - sum) <= 1e-12 * sum, "band %zu: sum |h| %.17g, points say %.17g",
+              b, L.abs_h[b], sum);
+    }
     char *seen = calloc(md->n, 1);
     int once = 1, inside = 1, offsets = 1, padding = 1;
     for (size_t k = 0; k < L.n_pad; ++k) {
