@@ -122,6 +122,16 @@ static tps_status apply_a(solver *s, const double *x, double *y, tps_error *err)
     return st;
 }
 
+/* t = M x, timed for the debug log (every application: the inner ones and
+ * the one per restart cycle). */
+static tps_status apply_m(solver *s, const double *x, tps_error *err)
+{
+    const double t0 = tps_now_seconds();
+    tps_status st = tps_precond_apply(s->pc, s->mv, x, s->t, err);
+    s->t_precond += tps_now_seconds() - t0;
+    return st;
+}
+
 /* r = z - A x (unprojected in full, projected in r); returns ||Pi r||. */
 static tps_status residual(solver *s, const double *z, const double *x, double *full,
                            double *r, double *norm, tps_error *err)
@@ -160,9 +170,7 @@ static tps_status gmres(solver *s, const double *z, double tol, int max_iter, do
         int k = 0; /* columns of this cycle */
         while (k < RESTART && its < max_iter) {
             double *vk = basis + (size_t)k * n, *w = basis + (size_t)(k + 1) * n;
-            const double t0 = tps_now_seconds();
-            st = tps_precond_apply(s->pc, s->mv, vk, s->t, err);
-            s->t_precond += tps_now_seconds() - t0;
+            st = apply_m(s, vk, err);
             if (st == TPS_OK)
                 st = apply_a(s, s->t, w, err);
             if (st != TPS_OK)
@@ -215,7 +223,7 @@ static tps_status gmres(solver *s, const double *z, double tol, int max_iter, do
         memset(full, 0, sizeof(double) * n);
         for (int i = 0; i < k; ++i)
             axpy(n, y[i], basis + (size_t)i * n, full);
-        st = tps_precond_apply(s->pc, s->mv, full, s->t, err);
+        st = apply_m(s, full, err);
         if (st != TPS_OK)
             return st;
         axpy(n, 1.0, s->t, x);
