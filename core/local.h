@@ -94,6 +94,31 @@ tps_status tps_local_cv_start(tps_context *ctx, tps_model *md, const struct tps_
 /* After the solves: each LOO band's RMSE and MAE from its blended sums. */
 void tps_local_cv_finish(tps_model *md, double *const *merged, double *const *loo_sum);
 
+/* ---- linear covariates (local_cov.c) ---- */
+/* One coefficient per covariate and band, estimated from the patches'
+ * solves of each covariate's column (docs/design.md). */
+typedef struct tps_local_cov tps_local_cov;
+/* Before the patches: each band's fixed part [1 u v c_1 ..] over all its
+ * points has full rank (the global model's test; names the covariate). */
+tps_status tps_local_cov_check(tps_context *ctx, const tps_model *md, double *const *merged,
+                               const char *const *names);
+/* Bytes the covariates add to a build of n_entries patch entries. */
+size_t tps_local_cov_bytes(const tps_model *md, size_t n_entries, size_t n_patches);
+/* NULL: out of memory. */
+tps_local_cov *tps_local_cov_create(const tps_model *md, size_t n_patches);
+tps_local_cov *tps_local_cov_destroy(tps_local_cov *lcv);
+/* Patch p's solve of one group of bands (serially, in patch order): ng
+ * bands, its m points (model indices idx, positions sub in the patch), w
+ * and a: the ng bands' weights and affine parts, then the n_cov
+ * covariates'. 0: out of memory. */
+int tps_local_cov_add(tps_local_cov *lcv, const tps_model *md, const patch *pt, size_t p,
+                      size_t ng, const size_t *bands, size_t m, const size_t *idx,
+                      const size_t *sub, double *const *w, const double (*a)[3]);
+/* After every patch: each band's coefficients into md->cov_coef, and each
+ * patch's weights and affine parts made those of z - C b. */
+tps_status tps_local_cov_finish(tps_context *ctx, tps_local_cov *lcv, tps_model *md,
+                                struct tps_local *lc, const char *const *names, int threads);
+
 /* ---- evaluation (local_lookup.c; the CPU backend: cpu_local.c,
  * cpu_local_deriv.c) ---- */
 /* A target costs a few patches of a few hundred points: threads pay from a

@@ -571,12 +571,6 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
             return NULL;
         }
     }
-    if (options->n_covariates && options->mode == TPS_MODE_LOCAL) {
-        tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT,
-                      "covariates need MODE=GLOBAL: a local model's patches would each fit "
-                      "their own covariate coefficients");
-        return NULL;
-    }
 
     for (size_t i = 0; options->weights && i < n_points; ++i) {
         const double wi = options->weights[i];
@@ -590,6 +584,17 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
     int any_gcv = 0;
     for (size_t b = 0; b < n_bands; ++b)
         any_gcv |= options->smoothing_gcv && options->smoothing_gcv[b];
+    /* A local model's covariates are estimated at a fixed lambda
+     * (local_cov.c); GCV and leave-one-out with them are the global
+     * model's (docs/design.md). */
+    const int cov_cv = options->n_covariates && (any_gcv || options->cross_validation);
+    if (cov_cv && options->mode == TPS_MODE_LOCAL) {
+        tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT,
+                      "%s with covariates needs MODE=GLOBAL (or AUTO): a local model "
+                      "estimates covariates at a fixed smoothing only",
+                      any_gcv ? "GCV" : "cross-validation");
+        return NULL;
+    }
     if (options->solver != TPS_SOLVER_AUTO && options->solver != TPS_SOLVER_DIRECT &&
         options->solver != TPS_SOLVER_ITERATIVE) {
         tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT, "unknown solver %d", (int)options->solver);
@@ -722,10 +727,12 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
         mode = TPS_MODE_GLOBAL;
         tps_log(ctx, TPS_LOG_DEBUG, "AUTO chose the global model: SOLVER=ITERATIVE asks for it");
     }
-    /* A local model's patches would each fit their own covariates. */
-    if (mode == TPS_MODE_AUTO && md->n_cov) {
+    /* GCV and leave-one-out with covariates are the global model's. */
+    if (mode == TPS_MODE_AUTO && md->n_cov &&
+        (any_gcv || options->cross_validation)) {
         mode = TPS_MODE_GLOBAL;
-        tps_log(ctx, TPS_LOG_DEBUG, "AUTO chose the global model: covariates need it");
+        tps_log(ctx, TPS_LOG_DEBUG, "AUTO chose the global model: %s with covariates needs it",
+                any_gcv ? "GCV" : "cross-validation");
     }
     if (mode == TPS_MODE_AUTO)
         mode = md->n <= global_max && (!options->max_memory || global_need <= options->max_memory)

@@ -1,0 +1,360 @@
+/* test_local_cov.c: linear covariates on LOCAL models (issue 14).
+ *
+ * 1. One patch (patch points above N): the local model's one patch is the
+ *    global partial spline, and its covariate coefficients b = (C^T R C)^-1
+ *    C^T R z are the global model's (R the spline's data-to-kernel-
+ *    coefficient operator): coefficients and values within 1e-9 relative
+ *    of the GLOBAL model's, at lambda 0 and lambda > 0, with per-point
+ *    weights, two covariates.
+ * 2. Many patches, z = Franke + 2 c + noise with c an analytic field that
+ *    varies within a patch: b within 1 % of the global model's b (measured
+ *    0.23 %, as far as the global b is from the true 2 at this noise),
+ *    and the surface within 1e-3 of the global one's range inside
+ *    [0.05, 0.95]^2. The values blend the patches and add b c(x) exactly
+ *    (checked against the covariate-free local model of z - b c, which is
+ *    the same model by linearity).
+ * 3. Bad covariates: one collinear with x, y and a constant, and a
+ *    constant one, refused with their names before any patch is solved.
+ * 4. A saved local model with covariates loads back to the same bytes of
+ *    every value; neither the fit nor the evaluation depends on the
+ *    threads.
+ * 5. GCV and cross-validation with covariates on a LOCAL model are refused
+ *    (the global model's; docs/design.md), and AUTO picks GLOBAL for them;
+ *    the standard error of a local model with covariates is refused. */
+#include "check.h"
+#include "testdata.h"
+#include "tps.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static double gauss(void)
+{
+    const double u1 = uniform() + 1e-300, u2 = uniform();
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+/* Two covariates that vary within a patch of a few hundred points. */
+static double cov1(double x, double y)
+{
+    return sin(17.0 * x + 3.0 * y) * cos(13.0 * y);
+}
+
+static double cov2(double x, double y)
+{
+    return exp(-8.0 * ((x - 0.4) * (x - 0.4) + (y - 0.6) * (y - 0.6))) + 0.3 * cos(21.0 * x * y);
+}
+
+typedef struct data {
+    size_t n;
+    double *x, *y, *z, *w, *c[2];
+} data;
+
+static data make_data(size_t n, double noise, double b1, double b2)
+{
+    data d;
+    d.n = n;
+    d.x = malloc(sizeof(double) * n * 6);
+    d.y = d.x + n;
+    d.z = d.y + n;
+    d.w = d.z + n;
+    d.c[0] = d.w + n;
+    d.c[1] = d.c[0] + n;
+    for (size_t i = 0; i < n; ++i) {
+        d.x[i] = uniform();
+        d.y[i] = uniform();
+        d.c[0][i] = cov1(d.x[i], d.y[i]);
+        d.c[1][i] = cov2(d.x[i], d.y[i]);
+        d.z[i] = franke(d.x[i], d.y[i]) + b1 * d.c[0][i] + b2 * d.c[1][i] + noise * gauss();
+        d.w[i] = 0.5 + 1.5 * uniform();
+    }
+    return d;
+}
+
+static const char *names[2] = {"ridge", "bump"};
+
+static tps_model *fit(tps_context *ctx, const data *d, size_t nc, const double *const *cov,
+                      const double *z, int weighted, double lambda, tps_mode mode, size_t pp,
+                      double overlap, int threads)
+{
+    tps_fit_options o;
+    tps_fit_options_init(&o);
+    o.mode = mode;
+    o.patch_points = pp;
+    o.overlap = overlap;
+    o.num_threads = threads;
+    o.device = TPS_DEVICE_CPU;
+    o.weights = weighted ? d->w : NULL;
+    o.n_covariates = nc;
+    o.covariates = cov;
+    o.covariate_names = names;
+    const double *vals[1] = {z};
+    return tps_model_create(ctx, d->n, d->x, d->y, 1, vals, &lambda, &o);
+}
+
+/* The model's values at nt targets whose covariates are tc (nc planes). */
+static int values(tps_context *ctx, const tps_model *m, size_t nc, size_t nt, const double *tx,
+                  const double *ty, const double *const *tc, double *out, int threads)
+{
+    tps_plane planes[2];
+    for (size_t k = 0; k < nc; ++k)
+        planes[k] = (tps_plane){tc[k], TPS_FLOAT64, sizeof(double), 0};
+    tps_eval_options eo;
+    tps_eval_options_init(&eo);
+    eo.device = TPS_DEVICE_CPU;
+    eo.num_threads = threads;
+    eo.covariates = nc ? planes : NULL;
+    return tps_evaluate_points(ctx, m, 0, nt, tx, ty, out, &eo) == TPS_OK;
+}
+
+enum { NT = 4000 };
+static double tx[NT], ty[NT], tc0[NT], tc1[NT];
+
+static void make_targets(double lo, double hi)
+{
+    for (size_t k = 0; k < NT; ++k) {
+        tx[k] = lo + (hi - lo) * uniform();
+        ty[k] = lo + (hi - lo) * uniform();
+        tc0[k] = cov1(tx[k], ty[k]);
+        tc1[k] = cov2(tx[k], ty[k]);
+    }
+}
+
+static const double *const tcs[2] = {tc0, tc1};
+
+/* 1. One patch is the global partial spline. */
+static void test_one_patch(tps_context *ctx)
+{
+    data d = make_data(400, 0.02, 2.0, -1.0);
+    const double *cov[2] = {d.c[0], d.c[1]};
+    make_targets(-0.05, 1.05);
+    static double fg[NT], fl[NT];
+    const double lambdas[3] = {0.0, 1e-4, 1e-2};
+    for (int weighted = 0; weighted <= 1; ++weighted)
+        for (int li = 0; li < 3; ++li) {
+            const double lambda = lambdas[li];
+            tps_model *g = fit(ctx, &d, 2, cov, d.z, weighted, lambda, TPS_MODE_GLOBAL, 0, 0, 2);
+            CHECK(g, "global: %s", tps_context_errmsg(ctx));
+            tps_model *l = fit(ctx, &d, 2, cov, d.z, weighted, lambda, TPS_MODE_LOCAL, 1000, 0, 2);
+            CHECK(l, "local: %s", tps_context_errmsg(ctx));
+            tps_model_info info;
+            if (!g || !l || tps_model_get_info(ctx, l, &info) != TPS_OK) {
+                tps_model_destroy(g);
+                tps_model_destroy(l);
+                continue;
+            }
+            CHECK(info.n_patches == 1 && info.mode == TPS_MODE_LOCAL && info.n_covariates == 2,
+                  "%zu patches", info.n_patches);
+            double bg[2], bl[2];
+            CHECK(tps_model_get_covariate_coefficients(ctx, g, 0, bg) == TPS_OK &&
+                      tps_model_get_covariate_coefficients(ctx, l, 0, bl) == TPS_OK,
+                  "%s", tps_context_errmsg(ctx));
+            double worst_b = 0.0;
+            for (int k = 0; k < 2; ++k)
+                worst_b = max_nan(worst_b, fabs(bl[k] - bg[k]) / fabs(bg[k]));
+            CHECK(values(ctx, g, 2, NT, tx, ty, tcs, fg, 2) &&
+                      values(ctx, l, 2, NT, tx, ty, tcs, fl, 2),
+                  "%s", tps_context_errmsg(ctx));
+            double worst_f = 0.0, lo = INFINITY, hi = -INFINITY;
+            for (size_t k = 0; k < NT; ++k) {
+                worst_f = max_nan(worst_f, fabs(fl[k] - fg[k]));
+                lo = fmin(lo, fg[k]);
+                hi = fmax(hi, fg[k]);
+            }
+            worst_f /= hi - lo;
+            printf("one patch, lambda %g%s: b global (%.12g, %.12g) local (%.12g, %.12g), "
+                   "rel %.2e; values %.2e of the range\n",
+                   lambda, weighted ? ", weighted" : "", bg[0], bg[1], bl[0], bl[1], worst_b,
+                   worst_f);
+            CHECK(worst_b <= 1e-9, "lambda %g: coefficients %.3g relative apart", lambda,
+                  worst_b);
+            CHECK(worst_f <= 1e-9, "lambda %g: values %.3g of the range apart", lambda, worst_f);
+            tps_model_destroy(g);
+            tps_model_destroy(l);
+        }
+    free(d.x);
+}
+
+/* 2. Many patches against the global model; 4. save/reload, threads. */
+static void test_many_patches(tps_context *ctx)
+{
+    data d = make_data(3000, 0.05, 2.0, 0.0);
+    const double *cov[1] = {d.c[0]};
+    const double lambda = 1e-4;
+    make_targets(0.05, 0.95);
+    static double fg[NT], fl[NT], f1[NT], fr[NT], fz[NT];
+    tps_model *g = fit(ctx, &d, 1, cov, d.z, 1, lambda, TPS_MODE_GLOBAL, 0, 0, 2);
+    tps_model *l = fit(ctx, &d, 1, cov, d.z, 1, lambda, TPS_MODE_LOCAL, 250, 0, 2);
+    CHECK(g && l, "%s", tps_context_errmsg(ctx));
+    if (!g || !l)
+        goto done;
+    tps_model_info info;
+    double bg, bl;
+    CHECK(tps_model_get_info(ctx, l, &info) == TPS_OK && info.n_patches >= 16,
+          "%zu patches", info.n_patches);
+    CHECK(tps_model_get_covariate_coefficients(ctx, g, 0, &bg) == TPS_OK &&
+              tps_model_get_covariate_coefficients(ctx, l, 0, &bl) == TPS_OK,
+          "%s", tps_context_errmsg(ctx));
+    CHECK(values(ctx, g, 1, NT, tx, ty, tcs, fg, 2) && values(ctx, l, 1, NT, tx, ty, tcs, fl, 2),
+          "%s", tps_context_errmsg(ctx));
+    double worst = 0.0, lo = INFINITY, hi = -INFINITY;
+    for (size_t k = 0; k < NT; ++k) {
+        worst = max_nan(worst, fabs(fl[k] - fg[k]));
+        lo = fmin(lo, fg[k]);
+        hi = fmax(hi, fg[k]);
+    }
+    worst /= hi - lo;
+    printf("%zu patches, N = %zu, lambda %g: b global %.6f local %.6f (%.2e relative); "
+           "surface %.2e of the range apart\n",
+           info.n_patches, d.n, lambda, bg, bl, fabs(bl - bg) / fabs(bg), worst);
+    /* Measured 2.3e-3 relative; the global b itself is 2.3e-3 off the
+     * true 2 here: the bound (1 %) allows the local estimator a departure
+     * from the global one of a few times the global one's own error. */
+    CHECK(fabs(bl - bg) <= 0.01 * fabs(bg), "b local %g global %g", bl, bg);
+    CHECK(worst <= 1e-3, "surface %.3g of the range off the global", worst);
+
+    /* The model is the covariate-free local model of z - b c plus b c(x):
+     * same partition, same patches (the covariates change no patch). */
+    double *zr = malloc(sizeof(double) * d.n);
+    for (size_t i = 0; i < d.n; ++i)
+        zr[i] = d.z[i] - bl * d.c[0][i];
+    tps_model *r = fit(ctx, &d, 0, NULL, zr, 1, lambda, TPS_MODE_LOCAL, 250, 0, 2);
+    CHECK(r && values(ctx, r, 0, NT, tx, ty, NULL, fr, 2), "%s", tps_context_errmsg(ctx));
+    double wr = 0.0;
+    for (size_t k = 0; r && k < NT; ++k)
+        wr = max_nan(wr, fabs(fr[k] + bl * tc0[k] - fl[k]) / (hi - lo));
+    CHECK(wr <= 1e-9, "local model of z - b c plus b c: %.3g of the range apart", wr);
+    tps_model_destroy(r);
+    free(zr);
+
+    /* Threads: the same bytes. */
+    CHECK(values(ctx, l, 1, NT, tx, ty, tcs, f1, 1), "%s", tps_context_errmsg(ctx));
+    CHECK(memcmp(f1, fl, sizeof fl) == 0, "values depend on the threads");
+    /* (3 threads, not 1: with one, OpenBLAS's own threads factorise, in
+     * their order) */
+    tps_model *l1 = fit(ctx, &d, 1, cov, d.z, 1, lambda, TPS_MODE_LOCAL, 250, 0, 3);
+    double b1 = NAN;
+    CHECK(l1 && tps_model_get_covariate_coefficients(ctx, l1, 0, &b1) == TPS_OK && b1 == bl,
+          "three threads: b %.17g, two: %.17g", b1, bl);
+    tps_model_destroy(l1);
+
+    /* 4. Save and load: the same coefficients and bytes. */
+    void *bytes = NULL;
+    size_t size = 0;
+    const unsigned char hash[32] = {1, 2, 3};
+    CHECK(tps_model_save(ctx, l, hash, NULL, 0, &bytes, &size) == TPS_OK, "%s",
+          tps_context_errmsg(ctx));
+    tps_model *back = bytes ? tps_model_load(ctx, bytes, size, hash, NULL, NULL) : NULL;
+    CHECK(back, "load: %s", tps_context_errmsg(ctx));
+    double bb = NAN;
+    tps_model_info binfo;
+    if (back) {
+        CHECK(tps_model_get_covariate_coefficients(ctx, back, 0, &bb) == TPS_OK && bb == bl &&
+                  tps_model_get_info(ctx, back, &binfo) == TPS_OK &&
+                  binfo.mode == TPS_MODE_LOCAL && binfo.n_covariates == 1,
+              "reloaded b %.17g, saved %.17g", bb, bl);
+        CHECK(values(ctx, back, 1, NT, tx, ty, tcs, fz, 2) && memcmp(fz, fl, sizeof fl) == 0,
+              "the reloaded model's values differ: %s", tps_context_errmsg(ctx));
+        /* without the covariates' planes: refused */
+        CHECK(!values(ctx, back, 0, NT, tx, ty, NULL, fz, 2) &&
+                  tps_context_errno(ctx) == TPS_ERR_INVALID_ARGUMENT,
+              "values without the covariate: %s", tps_context_errmsg(ctx));
+    }
+    tps_model_destroy(back);
+    tps_free(bytes);
+
+    /* 5. The standard error: refused, naming why. */
+    {
+        enum { G = 8 };
+        double se[G * G], cg[G * G];
+        for (int k = 0; k < G * G; ++k)
+            cg[k] = 0.1;
+        const double gt[6] = {0, 1.0 / G, 0, 1, 0, -1.0 / G};
+        tps_grid grid;
+        tps_grid_from_geotransform(&grid, gt, 0, 0, G, G);
+        tps_plane plane = {cg, TPS_FLOAT64, 8, 8 * G};
+        tps_eval_options eo;
+        tps_eval_options_init(&eo);
+        eo.device = TPS_DEVICE_CPU;
+        eo.covariates = &plane;
+        tps_output o = {0, se, TPS_FLOAT64, 8, 8 * G, TPS_QUANTITY_STANDARD_ERROR};
+        tps_model *lu = fit(ctx, &d, 1, cov, d.z, 0, lambda, TPS_MODE_LOCAL, 250, 0, 2);
+        CHECK(lu && tps_evaluate_grid(ctx, lu, &grid, 1, &o, &eo) == TPS_ERR_INVALID_ARGUMENT &&
+                  strstr(tps_context_errmsg(ctx), "covariates"),
+              "standard error of a local model with covariates: %s", tps_context_errmsg(ctx));
+        tps_model_destroy(lu);
+    }
+done:
+    tps_model_destroy(g);
+    tps_model_destroy(l);
+    free(d.x);
+}
+
+/* 3. Covariates that the fixed part cannot take; 5. GCV and LOO. */
+static void test_refused(tps_context *ctx)
+{
+    data d = make_data(1500, 0.05, 1.0, 0.0);
+    double *lin = malloc(sizeof(double) * d.n * 2), *flat = lin + d.n;
+    for (size_t i = 0; i < d.n; ++i) {
+        lin[i] = 2.0 * d.x[i] - 3.0 * d.y[i] + 7.0;
+        flat[i] = 5.0;
+    }
+    const double *c_lin[2] = {d.c[0], lin};
+    tps_model *m = fit(ctx, &d, 2, c_lin, d.z, 0, 1e-4, TPS_MODE_LOCAL, 200, 0, 2);
+    CHECK(!m && tps_context_errno(ctx) == TPS_ERR_COLLINEAR &&
+              strstr(tps_context_errmsg(ctx), "'bump'"),
+          "a covariate that is a plane: %s", tps_context_errmsg(ctx));
+    tps_model_destroy(m);
+    const double *c_flat[1] = {flat};
+    m = fit(ctx, &d, 1, c_flat, d.z, 0, 1e-4, TPS_MODE_LOCAL, 200, 0, 2);
+    CHECK(!m && tps_context_errno(ctx) == TPS_ERR_COLLINEAR &&
+              strstr(tps_context_errmsg(ctx), "'ridge' is constant"),
+          "a constant covariate: %s", tps_context_errmsg(ctx));
+    tps_model_destroy(m);
+
+    /* GCV and cross-validation with covariates: the global model's. */
+    const double *cov[1] = {d.c[0]};
+    tps_fit_options o;
+    tps_fit_options_init(&o);
+    o.device = TPS_DEVICE_CPU;
+    o.n_covariates = 1;
+    o.covariates = cov;
+    o.covariate_names = names;
+    const int gcv = 1;
+    const double lambda = 0.0;
+    const double *vals[1] = {d.z};
+    for (int which = 0; which < 2; ++which) {
+        o.smoothing_gcv = which == 0 ? &gcv : NULL;
+        o.cross_validation = which == 1;
+        o.mode = TPS_MODE_LOCAL;
+        m = tps_model_create(ctx, d.n, d.x, d.y, 1, vals, &lambda, &o);
+        CHECK(!m && tps_context_errno(ctx) == TPS_ERR_INVALID_ARGUMENT &&
+                  strstr(tps_context_errmsg(ctx), "MODE=GLOBAL"),
+              "%s with covariates on a local model: %s", which ? "LOO" : "GCV",
+              tps_context_errmsg(ctx));
+        tps_model_destroy(m);
+        o.mode = TPS_MODE_AUTO;
+        m = tps_model_create(ctx, d.n, d.x, d.y, 1, vals, &lambda, &o);
+        tps_model_info info;
+        CHECK(m && tps_model_get_info(ctx, m, &info) == TPS_OK && info.mode == TPS_MODE_GLOBAL,
+              "AUTO with %s and covariates: %s", which ? "LOO" : "GCV", tps_context_errmsg(ctx));
+        tps_model_destroy(m);
+    }
+    free(lin);
+    free(d.x);
+}
+
+int main(void)
+{
+    tps_context *ctx = tps_context_create();
+    if (!ctx)
+        return 1;
+    test_one_patch(ctx);
+    test_many_patches(ctx);
+    test_refused(ctx);
+    tps_context_destroy(ctx);
+    printf("%d checks, %d failures\n", checks, failures);
+    return failures ? 1 : 0;
+}
