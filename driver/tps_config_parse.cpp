@@ -668,10 +668,17 @@ bool TPSConfigParser::Validate(bool bConnectionForm)
     if (!c.aoCovariates.empty())
     {
         const char *pszLabel = bConnectionForm ? "COVARIATES" : "<Covariate>";
-        if (c.eMode == TPSModeRequest::LOCAL)
+        // A local model estimates covariates at a fixed smoothing only
+        // (docs/format.md); AUTO picks the global model for GCV and
+        // cross-validation with covariates.
+        bool bGCV = false;
+        for (const TPSBandConfig &oBand : c.aoModelBands)
+            bGCV = bGCV || oBand.bSmoothingGCV;
+        if (c.eMode == TPSModeRequest::LOCAL && (bGCV || c.bCrossValidation))
             return Fail(CPLE_NotSupported, pszLabel,
-                        "covariates need MODE=GLOBAL (a local model's patches would each fit "
-                        "their own coefficients)");
+                        "%s with covariates needs MODE=GLOBAL (or AUTO): a local model "
+                        "estimates covariates at a fixed smoothing only",
+                        bGCV ? "GCV" : "CROSS_VALIDATION");
         for (size_t k = 0; k < c.aoCovariates.size(); k++)
             for (size_t j = 0; j < k; j++)
                 if (c.aoCovariates[j].osField == c.aoCovariates[k].osField &&
