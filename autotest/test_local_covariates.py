@@ -122,7 +122,6 @@ def test_device_gpu_refused(tmp_path):
 
 
 @pytest.mark.parametrize('bands,kw,opts,words', [
-    (['z'], {'smoothing': 'GCV'}, ['MODE=LOCAL'], ['GCV with covariates needs MODE=GLOBAL']),
     (['z'], {}, ['MODE=LOCAL', 'CROSS_VALIDATION=YES'],
      ['CROSS_VALIDATION with covariates needs MODE=GLOBAL']),
     (['z', {'field': 'z', 'quantity': 'standard_error'}], {}, ['MODE=LOCAL', 'PATCH_POINTS=50'],
@@ -134,11 +133,36 @@ def test_refused(tmp_path, bands, kw, opts, words):
     assert_open_fails(path, 'combo.tps', words, opts + ['MODEL_CACHE=NO'])
 
 
-def test_auto_with_gcv_is_global(tmp_path):
-    """AUTO keeps the global model for GCV with covariates."""
+def test_local_gcv(tmp_path):
+    """GCV with a covariate on a LOCAL model: one lambda, the surface
+    bit-identical to the fixed-lambda local model at that lambda; no LOO
+    (not formed with covariates). The engine's test checks the score
+    against the explicit influence matrix and the global GCV."""
+    points(tmp_path, 600, noise=0.2)
+    path = covariate_tps(tmp_path, 'gcv.tps', [('c', 'dem.tif')], smoothing='GCV')
+    opts = ['MODE=LOCAL', 'PATCH_POINTS=100', 'MODEL_CACHE=NO']
+    ds, cap = open_tps(path, opts)
+    assert ds is not None, cap.errors
+    assert md(ds, 'MODE') == 'LOCAL' and md(ds, 'SMOOTHING_METHOD') == 'GCV'
+    assert int(md(ds, 'PATCHES')) > 1
+    assert np.isfinite(float(md(ds, 'GCV_SCORE')))
+    assert md(ds, 'LOO_RMSE') is None
+    lam = float(md(ds, 'SMOOTHING'))
+    fixed = covariate_tps(tmp_path, 'fixed.tps', [('c', 'dem.tif')], smoothing=repr(lam))
+    fx, cap = open_tps(fixed, opts)
+    assert fx is not None, cap.errors
+    assert coefficients(fx) == coefficients(ds)
+    assert np.array_equal(fx.GetRasterBand(1).ReadAsArray(), ds.GetRasterBand(1).ReadAsArray())
+
+
+@pytest.mark.parametrize('extra', [{'smoothing': 'GCV'}, {}])
+def test_auto_few_points_is_global(tmp_path, extra):
+    """AUTO with covariates picks as without them: GLOBAL for a few points
+    (GCV), and GLOBAL for CROSS_VALIDATION, which a local model does not
+    form with covariates."""
     points(tmp_path, 150)
-    path = covariate_tps(tmp_path, 'auto.tps', [('c', 'dem.tif')], smoothing='GCV')
-    ds, cap = open_tps(path, ['MODEL_CACHE=NO'])
+    path = covariate_tps(tmp_path, 'auto.tps', [('c', 'dem.tif')], **extra)
+    ds, cap = open_tps(path, ['MODEL_CACHE=NO'] + ([] if extra else ['CROSS_VALIDATION=YES']))
     assert ds is not None, cap.errors
     assert md(ds, 'MODE') == 'GLOBAL'
 

@@ -47,10 +47,11 @@ tps_status build_lookup(tps_context *ctx, struct tps_local *lc);
  * fixed order (the build's tree order). */
 typedef void (*tps_patch_points_fn)(void *user, size_t p, size_t *index);
 /* S[i] = sum_p w_p(x_i) at every model point (the blend's denominator),
- * and, unless cover is NULL, how many patches have w_p(x_i) > 0. */
+ * and, unless cover is NULL, how many patches have w_p(x_i) > 0 (any
+ * patch that holds the point, with cover_all). */
 tps_status tps_local_point_blend(tps_context *ctx, const tps_model *md,
                                  const struct tps_local *lc, tps_patch_points_fn points,
-                                 void *user, double *S, uint32_t *cover);
+                                 void *user, double *S, uint32_t *cover, int cover_all);
 /* GCV's choice of one lambda for a band of a local model whose patches
  * are sized and framed (cx .. ps, n) but not yet solved. */
 typedef struct tps_local_gcv_args {
@@ -80,7 +81,8 @@ tps_status tps_local_gcv_select(tps_context *ctx, const tps_local_gcv_args *a,
                                 tps_gcv_result *res, tps_local_gcv_stats *stats);
 /* Bytes the selection holds besides its live points' sums (each 2 x
  * the grid's size doubles, checked as they grow). */
-size_t tps_local_gcv_bytes(const struct tps_local *lc, size_t n_points, int threads, int gpu);
+size_t tps_local_gcv_bytes(const struct tps_local *lc, size_t n_points, size_t n_cov,
+                           int threads, int gpu);
 /* Before a local model's solves (local_build.c), when a band has GCV or
  * cross_validation: *S (n doubles) the blend's denominator at the points,
  * *loo_sum (n_bands pointers) n zeros for each band of a fixed lambda with
@@ -102,6 +104,24 @@ typedef struct tps_local_cov tps_local_cov;
  * points has full rank (the global model's test; names the covariate). */
 tps_status tps_local_cov_check(tps_context *ctx, const tps_model *md, double *const *merged,
                                const char *const *names);
+/* GCV with covariates (local_cv.c's pass; the method in local_cov.c):
+ * patch p's extra per-point values at the L lambdas, from its basis U (n x
+ * m), S (m x L: lambda / (e + lambda)), dc (n_cov columns of D c_k,
+ * stride ldc) and blend weights W_p: at contrib + j width + 2 L, n_cov x L
+ * values W_p D r_p(c_k), then n_cov x L values D E_p(W_p c_k). 0: out of
+ * memory. */
+int tps_local_cov_gcv_patch(size_t n, size_t m, size_t L, size_t nc, const double *basis,
+                            const double *smat, const double *dc, size_t ldc,
+                            const double *blend, size_t width, double *contrib);
+/* Reductions per lambda held for the score. */
+size_t tps_local_cov_gcv_width(size_t nc);
+/* A point's completed sums folded into sums (L x width): rz its blended
+ * D r(z) (L), rc its D r(c_k) (nc x L), t its D t_k (nc x L), dc D c_k. */
+void tps_local_cov_gcv_fold(size_t nc, size_t L, const double *rz, const double *rc,
+                            const double *t, const double *dc, double *sums);
+/* At one lambda: rss and trace (the covariate-free sums on entry) become
+ * the model's with b(lambda) = G^-1 h; 0 when G is singular there. */
+int tps_local_cov_gcv_score(size_t nc, const double *sums, double *rss, double *trace);
 /* Bytes the covariates add to a build of n_entries patch entries. */
 size_t tps_local_cov_bytes(const tps_model *md, size_t n_entries, size_t n_patches);
 /* NULL: out of memory. */

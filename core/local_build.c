@@ -798,7 +798,7 @@ tps_status tps_local_build(tps_context *ctx, tps_model *md, double *const *merge
                         tps_gpu_solve_available(NULL) == TPS_OK;
     const size_t cv = n_gcv + n_loo ? md->n * (sizeof(double) * (1 + n_loo) + sizeof(uint32_t))
                                     : 0;
-    const size_t gcv = n_gcv ? tps_local_gcv_bytes(lc, md->n, threads, try_gpu) : 0;
+    const size_t gcv = n_gcv ? tps_local_gcv_bytes(lc, md->n, md->n_cov, threads, try_gpu) : 0;
     const size_t solves = kept + (size_t)threads * per_solve + wave;
     const size_t need = (solves > gcv ? solves : gcv) + tree + lookup + cv;
     if (options->max_memory && need > options->max_memory) {

@@ -28,6 +28,7 @@
 #include "dense.h"
 #include "local.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -303,4 +304,124 @@ tps_status tps_local_cov_finish(tps_context *ctx, tps_local_cov *lcv, tps_model 
     correct_job cj = {lcv, lc, md->cov_coef};
     tps_parallel_for(lc->n_patches, threads, correct_patch, &cj);
     return TPS_OK;
+}
+
+/* ---- GCV with covariates (the pass is local_cv.c's) ----
+ *
+ * With E the covariate-free blended residual operator (E v = the blend of
+ * the patches' residuals, v - A_0 v) and G = C^T W E C, h = C^T W E z,
+ * the model with b(lambda) = G^-1 h has the residual
+ *     r = E z - E C b,
+ * so I - A = E - E C G^-1 C^T W E and
+ *     tr(I - A) = tr E - tr(G^-1 T),  T_kl = (E c_k)^T W t_l,
+ * where E^T W c = W t, t = sum_p E_p(W_p c) (each patch's operator is
+ * W-symmetric: W E_p = lambda R_p). Every term is a reduction over points
+ * of vectors the patches give in their eigenbases: D r(z), D r(c_k) (the
+ * blended residuals, weighted), D t_k, D c_k, folded into the totals as
+ * each point's last patch is done. (lambda W^-1 R = E: these are the R
+ * forms of the fixed-lambda estimator.) */
+
+int tps_local_cov_gcv_patch(size_t n, size_t m, size_t L, size_t nc, const double *basis,
+                            const double *smat, const double *dc, size_t ldc,
+                            const double *blend, size_t width, double *contrib)
+{
+    const size_t q = 2 * nc;
+    double *y = malloc(sizeof(double) * (m ? m : 1) * q);
+    double *Y = malloc(sizeof(double) * (m ? m : 1) * L * q);
+    double *P = calloc(n * L * q + 1, sizeof(double));
+    double *v = malloc(sizeof(double) * (n ? n : 1));
+    if (!y || !Y || !P || !v) {
+        free(y);
+        free(Y);
+        free(P);
+        free(v);
+        return 0;
+    }
+    const int ni = (int)n, mi = (int)m;
+    if (m) {
+        for (size_t c = 0; c < nc; ++c) {
+            /* U^T D c_k, and U^T D (W_p o c_k) */
+            cblas_dgemv(CblasColMajor, CblasTrans, ni, mi, 1.0, basis, ni, dc + c * ldc, 1, 0.0,
+                        y + c * m, 1);
+            for (size_t j = 0; j < n; ++j)
+                v[j] = blend[j] * dc[c * ldc + j];
+            cblas_dgemv(CblasColMajor, CblasTrans, ni, mi, 1.0, basis, ni, v, 1, 0.0,
+                        y + (nc + c) * m, 1);
+        }
+        for (size_t k = 0; k < q; ++k)
+            for (size_t l = 0; l < L; ++l)
+                for (size_t j = 0; j < m; ++j)
+                    Y[(k * L + l) * m + j] = smat[l * m + j] * y[k * m + j];
+        cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, ni, (int)(L * q), mi, 1.0, basis,
+                    ni, Y, mi, 0.0, P, ni);
+    }
+    for (size_t j = 0; j < n; ++j) {
+        double *out = contrib + j * width + 2 * L;
+        for (size_t c = 0; c < nc; ++c)
+            for (size_t l = 0; l < L; ++l) {
+                out[c * L + l] = blend[j] * P[(c * L + l) * n + j];
+                out[(nc + c) * L + l] = P[((nc + c) * L + l) * n + j];
+            }
+    }
+    free(y);
+    free(Y);
+    free(P);
+    free(v);
+    return 1;
+}
+
+/* Per lambda: h (nc), C^T W-free cross terms zc (nc), G, M, T (nc x nc). */
+size_t tps_local_cov_gcv_width(size_t nc)
+{
+    return 2 * nc + 3 * nc * nc;
+}
+
+void tps_local_cov_gcv_fold(size_t nc, size_t L, const double *rz, const double *rc,
+                            const double *t, const double *dc, double *sums)
+{
+    const size_t w = tps_local_cov_gcv_width(nc);
+    for (size_t l = 0; l < L; ++l) {
+        double *h = sums + l * w, *zc = h + nc, *G = zc + nc, *M = G + nc * nc, *T = M + nc * nc;
+        for (size_t k = 0; k < nc; ++k) {
+            const double rck = rc[k * L + l];
+            h[k] += dc[k] * rz[l];
+            zc[k] += rz[l] * rck;
+            for (size_t j = 0; j < nc; ++j) {
+                G[k * nc + j] += dc[k] * rc[j * L + l];
+                M[k * nc + j] += rck * rc[j * L + l];
+                T[k * nc + j] += rck * t[j * L + l];
+            }
+        }
+    }
+}
+
+int tps_local_cov_gcv_score(size_t nc, const double *sums, double *rss, double *trace)
+{
+    const double *h = sums, *zc = h + nc, *G = zc + nc, *M = G + nc * nc, *T = M + nc * nc;
+    double g[TPS_MAX_COVARIATES * TPS_MAX_COVARIATES], b[TPS_MAX_COVARIATES];
+    memcpy(g, G, sizeof(double) * nc * nc);
+    memcpy(b, h, sizeof(double) * nc);
+    if (solve_small(nc, g, b) >= 0)
+        return 0;
+    /* ||D (r_z - R_c b)||^2 */
+    double s = *rss;
+    for (size_t k = 0; k < nc; ++k) {
+        s -= 2.0 * b[k] * zc[k];
+        for (size_t j = 0; j < nc; ++j)
+            s += b[k] * M[k * nc + j] * b[j];
+    }
+    /* tr(G^-1 T^T) = sum_kl (G^-1)_kl T_kl: column l solves G x = T's row l. */
+    double tr = 0.0;
+    for (size_t l = 0; l < nc; ++l) {
+        double x[TPS_MAX_COVARIATES];
+        memcpy(g, G, sizeof(double) * nc * nc);
+        for (size_t k = 0; k < nc; ++k)
+            x[k] = T[l * nc + k];
+        if (solve_small(nc, g, x) >= 0)
+            return 0;
+        tr += x[l];
+    }
+    *rss = fmax(s, 0.0);
+    *trace -= tr;
+    return 1;
 }

@@ -584,15 +584,14 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
     int any_gcv = 0;
     for (size_t b = 0; b < n_bands; ++b)
         any_gcv |= options->smoothing_gcv && options->smoothing_gcv[b];
-    /* A local model's covariates are estimated at a fixed lambda
-     * (local_cov.c); GCV and leave-one-out with them are the global
-     * model's (docs/design.md). */
-    const int cov_cv = options->n_covariates && (any_gcv || options->cross_validation);
-    if (cov_cv && options->mode == TPS_MODE_LOCAL) {
+    /* A local model estimates covariates at a fixed lambda or GCV's
+     * (local_cov.c); leave-one-out with them is the global model's
+     * (docs/design.md). */
+    if (options->n_covariates && options->cross_validation &&
+        options->mode == TPS_MODE_LOCAL) {
         tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT,
-                      "%s with covariates needs MODE=GLOBAL (or AUTO): a local model "
-                      "estimates covariates at a fixed smoothing only",
-                      any_gcv ? "GCV" : "cross-validation");
+                      "cross-validation with covariates needs MODE=GLOBAL (or AUTO): a local "
+                      "model's leave-one-out residuals are not formed with covariates");
         return NULL;
     }
     if (options->solver != TPS_SOLVER_AUTO && options->solver != TPS_SOLVER_DIRECT &&
@@ -727,12 +726,11 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
         mode = TPS_MODE_GLOBAL;
         tps_log(ctx, TPS_LOG_DEBUG, "AUTO chose the global model: SOLVER=ITERATIVE asks for it");
     }
-    /* GCV and leave-one-out with covariates are the global model's. */
-    if (mode == TPS_MODE_AUTO && md->n_cov &&
-        (any_gcv || options->cross_validation)) {
+    /* Leave-one-out with covariates is the global model's. */
+    if (mode == TPS_MODE_AUTO && md->n_cov && options->cross_validation) {
         mode = TPS_MODE_GLOBAL;
-        tps_log(ctx, TPS_LOG_DEBUG, "AUTO chose the global model: %s with covariates needs it",
-                any_gcv ? "GCV" : "cross-validation");
+        tps_log(ctx, TPS_LOG_DEBUG,
+                "AUTO chose the global model: cross-validation with covariates needs it");
     }
     if (mode == TPS_MODE_AUTO)
         mode = md->n <= global_max && (!options->max_memory || global_need <= options->max_memory)

@@ -668,17 +668,12 @@ bool TPSConfigParser::Validate(bool bConnectionForm)
     if (!c.aoCovariates.empty())
     {
         const char *pszLabel = bConnectionForm ? "COVARIATES" : "<Covariate>";
-        // A local model estimates covariates at a fixed smoothing only
-        // (docs/format.md); AUTO picks the global model for GCV and
-        // cross-validation with covariates.
-        bool bGCV = false;
-        for (const TPSBandConfig &oBand : c.aoModelBands)
-            bGCV = bGCV || oBand.bSmoothingGCV;
-        if (c.eMode == TPSModeRequest::LOCAL && (bGCV || c.bCrossValidation))
+        // A local model forms no leave-one-out residuals with covariates
+        // (docs/format.md); AUTO picks the global model for them.
+        if (c.eMode == TPSModeRequest::LOCAL && c.bCrossValidation)
             return Fail(CPLE_NotSupported, pszLabel,
-                        "%s with covariates needs MODE=GLOBAL (or AUTO): a local model "
-                        "estimates covariates at a fixed smoothing only",
-                        bGCV ? "GCV" : "CROSS_VALIDATION");
+                        "CROSS_VALIDATION with covariates needs MODE=GLOBAL (or AUTO): a local "
+                        "model forms no leave-one-out residuals with covariates");
         for (size_t k = 0; k < c.aoCovariates.size(); k++)
             for (size_t j = 0; j < k; j++)
                 if (c.aoCovariates[j].osField == c.aoCovariates[k].osField &&
