@@ -124,20 +124,33 @@ void tps_local_cov_gcv_fold(size_t nc, size_t L, const double *rz, const double 
 int tps_local_cov_gcv_score(size_t nc, const double *sums, double *rss, double *trace);
 /* Bytes the covariates add to a build of n_entries patch entries. */
 size_t tps_local_cov_bytes(const tps_model *md, size_t n_entries, size_t n_patches);
-/* NULL: out of memory. */
-tps_local_cov *tps_local_cov_create(const tps_model *md, size_t n_patches);
+/* For the patches of lc (their points: `points`); NULL: out of memory.
+ * loo: leave-one-out's sums too. */
+tps_local_cov *tps_local_cov_create(const tps_model *md, const struct tps_local *lc,
+                                    tps_patch_points_fn points, void *user, int loo);
+/* A group's covariate right-hand sides at its m points (model indices
+ * index[sub[k]]): out[k] = c_k, out[n_cov + k] = W_p c_k (leave-one-out's
+ * R^T c; solved always, so that a model does not depend on whether
+ * cross-validation was asked for, to the last bit). */
+void tps_local_cov_columns(const tps_local_cov *lcv, const patch *pt, size_t m,
+                           const size_t *index, const size_t *sub, double *const *out);
 tps_local_cov *tps_local_cov_destroy(tps_local_cov *lcv);
 /* Patch p's solve of one group of bands (serially, in patch order): ng
  * bands, its m points (model indices idx, positions sub in the patch), w
- * and a: the ng bands' weights and affine parts, then the n_cov
- * covariates'. 0: out of memory. */
+ * and a: the ng bands' weights and affine parts, then tps_local_cov_columns'
+ * (leave-one-out, for the bands whose loo_sum is not NULL: loo_diag the
+ * patch's (M^-1)_ii). 0: out of memory. */
 int tps_local_cov_add(tps_local_cov *lcv, const tps_model *md, const patch *pt, size_t p,
                       size_t ng, const size_t *bands, size_t m, const size_t *idx,
-                      const size_t *sub, double *const *w, const double (*a)[3]);
-/* After every patch: each band's coefficients into md->cov_coef, and each
- * patch's weights and affine parts made those of z - C b. */
+                      const size_t *sub, double *const *w, const double (*a)[3],
+                      const double *loo_diag, double *const *loo_sum);
+/* After every patch: each band's coefficients into md->cov_coef, each
+ * patch's weights and affine parts made those of z - C b, and each
+ * loo_sum band's blended leave-one-out residuals (add_loo's, of z) made
+ * those of the model with covariates. */
 tps_status tps_local_cov_finish(tps_context *ctx, tps_local_cov *lcv, tps_model *md,
-                                struct tps_local *lc, const char *const *names, int threads);
+                                struct tps_local *lc, const char *const *names, int threads,
+                                double *const *loo_sum);
 
 /* ---- evaluation (local_lookup.c; the CPU backend: cpu_local.c,
  * cpu_local_deriv.c) ---- */

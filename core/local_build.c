@@ -419,6 +419,8 @@ static void prepare_patch(size_t p, int thread, void *user)
     patch *pt = &lc->patches[p];
     patch_work *pw = &bd->work[p - bd->wave0];
     const size_t nb = bd->n_bands, n = pt->n, nc = md->n_cov;
+    /* With covariates: each covariate's c_k and W_p c_k (local_cov.c). */
+    const size_t nr = 2 * nc;
     tps_error err = {TPS_OK, ""};
 
     pt->index = malloc(sizeof(size_t) * (n ? n : 1));
@@ -453,10 +455,10 @@ static void prepare_patch(size_t p, int thread, void *user)
         gs->noise = bd->merged_w ? malloc(sizeof(double) * (n ? n : 1)) : NULL;
         /* The group's bands, then each covariate's column: more
          * right-hand sides of the same factorisation. */
-        gs->zw = malloc(sizeof(double) * (n ? n : 1) * 2 * (nb + nc));
-        gs->z = malloc(sizeof(double *) * (nb + nc));
-        gs->w = malloc(sizeof(double *) * (nb + nc));
-        gs->a = malloc(sizeof(double[3]) * (nb + nc));
+        gs->zw = malloc(sizeof(double) * (n ? n : 1) * 2 * (nb + nr));
+        gs->z = malloc(sizeof(double *) * (nb + nr));
+        gs->w = malloc(sizeof(double *) * (nb + nr));
+        gs->a = malloc(sizeof(double[3]) * (nb + nr));
         if (!gs->bands || !gs->sub || !gs->su || !gs->sv || (bd->merged_w && !gs->noise) ||
             !gs->zw || !gs->z || !gs->w || !gs->a) {
             tps_error_set(&err, TPS_ERR_OUT_OF_MEMORY,
@@ -504,13 +506,13 @@ static void prepare_patch(size_t p, int thread, void *user)
             gs->z[g] = zg;
             gs->w[g] = zg + gs->m;
         }
-        for (size_t c = 0; c < nc; ++c) {
-            double *zc = gs->zw + 2 * (gs->ng + c) * gs->m;
-            for (size_t k = 0; k < gs->m; ++k)
-                zc[k] = (md->cov[c][pt->index[gs->sub[k]]] - md->cov_mean[c]) / md->cov_scale[c];
-            gs->z[gs->ng + c] = zc;
-            gs->w[gs->ng + c] = zc + gs->m;
+        for (size_t c = 0; c < nr; ++c) {
+            gs->z[gs->ng + c] = gs->zw + 2 * (gs->ng + c) * gs->m;
+            gs->w[gs->ng + c] = gs->zw + (2 * (gs->ng + c) + 1) * gs->m;
         }
+        if (nc)
+            tps_local_cov_columns(bd->cov, pt, gs->m, pt->index, gs->sub,
+                                  (double *const *)(gs->z + gs->ng));
         /* lambda is in user units squared (tps.h); the patch frame's unit is
          * scale * ps user units, so the patch solves the very penalised
          * least squares problem of the global spline, on its own points. */
@@ -523,7 +525,7 @@ static void prepare_patch(size_t p, int thread, void *user)
         job->lambda = bd->smoothing[b] / (unit * unit);
         job->noise = gs->noise;
         job->loo_diag = gs->loo;
-        job->n_rhs = gs->ng + nc;
+        job->n_rhs = gs->ng + nr;
         job->z = gs->z;
         job->w = gs->w;
         job->a = gs->a;
@@ -603,7 +605,7 @@ static void add_cov(build *bd, size_t count)
                 continue;
             if (!tps_local_cov_add(bd->cov, bd->md, &bd->lc->patches[p], p, gs->ng, gs->bands,
                                    gs->m, gs->idx, gs->sub, gs->w,
-                                   (const double(*)[3])gs->a)) {
+                                   (const double(*)[3])gs->a, gs->loo, bd->loo_sum)) {
                 tps_error oom;
                 tps_error_set(&oom, TPS_ERR_OUT_OF_MEMORY,
                               "out of memory for patch %zu's covariates", p + 1);
@@ -783,9 +785,10 @@ tps_status tps_local_build(tps_context *ctx, tps_model *md, double *const *merge
     /* A wave's set-up systems: per point the patch copies (su, sv, noise,
      * values and weights) and the solve's QR, right-hand sides and columns. */
     const size_t wave = (lc->n_patches < WAVE_PATCHES ? lc->n_patches : WAVE_PATCHES) *
-                        largest * sizeof(double) * (9 + 3 * (nb + md->n_cov));
+                        largest * sizeof(double) * (9 + 3 * (nb + 2 * md->n_cov));
     /* Cross-validation: the blend's sums at the points, LOO residuals per
-     * band; GCV's pass runs before the solves (and frees what it took). */
+     * band (with covariates, GCV bands' too, and local_cov.c's sums); GCV's
+     * pass runs before the solves (and frees what it took). */
     size_t n_gcv = 0, n_loo = 0;
     for (size_t b = 0; b < nb; ++b) {
         n_gcv += md->band_info[b].smoothing_gcv ? 1 : 0;
@@ -796,7 +799,9 @@ tps_status tps_local_build(tps_context *ctx, tps_model *md, double *const *merge
      * else on the CPU threads. */
     const int try_gpu = options->device != TPS_DEVICE_CPU &&
                         tps_gpu_solve_available(NULL) == TPS_OK;
-    const size_t cv = n_gcv + n_loo ? md->n * (sizeof(double) * (1 + n_loo) + sizeof(uint32_t))
+    const size_t cv_doubles =
+        1 + n_loo + (md->n_cov ? n_gcv + nb * (1 + 2 * md->n_cov) : 0);
+    const size_t cv = n_gcv + n_loo ? md->n * (sizeof(double) * cv_doubles + sizeof(uint32_t))
                                     : 0;
     const size_t gcv = n_gcv ? tps_local_gcv_bytes(lc, md->n, md->n_cov, threads, try_gpu) : 0;
     const size_t solves = kept + (size_t)threads * per_solve + wave;
@@ -818,7 +823,7 @@ tps_status tps_local_build(tps_context *ctx, tps_model *md, double *const *merge
      * another thread meanwhile runs single-threaded, never wrong. */
     bd.work = calloc(WAVE_PATCHES, sizeof(patch_work));
     if (md->n_cov)
-        bd.cov = tps_local_cov_create(md, lc->n_patches);
+        bd.cov = tps_local_cov_create(md, lc, gather_patch_points, &bd, n_gcv + n_loo > 0);
     if (!bd.work || (md->n_cov && !bd.cov)) {
         st = tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory for the patch solves");
         goto done;
@@ -846,7 +851,8 @@ tps_status tps_local_build(tps_context *ctx, tps_model *md, double *const *merge
         goto done;
     }
     if (bd.cov) {
-        st = tps_local_cov_finish(ctx, bd.cov, md, lc, options->covariate_names, threads);
+        st = tps_local_cov_finish(ctx, bd.cov, md, lc, options->covariate_names, threads,
+                                  bd.loo_sum);
         if (st != TPS_OK)
             goto done;
     }

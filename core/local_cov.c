@@ -36,12 +36,18 @@
 
 struct tps_local_cov {
     size_t n, nb, nc, n_patches;
+    const tps_model *md;
+    double *S;   /* n: the blend's denominator, sum_p bump_p(x_i) */
     double *den; /* nb x n: sum_p bump_p(x_i) over the patches that solved i */
     double *rz;  /* nb x n: sum_p bump_p(x_i) w_{p,i}(z) / ps^2 */
     double *rc;  /* nb x nc x n: the same for each covariate's column */
     /* Per patch: nb x nc arrays of pt->n half-weights (0 where the band
      * has no value), then nb x nc affine parts. */
     double **kept;
+    /* Leave-one-out (NULL without): per band the blended Rippa residuals
+     * of each covariate (nc x n), the blended diagonal of R (n), and
+     * t_k = R^T c_k = sum_p R_p (W_p c_k) / ps^2 (nc x n). */
+    double *loo_c, *rdiag, *rt;
 };
 
 size_t tps_local_cov_bytes(const tps_model *md, size_t n_entries, size_t n_patches)
@@ -108,11 +114,14 @@ done:
     return st;
 }
 
-tps_local_cov *tps_local_cov_create(const tps_model *md, size_t n_patches)
+tps_local_cov *tps_local_cov_create(const tps_model *md, const struct tps_local *lc,
+                                    tps_patch_points_fn points, void *user, int loo)
 {
+    const size_t n_patches = lc->n_patches;
     tps_local_cov *lcv = calloc(1, sizeof *lcv);
     if (!lcv)
         return NULL;
+    lcv->md = md;
     lcv->n = md->n;
     lcv->nb = md->n_bands;
     lcv->nc = md->n_cov;
@@ -122,7 +131,15 @@ tps_local_cov *tps_local_cov_create(const tps_model *md, size_t n_patches)
     lcv->rz = calloc(n * lcv->nb, sizeof(double));
     lcv->rc = calloc(n * lcv->nb * lcv->nc, sizeof(double));
     lcv->kept = calloc(n_patches ? n_patches : 1, sizeof(double *));
-    if (!lcv->den || !lcv->rz || !lcv->rc || !lcv->kept)
+    lcv->S = malloc(sizeof(double) * n);
+    if (loo) {
+        lcv->loo_c = calloc(n * lcv->nb * lcv->nc, sizeof(double));
+        lcv->rdiag = calloc(n * lcv->nb, sizeof(double));
+        lcv->rt = calloc(n * lcv->nb * lcv->nc, sizeof(double));
+    }
+    if (!lcv->den || !lcv->rz || !lcv->rc || !lcv->kept || !lcv->S ||
+        (loo && (!lcv->loo_c || !lcv->rdiag || !lcv->rt)) ||
+        tps_local_point_blend(NULL, md, lc, points, user, lcv->S, NULL, 0) != TPS_OK)
         return tps_local_cov_destroy(lcv);
     return lcv;
 }
@@ -137,14 +154,34 @@ tps_local_cov *tps_local_cov_destroy(tps_local_cov *lcv)
     free(lcv->den);
     free(lcv->rz);
     free(lcv->rc);
+    free(lcv->loo_c);
+    free(lcv->rdiag);
+    free(lcv->rt);
+    free(lcv->S);
     free(lcv);
     return NULL;
 }
 
+void tps_local_cov_columns(const tps_local_cov *lcv, const patch *pt, size_t m,
+                           const size_t *index, const size_t *sub, double *const *out)
+{
+    const tps_model *md = lcv->md;
+    for (size_t c = 0; c < lcv->nc; ++c)
+        for (size_t k = 0; k < m; ++k) {
+            const size_t i = index[sub[k]];
+            const double col = (md->cov[c][i] - md->cov_mean[c]) / md->cov_scale[c];
+            out[c][k] = col;
+            out[lcv->nc + c][k] = col * tps_bump((md->u[i] - pt->cx) / pt->hx) *
+                                  tps_bump((md->v[i] - pt->cy) / pt->hy) / lcv->S[i];
+        }
+}
+
 int tps_local_cov_add(tps_local_cov *lcv, const tps_model *md, const patch *pt, size_t p,
                       size_t ng, const size_t *bands, size_t m, const size_t *idx,
-                      const size_t *sub, double *const *w, const double (*a)[3])
+                      const size_t *sub, double *const *w, const double (*a)[3],
+                      const double *loo_diag, double *const *loo_sum)
 {
+    const double *S = lcv->S;
     const size_t nb = lcv->nb, nc = lcv->nc, n = lcv->n;
     if (!lcv->kept[p]) {
         lcv->kept[p] = calloc(nb * nc * (pt->n + 3), sizeof(double));
@@ -172,6 +209,24 @@ int tps_local_cov_add(tps_local_cov *lcv, const tps_model *md, const patch *pt, 
     for (size_t g = 0; g < ng; ++g)
         for (size_t c = 0; c < nc; ++c)
             memcpy(ka + 3 * (bands[g] * nc + c), a[ng + c], sizeof(double[3]));
+    /* Leave-one-out: the right-hand sides ng + nc .. are W_p c_k. */
+    for (size_t k = 0; loo_diag && lcv->loo_c && k < m; ++k) {
+        const size_t j = idx[k];
+        const double W = tps_bump((md->u[j] - pt->cx) / pt->hx) *
+                         tps_bump((md->v[j] - pt->cy) / pt->hy) / S[j];
+        for (size_t g = 0; g < ng; ++g) {
+            const size_t b = bands[g];
+            if (!loo_sum[b])
+                continue;
+            for (size_t c = 0; c < nc; ++c) {
+                lcv->rt[(b * nc + c) * n + j] += inv2 * w[ng + nc + c][k];
+                if (W > 0.0)
+                    lcv->loo_c[(b * nc + c) * n + j] += W * (w[ng + c][k] / loo_diag[k]);
+            }
+            if (W > 0.0)
+                lcv->rdiag[b * n + j] += W * inv2 * loo_diag[k];
+        }
+    }
     return 1;
 }
 
@@ -260,8 +315,43 @@ static void correct_patch(size_t p, int thread, void *user)
         }
 }
 
+/* Band b's blended leave-one-out residuals with covariates, in place of
+ * the covariate-free ones add_loo summed (docs/design.md): per point the
+ * blended Rippa residual of z - C b, times R_ii / (R_ii - d_i), d_i =
+ * [R C G^-1 C^T R]_ii the covariates' share of the point's leverage. With
+ * one patch that is the global model's exact r_i / (1 - A_ii). */
+static void covariate_loo(const tps_local_cov *lcv, const tps_model *md, size_t b,
+                          const double *G, double *loo)
+{
+    const size_t nc = lcv->nc, n = lcv->n;
+    const double *den = lcv->den + b * n;
+    double Ginv[TPS_MAX_COVARIATES * TPS_MAX_COVARIATES];
+    for (size_t l = 0; l < nc; ++l) { /* column l of G^-1 */
+        double g[TPS_MAX_COVARIATES * TPS_MAX_COVARIATES], x[TPS_MAX_COVARIATES] = {0};
+        memcpy(g, G, sizeof(double) * nc * nc);
+        x[l] = 1.0;
+        solve_small(nc, g, x); /* G was solved once already: not singular */
+        for (size_t k = 0; k < nc; ++k)
+            Ginv[k * nc + l] = x[k];
+    }
+    for (size_t i = 0; i < n; ++i) {
+        if (!(den[i] > 0.0))
+            continue;
+        double d = 0.0, r = loo[i];
+        for (size_t k = 0; k < nc; ++k) {
+            const double rck = lcv->rc[(b * nc + k) * n + i] / den[i];
+            r -= md->cov_coef[b * nc + k] * lcv->loo_c[(b * nc + k) * n + i];
+            for (size_t l = 0; l < nc; ++l)
+                d += rck * Ginv[k * nc + l] * lcv->rt[(b * nc + l) * n + i];
+        }
+        const double rii = lcv->rdiag[b * n + i];
+        loo[i] = r * rii / (rii - d);
+    }
+}
+
 tps_status tps_local_cov_finish(tps_context *ctx, tps_local_cov *lcv, tps_model *md,
-                                struct tps_local *lc, const char *const *names, int threads)
+                                struct tps_local *lc, const char *const *names, int threads,
+                                double *const *loo_sum)
 {
     const size_t nb = lcv->nb, nc = lcv->nc, n = lcv->n;
     for (size_t p = 0; p < lc->n_patches; ++p)
@@ -284,6 +374,8 @@ tps_status tps_local_cov_finish(tps_context *ctx, tps_local_cov *lcv, tps_model 
                     G[k * nc + l] += c[k] * lcv->rc[(b * nc + l) * n + i] * inv;
             }
         }
+        double G0[TPS_MAX_COVARIATES * TPS_MAX_COVARIATES];
+        memcpy(G0, G, sizeof G0);
         const long bad = solve_small(nc, G, r);
         if (bad >= 0) {
             char lb[96];
@@ -300,6 +392,8 @@ tps_status tps_local_cov_finish(tps_context *ctx, tps_local_cov *lcv, tps_model 
                                      "band %zu: non-finite covariate coefficients", b + 1);
             md->cov_coef[b * nc + k] = r[k];
         }
+        if (loo_sum && loo_sum[b] && lcv->loo_c)
+            covariate_loo(lcv, md, b, G0, loo_sum[b]);
     }
     correct_job cj = {lcv, lc, md->cov_coef};
     tps_parallel_for(lc->n_patches, threads, correct_patch, &cj);

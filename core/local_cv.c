@@ -729,7 +729,8 @@ tps_status tps_local_gcv_select(tps_context *ctx, const tps_local_gcv_args *a,
     res->score = best_score;
     res->effective_df = (double)n_band - run.trace[best];
     /* With covariates the blended leave-one-out needs b and G at the chosen
-     * lambda for every point: not reduced here (docs/design.md). */
+     * lambda for every point: formed by the build's pass at that lambda
+     * (local_cov.c), not here. */
     res->loo_rmse = run.nc ? NAN : sqrt(run.loo_ss[best] / (double)n_band);
     res->loo_mae = run.nc ? NAN : run.loo_sa[best] / (double)n_band;
     if (stats)
@@ -772,7 +773,9 @@ tps_status tps_local_cv_start(tps_context *ctx, tps_model *md, const struct tps_
         goto done;
     }
     for (size_t b = 0; b < nb; ++b) {
-        if (!options->cross_validation || md->band_info[b].smoothing_gcv)
+        /* GCV bands have theirs from the search, except with covariates
+         * (local_cov.c forms them at the chosen lambda). */
+        if (md->band_info[b].smoothing_gcv ? !md->n_cov : !options->cross_validation)
             continue;
         if (!((*loo_sum)[b] = calloc(md->n, sizeof(double)))) {
             st = tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory for cross-validation");

@@ -584,16 +584,6 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
     int any_gcv = 0;
     for (size_t b = 0; b < n_bands; ++b)
         any_gcv |= options->smoothing_gcv && options->smoothing_gcv[b];
-    /* A local model estimates covariates at a fixed lambda or GCV's
-     * (local_cov.c); leave-one-out with them is the global model's
-     * (docs/design.md). */
-    if (options->n_covariates && options->cross_validation &&
-        options->mode == TPS_MODE_LOCAL) {
-        tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT,
-                      "cross-validation with covariates needs MODE=GLOBAL (or AUTO): a local "
-                      "model's leave-one-out residuals are not formed with covariates");
-        return NULL;
-    }
     if (options->solver != TPS_SOLVER_AUTO && options->solver != TPS_SOLVER_DIRECT &&
         options->solver != TPS_SOLVER_ITERATIVE) {
         tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT, "unknown solver %d", (int)options->solver);
@@ -725,12 +715,6 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
     if (mode == TPS_MODE_AUTO && options->solver == TPS_SOLVER_ITERATIVE) {
         mode = TPS_MODE_GLOBAL;
         tps_log(ctx, TPS_LOG_DEBUG, "AUTO chose the global model: SOLVER=ITERATIVE asks for it");
-    }
-    /* Leave-one-out with covariates is the global model's. */
-    if (mode == TPS_MODE_AUTO && md->n_cov && options->cross_validation) {
-        mode = TPS_MODE_GLOBAL;
-        tps_log(ctx, TPS_LOG_DEBUG,
-                "AUTO chose the global model: cross-validation with covariates needs it");
     }
     if (mode == TPS_MODE_AUTO)
         mode = md->n <= global_max && (!options->max_memory || global_need <= options->max_memory)

@@ -668,12 +668,6 @@ bool TPSConfigParser::Validate(bool bConnectionForm)
     if (!c.aoCovariates.empty())
     {
         const char *pszLabel = bConnectionForm ? "COVARIATES" : "<Covariate>";
-        // A local model forms no leave-one-out residuals with covariates
-        // (docs/format.md); AUTO picks the global model for them.
-        if (c.eMode == TPSModeRequest::LOCAL && c.bCrossValidation)
-            return Fail(CPLE_NotSupported, pszLabel,
-                        "CROSS_VALIDATION with covariates needs MODE=GLOBAL (or AUTO): a local "
-                        "model forms no leave-one-out residuals with covariates");
         for (size_t k = 0; k < c.aoCovariates.size(); k++)
             for (size_t j = 0; j < k; j++)
                 if (c.aoCovariates[j].osField == c.aoCovariates[k].osField &&
