@@ -55,35 +55,6 @@ static inline double patch_weight(const patch *pt, double u, double v)
     return tps_bump((u - pt->cx) / pt->hx) * tps_bump((v - pt->cy) / pt->hy);
 }
 
-tps_status tps_local_point_blend(tps_context *ctx, const tps_model *md,
-                                 const struct tps_local *lc, tps_patch_points_fn points,
-                                 void *user, double *S, uint32_t *cover, int cover_all)
-{
-    size_t largest = 1;
-    for (size_t p = 0; p < lc->n_patches; ++p)
-        largest = lc->patches[p].n > largest ? lc->patches[p].n : largest;
-    size_t *index = malloc(sizeof(size_t) * largest);
-    if (!index)
-        return tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory");
-    memset(S, 0, sizeof(double) * md->n);
-    if (cover)
-        memset(cover, 0, sizeof(uint32_t) * md->n);
-    /* In patch order, as the evaluation sums them. */
-    for (size_t p = 0; p < lc->n_patches; ++p) {
-        const patch *pt = &lc->patches[p];
-        points(user, p, index);
-        for (size_t k = 0; k < pt->n; ++k) {
-            const size_t i = index[k];
-            const double w = patch_weight(pt, md->u[i], md->v[i]);
-            S[i] += w;
-            if (cover && (w > 0.0 || cover_all))
-                cover[i]++;
-        }
-    }
-    free(index);
-    return TPS_OK;
-}
-
 /* ---- the search ---- */
 
 typedef struct gcv_patch {
