@@ -28,8 +28,15 @@
  *    noise-free field within 5 %. The standard error of a local model with
  *    covariates is refused.
  * 6. Leave-one-out with covariates: one patch against the global model's
- *    exact LOO, many patches near it. */
+ *    exact LOO, many patches near it.
+ *
+ *   test_local_cov gpu   the patches solved where the GPU can (DEVICE=GPU)
+ *                        against the CPU's: b and values within 1e-10; the
+ *                        GPU backend declines to evaluate such a model
+ *                        (DEVICE=GPU fails, AUTO evaluates on the CPU)
+ *                        (skipped, 77, where gpu_probe.h finds no GPU) */
 #include "check.h"
+#include "gpu_probe.h"
 #include "testdata.h"
 #include "tps.h"
 
@@ -525,10 +532,99 @@ static void test_refused(tps_context *ctx)
     free(d.x);
 }
 
+/* The GPU mode: see the header. */
+static void test_gpu(tps_context *ctx)
+{
+    data d = make_data(6000, 0.05, 2.0, 0.0);
+    const double *cov[1] = {d.c[0]};
+    make_targets(0.0, 1.0);
+    static double fc[NT], fg[NT];
+    tps_model *m[2] = {NULL, NULL};
+    double b[2] = {NAN, NAN};
+    for (int gpu = 0; gpu <= 1; ++gpu) {
+        tps_fit_options o;
+        tps_fit_options_init(&o);
+        o.mode = TPS_MODE_LOCAL;
+        o.patch_points = 500;
+        o.num_threads = 2;
+        o.device = gpu ? TPS_DEVICE_GPU : TPS_DEVICE_CPU; /* no weights: CPU-only */
+        o.n_covariates = 1;
+        o.covariates = cov;
+        o.covariate_names = names;
+        const double lambda = 1e-4;
+        const double *zv[1] = {d.z};
+        m[gpu] = tps_model_create(ctx, d.n, d.x, d.y, 1, zv, &lambda, &o);
+        tps_model_info info;
+        CHECK(m[gpu] && tps_model_get_info(ctx, m[gpu], &info) == TPS_OK &&
+                  tps_model_get_covariate_coefficients(ctx, m[gpu], 0, &b[gpu]) == TPS_OK,
+              "%s: %s", gpu ? "GPU" : "CPU", tps_context_errmsg(ctx));
+        if (m[gpu])
+            printf("%s fit: %zu patches, solved on the %s, b %.17g\n", gpu ? "GPU" : "CPU",
+                   info.n_patches, info.solve_device == TPS_DEVICE_GPU ? "GPU" : "CPU", b[gpu]);
+    }
+    if (m[0] && m[1]) {
+        CHECK(fabs(b[1] - b[0]) <= 1e-10 * fabs(b[0]), "b GPU %.17g CPU %.17g", b[1], b[0]);
+        CHECK(values(ctx, m[0], 1, NT, tx, ty, tcs, fc, 2) &&
+                  values(ctx, m[1], 1, NT, tx, ty, tcs, fg, 2),
+              "%s", tps_context_errmsg(ctx));
+        double worst = 0.0, lo = INFINITY, hi = -INFINITY;
+        for (size_t k = 0; k < NT; ++k) {
+            worst = max_nan(worst, fabs(fg[k] - fc[k]));
+            lo = fmin(lo, fc[k]);
+            hi = fmax(hi, fc[k]);
+        }
+        CHECK(worst <= 1e-10 * (hi - lo), "values %.3g of the range apart", worst / (hi - lo));
+        /* evaluation: DEVICE=GPU declined, AUTO on the CPU (the same bytes) */
+        enum { G = 512 };
+        float *a = malloc(sizeof(float) * G * G), *c = malloc(sizeof(float) * G * G);
+        double *cg = malloc(sizeof(double) * G * G);
+        for (size_t r = 0; r < G; ++r)
+            for (size_t k = 0; k < G; ++k)
+                cg[r * G + k] = cov1((k + 0.5) / G, 1.0 - (r + 0.5) / G);
+        const double gt[6] = {0, 1.0 / G, 0, 1, 0, -1.0 / G};
+        tps_grid grid;
+        tps_grid_from_geotransform(&grid, gt, 0, 0, G, G);
+        tps_plane plane = {cg, TPS_FLOAT64, 8, 8 * G};
+        tps_eval_options eo;
+        tps_eval_options_init(&eo);
+        eo.covariates = &plane;
+        eo.device = TPS_DEVICE_GPU;
+        tps_output oa = {0, a, TPS_FLOAT32, 4, 4 * G, TPS_QUANTITY_VALUE};
+        tps_output oc = {0, c, TPS_FLOAT32, 4, 4 * G, TPS_QUANTITY_VALUE};
+        CHECK(tps_evaluate_grid(ctx, m[1], &grid, 1, &oa, &eo) == TPS_ERR_DEVICE_UNAVAILABLE &&
+                  strstr(tps_context_errmsg(ctx), "CPU only"),
+              "DEVICE=GPU evaluation: %s", tps_context_errmsg(ctx));
+        eo.device = TPS_DEVICE_AUTO;
+        CHECK(tps_evaluate_grid(ctx, m[1], &grid, 1, &oa, &eo) == TPS_OK, "%s",
+              tps_context_errmsg(ctx));
+        eo.device = TPS_DEVICE_CPU;
+        CHECK(tps_evaluate_grid(ctx, m[1], &grid, 1, &oc, &eo) == TPS_OK &&
+                  memcmp(a, c, sizeof(float) * G * G) == 0,
+              "AUTO and CPU differ: %s", tps_context_errmsg(ctx));
+        free(a);
+        free(c);
+        free(cg);
+    }
+    tps_model_destroy(m[0]);
+    tps_model_destroy(m[1]);
+    free(d.x);
+}
+
 int main(int argc, char **argv)
 {
     const int quick = getenv("TPS_TEST_QUICK") && strcmp(getenv("TPS_TEST_QUICK"), "0") != 0;
     const int compare = argc > 1 && strcmp(argv[1], "compare") == 0;
+    if (argc > 1 && strcmp(argv[1], "gpu") == 0) {
+        if (!gpu_required()) /* an independent probe (gpu_probe.h) */
+            return 77;
+        tps_context *ctx = tps_context_create();
+        if (!ctx)
+            return 1;
+        test_gpu(ctx);
+        tps_context_destroy(ctx);
+        printf("%d checks, %d failures\n", checks, failures);
+        return failures ? 1 : 0;
+    }
     if (compare && quick) {
         printf("skipped: TPS_TEST_QUICK=1 (valgrind); the comparison with the global GCV runs "
                "in plain ctest\n");
