@@ -45,6 +45,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+static int quick = 0; /* TPS_TEST_QUICK=1 (valgrind): smaller sizes */
+
 static double gauss(void)
 {
     const double u1 = uniform() + 1e-300, u2 = uniform();
@@ -195,13 +197,14 @@ static void test_one_patch(tps_context *ctx)
 /* 2. Many patches against the global model; 4. save/reload, threads. */
 static void test_many_patches(tps_context *ctx)
 {
-    data d = make_data(3000, 0.05, 2.0, 0.0);
+    data d = make_data(quick ? 1500 : 3000, 0.05, 2.0, 0.0);
+    const size_t pp = quick ? 120 : 250;
     const double *cov[1] = {d.c[0]};
     const double lambda = 1e-4;
     make_targets(0.05, 0.95);
     static double fg[NT], fl[NT], f1[NT], fr[NT], fz[NT];
     tps_model *g = fit(ctx, &d, 1, cov, d.z, 1, lambda, TPS_MODE_GLOBAL, 0, 0, 2);
-    tps_model *l = fit(ctx, &d, 1, cov, d.z, 1, lambda, TPS_MODE_LOCAL, 250, 0, 2);
+    tps_model *l = fit(ctx, &d, 1, cov, d.z, 1, lambda, TPS_MODE_LOCAL, pp, 0, 2);
     CHECK(g && l, "%s", tps_context_errmsg(ctx));
     if (!g || !l)
         goto done;
@@ -228,14 +231,16 @@ static void test_many_patches(tps_context *ctx)
      * true 2 here: the bound (1 %) allows the local estimator a departure
      * from the global one of a few times the global one's own error. */
     CHECK(fabs(bl - bg) <= 0.01 * fabs(bg), "b local %g global %g", bl, bg);
-    CHECK(worst <= 1e-3, "surface %.3g of the range off the global", worst);
+    /* (quick: patches of ~94 points, measured 1.24e-3: the local
+     * approximation itself at that size) */
+    CHECK(worst <= (quick ? 2e-3 : 1e-3), "surface %.3g of the range off the global", worst);
 
     /* The model is the covariate-free local model of z - b c plus b c(x):
      * same partition, same patches (the covariates change no patch). */
     double *zr = malloc(sizeof(double) * d.n);
     for (size_t i = 0; i < d.n; ++i)
         zr[i] = d.z[i] - bl * d.c[0][i];
-    tps_model *r = fit(ctx, &d, 0, NULL, zr, 1, lambda, TPS_MODE_LOCAL, 250, 0, 2);
+    tps_model *r = fit(ctx, &d, 0, NULL, zr, 1, lambda, TPS_MODE_LOCAL, pp, 0, 2);
     CHECK(r && values(ctx, r, 0, NT, tx, ty, NULL, fr, 2), "%s", tps_context_errmsg(ctx));
     double wr = 0.0;
     for (size_t k = 0; r && k < NT; ++k)
@@ -249,7 +254,7 @@ static void test_many_patches(tps_context *ctx)
     CHECK(memcmp(f1, fl, sizeof fl) == 0, "values depend on the threads");
     /* (3 threads, not 1: with one, OpenBLAS's own threads factorise, in
      * their order) */
-    tps_model *l1 = fit(ctx, &d, 1, cov, d.z, 1, lambda, TPS_MODE_LOCAL, 250, 0, 3);
+    tps_model *l1 = fit(ctx, &d, 1, cov, d.z, 1, lambda, TPS_MODE_LOCAL, pp, 0, 3);
     double b1 = NAN;
     CHECK(l1 && tps_model_get_covariate_coefficients(ctx, l1, 0, &b1) == TPS_OK && b1 == bl,
           "three threads: b %.17g, two: %.17g", b1, bl);
@@ -295,7 +300,7 @@ static void test_many_patches(tps_context *ctx)
         eo.device = TPS_DEVICE_CPU;
         eo.covariates = &plane;
         tps_output o = {0, se, TPS_FLOAT64, 8, 8 * G, TPS_QUANTITY_STANDARD_ERROR};
-        tps_model *lu = fit(ctx, &d, 1, cov, d.z, 0, lambda, TPS_MODE_LOCAL, 250, 0, 2);
+        tps_model *lu = fit(ctx, &d, 1, cov, d.z, 0, lambda, TPS_MODE_LOCAL, pp, 0, 2);
         CHECK(lu && tps_evaluate_grid(ctx, lu, &grid, 1, &o, &eo) == TPS_ERR_INVALID_ARGUMENT &&
                   strstr(tps_context_errmsg(ctx), "covariates"),
               "standard error of a local model with covariates: %s", tps_context_errmsg(ctx));
@@ -612,7 +617,7 @@ static void test_gpu(tps_context *ctx)
 
 int main(int argc, char **argv)
 {
-    const int quick = getenv("TPS_TEST_QUICK") && strcmp(getenv("TPS_TEST_QUICK"), "0") != 0;
+    quick = getenv("TPS_TEST_QUICK") && strcmp(getenv("TPS_TEST_QUICK"), "0") != 0;
     const int compare = argc > 1 && strcmp(argv[1], "compare") == 0;
     if (argc > 1 && strcmp(argv[1], "gpu") == 0) {
         if (!gpu_required()) /* an independent probe (gpu_probe.h) */
