@@ -294,8 +294,9 @@ bool TPSDataset::ChargeStandardErrors()
                     (tps_quantity_info(m_oConfig.aoBands[i].eQuantity)->needs &
                      TPS_NEEDS_VARIANCE))
                 {
-                    pszQuantity = CPLSPrintf("<Band> #%d: <Quantity>%s", static_cast<int>(i) + 1,
-                                             tps_quantity_info(m_oConfig.aoBands[i].eQuantity)->name);
+                    pszQuantity =
+                        CPLSPrintf("<Band> #%d: <Quantity>%s", static_cast<int>(i) + 1,
+                                   tps_quantity_info(m_oConfig.aoBands[i].eQuantity)->name);
                     break;
                 }
             CPLError(CE_Failure, CPLE_NotSupported,
