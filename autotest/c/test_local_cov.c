@@ -31,7 +31,9 @@
  *    exact LOO, many patches near it.
  *
  *   test_local_cov gpu   the patches solved where the GPU can (DEVICE=GPU)
- *                        against the CPU's: b and values within 1e-10; the
+ *                        against the CPU's: b and values within 1e-10, GCV's
+ *                        lambda, score (1e-9) and b with the GPU's batched
+ *                        eigendecompositions as with the CPU's; the
  *                        GPU backend declines to evaluate such a model
  *                        (DEVICE=GPU fails, AUTO evaluates on the CPU)
  *                        (skipped, 77, where gpu_probe.h finds no GPU) */
@@ -612,6 +614,36 @@ static void test_gpu(tps_context *ctx)
     }
     tps_model_destroy(m[0]);
     tps_model_destroy(m[1]);
+    /* GCV with the covariate: the eigendecompositions batched on the GPU
+     * give the CPU's lambda, score and b (to rounding) */
+    tps_band_info bi[2];
+    for (int gpu = 0; gpu <= 1; ++gpu) {
+        tps_fit_options o;
+        tps_fit_options_init(&o);
+        o.mode = TPS_MODE_LOCAL;
+        o.patch_points = 500;
+        o.num_threads = 2;
+        o.device = gpu ? TPS_DEVICE_GPU : TPS_DEVICE_CPU;
+        o.n_covariates = 1;
+        o.covariates = cov;
+        o.covariate_names = names;
+        const int gcv = 1;
+        o.smoothing_gcv = &gcv;
+        const double lambda = 0.0;
+        const double *zv[1] = {d.z};
+        m[gpu] = tps_model_create(ctx, d.n, d.x, d.y, 1, zv, &lambda, &o);
+        CHECK(m[gpu] && tps_model_get_band_info(ctx, m[gpu], 0, &bi[gpu]) == TPS_OK &&
+                  tps_model_get_covariate_coefficients(ctx, m[gpu], 0, &b[gpu]) == TPS_OK,
+              "GCV on the %s: %s", gpu ? "GPU" : "CPU", tps_context_errmsg(ctx));
+        tps_model_destroy(m[gpu]);
+    }
+    printf("GCV with a covariate: lambda CPU %.17g GPU %.17g, score %.12g / %.12g\n",
+           bi[0].smoothing, bi[1].smoothing, bi[0].gcv_score, bi[1].gcv_score);
+    CHECK(bi[0].smoothing == bi[1].smoothing &&
+              fabs(bi[1].gcv_score - bi[0].gcv_score) <= 1e-9 * bi[0].gcv_score &&
+              fabs(b[1] - b[0]) <= 1e-10 * fabs(b[0]),
+          "GCV: GPU lambda %g score %g b %g, CPU %g %g %g", bi[1].smoothing, bi[1].gcv_score,
+          b[1], bi[0].smoothing, bi[0].gcv_score, b[0]);
     free(d.x);
 }
 
