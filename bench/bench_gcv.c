@@ -24,7 +24,10 @@
  * ridge plus a plane); NOISE: the standard deviation of Gaussian noise, in
  * units of the field's standard deviation over the square. The RMSE is
  * taken at 20,000 random points of [0.02, 0.98]^2 (inside the data, where
- * no model extrapolates). Not run in CI. */
+ * no model extrapolates). TPS_BENCH_COVARIATES=K (speed, compare): K
+ * linear covariates c_j = sin((11 + 4j) x + 3y) cos((9 + 3j) y), each
+ * adding 0.5 c_j to the field (issue 14's local covariates). Not run in
+ * CI. */
 #include "tps.h"
 
 #include <math.h>
@@ -55,11 +58,20 @@ static double field(const char *name, double x, double y)
 }
 
 #define TEST_POINTS 20000
+#define MAX_COV 4
 static double tx[TEST_POINTS], ty[TEST_POINTS], tz[TEST_POINTS], tf[TEST_POINTS];
+static double tc[MAX_COV][TEST_POINTS];
+static size_t n_cov = 0; /* TPS_BENCH_COVARIATES */
+
+static double covariate(size_t j, double x, double y)
+{
+    return sin((11.0 + 4.0 * (double)j) * x + 3.0 * y) * cos((9.0 + 3.0 * (double)j) * y);
+}
 
 typedef struct data {
     size_t n;
     double *x, *y, *z;
+    double *c[MAX_COV];
 } data;
 
 static data make_data(size_t n, double noise, const char *name)
@@ -78,15 +90,28 @@ static data make_data(size_t n, double noise, const char *name)
         ss += f * f;
     }
     const double sd = sqrt(ss / 1e5 - (s / 1e5) * (s / 1e5));
+    for (size_t j = 0; j < n_cov; ++j)
+        if (!(d.c[j] = malloc(sizeof(double) * n))) {
+            fprintf(stderr, "out of memory\n");
+            exit(2);
+        }
     for (size_t i = 0; i < n; ++i) {
         d.x[i] = uniform();
         d.y[i] = uniform();
         d.z[i] = field(name, d.x[i], d.y[i]) + noise * sd * gauss();
+        for (size_t j = 0; j < n_cov; ++j) {
+            d.c[j][i] = covariate(j, d.x[i], d.y[i]);
+            d.z[i] += 0.5 * d.c[j][i];
+        }
     }
     for (int k = 0; k < TEST_POINTS; ++k) {
         tx[k] = 0.02 + 0.96 * uniform();
         ty[k] = 0.02 + 0.96 * uniform();
         tf[k] = field(name, tx[k], ty[k]);
+        for (size_t j = 0; j < n_cov; ++j) {
+            tc[j][k] = covariate(j, tx[k], ty[k]);
+            tf[k] += 0.5 * tc[j][k];
+        }
     }
     return d;
 }
@@ -123,6 +148,8 @@ static fit run(const data *d, tps_mode mode, int gcv, double lambda, int threads
     fo.overlap = overlap_option;
     const int flag = gcv;
     fo.smoothing_gcv = &flag;
+    fo.n_covariates = n_cov;
+    fo.covariates = (const double *const *)d->c;
     const double *vals[1] = {d->z};
     const double t0 = now();
     tps_model *m = tps_model_create(ctx, d->n, d->x, d->y, 1, vals, &lambda, &fo);
@@ -140,7 +167,13 @@ static fit run(const data *d, tps_mode mode, int gcv, double lambda, int threads
     f.df = bi.effective_df;
     f.loo_rmse = bi.loo_rmse;
     f.patches = mi.n_patches;
-    if (tps_evaluate_points(ctx, m, 0, TEST_POINTS, tx, ty, tz, NULL) == TPS_OK) {
+    tps_plane planes[MAX_COV];
+    for (size_t j = 0; j < n_cov; ++j)
+        planes[j] = (tps_plane){tc[j], TPS_FLOAT64, sizeof(double), 0};
+    tps_eval_options eo;
+    tps_eval_options_init(&eo);
+    eo.covariates = n_cov ? planes : NULL;
+    if (tps_evaluate_points(ctx, m, 0, TEST_POINTS, tx, ty, tz, &eo) == TPS_OK) {
         double ss = 0;
         for (int k = 0; k < TEST_POINTS; ++k)
             ss += (tz[k] - tf[k]) * (tz[k] - tf[k]);
@@ -161,6 +194,10 @@ int main(int argc, char **argv)
     const char *what = argv[1];
     if (getenv("TPS_BENCH_OVERLAP"))
         overlap_option = atof(getenv("TPS_BENCH_OVERLAP"));
+    if (getenv("TPS_BENCH_COVARIATES")) {
+        const long k = atol(getenv("TPS_BENCH_COVARIATES"));
+        n_cov = k < 0 ? 0 : k > MAX_COV ? MAX_COV : (size_t)k;
+    }
     const size_t n = (size_t)atof(argv[2]);
     if (strcmp(what, "speed") == 0) {
         const int threads = argc > 3 ? atoi(argv[3]) : 2;

@@ -30,7 +30,8 @@ static void value_chunk(size_t item, int thread, void *user)
     double *pu = (double *)base, *pv = pu + TPS_CHUNK, *qu = pv + TPS_CHUNK, *qv = qu + TPS_CHUNK;
     double *wsum = qv + TPS_CHUNK, *lu = wsum + TPS_CHUNK, *lv = lu + TPS_CHUNK;
     double *wk = lv + TPS_CHUNK, *acc = wk + TPS_CHUNK, *pacc = acc + nb * TPS_CHUNK;
-    const double **wts = (const double **)(pacc + nb * TPS_CHUNK);
+    double *zs = pacc + nb * TPS_CHUNK; /* the scaled covariates, TPS_CHUNK each */
+    const double **wts = (const double **)(zs + job->model->n_cov * TPS_CHUNK);
     tps_local_chunk lk = tps_local_chunk_at(lc, wts + nb);
 
     size_t row, col0;
@@ -73,6 +74,20 @@ static void value_chunk(size_t item, int thread, void *user)
         for (size_t s = 0; s < sel; ++s)
             wsum[lk.idx[s]] += wk[s];
     }
+    /* A model with covariates: the blend plus sum_k b_k c_k, as a global
+     * model adds it (local_cov.c says why that is the model). */
+    const tps_model *md = job->model;
+    if (md->n_cov) {
+        tps_covariates_load(md, job->cov, t->is_grid, row, col0, count, zs, TPS_CHUNK);
+        for (size_t b = 0; b < nb; ++b)
+            for (size_t k = 0; k < count; ++k)
+                if (wsum[k] > 0.0)
+                    acc[b * TPS_CHUNK + k] = acc[b * TPS_CHUNK + k] / wsum[k] +
+                                             tps_covariates_term(md, job->bands[b], zs,
+                                                                 TPS_CHUNK, k);
+        for (size_t k = 0; k < count; ++k)
+            wsum[k] = wsum[k] > 0.0 ? 1.0 : 0.0;
+    }
     for (size_t b = 0; b < nb; ++b) {
         const double *ab = acc + b * TPS_CHUNK;
         if (t->is_grid) {
@@ -106,9 +121,10 @@ static tps_status values(tps_context *ctx, const tps_eval_job *job)
     const int worth = tps_targets_count(&job->t) >= LOCAL_MIN_TARGETS_FOR_THREADS;
     const int threads = tps_threads_for(job->num_threads, n_items, worth);
     value_request rq = {job, lc, {NULL, 0}};
-    /* pu, pv, qu, qv, wsum, lu, lv, wk; acc and pacc per band; the bands'
-     * weight pointers; the candidates' lists. */
-    const size_t bytes = sizeof(double) * TPS_CHUNK * (8 + 2 * job->n_values) +
+    /* pu, pv, qu, qv, wsum, lu, lv, wk; acc and pacc per band; the
+     * covariates; the bands' weight pointers; the candidates' lists. */
+    const size_t bytes = sizeof(double) * TPS_CHUNK *
+                             (8 + 2 * job->n_values + job->model->n_cov) +
                          sizeof(double *) * job->n_values + tps_local_chunk_bytes(lc);
     tps_status st = tps_scratch_alloc(ctx, &rq.scratch, threads, bytes);
     if (st == TPS_OK)

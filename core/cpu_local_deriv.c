@@ -79,8 +79,16 @@ static void quantity_chunk(size_t item, int thread, void *user)
             tps_derivs d;
             tps_derivs_zero(&d);
             tps_blend_finish(&blend[TPS_CHUNK * f + k], rq->needs[f], &d);
+            /* A model with covariates: their term of the derivatives, from
+             * the caller's planes, as for a global model. */
+            const tps_model *md = job->model;
+            tps_derivs cov;
+            if (md->n_cov)
+                tps_covariates_derivs(md, o->band, job->cov_deriv, rq->needs[f], row, col0 + k,
+                                      &cov);
             tps_output_store(o, row, col0 + k,
-                             tps_quantity_eval(o->quantity, &d, job->model->scale, NULL));
+                             tps_quantity_eval(o->quantity, &d, md->scale,
+                                               md->n_cov ? &cov : NULL));
         }
     }
 }

@@ -237,6 +237,12 @@ tps_status tps_cpu_local_standard_errors(tps_context *ctx, const tps_eval_job *j
                                  : "the standard error of a local model with per-point weights "
                                    "is not available (its patches keep no weights); use "
                                    "MODE=GLOBAL");
+    if (md->n_cov)
+        return tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT,
+                             "the standard error of a local model with covariates is not "
+                             "available (the covariates' coefficients are estimated from all "
+                             "the patches, so no patch's own factorisation gives their "
+                             "variance); use MODE=GLOBAL");
     const size_t n_out = tps_outputs_select(job->quantities, job->n_quantities, 1, NULL);
     se_request rq = {job, NULL, n_out, NULL, NULL, 0};
     tps_output *outs = malloc(sizeof(tps_output) * n_out);

@@ -199,7 +199,10 @@ tps_status tps_evaluate_grid_kernel(tps_context *ctx, const tps_model *model,
         (double)grid->ncols * (double)grid->nrows * tps_model_pairs_per_pixel(model);
     const tps_device requested = options ? options->device : TPS_DEVICE_AUTO;
     int done = 0;
-    if (requested == TPS_DEVICE_GPU || tps_device_choose(requested, pairs) == TPS_DEVICE_GPU) {
+    /* A local model with covariates: the CPU's (gpu_eval.c says why). */
+    const int cpu_only = model->local && model->n_cov;
+    if (requested == TPS_DEVICE_GPU ||
+        (!cpu_only && tps_device_choose(requested, pairs) == TPS_DEVICE_GPU)) {
         st = run(ctx, &tps_backend_gpu, &job);
         done = st == TPS_OK || requested == TPS_DEVICE_GPU;
         if (!done) {

@@ -88,6 +88,15 @@ static tps_status device_copy(tps_context *ctx, const tps_model *model, size_t m
                : tps_set_error(ctx, TPS_ERR_DEVICE_UNAVAILABLE, "%s", err.message);
 }
 
+/* A local model with covariates evaluates on the CPU: its GPU path has not
+ * been checked on a GPU (evaluate.c does not ask the GPU for it unless
+ * DEVICE=GPU is explicit, which then fails with this). */
+static tps_status local_covariates_on_cpu(tps_context *ctx)
+{
+    return tps_set_error(ctx, TPS_ERR_DEVICE_UNAVAILABLE,
+                         "a local model with covariates is evaluated on the CPU only");
+}
+
 /* Pixels per request of a model with covariates: its values come back in
  * FP64 to the host, which adds the covariates' term (the caller's planes
  * live there) and stores them in the caller's type. */
@@ -149,6 +158,8 @@ static tps_status values(tps_context *ctx, const tps_eval_job *job)
     if (!job->t.is_grid)
         return tps_set_error(ctx, TPS_ERR_INTERNAL, "the GPU evaluates grids only");
     const tps_model *md = job->model;
+    if (md->local && md->n_cov)
+        return local_covariates_on_cpu(ctx);
     const tps_status st = device_copy(ctx, md, job->gpu_max_bytes);
     if (st != TPS_OK)
         return st;
@@ -229,6 +240,8 @@ static tps_status sums_quantities(tps_context *ctx, const tps_eval_job *job)
     if (n == 0 || g->ncols == 0 || g->nrows == 0)
         return TPS_OK;
     const tps_model *md = job->model;
+    if (md->local && md->n_cov)
+        return local_covariates_on_cpu(ctx);
     tps_status st = device_copy(ctx, md, job->gpu_max_bytes);
     if (st != TPS_OK)
         return st;

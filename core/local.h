@@ -47,10 +47,11 @@ tps_status build_lookup(tps_context *ctx, struct tps_local *lc);
  * fixed order (the build's tree order). */
 typedef void (*tps_patch_points_fn)(void *user, size_t p, size_t *index);
 /* S[i] = sum_p w_p(x_i) at every model point (the blend's denominator),
- * and, unless cover is NULL, how many patches have w_p(x_i) > 0. */
+ * and, unless cover is NULL, how many patches have w_p(x_i) > 0 (any
+ * patch that holds the point, with cover_all). */
 tps_status tps_local_point_blend(tps_context *ctx, const tps_model *md,
                                  const struct tps_local *lc, tps_patch_points_fn points,
-                                 void *user, double *S, uint32_t *cover);
+                                 void *user, double *S, uint32_t *cover, int cover_all);
 /* GCV's choice of one lambda for a band of a local model whose patches
  * are sized and framed (cx .. ps, n) but not yet solved. */
 typedef struct tps_local_gcv_args {
@@ -80,7 +81,8 @@ tps_status tps_local_gcv_select(tps_context *ctx, const tps_local_gcv_args *a,
                                 tps_gcv_result *res, tps_local_gcv_stats *stats);
 /* Bytes the selection holds besides its live points' sums (each 2 x
  * the grid's size doubles, checked as they grow). */
-size_t tps_local_gcv_bytes(const struct tps_local *lc, size_t n_points, int threads, int gpu);
+size_t tps_local_gcv_bytes(const struct tps_local *lc, size_t n_points, size_t n_cov,
+                           int threads, int gpu);
 /* Before a local model's solves (local_build.c), when a band has GCV or
  * cross_validation: *S (n doubles) the blend's denominator at the points,
  * *loo_sum (n_bands pointers) n zeros for each band of a fixed lambda with
@@ -93,6 +95,62 @@ tps_status tps_local_cv_start(tps_context *ctx, tps_model *md, const struct tps_
                               double ***loo_sum);
 /* After the solves: each LOO band's RMSE and MAE from its blended sums. */
 void tps_local_cv_finish(tps_model *md, double *const *merged, double *const *loo_sum);
+
+/* ---- linear covariates (local_cov.c) ---- */
+/* One coefficient per covariate and band, estimated from the patches'
+ * solves of each covariate's column (docs/design.md). */
+typedef struct tps_local_cov tps_local_cov;
+/* Before the patches: each band's fixed part [1 u v c_1 ..] over all its
+ * points has full rank (the global model's test; names the covariate). */
+tps_status tps_local_cov_check(tps_context *ctx, const tps_model *md, double *const *merged,
+                               const char *const *names);
+/* GCV with covariates (local_cv.c's pass; the method in local_cov.c):
+ * patch p's extra per-point values at the L lambdas, from its basis U (n x
+ * m), S (m x L: lambda / (e + lambda)), dc (n_cov columns of D c_k,
+ * stride ldc) and blend weights W_p: at contrib + j width + 2 L, n_cov x L
+ * values W_p D r_p(c_k), then n_cov x L values D E_p(W_p c_k). 0: out of
+ * memory. */
+int tps_local_cov_gcv_patch(size_t n, size_t m, size_t L, size_t nc, const double *basis,
+                            const double *smat, const double *dc, size_t ldc,
+                            const double *blend, size_t width, double *contrib);
+/* Reductions per lambda held for the score. */
+size_t tps_local_cov_gcv_width(size_t nc);
+/* A point's completed sums folded into sums (L x width): rz its blended
+ * D r(z) (L), rc its D r(c_k) (nc x L), t its D t_k (nc x L), dc D c_k. */
+void tps_local_cov_gcv_fold(size_t nc, size_t L, const double *rz, const double *rc,
+                            const double *t, const double *dc, double *sums);
+/* At one lambda: rss and trace (the covariate-free sums on entry) become
+ * the model's with b(lambda) = G^-1 h; 0 when G is singular there. */
+int tps_local_cov_gcv_score(size_t nc, const double *sums, double *rss, double *trace);
+/* Bytes the covariates add to a build of n_entries patch entries. */
+size_t tps_local_cov_bytes(const tps_model *md, size_t n_entries, size_t n_patches);
+/* For the patches of lc (their points: `points`); NULL: out of memory.
+ * loo: leave-one-out's sums too. */
+tps_local_cov *tps_local_cov_create(const tps_model *md, const struct tps_local *lc,
+                                    tps_patch_points_fn points, void *user, int loo);
+/* A group's covariate right-hand sides at its m points (model indices
+ * index[sub[k]]): out[k] = c_k, out[n_cov + k] = W_p c_k (leave-one-out's
+ * R^T c; solved always, so that a model does not depend on whether
+ * cross-validation was asked for, to the last bit). */
+void tps_local_cov_columns(const tps_local_cov *lcv, const patch *pt, size_t m,
+                           const size_t *index, const size_t *sub, double *const *out);
+tps_local_cov *tps_local_cov_destroy(tps_local_cov *lcv);
+/* Patch p's solve of one group of bands (serially, in patch order): ng
+ * bands, its m points (model indices idx, positions sub in the patch), w
+ * and a: the ng bands' weights and affine parts, then tps_local_cov_columns'
+ * (leave-one-out, for the bands whose loo_sum is not NULL: loo_diag the
+ * patch's (M^-1)_ii). 0: out of memory. */
+int tps_local_cov_add(tps_local_cov *lcv, const tps_model *md, const patch *pt, size_t p,
+                      size_t ng, const size_t *bands, size_t m, const size_t *idx,
+                      const size_t *sub, double *const *w, const double (*a)[3],
+                      const double *loo_diag, double *const *loo_sum);
+/* After every patch: each band's coefficients into md->cov_coef, each
+ * patch's weights and affine parts made those of z - C b, and each
+ * loo_sum band's blended leave-one-out residuals (add_loo's, of z) made
+ * those of the model with covariates. */
+tps_status tps_local_cov_finish(tps_context *ctx, tps_local_cov *lcv, tps_model *md,
+                                struct tps_local *lc, const char *const *names, int threads,
+                                double *const *loo_sum);
 
 /* ---- evaluation (local_lookup.c; the CPU backend: cpu_local.c,
  * cpu_local_deriv.c) ---- */

@@ -92,6 +92,8 @@ typedef struct build {
     /* The wave of patches being solved: work[p - wave0]. */
     struct patch_work *work;
     size_t wave0;
+    /* Linear covariates: NULL, or their sums over the patches (local_cov.c). */
+    tps_local_cov *cov;
 } build;
 
 static void record_error(build *bd, size_t p, const tps_error *err)
@@ -416,7 +418,9 @@ static void prepare_patch(size_t p, int thread, void *user)
     const tps_model *md = bd->md;
     patch *pt = &lc->patches[p];
     patch_work *pw = &bd->work[p - bd->wave0];
-    const size_t nb = bd->n_bands, n = pt->n;
+    const size_t nb = bd->n_bands, n = pt->n, nc = md->n_cov;
+    /* With covariates: each covariate's c_k and W_p c_k (local_cov.c). */
+    const size_t nr = 2 * nc;
     tps_error err = {TPS_OK, ""};
 
     pt->index = malloc(sizeof(size_t) * (n ? n : 1));
@@ -449,10 +453,12 @@ static void prepare_patch(size_t p, int thread, void *user)
         gs->su = malloc(sizeof(double) * (n ? n : 1));
         gs->sv = malloc(sizeof(double) * (n ? n : 1));
         gs->noise = bd->merged_w ? malloc(sizeof(double) * (n ? n : 1)) : NULL;
-        gs->zw = malloc(sizeof(double) * (n ? n : 1) * 2 * nb);
-        gs->z = malloc(sizeof(double *) * nb);
-        gs->w = malloc(sizeof(double *) * nb);
-        gs->a = malloc(sizeof(double[3]) * nb);
+        /* The group's bands, then each covariate's column: more
+         * right-hand sides of the same factorisation. */
+        gs->zw = malloc(sizeof(double) * (n ? n : 1) * 2 * (nb + nr));
+        gs->z = malloc(sizeof(double *) * (nb + nr));
+        gs->w = malloc(sizeof(double *) * (nb + nr));
+        gs->a = malloc(sizeof(double[3]) * (nb + nr));
         if (!gs->bands || !gs->sub || !gs->su || !gs->sv || (bd->merged_w && !gs->noise) ||
             !gs->zw || !gs->z || !gs->w || !gs->a) {
             tps_error_set(&err, TPS_ERR_OUT_OF_MEMORY,
@@ -472,10 +478,10 @@ static void prepare_patch(size_t p, int thread, void *user)
         int want_loo = 0;
         for (size_t g = 0; g < gs->ng; ++g)
             want_loo |= bd->loo_sum && bd->loo_sum[gs->bands[g]] != NULL;
-        if (want_loo) {
+        if (want_loo || nc) {
             gs->idx = malloc(sizeof(size_t) * (n ? n : 1));
-            gs->loo = malloc(sizeof(double) * (n ? n : 1));
-            if (!gs->idx || !gs->loo) {
+            gs->loo = want_loo ? malloc(sizeof(double) * (n ? n : 1)) : NULL;
+            if (!gs->idx || (want_loo && !gs->loo)) {
                 tps_error_set(&err, TPS_ERR_OUT_OF_MEMORY,
                               "out of memory for patch %zu (%zu points)", p + 1, n);
                 goto done;
@@ -500,6 +506,13 @@ static void prepare_patch(size_t p, int thread, void *user)
             gs->z[g] = zg;
             gs->w[g] = zg + gs->m;
         }
+        for (size_t c = 0; c < nr; ++c) {
+            gs->z[gs->ng + c] = gs->zw + 2 * (gs->ng + c) * gs->m;
+            gs->w[gs->ng + c] = gs->zw + (2 * (gs->ng + c) + 1) * gs->m;
+        }
+        if (nc)
+            tps_local_cov_columns(bd->cov, pt, gs->m, pt->index, gs->sub,
+                                  (double *const *)(gs->z + gs->ng));
         /* lambda is in user units squared (tps.h); the patch frame's unit is
          * scale * ps user units, so the patch solves the very penalised
          * least squares problem of the global spline, on its own points. */
@@ -512,7 +525,7 @@ static void prepare_patch(size_t p, int thread, void *user)
         job->lambda = bd->smoothing[b] / (unit * unit);
         job->noise = gs->noise;
         job->loo_diag = gs->loo;
-        job->n_rhs = gs->ng;
+        job->n_rhs = gs->ng + nr;
         job->z = gs->z;
         job->w = gs->w;
         job->a = gs->a;
@@ -580,6 +593,29 @@ static void add_loo(build *bd, size_t count)
     }
 }
 
+/* A wave's covariate sums (local_cov.c), serially in patch order. */
+static void add_cov(build *bd, size_t count)
+{
+    for (size_t i = 0; i < count; ++i) {
+        const size_t p = bd->wave0 + i;
+        const patch_work *pw = &bd->work[i];
+        for (size_t q = 0; q < pw->n_groups; ++q) {
+            const group_solve *gs = &pw->groups[q];
+            if (gs->job.status != TPS_OK)
+                continue;
+            if (!tps_local_cov_add(bd->cov, bd->md, &bd->lc->patches[p], p, gs->ng, gs->bands,
+                                   gs->m, gs->idx, gs->sub, gs->w,
+                                   (const double(*)[3])gs->a, gs->loo, bd->loo_sum)) {
+                tps_error oom;
+                tps_error_set(&oom, TPS_ERR_OUT_OF_MEMORY,
+                              "out of memory for patch %zu's covariates", p + 1);
+                record_error(bd, p, &oom);
+                return;
+            }
+        }
+    }
+}
+
 static void prepare_patch_in_wave(size_t i, int thread, void *user)
 {
     prepare_patch(((build *)user)->wave0 + i, thread, user);
@@ -635,6 +671,8 @@ static void solve_patches(build *bd, int threads, int try_gpu, size_t gpu_max_by
                 }
             if (bd->loo_sum)
                 add_loo(bd, count);
+            if (bd->cov)
+                add_cov(bd, count);
         }
         tps_parallel_for(count, threads, store_patch_in_wave, bd);
         tps_progress_end(outer_progress);
@@ -698,6 +736,13 @@ tps_status tps_local_build(tps_context *ctx, tps_model *md, double *const *merge
         goto done;
     }
 
+    /* A covariate collinear with [1 x y] over a band's points: refused as
+     * a global model refuses it, before any patch is solved. */
+    if (md->n_cov) {
+        st = tps_local_cov_check(ctx, md, merged, options->covariate_names);
+        if (st != TPS_OK)
+            goto done;
+    }
     st = build_tree(ctx, &bd, patch_points, overlap);
     if (st != TPS_OK)
         goto done;
@@ -731,7 +776,8 @@ tps_status tps_local_build(tps_context *ctx, tps_model *md, double *const *merge
         largest = lc->patches[p].n > largest ? lc->patches[p].n : largest;
     }
     const size_t kept = entries * sizeof(double) * (2 + nb) +
-                        lc->n_patches * (sizeof(patch) + nb * (sizeof(double *) + 24));
+                        lc->n_patches * (sizeof(patch) + nb * (sizeof(double *) + 24)) +
+                        tps_local_cov_bytes(md, entries, lc->n_patches);
     const size_t per_solve = tps_solve_bytes(largest, nb) +
                              largest * (sizeof(size_t) * 2 + sizeof(double) * (2 + 2 * nb));
     const size_t tree = md->n * sizeof(size_t) + bd.n_nodes * sizeof(node);
@@ -739,9 +785,10 @@ tps_status tps_local_build(tps_context *ctx, tps_model *md, double *const *merge
     /* A wave's set-up systems: per point the patch copies (su, sv, noise,
      * values and weights) and the solve's QR, right-hand sides and columns. */
     const size_t wave = (lc->n_patches < WAVE_PATCHES ? lc->n_patches : WAVE_PATCHES) *
-                        largest * sizeof(double) * (9 + 3 * nb);
+                        largest * sizeof(double) * (9 + 3 * (nb + 2 * md->n_cov));
     /* Cross-validation: the blend's sums at the points, LOO residuals per
-     * band; GCV's pass runs before the solves (and frees what it took). */
+     * band (with covariates, GCV bands' too, and local_cov.c's sums); GCV's
+     * pass runs before the solves (and frees what it took). */
     size_t n_gcv = 0, n_loo = 0;
     for (size_t b = 0; b < nb; ++b) {
         n_gcv += md->band_info[b].smoothing_gcv ? 1 : 0;
@@ -752,9 +799,11 @@ tps_status tps_local_build(tps_context *ctx, tps_model *md, double *const *merge
      * else on the CPU threads. */
     const int try_gpu = options->device != TPS_DEVICE_CPU &&
                         tps_gpu_solve_available(NULL) == TPS_OK;
-    const size_t cv = n_gcv + n_loo ? md->n * (sizeof(double) * (1 + n_loo) + sizeof(uint32_t))
+    const size_t cv_doubles =
+        1 + n_loo + (md->n_cov ? n_gcv + nb * (1 + 2 * md->n_cov) : 0);
+    const size_t cv = n_gcv + n_loo ? md->n * (sizeof(double) * cv_doubles + sizeof(uint32_t))
                                     : 0;
-    const size_t gcv = n_gcv ? tps_local_gcv_bytes(lc, md->n, threads, try_gpu) : 0;
+    const size_t gcv = n_gcv ? tps_local_gcv_bytes(lc, md->n, md->n_cov, threads, try_gpu) : 0;
     const size_t solves = kept + (size_t)threads * per_solve + wave;
     const size_t need = (solves > gcv ? solves : gcv) + tree + lookup + cv;
     if (options->max_memory && need > options->max_memory) {
@@ -773,7 +822,9 @@ tps_status tps_local_build(tps_context *ctx, tps_model *md, double *const *merge
      * process-wide, so it is restored at once; a global solve running in
      * another thread meanwhile runs single-threaded, never wrong. */
     bd.work = calloc(WAVE_PATCHES, sizeof(patch_work));
-    if (!bd.work) {
+    if (md->n_cov)
+        bd.cov = tps_local_cov_create(md, lc, gather_patch_points, &bd, n_gcv + n_loo > 0);
+    if (!bd.work || (md->n_cov && !bd.cov)) {
         st = tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory for the patch solves");
         goto done;
     }
@@ -798,6 +849,12 @@ tps_status tps_local_build(tps_context *ctx, tps_model *md, double *const *merge
     if (bd.err.code != TPS_OK) {
         st = tps_raise(ctx, &bd.err);
         goto done;
+    }
+    if (bd.cov) {
+        st = tps_local_cov_finish(ctx, bd.cov, md, lc, options->covariate_names, threads,
+                                  bd.loo_sum);
+        if (st != TPS_OK)
+            goto done;
     }
     st = build_lookup(ctx, lc);
     if (st != TPS_OK)
@@ -825,6 +882,7 @@ done:
     free(bd.leaves);
     free(bd.stats);
     free(bd.work);
+    tps_local_cov_destroy(bd.cov);
     free(bd.S);
     for (size_t b = 0; bd.loo_sum && b < nb; ++b)
         free(bd.loo_sum[b]);

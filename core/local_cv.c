@@ -55,35 +55,6 @@ static inline double patch_weight(const patch *pt, double u, double v)
     return tps_bump((u - pt->cx) / pt->hx) * tps_bump((v - pt->cy) / pt->hy);
 }
 
-tps_status tps_local_point_blend(tps_context *ctx, const tps_model *md,
-                                 const struct tps_local *lc, tps_patch_points_fn points,
-                                 void *user, double *S, uint32_t *cover)
-{
-    size_t largest = 1;
-    for (size_t p = 0; p < lc->n_patches; ++p)
-        largest = lc->patches[p].n > largest ? lc->patches[p].n : largest;
-    size_t *index = malloc(sizeof(size_t) * largest);
-    if (!index)
-        return tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory");
-    memset(S, 0, sizeof(double) * md->n);
-    if (cover)
-        memset(cover, 0, sizeof(uint32_t) * md->n);
-    /* In patch order, as the evaluation sums them. */
-    for (size_t p = 0; p < lc->n_patches; ++p) {
-        const patch *pt = &lc->patches[p];
-        points(user, p, index);
-        for (size_t k = 0; k < pt->n; ++k) {
-            const size_t i = index[k];
-            const double w = patch_weight(pt, md->u[i], md->v[i]);
-            S[i] += w;
-            if (cover && w > 0.0)
-                cover[i]++;
-        }
-    }
-    free(index);
-    return TPS_OK;
-}
-
 /* ---- the search ---- */
 
 typedef struct gcv_patch {
@@ -93,7 +64,9 @@ typedef struct gcv_patch {
     double *pq, *qz;     /* D P = Q R (dgeqrf's form), Q^T D z */
     double tau[3];
     double *e, *c, *basis, *vec; /* eigenvalues, U^T D z, U; the GPU's V (m x m) */
-    double *contrib;     /* per point 2L values: W r~ at each lambda, then W e (LOO) */
+    double *dc;          /* covariates: n_cov x n values D c_k (scaled columns) */
+    double *contrib;     /* per point `width` values: W r~ at each lambda, then W e
+                          * (LOO); with covariates then W D r(c_k), D t_k (local_cov.c) */
     double *trace;       /* L values: sum_i W_p (1 - A_p,ii) */
     int on_gpu;
     tps_error err;
@@ -106,6 +79,8 @@ typedef struct gcv_run {
     gcv_patch *wave;
     size_t w0;           /* the wave: order[w0 ..] */
     size_t L;
+    size_t nc, width;    /* covariates; values per point: (2 + 2 nc) L */
+    double *cov_sums;    /* L x tps_local_cov_gcv_width(nc): their reductions */
     double *grid;        /* L values, user units */
     /* live points: slot_of[i], remaining[i] patches to come */
     uint32_t *slot_of, *remaining, *free_slots;
@@ -141,7 +116,8 @@ static void gather(size_t k, int thread, void *user)
     g->p = p;
     const size_t np = pt->n ? pt->n : 1;
     g->idx = malloc(sizeof(size_t) * np);
-    g->su = malloc(sizeof(double) * np * 9); /* su sv rows z blend qz pq(3) */
+    const size_t nc = md->n_cov;
+    g->su = malloc(sizeof(double) * np * (9 + nc)); /* su sv rows z blend qz pq(3) dc(nc) */
     if (!g->idx || !g->su) {
         tps_error_set(&g->err, TPS_ERR_OUT_OF_MEMORY, "out of memory for patch %zu", p + 1);
         return;
@@ -159,6 +135,7 @@ static void gather(size_t k, int thread, void *user)
     g->blend = g->su + 4 * np;
     g->qz = g->su + 5 * np;
     g->pq = g->su + 6 * np;
+    g->dc = nc ? g->su + 9 * np : NULL;
     for (size_t j = 0; j < n; ++j) {
         const size_t i = g->idx[j];
         /* The frame of the patch's solve (local_build.c): the same numbers. */
@@ -168,6 +145,9 @@ static void gather(size_t k, int thread, void *user)
             g->rows[j] = sqrt(a->weights[i]);
         g->z[j] = a->z[i];
         g->blend[j] = patch_weight(pt, md->u[i], md->v[i]) / a->S[i];
+        for (size_t c = 0; c < nc; ++c)
+            g->dc[c * np + j] = (g->rows ? g->rows[j] : 1.0) *
+                                (md->cov[c][i] - md->cov_mean[c]) / md->cov_scale[c];
     }
     char what[96];
     snprintf(what, sizeof what, "%s, patch %zu of %zu", a->what, p + 1, run->lc->n_patches);
@@ -225,9 +205,10 @@ static void contribute(size_t k, int thread, void *user)
         return;
     const size_t n = g->n, m = g->m, L = run->L;
     const patch *pt = &run->lc->patches[g->p];
+    const size_t W = run->width;
     double *smat = malloc(sizeof(double) * m * L * 2);
     double *prod = malloc(sizeof(double) * n * L * 2);
-    g->contrib = malloc(sizeof(double) * (n * 2 * L + L));
+    g->contrib = malloc(sizeof(double) * (n * W + L));
     if (!smat || !prod || !g->contrib) {
         free(smat);
         free(prod);
@@ -235,7 +216,7 @@ static void contribute(size_t k, int thread, void *user)
                       g->p + 1);
         return;
     }
-    g->trace = g->contrib + n * 2 * L;
+    g->trace = g->contrib + n * W;
     /* lambda in the patch frame, as the patch's solve computes it. */
     const double unit = run->a->md->scale * pt->ps;
     double *cs = smat + m * L;
@@ -252,6 +233,14 @@ static void contribute(size_t k, int thread, void *user)
     double *r = prod, *dg = prod + n * L;
     cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, ni, li, mi, 1.0, g->basis, ni, cs, mi,
                 0.0, r, ni);
+    if (run->nc && !tps_local_cov_gcv_patch(n, m, L, run->nc, g->basis, smat, g->dc,
+                                            pt->n ? pt->n : 1, g->blend, W, g->contrib)) {
+        free(smat);
+        free(prod);
+        tps_error_set(&g->err, TPS_ERR_OUT_OF_MEMORY, "out of memory for patch %zu's GCV",
+                      g->p + 1);
+        return;
+    }
     for (size_t i = 0; i < n * m; ++i)
         g->basis[i] *= g->basis[i];
     cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, ni, li, mi, 1.0, g->basis, ni, smat,
@@ -263,11 +252,11 @@ static void contribute(size_t k, int thread, void *user)
         g->trace[l] = 0.0;
     for (size_t j = 0; j < n; ++j) {
         const double w = g->blend[j], d = g->rows ? g->rows[j] : 1.0;
-        double *out = g->contrib + j * 2 * L;
+        double *out = g->contrib + j * W;
         for (size_t l = 0; l < L; ++l) {
             const double rl = r[l * n + j], dl = dg[l * n + j];
             out[l] = w * rl;               /* D r: the weighted residual */
-            out[L + l] = w * rl / (d * dl); /* r / (1 - A_ii), in the band's units */
+            out[L + l] = w > 0.0 ? w * rl / (d * dl) : 0.0; /* r / (1 - A_ii), band units */
             g->trace[l] += w * dl;
         }
     }
@@ -277,7 +266,7 @@ static void contribute(size_t k, int thread, void *user)
 static tps_status grow_slots(tps_context *ctx, gcv_run *run)
 {
     const size_t cap = run->cap_slots ? 2 * run->cap_slots : 4096;
-    const size_t row = 2 * run->L * sizeof(double);
+    const size_t row = run->width * sizeof(double);
     const size_t max = run->a->max_memory;
     if (cap > UINT32_MAX - 1 ||
         (max && (run->fixed_bytes > max || cap * row > max - run->fixed_bytes)))
@@ -303,11 +292,14 @@ static tps_status grow_slots(tps_context *ctx, gcv_run *run)
  * patch this was into the totals. */
 static tps_status accumulate(tps_context *ctx, gcv_run *run, const gcv_patch *g)
 {
-    const size_t L = run->L, L2 = 2 * L;
+    const size_t L = run->L, L2 = run->width, nc = run->nc;
+    const tps_model *md = run->a->md;
     for (size_t l = 0; l < L; ++l)
         run->trace[l] += g->trace[l];
     for (size_t j = 0; j < g->n; ++j) {
-        if (!(g->blend[j] > 0.0)) /* on the support's edge: not counted in cover */
+        /* On the support's edge: not counted in cover, unless there are
+         * covariates (E^T W c has the patch's term there). */
+        if (!(g->blend[j] > 0.0) && !nc)
             continue;
         const size_t i = g->idx[j];
         uint32_t s = run->slot_of[i];
@@ -334,6 +326,14 @@ static tps_status accumulate(tps_context *ctx, gcv_run *run, const gcv_patch *g)
                 run->rss[l] += row[l] * row[l];
                 run->loo_ss[l] += row[L + l] * row[L + l];
                 run->loo_sa[l] += fabs(row[L + l]);
+            }
+            if (nc) {
+                double dc[TPS_MAX_COVARIATES];
+                const double d = run->a->weights ? sqrt(run->a->weights[i]) : 1.0;
+                for (size_t c = 0; c < nc; ++c)
+                    dc[c] = d * (md->cov[c][i] - md->cov_mean[c]) / md->cov_scale[c];
+                tps_local_cov_gcv_fold(nc, L, row, row + 2 * L, row + (2 + nc) * L, dc,
+                                       run->cov_sums);
             }
             run->slot_of[i] = NO_SLOT;
             run->free_slots[run->n_free++] = s;
@@ -369,8 +369,11 @@ static tps_status set_grid(tps_context *ctx, gcv_run *run, size_t count)
     while ((j1 - j0) / step + 1.0 > GRID_MAX)
         step += 1.0;
     run->L = (size_t)floor((j1 - j0) / step) + 1;
+    run->width = (2 + 2 * run->nc) * run->L;
     run->grid = malloc(sizeof(double) * run->L * 5);
-    if (!run->grid)
+    run->cov_sums = run->nc ? calloc(run->L * tps_local_cov_gcv_width(run->nc), sizeof(double))
+                            : NULL;
+    if (!run->grid || (run->nc && !run->cov_sums))
         return tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "%s: out of memory", run->a->what);
     for (size_t l = 0; l < run->L; ++l)
         run->grid[l] = pow(10.0, (j0 + step * (double)l) / GRID_PER_DECADE);
@@ -475,20 +478,22 @@ static int patch_order(const struct tps_local *lc, size_t pilot, size_t *order)
     return 0;
 }
 
-size_t tps_local_gcv_bytes(const struct tps_local *lc, size_t n_points, int threads, int gpu)
+size_t tps_local_gcv_bytes(const struct tps_local *lc, size_t n_points, size_t n_cov,
+                           int threads, int gpu)
 {
     size_t largest = 0;
     for (size_t p = 0; p < lc->n_patches; ++p)
         largest = lc->patches[p].n > largest ? lc->patches[p].n : largest;
     const size_t n = largest, wave = gpu ? WAVE_GPU_MAX : (size_t)WAVE_PER_THREAD * threads;
     /* the GPU's eigenvectors and the basis made from them, or the basis */
-    const size_t per_patch = n * ((gpu ? 2 : 1) * n + 2 * GRID_MAX + 12) * sizeof(double);
+    const size_t per_patch =
+        n * ((gpu ? 2 : 1) * n + 2 * GRID_MAX * (1 + 2 * n_cov) + 12 + n_cov) * sizeof(double);
     /* the points' bookkeeping; a wave's bases and sums; each thread's
      * system and LAPACK's workspace; a start of the live points' sums */
     return n_points * (sizeof(double) + 3 * sizeof(uint32_t)) +
            (wave > PILOT ? wave : PILOT) * per_patch +
            (size_t)(threads < 1 ? 1 : threads) * 3 * n * n * sizeof(double) +
-           4096 * 2 * GRID_MAX * sizeof(double);
+           4096 * 2 * GRID_MAX * (1 + n_cov) * sizeof(double);
 }
 
 static size_t wave_size(const struct tps_local *lc, int threads, int gpu)
@@ -589,11 +594,12 @@ tps_status tps_local_gcv_select(tps_context *ctx, const tps_local_gcv_args *a,
     gcv_run run = {0};
     run.a = a;
     run.lc = lc;
+    run.nc = a->md->n_cov;
     run.order = malloc(sizeof(size_t) * np);
     run.wave = calloc(wave, sizeof(gcv_patch));
     run.slot_of = malloc(sizeof(uint32_t) * n);
     run.remaining = malloc(sizeof(uint32_t) * n);
-    run.fixed_bytes = tps_local_gcv_bytes(lc, n, threads, a->try_gpu);
+    run.fixed_bytes = tps_local_gcv_bytes(lc, n, run.nc, threads, a->try_gpu);
     tps_status st = TPS_OK;
     if (!run.order || !run.wave || !run.slot_of || !run.remaining ||
         patch_order(lc, PILOT < wave ? PILOT : wave, run.order) != 0) {
@@ -649,6 +655,12 @@ tps_status tps_local_gcv_select(tps_context *ctx, const tps_local_gcv_args *a,
     size_t best = run.L;
     double best_score = INFINITY;
     for (size_t l = 0; l < run.L; ++l) {
+        /* With covariates: the residual and trace of the model with
+         * b(lambda) (local_cov.c); a singular G scores infinity. */
+        if (run.nc &&
+            !tps_local_cov_gcv_score(run.nc, run.cov_sums + l * tps_local_cov_gcv_width(run.nc),
+                                     &run.rss[l], &run.trace[l]))
+            run.rss[l] = INFINITY;
         const double t = run.trace[l];
         const double score = t > 0.0 ? (double)n_band * run.rss[l] / (t * t) : INFINITY;
         if (score < best_score) {
@@ -687,8 +699,11 @@ tps_status tps_local_gcv_select(tps_context *ctx, const tps_local_gcv_args *a,
     res->lambda = run.grid[best];
     res->score = best_score;
     res->effective_df = (double)n_band - run.trace[best];
-    res->loo_rmse = sqrt(run.loo_ss[best] / (double)n_band);
-    res->loo_mae = run.loo_sa[best] / (double)n_band;
+    /* With covariates the blended leave-one-out needs b and G at the chosen
+     * lambda for every point: formed by the build's pass at that lambda
+     * (local_cov.c), not here. */
+    res->loo_rmse = run.nc ? NAN : sqrt(run.loo_ss[best] / (double)n_band);
+    res->loo_mae = run.nc ? NAN : run.loo_sa[best] / (double)n_band;
     if (stats)
         *stats = (tps_local_gcv_stats){run.grid[0], run.grid[run.L - 1], run.L, best,
                                        run.n_slots, run.gpu_patches, run.plane_lambda};
@@ -703,6 +718,7 @@ done:
     free(run.free_slots);
     free(run.rows);
     free(run.grid);
+    free(run.cov_sums);
     return st;
 }
 
@@ -728,14 +744,16 @@ tps_status tps_local_cv_start(tps_context *ctx, tps_model *md, const struct tps_
         goto done;
     }
     for (size_t b = 0; b < nb; ++b) {
-        if (!options->cross_validation || md->band_info[b].smoothing_gcv)
+        /* GCV bands have theirs from the search, except with covariates
+         * (local_cov.c forms them at the chosen lambda). */
+        if (md->band_info[b].smoothing_gcv ? !md->n_cov : !options->cross_validation)
             continue;
         if (!((*loo_sum)[b] = calloc(md->n, sizeof(double)))) {
             st = tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory for cross-validation");
             goto done;
         }
     }
-    st = tps_local_point_blend(ctx, md, lc, points, user, *S, cover);
+    st = tps_local_point_blend(ctx, md, lc, points, user, *S, cover, md->n_cov > 0);
     for (size_t b = 0; b < nb && st == TPS_OK; ++b) {
         tps_band_info *bi = &md->band_info[b];
         if (!bi->smoothing_gcv)

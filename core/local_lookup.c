@@ -1,12 +1,13 @@
 /* local_lookup.c: which patches of a LOCAL model cover a point: the box,
  * the lookup grid over it, each chunk's candidate patches (local_build.c
- * has the method). */
+ * has the method); the blend's denominator at the data points. */
 #include "blend.h"
 #include "eval.h"
 #include "local.h"
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 void tps_local_destroy(struct tps_local *lc)
 {
@@ -173,3 +174,32 @@ double tps_local_pairs_per_pixel(const struct tps_local *lc)
     return 2.0 * lc->mean_patch_points;
 }
 
+/* The blend's denominator at the points (local_cv.c and local_cov.c use it). */
+tps_status tps_local_point_blend(tps_context *ctx, const tps_model *md,
+                                 const struct tps_local *lc, tps_patch_points_fn points,
+                                 void *user, double *S, uint32_t *cover, int cover_all)
+{
+    size_t largest = 1;
+    for (size_t p = 0; p < lc->n_patches; ++p)
+        largest = lc->patches[p].n > largest ? lc->patches[p].n : largest;
+    size_t *index = malloc(sizeof(size_t) * largest);
+    if (!index)
+        return tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory");
+    memset(S, 0, sizeof(double) * md->n);
+    if (cover)
+        memset(cover, 0, sizeof(uint32_t) * md->n);
+    /* In patch order, as the evaluation sums them. */
+    for (size_t p = 0; p < lc->n_patches; ++p) {
+        const patch *pt = &lc->patches[p];
+        points(user, p, index);
+        for (size_t k = 0; k < pt->n; ++k) {
+            const size_t i = index[k];
+            const double w = tps_bump((md->u[i] - pt->cx) / pt->hx) * tps_bump((md->v[i] - pt->cy) / pt->hy);
+            S[i] += w;
+            if (cover && (w > 0.0 || cover_all))
+                cover[i]++;
+        }
+    }
+    free(index);
+    return TPS_OK;
+}

@@ -571,12 +571,6 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
             return NULL;
         }
     }
-    if (options->n_covariates && options->mode == TPS_MODE_LOCAL) {
-        tps_set_error(ctx, TPS_ERR_INVALID_ARGUMENT,
-                      "covariates need MODE=GLOBAL: a local model's patches would each fit "
-                      "their own covariate coefficients");
-        return NULL;
-    }
 
     for (size_t i = 0; options->weights && i < n_points; ++i) {
         const double wi = options->weights[i];
@@ -721,11 +715,6 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
     if (mode == TPS_MODE_AUTO && options->solver == TPS_SOLVER_ITERATIVE) {
         mode = TPS_MODE_GLOBAL;
         tps_log(ctx, TPS_LOG_DEBUG, "AUTO chose the global model: SOLVER=ITERATIVE asks for it");
-    }
-    /* A local model's patches would each fit their own covariates. */
-    if (mode == TPS_MODE_AUTO && md->n_cov) {
-        mode = TPS_MODE_GLOBAL;
-        tps_log(ctx, TPS_LOG_DEBUG, "AUTO chose the global model: covariates need it");
     }
     if (mode == TPS_MODE_AUTO)
         mode = md->n <= global_max && (!options->max_memory || global_need <= options->max_memory)

@@ -668,10 +668,6 @@ bool TPSConfigParser::Validate(bool bConnectionForm)
     if (!c.aoCovariates.empty())
     {
         const char *pszLabel = bConnectionForm ? "COVARIATES" : "<Covariate>";
-        if (c.eMode == TPSModeRequest::LOCAL)
-            return Fail(CPLE_NotSupported, pszLabel,
-                        "covariates need MODE=GLOBAL (a local model's patches would each fit "
-                        "their own coefficients)");
         for (size_t k = 0; k < c.aoCovariates.size(); k++)
             for (size_t j = 0; j < k; j++)
                 if (c.aoCovariates[j].osField == c.aoCovariates[k].osField &&

@@ -181,7 +181,19 @@ std::unique_ptr<TPSDataset> TPSDataset::Open(TPSConfig &&oConfig)
     const double dfPairs =
         sInfo.pairs_per_pixel * poDS->nRasterXSize * static_cast<double>(poDS->nRasterYSize);
     poDS->m_bDeviceAuto = c.eDevice == TPSDeviceRequest::AUTO;
-    poDS->m_sEvalOptions.device = tps_device_choose(poDS->m_sEvalOptions.device, dfPairs);
+    // A local model with covariates evaluates on the CPU only (the engine's
+    // GPU path declines it: docs/format.md).
+    const bool bCPUOnly = sInfo.mode == TPS_MODE_LOCAL && sInfo.n_covariates > 0;
+    if (bCPUOnly && c.eDevice == TPSDeviceRequest::GPU)
+    {
+        CPLError(CE_Failure, CPLE_NotSupported,
+                 "%s: DEVICE=GPU: a local model with covariates is evaluated on the CPU only; "
+                 "use DEVICE=AUTO or CPU, or MODE=GLOBAL",
+                 pszName);
+        return nullptr;
+    }
+    poDS->m_sEvalOptions.device =
+        bCPUOnly ? TPS_DEVICE_CPU : tps_device_choose(poDS->m_sEvalOptions.device, dfPairs);
     if (poDS->m_sEvalOptions.device == TPS_DEVICE_GPU)
         CPLDebug("TPS", "%s: evaluating on the GPU: %s%s", pszName, tps_gpu_description(),
                  sInfo.mode == TPS_MODE_LOCAL ? " (a local model: FP64 whatever PRECISION)" : "");
@@ -191,7 +203,9 @@ std::unique_ptr<TPSDataset> TPSDataset::Open(TPSConfig &&oConfig)
                  tps_context_errmsg(poDS->m_poContext.get()));
     else
         CPLDebug("TPS", "%s: evaluating on the CPU (%s)", pszName,
-                 poDS->m_bDeviceAuto ? "too little work for the GPU to win" : "DEVICE=CPU");
+                 bCPUOnly               ? "a local model with covariates"
+                 : poDS->m_bDeviceAuto ? "too little work for the GPU to win"
+                                       : "DEVICE=CPU");
 
     if (!c.aoCovariates.empty() && !poDS->OpenCovariates())
         return nullptr;
@@ -272,6 +286,26 @@ bool TPSDataset::ChargeStandardErrors()
     {
         if (!abSE[b])
             continue;
+        if (sInfo.mode == TPS_MODE_LOCAL && sInfo.n_covariates > 0)
+        {
+            const char *pszQuantity = "<Quantity>standard_error";
+            for (size_t i = 0; i < m_oConfig.aoBands.size(); i++)
+                if (m_oConfig.aoBands[i].nModelBand == b &&
+                    (tps_quantity_info(m_oConfig.aoBands[i].eQuantity)->needs &
+                     TPS_NEEDS_VARIANCE))
+                {
+                    pszQuantity =
+                        CPLSPrintf("<Band> #%d: <Quantity>%s", static_cast<int>(i) + 1,
+                                   tps_quantity_info(m_oConfig.aoBands[i].eQuantity)->name);
+                    break;
+                }
+            CPLError(CE_Failure, CPLE_NotSupported,
+                     "%s: %s: the standard error of a local model with covariates is not "
+                     "available (their coefficients are estimated from all the patches, so no "
+                     "patch's factorisation gives their variance); use MODE=GLOBAL",
+                     m_oConfig.osName.c_str(), pszQuantity);
+            return false;
+        }
         if (sInfo.mode == TPS_MODE_LOCAL)
         {
             const double dfPatch = sInfo.pairs_per_pixel / 2; /* the mean patch's points */

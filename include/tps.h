@@ -187,8 +187,10 @@ typedef struct tps_fit_options {
      * system (Rippa 1999; defined for lambda = 0 as well): one extra
      * ~2/3 N^3 (dpotri) per factorisation, on the CPU. LOCAL models: each
      * patch's, blended as the surface is (exact for the model's partition:
-     * the blend of the patch splines fitted without the point). GCV bands
-     * have them whatever this says. */
+     * the blend of the patch splines fitted without the point; with
+     * covariates times a factor for the point's leverage on their
+     * coefficients, exact with one patch). GCV bands have them whatever
+     * this says. */
     int cross_validation;
     /* GLOBAL models: AUTO (the default), DIRECT or ITERATIVE (tps_solver).
      * ITERATIVE with MODE AUTO builds a GLOBAL model; with LOCAL, with
@@ -212,8 +214,12 @@ typedef struct tps_fit_options {
      * (tps_model_info.n_dropped_covariate). A covariate that is constant,
      * or a linear combination of x, y, a constant and the covariates
      * before it, over a band's points fails with TPS_ERR_COLLINEAR, naming
-     * it. Needs the global model: LOCAL fails with TPS_ERR_INVALID_ARGUMENT,
-     * AUTO builds GLOBAL; the solve runs on the CPU. Evaluation needs the
+     * it. The global solve runs on the CPU. LOCAL models (AUTO picks as
+     * without covariates) keep one coefficient per covariate and band,
+     * estimated from the patches (docs/design.md, "Covariates on local
+     * models"): fixed lambda, GCV, LOO and weights; no standard error
+     * (TPS_ERR_INVALID_ARGUMENT), evaluated on the CPU (DEVICE=GPU fails
+     * with TPS_ERR_DEVICE_UNAVAILABLE). Evaluation needs the
      * covariates' values at every target (tps_eval_options.covariates),
      * and derivative quantities their derivatives there
      * (tps_eval_options.covariate_derivatives). */
