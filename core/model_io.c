@@ -46,6 +46,8 @@
  *     the caller's extra bytes, zero-padded to a multiple of 8
  *   trailer: FNV-1a 64 of every byte before it (u64)
  *
+ * Version 6 is version 5's layout where a LOCAL model may have covariates
+ * (their coefficients in the band records, the patches fitted to z - C b).
  * Version 4 had no solver fields (its bands read as DIRECT); version 3 no
  * covariates, variances or point weights either (flags zero, 7 info
  * counts, 8 band reals); version 2 was version 3 for GLOBAL models with
@@ -63,10 +65,14 @@
 
 #define MODEL_MAGIC "TPSMODEL"
 /* Bump on any change of the layout or of what the arrays mean. */
-#define MODEL_FORMAT_VERSION 5u
-/* Earlier versions, still read: no solver fields (4), no covariates,
+#define MODEL_FORMAT_VERSION 6u
+/* Earlier versions, still read: the layout of 6 without LOCAL models
+ * with covariates (5: an engine of version 5 would have evaluated such a
+ * model without its covariates' term, so it must refuse the file), no
+ * solver fields (4), no covariates,
  * variances or point weights either (3), and a global model with zeros at
  * 104..127 besides (2). */
+#define MODEL_FORMAT_VERSION_NO_LOCAL_COVARIATES 5u
 #define MODEL_FORMAT_VERSION_NO_SOLVER 4u
 #define MODEL_FORMAT_VERSION_NO_COVARIATES 3u
 #define MODEL_FORMAT_VERSION_GLOBAL_ONLY 2u
@@ -390,7 +396,8 @@ static tps_status check_header(tps_context *ctx, const unsigned char *h, size_t 
         return bad(ctx, order == 0x04030201u ? "written on a machine of the other byte order"
                                              : "unknown byte order mark");
     const uint32_t version = get_u32_at(h, OFF_VERSION);
-    if (version != MODEL_FORMAT_VERSION && version != MODEL_FORMAT_VERSION_NO_SOLVER &&
+    if (version != MODEL_FORMAT_VERSION && version != MODEL_FORMAT_VERSION_NO_LOCAL_COVARIATES &&
+        version != MODEL_FORMAT_VERSION_NO_SOLVER &&
         version != MODEL_FORMAT_VERSION_NO_COVARIATES &&
         version != MODEL_FORMAT_VERSION_GLOBAL_ONLY)
         return tps_set_error(ctx, TPS_ERR_BAD_MODEL_DATA,
@@ -425,6 +432,8 @@ static tps_status check_header(tps_context *ctx, const unsigned char *h, size_t 
         return bad(ctx, "unknown model mode");
     } else if (!kind->local && (kind->n_patches != 0 || kind->n_entries != 0)) {
         return bad(ctx, "patch counts in a global model");
+    } else if (kind->local && kind->n_cov && version < MODEL_FORMAT_VERSION) {
+        return bad(ctx, "covariates in a local model of a version that had none");
     }
     const uint64_t n = get_u64_at(h, OFF_N), n_bands = get_u64_at(h, OFF_N_BANDS);
     const uint64_t extra = get_u64_at(h, OFF_EXTRA_BYTES);

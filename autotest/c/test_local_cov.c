@@ -43,6 +43,7 @@
 #include "tps.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -283,6 +284,25 @@ static void test_many_patches(tps_context *ctx)
         CHECK(!values(ctx, back, 0, NT, tx, ty, NULL, fz, 2) &&
                   tps_context_errno(ctx) == TPS_ERR_INVALID_ARGUMENT,
               "values without the covariate: %s", tps_context_errmsg(ctx));
+        /* The same bytes labelled format version 5 (docs/design.md): that
+         * version had no local model with covariates, and its engines
+         * would evaluate one without their term, so the file is refused.
+         * The version is at byte 8; the trailer is FNV-1a 64, recomputed
+         * here independently of the engine. */
+        unsigned char *buf = bytes;
+        const uint32_t five = 5;
+        memcpy(buf + 8, &five, 4);
+        uint64_t h = 0xcbf29ce484222325ULL;
+        for (size_t i = 0; i + 8 < size; ++i) {
+            h ^= buf[i];
+            h *= 0x100000001b3ULL;
+        }
+        memcpy(buf + size - 8, &h, 8);
+        tps_model *v5 = tps_model_load(ctx, bytes, size, hash, NULL, NULL);
+        CHECK(!v5 && tps_context_errno(ctx) == TPS_ERR_BAD_MODEL_DATA &&
+                  strstr(tps_context_errmsg(ctx), "covariates in a local model"),
+              "a local model with covariates labelled version 5: %s", tps_context_errmsg(ctx));
+        tps_model_destroy(v5);
     }
     tps_model_destroy(back);
     tps_free(bytes);
