@@ -91,6 +91,7 @@ int main(int argc, char **argv)
     fo.mode = TPS_MODE_GLOBAL;
     fo.num_threads = threads;
     fo.device = gpu ? TPS_DEVICE_AUTO : TPS_DEVICE_CPU;
+    fo.solver = TPS_SOLVER_DIRECT; /* the standard error needs the dense factorisation */
     const double lambda = 10.0, *zz = z;
     double t0 = now();
     tps_model *m = tps_model_create(ctx, n, x, y, 1, &zz, &lambda, &fo);
@@ -127,16 +128,18 @@ int main(int argc, char **argv)
         hi = fmax(hi, out[k]);
     }
     const double flops = (double)(n - 3) * (double)(n - 3) * (double)side * (double)rows;
-    size_t tiles[3] = {0, 0, 0};
+    size_t tiles[5] = {0, 0, 0, 0, 0};
     if (!gpu && !exact)
         tps_testing_se_tile_counts(tiles);
     printf("{\"device\": \"%s\", \"n\": %zu, \"grid\": %zu, \"threads\": %d, \"fit_s\": %.3f, "
            "\"first_use_s\": %.3f, \"se_s\": %.3f, \"se_gflops\": %.1f, \"se_mean\": %.6g, "
            "\"se_min\": %.4g, \"se_max\": %.4g, \"rows\": %zu, \"path\": \"%s\", "
-           "\"tiles_lowrank\": %zu, \"tiles_dense\": %zu, \"tiles_guard\": %zu",
+           "\"tiles_lowrank\": %zu, \"tiles_dense\": %zu, \"tiles_guard\": %zu, "
+           "\"tile_near_mean\": %.1f, \"tile_rank_mean\": %.1f",
            gpu ? "gpu" : "cpu", n, side, threads, fit_s, first_s, eval_s, flops / eval_s / 1e9,
            sum / (double)(side * rows), lo, hi, rows, exact ? "exact" : "auto", tiles[0],
-           tiles[1], tiles[2]);
+           tiles[1], tiles[2], tiles[0] ? (double)tiles[3] / (double)tiles[0] : 0.0,
+           tiles[0] ? (double)tiles[4] / (double)tiles[0] : 0.0);
     if (dgemm && !gpu) {
         printf(", \"dgemm_gflops\": %.1f", cpu_dgemm(threads, 3000));
     } else if (dgemm) {

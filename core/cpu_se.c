@@ -27,21 +27,26 @@ typedef struct se_request {
     double *rho;
     size_t work_bytes;
     /* tiles: the window's first tile, tiles per row of them, and what each
-     * tile became per output (tps_se_tile_kind) */
+     * tile became per output */
     size_t tc0, tr0, tiles_per_row;
     tps_scratch scratch;
-    unsigned char *kind;
+    struct tile_kind *kind;
 } se_request;
 
+typedef struct tile_kind {
+    unsigned char kind; /* tps_se_tile_kind */
+    unsigned near, rank;
+} tile_kind;
+
 static int tiles_mode; /* tps_testing_se_tiles */
-static size_t tile_counts[3];
+static size_t tile_counts[5];
 
 void tps_testing_se_tiles(int mode)
 {
     tiles_mode = mode;
 }
 
-void tps_testing_se_tile_counts(size_t counts[3])
+void tps_testing_se_tile_counts(size_t counts[5])
 {
     memcpy(counts, tile_counts, sizeof tile_counts);
 }
@@ -119,7 +124,10 @@ static void se_tile(size_t item, int thread, void *user)
         tps_se_tile_kind kind = tps_se_tile_plan(rq->factor[b], w, c0, r0, work, &t);
         if (tiles_mode == 3 && kind == TPS_SE_TILE_LOWRANK)
             kind = TPS_SE_TILE_GUARD; /* the test hook's forced fallback */
-        rq->kind[item * rq->n_out + b] = (unsigned char)kind;
+        tile_kind *tk = &rq->kind[item * rq->n_out + b];
+        tk->kind = (unsigned char)kind;
+        tk->near = (unsigned)t.n_near;
+        tk->rank = (unsigned)t.rank;
         if (kind == TPS_SE_TILE_LOWRANK) {
             for (size_t j = j0; j < j1; ++j) {
                 const size_t row = r0 + j - w->first_row;
@@ -188,7 +196,7 @@ static tps_status run_tiles(tps_context *ctx, se_request *rq, size_t fixed_bytes
     for (size_t b = 0; b < rq->n_out; ++b)
         if (tps_se_tile_bytes(rq->factor[b]) > bytes)
             bytes = tps_se_tile_bytes(rq->factor[b]);
-    rq->kind = calloc(n_items * rq->n_out, 1);
+    rq->kind = calloc(n_items * rq->n_out, sizeof *rq->kind);
     const int threads = tps_threads_for(rq->job->num_threads, n_items, 1);
     tps_status st = rq->kind ? tps_scratch_alloc(ctx, &rq->scratch, threads, fixed_bytes + bytes)
                              : tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY,
@@ -200,12 +208,20 @@ static tps_status run_tiles(tps_context *ctx, se_request *rq, size_t fixed_bytes
         memset(tile_counts, 0, sizeof tile_counts);
         for (size_t k = 0; k < n_items; ++k)
             for (size_t b = 0; b < rq->n_out; ++b)
-                if (rq->first[b] == b)
-                    ++tile_counts[rq->kind[k * rq->n_out + b] % 3];
+                if (rq->first[b] == b) {
+                    const tile_kind *tk = &rq->kind[k * rq->n_out + b];
+                    ++tile_counts[tk->kind % 3];
+                    if (tk->kind == TPS_SE_TILE_LOWRANK) {
+                        tile_counts[3] += tk->near;
+                        tile_counts[4] += tk->rank;
+                    }
+                }
+        const double lr = tile_counts[0] ? (double)tile_counts[0] : 1.0;
         tps_log(ctx, TPS_LOG_DEBUG,
-                "standard errors: %zu tiles in low rank, %zu exactly (%zu too dense, %zu by "
-                "their guard cells)",
-                tile_counts[0], tile_counts[1] + tile_counts[2], tile_counts[1], tile_counts[2]);
+                "standard errors: %zu tiles in low rank (on average %.1f near points, rank "
+                "%.1f), %zu exactly (%zu too dense, %zu by their guard cells)",
+                tile_counts[0], (double)tile_counts[3] / lr, (double)tile_counts[4] / lr,
+                tile_counts[1] + tile_counts[2], tile_counts[1], tile_counts[2]);
     }
     tps_scratch_free(&rq->scratch);
     free(rq->kind);

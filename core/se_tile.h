@@ -35,7 +35,7 @@
 #define TPS_SE_TILE_TOL 1e-12
 /* At most this many columns of B (near points + skeleton nodes): a tile
  * with more is computed exactly. */
-#define TPS_SE_TILE_MAX_COLS 512
+#define TPS_SE_TILE_MAX_COLS 1024
 /* Guard cells per tile: its four corners and the cells of up to two of
  * its points. */
 #define TPS_SE_TILE_GUARDS 6

@@ -64,8 +64,9 @@ void tps_testing_mixed_force_fallback(size_t every);
 void tps_testing_se_tiles(int mode);
 /* The last tiled CPU standard-error request's tiles (per distinct
  * factorisation): [0] in low rank, [1] exactly (too many points near them),
- * [2] exactly (a guard cell disagreed). */
-void tps_testing_se_tile_counts(size_t counts[3]);
+ * [2] exactly (a guard cell disagreed); over the low-rank ones, [3] the sum
+ * of their near points and [4] of their far blocks' ranks. */
+void tps_testing_se_tile_counts(size_t counts[5]);
 
 /* tps_model_info's device_uploads alone. */
 size_t tps_model_device_uploads(const tps_model *model);

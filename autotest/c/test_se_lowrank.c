@@ -108,7 +108,7 @@ static void against_exact(tps_context *ctx, double lambda, const char *what)
     tps_testing_se_tiles(0);
     if (!evaluate(ctx, m, C0, R0, W, H, 2, tiled))
         goto done;
-    size_t counts[3];
+    size_t counts[5];
     tps_testing_se_tile_counts(counts);
     CHECK(counts[0] > 0 && counts[2] == 0,
           "%s: %zu tiles in low rank, %zu exactly (dense), %zu exactly by their guards", what,
