@@ -263,8 +263,12 @@ tps_status tps_cpu_standard_errors(tps_context *ctx, const tps_eval_job *job)
         goto done;
     /* pu, pv, the covariates and one output's variances of a block */
     const size_t fixed_bytes = sizeof(double) * TPS_SE_BLOCK * (3 + md->n_cov);
-    if (use_tiles(ctx, &rq))
+    if (use_tiles(ctx, &rq)) {
+        for (size_t b = 0; b < n_out; ++b)
+            if (rq.first[b] == b)
+                tps_se_tiles_prepare(md, rq.factor[b], job->num_threads);
         st = run_tiles(ctx, &rq, fixed_bytes);
+    }
     else
         st = tps_se_for_blocks(ctx, w, job->num_threads, fixed_bytes + rq.work_bytes, se_block,
                                &rq);

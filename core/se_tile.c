@@ -6,6 +6,7 @@
 #include <cblas.h>
 #include <lapacke.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 enum {
@@ -262,6 +263,53 @@ static void apply_qt(const tps_se_factor *f, double *x)
         tps_reflect(f->n, r, f->p, f->tau, x);
 }
 
+typedef struct zq_job {
+    const tps_se_factor *f;
+    double *zq;
+} zq_job;
+
+enum { ZQ_BLOCK = 64 };
+
+static void zq_block(size_t item, int thread, void *user)
+{
+    (void)thread;
+    const zq_job *zj = user;
+    const tps_se_factor *f = zj->f;
+    const size_t n = f->n, m = f->m, c0 = item * ZQ_BLOCK;
+    const size_t nc = n - c0 < ZQ_BLOCK ? n - c0 : ZQ_BLOCK;
+    double *z = zj->zq + c0 * n;
+    memset(z, 0, sizeof(double) * n * nc);
+    for (size_t c = 0; c < nc; ++c) {
+        z[c * n + c0 + c] = 1.0;
+        apply_qt(f, z + c * n);
+    }
+    if (n > m)
+        cblas_dtrmm(CblasColMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit,
+                    (int)(n - m), (int)nc, 1.0, f->mat + m * n + m, (int)n, z + m, (int)n);
+}
+
+void tps_se_tiles_prepare(const tps_model *md, const tps_se_factor *f, int num_threads)
+{
+    tps_model *mm = (tps_model *)md;
+    tps_se_factor *ff = (tps_se_factor *)f;
+    pthread_mutex_lock(&mm->se_lock);
+    if (!f->zq && f->n <= TPS_SE_TILE_ZQ_MAX_BYTES / sizeof(double) / f->n) {
+        zq_job zj = {f, malloc(sizeof(double) * f->n * f->n)};
+        if (zj.zq) {
+            const size_t items = (f->n + ZQ_BLOCK - 1) / ZQ_BLOCK;
+            tps_blas_single_begin();
+            const int ok = tps_parallel_for(items, tps_threads_for(num_threads, items, 1),
+                                            zq_block, &zj) == 0;
+            tps_blas_single_end();
+            if (ok)
+                ff->zq = zj.zq;
+            else
+                free(zj.zq);
+        }
+    }
+    pthread_mutex_unlock(&mm->se_lock);
+}
+
 tps_se_tile_kind tps_se_tile_plan(const tps_se_factor *f, const tps_window *w, size_t c0,
                                   size_t r0, void *work, tps_se_tile *t)
 {
@@ -377,8 +425,13 @@ tps_se_tile_kind tps_se_tile_plan(const tps_se_factor *f, const tps_window *w, s
     double *wm = mem.wm;
     const size_t gc = cols + m; /* the guards' first column */
     memset(wm, 0, sizeof(double) * ld * (gc + ng));
+    /* the near points' columns, multiplied already (zq) or unit columns */
     for (size_t a = 0; a < n_near; ++a)
-        wm[a * ld + (size_t)mem.near[a]] = 1.0;
+        if (f->zq)
+            memcpy(wm + a * ld, f->zq + (size_t)mem.near[a] * n, sizeof(double) * n);
+        else
+            wm[a * ld + (size_t)mem.near[a]] = 1.0;
+    const size_t c1 = f->zq ? n_near : 0; /* the first column to multiply */
     for (size_t s = 0; s < rank; ++s)
         memcpy(wm + (n_near + s) * ld, mem.a + (size_t)(mem.jpvt[s] - 1) * n, sizeof(double) * n);
     double gu[G], gv[G], gh[G * TPS_MAX_FIXED];
@@ -391,7 +444,7 @@ tps_se_tile_kind tps_se_tile_plan(const tps_se_factor *f, const tps_window *w, s
         for (size_t p = 0; p < n; ++p)
             col[p] = phi(f->u[p] - gu[g], f->v[p] - gv[g]);
     }
-    for (size_t c = 0; c < cols; ++c)
+    for (size_t c = c1; c < cols; ++c)
         apply_qt(f, wm + c * ld);
     for (size_t g = 0; g < ng; ++g)
         apply_qt(f, wm + (gc + g) * ld);
@@ -412,7 +465,7 @@ tps_se_tile_kind tps_se_tile_plan(const tps_se_factor *f, const tps_window *w, s
                     gh + g * m, 1, 1.0, wm + (gc + g) * ld + m, 1);
     /* 5. One product with L^-1 for all of them. */
     cblas_dtrmm(CblasColMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit, (int)nm,
-                (int)(gc + ng), 1.0, f->mat + m * n + m, (int)n, wm + m, (int)ld);
+                (int)(gc + ng - c1), 1.0, f->mat + m * n + m, (int)n, wm + c1 * ld + m, (int)ld);
     /* 6. The guards' exact variances, then [C D]'s QR (Rc on top). */
     double exact[G], scale[G];
     for (size_t g = 0; g < ng; ++g) {

@@ -78,6 +78,14 @@ size_t tps_se_tile_bytes(const tps_se_factor *f);
  * adds) a cell in tiles. */
 int tps_se_tiles_pay(const tps_se_factor *f, const tps_window *w, double *flops_cell);
 
+/* The factorisation's zq (variance.h) under the model's se_lock, made once
+ * where it fits in TPS_SE_TILE_ZQ_MAX_BYTES (else, or out of memory, the
+ * tiles compute their near points' columns themselves): the near points'
+ * columns of L^-1 Q2^T B, gathered instead of multiplied. N^3 flops,
+ * deterministic (column blocks, single-threaded BLAS). */
+#define TPS_SE_TILE_ZQ_MAX_BYTES ((size_t)4 << 30)
+void tps_se_tiles_prepare(const tps_model *md, const tps_se_factor *f, int num_threads);
+
 /* Makes the plan of the tile whose first absolute column and row are
  * (c0, r0) in `work` (tps_se_tile_bytes) and checks its guards. */
 tps_se_tile_kind tps_se_tile_plan(const tps_se_factor *f, const tps_window *w, size_t c0,
