@@ -15,6 +15,7 @@
 #include "tps_testing.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,7 +40,8 @@ typedef struct tile_kind {
 } tile_kind;
 
 static int tiles_mode; /* tps_testing_se_tiles */
-static size_t tile_counts[5];
+static size_t tile_counts[5]; /* the last tiled request's, under counts_lock */
+static pthread_mutex_t counts_lock = PTHREAD_MUTEX_INITIALIZER;
 
 void tps_testing_se_tiles(int mode)
 {
@@ -48,7 +50,9 @@ void tps_testing_se_tiles(int mode)
 
 void tps_testing_se_tile_counts(size_t counts[5])
 {
+    pthread_mutex_lock(&counts_lock);
     memcpy(counts, tile_counts, sizeof tile_counts);
+    pthread_mutex_unlock(&counts_lock);
 }
 
 /* The variance var (over rho) of window cell (row, col) into every output
@@ -205,23 +209,26 @@ static tps_status run_tiles(tps_context *ctx, se_request *rq, size_t fixed_bytes
         tps_blas_single_begin();
         tps_parallel_for(n_items, threads, se_tile, rq);
         tps_blas_single_end();
-        memset(tile_counts, 0, sizeof tile_counts);
+        size_t counts[5] = {0, 0, 0, 0, 0};
         for (size_t k = 0; k < n_items; ++k)
             for (size_t b = 0; b < rq->n_out; ++b)
                 if (rq->first[b] == b) {
                     const tile_kind *tk = &rq->kind[k * rq->n_out + b];
-                    ++tile_counts[tk->kind % 3];
+                    ++counts[tk->kind % 3];
                     if (tk->kind == TPS_SE_TILE_LOWRANK) {
-                        tile_counts[3] += tk->near;
-                        tile_counts[4] += tk->rank;
+                        counts[3] += tk->near;
+                        counts[4] += tk->rank;
                     }
                 }
-        const double lr = tile_counts[0] ? (double)tile_counts[0] : 1.0;
+        const double lr = counts[0] ? (double)counts[0] : 1.0;
         tps_log(ctx, TPS_LOG_DEBUG,
                 "standard errors: %zu tiles in low rank (on average %.1f near points, rank "
                 "%.1f), %zu exactly (%zu too dense, %zu by their guard cells)",
-                tile_counts[0], (double)tile_counts[3] / lr, (double)tile_counts[4] / lr,
-                tile_counts[1] + tile_counts[2], tile_counts[1], tile_counts[2]);
+                counts[0], (double)counts[3] / lr, (double)counts[4] / lr, counts[1] + counts[2],
+                counts[1], counts[2]);
+        pthread_mutex_lock(&counts_lock);
+        memcpy(tile_counts, counts, sizeof counts);
+        pthread_mutex_unlock(&counts_lock);
     }
     tps_scratch_free(&rq->scratch);
     free(rq->kind);
