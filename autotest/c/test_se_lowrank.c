@@ -7,9 +7,13 @@
  * several tiles with a data point on a cell centre: for a nearly
  * interpolating lambda (1e-6 of the bench's) and a moderate one, every
  * cell within 1e-4 relative of the exact standard error (the issue's
- * tolerance against fields), the tiles used and none refused by its guard;
+ * tolerance against fields; 5e-4 on and beside data points where the
+ * nearly interpolating SE is below 1e-3 of its largest and double
+ * precision fixes it no better), the tiles used and none refused by its
+ * guard;
  * the bytes the same over odd windows and 1 or 2 threads; the guard's
- * fallback (forced) the exact values; a clustered point set too. */
+ * fallback (forced) the exact values; a clustered point set and a
+ * sheared grid too. */
 #include "tps.h"
 #include "tps_testing.h"
 
@@ -22,13 +26,26 @@
 #include "testdata.h"
 
 enum { N = 2000, GRID = 1024, C0 = 250, R0 = 460, W = 151, H = 81 };
-static const double CELL = 1000.0 / GRID;
 static double px[N], py[N], pz[N], pc[N], pw[N];
 static int np = N; /* TPS_TEST_QUICK=1 (valgrind): 600 points (tiles still pay) */
 
 static double cov_at(double x, double y)
 {
     return 40 * exp(-((x - 600) * (x - 600) + (y - 300) * (y - 300)) / 1e5) + 0.01 * x;
+}
+
+static double cov[H][W];
+/* The grid's geotransform: north-up, or sheared (tiles work in the grid's
+ * index space) */
+static double GT[6] = {0, 1000.0 / GRID, 0, 1000, 0, -1000.0 / GRID};
+
+static void fill_covariate(void)
+{
+    for (int r = 0; r < H; ++r)
+        for (int c = 0; c < W; ++c) {
+            const double i = C0 + c + 0.5, j = R0 + r + 0.5;
+            cov[r][c] = cov_at(GT[0] + i * GT[1] + j * GT[2], GT[3] + i * GT[4] + j * GT[5]);
+        }
 }
 
 static void make_points(int clustered)
@@ -50,8 +67,9 @@ static void make_points(int clustered)
         pw[i] = 0.5 + uniform();
     }
     /* point 0 on the centre of a cell inside the window */
-    px[0] = (C0 + 70 + 0.5) * CELL;
-    py[0] = 1000 - (R0 + 40 + 0.5) * CELL;
+    const double i = C0 + 70 + 0.5, j = R0 + 40 + 0.5;
+    px[0] = GT[0] + i * GT[1] + j * GT[2];
+    py[0] = GT[3] + i * GT[4] + j * GT[5];
     pc[0] = cov_at(px[0], py[0]);
 }
 
@@ -71,17 +89,14 @@ static tps_model *fit(tps_context *ctx, double lambda)
     return tps_model_create(ctx, (size_t)np, px, py, 1, &z, &lambda, &fo);
 }
 
-static double cov[H][W];
-
 /* The standard errors of window (c0, r0, nc, nr) of the grid (grid
  * coordinates; the window lies inside [C0, C0 + W) x [R0, R0 + H)) into
  * out (W wide, at the window's place). */
 static int evaluate(tps_context *ctx, const tps_model *m, size_t c0, size_t r0, size_t nc,
                     size_t nr, int threads, double (*out)[W])
 {
-    const double gt[6] = {0, CELL, 0, 1000, 0, -CELL};
     tps_grid g;
-    tps_grid_from_geotransform(&g, gt, c0, r0, nc, nr);
+    tps_grid_from_geotransform(&g, GT, c0, r0, nc, nr);
     tps_eval_options eo;
     tps_eval_options_init(&eo);
     eo.device = TPS_DEVICE_CPU;
@@ -114,21 +129,35 @@ static void against_exact(tps_context *ctx, double lambda, const char *what)
     CHECK(counts[0] > 0 && counts[2] == 0,
           "%s: %zu tiles in low rank, %zu exactly (dense), %zu exactly by their guards", what,
           counts[0], counts[1], counts[2]);
-    double worst = 0, at = 0, lo = INFINITY;
+    /* 1e-4 relative (the issue's tolerance) where the standard error is
+     * above 1e-3 of the window's largest; below, on and beside data points
+     * with a nearly interpolating lambda, the variance is ~1e-11 of the
+     * terms it is the difference of and double precision itself fixes it
+     * to ~1e-4 (bench/se_lowrank_probe.py: the exact path against the
+     * saddle system solved by LU): 5e-4 there (measured: <= 1e-4). */
+    double hi = 0;
+    for (int r = 0; r < H; ++r)
+        for (int c = 0; c < W; ++c)
+            hi = max_nan(hi, exact[r][c]);
+    double worst = 0, at = 0, worst_low = 0, lo = INFINITY;
     for (int r = 0; r < H; ++r)
         for (int c = 0; c < W; ++c) {
             const double e = fabs(tiled[r][c] - exact[r][c]) / exact[r][c];
-            if (!(e <= worst)) {
+            if (exact[r][c] < 1e-3 * hi) {
+                worst_low = max_nan(worst_low, e);
+            } else if (!(e <= worst)) {
                 worst = isnan(e) ? NAN : e;
                 at = exact[r][c];
             }
             lo = fmin(lo, exact[r][c]);
         }
-    CHECK(worst <= 1e-4, "%s: the tiles' standard error %.2e relative from the exact one (at "
-          "%.3g)", what, worst, at);
+    CHECK(worst <= 1e-4 && worst_low <= 5e-4,
+          "%s: the tiles' standard error %.2e relative from the exact one (at %.3g), %.2e "
+          "where it is below 1e-3 of its largest", what, worst, at, worst_low);
     printf("%s: tiles %zu in low rank, %zu dense, %zu by guard; worst %.2e relative (at SE "
-           "%.3g; smallest SE %.3g, on a data point %.3g)\n",
-           what, counts[0], counts[1], counts[2], worst, at, lo, exact[40][70]);
+           "%.3g), %.2e below 1e-3 of the largest SE %.3g (smallest %.3g, on a data point "
+           "%.3g)\n",
+           what, counts[0], counts[1], counts[2], worst, at, worst_low, hi, lo, exact[40][70]);
 
     /* Windows and threads: the same bytes. */
     memset(part, 0, sizeof part);
@@ -167,14 +196,19 @@ int main(void)
         np = 600;
     tps_context *ctx = tps_context_create();
     make_points(0);
-    for (int r = 0; r < H; ++r)
-        for (int c = 0; c < W; ++c)
-            cov[r][c] = cov_at((C0 + c + 0.5) * CELL, 1000 - (R0 + r + 0.5) * CELL);
+    fill_covariate();
     /* the bench's lambda is 10 m^2 (bench/bench_se.c) */
     against_exact(ctx, 1e-5, "uniform, lambda 1e-5 (nearly interpolating)");
     against_exact(ctx, 10, "uniform, lambda 10");
     make_points(1);
     against_exact(ctx, 1e-5, "clustered, lambda 1e-5");
+    /* a sheared grid with cells of 1.0 x 0.8 m (the window still over the
+     * points), uniform points */
+    const double sheared[6] = {-40, 1.0, 0.25, 1000, 0.15, -0.8};
+    memcpy(GT, sheared, sizeof GT);
+    make_points(0);
+    fill_covariate();
+    against_exact(ctx, 1e-5, "uniform, sheared grid, lambda 1e-5");
     tps_context_destroy(ctx);
     printf("%d checks, %d failed\n", checks, failures);
     return failures ? 1 : 0;
