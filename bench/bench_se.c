@@ -1,7 +1,7 @@
 /* bench_se.c: the standard error's cost, and the machine's DGEMM rate it
  * is bound by (issue 13's targets: N = 2,000, 1024^2 on the 2-core
  * development machine; N = 10,000, 4096^2 on one H100/H200).
- *   tps_bench_se N GRID THREADS [cpu|gpu] [dgemm]
+ *   tps_bench_se N GRID THREADS [cpu|gpu] [dgemm] [exact] [rows=R]
  * Random points in a 1 km square (a fixed seed), a smooth field with
  * noise, a GLOBAL model with lambda > 0 (solved on the CPU, or the GPU
  * where AUTO picks it); a GRID x GRID north-up Float32 standard-error band
@@ -11,9 +11,15 @@
  * matrix times a vector per cell, done as BLAS 3 per block of cells).
  * `dgemm` also measures the DGEMM rate: on the CPU one OpenBLAS DGEMM of
  * 3000^3 on THREADS threads; on the GPU cuBLAS DGEMM of the shapes the
- * standard error runs (16384 x 512 x N) and of 8192^3. One JSON line. */
+ * standard error runs (16384 x 512 x N) and of 8192^3. On the CPU the
+ * band goes by tiles in low rank where they pay (core/se_tile.h; the
+ * tiles' counts are printed); `exact` forces the exact blocks (the test
+ * hook), `rows=R` evaluates the first R rows of the grid only (the same
+ * grid, so the same tiles: for timing the exact path where the whole band
+ * would take too long; se_gflops counts those rows). One JSON line. */
 #include "gpu_backend.h"
 #include "tps.h"
+#include "tps_testing.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -60,7 +66,17 @@ int main(int argc, char **argv)
     const size_t n = (size_t)atof(argv[1]), side = (size_t)atol(argv[2]);
     const int threads = atoi(argv[3]);
     const int gpu = argc > 4 && strcmp(argv[4], "gpu") == 0;
-    const int dgemm = argc > 5 && strcmp(argv[5], "dgemm") == 0;
+    int dgemm = 0, exact = 0;
+    size_t rows = side;
+    for (int a = 5; a < argc; ++a) {
+        if (strcmp(argv[a], "dgemm") == 0)
+            dgemm = 1;
+        else if (strcmp(argv[a], "exact") == 0)
+            exact = 1;
+        else if (strncmp(argv[a], "rows=", 5) == 0 && atol(argv[a] + 5) > 0)
+            rows = (size_t)atol(argv[a] + 5) < side ? (size_t)atol(argv[a] + 5) : side;
+    }
+    tps_testing_se_tiles(exact ? 1 : 0);
     double *x = malloc(sizeof(double) * n), *y = malloc(sizeof(double) * n);
     double *z = malloc(sizeof(double) * n);
     float *out = malloc(sizeof(float) * side * side);
@@ -75,6 +91,7 @@ int main(int argc, char **argv)
     fo.mode = TPS_MODE_GLOBAL;
     fo.num_threads = threads;
     fo.device = gpu ? TPS_DEVICE_AUTO : TPS_DEVICE_CPU;
+    fo.solver = TPS_SOLVER_DIRECT; /* the standard error needs the dense factorisation */
     const double lambda = 10.0, *zz = z;
     double t0 = now();
     tps_model *m = tps_model_create(ctx, n, x, y, 1, &zz, &lambda, &fo);
@@ -94,7 +111,7 @@ int main(int argc, char **argv)
     t0 = now();
     tps_status st = tps_evaluate_grid(ctx, m, &g, 1, &o, &eo);
     const double first_s = now() - t0;
-    tps_grid_from_geotransform(&g, gt, 0, 0, side, side);
+    tps_grid_from_geotransform(&g, gt, 0, 0, side, rows);
     o.line_stride = (ptrdiff_t)(4 * side);
     t0 = now();
     if (st == TPS_OK)
@@ -105,17 +122,24 @@ int main(int argc, char **argv)
         return 1;
     }
     double sum = 0.0, lo = INFINITY, hi = 0.0;
-    for (size_t k = 0; k < side * side; ++k) {
+    for (size_t k = 0; k < side * rows; ++k) {
         sum += out[k];
         lo = fmin(lo, out[k]);
         hi = fmax(hi, out[k]);
     }
-    const double flops = (double)(n - 3) * (double)(n - 3) * (double)side * (double)side;
+    const double flops = (double)(n - 3) * (double)(n - 3) * (double)side * (double)rows;
+    size_t tiles[5] = {0, 0, 0, 0, 0};
+    if (!gpu && !exact)
+        tps_testing_se_tile_counts(tiles);
     printf("{\"device\": \"%s\", \"n\": %zu, \"grid\": %zu, \"threads\": %d, \"fit_s\": %.3f, "
            "\"first_use_s\": %.3f, \"se_s\": %.3f, \"se_gflops\": %.1f, \"se_mean\": %.6g, "
-           "\"se_min\": %.4g, \"se_max\": %.4g",
+           "\"se_min\": %.4g, \"se_max\": %.4g, \"rows\": %zu, \"path\": \"%s\", "
+           "\"tiles_lowrank\": %zu, \"tiles_dense\": %zu, \"tiles_guard\": %zu, "
+           "\"tile_near_mean\": %.1f, \"tile_rank_mean\": %.1f",
            gpu ? "gpu" : "cpu", n, side, threads, fit_s, first_s, eval_s, flops / eval_s / 1e9,
-           sum / (double)(side * side), lo, hi);
+           sum / (double)(side * rows), lo, hi, rows, exact ? "exact" : "auto", tiles[0],
+           tiles[1], tiles[2], tiles[0] ? (double)tiles[3] / (double)tiles[0] : 0.0,
+           tiles[0] ? (double)tiles[4] / (double)tiles[0] : 0.0);
     if (dgemm && !gpu) {
         printf(", \"dgemm_gflops\": %.1f", cpu_dgemm(threads, 3000));
     } else if (dgemm) {

@@ -56,6 +56,18 @@ void tps_mixed_set_lg2_model(double kappa);
  * 0 (the default) turns it off. Process-wide: set it before evaluating. */
 void tps_testing_mixed_force_fallback(size_t every);
 
+/* The CPU standard error's tiles in low rank (core/se_tile.h): 0 (the
+ * default) where they pay, 1 never (the exact blocks of TPS_SE_BLOCK cells
+ * of a row, as before the tiles), 2 wherever they can be used, paying or
+ * not, 3 where they pay but every tile as if its guard had failed
+ * (computed exactly). Process-wide: set it before evaluating. */
+void tps_testing_se_tiles(int mode);
+/* The last tiled CPU standard-error request's tiles (per distinct
+ * factorisation): [0] in low rank, [1] exactly (too many points near them),
+ * [2] exactly (a guard cell disagreed); over the low-rank ones, [3] the sum
+ * of their near points and [4] of their far blocks' ranks. */
+void tps_testing_se_tile_counts(size_t counts[5]);
+
 /* tps_model_info's device_uploads alone. */
 size_t tps_model_device_uploads(const tps_model *model);
 

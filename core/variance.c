@@ -16,6 +16,7 @@ void tps_se_factor_free(tps_se_factor *f)
     free(f->v);
     free(f->p);
     free(f->mat);
+    free(f->zq);
     free(f);
 }
 

@@ -26,6 +26,8 @@ typedef struct tps_se_factor {
     double tau[TPS_MAX_FIXED];
     double *mat;   /* n x n: columns 0..m-1 of Q^T M Q (lower part), and
                     * L^-1 in the trailing (n-m) x (n-m) lower triangle */
+    double *zq;    /* NULL, or n x n: column p [Q1^T e_p; L^-1 Q2^T e_p], made
+                    * on first use by the CPU's tiles (se_tile.h) */
 } tps_se_factor;
 
 /* Builds the factorisation of n points (u, v) with lambda (scaled units),

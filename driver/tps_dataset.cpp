@@ -274,8 +274,10 @@ bool TPSDataset::OpenCovariates()
 bool TPSDataset::ChargeStandardErrors()
 {
     // A band of standard errors makes its surface's factorisation (8 n^2
-    // bytes; a local model's patches 8 sum n_p^2) on its first read: the
-    // budget is asked for now, before any work, and the model keeps it.
+    // bytes, and 8 n^2 more for the CPU's tiles in low rank, which keep
+    // [Q1^T; L^-1 Q2^T] with it: core/se_tile.h; a local model's patches
+    // 8 sum n_p^2) on its first read: the budget is asked for now, before
+    // any work, and the model keeps it.
     std::vector<bool> abSE(m_oConfig.aoModelBands.size(), false);
     for (const TPSBandConfig &oBand : m_oConfig.aoBands)
         if (tps_quantity_info(oBand.eQuantity)->needs & TPS_NEEDS_VARIANCE)
@@ -314,7 +316,7 @@ bool TPSDataset::ChargeStandardErrors()
         else
         {
             const double n = static_cast<double>(m_poModel->asBandInfo[b].n_points);
-            dfBytes += 8.0 * n * n;
+            dfBytes += 16.0 * n * n;
         }
     }
     if (dfBytes == 0)
