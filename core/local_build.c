@@ -31,6 +31,7 @@
 #include "gpu_backend.h"
 #include "internal.h"
 #include "local.h"
+#include "local_size.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -643,14 +644,176 @@ static void solve_patches(build *bd, int threads, int try_gpu, size_t gpu_max_by
     free(jobs);
 }
 
+/* The memory guard, once the patch sizes are known and before the
+ * patches' arrays and systems are allocated: every patch keeps its points
+ * and weights; `threads` patch systems are solved at once. */
+static tps_status check_memory(tps_context *ctx, const build *bd, const tps_fit_options *options,
+                               int threads, int try_gpu, size_t *gcv_budget)
+{
+    const tps_model *md = bd->md;
+    const struct tps_local *lc = bd->lc;
+    const size_t nb = bd->n_bands;
+    size_t entries = 0, largest = 0;
+    for (size_t p = 0; p < lc->n_patches; ++p) {
+        entries += lc->patches[p].n;
+        largest = lc->patches[p].n > largest ? lc->patches[p].n : largest;
+    }
+    const size_t kept = entries * sizeof(double) * (2 + nb) +
+                        lc->n_patches * (sizeof(patch) + nb * (sizeof(double *) + 24));
+    const size_t per_solve = tps_solve_bytes(largest, nb) +
+                             largest * (sizeof(size_t) * 2 + sizeof(double) * (2 + 2 * nb));
+    const size_t tree = md->n * sizeof(size_t) + bd->n_nodes * sizeof(node);
+    const size_t lookup = (lc->n_patches * 4 + 2 * (size_t)MAX_GRID) * sizeof(size_t);
+    /* A wave's set-up systems: per point the patch copies (su, sv, noise,
+     * values and weights) and the solve's QR, right-hand sides and columns. */
+    const size_t wave = (lc->n_patches < WAVE_PATCHES ? lc->n_patches : WAVE_PATCHES) *
+                        largest * sizeof(double) * (9 + 3 * nb);
+    /* Cross-validation: the blend's sums at the points, LOO residuals per
+     * band; GCV's pass runs before the solves (and frees what it took). */
+    size_t n_gcv = 0, n_loo = 0;
+    for (size_t b = 0; b < nb; ++b) {
+        n_gcv += md->band_info[b].smoothing_gcv ? 1 : 0;
+        n_loo += options->cross_validation && !md->band_info[b].smoothing_gcv ? 1 : 0;
+    }
+    const size_t cv = n_gcv + n_loo ? md->n * (sizeof(double) * (1 + n_loo) + sizeof(uint32_t))
+                                    : 0;
+    const size_t gcv = n_gcv ? tps_local_gcv_bytes(lc, md->n, threads, try_gpu) : 0;
+    const size_t solves = kept + (size_t)threads * per_solve + wave;
+    const size_t need = (solves > gcv ? solves : gcv) + tree + lookup + cv;
+    if (options->max_memory && need > options->max_memory)
+        return tps_set_error(ctx, TPS_ERR_MEMORY_LIMIT,
+                             "the local %s of %zu points in %zu patches (up to %zu points "
+                             "each, %d at a time) needs %zu bytes (%.2f GiB), more than the %zu "
+                             "bytes allowed", gcv > solves ? "GCV" : "solve", md->n,
+                             lc->n_patches, largest, threads, need, (double)need / 1073741824.0,
+                             options->max_memory);
+    /* What GCV's pass may take (0: no limit). */
+    *gcv_budget = options->max_memory ? options->max_memory - (tree + lookup + cv) : 0;
+    return TPS_OK;
+}
+
+/* The quadtree of cells of at most patch_points points and their patches,
+ * sized (support, frame, points) but not solved. */
+static tps_status make_partition(tps_context *ctx, build *bd, size_t patch_points, double overlap,
+                                 int threads)
+{
+    struct tps_local *lc = bd->lc;
+    bd->patch_points = patch_points;
+    tps_status st = build_tree(ctx, bd, patch_points, overlap);
+    if (st != TPS_OK)
+        return st;
+    for (size_t k = 0; k < bd->n_nodes; ++k)
+        lc->n_patches += bd->nodes[k].child ? 0 : 1;
+    lc->patches = calloc(lc->n_patches, sizeof(patch));
+    bd->leaves = malloc(sizeof(size_t) * lc->n_patches);
+    if (!bd->stats)
+        bd->stats = malloc(sizeof(band_stats) * bd->n_bands * (size_t)threads);
+    if (!lc->patches || !bd->leaves || !bd->stats)
+        return tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory for %zu patches",
+                             lc->n_patches);
+    for (size_t k = 0, p = 0; k < bd->n_nodes; ++k) {
+        if (bd->nodes[k].child)
+            continue;
+        const node *nd = &bd->nodes[k];
+        bd->leaves[p] = k;
+        lc->patches[p].hx = 0.5 * overlap * (nd->u1 - nd->u0);
+        lc->patches[p].hy = 0.5 * overlap * (nd->v1 - nd->v0);
+        ++p;
+    }
+    tps_parallel_for(lc->n_patches, threads, size_patch, bd);
+    return TPS_OK;
+}
+
+/* Undoes make_partition (before any patch is solved: they own nothing). */
+static void drop_partition(build *bd)
+{
+    free(bd->lc->patches);
+    bd->lc->patches = NULL;
+    bd->lc->n_patches = 0;
+    free(bd->perm);
+    free(bd->nodes);
+    free(bd->leaves);
+    bd->perm = NULL;
+    bd->nodes = NULL;
+    bd->leaves = NULL;
+    bd->n_nodes = 0;
+}
+
+/* GCV with patches sized from its lambda (local_size.c; docs/design.md,
+ * "Patch sizes for GCV"): after each GCV pass, when the cells fall short
+ * for the largest lambda chosen, the partition is rebuilt larger and GCV
+ * runs again on it, at most TPS_LOCAL_SIZE_PASSES passes in all and
+ * TPS_LOCAL_SIZE_WORK_CAP of eigendecomposition work; the solves then use
+ * the last partition. Without a GCV band (or with the user's PatchPoints
+ * or Overlap) this is the one tps_local_cv_start. */
+static tps_status cv_passes(tps_context *ctx, tps_model *md, build *bd,
+                            const tps_fit_options *options, int threads, int try_gpu,
+                            size_t budget, size_t *patch_points, double *overlap)
+{
+    struct tps_local *lc = bd->lc;
+    double spent = 0.0;
+    for (int pass = 1;; ++pass) {
+        lc->gcv_pass = pass;
+        tps_status st = tps_local_cv_start(ctx, md, lc, gather_patch_points, bd, bd->merged,
+                                           bd->merged_w, options, try_gpu, budget,
+                                           bd->smoothing, &bd->S, &bd->loo_sum);
+        double lambda = 0.0;
+        for (size_t b = 0; b < bd->n_bands; ++b)
+            if (md->band_info[b].smoothing_gcv)
+                lambda = fmax(lambda, md->band_info[b].smoothing);
+        if (st != TPS_OK || !md->size_patches || !(lambda > 0.0) ||
+            pass == TPS_LOCAL_SIZE_PASSES)
+            return st;
+        for (size_t p = 0; p < lc->n_patches; ++p) {
+            const double np = (double)lc->patches[p].n;
+            spent += np * np * np;
+        }
+        tps_size_node *view = malloc(sizeof *view * bd->n_nodes);
+        if (!view)
+            return tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory");
+        for (size_t k = 0; k < bd->n_nodes; ++k) {
+            const node *nd = &bd->nodes[k];
+            view[k] = (tps_size_node){nd->u0, nd->v0, nd->u1, nd->v1, nd->end - nd->begin,
+                                      nd->child};
+        }
+        const double box[4] = {lc->bu0, lc->bv0, lc->bu1, lc->bv1};
+        tps_size_plan plan;
+        char why[400];
+        const int again = tps_local_size_next(view, bd->n_nodes, box,
+                                              lambda / (md->scale * md->scale), *patch_points,
+                                              *overlap, TPS_LOCAL_SIZE_WORK_CAP - spent, &plan,
+                                              why, sizeof why);
+        free(view);
+        tps_log(ctx, TPS_LOG_DEBUG, "GCV pass %d (smoothing %.6g, %zu patches, cells of up to "
+                "%zu points, overlap %.3g): %s", pass, lambda, lc->n_patches, *patch_points,
+                *overlap, why);
+        if (!again)
+            return TPS_OK;
+        free(bd->S);
+        bd->S = NULL;
+        for (size_t b = 0; bd->loo_sum && b < bd->n_bands; ++b)
+            free(bd->loo_sum[b]);
+        free(bd->loo_sum);
+        bd->loo_sum = NULL;
+        drop_partition(bd);
+        *patch_points = plan.patch_points;
+        *overlap = plan.overlap;
+        st = make_partition(ctx, bd, *patch_points, *overlap, threads);
+        if (st == TPS_OK)
+            st = check_memory(ctx, bd, options, threads, try_gpu, &budget);
+        if (st != TPS_OK)
+            return st;
+    }
+}
+
 tps_status tps_local_build(tps_context *ctx, tps_model *md, double *const *merged,
                            double *const *merged_w, const tps_fit_options *options)
 {
     const double t0 = tps_now_seconds();
     const size_t nb = md->n_bands;
     const int threads = options->num_threads < 1 ? 1 : options->num_threads;
-    const size_t patch_points = options->patch_points;
-    const double overlap = options->overlap;
+    size_t patch_points = options->patch_points;
+    double overlap = options->overlap;
     if (md->n < 3)
         return tps_set_error(ctx, TPS_ERR_TOO_FEW_POINTS,
                              "%zu distinct usable point%s, at least 3 are needed", md->n,
@@ -661,7 +824,6 @@ tps_status tps_local_build(tps_context *ctx, tps_model *md, double *const *merge
     bd.merged_w = merged_w;
     bd.n_bands = nb;
     bd.scale = md->scale;
-    bd.patch_points = patch_points;
     tps_status st = TPS_OK;
     double *smoothing = malloc(sizeof(double) * nb);
     bd.band_total = calloc(nb, sizeof(size_t));
@@ -698,73 +860,23 @@ tps_status tps_local_build(tps_context *ctx, tps_model *md, double *const *merge
         goto done;
     }
 
-    st = build_tree(ctx, &bd, patch_points, overlap);
+    st = make_partition(ctx, &bd, patch_points, overlap, threads);
     if (st != TPS_OK)
         goto done;
-    for (size_t k = 0; k < bd.n_nodes; ++k)
-        lc->n_patches += bd.nodes[k].child ? 0 : 1;
-    lc->patches = calloc(lc->n_patches, sizeof(patch));
-    bd.leaves = malloc(sizeof(size_t) * lc->n_patches);
-    bd.stats = malloc(sizeof(band_stats) * nb * (size_t)threads);
-    if (!lc->patches || !bd.leaves || !bd.stats) {
-        st = tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory for %zu patches",
-                           lc->n_patches);
-        goto done;
-    }
-    for (size_t k = 0, p = 0; k < bd.n_nodes; ++k) {
-        if (bd.nodes[k].child)
-            continue;
-        const node *nd = &bd.nodes[k];
-        bd.leaves[p] = k;
-        lc->patches[p].hx = 0.5 * overlap * (nd->u1 - nd->u0);
-        lc->patches[p].hy = 0.5 * overlap * (nd->v1 - nd->v0);
-        ++p;
-    }
-    tps_parallel_for(lc->n_patches, threads, size_patch, &bd);
 
-    /* The memory guard, now that the patch sizes are known and before the
-     * patches' arrays and systems are allocated: every patch keeps its
-     * points and weights; `threads` patch systems are solved at once. */
-    size_t entries = 0, largest = 0;
-    for (size_t p = 0; p < lc->n_patches; ++p) {
-        entries += lc->patches[p].n;
-        largest = lc->patches[p].n > largest ? lc->patches[p].n : largest;
-    }
-    const size_t kept = entries * sizeof(double) * (2 + nb) +
-                        lc->n_patches * (sizeof(patch) + nb * (sizeof(double *) + 24));
-    const size_t per_solve = tps_solve_bytes(largest, nb) +
-                             largest * (sizeof(size_t) * 2 + sizeof(double) * (2 + 2 * nb));
-    const size_t tree = md->n * sizeof(size_t) + bd.n_nodes * sizeof(node);
-    const size_t lookup = (lc->n_patches * 4 + 2 * (size_t)MAX_GRID) * sizeof(size_t);
-    /* A wave's set-up systems: per point the patch copies (su, sv, noise,
-     * values and weights) and the solve's QR, right-hand sides and columns. */
-    const size_t wave = (lc->n_patches < WAVE_PATCHES ? lc->n_patches : WAVE_PATCHES) *
-                        largest * sizeof(double) * (9 + 3 * nb);
-    /* Cross-validation: the blend's sums at the points, LOO residuals per
-     * band; GCV's pass runs before the solves (and frees what it took). */
-    size_t n_gcv = 0, n_loo = 0;
-    for (size_t b = 0; b < nb; ++b) {
-        n_gcv += md->band_info[b].smoothing_gcv ? 1 : 0;
-        n_loo += options->cross_validation && !md->band_info[b].smoothing_gcv ? 1 : 0;
-    }
     /* The factorisations (and GCV's eigendecompositions) in batches on the
      * GPU where one can solve (as for a global model: unless DEVICE=CPU),
      * else on the CPU threads. */
     const int try_gpu = options->device != TPS_DEVICE_CPU &&
                         tps_gpu_solve_available(NULL) == TPS_OK;
-    const size_t cv = n_gcv + n_loo ? md->n * (sizeof(double) * (1 + n_loo) + sizeof(uint32_t))
-                                    : 0;
-    const size_t gcv = n_gcv ? tps_local_gcv_bytes(lc, md->n, threads, try_gpu) : 0;
-    const size_t solves = kept + (size_t)threads * per_solve + wave;
-    const size_t need = (solves > gcv ? solves : gcv) + tree + lookup + cv;
-    if (options->max_memory && need > options->max_memory) {
-        st = tps_set_error(ctx, TPS_ERR_MEMORY_LIMIT,
-                           "the local %s of %zu points in %zu patches (up to %zu points "
-                           "each, %d at a time) needs %zu bytes (%.2f GiB), more than the %zu "
-                           "bytes allowed", gcv > solves ? "GCV" : "solve", md->n,
-                           lc->n_patches, largest, threads, need, (double)need / 1073741824.0,
-                           options->max_memory);
+    size_t gcv_budget = 0;
+    st = check_memory(ctx, &bd, options, threads, try_gpu, &gcv_budget);
+    if (st != TPS_OK)
         goto done;
+    size_t n_gcv = 0, n_loo = 0;
+    for (size_t b = 0; b < nb; ++b) {
+        n_gcv += md->band_info[b].smoothing_gcv ? 1 : 0;
+        n_loo += options->cross_validation && !md->band_info[b].smoothing_gcv ? 1 : 0;
     }
 
     /* One patch per thread, each factorisation on its own thread: OpenBLAS's
@@ -780,11 +892,8 @@ tps_status tps_local_build(tps_context *ctx, tps_model *md, double *const *merge
     if (threads > 1)
         tps_blas_single_begin();
     if (n_gcv + n_loo)
-        st = tps_local_cv_start(ctx, md, lc, gather_patch_points, &bd, merged, merged_w, options,
-                                try_gpu,
-                                options->max_memory ? options->max_memory - (tree + lookup + cv)
-                                                    : 0,
-                                smoothing, &bd.S, &bd.loo_sum);
+        st = cv_passes(ctx, md, &bd, options, threads, try_gpu, gcv_budget, &patch_points,
+                       &overlap);
     if (st == TPS_OK) {
         tps_progress_stage("solving %zu patches", lc->n_patches);
         solve_patches(&bd, threads, try_gpu, options->gpu_max_memory);
@@ -806,7 +915,14 @@ tps_status tps_local_build(tps_context *ctx, tps_model *md, double *const *merge
         tps_local_cv_finish(md, merged, bd.loo_sum);
     md->info.n_factorisations = bd.n_solves;
     md->info.n_patches = lc->n_patches;
+    md->info.patch_points = patch_points;
+    md->info.overlap = overlap;
     md->info.solve_device = bd.n_gpu_solves ? TPS_DEVICE_GPU : TPS_DEVICE_CPU;
+    size_t entries = 0, largest = 0;
+    for (size_t p = 0; p < lc->n_patches; ++p) {
+        entries += lc->patches[p].n;
+        largest = lc->patches[p].n > largest ? lc->patches[p].n : largest;
+    }
     tps_log(ctx, TPS_LOG_DEBUG,
             "local model: %zu patches of up to %zu points (%.1f on average, cells of up to %zu "
             "points, overlap %.3g), %zu factorisations (%zu on the GPU) in %.3f s",

@@ -258,6 +258,11 @@ typedef struct tps_model_info {
     size_t device_uploads;
     size_t n_covariates;        /* linear covariates of the fixed part */
     size_t n_dropped_covariate; /* points dropped for a non-finite covariate */
+    /* LOCAL: the partition's settings, those given or, for a GCV model
+     * without them, those the patch sizing rule chose; GLOBAL and models
+     * read from a file: 0. */
+    size_t patch_points;
+    double overlap;
 } tps_model_info;
 
 typedef struct tps_band_info {
