@@ -2,9 +2,10 @@
  * an oracle, and for speed (docs/benchmarks.md, "GCV on local models").
  *
  *   tps_bench_gcv compare N NOISE FIELD [SEED] [THREADS]
- *       global GCV and local GCV (Overlap 1.5, the default or
- *       TPS_BENCH_OVERLAP, and 2) on the same N points: chosen lambda, RMSE
- *       against the noise-free field, effective df, LOO RMSE, times.
+ *       global GCV and local GCV (neither PatchPoints nor Overlap given:
+ *       the patches sized from lambda; or TPS_BENCH_OVERLAP; then Overlap
+ *       2) on the same N points: chosen lambda, RMSE against the
+ *       noise-free field, effective df, LOO RMSE, times.
  *   tps_bench_gcv fixed N NOISE FIELD SEED THREADS LAMBDA...
  *       global and local models at the lambdas given: their RMSE.
  *   tps_bench_gcv local N NOISE FIELD SEED THREADS PP:OVERLAP...
@@ -206,11 +207,17 @@ int main(int argc, char **argv)
             overlap_option = overlaps[k];
             fit l = run(&d, TPS_MODE_LOCAL, 1, 0.0, threads, TPS_DEVICE_CPU, 0);
             ok = ok && l.ok;
-            printf("compare %s N=%zu noise=%g overlap %g: lambda global %.4g local %.4g (ratio "
+            char label[64];
+            if (overlaps[k] > 0)
+                snprintf(label, sizeof label, "overlap %g", overlaps[k]);
+            else
+                snprintf(label, sizeof label, "sized from lambda");
+            printf("compare %s N=%zu noise=%g %s: lambda global %.4g local %.4g (ratio "
                    "%.3f); rmse global %.5g local %.5g (ratio %.4f); df %.1f / %.1f; LOO %.5g / "
-                   "%.5g; %.2f s / %.2f s (%zu patches)\n",
-                   name, n, noise, overlaps[k] > 0 ? overlaps[k] : TPS_DEFAULT_OVERLAP, g.lambda, l.lambda, l.lambda / g.lambda, g.rmse, l.rmse, l.rmse / g.rmse, g.df,
-                   l.df, g.loo_rmse, l.loo_rmse, g.seconds, l.seconds, l.patches);
+                   "%.5g; %.2f s / %.2f s (%zu patches, %zu:%g)\n",
+                   name, n, noise, label, g.lambda, l.lambda, l.lambda / g.lambda, g.rmse,
+                   l.rmse, l.rmse / g.rmse, g.df, l.df, g.loo_rmse, l.loo_rmse, g.seconds,
+                   l.seconds, l.patches, l.patch_points, l.overlap);
         }
         return ok ? 0 : 1;
     }

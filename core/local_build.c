@@ -85,6 +85,7 @@ typedef struct build {
     double *smoothing;       /* per band, user units (GCV: the chosen one) */
     double scale;            /* the model's scale: user units per scaled unit */
     size_t patch_points; /* a cell's most points */
+    size_t entries, largest; /* the patches' points: in all, the most in one */
     size_t n_solves, n_gpu_solves;
     /* Leave-one-out (cross_validation): the blend's denominator at each
      * point, and per band NULL or the blended LOO residuals. */
@@ -647,7 +648,7 @@ static void solve_patches(build *bd, int threads, int try_gpu, size_t gpu_max_by
 /* The memory guard, once the patch sizes are known and before the
  * patches' arrays and systems are allocated: every patch keeps its points
  * and weights; `threads` patch systems are solved at once. */
-static tps_status check_memory(tps_context *ctx, const build *bd, const tps_fit_options *options,
+static tps_status check_memory(tps_context *ctx, build *bd, const tps_fit_options *options,
                                int threads, int try_gpu, size_t *gcv_budget)
 {
     const tps_model *md = bd->md;
@@ -658,6 +659,8 @@ static tps_status check_memory(tps_context *ctx, const build *bd, const tps_fit_
         entries += lc->patches[p].n;
         largest = lc->patches[p].n > largest ? lc->patches[p].n : largest;
     }
+    bd->entries = entries;
+    bd->largest = largest;
     const size_t kept = entries * sizeof(double) * (2 + nb) +
                         lc->n_patches * (sizeof(patch) + nb * (sizeof(double *) + 24));
     const size_t per_solve = tps_solve_bytes(largest, nb) +
@@ -681,12 +684,11 @@ static tps_status check_memory(tps_context *ctx, const build *bd, const tps_fit_
     const size_t solves = kept + (size_t)threads * per_solve + wave;
     const size_t need = (solves > gcv ? solves : gcv) + tree + lookup + cv;
     if (options->max_memory && need > options->max_memory)
-        return tps_set_error(ctx, TPS_ERR_MEMORY_LIMIT,
-                             "the local %s of %zu points in %zu patches (up to %zu points "
-                             "each, %d at a time) needs %zu bytes (%.2f GiB), more than the %zu "
-                             "bytes allowed", gcv > solves ? "GCV" : "solve", md->n,
-                             lc->n_patches, largest, threads, need, (double)need / 1073741824.0,
-                             options->max_memory);
+        return tps_set_error(
+            ctx, TPS_ERR_MEMORY_LIMIT, "the local %s of %zu points in %zu patches (up to %zu "
+            "points each, %d at a time) needs %zu bytes (%.2f GiB), more than the %zu bytes "
+            "allowed", gcv > solves ? "GCV" : "solve", md->n, lc->n_patches, largest, threads,
+            need, (double)need / 1073741824.0, options->max_memory);
     /* What GCV's pass may take (0: no limit). */
     *gcv_budget = options->max_memory ? options->max_memory - (tree + lookup + cv) : 0;
     return TPS_OK;
@@ -724,86 +726,39 @@ static tps_status make_partition(tps_context *ctx, build *bd, size_t patch_point
     return TPS_OK;
 }
 
-/* Undoes make_partition (before any patch is solved: they own nothing). */
-static void drop_partition(build *bd)
+/* The rebuilds GCV's patch sizing asks for (local_size.c). */
+typedef struct sizing {
+    build *bd;
+    const tps_fit_options *options;
+    int threads, try_gpu;
+} sizing;
+
+static size_t view_nodes(void *user, tps_size_node *view)
 {
+    const build *bd = ((const sizing *)user)->bd;
+    for (size_t k = 0; view && k < bd->n_nodes; ++k) {
+        const node *nd = &bd->nodes[k];
+        view[k] = (tps_size_node){nd->u0, nd->v0, nd->u1, nd->v1, nd->end - nd->begin, nd->child};
+    }
+    return bd->n_nodes;
+}
+
+static tps_status repartition(void *user, tps_context *ctx, size_t patch_points, double overlap,
+                              size_t *gcv_budget)
+{
+    const sizing *sz = user;
+    build *bd = sz->bd; /* its patches are not solved yet: they own nothing */
     free(bd->lc->patches);
-    bd->lc->patches = NULL;
-    bd->lc->n_patches = 0;
     free(bd->perm);
     free(bd->nodes);
     free(bd->leaves);
-    bd->perm = NULL;
+    bd->lc->patches = NULL;
+    bd->perm = bd->leaves = NULL;
     bd->nodes = NULL;
-    bd->leaves = NULL;
-    bd->n_nodes = 0;
-}
-
-/* GCV with patches sized from its lambda (local_size.c; docs/design.md,
- * "Patch sizes for GCV"): after each GCV pass, when the cells fall short
- * for the largest lambda chosen, the partition is rebuilt larger and GCV
- * runs again on it, at most TPS_LOCAL_SIZE_PASSES passes in all and
- * TPS_LOCAL_SIZE_WORK_CAP of eigendecomposition work; the solves then use
- * the last partition. Without a GCV band (or with the user's PatchPoints
- * or Overlap) this is the one tps_local_cv_start. */
-static tps_status cv_passes(tps_context *ctx, tps_model *md, build *bd,
-                            const tps_fit_options *options, int threads, int try_gpu,
-                            size_t budget, size_t *patch_points, double *overlap)
-{
-    struct tps_local *lc = bd->lc;
-    double spent = 0.0;
-    for (int pass = 1;; ++pass) {
-        lc->gcv_pass = pass;
-        tps_status st = tps_local_cv_start(ctx, md, lc, gather_patch_points, bd, bd->merged,
-                                           bd->merged_w, options, try_gpu, budget,
-                                           bd->smoothing, &bd->S, &bd->loo_sum);
-        double lambda = 0.0;
-        for (size_t b = 0; b < bd->n_bands; ++b)
-            if (md->band_info[b].smoothing_gcv)
-                lambda = fmax(lambda, md->band_info[b].smoothing);
-        if (st != TPS_OK || !md->size_patches || !(lambda > 0.0) ||
-            pass == TPS_LOCAL_SIZE_PASSES)
-            return st;
-        for (size_t p = 0; p < lc->n_patches; ++p) {
-            const double np = (double)lc->patches[p].n;
-            spent += np * np * np;
-        }
-        tps_size_node *view = malloc(sizeof *view * bd->n_nodes);
-        if (!view)
-            return tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory");
-        for (size_t k = 0; k < bd->n_nodes; ++k) {
-            const node *nd = &bd->nodes[k];
-            view[k] = (tps_size_node){nd->u0, nd->v0, nd->u1, nd->v1, nd->end - nd->begin,
-                                      nd->child};
-        }
-        const double box[4] = {lc->bu0, lc->bv0, lc->bu1, lc->bv1};
-        tps_size_plan plan;
-        char why[400];
-        const int again = tps_local_size_next(view, bd->n_nodes, box,
-                                              lambda / (md->scale * md->scale), *patch_points,
-                                              *overlap, TPS_LOCAL_SIZE_WORK_CAP - spent, &plan,
-                                              why, sizeof why);
-        free(view);
-        tps_log(ctx, TPS_LOG_DEBUG, "GCV pass %d (smoothing %.6g, %zu patches, cells of up to "
-                "%zu points, overlap %.3g): %s", pass, lambda, lc->n_patches, *patch_points,
-                *overlap, why);
-        if (!again)
-            return TPS_OK;
-        free(bd->S);
-        bd->S = NULL;
-        for (size_t b = 0; bd->loo_sum && b < bd->n_bands; ++b)
-            free(bd->loo_sum[b]);
-        free(bd->loo_sum);
-        bd->loo_sum = NULL;
-        drop_partition(bd);
-        *patch_points = plan.patch_points;
-        *overlap = plan.overlap;
-        st = make_partition(ctx, bd, *patch_points, *overlap, threads);
-        if (st == TPS_OK)
-            st = check_memory(ctx, bd, options, threads, try_gpu, &budget);
-        if (st != TPS_OK)
-            return st;
-    }
+    bd->lc->n_patches = bd->n_nodes = 0;
+    tps_status st = make_partition(ctx, bd, patch_points, overlap, sz->threads);
+    return st == TPS_OK ? check_memory(ctx, bd, sz->options, sz->threads, sz->try_gpu, gcv_budget)
+                        : st;
 }
 
 tps_status tps_local_build(tps_context *ctx, tps_model *md, double *const *merged,
@@ -873,11 +828,9 @@ tps_status tps_local_build(tps_context *ctx, tps_model *md, double *const *merge
     st = check_memory(ctx, &bd, options, threads, try_gpu, &gcv_budget);
     if (st != TPS_OK)
         goto done;
-    size_t n_gcv = 0, n_loo = 0;
-    for (size_t b = 0; b < nb; ++b) {
-        n_gcv += md->band_info[b].smoothing_gcv ? 1 : 0;
-        n_loo += options->cross_validation && !md->band_info[b].smoothing_gcv ? 1 : 0;
-    }
+    int any_cv = options->cross_validation; /* a GCV band, or LOO for the others */
+    for (size_t b = 0; b < nb; ++b)
+        any_cv |= md->band_info[b].smoothing_gcv;
 
     /* One patch per thread, each factorisation on its own thread: OpenBLAS's
      * own threads on top would contend for the same cores (measured: 100,000
@@ -891,9 +844,12 @@ tps_status tps_local_build(tps_context *ctx, tps_model *md, double *const *merge
     }
     if (threads > 1)
         tps_blas_single_begin();
-    if (n_gcv + n_loo)
-        st = cv_passes(ctx, md, &bd, options, threads, try_gpu, gcv_budget, &patch_points,
-                       &overlap);
+    sizing sz = {&bd, options, threads, try_gpu};
+    const tps_size_build sb = {&sz, view_nodes, repartition};
+    if (any_cv)
+        st = tps_local_gcv_passes(ctx, md, lc, gather_patch_points, &bd, &sb, merged, merged_w,
+                                  options, try_gpu, gcv_budget, smoothing, &bd.S, &bd.loo_sum,
+                                  &patch_points, &overlap);
     if (st == TPS_OK) {
         tps_progress_stage("solving %zu patches", lc->n_patches);
         solve_patches(&bd, threads, try_gpu, options->gpu_max_memory);
@@ -918,15 +874,10 @@ tps_status tps_local_build(tps_context *ctx, tps_model *md, double *const *merge
     md->info.patch_points = patch_points;
     md->info.overlap = overlap;
     md->info.solve_device = bd.n_gpu_solves ? TPS_DEVICE_GPU : TPS_DEVICE_CPU;
-    size_t entries = 0, largest = 0;
-    for (size_t p = 0; p < lc->n_patches; ++p) {
-        entries += lc->patches[p].n;
-        largest = lc->patches[p].n > largest ? lc->patches[p].n : largest;
-    }
     tps_log(ctx, TPS_LOG_DEBUG,
             "local model: %zu patches of up to %zu points (%.1f on average, cells of up to %zu "
             "points, overlap %.3g), %zu factorisations (%zu on the GPU) in %.3f s",
-            lc->n_patches, largest, (double)entries / (double)lc->n_patches, patch_points,
+            lc->n_patches, bd.largest, (double)bd.entries / (double)lc->n_patches, patch_points,
             overlap, bd.n_solves, bd.n_gpu_solves, tps_now_seconds() - t0);
     md->local = lc;
     lc = NULL;

@@ -22,6 +22,8 @@
  * costs ~n_p^3 (its eigendecomposition). */
 #include "local_size.h"
 
+#include "internal.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,9 +35,13 @@
 /* A re-partition must fall short by this factor less than the partition it
  * replaces: a GCV pass costs as much as the model's whole search. */
 #define MATERIAL 1.25
-/* Among the partitions that are large enough, those costing up to this
- * factor more than the cheapest are candidates too (the least short wins). */
-#define COST_SLACK 1.5
+/* When the cheapest partition that is large enough has Overlap 1.75, the
+ * same cells with Overlap 2 are taken if they cost at most this factor more
+ * (~2.1x: (2 / 1.75)^6, less at the box's edges): closer to the global
+ * GCV in the measurements (docs/benchmarks.md), and GCV's lambda on the
+ * larger partition is usually larger again (the smaller patches' lambda is
+ * biased low). */
+#define COST_SLACK 2.5
 /* Quadtree depth bound of local_build.c (MAX_DEPTH = 48): a walk's stack. */
 #define STACK (4 * 48 + 8)
 
@@ -182,16 +188,16 @@ int tps_local_size_next(const tps_size_node *nodes, size_t n_nodes, const double
         if (!any_within) /* larger cells only cost more */
             break;
     }
-    /* The least short of those within COST_SLACK of the cheapest that does
-     * not fall short (or of all, when each does): the cells' sizes come in
-     * steps of the points' random counts, and GCV's lambda on the larger
-     * partition is usually larger again, so a step more at little extra
-     * cost is worth it. */
+    /* The cheapest that does not fall short (its cells with Overlap 2 within
+     * COST_SLACK), else the least short. */
     tps_size_plan best = {0, 0.0, INFINITY, INFINITY};
     for (size_t k = 0; k < n_plans; ++k)
-        if (plans[k].work <= COST_SLACK * cheapest &&
-            (plans[k].shortfall < best.shortfall ||
-             (plans[k].shortfall == best.shortfall && plans[k].work < best.work)))
+        if (isfinite(cheapest) ? plans[k].shortfall <= 1.0 && plans[k].work == cheapest
+                               : plans[k].shortfall < best.shortfall)
+            best = plans[k];
+    for (size_t k = 0; isfinite(cheapest) && k < n_plans; ++k)
+        if (plans[k].patch_points == best.patch_points && plans[k].overlap > best.overlap &&
+            plans[k].work <= COST_SLACK * cheapest)
             best = plans[k];
     free(plans);
     free(sizes);
@@ -210,4 +216,60 @@ int tps_local_size_next(const tps_size_node *nodes, size_t n_nodes, const double
              "estimated work %.3g n^3)", now, h_scaled / fmax(box[2] - box[0], box[3] - box[1]),
              best.patch_points, best.overlap, best.shortfall, best.work);
     return 1;
+}
+
+tps_status tps_local_gcv_passes(tps_context *ctx, tps_model *md, struct tps_local *lc,
+                                tps_patch_points_fn points, void *user,
+                                const tps_size_build *sb, double *const *merged,
+                                double *const *merged_w, const tps_fit_options *options,
+                                int try_gpu, size_t budget, double *smoothing, double **S,
+                                double ***loo_sum, size_t *patch_points, double *overlap)
+{
+    double spent = 0.0; /* the passes' work so far, sum of n_p^3 */
+    for (int pass = 1;; ++pass) {
+        lc->gcv_pass = pass;
+        tps_status st = tps_local_cv_start(ctx, md, lc, points, user, merged, merged_w, options,
+                                           try_gpu, budget, smoothing, S, loo_sum);
+        double lambda = 0.0; /* sized for the largest */
+        for (size_t b = 0; b < md->n_bands; ++b)
+            if (md->band_info[b].smoothing_gcv)
+                lambda = fmax(lambda, md->band_info[b].smoothing);
+        if (st != TPS_OK || !md->size_patches || !(lambda > 0.0) ||
+            pass == TPS_LOCAL_SIZE_PASSES)
+            return st;
+        for (size_t p = 0; p < lc->n_patches; ++p) {
+            const double np = (double)lc->patches[p].n;
+            spent += np * np * np;
+        }
+        const size_t n_nodes = sb->nodes(sb->user, NULL);
+        tps_size_node *view = malloc(sizeof *view * n_nodes);
+        if (!view)
+            return tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory");
+        sb->nodes(sb->user, view);
+        const double box[4] = {lc->bu0, lc->bv0, lc->bu1, lc->bv1};
+        tps_size_plan plan;
+        char why[400];
+        const int again = tps_local_size_next(view, n_nodes, box,
+                                              lambda / (md->scale * md->scale), *patch_points,
+                                              *overlap, TPS_LOCAL_SIZE_WORK_CAP - spent, &plan,
+                                              why, sizeof why);
+        free(view);
+        tps_log(ctx, TPS_LOG_DEBUG, "GCV pass %d (smoothing %.6g, %zu patches, cells of up to "
+                "%zu points, overlap %.3g): %s", pass, lambda, lc->n_patches, *patch_points,
+                *overlap, why);
+        if (!again)
+            return TPS_OK;
+        /* The next pass's blend and sums are of the new partition. */
+        free(*S);
+        *S = NULL;
+        for (size_t b = 0; *loo_sum && b < md->n_bands; ++b)
+            free((*loo_sum)[b]);
+        free(*loo_sum);
+        *loo_sum = NULL;
+        *patch_points = plan.patch_points;
+        *overlap = plan.overlap;
+        st = sb->rebuild(sb->user, ctx, *patch_points, *overlap, &budget);
+        if (st != TPS_OK)
+            return st;
+    }
 }

@@ -3,6 +3,8 @@
 #ifndef TPS_LOCAL_SIZE_H
 #define TPS_LOCAL_SIZE_H
 
+#include "local.h"
+
 #include <stddef.h>
 
 /* GCV passes at most: the first on the partition given, two re-partitioned. */
@@ -43,5 +45,27 @@ double tps_local_size_shortfall(const tps_size_node *nodes, size_t n_nodes, doub
 int tps_local_size_next(const tps_size_node *nodes, size_t n_nodes, const double box[4],
                         double lambda_s, size_t patch_points, double overlap, double work_left,
                         tps_size_plan *next, char *why, size_t why_size);
+
+/* What the passes need of the build (local_build.c): the quadtree's nodes
+ * (into view when not NULL; returns their count) and a rebuild of the
+ * partition with other settings (*gcv_budget: what GCV may then take). */
+typedef struct tps_size_build {
+    void *user;
+    size_t (*nodes)(void *user, tps_size_node *view);
+    tps_status (*rebuild)(void *user, tps_context *ctx, size_t patch_points, double overlap,
+                          size_t *gcv_budget);
+} tps_size_build;
+
+/* tps_local_cv_start (local.h, same arguments up to loo_sum) and, when the
+ * model sizes its patches (md->size_patches) and a GCV band's lambda asks
+ * for larger cells, rebuilds and GCV again (at most TPS_LOCAL_SIZE_PASSES
+ * passes and TPS_LOCAL_SIZE_WORK_CAP of work); *patch_points and *overlap
+ * are the settings of the partition left built. */
+tps_status tps_local_gcv_passes(tps_context *ctx, tps_model *md, struct tps_local *lc,
+                                tps_patch_points_fn points, void *user,
+                                const tps_size_build *sb, double *const *merged,
+                                double *const *merged_w, const tps_fit_options *options,
+                                int try_gpu, size_t budget, double *smoothing, double **S,
+                                double ***loo_sum, size_t *patch_points, double *overlap);
 
 #endif
