@@ -172,8 +172,10 @@ int tps_local_size_next(const tps_size_node *nodes, size_t n_nodes, const double
         int any_within = 0;
         for (size_t j = 0; j < sizeof overlaps / sizeof overlaps[0]; ++j) {
             const double o = overlaps[j];
-            if (sizes[k] == patch_points && o <= overlap)
-                continue; /* the partition already built */
+            if (sizes[k] == patch_points && o <= overlap) {
+                any_within = 1; /* the partition already built: larger cells may follow */
+                continue;
+            }
             double work;
             const size_t count = leaves(nodes, sizes[k], sizes[k] == patch_points, lambda_s, o,
                                         box, lr, &work);

@@ -10,7 +10,7 @@
  * - The sized model is bit-identical to the fixed-lambda local model with
  *   the lambda and the patch settings it reports (tps_model_info).
  * - PatchPoints alone, Overlap alone: honoured. Low noise (a small lambda):
- *   no re-partition. Two bands: sized for the larger lambda (the settings
+ *   no re-partition. Clustered points: re-partitioned, bit-identical too. Two bands: sized for the larger lambda (the settings
  *   of the noisy band alone). A fixed lambda: the defaults, however large.
  * `test_local_gcv_size compare` runs the comparison with the global GCV
  * (skipped, 77, under TPS_TEST_QUICK=1: valgrind), `test_local_gcv_size`
@@ -204,6 +204,30 @@ static void test_sized(tps_context *ctx)
           t.lambda[1], s.lambda[0]);
     tps_model_destroy(t.m);
     tps_model_destroy(s.m);
+
+    /* Clustered: half the points in a square of 1/25 of the box (the cells
+     * there are 25x denser, and the rule asks more points of them). */
+    for (size_t i = 0; i < p.n / 2; ++i) {
+        p.x[i] = 0.4 + 0.2 * p.x[i];
+        p.y[i] = 0.4 + 0.2 * p.y[i];
+        p.z1[i] = franke(p.x[i], p.y[i]) + 0.3 * FRANKE_SD * gauss();
+    }
+    fitted c = fit(ctx, &p, 1, z1, 1, 0.0, TPS_MODE_LOCAL, 0, 0.0);
+    fitted cf = fit(ctx, &p, 1, z1, 0, c.lambda[0], TPS_MODE_LOCAL, c.info.patch_points,
+                    c.info.overlap);
+    printf("clustered: lambda %.5g, %zu:%g, %zu patches\n", c.lambda[0], c.info.patch_points,
+           c.info.overlap, c.info.n_patches);
+    CHECK(repartitioned(&c.info), "clustered, 30 %% noise: not re-partitioned (%zu:%g)",
+          c.info.patch_points, c.info.overlap);
+    if (c.m && cf.m) {
+        CHECK(tps_evaluate_points(ctx, c.m, 0, NT, tx, ty, out[0], NULL) == TPS_OK &&
+                  tps_evaluate_points(ctx, cf.m, 0, NT, tx, ty, out[1], NULL) == TPS_OK,
+              "%s", tps_context_errmsg(ctx));
+        CHECK(memcmp(out[0], out[1], sizeof out[0]) == 0,
+              "clustered: the sized GCV model differs from the fixed-lambda model");
+    }
+    tps_model_destroy(c.m);
+    tps_model_destroy(cf.m);
 
     /* A fixed lambda, however large: the defaults. */
     fitted x = fit(ctx, &p, 1, z1, 0, 10.0, TPS_MODE_LOCAL, 0, 0.0);
