@@ -160,7 +160,7 @@ def test_gcv_local_patch_size(tmp_path):
     ds = None
     ds, cap = open_tps(path, ['MODE=LOCAL'])
     assert md(ds, 'MODEL_SOURCE') == 'FILE'
-    assert (md(ds, 'PATCH_POINTS'), md(ds, 'OVERLAP')) == (str(pp), repr(ov))
+    assert (int(md(ds, 'PATCH_POINTS')), float(md(ds, 'OVERLAP'))) == (pp, ov)
     assert ds.ReadRaster() == a
     ds = None
     fixed = _write(tmp_path, 'sizedfixed', x, y, {'z': z}, smoothing=lam)
@@ -171,7 +171,7 @@ def test_gcv_local_patch_size(tmp_path):
     fds = None
     given, cap = open_tps(path, ['MODE=LOCAL', 'PATCH_POINTS=500'])
     assert given is not None, cap.errors
-    assert (md(given, 'PATCH_POINTS'), md(given, 'OVERLAP')) == ('500', '1.5')
+    assert (int(md(given, 'PATCH_POINTS')), float(md(given, 'OVERLAP'))) == (500, 1.5)
     assert md(given, 'MODEL_SOURCE') == 'SOLVED' and md(given, 'MODEL_FILE') != model_file
 
 
