@@ -6,7 +6,8 @@
 * the surface equals a fixed-lambda open at the reported SMOOTHING;
 * noisy data get a lambda far above that of nearly exact data;
 * per-band GCV next to a fixed band; MODE=LOCAL (one lambda over the
-  patches, the fixed-lambda local surface at it), AUTO's choice; the model
+  patches, the fixed-lambda local surface at it; its patches sized from
+  that lambda unless PATCH_POINTS or OVERLAP is given), AUTO's choice; the model
   file keeps the statistics and is keyed on "GCV", not a number.
 The engine's GCV, tr A and LOO values are checked against the explicit
 influence matrix in autotest/c/test_gcv.c.
@@ -136,6 +137,42 @@ def test_gcv_local_mode(tmp_path):
     for key in ('SMOOTHING', 'GCV_SCORE', 'EFFECTIVE_DF', 'LOO_RMSE', 'LOO_MAE'):
         assert again[key] == bmd[key]
     assert ds.ReadRaster() == a
+
+
+def test_gcv_local_patch_size(tmp_path):
+    """MODE=LOCAL with GCV and neither PATCH_POINTS nor OVERLAP: the patches
+    are sized from the chosen lambda (autotest/c/test_local_gcv_size.c checks
+    the choice against the global GCV): heavy noise re-partitions, and
+    PATCH_POINTS / OVERLAP say what was used, for the model read back from
+    its file too; the fixed-lambda open with those settings and the
+    reported SMOOTHING gives the same bytes; the user's settings are kept
+    (another model file: the keys differ)."""
+    n = 2000
+    x, y, z = _data(n, 0.4, 9)
+    path = _write(tmp_path, 'sized', x, y, {'z': z}, smoothing='GCV')
+    ds, cap = open_tps(path, ['MODE=LOCAL'])
+    assert ds is not None, cap.errors
+    pp, ov = int(md(ds, 'PATCH_POINTS')), float(md(ds, 'OVERLAP'))
+    assert (pp, ov) != (500, 1.5) and pp >= 500 and ov >= 1.5, (pp, ov)
+    lam = ds.GetRasterBand(1).GetMetadata('TPS')['SMOOTHING']
+    a = ds.ReadRaster()
+    model_file = md(ds, 'MODEL_FILE')
+    ds = None
+    ds, cap = open_tps(path, ['MODE=LOCAL'])
+    assert md(ds, 'MODEL_SOURCE') == 'FILE'
+    assert (int(md(ds, 'PATCH_POINTS')), float(md(ds, 'OVERLAP'))) == (pp, ov)
+    assert ds.ReadRaster() == a
+    ds = None
+    fixed = _write(tmp_path, 'sizedfixed', x, y, {'z': z}, smoothing=lam)
+    fds, cap = open_tps(fixed, ['MODE=LOCAL', 'MODEL_CACHE=NO', 'PATCH_POINTS=%d' % pp,
+                                'OVERLAP=%r' % ov])
+    assert fds is not None, cap.errors
+    assert fds.ReadRaster() == a
+    fds = None
+    given, cap = open_tps(path, ['MODE=LOCAL', 'PATCH_POINTS=500'])
+    assert given is not None, cap.errors
+    assert (int(md(given, 'PATCH_POINTS')), float(md(given, 'OVERLAP'))) == (500, 1.5)
+    assert md(given, 'MODEL_SOURCE') == 'SOLVED' and md(given, 'MODEL_FILE') != model_file
 
 
 def test_gcv_auto_chooses_local(tmp_path):

@@ -2,13 +2,15 @@
  * an oracle, and for speed (docs/benchmarks.md, "GCV on local models").
  *
  *   tps_bench_gcv compare N NOISE FIELD [SEED] [THREADS]
- *       global GCV and local GCV (Overlap 1.5, the default or
- *       TPS_BENCH_OVERLAP, and 2) on the same N points: chosen lambda, RMSE
- *       against the noise-free field, effective df, LOO RMSE, times.
+ *       global GCV and local GCV (neither PatchPoints nor Overlap given:
+ *       the patches sized from lambda; or TPS_BENCH_OVERLAP; then Overlap
+ *       2) on the same N points: chosen lambda, RMSE against the
+ *       noise-free field, effective df, LOO RMSE, times.
  *   tps_bench_gcv fixed N NOISE FIELD SEED THREADS LAMBDA...
  *       global and local models at the lambdas given: their RMSE.
  *   tps_bench_gcv local N NOISE FIELD SEED THREADS PP:OVERLAP...
- *       local GCV alone per setting: lambda, RMSE, df, time.
+ *       local GCV alone per setting: lambda, RMSE, df, time; 0:0, neither
+ *       given: the patches sized from GCV's lambda (core/local_size.c).
  *   tps_bench_gcv family N NOISE FIELD SEED THREADS PP:OVERLAP...
  *       local GCV and the best fixed lambda (quarter decades) per setting.
  *   tps_bench_gcv oracle N NOISE FIELD [SEED] [THREADS]
@@ -118,7 +120,8 @@ static data make_data(size_t n, double noise, const char *name)
 
 typedef struct fit {
     double lambda, rmse, df, loo_rmse, seconds;
-    size_t patches;
+    size_t patches, patch_points; /* the partition used (local) */
+    double overlap;
     int ok;
 } fit;
 
@@ -135,7 +138,7 @@ static void print_log(void *user, tps_log_level level, const char *message)
 static fit run(const data *d, tps_mode mode, int gcv, double lambda, int threads,
                tps_device device, size_t patch_points)
 {
-    fit f = {NAN, NAN, NAN, NAN, NAN, 0, 0};
+    fit f = {NAN, NAN, NAN, NAN, NAN, 0, 0, NAN, 0};
     tps_context *ctx = tps_context_create();
     if (getenv("TPS_BENCH_DEBUG"))
         tps_context_set_log(ctx, print_log, NULL);
@@ -167,6 +170,8 @@ static fit run(const data *d, tps_mode mode, int gcv, double lambda, int threads
     f.df = bi.effective_df;
     f.loo_rmse = bi.loo_rmse;
     f.patches = mi.n_patches;
+    f.patch_points = mi.patch_points;
+    f.overlap = mi.overlap;
     tps_plane planes[MAX_COV];
     for (size_t j = 0; j < n_cov; ++j)
         planes[j] = (tps_plane){tc[j], TPS_FLOAT64, sizeof(double), 0};
@@ -208,14 +213,15 @@ int main(int argc, char **argv)
         /* WHICH: both (the default), fixed or gcv alone (for its memory peak) */
         const char *which = argc > 6 ? argv[6] : "both";
         data d = make_data(n, 0.1, "waves");
-        const fit none = {NAN, NAN, NAN, NAN, NAN, 0, 1};
+        const fit none = {NAN, NAN, NAN, NAN, NAN, 0, 0, NAN, 1};
         fit fx = strcmp(which, "gcv") == 0 ? none : run(&d, TPS_MODE_LOCAL, 0, 1e-4, threads, dev, pp);
         fit fg = strcmp(which, "fixed") == 0 ? none : run(&d, TPS_MODE_LOCAL, 1, 0.0, threads, dev, pp);
         struct rusage ru;
         getrusage(RUSAGE_SELF, &ru);
-        printf("speed N=%zu threads=%d device=%s patches=%zu: fixed %.2f s, GCV %.2f s "
+        printf("speed N=%zu threads=%d device=%s patches=%zu (GCV's: %zu:%g): fixed %.2f s, GCV %.2f s "
                "(lambda %.3g, df %.0f, rmse fixed %.3g GCV %.3g), peak RSS %.0f MB (%s)\n",
-               n, threads, tps_device_name(dev), fg.patches ? fg.patches : fx.patches, fx.seconds,
+               n, threads, tps_device_name(dev), fg.patches ? fg.patches : fx.patches,
+               fg.patch_points, fg.overlap, fx.seconds,
                fg.seconds, fg.lambda, fg.df, fx.rmse, fg.rmse, ru.ru_maxrss / 1024.0, which);
         return fx.ok && fg.ok ? 0 : 1;
     }
@@ -238,11 +244,17 @@ int main(int argc, char **argv)
             overlap_option = overlaps[k];
             fit l = run(&d, TPS_MODE_LOCAL, 1, 0.0, threads, TPS_DEVICE_CPU, 0);
             ok = ok && l.ok;
-            printf("compare %s N=%zu noise=%g overlap %g: lambda global %.4g local %.4g (ratio "
+            char label[64];
+            if (overlaps[k] > 0)
+                snprintf(label, sizeof label, "overlap %g", overlaps[k]);
+            else
+                snprintf(label, sizeof label, "sized from lambda");
+            printf("compare %s N=%zu noise=%g %s: lambda global %.4g local %.4g (ratio "
                    "%.3f); rmse global %.5g local %.5g (ratio %.4f); df %.1f / %.1f; LOO %.5g / "
-                   "%.5g; %.2f s / %.2f s (%zu patches)\n",
-                   name, n, noise, overlaps[k] > 0 ? overlaps[k] : TPS_DEFAULT_OVERLAP, g.lambda, l.lambda, l.lambda / g.lambda, g.rmse, l.rmse, l.rmse / g.rmse, g.df,
-                   l.df, g.loo_rmse, l.loo_rmse, g.seconds, l.seconds, l.patches);
+                   "%.5g; %.2f s / %.2f s (%zu patches, %zu:%g)\n",
+                   name, n, noise, label, g.lambda, l.lambda, l.lambda / g.lambda, g.rmse,
+                   l.rmse, l.rmse / g.rmse, g.df, l.df, g.loo_rmse, l.loo_rmse, g.seconds,
+                   l.seconds, l.patches, l.patch_points, l.overlap);
         }
         return ok ? 0 : 1;
     }
@@ -263,9 +275,9 @@ int main(int argc, char **argv)
             sscanf(argv[k], "%zu:%lf", &pp, &ov);
             overlap_option = ov;
             fit g = run(&d, TPS_MODE_LOCAL, 1, 0.0, threads, TPS_DEVICE_CPU, pp);
-            printf("local %s N=%zu noise=%g pp %zu overlap %g (%zu patches): GCV lambda %.4g "
-                   "rmse %.5g df %.1f (%.2f s)\n", name, n, noise, pp, ov, g.patches, g.lambda,
-                   g.rmse, g.df, g.seconds);
+            printf("local %s N=%zu noise=%g pp %zu overlap %g (%zu patches, used %zu:%g): GCV "
+                   "lambda %.4g rmse %.5g df %.1f (%.2f s)\n", name, n, noise, pp, ov, g.patches,
+                   g.patch_points, g.overlap, g.lambda, g.rmse, g.df, g.seconds);
         }
         return 0;
     }

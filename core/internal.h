@@ -42,6 +42,9 @@ struct tps_model {
     double (*affine)[3]; /* band b: a0 + a1 u + a2 v */
     tps_band_info *band_info;
     tps_model_info info;
+    /* LOCAL GCV: the patches are sized from the chosen lambda (no
+     * PatchPoints or Overlap given; local_size.c). */
+    int size_patches;
     /* LOCAL models (local.h): the patches. NULL for a global model, whose
      * surface is half_weights and affine (which a local model leaves zero). */
     struct tps_local *local;

@@ -30,6 +30,7 @@ struct tps_local {
     double gdu, gdv;
     size_t *cell_start, *cell_patch;
     double mean_patch_points; /* for tps_local_pairs_per_pixel, set with the lookup */
+    int gcv_pass; /* the build's GCV pass (local_build.c, cv_passes): from 1 */
 };
 
 /* The points' bounding box in scaled units; build and load alike. */

@@ -31,6 +31,7 @@
 #include "gpu_backend.h"
 #include "internal.h"
 #include "local.h"
+#include "local_size.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -84,6 +85,7 @@ typedef struct build {
     double *smoothing;       /* per band, user units (GCV: the chosen one) */
     double scale;            /* the model's scale: user units per scaled unit */
     size_t patch_points; /* a cell's most points */
+    size_t entries, largest; /* the patches' points: in all, the most in one */
     size_t n_solves, n_gpu_solves;
     /* Leave-one-out (cross_validation): the blend's denominator at each
      * point, and per band NULL or the blended LOO residuals. */
@@ -681,14 +683,134 @@ static void solve_patches(build *bd, int threads, int try_gpu, size_t gpu_max_by
     free(jobs);
 }
 
+/* The memory guard, once the patch sizes are known and before the
+ * patches' arrays and systems are allocated: every patch keeps its points
+ * and weights; `threads` patch systems are solved at once. */
+static tps_status check_memory(tps_context *ctx, build *bd, const tps_fit_options *options,
+                               int threads, int try_gpu, size_t *gcv_budget)
+{
+    const tps_model *md = bd->md;
+    const struct tps_local *lc = bd->lc;
+    const size_t nb = bd->n_bands;
+    size_t entries = 0, largest = 0;
+    for (size_t p = 0; p < lc->n_patches; ++p) {
+        entries += lc->patches[p].n;
+        largest = lc->patches[p].n > largest ? lc->patches[p].n : largest;
+    }
+    bd->entries = entries;
+    bd->largest = largest;
+    const size_t kept = entries * sizeof(double) * (2 + nb) +
+                        lc->n_patches * (sizeof(patch) + nb * (sizeof(double *) + 24)) +
+                        tps_local_cov_bytes(md, entries, lc->n_patches);
+    const size_t per_solve = tps_solve_bytes(largest, nb) +
+                             largest * (sizeof(size_t) * 2 + sizeof(double) * (2 + 2 * nb));
+    const size_t tree = md->n * sizeof(size_t) + bd->n_nodes * sizeof(node);
+    const size_t lookup = (lc->n_patches * 4 + 2 * (size_t)MAX_GRID) * sizeof(size_t);
+    /* A wave's set-up systems: per point the patch copies (su, sv, noise,
+     * values and weights) and the solve's QR, right-hand sides and columns. */
+    const size_t wave = (lc->n_patches < WAVE_PATCHES ? lc->n_patches : WAVE_PATCHES) *
+                        largest * sizeof(double) * (9 + 3 * (nb + 2 * md->n_cov));
+    /* Cross-validation: the blend's sums at the points, LOO residuals per
+     * band (with covariates, GCV bands' too, and local_cov.c's sums); GCV's
+     * pass runs before the solves (and frees what it took). */
+    size_t n_gcv = 0, n_loo = 0;
+    for (size_t b = 0; b < nb; ++b) {
+        n_gcv += md->band_info[b].smoothing_gcv ? 1 : 0;
+        n_loo += options->cross_validation && !md->band_info[b].smoothing_gcv ? 1 : 0;
+    }
+    const size_t cv_doubles =
+        1 + n_loo + (md->n_cov ? n_gcv + nb * (1 + 2 * md->n_cov) : 0);
+    const size_t cv = n_gcv + n_loo ? md->n * (sizeof(double) * cv_doubles + sizeof(uint32_t))
+                                    : 0;
+    const size_t gcv = n_gcv ? tps_local_gcv_bytes(lc, md->n, md->n_cov, threads, try_gpu) : 0;
+    const size_t solves = kept + (size_t)threads * per_solve + wave;
+    const size_t need = (solves > gcv ? solves : gcv) + tree + lookup + cv;
+    if (options->max_memory && need > options->max_memory)
+        return tps_set_error(
+            ctx, TPS_ERR_MEMORY_LIMIT, "the local %s of %zu points in %zu patches (up to %zu "
+            "points each, %d at a time) needs %zu bytes (%.2f GiB), more than the %zu bytes "
+            "allowed", gcv > solves ? "GCV" : "solve", md->n, lc->n_patches, largest, threads,
+            need, (double)need / 1073741824.0, options->max_memory);
+    /* What GCV's pass may take (0: no limit). */
+    *gcv_budget = options->max_memory ? options->max_memory - (tree + lookup + cv) : 0;
+    return TPS_OK;
+}
+
+/* The quadtree of cells of at most patch_points points and their patches,
+ * sized (support, frame, points) but not solved. */
+static tps_status make_partition(tps_context *ctx, build *bd, size_t patch_points, double overlap,
+                                 int threads)
+{
+    struct tps_local *lc = bd->lc;
+    bd->patch_points = patch_points;
+    tps_status st = build_tree(ctx, bd, patch_points, overlap);
+    if (st != TPS_OK)
+        return st;
+    for (size_t k = 0; k < bd->n_nodes; ++k)
+        lc->n_patches += bd->nodes[k].child ? 0 : 1;
+    lc->patches = calloc(lc->n_patches, sizeof(patch));
+    bd->leaves = malloc(sizeof(size_t) * lc->n_patches);
+    if (!bd->stats)
+        bd->stats = malloc(sizeof(band_stats) * bd->n_bands * (size_t)threads);
+    if (!lc->patches || !bd->leaves || !bd->stats)
+        return tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory for %zu patches",
+                             lc->n_patches);
+    for (size_t k = 0, p = 0; k < bd->n_nodes; ++k) {
+        if (bd->nodes[k].child)
+            continue;
+        const node *nd = &bd->nodes[k];
+        bd->leaves[p] = k;
+        lc->patches[p].hx = 0.5 * overlap * (nd->u1 - nd->u0);
+        lc->patches[p].hy = 0.5 * overlap * (nd->v1 - nd->v0);
+        ++p;
+    }
+    tps_parallel_for(lc->n_patches, threads, size_patch, bd);
+    return TPS_OK;
+}
+
+/* The rebuilds GCV's patch sizing asks for (local_size.c). */
+typedef struct sizing {
+    build *bd;
+    const tps_fit_options *options;
+    int threads, try_gpu;
+} sizing;
+
+static size_t view_nodes(void *user, tps_size_node *view)
+{
+    const build *bd = ((const sizing *)user)->bd;
+    for (size_t k = 0; view && k < bd->n_nodes; ++k) {
+        const node *nd = &bd->nodes[k];
+        view[k] = (tps_size_node){nd->u0, nd->v0, nd->u1, nd->v1, nd->end - nd->begin, nd->child};
+    }
+    return bd->n_nodes;
+}
+
+static tps_status repartition(void *user, tps_context *ctx, size_t patch_points, double overlap,
+                              size_t *gcv_budget)
+{
+    const sizing *sz = user;
+    build *bd = sz->bd; /* its patches are not solved yet: they own nothing */
+    free(bd->lc->patches);
+    free(bd->perm);
+    free(bd->nodes);
+    free(bd->leaves);
+    bd->lc->patches = NULL;
+    bd->perm = bd->leaves = NULL;
+    bd->nodes = NULL;
+    bd->lc->n_patches = bd->n_nodes = 0;
+    tps_status st = make_partition(ctx, bd, patch_points, overlap, sz->threads);
+    return st == TPS_OK ? check_memory(ctx, bd, sz->options, sz->threads, sz->try_gpu, gcv_budget)
+                        : st;
+}
+
 tps_status tps_local_build(tps_context *ctx, tps_model *md, double *const *merged,
                            double *const *merged_w, const tps_fit_options *options)
 {
     const double t0 = tps_now_seconds();
     const size_t nb = md->n_bands;
     const int threads = options->num_threads < 1 ? 1 : options->num_threads;
-    const size_t patch_points = options->patch_points;
-    const double overlap = options->overlap;
+    size_t patch_points = options->patch_points;
+    double overlap = options->overlap;
     if (md->n < 3)
         return tps_set_error(ctx, TPS_ERR_TOO_FEW_POINTS,
                              "%zu distinct usable point%s, at least 3 are needed", md->n,
@@ -699,7 +821,6 @@ tps_status tps_local_build(tps_context *ctx, tps_model *md, double *const *merge
     bd.merged_w = merged_w;
     bd.n_bands = nb;
     bd.scale = md->scale;
-    bd.patch_points = patch_points;
     tps_status st = TPS_OK;
     double *smoothing = malloc(sizeof(double) * nb);
     bd.band_total = calloc(nb, sizeof(size_t));
@@ -743,78 +864,22 @@ tps_status tps_local_build(tps_context *ctx, tps_model *md, double *const *merge
         if (st != TPS_OK)
             goto done;
     }
-    st = build_tree(ctx, &bd, patch_points, overlap);
+    st = make_partition(ctx, &bd, patch_points, overlap, threads);
     if (st != TPS_OK)
         goto done;
-    for (size_t k = 0; k < bd.n_nodes; ++k)
-        lc->n_patches += bd.nodes[k].child ? 0 : 1;
-    lc->patches = calloc(lc->n_patches, sizeof(patch));
-    bd.leaves = malloc(sizeof(size_t) * lc->n_patches);
-    bd.stats = malloc(sizeof(band_stats) * nb * (size_t)threads);
-    if (!lc->patches || !bd.leaves || !bd.stats) {
-        st = tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory for %zu patches",
-                           lc->n_patches);
-        goto done;
-    }
-    for (size_t k = 0, p = 0; k < bd.n_nodes; ++k) {
-        if (bd.nodes[k].child)
-            continue;
-        const node *nd = &bd.nodes[k];
-        bd.leaves[p] = k;
-        lc->patches[p].hx = 0.5 * overlap * (nd->u1 - nd->u0);
-        lc->patches[p].hy = 0.5 * overlap * (nd->v1 - nd->v0);
-        ++p;
-    }
-    tps_parallel_for(lc->n_patches, threads, size_patch, &bd);
 
-    /* The memory guard, now that the patch sizes are known and before the
-     * patches' arrays and systems are allocated: every patch keeps its
-     * points and weights; `threads` patch systems are solved at once. */
-    size_t entries = 0, largest = 0;
-    for (size_t p = 0; p < lc->n_patches; ++p) {
-        entries += lc->patches[p].n;
-        largest = lc->patches[p].n > largest ? lc->patches[p].n : largest;
-    }
-    const size_t kept = entries * sizeof(double) * (2 + nb) +
-                        lc->n_patches * (sizeof(patch) + nb * (sizeof(double *) + 24)) +
-                        tps_local_cov_bytes(md, entries, lc->n_patches);
-    const size_t per_solve = tps_solve_bytes(largest, nb) +
-                             largest * (sizeof(size_t) * 2 + sizeof(double) * (2 + 2 * nb));
-    const size_t tree = md->n * sizeof(size_t) + bd.n_nodes * sizeof(node);
-    const size_t lookup = (lc->n_patches * 4 + 2 * (size_t)MAX_GRID) * sizeof(size_t);
-    /* A wave's set-up systems: per point the patch copies (su, sv, noise,
-     * values and weights) and the solve's QR, right-hand sides and columns. */
-    const size_t wave = (lc->n_patches < WAVE_PATCHES ? lc->n_patches : WAVE_PATCHES) *
-                        largest * sizeof(double) * (9 + 3 * (nb + 2 * md->n_cov));
-    /* Cross-validation: the blend's sums at the points, LOO residuals per
-     * band (with covariates, GCV bands' too, and local_cov.c's sums); GCV's
-     * pass runs before the solves (and frees what it took). */
-    size_t n_gcv = 0, n_loo = 0;
-    for (size_t b = 0; b < nb; ++b) {
-        n_gcv += md->band_info[b].smoothing_gcv ? 1 : 0;
-        n_loo += options->cross_validation && !md->band_info[b].smoothing_gcv ? 1 : 0;
-    }
     /* The factorisations (and GCV's eigendecompositions) in batches on the
      * GPU where one can solve (as for a global model: unless DEVICE=CPU),
      * else on the CPU threads. */
     const int try_gpu = options->device != TPS_DEVICE_CPU &&
                         tps_gpu_solve_available(NULL) == TPS_OK;
-    const size_t cv_doubles =
-        1 + n_loo + (md->n_cov ? n_gcv + nb * (1 + 2 * md->n_cov) : 0);
-    const size_t cv = n_gcv + n_loo ? md->n * (sizeof(double) * cv_doubles + sizeof(uint32_t))
-                                    : 0;
-    const size_t gcv = n_gcv ? tps_local_gcv_bytes(lc, md->n, md->n_cov, threads, try_gpu) : 0;
-    const size_t solves = kept + (size_t)threads * per_solve + wave;
-    const size_t need = (solves > gcv ? solves : gcv) + tree + lookup + cv;
-    if (options->max_memory && need > options->max_memory) {
-        st = tps_set_error(ctx, TPS_ERR_MEMORY_LIMIT,
-                           "the local %s of %zu points in %zu patches (up to %zu points "
-                           "each, %d at a time) needs %zu bytes (%.2f GiB), more than the %zu "
-                           "bytes allowed", gcv > solves ? "GCV" : "solve", md->n,
-                           lc->n_patches, largest, threads, need, (double)need / 1073741824.0,
-                           options->max_memory);
+    size_t gcv_budget = 0;
+    st = check_memory(ctx, &bd, options, threads, try_gpu, &gcv_budget);
+    if (st != TPS_OK)
         goto done;
-    }
+    int any_cv = options->cross_validation; /* a GCV band, or LOO for the others */
+    for (size_t b = 0; b < nb; ++b)
+        any_cv |= md->band_info[b].smoothing_gcv;
 
     /* One patch per thread, each factorisation on its own thread: OpenBLAS's
      * own threads on top would contend for the same cores (measured: 100,000
@@ -822,20 +887,26 @@ tps_status tps_local_build(tps_context *ctx, tps_model *md, double *const *merge
      * process-wide, so it is restored at once; a global solve running in
      * another thread meanwhile runs single-threaded, never wrong. */
     bd.work = calloc(WAVE_PATCHES, sizeof(patch_work));
-    if (md->n_cov)
-        bd.cov = tps_local_cov_create(md, lc, gather_patch_points, &bd, n_gcv + n_loo > 0);
-    if (!bd.work || (md->n_cov && !bd.cov)) {
+    if (!bd.work) {
         st = tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory for the patch solves");
         goto done;
     }
     if (threads > 1)
         tps_blas_single_begin();
-    if (n_gcv + n_loo)
-        st = tps_local_cv_start(ctx, md, lc, gather_patch_points, &bd, merged, merged_w, options,
-                                try_gpu,
-                                options->max_memory ? options->max_memory - (tree + lookup + cv)
-                                                    : 0,
-                                smoothing, &bd.S, &bd.loo_sum);
+    sizing sz = {&bd, options, threads, try_gpu};
+    const tps_size_build sb = {&sz, view_nodes, repartition};
+    if (any_cv)
+        st = tps_local_gcv_passes(ctx, md, lc, gather_patch_points, &bd, &sb, merged, merged_w,
+                                  options, try_gpu, gcv_budget, smoothing, &bd.S, &bd.loo_sum,
+                                  &patch_points, &overlap);
+    /* The covariates' sums follow the final partition (GCV may have made
+     * the patches again, larger). */
+    if (st == TPS_OK && md->n_cov) {
+        bd.cov = tps_local_cov_create(md, lc, gather_patch_points, &bd, any_cv);
+        if (!bd.cov)
+            st = tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY,
+                               "out of memory for the covariates' sums");
+    }
     if (st == TPS_OK) {
         tps_progress_stage("solving %zu patches", lc->n_patches);
         solve_patches(&bd, threads, try_gpu, options->gpu_max_memory);
@@ -863,11 +934,13 @@ tps_status tps_local_build(tps_context *ctx, tps_model *md, double *const *merge
         tps_local_cv_finish(md, merged, bd.loo_sum);
     md->info.n_factorisations = bd.n_solves;
     md->info.n_patches = lc->n_patches;
+    md->info.patch_points = patch_points;
+    md->info.overlap = overlap;
     md->info.solve_device = bd.n_gpu_solves ? TPS_DEVICE_GPU : TPS_DEVICE_CPU;
     tps_log(ctx, TPS_LOG_DEBUG,
             "local model: %zu patches of up to %zu points (%.1f on average, cells of up to %zu "
             "points, overlap %.3g), %zu factorisations (%zu on the GPU) in %.3f s",
-            lc->n_patches, largest, (double)entries / (double)lc->n_patches, patch_points,
+            lc->n_patches, bd.largest, (double)bd.entries / (double)lc->n_patches, patch_points,
             overlap, bd.n_solves, bd.n_gpu_solves, tps_now_seconds() - t0);
     md->local = lc;
     lc = NULL;

@@ -759,7 +759,9 @@ tps_status tps_local_cv_start(tps_context *ctx, tps_model *md, const struct tps_
         if (!bi->smoothing_gcv)
             continue;
         char what[32];
-        snprintf(what, sizeof what, "band %zu", b + 1);
+        /* A re-partitioned pass (local_size.c) is a stage of its own. */
+        snprintf(what, sizeof what, lc->gcv_pass > 1 ? "band %zu, pass %d" : "band %zu", b + 1,
+                 lc->gcv_pass);
         const tps_local_gcv_args args = {md, lc, points, user, *S, cover, merged[b],
                                          merged_w ? merged_w[b] : NULL, threads, try_gpu,
                                          options->gpu_max_memory, budget, what};

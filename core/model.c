@@ -520,6 +520,9 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
     tps_clear_error(ctx);
     const double t0 = tps_now_seconds();
     tps_fit_options resolved;
+    /* Neither PatchPoints nor Overlap given: a local GCV sizes the patches
+     * from its lambda (local_size.c). */
+    const int size_patches = !options || (options->patch_points == 0 && options->overlap == 0.0);
     if (options)
         resolved = *options;
     else
@@ -630,6 +633,7 @@ tps_model *tps_model_create(tps_context *ctx, size_t n_points, const double *x, 
         goto done;
     }
     md->n_bands = n_bands;
+    md->size_patches = size_patches && any_gcv;
     md->n_cov = options->n_covariates;
     const int parts = tps_model_alloc_parts(md);
     if (!md->se_lock_ready) {

@@ -162,6 +162,9 @@ struct TPSConfig
     TPSModeRequest eMode = TPSModeRequest::AUTO;
     int nPatchPoints = TPS_DEFAULT_PATCH_POINTS;
     double dfOverlap = TPS_DEFAULT_OVERLAP;
+    /* Either given: a LOCAL GCV keeps them; neither: it sizes its patches
+     * from its lambda (the engine gets 0 and 0). */
+    bool bPatchSizeGiven = false;
     /* <CrossValidation> / CROSS_VALIDATION: leave-one-out statistics for
      * bands of a fixed lambda too (an extra ~2/3 N^3; GCV bands always). */
     bool bCrossValidation = false;

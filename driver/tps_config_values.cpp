@@ -378,6 +378,7 @@ bool TPSConfigParser::ParsePatchPoints(const std::string &osLabel, const std::st
         return Fail(CPLE_IllegalArg, osLabel, "expected an integer from %d to %d, got '%s'",
                     TPS_MIN_PATCH_POINTS, TPS_MAX_PATCH_POINTS, TPSShown(osText).c_str());
     m_oConfig.nPatchPoints = static_cast<int>(dfValue);
+    m_oConfig.bPatchSizeGiven = true;
     return true;
 }
 
@@ -389,6 +390,7 @@ bool TPSConfigParser::ParseOverlap(const std::string &osLabel, const std::string
                     "expected a number > 1 and <= %g (the patch enlargement factor), got '%s'",
                     TPS_MAX_OVERLAP, TPSShown(osText).c_str());
     m_oConfig.dfOverlap = dfValue;
+    m_oConfig.bPatchSizeGiven = true;
     return true;
 }
 

@@ -448,6 +448,13 @@ void TPSDataset::BuildMetadata(int nSolves)
     SetMetadataItem("SOLVE_DEVICE", tps_device_name(sInfo.solve_device), MD_DOMAIN);
     SetMetadataItem("MODE", sInfo.mode == TPS_MODE_LOCAL ? "LOCAL" : "GLOBAL", MD_DOMAIN);
     SetMetadataItem("PATCHES", SizeString(sInfo.n_patches), MD_DOMAIN);
+    // The partition's settings (a LOCAL GCV's may be its own choice); a
+    // model file of an older driver does not say.
+    if (sInfo.mode == TPS_MODE_LOCAL && sInfo.patch_points > 0)
+    {
+        SetMetadataItem("PATCH_POINTS", SizeString(sInfo.patch_points), MD_DOMAIN);
+        SetMetadataItem("OVERLAP", CPLSPrintf("%.17g", sInfo.overlap), MD_DOMAIN);
+    }
     SetMetadataItem("FACTORISATIONS", SizeString(sInfo.n_factorisations), MD_DOMAIN);
     SetMetadataItem("MAX_ABS_RESIDUAL", CPLSPrintf("%.17g", dfMaxResidual), MD_DOMAIN);
     SetMetadataItem("DEVICE", tps_device_name(m_sEvalOptions.device), MD_DOMAIN);

@@ -202,10 +202,12 @@ std::string OpenOptionList()
                      "spline&apos;s system to reach'/>",
                      oDefault.dfSolverTolerance);
     os += CPLSPrintf("  <Option name='PATCH_POINTS' type='int' default='%d' min='%d' max='%d' "
-                     "description='LOCAL: most points per quadtree cell'/>",
+                     "description='LOCAL: most points per quadtree cell (GCV without it and "
+                     "OVERLAP: sized from its lambda)'/>",
                      oDefault.nPatchPoints, TPS_MIN_PATCH_POINTS, TPS_MAX_PATCH_POINTS);
     os += CPLSPrintf("  <Option name='OVERLAP' type='float' default='%g' "
-                     "description='LOCAL: patch enlargement factor, in (1, %g]'/>",
+                     "description='LOCAL: patch enlargement factor, in (1, %g] (as PATCH_POINTS "
+                     "for GCV)'/>",
                      oDefault.dfOverlap, TPS_MAX_OVERLAP);
     os += "  <Option name='MAX_DISTANCE' type='float' description='Pixels farther than this "
           "from every point (output CRS units) are NoData'/>";

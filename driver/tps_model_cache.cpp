@@ -116,6 +116,13 @@ std::string TPSModelConfigKey(const TPSConfig &c)
                                                : "AUTO");
     AddPart(osKey, "patch_points", CPLSPrintf("%d", c.nPatchPoints));
     AddPart(osKey, "overlap", CPLSPrintf("%.17g", c.dfOverlap));
+    // A GCV band with neither given: a LOCAL model's patches are sized from
+    // its lambda, another model than the same numbers given (not GLOBAL's).
+    bool bAnyGCV = false;
+    for (const auto &oBand : c.aoModelBands)
+        bAnyGCV |= oBand.bSmoothingGCV;
+    if (bAnyGCV && !c.bPatchSizeGiven && c.eMode != TPSModeRequest::GLOBAL)
+        AddPart(osKey, "patch_size", "from_lambda");
     // Only when set, so that the keys (and model files) of the models
     // without them stay what they were.
     if (!c.osWeightField.empty())

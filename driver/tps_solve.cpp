@@ -222,8 +222,11 @@ std::shared_ptr<TPSSharedModel> TPSDataset::Solve()
     sFitOptions.mode = m_oConfig.eMode == TPSModeRequest::GLOBAL  ? TPS_MODE_GLOBAL
                        : m_oConfig.eMode == TPSModeRequest::LOCAL ? TPS_MODE_LOCAL
                                                                   : TPS_MODE_AUTO;
-    sFitOptions.patch_points = static_cast<size_t>(m_oConfig.nPatchPoints);
-    sFitOptions.overlap = m_oConfig.dfOverlap;
+    // Neither given: 0 and 0, the defaults, and a LOCAL GCV sizes its
+    // patches from its lambda.
+    sFitOptions.patch_points =
+        m_oConfig.bPatchSizeGiven ? static_cast<size_t>(m_oConfig.nPatchPoints) : 0;
+    sFitOptions.overlap = m_oConfig.bPatchSizeGiven ? m_oConfig.dfOverlap : 0.0;
     sFitOptions.smoothing_gcv = anSmoothingGCV.data();
     sFitOptions.weights = oPoints.adfWeights.empty() ? nullptr : oPoints.adfWeights.data();
     sFitOptions.cross_validation = m_oConfig.bCrossValidation ? 1 : 0;

@@ -156,7 +156,12 @@ typedef struct tps_fit_options {
      * (>= TPS_MIN_PATCH_POINTS; 0: TPS_DEFAULT_PATCH_POINTS). */
     size_t patch_points;
     /* LOCAL: each patch is its cell enlarged by this factor (> 1, <=
-     * TPS_MAX_OVERLAP; 0: TPS_DEFAULT_OVERLAP). */
+     * TPS_MAX_OVERLAP; 0: TPS_DEFAULT_OVERLAP). With a GCV band and both
+     * patch_points and overlap 0, the patches are sized from GCV's lambda:
+     * GCV runs on the defaults, and again on larger cells (Overlap 1.75 or
+     * 2) while the cells are small against the spline's smoothing length,
+     * within a work cap (docs/design.md, "Patch sizes for GCV");
+     * tps_model_info says what was used. Either given: kept as given. */
     double overlap;
     /* Progress reports of the long parts (building the system, the
      * factorisation, GCV's eigendecomposition, local patches): NULL (the
@@ -264,6 +269,11 @@ typedef struct tps_model_info {
     size_t device_uploads;
     size_t n_covariates;        /* linear covariates of the fixed part */
     size_t n_dropped_covariate; /* points dropped for a non-finite covariate */
+    /* LOCAL: the partition's settings, those given or, for a GCV model
+     * without them, those the patch sizing rule chose; GLOBAL and models
+     * read from a file: 0. */
+    size_t patch_points;
+    double overlap;
 } tps_model_info;
 
 typedef struct tps_band_info {
