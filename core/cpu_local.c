@@ -44,7 +44,7 @@ static void value_chunk(size_t item, int thread, void *user)
         const patch *pt = &lc->patches[lk.cand[e]];
         size_t sel = 0;
         for (size_t k = 0; k < count; ++k) {
-            double w = tps_bump((qu[k] - pt->cx) / pt->hx) * tps_bump((qv[k] - pt->cy) / pt->hy);
+            double w = tps_patch_bump(pt, qu[k], qv[k]);
             if (w > 0.0) {
                 lk.idx[sel] = k;
                 wk[sel] = w;

@@ -182,7 +182,7 @@ static void se_block(void *user, size_t row, size_t block, void *scratch)
         const patch *pt = &lc->patches[p];
         size_t sel = 0;
         for (size_t k = 0; k < B; ++k) {
-            const double wp = tps_bump((qu[k] - pt->cx) / pt->hx) * tps_bump((qv[k] - pt->cy) / pt->hy);
+            const double wp = tps_patch_bump(pt, qu[k], qv[k]);
             if (wp > 0.0) {
                 lk.idx[sel] = k;
                 wk[sel] = wp;

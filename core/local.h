@@ -3,9 +3,14 @@
 #ifndef TPS_LOCAL_H
 #define TPS_LOCAL_H
 
+#include "blend.h"
 #include "internal.h"
 
 #include <stdint.h>
+
+/* A LOCAL model's quadtree stops splitting at this depth (points are
+ * distinct, so cells separate them long before). */
+#define TPS_LOCAL_MAX_DEPTH 48
 
 /* The patch lookup grid has at most this many cells a side. */
 #define MAX_GRID 1024
@@ -19,6 +24,13 @@ typedef struct patch {
     double **hw;           /* n_bands arrays of half-weights (0: missing in that band) */
     double (*affine)[3];
 } patch;
+
+/* Patch pt's partition-of-unity weight before normalisation at (u, v)
+ * (scaled units): the C2 bump of each axis over its support. */
+static inline double tps_patch_bump(const patch *pt, double u, double v)
+{
+    return tps_bump((u - pt->cx) / pt->hx) * tps_bump((v - pt->cy) / pt->hy);
+}
 
 struct tps_local {
     size_t n_patches, n_bands;

@@ -101,7 +101,7 @@ static tps_status split_node(tps_context *ctx, build *bd, size_t k, size_t *cap)
 static int deeper_node_within(const build *bd, double cx, double cy, double hx, double hy,
                               int depth)
 {
-    size_t stack[4 * MAX_DEPTH + 8];
+    size_t stack[4 * TPS_LOCAL_MAX_DEPTH + 8];
     size_t top = 0;
     stack[top++] = 0;
     while (top) {
@@ -133,7 +133,7 @@ static tps_status build_tree(tps_context *ctx, build *bd, size_t patch_points, d
     /* Breadth first: children are appended and visited in turn. */
     for (size_t k = 0; k < bd->n_nodes; ++k) {
         const node nd = bd->nodes[k];
-        if (nd.end - nd.begin <= patch_points || nd.depth >= MAX_DEPTH)
+        if (nd.end - nd.begin <= patch_points || nd.depth >= TPS_LOCAL_MAX_DEPTH)
             continue;
         tps_status st = split_node(ctx, bd, k, &cap);
         if (st != TPS_OK)
@@ -152,7 +152,7 @@ static tps_status build_tree(tps_context *ctx, build *bd, size_t patch_points, d
         changed = 0;
         for (size_t k = 0; k < bd->n_nodes; ++k) {
             const node nd = bd->nodes[k];
-            if (nd.child || nd.depth >= MAX_DEPTH)
+            if (nd.child || nd.depth >= TPS_LOCAL_MAX_DEPTH)
                 continue;
             const double hx = 0.5 * overlap * (nd.u1 - nd.u0), hy = 0.5 * overlap * (nd.v1 - nd.v0);
             if (!deeper_node_within(bd, 0.5 * (nd.u0 + nd.u1), 0.5 * (nd.v0 + nd.v1), hx, hy,

@@ -15,8 +15,6 @@
  * the steps of the progress report: about n_patches / 32, within these. */
 #define WAVE_PATCHES 512
 #define WAVE_PATCHES_MIN 16
-/* Points are distinct, so cells separate them long before this depth. */
-#define MAX_DEPTH 48
 
 typedef struct node {
     double u0, v0, u1, v1;

@@ -171,8 +171,7 @@ void tps_local_cov_columns(const tps_local_cov *lcv, const patch *pt, size_t m,
             const size_t i = index[sub[k]];
             const double col = (md->cov[c][i] - md->cov_mean[c]) / md->cov_scale[c];
             out[c][k] = col;
-            out[lcv->nc + c][k] = col * tps_bump((md->u[i] - pt->cx) / pt->hx) *
-                                  tps_bump((md->v[i] - pt->cy) / pt->hy) / lcv->S[i];
+            out[lcv->nc + c][k] = col * tps_patch_bump(pt, md->u[i], md->v[i]) / lcv->S[i];
         }
 }
 
@@ -192,8 +191,7 @@ int tps_local_cov_add(tps_local_cov *lcv, const tps_model *md, const patch *pt, 
     const double inv2 = 1.0 / (pt->ps * pt->ps);
     for (size_t k = 0; k < m; ++k) {
         const size_t j = idx[k];
-        const double bw = tps_bump((md->u[j] - pt->cx) / pt->hx) *
-                          tps_bump((md->v[j] - pt->cy) / pt->hy);
+        const double bw = tps_patch_bump(pt, md->u[j], md->v[j]);
         for (size_t g = 0; g < ng; ++g) {
             const size_t b = bands[g];
             for (size_t c = 0; c < nc; ++c)
@@ -212,8 +210,7 @@ int tps_local_cov_add(tps_local_cov *lcv, const tps_model *md, const patch *pt, 
     /* Leave-one-out: the right-hand sides ng + nc .. are W_p c_k. */
     for (size_t k = 0; loo_diag && lcv->loo_c && k < m; ++k) {
         const size_t j = idx[k];
-        const double W = tps_bump((md->u[j] - pt->cx) / pt->hx) *
-                         tps_bump((md->v[j] - pt->cy) / pt->hy) / S[j];
+        const double W = tps_patch_bump(pt, md->u[j], md->v[j]) / S[j];
         for (size_t g = 0; g < ng; ++g) {
             const size_t b = bands[g];
             if (!loo_sum[b])

@@ -50,11 +50,6 @@
 #define WAVE_GPU_BYTES ((size_t)1 << 30)
 #define NO_SLOT UINT32_MAX
 
-static inline double patch_weight(const patch *pt, double u, double v)
-{
-    return tps_bump((u - pt->cx) / pt->hx) * tps_bump((v - pt->cy) / pt->hy);
-}
-
 /* ---- the search ---- */
 
 typedef struct gcv_patch {
@@ -144,7 +139,7 @@ static void gather(size_t k, int thread, void *user)
         if (g->rows)
             g->rows[j] = sqrt(a->weights[i]);
         g->z[j] = a->z[i];
-        g->blend[j] = patch_weight(pt, md->u[i], md->v[i]) / a->S[i];
+        g->blend[j] = tps_patch_bump(pt, md->u[i], md->v[i]) / a->S[i];
         for (size_t c = 0; c < nc; ++c)
             g->dc[c * np + j] = (g->rows ? g->rows[j] : 1.0) *
                                 (md->cov[c][i] - md->cov_mean[c]) / md->cov_scale[c];

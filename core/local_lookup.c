@@ -194,7 +194,7 @@ tps_status tps_local_point_blend(tps_context *ctx, const tps_model *md,
         points(user, p, index);
         for (size_t k = 0; k < pt->n; ++k) {
             const size_t i = index[k];
-            const double w = tps_bump((md->u[i] - pt->cx) / pt->hx) * tps_bump((md->v[i] - pt->cy) / pt->hy);
+            const double w = tps_patch_bump(pt, md->u[i], md->v[i]);
             S[i] += w;
             if (cover && (w > 0.0 || cover_all))
                 cover[i]++;

@@ -50,7 +50,7 @@ void tps_local_query(const build *bd, double cx, double cy, double hx, double hy
 {
     const tps_model *md = bd->md;
     const double qu0 = cx - hx, qu1 = cx + hx, qv0 = cy - hy, qv1 = cy + hy;
-    size_t stack[4 * MAX_DEPTH + 8];
+    size_t stack[4 * TPS_LOCAL_MAX_DEPTH + 8];
     size_t top = 0;
     stack[top++] = 0;
     while (top) {
@@ -285,8 +285,7 @@ static void add_loo(build *bd, size_t count)
                 double *sum = bd->loo_sum[gs->bands[g]];
                 for (size_t k = 0; sum && k < gs->m; ++k) {
                     const size_t j = gs->idx[k];
-                    const double w = tps_bump((md->u[j] - pt->cx) / pt->hx) *
-                                     tps_bump((md->v[j] - pt->cy) / pt->hy);
+                    const double w = tps_patch_bump(pt, md->u[j], md->v[j]);
                     if (w > 0.0)
                         sum[j] += w / bd->S[j] * (gs->w[g][k] / gs->loo[k]);
                 }

@@ -42,8 +42,8 @@
  * larger partition is usually larger again (the smaller patches' lambda is
  * biased low). */
 #define COST_SLACK 2.5
-/* Quadtree depth bound of local_build.c (MAX_DEPTH = 48): a walk's stack. */
-#define STACK (4 * 48 + 8)
+/* A walk's stack over the quadtree (local.h's depth bound). */
+#define STACK (4 * TPS_LOCAL_MAX_DEPTH + 8)
 
 typedef struct leaf_ratio {
     double ratio;

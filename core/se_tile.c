@@ -128,39 +128,6 @@ int tps_se_tiles_pay(const tps_se_factor *f, const tps_window *w, double *flops_
     return pays;
 }
 
-/* h = R^-T t for count targets (the fixed part [1 u v c..], covariates
- * zs[k * stride + i], a NaN one computed as 0), m x count. */
-static void fixed_part(const tps_se_factor *f, size_t count, const double *pu, const double *pv,
-                       const double *zs, size_t stride, double *h)
-{
-    const size_t m = f->m;
-    for (size_t i = 0; i < count; ++i) {
-        double *hi = h + i * m;
-        hi[0] = 1.0;
-        hi[1] = pu[i];
-        hi[2] = pv[i];
-        for (size_t c = 3; c < m; ++c) {
-            const double z = zs ? zs[(c - 3) * stride + i] : 0.0;
-            hi[c] = isnan(z) ? 0.0 : z;
-        }
-    }
-    cblas_dtrsm(CblasColMajor, CblasLeft, CblasUpper, CblasTrans, CblasNonUnit, (int)m,
-                (int)count, 1.0, f->p, (int)f->n, h, (int)m);
-}
-
-/* h^T M11 h (M11 in mat's lower part) */
-static double hmh_of(const tps_se_factor *f, const double *h)
-{
-    const size_t m = f->m, n = f->n;
-    double s = 0.0;
-    for (size_t r = 0; r < m; ++r)
-        for (size_t c = 0; c < m; ++c) {
-            const size_t hi = r > c ? r : c, lo = r > c ? c : r;
-            s += h[r] * f->mat[lo * n + hi] * h[c];
-        }
-    return s;
-}
-
 /* The low-rank variance of `count` targets that share their row's
  * interpolation weights lt (Q values): target k at (pu[k], pv[k]), its
  * column's weights ls + k Q, its fixed part h + k m (R^-T t). */
@@ -206,7 +173,7 @@ static void lowrank(const tps_se_tile *t, size_t count, const double *pu, const 
             sq += z[c] * z[c];
         for (size_t c = 0; c < m; ++c)
             q1h += qk[c] * hk[c];
-        out[k] = hmh_of(f, hk) - 2.0 * q1h - sq;
+        out[k] = tps_se_hmh(f, hk) - 2.0 * q1h - sq;
     }
 }
 
@@ -217,7 +184,7 @@ void tps_se_tile_row(const tps_se_tile *t, size_t j, const double *zs, size_t st
     double pu[T], pv[T], *h = t->scratch + (size_t)WCOLS * T;
     for (size_t k = 0; k < T; ++k)
         tps_cell_centre(t->w, (double)(t->c0 + k), (double)(t->r0 + j), &pu[k], &pv[k]);
-    fixed_part(t->f, T, pu, pv, zs, stride, h);
+    tps_se_fixed_rows(t->f, T, T, pu, pv, zs, stride, h);
     lowrank(t, T, pu, pv, t->lag + j * Q, t->lag, h, out);
     for (size_t k = 0; k < T; ++k)
         for (size_t c = 3; c < m; ++c)
@@ -256,13 +223,6 @@ static void lagrange_at(const double *node, const double *wt, double s, double *
         l[a] /= sum;
 }
 
-/* Q^T x for one column (tps_reflect: threads share the reflectors). */
-static void apply_qt(const tps_se_factor *f, double *x)
-{
-    for (size_t r = 0; r < f->m; ++r)
-        tps_reflect(f->n, r, f->p, f->tau, x);
-}
-
 typedef struct zq_job {
     const tps_se_factor *f;
     double *zq;
@@ -281,7 +241,7 @@ static void zq_block(size_t item, int thread, void *user)
     memset(z, 0, sizeof(double) * n * nc);
     for (size_t c = 0; c < nc; ++c) {
         z[c * n + c0 + c] = 1.0;
-        apply_qt(f, z + c * n);
+        tps_se_apply_qt(f, z + c * n);
     }
     if (n > m)
         cblas_dtrmm(CblasColMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit,
@@ -445,19 +405,19 @@ tps_se_tile_kind tps_se_tile_plan(const tps_se_factor *f, const tps_window *w, s
             col[p] = phi(f->u[p] - gu[g], f->v[p] - gv[g]);
     }
     for (size_t c = c1; c < cols; ++c)
-        apply_qt(f, wm + c * ld);
+        tps_se_apply_qt(f, wm + c * ld);
     for (size_t g = 0; g < ng; ++g)
-        apply_qt(f, wm + (gc + g) * ld);
+        tps_se_apply_qt(f, wm + (gc + g) * ld);
     for (size_t c = 0; c < m; ++c)
         for (size_t r = m; r < n; ++r)
             wm[(cols + c) * ld + r] = f->mat[c * n + r];
     /* the guards' fixed parts: R^-T t at the corners, Q1^T e_p at a point */
-    fixed_part(f, 4, gu, gv, NULL, 0, gh);
+    tps_se_fixed_rows(f, 4, 4, gu, gv, NULL, 0, gh);
     for (size_t g = 4; g < ng; ++g) {
         double *col = mem.a; /* free once B's far columns are copied */
         memset(col, 0, sizeof(double) * n);
         col[gp[g]] = 1.0;
-        apply_qt(f, col);
+        tps_se_apply_qt(f, col);
         memcpy(gh + g * m, col, sizeof(double) * m);
     }
     for (size_t g = 0; g < ng; ++g)
@@ -475,7 +435,7 @@ tps_se_tile_kind tps_se_tile_plan(const tps_se_factor *f, const tps_window *w, s
             sq += col[r] * col[r];
         for (size_t r = 0; r < m; ++r)
             q1h += col[r] * hg[r];
-        const double hmh = hmh_of(f, hg);
+        const double hmh = tps_se_hmh(f, hg);
         exact[g] = hmh - 2.0 * q1h - sq;
         scale[g] = fabs(hmh) + 2.0 * fabs(q1h) + sq;
     }

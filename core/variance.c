@@ -257,14 +257,41 @@ tps_status tps_se_for_blocks(tps_context *ctx, const tps_window *w, int num_thre
     return st;
 }
 
-/* k (n x B, leading dimension ld) <- Q^T k, Q^T = H_m .. H_1 from the
- * reflectors in p: H_1 first (tps_reflect: threads share p). */
-static void apply_qt_left(size_t n, size_t m, const double *p, const double *tau, double *k,
-                          size_t ld)
+void tps_se_apply_qt(const tps_se_factor *f, double *x)
 {
-    for (size_t j = 0; j < TPS_SE_BLOCK; ++j)
-        for (size_t r = 0; r < m; ++r)
-            tps_reflect(n, r, p, tau, k + j * ld);
+    for (size_t r = 0; r < f->m; ++r)
+        tps_reflect(f->n, r, f->p, f->tau, x);
+}
+
+void tps_se_fixed_rows(const tps_se_factor *f, size_t ncols, size_t count, const double *pu,
+                       const double *pv, const double *zs, size_t stride, double *h)
+{
+    const size_t m = f->m;
+    for (size_t j = 0; j < ncols; ++j) {
+        const size_t at = j < count ? j : count - 1;
+        double *hj = h + j * m;
+        hj[0] = 1.0;
+        hj[1] = pu[at];
+        hj[2] = pv[at];
+        for (size_t c = 3; c < m; ++c) {
+            const double z = zs ? zs[(c - 3) * stride + at] : 0.0;
+            hj[c] = isnan(z) ? 0.0 : z;
+        }
+    }
+    cblas_dtrsm(CblasColMajor, CblasLeft, CblasUpper, CblasTrans, CblasNonUnit, (int)m,
+                (int)ncols, 1.0, f->p, (int)f->n, h, (int)m);
+}
+
+double tps_se_hmh(const tps_se_factor *f, const double *h)
+{
+    const size_t m = f->m, n = f->n;
+    double s = 0.0;
+    for (size_t r = 0; r < m; ++r)
+        for (size_t c = 0; c < m; ++c) {
+            const size_t hi = r > c ? r : c, lo = r > c ? c : r;
+            s += h[r] * f->mat[lo * n + hi] * h[c];
+        }
+    return s;
 }
 
 size_t tps_se_block_bytes(const tps_se_factor *f)
@@ -293,23 +320,12 @@ void tps_se_block(const tps_se_factor *f, tps_kernel_fn kernel, size_t count, co
         kernel(&kj);
     }
     /* [q1; q2] = Q^T k for every target at once. */
-    apply_qt_left(n, m, f->p, f->tau, k, ld);
+    for (size_t j = 0; j < B; ++j)
+        tps_se_apply_qt(f, k + j * ld);
     /* h = R^-T t, t = [1 u v c..]; a NaN covariate is computed as 0 (a
      * column's arithmetic does not depend on the other columns) and its
      * target set to NaN at the end. */
-    for (size_t j = 0; j < B; ++j) {
-        const size_t at = j < count ? j : count - 1;
-        double *hj = h + j * m;
-        hj[0] = 1.0;
-        hj[1] = pu[at];
-        hj[2] = pv[at];
-        for (size_t c = 3; c < m; ++c) {
-            const double z = zs[(c - 3) * stride + at];
-            hj[c] = isnan(z) ? 0.0 : z;
-        }
-    }
-    cblas_dtrsm(CblasColMajor, CblasLeft, CblasUpper, CblasTrans, CblasNonUnit, (int)m, B, 1.0,
-                f->p, (int)n, h, (int)m);
+    tps_se_fixed_rows(f, B, count, pu, pv, zs, stride, h);
     if (nm > 0) {
         /* y = q2 - M21 h, then L^-1 y. */
         double *y = k + m;
@@ -323,16 +339,11 @@ void tps_se_block(const tps_se_factor *f, tps_kernel_fn kernel, size_t count, co
         double sq = 0.0;
         for (size_t r = m; r < n; ++r)
             sq += col[r] * col[r];
-        double q1h = 0.0, hmh = 0.0;
-        for (size_t r = 0; r < m; ++r) {
+        double q1h = 0.0;
+        for (size_t r = 0; r < m; ++r)
             q1h += col[r] * hj[r];
-            for (size_t c = 0; c < m; ++c) {
-                const size_t hi = r > c ? r : c, lo = r > c ? c : r;
-                hmh += hj[r] * f->mat[lo * n + hi] * hj[c];
-            }
-        }
         /* k(x, x) - v^T S^-1 v, k(x, x) = 0 */
-        out[j] = hmh - 2.0 * q1h - sq;
+        out[j] = tps_se_hmh(f, hj) - 2.0 * q1h - sq;
         for (size_t c = 3; c < m; ++c)
             if (isnan(zs[(c - 3) * stride + j]))
                 out[j] = NAN;

@@ -61,6 +61,17 @@ void tps_se_factors_destroy(tps_model *md);
  * multiple of TPS_KERNEL_TILE. */
 #define TPS_SE_BLOCK 256
 
+/* h = R^-T t (m x ncols) for the fixed part t = [1 u v c..] of targets
+ * (pu, pv), covariates zs[k * stride + i] (scaled; NULL or NaN: computed
+ * as 0); column j is target min(j, count - 1) (padding repeats the last). */
+void tps_se_fixed_rows(const tps_se_factor *f, size_t ncols, size_t count, const double *pu,
+                       const double *pv, const double *zs, size_t stride, double *h);
+/* x <- Q^T x for one column of n, Q^T = H_m .. H_1 (tps_reflect: threads
+ * share the reflectors). */
+void tps_se_apply_qt(const tps_se_factor *f, double *x);
+/* h^T M11 h, M11 in the factorisation's lower part. */
+double tps_se_hmh(const tps_se_factor *f, const double *h);
+
 /* Scratch of one block: the block's kernel matrix and a few vectors. */
 size_t tps_se_block_bytes(const tps_se_factor *f);
 
