@@ -29,6 +29,7 @@
 #include "local.h"
 
 #include <cblas.h>
+#include <lapacke.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -227,63 +228,54 @@ int tps_local_cov_add(tps_local_cov *lcv, const tps_model *md, const patch *pt, 
     return 1;
 }
 
-/* G b = r for the k x k system of one band, G as is (not symmetrised: b
+/* The k x k system G of one band (row-major), as is (not symmetrised: b
  * must make the blended residuals orthogonal to the covariates, which is
- * G's own equations). Equilibrated by the diagonal, then Gaussian
- * elimination with partial pivoting; -1 on success, else the covariate
- * whose pivot vanished (its column is, to rounding, a combination of the
- * others as the patches see them, or R(c) has no positive part). */
-static long solve_small(size_t k, double *G, double *r)
-{
+ * G's own equations), equilibrated by its diagonal and factorised once
+ * (LAPACK's LU with partial pivoting) for every right-hand side. */
+typedef struct small_lu {
+    size_t k;
+    double a[TPS_MAX_COVARIATES * TPS_MAX_COVARIATES];
     double d[TPS_MAX_COVARIATES];
+    lapack_int ipiv[TPS_MAX_COVARIATES];
+} small_lu;
+
+/* -1 on success, else the covariate whose pivot vanished (its column is,
+ * to rounding, a combination of the others as the patches see them, or
+ * R(c) has no positive part). */
+static long small_factor(small_lu *lu, size_t k, const double *G)
+{
+    lu->k = k;
     for (size_t i = 0; i < k; ++i) {
         if (!(G[i * k + i] > 0.0) || !isfinite(G[i * k + i]))
             return (long)i;
-        d[i] = 1.0 / sqrt(G[i * k + i]);
-    }
-    for (size_t i = 0; i < k; ++i) {
-        r[i] *= d[i];
-        for (size_t j = 0; j < k; ++j)
-            G[i * k + j] *= d[i] * d[j];
-    }
-    size_t perm_col[TPS_MAX_COVARIATES];
-    for (size_t c = 0; c < k; ++c)
-        perm_col[c] = c;
-    for (size_t c = 0; c < k; ++c) {
-        size_t piv = c;
-        for (size_t i = c + 1; i < k; ++i)
-            if (fabs(G[i * k + c]) > fabs(G[piv * k + c]))
-                piv = i;
-        /* The equilibrated diagonal is 1: a pivot below 1e-10 is a
-         * condition number beyond ~1e10 for this column. */
-        if (!(fabs(G[piv * k + c]) > 1e-10))
-            return (long)perm_col[c];
-        if (piv != c) {
-            for (size_t j = 0; j < k; ++j) {
-                const double t = G[c * k + j];
-                G[c * k + j] = G[piv * k + j];
-                G[piv * k + j] = t;
-            }
-            const double t = r[c];
-            r[c] = r[piv];
-            r[piv] = t;
-        }
-        for (size_t i = c + 1; i < k; ++i) {
-            const double f = G[i * k + c] / G[c * k + c];
-            for (size_t j = c; j < k; ++j)
-                G[i * k + j] -= f * G[c * k + j];
-            r[i] -= f * r[c];
-        }
-    }
-    for (size_t c = k; c-- > 0;) {
-        double s = r[c];
-        for (size_t j = c + 1; j < k; ++j)
-            s -= G[c * k + j] * r[j];
-        r[c] = s / G[c * k + c];
+        lu->d[i] = 1.0 / sqrt(G[i * k + i]);
     }
     for (size_t i = 0; i < k; ++i)
-        r[i] *= d[i];
+        for (size_t j = 0; j < k; ++j)
+            lu->a[i * k + j] = G[i * k + j] * lu->d[i] * lu->d[j];
+    if (LAPACKE_dgetrf(LAPACK_ROW_MAJOR, (lapack_int)k, (lapack_int)k, lu->a, (lapack_int)k,
+                       lu->ipiv) < 0)
+        return 0;
+    /* The equilibrated diagonal is 1: a pivot below 1e-10 is a condition
+     * number beyond ~1e10 for this column (rows move, columns do not). */
+    for (size_t c = 0; c < k; ++c)
+        if (!(fabs(lu->a[c * k + c]) > 1e-10))
+            return (long)c;
     return -1;
+}
+
+/* X (k x nrhs, row-major) <- G^-1 X. */
+static void small_solve(const small_lu *lu, size_t nrhs, double *x)
+{
+    const size_t k = lu->k;
+    for (size_t i = 0; i < k; ++i)
+        for (size_t j = 0; j < nrhs; ++j)
+            x[i * nrhs + j] *= lu->d[i];
+    LAPACKE_dgetrs(LAPACK_ROW_MAJOR, 'N', (lapack_int)k, (lapack_int)nrhs, lu->a, (lapack_int)k,
+                   lu->ipiv, x, (lapack_int)nrhs);
+    for (size_t i = 0; i < k; ++i)
+        for (size_t j = 0; j < nrhs; ++j)
+            x[i * nrhs + j] *= lu->d[i];
 }
 
 typedef struct correct_job {
@@ -318,19 +310,14 @@ static void correct_patch(size_t p, int thread, void *user)
  * [R C G^-1 C^T R]_ii the covariates' share of the point's leverage. With
  * one patch that is the global model's exact r_i / (1 - A_ii). */
 static void covariate_loo(const tps_local_cov *lcv, const tps_model *md, size_t b,
-                          const double *G, double *loo)
+                          const small_lu *lu, double *loo)
 {
     const size_t nc = lcv->nc, n = lcv->n;
     const double *den = lcv->den + b * n;
-    double Ginv[TPS_MAX_COVARIATES * TPS_MAX_COVARIATES];
-    for (size_t l = 0; l < nc; ++l) { /* column l of G^-1 */
-        double g[TPS_MAX_COVARIATES * TPS_MAX_COVARIATES], x[TPS_MAX_COVARIATES] = {0};
-        memcpy(g, G, sizeof(double) * nc * nc);
-        x[l] = 1.0;
-        solve_small(nc, g, x); /* G was solved once already: not singular */
-        for (size_t k = 0; k < nc; ++k)
-            Ginv[k * nc + l] = x[k];
-    }
+    double Ginv[TPS_MAX_COVARIATES * TPS_MAX_COVARIATES] = {0};
+    for (size_t l = 0; l < nc; ++l)
+        Ginv[l * nc + l] = 1.0;
+    small_solve(lu, nc, Ginv);
     for (size_t i = 0; i < n; ++i) {
         if (!(den[i] > 0.0))
             continue;
@@ -371,9 +358,8 @@ tps_status tps_local_cov_finish(tps_context *ctx, tps_local_cov *lcv, tps_model 
                     G[k * nc + l] += c[k] * lcv->rc[(b * nc + l) * n + i] * inv;
             }
         }
-        double G0[TPS_MAX_COVARIATES * TPS_MAX_COVARIATES];
-        memcpy(G0, G, sizeof G0);
-        const long bad = solve_small(nc, G, r);
+        small_lu lu;
+        const long bad = small_factor(&lu, nc, G);
         if (bad >= 0) {
             char lb[96];
             label(lb, sizeof lb, names, (size_t)bad);
@@ -383,6 +369,7 @@ tps_status tps_local_cov_finish(tps_context *ctx, tps_local_cov *lcv, tps_model 
                                  "x, y, a constant and the other covariates; leave it out or "
                                  "use MODE=GLOBAL", b + 1, lb);
         }
+        small_solve(&lu, 1, r);
         for (size_t k = 0; k < nc; ++k) {
             if (!isfinite(r[k]))
                 return tps_set_error(ctx, TPS_ERR_SINGULAR,
@@ -390,7 +377,7 @@ tps_status tps_local_cov_finish(tps_context *ctx, tps_local_cov *lcv, tps_model 
             md->cov_coef[b * nc + k] = r[k];
         }
         if (loo_sum && loo_sum[b] && lcv->loo_c)
-            covariate_loo(lcv, md, b, G0, loo_sum[b]);
+            covariate_loo(lcv, md, b, &lu, loo_sum[b]);
     }
     correct_job cj = {lcv, lc, md->cov_coef};
     tps_parallel_for(lc->n_patches, threads, correct_patch, &cj);
@@ -489,11 +476,12 @@ void tps_local_cov_gcv_fold(size_t nc, size_t L, const double *rz, const double 
 int tps_local_cov_gcv_score(size_t nc, const double *sums, double *rss, double *trace)
 {
     const double *h = sums, *zc = h + nc, *G = zc + nc, *M = G + nc * nc, *T = M + nc * nc;
-    double g[TPS_MAX_COVARIATES * TPS_MAX_COVARIATES], b[TPS_MAX_COVARIATES];
-    memcpy(g, G, sizeof(double) * nc * nc);
-    memcpy(b, h, sizeof(double) * nc);
-    if (solve_small(nc, g, b) >= 0)
+    small_lu lu;
+    if (small_factor(&lu, nc, G) >= 0)
         return 0;
+    double b[TPS_MAX_COVARIATES];
+    memcpy(b, h, sizeof(double) * nc);
+    small_solve(&lu, 1, b);
     /* ||D (r_z - R_c b)||^2 */
     double s = *rss;
     for (size_t k = 0; k < nc; ++k) {
@@ -501,17 +489,15 @@ int tps_local_cov_gcv_score(size_t nc, const double *sums, double *rss, double *
         for (size_t j = 0; j < nc; ++j)
             s += b[k] * M[k * nc + j] * b[j];
     }
-    /* tr(G^-1 T^T) = sum_kl (G^-1)_kl T_kl: column l solves G x = T's row l. */
+    /* tr(G^-1 T^T) = sum_l (G^-1 T^T)_ll: T^T's columns solved at once. */
+    double x[TPS_MAX_COVARIATES * TPS_MAX_COVARIATES];
+    for (size_t k = 0; k < nc; ++k)
+        for (size_t l = 0; l < nc; ++l)
+            x[k * nc + l] = T[l * nc + k];
+    small_solve(&lu, nc, x);
     double tr = 0.0;
-    for (size_t l = 0; l < nc; ++l) {
-        double x[TPS_MAX_COVARIATES];
-        memcpy(g, G, sizeof(double) * nc * nc);
-        for (size_t k = 0; k < nc; ++k)
-            x[k] = T[l * nc + k];
-        if (solve_small(nc, g, x) >= 0)
-            return 0;
-        tr += x[l];
-    }
+    for (size_t l = 0; l < nc; ++l)
+        tr += x[l * nc + l];
     *rss = fmax(s, 0.0);
     *trace -= tr;
     return 1;
