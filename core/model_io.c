@@ -43,11 +43,15 @@
  *     point weights stored: per band n weights (0: missing in the band)
  *     (version 5) per band: solver (u64: 1 DIRECT, 2 ITERATIVE), GMRES
  *       iterations (u64), relative_residual (real, NaN for DIRECT)
+ *     (version 6) the partition's settings: patch points (u64) and overlap
+ *       (real) a LOCAL model was built with (a LOCAL GCV may choose them);
+ *       0 and 0 for a GLOBAL model
  *     the caller's extra bytes, zero-padded to a multiple of 8
  *   trailer: FNV-1a 64 of every byte before it (u64)
  *
- * Version 6 is version 5's layout where a LOCAL model may have covariates
- * (their coefficients in the band records, the patches fitted to z - C b).
+ * Version 6 added the partition's settings, and a LOCAL model may have
+ * covariates (their coefficients in the band records, the patches fitted
+ * to z - C b): version 5 is read without both.
  * Version 4 had no solver fields (its bands read as DIRECT); version 3 no
  * covariates, variances or point weights either (flags zero, 7 info
  * counts, 8 band reals); version 2 was version 3 for GLOBAL models with
@@ -66,9 +70,9 @@
 #define MODEL_MAGIC "TPSMODEL"
 /* Bump on any change of the layout or of what the arrays mean. */
 #define MODEL_FORMAT_VERSION 6u
-/* Earlier versions, still read: the layout of 6 without LOCAL models
- * with covariates (5: an engine of version 5 would have evaluated such a
- * model without its covariates' term, so it must refuse the file), no
+/* Earlier versions, still read: no partition settings and no LOCAL models
+ * with covariates (5: a file claiming one is refused, since an engine of
+ * version 5 would have evaluated it without its covariates' term), no
  * solver fields (4), no covariates,
  * variances or point weights either (3), and a global model with zeros at
  * 104..127 besides (2). */
@@ -104,6 +108,7 @@
 #define V4_INFO_BYTES 8u  /* n_dropped_covariate */
 #define V4_BAND_BYTES 16u /* sigma2, tau2; then 8 per covariate */
 #define V5_BAND_BYTES 24u /* solver, iterations, relative_residual */
+#define V6_BYTES 16u      /* the partition: patch points (u64), overlap (real) */
 /* GMRES iterations no solve reaches. */
 #define MODEL_MAX_ITERATIONS 1000000000u
 
@@ -186,8 +191,9 @@ static uint64_t saved_bytes(uint64_t n, uint64_t n_bands, uint64_t extra, const 
              kind->n_cov * (16 + 8 * n) + (kind->point_weights ? 8 * n * n_bands : 0);
     }
     const uint64_t v5 = kind->version >= 5 ? V5_BAND_BYTES * n_bands : 0;
+    const uint64_t v6 = kind->version >= 6 ? V6_BYTES : 0;
     return TPS_MODEL_HEADER_BYTES + FIXED_PAYLOAD_BYTES + BAND_BYTES * n_bands + 16 * n +
-           surface + v4 + v5 + ((extra + 7) & ~(uint64_t)7) + 8;
+           surface + v4 + v5 + v6 + ((extra + 7) & ~(uint64_t)7) + 8;
 }
 
 /* ---- writing ---- */
@@ -330,6 +336,8 @@ tps_status tps_model_save(tps_context *ctx, const tps_model *model, const unsign
         put_u64(&w, (uint64_t)bi->iterations);
         put_f64(&w, bi->relative_residual);
     }
+    put_u64(&w, (uint64_t)model->info.patch_points);
+    put_f64(&w, model->info.overlap);
     if (extra_size)
         put_bytes(&w, extra, extra_size);
     w.p = buf + total - 8; /* past the zero padding */
@@ -536,6 +544,14 @@ static tps_status check_values(tps_context *ctx, const tps_model *md)
         return bad(ctx, "inconsistent point, band or factorisation counts");
     if (in->solve_device != TPS_DEVICE_CPU && in->solve_device != TPS_DEVICE_GPU)
         return bad(ctx, "unknown solve device");
+    /* The partition's settings: none for a GLOBAL model (nor before
+     * version 6), else those tps.h allows. */
+    const int no_partition = in->patch_points == 0 && in->overlap == 0.0;
+    if (in->mode == TPS_MODE_LOCAL
+            ? !no_partition && !(in->patch_points >= TPS_MIN_PATCH_POINTS &&
+                                 in->overlap > 1.0 && in->overlap <= TPS_MAX_OVERLAP)
+            : !no_partition)
+        return bad(ctx, "invalid patch settings");
     if (!isfinite(in->solve_seconds) || in->solve_seconds < 0 || !isfinite(in->min_x) ||
         !isfinite(in->min_y) || !isfinite(in->max_x) || !isfinite(in->max_y) ||
         in->min_x > in->max_x || in->min_y > in->max_y)
@@ -740,6 +756,12 @@ tps_model *tps_model_load(tps_context *ctx, const void *data, size_t size,
             bi->iterations = 0;
             bi->relative_residual = NAN;
         }
+    }
+    if (kind.version >= 6) {
+        const uint64_t patch_points = get_u64(&r);
+        /* Out of range: a value check_values rejects. */
+        md->info.patch_points = patch_points <= MODEL_MAX_POINTS ? (size_t)patch_points : 1;
+        md->info.overlap = get_f64(&r);
     }
     const unsigned char *extra_at = r.p;
     for (size_t i = n_extra; i < pad8(n_extra); ++i) {

@@ -36,30 +36,6 @@
 namespace
 {
 
-/* The extra bytes of the engine's saved model (in its byte order, as the
- * rest): a LOCAL model's partition settings, which the engine's format does
- * not keep, so that PATCH_POINTS and OVERLAP (a LOCAL GCV's own choice)
- * are reported for a model read back too. */
-constexpr uint64_t PATCH_MAGIC = 0x3148435441505354ULL; /* "TSPATCH1" */
-struct PatchSettings
-{
-    uint64_t nMagic;
-    uint64_t nPatchPoints;
-    double dfOverlap;
-};
-
-/* The settings in a model's extra bytes, if they are ours and in range;
- * anything else (an older driver's file: none) is ignored. */
-bool ReadPatchSettings(const void *pExtra, size_t nExtra, PatchSettings *psOut)
-{
-    if (pExtra == nullptr || nExtra != sizeof(PatchSettings))
-        return false;
-    memcpy(psOut, pExtra, sizeof(PatchSettings));
-    return psOut->nMagic == PATCH_MAGIC && psOut->nPatchPoints >= TPS_MIN_PATCH_POINTS &&
-           psOut->nPatchPoints <= 1000000000ULL && psOut->dfOverlap > 1.0 &&
-           psOut->dfOverlap <= TPS_MAX_OVERLAP;
-}
-
 /* Bump when what the hash covers changes: files written by an older
  * driver then read as stale and are rewritten. */
 constexpr const char MODEL_FILE_FORMAT[] = "gdal-tps model file 1";
@@ -402,11 +378,7 @@ std::shared_ptr<TPSSharedModel> ReadModelFile(const TPSModelFile &oFile, tps_con
         return nullptr;
     }
 
-    const void *pExtra = nullptr;
-    size_t nExtra = 0;
-    poModel->psModel = tps_model_load(psCtx, pabyData, nTotal, oFile.abyHash, &pExtra, &nExtra);
-    PatchSettings sPatch;
-    const bool bPatch = poModel->psModel && ReadPatchSettings(pExtra, nExtra, &sPatch);
+    poModel->psModel = tps_model_load(psCtx, pabyData, nTotal, oFile.abyHash, nullptr, nullptr);
     VSIFree(pabyData);
     poModel->oCharge.Resize(nTotal, 0);
     if (poModel->psModel == nullptr)
@@ -419,11 +391,6 @@ std::shared_ptr<TPSSharedModel> ReadModelFile(const TPSModelFile &oFile, tps_con
 
     bool bOK = tps_model_get_info(psCtx, poModel->psModel, &poModel->sInfo) == TPS_OK &&
                poModel->sInfo.n_bands == oFile.nBands;
-    if (bOK && bPatch && poModel->sInfo.mode == TPS_MODE_LOCAL)
-    {
-        poModel->sInfo.patch_points = sPatch.nPatchPoints;
-        poModel->sInfo.overlap = sPatch.dfOverlap;
-    }
     poModel->asBandInfo.resize(poModel->sInfo.n_bands);
     for (size_t b = 0; bOK && b < poModel->sInfo.n_bands; b++)
         bOK = tps_model_get_band_info(psCtx, poModel->psModel, b, &poModel->asBandInfo[b]) ==
@@ -459,9 +426,8 @@ bool WriteModelFile(const TPSModelFile &oFile, const TPSSharedModel &oModel, tps
 
     void *pData = nullptr;
     size_t nSize = 0;
-    const PatchSettings sPatch = {PATCH_MAGIC, oModel.sInfo.patch_points, oModel.sInfo.overlap};
-    if (tps_model_save(psCtx, oModel.psModel, oFile.abyHash, &sPatch, sizeof sPatch, &pData,
-                       &nSize) != TPS_OK)
+    if (tps_model_save(psCtx, oModel.psModel, oFile.abyHash, nullptr, 0, &pData, &nSize) !=
+        TPS_OK)
     {
         *posWhy = tps_context_errmsg(psCtx);
         return false;

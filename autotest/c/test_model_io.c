@@ -58,6 +58,9 @@
 /* Version 5's solver fields: per band solver, iterations, relative
  * residual, after everything but the extra bytes and the trailer. */
 #define SOLVER_RECORD 24
+/* Version 6's partition settings (patch points, overlap: 0, 0 for a GLOBAL
+ * model), after the solver fields. */
+#define PARTITION_RECORD 16
 /* Where the local section of a model of n points and nb bands starts. */
 #define LOCAL_AT(n, nb) (128 + 8 * 16 + 128 * (nb) + 16 * (n))
 #define PATCH_RECORD 64
@@ -386,10 +389,10 @@ static void test_damage(tps_context *ctx, const tps_model *m, const unsigned cha
         const uint64_t n = counts[t][0], nb = counts[t][1];
         const int in_bounds = t == 0;
         /* header, cx cy scale + info, bands, u v, half-weights, point
-         * weights (a band has missing values), solver fields, padded "ab",
-         * trailer */
-        const uint64_t total =
-            128 + 8 * 16 + 128 * nb + 16 * n + 16 * n * nb + SOLVER_RECORD * nb + 8 + 8;
+         * weights (a band has missing values), solver fields, partition,
+         * padded "ab", trailer */
+        const uint64_t total = 128 + 8 * 16 + 128 * nb + 16 * n + 16 * n * nb +
+                               SOLVER_RECORD * nb + PARTITION_RECORD + 8 + 8;
         memcpy(buf, data, size);
         memcpy(buf + OFF_N, &n, 8);
         memcpy(buf + OFF_N_BANDS, &nb, 8);
@@ -408,8 +411,8 @@ static void test_damage(tps_context *ctx, const tps_model *m, const unsigned cha
     const double nan = NAN;
     uint64_t n_bands;
     memcpy(&n_bands, buf + OFF_N_BANDS, 8);
-    /* before the solver fields, the padded "ab" and the trailer */
-    memcpy(buf + size - SOLVER_RECORD * n_bands - 8 - 8 - 8, &nan, 8);
+    /* before the solver fields, the partition, the padded "ab" and the trailer */
+    memcpy(buf + size - SOLVER_RECORD * n_bands - PARTITION_RECORD - 8 - 8 - 8, &nan, 8);
     reseal(buf, size);
     CHECK(fails_as(ctx, buf, size, hash, TPS_ERR_BAD_MODEL_DATA), "NaN weight: %s",
           tps_context_errmsg(ctx));
@@ -472,11 +475,11 @@ static size_t to_older(unsigned char *buf, size_t size, size_t n, size_t nb, uin
     return o;
 }
 
-/* A version-5 save without extra bytes as version 4: its solver fields
- * (just before the trailer) dropped. Returns the new size. */
+/* A save without extra bytes as version 4: its solver fields and partition
+ * settings (just before the trailer) dropped. Returns the new size. */
 static size_t to_v4(unsigned char *buf, size_t size, size_t nb)
 {
-    const size_t o = size - 8 - SOLVER_RECORD * nb;
+    const size_t o = size - 8 - PARTITION_RECORD - SOLVER_RECORD * nb;
     const uint32_t version = 4;
     const uint64_t total = o + 8;
     memcpy(buf + OFF_VERSION, &version, 4);
@@ -485,8 +488,9 @@ static size_t to_v4(unsigned char *buf, size_t size, size_t nb)
     return o + 8;
 }
 
-/* A version-6 file labelled 5 (the same layout: version 6 only lets a
- * local model have covariates) loads and evaluates as saved. */
+/* A save without extra bytes as a version-5 file (its partition settings,
+ * just before the trailer, dropped) loads and evaluates as saved; labelled
+ * 5 with them, it is refused (its size is not 5's). */
 static void test_version5(tps_context *ctx, const tps_model *m, const unsigned char hash[32])
 {
     void *data = NULL;
@@ -494,9 +498,16 @@ static void test_version5(tps_context *ctx, const tps_model *m, const unsigned c
     CHECK(tps_model_save(ctx, m, hash, NULL, 0, &data, &size) == TPS_OK, "save");
     if (!data)
         return;
+    unsigned char *buf = data;
     const uint32_t five = 5;
-    memcpy((unsigned char *)data + OFF_VERSION, &five, 4);
-    reseal(data, size);
+    memcpy(buf + OFF_VERSION, &five, 4);
+    reseal(buf, size);
+    CHECK(fails_as(ctx, buf, size, hash, TPS_ERR_BAD_MODEL_DATA),
+          "a version-6 layout labelled 5 loaded");
+    const uint64_t total = size - PARTITION_RECORD;
+    memcpy(buf + OFF_TOTAL, &total, 8);
+    size = (size_t)total;
+    reseal(buf, size);
     tps_model *l = tps_model_load(ctx, data, size, hash, NULL, NULL);
     CHECK(l != NULL, "version 5: %s", tps_context_errmsg(ctx));
     if (l) {
@@ -643,7 +654,8 @@ static void test_solver_fields(tps_context *ctx, const unsigned char hash[32])
         tps_model_destroy(l);
         unsigned char *buf = malloc(size);
         CHECK(buf != NULL, "out of memory");
-        const size_t at = size - 8 - SOLVER_RECORD; /* one band, no extra bytes */
+        /* one band, no extra bytes */
+        const size_t at = size - 8 - PARTITION_RECORD - SOLVER_RECORD;
         const struct {
             uint64_t solver, iterations;
             double residual;
@@ -762,6 +774,11 @@ static void test_local_round_trip(tps_context *ctx, const unsigned char hash[32]
           "local info differs: mode %d/%d, patches %zu/%zu, factorisations %zu/%zu",
           (int)a.mode, (int)b.mode, a.n_patches, b.n_patches, a.n_factorisations,
           b.n_factorisations);
+    /* the partition's settings (version 6) */
+    CHECK(a.patch_points >= TPS_MIN_PATCH_POINTS && a.overlap > 1.0 &&
+              b.patch_points == a.patch_points && b.overlap == a.overlap,
+          "partition settings %zu:%g, reloaded %zu:%g", a.patch_points, a.overlap,
+          b.patch_points, b.overlap);
     for (size_t k = 0; k < LOCAL_BANDS; ++k) {
         tps_band_info p, q;
         CHECK(tps_model_get_band_info(ctx, m, k, &p) == TPS_OK, "%s", tps_context_errmsg(ctx));
@@ -938,6 +955,13 @@ static void test_local_damage(tps_context *ctx, const unsigned char hash[32], si
         {"point NaN", arrays + 8 * n1, 1, NAN, 0},
         {"affine part infinite", arrays + 16 * n1, 1, INFINITY, 0},
         {"half-weight NaN", arrays + 16 * n1 + 24 + 8 * (n1 - 1), 1, NAN, 0},
+        /* the partition's settings, before the padded "ab" and the trailer */
+        {"patch points below the least", size - 16 - PARTITION_RECORD, 0, 0,
+         TPS_MIN_PATCH_POINTS - 1},
+        {"patch points 2^63", size - 16 - PARTITION_RECORD, 0, 0, (uint64_t)1 << 63},
+        {"overlap 1", size - 16 - 8, 1, 1.0, 0},
+        {"overlap NaN", size - 16 - 8, 1, NAN, 0},
+        {"overlap beyond the most", size - 16 - 8, 1, TPS_MAX_OVERLAP * 2, 0},
     };
     size_t n_crafts = sizeof crafts / sizeof crafts[0];
     for (size_t t = 0; t < n_crafts; ++t) {
@@ -950,6 +974,11 @@ static void test_local_damage(tps_context *ctx, const unsigned char hash[32], si
         CHECK(fails_as(ctx, buf, size, hash, TPS_ERR_BAD_MODEL_DATA), "crafted (%s) loaded: %s",
               crafts[t].what, tps_context_errmsg(ctx));
     }
+    /* ... and the partition's fields are where the crafts above put them:
+     * the settings as saved. */
+    CHECK(get_u64_at(orig, size - 16 - PARTITION_RECORD) == 20,
+          "the saved patch points: %llu",
+          (unsigned long long)get_u64_at(orig, size - 16 - PARTITION_RECORD));
     /* Every patch as large as a patch may be (3.5 box sides; the box is
      * [-1, 1] wide): each alone passes, but the lookup they need
      * together (every patch in every cell) is refused before it is
@@ -969,7 +998,7 @@ static void test_local_damage(tps_context *ctx, const unsigned char hash[32], si
     const uint64_t huge_total = LOCAL_AT(n, LOCAL_BANDS) + 64 * ((uint64_t)1 << 30) +
                                 8 * ((uint64_t)3 << 30) * (2 + LOCAL_BANDS) +
                                 24 * ((uint64_t)1 << 30) * LOCAL_BANDS +
-                                SOLVER_RECORD * LOCAL_BANDS + 8 + 8;
+                                SOLVER_RECORD * LOCAL_BANDS + PARTITION_RECORD + 8 + 8;
     put_u64_at(buf, OFF_TOTAL, huge_total);
     reseal(buf, size);
     size_t sz = 0;
@@ -995,7 +1024,7 @@ static void test_local_damage(tps_context *ctx, const unsigned char hash[32], si
         put_u64_at(buf, OFF_N_ENTRIES, hne);
         put_u64_at(buf, OFF_TOTAL,
                    LOCAL_AT(hn, hnb) + PATCH_RECORD + 8 * hne * (2 + hnb) +
-                       (24 + SOLVER_RECORD) * hnb +
+                       (24 + SOLVER_RECORD) * hnb + PARTITION_RECORD +
                        8 * ((get_u64_at(orig, 88) + 7) / 8) + 8);
         size_t hsz = 0;
         CHECK(tps_model_saved_size(ctx, buf, TPS_MODEL_HEADER_BYTES, hash, &hsz) ==
@@ -1008,7 +1037,7 @@ static void test_local_damage(tps_context *ctx, const unsigned char hash[32], si
         put_u64_at(buf, OFF_N_ENTRIES, hn);
         put_u64_at(buf, OFF_TOTAL,
                    LOCAL_AT(hn, hnb) + PATCH_RECORD + 8 * hn * (2 + hnb) +
-                       (24 + SOLVER_RECORD) * hnb +
+                       (24 + SOLVER_RECORD) * hnb + PARTITION_RECORD +
                        8 * ((get_u64_at(orig, 88) + 7) / 8) + 8);
         CHECK(tps_model_saved_size(ctx, buf, TPS_MODEL_HEADER_BYTES, hash, &hsz) == TPS_OK,
               "2^20 points in one patch of 2^20: %s", tps_context_errmsg(ctx));
