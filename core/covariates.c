@@ -46,9 +46,8 @@ tps_status tps_covariates_scale(tps_context *ctx, tps_model *md, const char *con
 void tps_covariates_gather(const tps_model *md, size_t k, const size_t *index, size_t m,
                            double *out)
 {
-    const double mean = md->cov_mean[k], scale = md->cov_scale[k];
     for (size_t j = 0; j < m; ++j)
-        out[j] = (md->cov[k][index ? index[j] : j] - mean) / scale;
+        out[j] = tps_covariate_at(md, k, index ? index[j] : j);
 }
 
 static double plane_value(const tps_plane *p, size_t row, size_t col)

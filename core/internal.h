@@ -323,6 +323,11 @@ tps_status tps_evaluate_scaled(tps_context *ctx, const tps_model *model, size_t 
 /* md->cov_mean and cov_scale from md->cov over the model's points;
  * TPS_ERR_COLLINEAR naming a covariate that is constant there. */
 tps_status tps_covariates_scale(tps_context *ctx, tps_model *md, const char *const *names);
+/* Covariate k's scaled value at the model's point i (what the solves see). */
+static inline double tps_covariate_at(const tps_model *md, size_t k, size_t i)
+{
+    return (md->cov[k][i] - md->cov_mean[k]) / md->cov_scale[k];
+}
 /* Covariate k's scaled column at the model's points index[0 .. m). */
 void tps_covariates_gather(const tps_model *md, size_t k, const size_t *index, size_t m,
                            double *out);

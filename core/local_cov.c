@@ -170,7 +170,7 @@ void tps_local_cov_columns(const tps_local_cov *lcv, const patch *pt, size_t m,
     for (size_t c = 0; c < lcv->nc; ++c)
         for (size_t k = 0; k < m; ++k) {
             const size_t i = index[sub[k]];
-            const double col = (md->cov[c][i] - md->cov_mean[c]) / md->cov_scale[c];
+            const double col = tps_covariate_at(md, c, i);
             out[c][k] = col;
             out[lcv->nc + c][k] = col * tps_patch_bump(pt, md->u[i], md->v[i]) / lcv->S[i];
         }
@@ -350,7 +350,7 @@ tps_status tps_local_cov_finish(tps_context *ctx, tps_local_cov *lcv, tps_model 
                 continue;
             double c[TPS_MAX_COVARIATES];
             for (size_t k = 0; k < nc; ++k)
-                c[k] = (md->cov[k][i] - md->cov_mean[k]) / md->cov_scale[k];
+                c[k] = tps_covariate_at(md, k, i);
             const double inv = 1.0 / den[i];
             for (size_t k = 0; k < nc; ++k) {
                 r[k] += c[k] * rz[i] * inv;

@@ -142,7 +142,7 @@ static void gather(size_t k, int thread, void *user)
         g->blend[j] = tps_patch_bump(pt, md->u[i], md->v[i]) / a->S[i];
         for (size_t c = 0; c < nc; ++c)
             g->dc[c * np + j] = (g->rows ? g->rows[j] : 1.0) *
-                                (md->cov[c][i] - md->cov_mean[c]) / md->cov_scale[c];
+                                tps_covariate_at(md, c, i);
     }
     char what[96];
     snprintf(what, sizeof what, "%s, patch %zu of %zu", a->what, p + 1, run->lc->n_patches);
@@ -326,7 +326,7 @@ static tps_status accumulate(tps_context *ctx, gcv_run *run, const gcv_patch *g)
                 double dc[TPS_MAX_COVARIATES];
                 const double d = run->a->weights ? sqrt(run->a->weights[i]) : 1.0;
                 for (size_t c = 0; c < nc; ++c)
-                    dc[c] = d * (md->cov[c][i] - md->cov_mean[c]) / md->cov_scale[c];
+                    dc[c] = d * tps_covariate_at(md, c, i);
                 tps_local_cov_gcv_fold(nc, L, row, row + 2 * L, row + (2 + nc) * L, dc,
                                        run->cov_sums);
             }
