@@ -148,6 +148,10 @@ run covse $B/test_covse autotest/r/fields_covse
 TAIL_LINES=4 run covse_gpu $B/test_covse autotest/r/fields_covse gpu
 run covderiv $B/test_covderiv
 TAIL_LINES=10 run covderiv_gpu $B/test_covderiv gpu
+run se_lowrank $B/test_se_lowrank
+run local_cov $B/test_local_cov
+TAIL_LINES=6 run local_cov_gpu $B/test_local_cov gpu
+run local_gcv_size env TPS_TEST_QUICK=1 $B/test_local_gcv_size
 if [ -x $B/fuzz_tps ]; then
   step "fuzz: the open path with DEVICE=GPU/AUTO/CPU, ASan + UBSan (make fuzz-gpu)"
   fuzz_env=(ASAN_OPTIONS=protect_shadow_gap=0 LSAN_OPTIONS=suppressions=fuzz/lsan_cuda.supp)
