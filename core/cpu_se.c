@@ -48,6 +48,18 @@ void tps_testing_se_tiles(int mode)
     tiles_mode = mode;
 }
 
+int tps_se_tiles_mode(void)
+{
+    return tiles_mode;
+}
+
+void tps_se_tile_counts_record(const size_t counts[5])
+{
+    pthread_mutex_lock(&counts_lock);
+    memcpy(tile_counts, counts, sizeof tile_counts);
+    pthread_mutex_unlock(&counts_lock);
+}
+
 void tps_testing_se_tile_counts(size_t counts[5])
 {
     pthread_mutex_lock(&counts_lock);
@@ -226,9 +238,7 @@ static tps_status run_tiles(tps_context *ctx, se_request *rq, size_t fixed_bytes
                 "%.1f), %zu exactly (%zu too dense, %zu by their guard cells)",
                 counts[0], (double)counts[3] / lr, (double)counts[4] / lr, counts[1] + counts[2],
                 counts[1], counts[2]);
-        pthread_mutex_lock(&counts_lock);
-        memcpy(tile_counts, counts, sizeof counts);
-        pthread_mutex_unlock(&counts_lock);
+        tps_se_tile_counts_record(counts);
     }
     tps_scratch_free(&rq->scratch);
     free(rq->kind);

@@ -270,6 +270,100 @@ void tps_se_tiles_prepare(const tps_model *md, const tps_se_factor *f, int num_t
     pthread_mutex_unlock(&mm->se_lock);
 }
 
+void tps_se_tile_nodes(const tps_window *w, size_t c0, size_t r0, double *nu, double *nv)
+{
+    double node[Q], wt[Q];
+    chebyshev(node, wt);
+    for (int b = 0; b < Q; ++b)
+        for (int a = 0; a < Q; ++a)
+            tps_cell_centre(w, (double)c0 + node[a], (double)r0 + node[b], &nu[a + Q * b],
+                            &nv[a + Q * b]);
+}
+
+void tps_se_tile_weights(double s, double *l)
+{
+    double node[Q], wt[Q];
+    chebyshev(node, wt);
+    lagrange_at(node, wt, s, l);
+}
+
+int tps_se_tile_guard_pass(double lowrank, double exact, double scale, double *ratio)
+{
+    const double allowed = TPS_SE_TILE_GUARD_REL * fabs(exact) + TPS_SE_TILE_GUARD_FLOOR * scale;
+    *ratio = fabs(lowrank - exact) / allowed;
+    if (!(*ratio <= 1.0)) {
+        *ratio = isnan(*ratio) ? INFINITY : *ratio;
+        return 0;
+    }
+    return 1;
+}
+
+tps_se_tile_kind tps_se_tile_frame_make(const tps_se_factor *f, const tps_window *w, size_t c0,
+                                        size_t r0, int *near, unsigned char *is_near,
+                                        double *col, tps_se_tile_frame *fr)
+{
+    const size_t n = f->n, m = f->m, nm = n - m;
+    memset(fr, 0, sizeof *fr);
+    double inv[4];
+    if (!index_map(w, inv))
+        return TPS_SE_TILE_DENSE;
+    /* Near points: within one tile width of the tile, in index space.
+     * Guards: the corner cells (covariates 0: those of cells outside the
+     * window are not known, and the check is of the kernel's
+     * approximation) and the first two points inside the tile, at the
+     * points themselves, where the variance is smallest and most
+     * sensitive (their fixed part h = R^-T t(p) = Q1^T e_p needs no
+     * covariates). */
+    double *gs = fr->gs, *gt = fr->gt;
+    int *gp = fr->gp;
+    size_t ng = 4;
+    for (size_t g = 0; g < 4; ++g) {
+        gs[g] = g % 2 ? T - 1 : 0;
+        gt[g] = g / 2 ? T - 1 : 0;
+        gp[g] = -1;
+    }
+    const double lo_i = (double)c0 - T, hi_i = (double)c0 + 2.0 * T - 1.0;
+    const double lo_j = (double)r0 - T, hi_j = (double)r0 + 2.0 * T - 1.0;
+    size_t n_near = 0;
+    for (size_t p = 0; p < n; ++p) {
+        double i, j;
+        to_index(w, inv, f->u[p], f->v[p], &i, &j);
+        is_near[p] = i >= lo_i && i <= hi_i && j >= lo_j && j <= hi_j;
+        if (!is_near[p])
+            continue;
+        if (n_near + Q2 >= TPS_SE_TILE_MAX_COLS)
+            return TPS_SE_TILE_DENSE;
+        near[n_near++] = (int)p;
+        i -= (double)c0;
+        j -= (double)r0;
+        if (ng < G && i >= 0.0 && i <= T - 1 && j >= 0.0 && j <= T - 1) {
+            gs[ng] = i;
+            gt[ng] = j;
+            gp[ng++] = (int)p;
+        }
+    }
+    if (nm < n_near + Q2 + m + ng)
+        return TPS_SE_TILE_DENSE;
+    fr->n_near = n_near;
+    fr->n_guards = ng;
+    /* The guards' coordinates and fixed parts: R^-T t at the corners,
+     * Q1^T e_p at a point. */
+    for (size_t g = 0; g < ng; ++g) {
+        if (gp[g] < 0)
+            tps_cell_centre(w, (double)c0 + gs[g], (double)r0 + gt[g], &fr->gu[g], &fr->gv[g]);
+        else
+            fr->gu[g] = f->u[gp[g]], fr->gv[g] = f->v[gp[g]];
+    }
+    tps_se_fixed_rows(f, 4, 4, fr->gu, fr->gv, NULL, 0, fr->gh);
+    for (size_t g = 4; g < ng; ++g) {
+        memset(col, 0, sizeof(double) * n);
+        col[gp[g]] = 1.0;
+        tps_se_apply_qt(f, col);
+        memcpy(fr->gh + g * m, col, sizeof(double) * m);
+    }
+    return TPS_SE_TILE_LOWRANK;
+}
+
 tps_se_tile_kind tps_se_tile_plan(const tps_se_factor *f, const tps_window *w, size_t c0,
                                   size_t r0, void *work, tps_se_tile *t)
 {
@@ -285,47 +379,15 @@ tps_se_tile_kind tps_se_tile_plan(const tps_se_factor *f, const tps_window *w, s
     t->wm = mem.wm;
     t->lag = mem.lag;
     t->scratch = mem.row;
-    double inv[4];
-    if (!index_map(w, inv))
-        return TPS_SE_TILE_DENSE;
-    /* 1. Near points: within one tile width of the tile, in index space.
-     * Guards: the corner cells (covariates 0: those of cells outside the
-     * window are not known, and the check is of the kernel's
-     * approximation) and the first two points inside the tile, at the
-     * points themselves, where the variance is smallest and most
-     * sensitive (their fixed part h = R^-T t(p) = Q1^T e_p needs no
-     * covariates). */
-    double gs[G], gt[G];
-    int gp[G];
-    size_t ng = 4;
-    for (size_t g = 0; g < 4; ++g) {
-        gs[g] = g % 2 ? T - 1 : 0;
-        gt[g] = g / 2 ? T - 1 : 0;
-        gp[g] = -1;
-    }
-    unsigned char *is_near = mem.is_near;
-    const double lo_i = (double)c0 - T, hi_i = (double)c0 + 2.0 * T - 1.0;
-    const double lo_j = (double)r0 - T, hi_j = (double)r0 + 2.0 * T - 1.0;
-    size_t n_near = 0;
-    for (size_t p = 0; p < n; ++p) {
-        double i, j;
-        to_index(w, inv, f->u[p], f->v[p], &i, &j);
-        is_near[p] = i >= lo_i && i <= hi_i && j >= lo_j && j <= hi_j;
-        if (!is_near[p])
-            continue;
-        if (n_near + Q2 >= TPS_SE_TILE_MAX_COLS)
-            return TPS_SE_TILE_DENSE;
-        mem.near[n_near++] = (int)p;
-        i -= (double)c0;
-        j -= (double)r0;
-        if (ng < G && i >= 0.0 && i <= T - 1 && j >= 0.0 && j <= T - 1) {
-            gs[ng] = i;
-            gt[ng] = j;
-            gp[ng++] = (int)p;
-        }
-    }
-    if (nm < n_near + Q2 + m + ng)
-        return TPS_SE_TILE_DENSE;
+    /* 1. Near points and guard targets (their h computed in a, free until 2). */
+    tps_se_tile_frame fr;
+    const tps_se_tile_kind kind = tps_se_tile_frame_make(f, w, c0, r0, mem.near, mem.is_near,
+                                                         mem.a, &fr);
+    if (kind != TPS_SE_TILE_LOWRANK)
+        return kind;
+    const size_t n_near = fr.n_near, ng = fr.n_guards;
+    const unsigned char *is_near = mem.is_near;
+    const double *gs = fr.gs, *gt = fr.gt, *gu = fr.gu, *gv = fr.gv, *gh = fr.gh;
     t->n_near = n_near;
     t->n_guards = ng;
     /* 2. The far points' kernel at the nodes: a (n x Q2, near rows 0). */
@@ -333,10 +395,7 @@ tps_se_tile_kind tps_se_tile_plan(const tps_se_factor *f, const tps_window *w, s
     chebyshev(node, wt);
     for (int i = 0; i < T; ++i)
         lagrange_at(node, wt, (double)i, mem.lag + i * Q);
-    for (int b = 0; b < Q; ++b)
-        for (int a = 0; a < Q; ++a)
-            tps_cell_centre(w, (double)c0 + node[a], (double)r0 + node[b], &nu[a + Q * b],
-                            &nv[a + Q * b]);
+    tps_se_tile_nodes(w, c0, r0, nu, nv);
     for (size_t p = 0; p < n; ++p) {
         const int far = !is_near[p];
         for (int c = 0; c < Q2; ++c)
@@ -394,12 +453,7 @@ tps_se_tile_kind tps_se_tile_plan(const tps_se_factor *f, const tps_window *w, s
     const size_t c1 = f->zq ? n_near : 0; /* the first column to multiply */
     for (size_t s = 0; s < rank; ++s)
         memcpy(wm + (n_near + s) * ld, mem.a + (size_t)(mem.jpvt[s] - 1) * n, sizeof(double) * n);
-    double gu[G], gv[G], gh[G * TPS_MAX_FIXED];
     for (size_t g = 0; g < ng; ++g) {
-        if (gp[g] < 0)
-            tps_cell_centre(w, (double)c0 + gs[g], (double)r0 + gt[g], &gu[g], &gv[g]);
-        else
-            gu[g] = f->u[gp[g]], gv[g] = f->v[gp[g]];
         double *col = wm + (gc + g) * ld;
         for (size_t p = 0; p < n; ++p)
             col[p] = phi(f->u[p] - gu[g], f->v[p] - gv[g]);
@@ -411,15 +465,6 @@ tps_se_tile_kind tps_se_tile_plan(const tps_se_factor *f, const tps_window *w, s
     for (size_t c = 0; c < m; ++c)
         for (size_t r = m; r < n; ++r)
             wm[(cols + c) * ld + r] = f->mat[c * n + r];
-    /* the guards' fixed parts: R^-T t at the corners, Q1^T e_p at a point */
-    tps_se_fixed_rows(f, 4, 4, gu, gv, NULL, 0, gh);
-    for (size_t g = 4; g < ng; ++g) {
-        double *col = mem.a; /* free once B's far columns are copied */
-        memset(col, 0, sizeof(double) * n);
-        col[gp[g]] = 1.0;
-        tps_se_apply_qt(f, col);
-        memcpy(gh + g * m, col, sizeof(double) * m);
-    }
     for (size_t g = 0; g < ng; ++g)
         cblas_dgemv(CblasColMajor, CblasNoTrans, (int)nm, (int)m, -1.0, f->mat + m, (int)n,
                     gh + g * m, 1, 1.0, wm + (gc + g) * ld + m, 1);
@@ -452,11 +497,9 @@ tps_se_tile_kind tps_se_tile_plan(const tps_se_factor *f, const tps_window *w, s
         lagrange_at(node, wt, gs[g], ls);
         lagrange_at(node, wt, gt[g], lt);
         lowrank(t, 1, &gu[g], &gv[g], lt, ls, gh + g * m, &lr);
-        const double allowed =
-            TPS_SE_TILE_GUARD_REL * fabs(exact[g]) + TPS_SE_TILE_GUARD_FLOOR * scale[g];
-        const double ratio = fabs(lr - exact[g]) / allowed;
-        if (!(ratio <= 1.0)) {
-            t->guard_worst = isnan(ratio) ? INFINITY : ratio;
+        double ratio;
+        if (!tps_se_tile_guard_pass(lr, exact[g], scale[g], &ratio)) {
+            t->guard_worst = ratio;
             return TPS_SE_TILE_GUARD;
         }
         t->guard_worst = fmax(t->guard_worst, ratio);

@@ -86,6 +86,43 @@ int tps_se_tiles_pay(const tps_se_factor *f, const tps_window *w, double *flops_
 #define TPS_SE_TILE_ZQ_MAX_BYTES ((size_t)4 << 30)
 void tps_se_tiles_prepare(const tps_model *md, const tps_se_factor *f, int num_threads);
 
+/* A tile's near points and guard targets: the first step of its plan,
+ * shared with the GPU's tiles (gpu_se_tiles.c). */
+typedef struct tps_se_tile_frame {
+    size_t n_near;                     /* near points, in the caller's near[] */
+    size_t n_guards;
+    double gs[TPS_SE_TILE_GUARDS];     /* the guards' index coordinates in the tile */
+    double gt[TPS_SE_TILE_GUARDS];
+    int gp[TPS_SE_TILE_GUARDS];        /* -1 (a corner cell) or the point */
+    double gu[TPS_SE_TILE_GUARDS];     /* their coordinates (scaled) */
+    double gv[TPS_SE_TILE_GUARDS];
+    double gh[TPS_SE_TILE_GUARDS * TPS_MAX_FIXED]; /* their h = R^-T t, m each */
+} tps_se_tile_frame;
+
+/* The frame of the tile at (c0, r0): near[] (TPS_SE_TILE_MAX_COLS ints),
+ * is_near (f->n flags), col (f->n doubles of scratch). TPS_SE_TILE_DENSE
+ * where tiles cannot be used there (too many near points, too few points,
+ * a degenerate grid), else TPS_SE_TILE_LOWRANK. */
+tps_se_tile_kind tps_se_tile_frame_make(const tps_se_factor *f, const tps_window *w, size_t c0,
+                                        size_t r0, int *near, unsigned char *is_near,
+                                        double *col, tps_se_tile_frame *fr);
+/* The coordinates of the tile's Chebyshev nodes, node a + Q b at index
+ * coordinates (c0 + node a, r0 + node b), Q = TPS_SE_TILE_NODES. */
+void tps_se_tile_nodes(const tps_window *w, size_t c0, size_t r0, double *nu, double *nv);
+/* The interpolation weights l_a(s), a < TPS_SE_TILE_NODES, at index
+ * coordinate s of a tile (0 .. TPS_SE_TILE - 1). */
+void tps_se_tile_weights(double s, double *l);
+/* Whether a guard passes: |lowrank - exact| <= TPS_SE_TILE_GUARD_REL
+ * |exact| + TPS_SE_TILE_GUARD_FLOOR scale; *ratio: the difference over
+ * what is allowed (INFINITY for NaN). */
+int tps_se_tile_guard_pass(double lowrank, double exact, double scale, double *ratio);
+
+/* The test hook's mode (tps_testing_se_tiles, cpu_se.c), and where a tiled
+ * request, CPU or GPU, records its tiles' counts
+ * (tps_testing_se_tile_counts). */
+int tps_se_tiles_mode(void);
+void tps_se_tile_counts_record(const size_t counts[5]);
+
 /* Makes the plan of the tile whose first absolute column and row are
  * (c0, r0) in `work` (tps_se_tile_bytes) and checks its guards. */
 tps_se_tile_kind tps_se_tile_plan(const tps_se_factor *f, const tps_window *w, size_t c0,
