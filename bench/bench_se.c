@@ -11,12 +11,13 @@
  * matrix times a vector per cell, done as BLAS 3 per block of cells).
  * `dgemm` also measures the DGEMM rate: on the CPU one OpenBLAS DGEMM of
  * 3000^3 on THREADS threads; on the GPU cuBLAS DGEMM of the shapes the
- * standard error runs (16384 x 512 x N) and of 8192^3. On the CPU the
- * band goes by tiles in low rank where they pay (core/se_tile.h; the
- * tiles' counts are printed); `exact` forces the exact blocks (the test
- * hook), `rows=R` evaluates the first R rows of the grid only (the same
- * grid, so the same tiles: for timing the exact path where the whole band
- * would take too long; se_gflops counts those rows). One JSON line. */
+ * standard error runs (16384 x 512 x N) and of 8192^3. On either device
+ * the band goes by tiles in low rank where they pay (core/se_tile.h; on
+ * the GPU core/gpu_se_tiles.c; the tiles' counts are printed); `exact`
+ * forces the exact blocks (the test hook), `rows=R` evaluates the first R
+ * rows of the grid only (the same grid, so the same tiles: for timing the
+ * exact path where the whole band would take too long; se_gflops counts
+ * those rows). One JSON line. */
 #include "gpu_backend.h"
 #include "tps.h"
 #include "tps_testing.h"
@@ -60,7 +61,8 @@ static double cpu_dgemm(int threads, int s)
 int main(int argc, char **argv)
 {
     if (argc < 4) {
-        fprintf(stderr, "usage: %s N GRID THREADS [cpu|gpu] [dgemm]\n", argv[0]);
+        fprintf(stderr, "usage: %s N GRID THREADS [cpu|gpu] [dgemm] [exact] [rows=R]\n",
+                argv[0]);
         return 2;
     }
     const size_t n = (size_t)atof(argv[1]), side = (size_t)atol(argv[2]);
@@ -129,7 +131,7 @@ int main(int argc, char **argv)
     }
     const double flops = (double)(n - 3) * (double)(n - 3) * (double)side * (double)rows;
     size_t tiles[5] = {0, 0, 0, 0, 0};
-    if (!gpu && !exact)
+    if (!exact)
         tps_testing_se_tile_counts(tiles);
     printf("{\"device\": \"%s\", \"n\": %zu, \"grid\": %zu, \"threads\": %d, \"fit_s\": %.3f, "
            "\"first_use_s\": %.3f, \"se_s\": %.3f, \"se_gflops\": %.1f, \"se_mean\": %.6g, "

@@ -46,6 +46,9 @@ static pthread_mutex_t counts_lock = PTHREAD_MUTEX_INITIALIZER;
 void tps_testing_se_tiles(int mode)
 {
     tiles_mode = mode;
+    pthread_mutex_lock(&counts_lock);
+    memset(tile_counts, 0, sizeof tile_counts);
+    pthread_mutex_unlock(&counts_lock);
 }
 
 int tps_se_tiles_mode(void)

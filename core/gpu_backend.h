@@ -165,6 +165,55 @@ tps_gpu_se *tps_gpu_se_create(size_t n, size_t m, const double *u, const double 
 void tps_gpu_se_destroy(tps_gpu_se *se);
 tps_status tps_gpu_se_variance(tps_gpu_se *se, const tps_window *grid, const double *zs,
                                double *out, size_t max_bytes, tps_error *err);
+/* The standard error in tiles of low rank on the device (core/se_tile.h's
+ * tiles, docs/design.md "Tiles in low rank"; gpu/se_tiles.cu): a tile's
+ * far points' kernel at its TPS_GPU_SE_NODES^2 Chebyshev nodes, all of
+ * them (no compression), and its guards' kernel columns, multiplied by Q^T
+ * and L^-1 on the device for a group of TPS_GPU_SE_GROUP^2 tiles at once
+ * (a group aligned on the grid's absolute tile indices, always at the same
+ * shape: a cell's bytes depend on its tile only); then per tile the
+ * matrix W = [Z(:, near) | [Q1^T K_far; L^-1 Q2^T K_far] | [0; L^-1 M21]]
+ * (Z = [Q1^T; L^-1 Q2^T], made once) times the cells' vectors [m; -h], one
+ * DGEMM per TPS_GPU_SE_CHUNK cells, and the columns' sums of squares.
+ * The constants are se_tile.h's (gpu_se_tiles.c asserts it). */
+#define TPS_GPU_SE_TILE 64
+#define TPS_GPU_SE_NODES 12
+#define TPS_GPU_SE_GUARDS 6
+#define TPS_GPU_SE_MAX_COLS 1024
+#define TPS_GPU_SE_GROUP 4
+#define TPS_GPU_SE_CHUNK 1024 /* cells per product: 16 rows of a tile */
+/* One tile of a group, slot s = (its tile row in the group) *
+ * TPS_GPU_SE_GROUP + its tile column. */
+typedef struct tps_gpu_se_tile {
+    int active;          /* 0: not computed (outside the window, too dense, refused) */
+    int n_near;          /* its near points: near[near_at .. near_at + n_near) */
+    int n_guards;
+    int pad;
+    size_t c0, r0;       /* its first absolute column and row */
+    size_t near_at;
+    double nu[TPS_GPU_SE_NODES * TPS_GPU_SE_NODES]; /* the nodes (scaled): a + Q b */
+    double nv[TPS_GPU_SE_NODES * TPS_GPU_SE_NODES];
+    double gu[TPS_GPU_SE_GUARDS], gv[TPS_GPU_SE_GUARDS]; /* the guard targets */
+    double gh[TPS_GPU_SE_GUARDS * (3 + TPS_MAX_COVARIATES)]; /* their h, m each at g * (3 + ..) */
+    double gl[TPS_GPU_SE_GUARDS * 2 * TPS_GPU_SE_NODES]; /* l(s) then l(t) of guard g at g * 2Q */
+} tps_gpu_se_tile;
+/* Z and D on the device, and the tiles' buffers (kept with se), once;
+ * lag: the interpolation weights l_a(i) at lag[i Q + a] (Q x
+ * TPS_GPU_SE_TILE). TPS_ERR_DEVICE_UNAVAILABLE where they do not fit in
+ * max_bytes (0: no limit) and half the free memory (the caller then uses
+ * the exact blocks), or on any CUDA or cuBLAS failure. */
+tps_status tps_gpu_se_tiles_prepare(tps_gpu_se *se, const double *lag, size_t max_bytes,
+                                    tps_error *err);
+/* One group of tiles of grid w (its geometry only; the cells at absolute
+ * indices): tiles, TPS_GPU_SE_GROUP^2 records; near, the active tiles'
+ * near points (n_near in all); zs, m - 3 planes of the group's
+ * (TPS_GPU_SE_GROUP TPS_GPU_SE_TILE)^2 cells' scaled covariates, row-major
+ * (0 outside the window, NaN gives NaN). out: the group's cells'
+ * k(x, x) - v^T S^-1 v, row-major (an active tile's only); guards:
+ * per slot and guard, [low rank, exact, the exact formula's scale]. */
+tps_status tps_gpu_se_tile_group(tps_gpu_se *se, const tps_window *w,
+                                 const tps_gpu_se_tile *tiles, const int *near, size_t n_near,
+                                 const double *zs, double *out, double *guards, tps_error *err);
 /* For bench/ only: cuBLAS's DGEMM rate (m x k times k x n, FP64), the
  * fastest of `repeats` after a warm-up, in 10^12 flop/s. */
 tps_status tps_gpu_time_dgemm(size_t m, size_t n, size_t k, int repeats, double *tflops,

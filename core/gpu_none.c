@@ -146,6 +146,21 @@ tps_status tps_gpu_se_variance(tps_gpu_se *se, const tps_window *grid, const dou
     return no_gpu(err);
 }
 
+tps_status tps_gpu_se_tiles_prepare(tps_gpu_se *se, const double *lag, size_t max_bytes,
+                                    tps_error *err)
+{
+    (void)se, (void)lag, (void)max_bytes;
+    return no_gpu(err);
+}
+
+tps_status tps_gpu_se_tile_group(tps_gpu_se *se, const tps_window *w,
+                                 const tps_gpu_se_tile *tiles, const int *near, size_t n_near,
+                                 const double *zs, double *out, double *guards, tps_error *err)
+{
+    (void)se, (void)w, (void)tiles, (void)near, (void)n_near, (void)zs, (void)out, (void)guards;
+    return no_gpu(err);
+}
+
 tps_status tps_gpu_time_dgemm(size_t m, size_t n, size_t k, int repeats, double *tflops,
                               tps_error *err)
 {

@@ -2,10 +2,12 @@
  * band factorisation (variance.c, made on the CPU once) gets a device copy,
  * kept with the model like its values' copy; the device forms
  * k(x, x) - v^T S^-1 v for every cell (gpu/se.cu) and the host applies the
- * quantity table's formula. A local model's standard errors (many small
- * factorisations) are computed on the CPU (cpu_local_se.c). */
+ * quantity table's formula; where tiles in low rank pay, as on the CPU,
+ * the cells go by tiles (gpu_se_tiles.c, gpu/se_tiles.cu). A local model's
+ * standard errors (many small factorisations) are computed on the CPU
+ * (cpu_local_se.c). */
 #include "gpu_backend.h"
-#include "variance.h"
+#include "se_tile.h"
 
 #include <lapacke.h>
 #include <stdlib.h>
@@ -133,7 +135,10 @@ tps_status tps_gpu_standard_errors(tps_context *ctx, const tps_eval_job *job)
         if (st == TPS_OK)
             st = device_copy(ctx, md, o->band, f, job->gpu_max_bytes, &dev);
         const double rho = tps_se_rho(md, o->band);
-        for (size_t row0 = 0; row0 < g->nrows && st == TPS_OK; row0 += rows) {
+        int tiled = 0;
+        if (st == TPS_OK)
+            st = tps_gpu_se_tiles_output(ctx, job, o, f, dev, rho, &tiled);
+        for (size_t row0 = 0; row0 < g->nrows && st == TPS_OK && !tiled; row0 += rows) {
             tps_window chunk = *g;
             chunk.first_row = g->first_row + row0;
             chunk.nrows = g->nrows - row0 < rows ? g->nrows - row0 : rows;

@@ -134,4 +134,14 @@ tps_se_tile_kind tps_se_tile_plan(const tps_se_factor *f, const tps_window *w, s
 void tps_se_tile_row(const tps_se_tile *t, size_t j, const double *zs, size_t stride,
                      double *out);
 
+/* A GPU request's standard errors of output o in tiles (gpu_se_tiles.c),
+ * where they pay as on the CPU (tps_se_tiles_pay; the test hook's modes
+ * too): f the band's factorisation, dev its device copy, rho its process
+ * variance. *done = 0 where tiles are not used (they do not pay, or they
+ * do not fit on the device): the caller computes the exact blocks. */
+struct tps_gpu_se;
+tps_status tps_gpu_se_tiles_output(tps_context *ctx, const tps_eval_job *job,
+                                   const tps_output *o, const tps_se_factor *f,
+                                   struct tps_gpu_se *dev, double rho, int *done);
+
 #endif

@@ -60,12 +60,15 @@ void tps_testing_mixed_force_fallback(size_t every);
  * default) where they pay, 1 never (the exact blocks of TPS_SE_BLOCK cells
  * of a row, as before the tiles), 2 wherever they can be used, paying or
  * not, 3 where they pay but every tile as if its guard had failed
- * (computed exactly). Process-wide: set it before evaluating. */
+ * (computed exactly). The same modes for the GPU's tiles (gpu_se_tiles.c).
+ * Process-wide: set it before evaluating; setting it clears the counts. */
 void tps_testing_se_tiles(int mode);
-/* The last tiled CPU standard-error request's tiles (per distinct
- * factorisation): [0] in low rank, [1] exactly (too many points near them),
- * [2] exactly (a guard cell disagreed); over the low-rank ones, [3] the sum
- * of their near points and [4] of their far blocks' ranks. */
+/* The last tiled standard-error request's tiles, CPU or GPU (per distinct
+ * factorisation on the CPU, per output on the GPU): [0] in low rank, [1]
+ * exactly (too many points near them), [2] exactly (a guard cell
+ * disagreed); over the low-rank ones, [3] the sum of their near points and
+ * [4] of their far blocks' ranks (on the GPU every node: no compression).
+ * Zeros until a tiled request since the mode was last set. */
 void tps_testing_se_tile_counts(size_t counts[5]);
 
 /* tps_model_info's device_uploads alone. */

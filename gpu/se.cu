@@ -12,32 +12,25 @@
  *   5. h^T M11 h - 2 q1^T h - |L^-1 y|^2.
  * cuBLAS is loaded at run time (cuda_libs.cuh), so the plugin needs no
  * CUDA library but the driver to load. */
-#include "common.cuh"
 #include "cuda_libs.cuh"
+#include "se.cuh"
 
-#include <cublas_v2.h>
 #include <math.h>
-#include <mutex>
 #include <stdlib.h>
 #include <string.h>
 
 using namespace tps_gpu;
 
+namespace tps_gpu {
+SeBlas se_blas;
+}
+
 namespace {
 
-constexpr int MAX_M = 3 + TPS_MAX_COVARIATES;
+constexpr int MAX_M = SE_MAX_M;
 constexpr size_t BS = 512; /* columns of L^-1 per DGEMM of step 4 */
 
-struct Cublas {
-    cublasStatus_t (*create)(cublasHandle_t *) = nullptr;
-    cublasStatus_t (*destroy)(cublasHandle_t) = nullptr;
-    cublasStatus_t (*set_stream)(cublasHandle_t, cudaStream_t) = nullptr;
-    cublasStatus_t (*dgemm)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int,
-                            const double *, const double *, int, const double *, int,
-                            const double *, double *, int) = nullptr;
-};
-
-Cublas cublas;
+SeBlas &cublas = se_blas;
 
 bool bind_cublas(SymbolBinder &b)
 {
@@ -145,16 +138,6 @@ __global__ void zero_upper(double *a, int n)
 
 } // namespace
 
-struct tps_gpu_se {
-    int n, m, nm;
-    double *u = nullptr, *v = nullptr, *vr = nullptr, *f = nullptr, *r = nullptr,
-           *m11 = nullptr, *linv = nullptr;
-    size_t bytes = 0;
-    std::mutex lock; /* one request at a time: the handle, stream and buffers */
-    cublasHandle_t handle = nullptr;
-    cudaStream_t stream = nullptr;
-};
-
 static void release(tps_gpu_se *se)
 {
     if (!se)
@@ -166,6 +149,7 @@ static void release(tps_gpu_se *se)
     cudaFree(se->r);
     cudaFree(se->m11);
     cudaFree(se->linv);
+    se_tiles_free(se->tiles);
     if (se->handle)
         cublas.destroy(se->handle);
     if (se->stream)
