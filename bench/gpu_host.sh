@@ -149,6 +149,7 @@ TAIL_LINES=4 run covse_gpu $B/test_covse autotest/r/fields_covse gpu
 run covderiv $B/test_covderiv
 TAIL_LINES=10 run covderiv_gpu $B/test_covderiv gpu
 run se_lowrank $B/test_se_lowrank
+TAIL_LINES=6 run se_lowrank_gpu $B/test_se_lowrank gpu
 run local_cov $B/test_local_cov
 TAIL_LINES=6 run local_cov_gpu $B/test_local_cov gpu
 run local_gcv_size env TPS_TEST_QUICK=1 $B/test_local_gcv_size
@@ -169,6 +170,10 @@ fi
 step "kernels, 8192^2 grid; solves (kernel figures: CUDA events)"
 TAIL_LINES=100 run bench_gpu $B/tps_bench_gpu 8192 1000 10000
 cp "$out/bench_gpu.log" "$out/bench_gpu.txt"
+
+step "standard error (issue 13): N = 10,000, 4096^2 in tiles; the exact blocks on 256 rows of it"
+TAIL_LINES=3 run bench_se $B/tps_bench_se 10000 4096 16 gpu dgemm
+TAIL_LINES=3 run bench_se_exact $B/tps_bench_se 10000 4096 16 gpu exact rows=256
 
 step "MIXED: where the old kernel's error came from (bench/mixed_error.cu)"
 TAIL_LINES=40 run mixed_error $B/tps_mixed_error 2000
