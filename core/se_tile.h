@@ -18,9 +18,9 @@
  * The plan of a tile depends only on the factorisation, the grid's
  * geometry and the tile's absolute position, and a cell's value only on
  * the plan and the cell's row of the tile: never on the window, chunk or
- * thread. The GPU port reuses the plan's steps (variance.h's factor, the
- * far block's compression, [Q^T B | M21 | guards], one product with L^-1,
- * the QR, the per-row form). */
+ * thread. The GPU's tiles (gpu_se_tiles.c, gpu/se_tiles.cu) reuse the
+ * frame (near points, guards), the nodes and the guard test, with every
+ * node's column (no compression) and no QR. */
 #ifndef TPS_SE_TILE_H
 #define TPS_SE_TILE_H
 

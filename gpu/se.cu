@@ -11,7 +11,8 @@
  *      rows' sums of squares; ~(n-m)^2 (1 + BS/(n-m)) flops a cell;
  *   5. h^T M11 h - 2 q1^T h - |L^-1 y|^2.
  * cuBLAS is loaded at run time (cuda_libs.cuh), so the plugin needs no
- * CUDA library but the driver to load. */
+ * CUDA library but the driver to load. A grid where tiles in low rank pay
+ * goes by se_tiles.cu instead, its refused tiles by these blocks. */
 #include "cuda_libs.cuh"
 #include "se.cuh"
 
