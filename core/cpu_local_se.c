@@ -145,6 +145,7 @@ typedef struct patch_build {
     int with_mask; /* the band has missing values: a patch's points are those of
                     * nonzero weight */
     tps_se_patches *sp;
+    int build; /* 0: sp->f and sp->cproj are another band's, only rho is made */
     /* with covariates: the model's points binned, and per patch the model
      * indices of the factorisation's points and R c_k there (n_cov x n) */
     const point_bins *bins;
@@ -189,6 +190,34 @@ static void patch_covariates(patch_build *pb, size_t p, const tps_se_factor *f,
     free(col);
 }
 
+/* Patch p's maximum-likelihood rho in band `band` at its factorisation's
+ * points (its frame's units): rho = sum_i w_i z_i / n, and z = M w + T a
+ * with T^T w = 0, so w^T z = w^T (K + lambda I) w, from the weights alone
+ * (the data are not kept). K w at the points is the spline's own sum. */
+static int patch_rho(const patch_build *pb, size_t p, const tps_se_factor *f, double lambda,
+                     double *rho)
+{
+    const patch *pt = &pb->md->local->patches[p];
+    const double *hw = pt->hw[pb->band];
+    const size_t n = f->n;
+    double *h = malloc(sizeof(double) * (n ? n : 1));
+    tps_derivs *kw = malloc(sizeof(tps_derivs) * (n ? n : 1));
+    if (h && kw) {
+        size_t k = 0;
+        for (size_t i = 0; i < pt->n && k < n; ++i)
+            if (!pb->with_mask || hw[i] != 0.0)
+                h[k++] = hw[i];
+        tps_spline_sums(n, f->u, f->v, h, TPS_NEEDS_VALUE, n, f->u, f->v, kw);
+        double wmw = 0.0;
+        for (size_t i = 0; i < n; ++i)
+            wmw += 2.0 * h[i] * (kw[i].f + lambda * 2.0 * h[i]);
+        *rho = n ? fmax(wmw / (double)n, 0.0) : 0.0;
+    }
+    free(h);
+    free(kw);
+    return h && kw;
+}
+
 static void build_patch(size_t p, int thread, void *user)
 {
     (void)thread;
@@ -196,43 +225,37 @@ static void build_patch(size_t p, int thread, void *user)
     const tps_model *md = pb->md;
     const patch *pt = &md->local->patches[p];
     const double *hw = pt->hw[pb->band];
-    size_t n = 0;
-    for (size_t i = 0; i < pt->n; ++i)
-        n += !pb->with_mask || hw[i] != 0.0;
-    double *buf = malloc(sizeof(double) * 3 * (n ? n : 1));
-    tps_derivs *kw = malloc(sizeof(tps_derivs) * (n ? n : 1));
+    /* The patch solved with lambda / (scale ps)^2 in its frame (local_build.c). */
+    const double unit = md->scale * pt->ps;
+    const double lambda = md->band_info[pb->band].smoothing / (unit * unit);
     tps_error err = {TPS_OK, ""};
-    if (!buf || !kw) {
-        tps_error_set(&err, TPS_ERR_OUT_OF_MEMORY, "patch %zu: out of memory", p + 1);
-    } else {
-        double *u = buf, *v = buf + n, *h = buf + 2 * n;
-        n = 0;
-        for (size_t i = 0; i < pt->n; ++i) {
-            if (pb->with_mask && hw[i] == 0.0)
-                continue;
-            u[n] = pt->u[i];
-            v[n] = pt->v[i];
-            h[n++] = hw[i];
+    if (pb->build) {
+        size_t n = 0;
+        for (size_t i = 0; i < pt->n; ++i)
+            n += !pb->with_mask || hw[i] != 0.0;
+        double *buf = malloc(sizeof(double) * 2 * (n ? n : 1));
+        if (!buf) {
+            tps_error_set(&err, TPS_ERR_OUT_OF_MEMORY, "patch %zu: out of memory", p + 1);
+        } else {
+            double *u = buf, *v = buf + n;
+            n = 0;
+            for (size_t i = 0; i < pt->n; ++i) {
+                if (pb->with_mask && hw[i] == 0.0)
+                    continue;
+                u[n] = pt->u[i];
+                v[n++] = pt->v[i];
+            }
+            char what[64];
+            snprintf(what, sizeof what, "patch %zu, band %zu: standard error", p + 1,
+                     pb->band + 1);
+            pb->sp->f[p] = tps_se_factor_create(&err, n, u, v, lambda, NULL, NULL, 1, what);
+            if (pb->sp->f[p] && md->n_cov)
+                patch_covariates(pb, p, pb->sp->f[p], hw, &err);
         }
-        /* The patch solved with lambda / (scale ps)^2 in its frame (local_build.c). */
-        const double unit = md->scale * pt->ps;
-        const double lambda = md->band_info[pb->band].smoothing / (unit * unit);
-        char what[64];
-        snprintf(what, sizeof what, "patch %zu, band %zu: standard error", p + 1, pb->band + 1);
-        pb->sp->f[p] = tps_se_factor_create(&err, n, u, v, lambda, NULL, NULL, 1, what);
-        if (pb->sp->f[p] && md->n_cov)
-            patch_covariates(pb, p, pb->sp->f[p], hw, &err);
-        /* rho = sum_i w_i z_i / n, and z = M w + T a with T^T w = 0, so
-         * w^T z = w^T (K + lambda I) w: from the weights alone (the data
-         * are not kept). K w at the points is the spline's own sum. */
-        tps_spline_sums(n, u, v, h, TPS_NEEDS_VALUE, n, u, v, kw);
-        double wmw = 0.0;
-        for (size_t i = 0; i < n; ++i)
-            wmw += 2.0 * h[i] * (kw[i].f + lambda * 2.0 * h[i]);
-        pb->sp->rho[p] = n ? fmax(wmw / (double)n, 0.0) : 0.0;
+        free(buf);
     }
-    free(buf);
-    free(kw);
+    if (pb->sp->f[p] && !patch_rho(pb, p, pb->sp->f[p], lambda, &pb->sp->rho[p]))
+        tps_error_set(&err, TPS_ERR_OUT_OF_MEMORY, "patch %zu: out of memory", p + 1);
     if (err.code != TPS_OK) {
         pthread_mutex_lock(&pb->lock);
         if (pb->err.code == TPS_OK)
@@ -312,95 +335,100 @@ static void covariate_system(patch_build *pb)
                       "x, y, a constant and the others); use MODE=GLOBAL", pb->band + 1);
 }
 
+/* Band `band`'s patches: their factorisations (shared with a band of the
+ * same lambda where neither has missing values: they depend on the points
+ * and lambda only) and the band's own pooled rho. */
 static tps_status patches_of_band(tps_context *ctx, const tps_model *md, size_t band,
                                   int num_threads, const tps_se_patches **out)
 {
     tps_model *m = (tps_model *)md;
     const struct tps_local *lc = md->local;
+    const size_t nc = md->n_cov;
     tps_status st = TPS_OK;
     pthread_mutex_lock(&m->se_lock);
+    if (m->se_patches[band]) {
+        *out = m->se_patches[band];
+        pthread_mutex_unlock(&m->se_lock);
+        return TPS_OK;
+    }
     const int no_missing = md->band_info[band].n_missing == 0;
-    for (size_t c = 0; c < md->n_bands && !m->se_patches[band]; ++c)
-        if (c != band && m->se_patches[c] && no_missing && md->band_info[c].n_missing == 0 &&
+    const tps_se_patches *from = NULL;
+    for (size_t c = 0; c < md->n_bands && !from; ++c)
+        if (c != band && m->se_patches[c] && !m->se_patches[c]->shares && no_missing &&
+            md->band_info[c].n_missing == 0 &&
             md->band_info[c].smoothing == md->band_info[band].smoothing)
-            m->se_patches[band] = m->se_patches[c];
-    if (!m->se_patches[band]) {
-        tps_se_patches *sp = calloc(1, sizeof *sp);
-        const size_t nc = md->n_cov;
-        point_bins bins = {NULL, NULL};
-        patch_build pb = {md,   band, !no_missing, sp, &bins, NULL, NULL, PTHREAD_MUTEX_INITIALIZER,
-                          {TPS_OK, ""}};
-        if (sp) {
-            sp->n_patches = lc->n_patches;
+            from = m->se_patches[c];
+    tps_se_patches *sp = calloc(1, sizeof *sp);
+    point_bins bins = {NULL, NULL};
+    patch_build pb = {md,   band, !no_missing, sp,  !from, &bins, NULL, NULL,
+                      PTHREAD_MUTEX_INITIALIZER, {TPS_OK, ""}};
+    int ok = sp != NULL;
+    if (sp) {
+        sp->n_patches = lc->n_patches;
+        sp->n_cov = nc;
+        sp->rho = calloc(lc->n_patches, sizeof(double));
+        ok = sp->rho != NULL;
+        if (from) {
+            sp->shares = 1;
+            sp->f = from->f;
+            sp->cproj = from->cproj;
+            memcpy(sp->ginv, from->ginv, sizeof sp->ginv);
+        } else {
             sp->f = calloc(lc->n_patches, sizeof(tps_se_factor *));
-            sp->rho = calloc(lc->n_patches, sizeof(double));
-            sp->n_cov = nc;
-        }
-        if (sp && nc) {
-            sp->cproj = calloc(lc->n_patches, sizeof(double *));
-            pb.index = calloc(lc->n_patches, sizeof(size_t *));
-            pb.rc = calloc(lc->n_patches, sizeof(double *));
-        }
-        if (!sp || !sp->f || !sp->rho ||
-            (nc && (!sp->cproj || !pb.index || !pb.rc || !bins_make(md, &bins)))) {
-            tps_error_set(&pb.err, TPS_ERR_OUT_OF_MEMORY, "out of memory");
-        } else {
-            const double t0 = tps_now_seconds();
-            tps_blas_single_begin();
-            tps_parallel_for(lc->n_patches, num_threads, build_patch, &pb);
-            tps_blas_single_end();
-            tps_log(ctx, TPS_LOG_DEBUG,
-                    "band %zu: the standard error's factorisations of %zu patches took %.3f s",
-                    band + 1, lc->n_patches, tps_now_seconds() - t0);
-        }
-        /* One process variance for the model, as the global spline has:
-         * the patches' estimates pooled (in the user's units, weighted by
-         * their points), each patch's frame getting its share of it. Per
-         * patch estimates made the blend 6% RMS (15% at worst) off the
-         * global standard error in the test of docs/design.md; pooled, 1%
-         * (4%). */
-        if (pb.err.code == TPS_OK) {
-            double num = 0, den = 0;
-            for (size_t p = 0; p < lc->n_patches; ++p) {
-                const double unit = md->scale * lc->patches[p].ps;
-                num += sp->rho[p] / (unit * unit) * (double)sp->f[p]->n;
-                den += (double)sp->f[p]->n;
+            ok = ok && sp->f;
+            if (nc) {
+                sp->cproj = calloc(lc->n_patches, sizeof(double *));
+                pb.index = calloc(lc->n_patches, sizeof(size_t *));
+                pb.rc = calloc(lc->n_patches, sizeof(double *));
+                ok = ok && sp->cproj && pb.index && pb.rc && bins_make(md, &bins);
             }
-            for (size_t p = 0; p < lc->n_patches; ++p) {
-                const double unit = md->scale * lc->patches[p].ps;
-                sp->rho[p] = num / den * unit * unit;
-            }
-            sp->rho_model = num / den * md->scale * md->scale;
-            if (nc)
-                covariate_system(&pb);
         }
-        free(bins.start);
-        free(bins.pts);
-        for (size_t p = 0; nc && p < lc->n_patches; ++p) {
-            if (pb.index)
-                free(pb.index[p]);
-            if (pb.rc)
-                free(pb.rc[p]);
+    }
+    if (!ok) {
+        tps_error_set(&pb.err, TPS_ERR_OUT_OF_MEMORY, "out of memory");
+    } else {
+        const double t0 = tps_now_seconds();
+        tps_blas_single_begin();
+        tps_parallel_for(lc->n_patches, num_threads, build_patch, &pb);
+        tps_blas_single_end();
+        tps_log(ctx, TPS_LOG_DEBUG,
+                "band %zu: the standard error's %s of %zu patches took %.3f s", band + 1,
+                from ? "process variances" : "factorisations", lc->n_patches,
+                tps_now_seconds() - t0);
+    }
+    /* One process variance for the model, as the global spline has: the
+     * patches' estimates pooled (in the user's units, weighted by their
+     * points), each patch's frame getting its share of it. Per patch
+     * estimates made the blend 6% RMS (15% at worst) off the global
+     * standard error in the test of docs/design.md; pooled, 1% (4%). */
+    if (pb.err.code == TPS_OK) {
+        double num = 0, den = 0;
+        for (size_t p = 0; p < lc->n_patches; ++p) {
+            const double unit = md->scale * lc->patches[p].ps;
+            num += sp->rho[p] / (unit * unit) * (double)sp->f[p]->n;
+            den += (double)sp->f[p]->n;
         }
-        free(pb.index);
-        free(pb.rc);
-        if (pb.err.code == TPS_OK) {
-            m->se_patches[band] = sp;
-        } else {
-            st = tps_raise(ctx, &pb.err);
-            for (size_t p = 0; sp && p < sp->n_patches; ++p) {
-                if (sp->f)
-                    tps_se_factor_free(sp->f[p]);
-                if (sp->cproj)
-                    free(sp->cproj[p]);
-            }
-            if (sp) {
-                free(sp->f);
-                free(sp->rho);
-                free(sp->cproj);
-            }
-            free(sp);
+        for (size_t p = 0; p < lc->n_patches; ++p) {
+            const double unit = md->scale * lc->patches[p].ps;
+            sp->rho[p] = num / den * unit * unit;
         }
+        sp->rho_model = num / den * md->scale * md->scale;
+        if (nc && !from)
+            covariate_system(&pb);
+    }
+    free(bins.start);
+    free(bins.pts);
+    for (size_t p = 0; pb.index && p < lc->n_patches; ++p)
+        free(pb.index[p]);
+    for (size_t p = 0; pb.rc && p < lc->n_patches; ++p)
+        free(pb.rc[p]);
+    free(pb.index);
+    free(pb.rc);
+    if (pb.err.code == TPS_OK) {
+        m->se_patches[band] = sp;
+    } else {
+        st = tps_raise(ctx, &pb.err);
+        tps_se_patches_free(sp);
     }
     *out = m->se_patches[band];
     pthread_mutex_unlock(&m->se_lock);

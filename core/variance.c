@@ -166,30 +166,28 @@ tps_status tps_se_factor_of_band(tps_context *ctx, const tps_model *md, size_t b
     return *out ? TPS_OK : tps_raise(ctx, &err);
 }
 
-static void free_patches(tps_se_patches *sp)
+void tps_se_patches_free(tps_se_patches *sp)
 {
     if (!sp)
         return;
-    for (size_t p = 0; sp->f && p < sp->n_patches; ++p)
-        tps_se_factor_free(sp->f[p]);
-    free(sp->f);
+    if (!sp->shares) {
+        for (size_t p = 0; sp->f && p < sp->n_patches; ++p)
+            tps_se_factor_free(sp->f[p]);
+        free(sp->f);
+        for (size_t p = 0; sp->cproj && p < sp->n_patches; ++p)
+            free(sp->cproj[p]);
+        free(sp->cproj);
+    }
     free(sp->rho);
-    for (size_t p = 0; sp->cproj && p < sp->n_patches; ++p)
-        free(sp->cproj[p]);
-    free(sp->cproj);
     free(sp);
 }
 
 void tps_se_factors_destroy(tps_model *md)
 {
     if (md->se_patches) {
-        for (size_t b = 0; b < md->n_bands; ++b) {
-            int shared = 0;
-            for (size_t c = 0; c < b && !shared; ++c)
-                shared = md->se_patches[c] == md->se_patches[b];
-            if (!shared)
-                free_patches(md->se_patches[b]);
-        }
+        /* each band has its own (sharing another's factorisations) */
+        for (size_t b = 0; b < md->n_bands; ++b)
+            tps_se_patches_free(md->se_patches[b]);
         free(md->se_patches);
         md->se_patches = NULL;
     }

@@ -55,7 +55,12 @@ typedef struct tps_se_patches {
     double **cproj;
     double ginv[TPS_MAX_COVARIATES * TPS_MAX_COVARIATES];
     double rho_model;
+    /* f and cproj are another band's (same lambda, no missing values);
+     * rho is this band's own */
+    int shares;
 } tps_se_patches;
+/* Frees sp (what it shares: not). */
+void tps_se_patches_free(tps_se_patches *sp);
 
 /* Band b's factorisation, made on first use under md->se_lock and kept
  * with the model (bands with the same lambda and weights share one). */

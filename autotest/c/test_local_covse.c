@@ -25,8 +25,9 @@
  *    finite everywhere and as near the global standard error as in 2.
  * 4. Bytes independent of the window and the threads; a saved model loads
  *    back to the same bytes (the patches' points found again); a NaN
- *    covariate pixel gives NaN; a local model with per-point weights is
- *    still refused. */
+ *    covariate pixel gives NaN; two bands of one lambda (sharing their
+ *    factorisations) each with its own process variance; a local model
+ *    with per-point weights is still refused. */
 #include "check.h"
 #include "testdata.h"
 #include "tps.h"
@@ -304,6 +305,52 @@ done:
     free(gd.cov[1]);
 }
 
+/* 4. Two bands of one lambda share their patches' factorisations, each
+ * keeps its own process variance: a band three times another has three
+ * times its standard error (both bands once gave the first's). */
+static void two_bands(tps_context *ctx)
+{
+    const setup s = {400, 1e-4, 1, {cov1, NULL}, 0, 0};
+    data d = make_data(&s);
+    for (int i = 0; i < s.n; ++i)
+        d.z[1][i] = 3.0 * d.z[0][i];
+    tps_fit_options o;
+    tps_fit_options_init(&o);
+    o.mode = TPS_MODE_LOCAL;
+    o.patch_points = 100;
+    o.device = TPS_DEVICE_CPU;
+    o.n_covariates = 1;
+    const double *cov[1] = {d.c[0]};
+    o.covariates = cov;
+    const double *vals[2] = {d.z[0], d.z[1]};
+    const double lambdas[2] = {s.lambda, s.lambda};
+    tps_model *l = tps_model_create(ctx, (size_t)s.n, d.x, d.y, 2, vals, lambdas, &o);
+    CHECK(l, "%s", tps_context_errmsg(ctx));
+    enum { G = 17 };
+    grid_data gd = make_grid(&s, G);
+    static double se[2][G * G];
+    tps_grid grid;
+    tps_grid_from_geotransform(&grid, gd.gt, 0, 0, G, G);
+    tps_eval_options eo;
+    tps_eval_options_init(&eo);
+    eo.device = TPS_DEVICE_CPU;
+    eo.covariates = gd.planes;
+    const tps_output outs[2] = {{0, se[0], TPS_FLOAT64, 8, 8 * G, TPS_QUANTITY_STANDARD_ERROR},
+                                {1, se[1], TPS_FLOAT64, 8, 8 * G, TPS_QUANTITY_STANDARD_ERROR}};
+    CHECK(l && tps_evaluate_grid(ctx, l, &grid, 2, outs, &eo) == TPS_OK, "%s",
+          tps_context_errmsg(ctx));
+    double worst = 0.0;
+    for (int k = 0; k < G * G; ++k)
+        worst = max_nan(worst, fabs(se[1][k] / (3.0 * se[0][k]) - 1.0));
+    printf("two bands, the second 3 times the first: standard errors' ratio 3 within %.2e\n",
+           worst);
+    CHECK(worst <= 1e-12, "two bands: ratio off 3 by %.3g", worst);
+    tps_model_destroy(l);
+    free(d.x);
+    free(gd.cov[0]);
+    free(gd.cov[1]);
+}
+
 /* 4. Per-point weights: still refused (the patches keep no weights). */
 static void weighted_refused(tps_context *ctx)
 {
@@ -346,15 +393,20 @@ int main(void)
         const setup peak5 = {2000, 1e-5, 1, {cov1, NULL}, 1, 0};
         const setup peak3 = {2000, 1e-3, 1, {cov1, NULL}, 1, 0};
         const setup half5 = {2000, 1e-5, 1, {half_plane, NULL}, 0, 0};
-        /* bounds: about twice the measured max, inside and RMS (docs/design.md) */
-        many_patches(ctx, &one5, "one covariate", 0.06, 0.03, 0.01, 1);
-        many_patches(ctx, &one3, "one covariate", 0.15, 0.1, 0.08, 0);
-        many_patches(ctx, &two5, "two covariates", 0.08, 0.03, 0.01, 0);
-        many_patches(ctx, &two3, "two covariates", 0.15, 0.12, 0.1, 0);
-        many_patches(ctx, &peak5, "a peak the points missed", 0.06, 0.04, 0.02, 0);
+        /* Bounds: the covariate-free local test's (test_covse.c), which
+         * are about twice what was measured here (docs/design.md; other
+         * samples of the same fields moved the maxima by up to 2x, the
+         * inside and RMS figures by up to 1.4x); a little more inside where the
+         * grid's covariate leaves what the points sampled. */
+        many_patches(ctx, &one5, "one covariate", 0.08, 0.03, 0.03, 1);
+        many_patches(ctx, &one3, "one covariate", 0.2, 0.12, 0.1, 0);
+        many_patches(ctx, &two5, "two covariates", 0.08, 0.03, 0.03, 0);
+        many_patches(ctx, &two3, "two covariates", 0.2, 0.12, 0.1, 0);
+        many_patches(ctx, &peak5, "a peak the points missed", 0.08, 0.04, 0.03, 0);
         many_patches(ctx, &peak3, "a peak the points missed", 0.2, 0.12, 0.1, 0);
-        many_patches(ctx, &half5, "affine over half the domain", 0.06, 0.06, 0.05, 0);
+        many_patches(ctx, &half5, "affine over half the domain", 0.08, 0.06, 0.05, 0);
     }
+    two_bands(ctx);
     tps_context_destroy(ctx);
     printf("%d checks, %d failed\n", checks, failures);
     return failures ? 1 : 0;
