@@ -12,15 +12,15 @@
  * the model's one coefficient vector b, as in a partial spline whose b is
  * known to the precision of all the patches: rho d^T G^-1 d, d the cell's
  * covariates less the patch's spline of them at the cell, G = C^T R C
- * the blended system local_cov.c solved for b. Work items are blocks of TPS_SE_BLOCK cells, aligned on the
- * grid's columns as in cpu_se.c; a patch's cells of a block are those
- * with w_p > 0 there, which depend on the block only, so a cell's bytes
- * do not depend on the window or the threads. */
+ * the blended system local_cov.c solved for b. Work items are blocks of
+ * TPS_SE_BLOCK cells, aligned on the grid's columns as in cpu_se.c; a
+ * patch's cells of a block are those with w_p > 0 there, which depend on
+ * the block only, so a cell's bytes do not depend on the window or the
+ * threads. */
 #include "blend.h"
 #include "local.h"
 #include "variance.h"
 
-#include <cblas.h>
 #include <lapacke.h>
 #include <math.h>
 #include <stdlib.h>
@@ -43,7 +43,8 @@ typedef struct point_bins {
 
 static size_t point_cell(const struct tps_local *lc, double u, double v)
 {
-    return grid_cell(v, lc->bv0, lc->gdv, lc->gy) * lc->gx + grid_cell(u, lc->bu0, lc->gdu, lc->gx);
+    return grid_cell(v, lc->bv0, lc->gdv, lc->gy) * lc->gx +
+           grid_cell(u, lc->bu0, lc->gdu, lc->gx);
 }
 
 static int bins_make(const tps_model *md, point_bins *pb)
@@ -171,7 +172,7 @@ static void patch_covariates(patch_build *pb, size_t p, const tps_se_factor *f,
     if (!all || !col || !pb->index[p] || !pb->rc[p] || !pb->sp->cproj[p] ||
         !patch_indices(md, pb->bins, p, all, &bad)) {
         if (bad)
-            tps_error_set(err, TPS_ERR_INVALID_ARGUMENT,
+            tps_error_set(err, TPS_ERR_BAD_MODEL_DATA,
                           "patch %zu: its points are not the model's points inside its "
                           "support (a damaged model file?)", p + 1);
         else

@@ -263,7 +263,8 @@ static void many_patches(tps_context *ctx, const setup *s, const char *what, dou
     /* windows of other shapes, one thread: the same bytes */
     double *part = calloc((size_t)G * G, sizeof(double));
     const size_t h = (size_t)G / 2, w = (size_t)G * 5 / 8;
-    const size_t cuts[][4] = {{0, 0, w, h}, {w, 0, (size_t)G - w, h}, {0, h, (size_t)G, (size_t)G - h}};
+    const size_t cuts[][4] = {
+        {0, 0, w, h}, {w, 0, (size_t)G - w, h}, {0, h, (size_t)G, (size_t)G - h}};
     for (size_t k = 0; k < 3; ++k)
         CHECK(standard_errors(ctx, l, &gd, 0, cuts[k][0], cuts[k][1], cuts[k][2], cuts[k][3], 1,
                               part),
