@@ -236,7 +236,7 @@ static void many_patches(tps_context *ctx, const setup *s, const char *what, dou
     data d = make_data(s);
     grid_data gd = make_grid(s, G);
     tps_model *g = quick ? NULL : fit(ctx, s, &d, TPS_MODE_GLOBAL, 0, NULL);
-    tps_model *l = fit(ctx, s, &d, TPS_MODE_LOCAL, quick ? 100 : 250, NULL);
+    tps_model *l = fit(ctx, s, &d, TPS_MODE_LOCAL, quick ? 60 : 250, NULL);
     CHECK((g || quick) && l, "%s: %s", what, tps_context_errmsg(ctx));
     double *sg = calloc((size_t)G * G, sizeof(double)), *sl = calloc((size_t)G * G, sizeof(double));
     tps_model_info li;
@@ -311,14 +311,14 @@ done:
  * times its standard error (both bands once gave the first's). */
 static void two_bands(tps_context *ctx)
 {
-    const setup s = {400, 1e-4, 1, {cov1, NULL}, 0, 0};
+    const setup s = {quick ? 200 : 400, 1e-4, 1, {cov1, NULL}, 0, 0};
     data d = make_data(&s);
     for (int i = 0; i < s.n; ++i)
         d.z[1][i] = 3.0 * d.z[0][i];
     tps_fit_options o;
     tps_fit_options_init(&o);
     o.mode = TPS_MODE_LOCAL;
-    o.patch_points = 100;
+    o.patch_points = quick ? 60 : 100;
     o.device = TPS_DEVICE_CPU;
     o.n_covariates = 1;
     const double *cov[1] = {d.c[0]};
@@ -384,7 +384,7 @@ int main(void)
         one_patch(ctx);
     weighted_refused(ctx);
     if (quick) {
-        const setup s = {400, 1e-4, 1, {cov1, NULL}, 0, 0};
+        const setup s = {250, 1e-4, 1, {cov1, NULL}, 0, 0};
         many_patches(ctx, &s, "quick", -1, -1, -1, 1);
     } else {
         const setup one5 = {2000, 1e-5, 1, {cov1, NULL}, 0, 0};
