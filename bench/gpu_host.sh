@@ -152,6 +152,7 @@ run se_lowrank $B/test_se_lowrank
 TAIL_LINES=6 run se_lowrank_gpu $B/test_se_lowrank gpu
 run local_cov $B/test_local_cov
 TAIL_LINES=6 run local_cov_gpu $B/test_local_cov gpu
+run local_covse $B/test_local_covse
 run local_gcv_size env TPS_TEST_QUICK=1 $B/test_local_gcv_size
 if [ -x $B/fuzz_tps ]; then
   step "fuzz: the open path with DEVICE=GPU/AUTO/CPU, ASan + UBSan (make fuzz-gpu)"

@@ -166,13 +166,18 @@ tps_status tps_se_factor_of_band(tps_context *ctx, const tps_model *md, size_t b
     return *out ? TPS_OK : tps_raise(ctx, &err);
 }
 
-static void free_patches(tps_se_patches *sp)
+void tps_se_patches_free(tps_se_patches *sp)
 {
     if (!sp)
         return;
-    for (size_t p = 0; sp->f && p < sp->n_patches; ++p)
-        tps_se_factor_free(sp->f[p]);
-    free(sp->f);
+    if (!sp->shares) {
+        for (size_t p = 0; sp->f && p < sp->n_patches; ++p)
+            tps_se_factor_free(sp->f[p]);
+        free(sp->f);
+        for (size_t p = 0; sp->cproj && p < sp->n_patches; ++p)
+            free(sp->cproj[p]);
+        free(sp->cproj);
+    }
     free(sp->rho);
     free(sp);
 }
@@ -180,13 +185,9 @@ static void free_patches(tps_se_patches *sp)
 void tps_se_factors_destroy(tps_model *md)
 {
     if (md->se_patches) {
-        for (size_t b = 0; b < md->n_bands; ++b) {
-            int shared = 0;
-            for (size_t c = 0; c < b && !shared; ++c)
-                shared = md->se_patches[c] == md->se_patches[b];
-            if (!shared)
-                free_patches(md->se_patches[b]);
-        }
+        /* each band has its own (sharing another's factorisations) */
+        for (size_t b = 0; b < md->n_bands; ++b)
+            tps_se_patches_free(md->se_patches[b]);
         free(md->se_patches);
         md->se_patches = NULL;
     }
@@ -292,6 +293,45 @@ double tps_se_hmh(const tps_se_factor *f, const double *h)
             s += h[r] * f->mat[lo * n + hi] * h[c];
         }
     return s;
+}
+
+void tps_se_project(const tps_se_factor *f, const double *c, double *proj, double *rc)
+{
+    const size_t n = f->n, m = f->m, nm = n - m;
+    memcpy(proj, c, sizeof(double) * n);
+    tps_se_apply_qt(f, proj);
+    if (nm > 0)
+        cblas_dtrmv(CblasColMajor, CblasLower, CblasNoTrans, CblasNonUnit, (int)nm,
+                    f->mat + m * n + m, (int)n, proj + m, 1);
+    if (!rc)
+        return;
+    /* R c = Q [0; L^-T L^-1 Q2^T c], Q = H_1 .. H_m applied last first */
+    memset(rc, 0, sizeof(double) * m);
+    memcpy(rc + m, proj + m, sizeof(double) * nm);
+    if (nm > 0)
+        cblas_dtrmv(CblasColMajor, CblasLower, CblasTrans, CblasNonUnit, (int)nm,
+                    f->mat + m * n + m, (int)n, rc + m, 1);
+    for (size_t r = m; r-- > 0;)
+        tps_reflect(n, r, f->p, f->tau, rc);
+}
+
+void tps_se_block_splines(const tps_se_factor *f, size_t count, const void *work, size_t n_data,
+                          const double *proj, double *vals)
+{
+    const size_t n = f->n, m = f->m, ld = f->n_pad;
+    const double *k = work, *h = k + ld * TPS_SE_BLOCK; /* tps_se_block's layout */
+    for (size_t j = 0; j < n_data; ++j) {
+        const double *c = proj + j * n;
+        for (size_t t = 0; t < count; ++t) {
+            const double *col = k + t * ld, *ht = h + t * m;
+            double s = 0.0;
+            for (size_t r = 0; r < m; ++r)
+                s += ht[r] * c[r];
+            for (size_t r = m; r < n; ++r)
+                s += col[r] * c[r];
+            vals[j * count + t] = s;
+        }
+    }
 }
 
 size_t tps_se_block_bytes(const tps_se_factor *f)

@@ -46,7 +46,21 @@ typedef struct tps_se_patches {
     size_t n_patches;
     tps_se_factor **f;
     double *rho;
+    /* With covariates (n_cov 0 and NULL without; docs/design.md): per
+     * patch n_cov columns of f->n, tps_se_project of the patch's scaled
+     * covariate values at its points; G^-1 (n_cov x n_cov, row-major) of
+     * the blended G = C^T R C of local_cov.c, in the model's scaled units;
+     * rho_model the pooled process variance in those units. */
+    size_t n_cov;
+    double **cproj;
+    double ginv[TPS_MAX_COVARIATES * TPS_MAX_COVARIATES];
+    double rho_model;
+    /* f and cproj are another band's (same lambda, no missing values);
+     * rho is this band's own */
+    int shares;
 } tps_se_patches;
+/* Frees sp (what it shares: not). */
+void tps_se_patches_free(tps_se_patches *sp);
 
 /* Band b's factorisation, made on first use under md->se_lock and kept
  * with the model (bands with the same lambda and weights share one). */
@@ -71,6 +85,20 @@ void tps_se_fixed_rows(const tps_se_factor *f, size_t ncols, size_t count, const
 void tps_se_apply_qt(const tps_se_factor *f, double *x);
 /* h^T M11 h, M11 in the factorisation's lower part. */
 double tps_se_hmh(const tps_se_factor *f, const double *h);
+
+/* A data vector c at the factorisation's points (n): proj (n) <- [Q1^T c;
+ * L^-1 Q2^T c], what tps_se_block_splines needs; unless rc is NULL, rc
+ * (n) <- R c = Q2 (Q2^T M Q2)^-1 Q2^T c, the kernel coefficients of the
+ * spline of c (this lambda, this fixed part). */
+void tps_se_project(const tps_se_factor *f, const double *c, double *proj, double *rc);
+/* After tps_se_block(f, .., count, .., work, ..) on the same work: at its
+ * targets the values of the splines (f's points, lambda and fixed part) of
+ * n_data data vectors, given by their tps_se_project (proj + j f->n), into
+ * vals[j * count + k]. The best linear predictor's weights Q1 h + Q2 g
+ * (g = B^-1 y) applied to c: h^T Q1^T c + (L^-1 y)^T (L^-1 Q2^T c), from
+ * the block's h and L^-1 y. */
+void tps_se_block_splines(const tps_se_factor *f, size_t count, const void *work, size_t n_data,
+                          const double *proj, double *vals);
 
 /* Scratch of one block: the block's kernel matrix and a few vectors. */
 size_t tps_se_block_bytes(const tps_se_factor *f);

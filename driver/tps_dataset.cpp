@@ -276,8 +276,8 @@ bool TPSDataset::ChargeStandardErrors()
     // A band of standard errors makes its surface's factorisation (8 n^2
     // bytes, and 8 n^2 more for the CPU's tiles in low rank, which keep
     // [Q1^T; L^-1 Q2^T] with it: core/se_tile.h; a local model's patches
-    // 8 sum n_p^2) on its first read: the budget is asked for now, before
-    // any work, and the model keeps it.
+    // 8 sum n_p (n_p + covariates)) on its first read: the budget is asked
+    // for now, before any work, and the model keeps it.
     std::vector<bool> abSE(m_oConfig.aoModelBands.size(), false);
     for (const TPSBandConfig &oBand : m_oConfig.aoBands)
         if (tps_quantity_info(oBand.eQuantity)->needs & TPS_NEEDS_VARIANCE)
@@ -288,30 +288,12 @@ bool TPSDataset::ChargeStandardErrors()
     {
         if (!abSE[b])
             continue;
-        if (sInfo.mode == TPS_MODE_LOCAL && sInfo.n_covariates > 0)
-        {
-            const char *pszQuantity = "<Quantity>standard_error";
-            for (size_t i = 0; i < m_oConfig.aoBands.size(); i++)
-                if (m_oConfig.aoBands[i].nModelBand == b &&
-                    (tps_quantity_info(m_oConfig.aoBands[i].eQuantity)->needs &
-                     TPS_NEEDS_VARIANCE))
-                {
-                    pszQuantity =
-                        CPLSPrintf("<Band> #%d: <Quantity>%s", static_cast<int>(i) + 1,
-                                   tps_quantity_info(m_oConfig.aoBands[i].eQuantity)->name);
-                    break;
-                }
-            CPLError(CE_Failure, CPLE_NotSupported,
-                     "%s: %s: the standard error of a local model with covariates is not "
-                     "available (their coefficients are estimated from all the patches, so no "
-                     "patch's factorisation gives their variance); use MODE=GLOBAL",
-                     m_oConfig.osName.c_str(), pszQuantity);
-            return false;
-        }
         if (sInfo.mode == TPS_MODE_LOCAL)
         {
+            // with covariates, each patch's projections of them too
             const double dfPatch = sInfo.pairs_per_pixel / 2; /* the mean patch's points */
-            dfBytes += 8.0 * static_cast<double>(sInfo.n_patches) * dfPatch * dfPatch;
+            dfBytes += 8.0 * static_cast<double>(sInfo.n_patches) * dfPatch *
+                       (dfPatch + static_cast<double>(sInfo.n_covariates));
         }
         else
         {

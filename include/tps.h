@@ -222,8 +222,8 @@ typedef struct tps_fit_options {
      * it. The global solve runs on the CPU. LOCAL models (AUTO picks as
      * without covariates) keep one coefficient per covariate and band,
      * estimated from the patches (docs/design.md, "Covariates on local
-     * models"): fixed lambda, GCV, LOO and weights; no standard error
-     * (TPS_ERR_INVALID_ARGUMENT), evaluated on the CPU (DEVICE=GPU fails
+     * models"): fixed lambda, GCV, LOO, weights and the standard error
+     * (TPS_QUANTITY_STANDARD_ERROR), evaluated on the CPU (DEVICE=GPU fails
      * with TPS_ERR_DEVICE_UNAVAILABLE). Evaluation needs the
      * covariates' values at every target (tps_eval_options.covariates),
      * and derivative quantities their derivatives there
@@ -450,8 +450,10 @@ typedef enum tps_quantity {
      * tps_band_info. With covariates, x's covariate values enter v. lambda = 0 is
      * defined: tau2 = 0, the kriging error of an exact interpolator, 0 at
      * the data points. A LOCAL model blends its patches' standard errors
-     * with the partition-of-unity weights (docs/design.md gives the
-     * approximation). On the first use per band it costs one more
+     * with the partition-of-unity weights, with covariates each adding
+     * the variance of the model's one b (docs/design.md gives the
+     * approximation; not for LOCAL models with per-point weights). On the
+     * first use per band it costs one more
      * factorisation, kept with the model; then ~N^2 flops a pixel. */
     TPS_QUANTITY_STANDARD_ERROR = 9
 } tps_quantity;

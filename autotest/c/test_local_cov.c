@@ -25,8 +25,8 @@
  *    that model's with cross-validation. `test_local_cov compare` (skipped,
  *    77, under TPS_TEST_QUICK=1): against the global GCV with covariates at
  *    N = 3,500, Overlap 2, lambda within a factor 2 and the RMSE against the
- *    noise-free field within 5 %. The standard error of a local model with
- *    covariates is refused.
+ *    noise-free field within 5 %. (The standard error of a local model
+ *    with covariates: test_local_covse.c.)
  * 6. Leave-one-out with covariates: one patch against the global model's
  *    exact LOO, many patches near it.
  *
@@ -307,27 +307,6 @@ static void test_many_patches(tps_context *ctx)
     tps_model_destroy(back);
     tps_free(bytes);
 
-    /* 5. The standard error: refused, naming why. */
-    {
-        enum { G = 8 };
-        double se[G * G], cg[G * G];
-        for (int k = 0; k < G * G; ++k)
-            cg[k] = 0.1;
-        const double gt[6] = {0, 1.0 / G, 0, 1, 0, -1.0 / G};
-        tps_grid grid;
-        tps_grid_from_geotransform(&grid, gt, 0, 0, G, G);
-        tps_plane plane = {cg, TPS_FLOAT64, 8, 8 * G};
-        tps_eval_options eo;
-        tps_eval_options_init(&eo);
-        eo.device = TPS_DEVICE_CPU;
-        eo.covariates = &plane;
-        tps_output o = {0, se, TPS_FLOAT64, 8, 8 * G, TPS_QUANTITY_STANDARD_ERROR};
-        tps_model *lu = fit(ctx, &d, 1, cov, d.z, 0, lambda, TPS_MODE_LOCAL, pp, 0, 2);
-        CHECK(lu && tps_evaluate_grid(ctx, lu, &grid, 1, &o, &eo) == TPS_ERR_INVALID_ARGUMENT &&
-                  strstr(tps_context_errmsg(ctx), "covariates"),
-              "standard error of a local model with covariates: %s", tps_context_errmsg(ctx));
-        tps_model_destroy(lu);
-    }
 done:
     tps_model_destroy(g);
     tps_model_destroy(l);
