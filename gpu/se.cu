@@ -22,26 +22,12 @@
 
 using namespace tps_gpu;
 
-namespace tps_gpu {
-SeBlas se_blas;
-}
-
 namespace {
 
 constexpr int MAX_M = SE_MAX_M;
 constexpr size_t BS = 512; /* columns of L^-1 per DGEMM of step 4 */
 
 SeBlas &cublas = se_blas;
-
-bool bind_cublas(SymbolBinder &b)
-{
-    return b.require(&cublas.create, "cublasCreate_v2") &&
-           b.require(&cublas.destroy, "cublasDestroy_v2") &&
-           b.require(&cublas.set_stream, "cublasSetStream_v2") &&
-           b.require(&cublas.dgemm, "cublasDgemm_v2");
-}
-
-CudaSymbols cublas_symbols(CudaLib::cublas, bind_cublas);
 
 /* 1. K[j + i nb] = phi(cell p0 + j, point i); cells past the window's end
  * (the last block's padding) repeat its last cell. */
@@ -176,7 +162,7 @@ extern "C" tps_gpu_se *tps_gpu_se_create(size_t n, size_t m, const double *u, co
                                          const double *m11, const double *linv, size_t ld,
                                          size_t max_bytes, tps_error *err)
 {
-    if (tps_gpu_probe(err) != TPS_OK || cublas_symbols.need(err) != TPS_OK)
+    if (tps_gpu_probe(err) != TPS_OK || se_blas_need(err) != TPS_OK)
         return nullptr;
     if (m > size_t(MAX_M) || n <= m || n > 2000000000u / 8) {
         unavailable(err, "a system of %zu points and %zu fixed columns", n, m);
@@ -333,7 +319,7 @@ extern "C" tps_status tps_gpu_se_variance(tps_gpu_se *se, const tps_window *grid
 extern "C" tps_status tps_gpu_time_dgemm(size_t m, size_t n, size_t kk, int repeats,
                                          double *tflops, tps_error *err)
 {
-    if (tps_gpu_probe(err) != TPS_OK || cublas_symbols.need(err) != TPS_OK)
+    if (tps_gpu_probe(err) != TPS_OK || se_blas_need(err) != TPS_OK)
         return TPS_ERR_DEVICE_UNAVAILABLE;
     double *a = nullptr, *b = nullptr, *c = nullptr;
     cudaError_t e = cudaMalloc(&a, sizeof(double) * m * kk);

@@ -23,6 +23,8 @@ struct SeBlas {
                             const double *, double *, int) = nullptr;
 };
 extern SeBlas se_blas;
+/* Binds se_blas (once; se_blas.cu), or says why cuBLAS cannot be used. */
+tps_status se_blas_need(tps_error *err);
 
 /* phi(r) = r^2 log r = 0.5 r^2 log r^2 (0 at r = 0), as core/se_tile.c */
 __device__ __forceinline__ double se_phi(double du, double dv)

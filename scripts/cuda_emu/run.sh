@@ -1,5 +1,5 @@
 #!/bin/sh
-# cuda_emu: runs the standard error's GPU code (gpu/se.cu, gpu/se_tiles.cu)
+# cuda_emu: runs the standard error's GPU code (gpu/se.cu, gpu/se_blas.cu, gpu/se_tiles.cu)
 # on the CPU, for checking it on a machine without a GPU (issue 13). Not a
 # test of the GPU: the kernels run one thread after another (a block's
 # reduction by its thread 0), cuBLAS's DGEMM is OpenBLAS's, CUDA's memory
@@ -26,15 +26,16 @@ trap 'rm -rf "$work"' EXIT
 san="-fsanitize=address -fno-omit-frame-pointer"
 inc="-I$here/shim -I$root/gpu -I$root/core -I$root/include"
 python3 "$here/transform.py" "$root/gpu/se.cu" "$work/se.cpp"
+python3 "$here/transform.py" "$root/gpu/se_blas.cu" "$work/se_blas.cpp"
 python3 "$here/transform.py" "$root/gpu/se_tiles.cu" "$work/se_tiles.cpp"
-for f in "$work/se.cpp" "$work/se_tiles.cpp" "$here/emu.cpp"; do
+for f in "$work/se.cpp" "$work/se_blas.cpp" "$work/se_tiles.cpp" "$here/emu.cpp"; do
   g++ -std=c++17 -g -O1 $san $inc -c "$f" -o "$work/$(basename "$f" .cpp).o"
 done
 cp "$root/autotest/c/test_se_lowrank.c" "$here/shim/gpu_probe.h" "$work/"
 gcc -std=gnu11 -g -O1 $san -DTPS_TEST_GPU_BACKEND=1 -I"$work" -I"$root/autotest/c" \
   -I"$root/core" -I"$root/include" -c "$work/test_se_lowrank.c" -o "$work/test.o"
 # the emulated GPU functions first: they replace core/gpu_none.c's
-g++ $san -o "$work/test_se_lowrank" "$work/test.o" "$work/se.o" "$work/se_tiles.o" \
+g++ $san -o "$work/test_se_lowrank" "$work/test.o" "$work/se.o" "$work/se_blas.o" "$work/se_tiles.o" \
   "$work/emu.o" -Wl,--allow-multiple-definition "$build/core/libtps_engine.a" -ldl -llapacke \
   -lopenblas -lm -lpthread
 "$work/test_se_lowrank" gpu "$@"
