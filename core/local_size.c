@@ -138,7 +138,7 @@ static int by_size(const void *a, const void *b)
  * by `now`: of the candidates whose work is at most work_left, the cheapest
  * one that does not fall short (its cells with Overlap 2 within
  * COST_SLACK), else, unless large_only, the least short. best->patch_points
- * 0: none. */
+ * 0: none (also when out of memory: the sizing is never needed). */
 static void choose(const tps_size_node *nodes, size_t n_nodes, const double box[4],
                    double lambda_s, size_t patch_points, double overlap, double work_left,
                    int large_only, tps_size_plan *best)
@@ -315,8 +315,26 @@ tps_status tps_local_gcv_passes(tps_context *ctx, tps_model *md, struct tps_loca
                 *overlap, why, *why_final ? "; " : "", why_final);
         if (!again && !final)
             return TPS_OK;
+        const size_t last_points = *patch_points;
+        const double last_overlap = *overlap;
         *patch_points = plan.patch_points;
         *overlap = plan.overlap;
+        st = sb->rebuild(sb->user, ctx, *patch_points, *overlap, &budget);
+        if (st == TPS_ERR_MEMORY_LIMIT) {
+            /* Larger cells are the sizing's option, never the model's
+             * failure: the last pass's partition fitted the limit (its
+             * blend and sums still hold: the same settings, the same
+             * partition), and is solved. */
+            tps_log(ctx, TPS_LOG_DEBUG, "cells of up to %zu points with overlap %.3g pass the "
+                    "memory limit: solved on the last pass's partition", *patch_points,
+                    *overlap);
+            tps_clear_error(ctx);
+            *patch_points = last_points;
+            *overlap = last_overlap;
+            return sb->rebuild(sb->user, ctx, *patch_points, *overlap, &budget);
+        }
+        if (st != TPS_OK)
+            return st;
         if (again) { /* the next pass's blend and sums are of the new partition */
             free(*S);
             *S = NULL;
@@ -324,12 +342,8 @@ tps_status tps_local_gcv_passes(tps_context *ctx, tps_model *md, struct tps_loca
                 free((*loo_sum)[b]);
             free(*loo_sum);
             *loo_sum = NULL;
-        }
-        st = sb->rebuild(sb->user, ctx, *patch_points, *overlap, &budget);
-        if (st != TPS_OK)
-            return st;
-        if (again)
             continue;
+        }
         /* The solve's blend is of the new partition; its leave-one-out sums
          * (formed by the solves) start from zero. */
         for (size_t b = 0; *loo_sum && b < md->n_bands; ++b)

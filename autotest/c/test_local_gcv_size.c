@@ -18,6 +18,8 @@
  *   final solve when it is large enough and within the solve's share;
  *   a partition that is still short is not (only a GCV pass takes those);
  *   none when the cells are large enough.
+ * - A memory limit that the defaults fit and the larger cells do not: the
+ *   model opens on the defaults, bit-identical to its fixed-lambda twin.
  * `test_local_gcv_size compare` runs the comparison with the global GCV
  * (skipped, 77, under TPS_TEST_QUICK=1: valgrind), `test_local_gcv_size`
  * the rest (under TPS_TEST_QUICK=1, valgrind: 700 points, the sized model and
@@ -33,6 +35,7 @@
 #include <string.h>
 
 static int quick = 0;
+static size_t max_memory = 0; /* fit()'s */
 
 static double gauss(void)
 {
@@ -82,6 +85,7 @@ static fitted fit(tps_context *ctx, const points *p, size_t n_bands, const doubl
     o.overlap = overlap;
     o.num_threads = 2;
     o.device = TPS_DEVICE_CPU;
+    o.max_memory = max_memory;
     const int flags[2] = {gcv, gcv};
     const double sm[2] = {lambda, lambda};
     o.smoothing_gcv = flags;
@@ -274,6 +278,53 @@ static void test_sized(tps_context *ctx)
               s.info.overlap);
     }
     tps_model_destroy(f.m);
+
+    /* A memory limit that the default partition fits and the larger
+     * cells do not: the model opens on the defaults (the limit from the
+     * need the engine names when it refuses 1 byte), bit-identical to the
+     * fixed-lambda model with them. */
+    max_memory = 1;
+    tps_context *lim = tps_context_create();
+    tps_fit_options o;
+    tps_fit_options_init(&o);
+    o.mode = TPS_MODE_LOCAL;
+    o.num_threads = 2; /* as fit()'s: the need counts the threads' solves */
+    o.device = TPS_DEVICE_CPU;
+    o.max_memory = 1;
+    const int gcv_flag = 1;
+    const double zero = 0.0;
+    o.smoothing_gcv = &gcv_flag;
+    tps_model *refused = tps_model_create(lim, p.n, p.x, p.y, 1, z1, &zero, &o);
+    const char *need = strstr(tps_context_errmsg(lim), "needs ");
+    max_memory = 0;
+    CHECK(refused == NULL && tps_context_errno(lim) == TPS_ERR_MEMORY_LIMIT && need &&
+              sscanf(need, "needs %zu bytes", &max_memory) == 1 && max_memory > 1,
+          "1 byte: %s", tps_context_errmsg(lim));
+    tps_model_destroy(refused);
+    tps_context_destroy(lim);
+    if (max_memory > 1) {
+        /* GCV's own reckoning of its sums asks somewhat more than the
+         * partition's check: a quarter more, still short of the larger
+         * cells'. */
+        max_memory += max_memory / 4;
+        fitted m = fit(ctx, &p, 1, z1, 1, 0.0, TPS_MODE_LOCAL, 0, 0.0);
+        max_memory = 0;
+        CHECK(m.m && !repartitioned(&m.info), "the defaults' memory: %zu:%g",
+              m.info.patch_points, m.info.overlap);
+        fitted mf = fit(ctx, &p, 1, z1, 0, m.lambda[0], TPS_MODE_LOCAL,
+                        TPS_DEFAULT_PATCH_POINTS, TPS_DEFAULT_OVERLAP);
+        if (m.m && mf.m) {
+            CHECK(tps_evaluate_points(ctx, m.m, 0, NT, tx, ty, out[0], NULL) == TPS_OK &&
+                      tps_evaluate_points(ctx, mf.m, 0, NT, tx, ty, out[1], NULL) == TPS_OK,
+                  "%s", tps_context_errmsg(ctx));
+            CHECK(memcmp(out[0], out[1], sizeof out[0]) == 0,
+                  "under the memory limit: the GCV model differs from the fixed-lambda model "
+                  "at lambda %.17g with the defaults", m.lambda[0]);
+        }
+        tps_model_destroy(m.m);
+        tps_model_destroy(mf.m);
+    }
+    max_memory = 0;
     if (quick) {
         /* Under valgrind (each GCV pass ~1,000x slower there): the sized
          * path and its fixed-lambda twin only; the rest runs in `make test`. */
