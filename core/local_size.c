@@ -19,7 +19,9 @@
  * whole, so the partitions it would give are read off the tree already
  * built (a node of n <= T points is a leaf): no rebuild to compare them.
  * Their cost is estimated from the leaves' densities: a patch of n_p points
- * costs ~n_p^3 (its eigendecomposition). */
+ * costs ~n_p^3 (its eigendecomposition). When no GCV pass on larger cells
+ * fits the cap, the solve alone may still take them: ~8x cheaper per
+ * patch than a GCV pass, at the last pass's lambda. */
 #include "local_size.h"
 
 #include "internal.h"
