@@ -28,8 +28,8 @@
  * taken at 20,000 random points of [0.02, 0.98]^2 (inside the data, where
  * no model extrapolates). TPS_BENCH_COVARIATES=K (speed, compare): K
  * linear covariates c_j = sin((11 + 4j) x + 3y) cos((9 + 3j) y), each
- * adding 0.5 c_j to the field (issue 14's local covariates). Not run in
- * CI. */
+ * adding 0.5 c_j to the field (issue 14's local covariates).
+ * TPS_BENCH_MAX_MEMORY=BYTES: the models' max_memory. Not run in CI. */
 #include "tps.h"
 
 #include <math.h>
@@ -149,6 +149,8 @@ static fit run(const data *d, tps_mode mode, int gcv, double lambda, int threads
     fo.device = device;
     fo.patch_points = patch_points;
     fo.overlap = overlap_option;
+    if (getenv("TPS_BENCH_MAX_MEMORY"))
+        fo.max_memory = (size_t)atof(getenv("TPS_BENCH_MAX_MEMORY"));
     const int flag = gcv;
     fo.smoothing_gcv = &flag;
     fo.n_covariates = n_cov;

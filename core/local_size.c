@@ -19,7 +19,9 @@
  * whole, so the partitions it would give are read off the tree already
  * built (a node of n <= T points is a leaf): no rebuild to compare them.
  * Their cost is estimated from the leaves' densities: a patch of n_p points
- * costs ~n_p^3 (its eigendecomposition). */
+ * costs ~n_p^3 (its eigendecomposition). When no GCV pass on larger cells
+ * fits the cap, the solve alone may still take them: ~8x cheaper per
+ * patch than a GCV pass, at the last pass's lambda. */
 #include "local_size.h"
 
 #include "internal.h"
@@ -27,6 +29,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* The margin, in smoothing lengths. */
 #define KAPPA 1.5
@@ -133,26 +136,25 @@ static int by_size(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-int tps_local_size_next(const tps_size_node *nodes, size_t n_nodes, const double box[4],
-                        double lambda_s, size_t patch_points, double overlap, double work_left,
-                        tps_size_plan *next, char *why, size_t why_size)
+/* The partition to take from (patch_points, overlap), which falls short
+ * by `now`: of the candidates whose work is at most work_left, the cheapest
+ * one that does not fall short (its cells with Overlap 2 within
+ * COST_SLACK), else, unless large_only, the least short. best->patch_points
+ * 0: none (also when out of memory: the sizing is never needed). */
+static void choose(const tps_size_node *nodes, size_t n_nodes, const double box[4],
+                   double lambda_s, size_t patch_points, double overlap, double work_left,
+                   int large_only, tps_size_plan *best)
 {
-    const double h_scaled = pow(lambda_s * (box[2] - box[0]) * (box[3] - box[1]) /
-                                    (double)nodes[0].n, 0.25);
-    const double now = tps_local_size_shortfall(nodes, n_nodes, lambda_s, patch_points, overlap);
-    if (!(now > 1.0)) {
-        snprintf(why, why_size, "the cells are large enough for smoothing length %.3g of the "
-                 "box (shortfall %.3g)", h_scaled / fmax(box[2] - box[0], box[3] - box[1]), now);
-        return 0;
-    }
+    *best = (tps_size_plan){0, 0.0, INFINITY, INFINITY};
     /* The thresholds that change the partition: the internal nodes' sizes. */
     size_t *sizes = malloc(sizeof(size_t) * (n_nodes + 1));
     leaf_ratio *lr = malloc(sizeof *lr * (n_nodes ? n_nodes : 1));
-    if (!sizes || !lr) {
+    tps_size_plan *plans = malloc(sizeof *plans * 2 * (n_nodes + 1));
+    if (!sizes || !lr || !plans) {
         free(sizes);
         free(lr);
-        snprintf(why, why_size, "out of memory for the sizing rule");
-        return 0;
+        free(plans);
+        return;
     }
     size_t n_sizes = 0;
     sizes[n_sizes++] = patch_points;
@@ -161,12 +163,10 @@ int tps_local_size_next(const tps_size_node *nodes, size_t n_nodes, const double
             sizes[n_sizes++] = nodes[k].n;
     qsort(sizes, n_sizes, sizeof(size_t), by_size);
     static const double overlaps[] = {2.0, 1.75};
-    /* The candidates within the cap (sizes[] is free once read: plans[]
-     * gets its own slots, at most two per size). */
-    tps_size_plan *plans = malloc(sizeof *plans * 2 * n_sizes);
+    /* The candidates within work_left (at most two per size). */
     size_t n_plans = 0;
     double cheapest = INFINITY; /* the work of the cheapest that does not fall short */
-    for (size_t k = 0; plans && k < n_sizes; ++k) {
+    for (size_t k = 0; k < n_sizes; ++k) {
         if (k && sizes[k] == sizes[k - 1])
             continue;
         int any_within = 0;
@@ -190,33 +190,78 @@ int tps_local_size_next(const tps_size_node *nodes, size_t n_nodes, const double
         if (!any_within) /* larger cells only cost more */
             break;
     }
-    /* The cheapest that does not fall short (its cells with Overlap 2 within
-     * COST_SLACK), else the least short. */
-    tps_size_plan best = {0, 0.0, INFINITY, INFINITY};
     for (size_t k = 0; k < n_plans; ++k)
         if (isfinite(cheapest) ? plans[k].shortfall <= 1.0 && plans[k].work == cheapest
-                               : plans[k].shortfall < best.shortfall)
-            best = plans[k];
+                               : !large_only && plans[k].shortfall < best->shortfall)
+            *best = plans[k];
     for (size_t k = 0; isfinite(cheapest) && k < n_plans; ++k)
-        if (plans[k].patch_points == best.patch_points && plans[k].overlap > best.overlap &&
+        if (plans[k].patch_points == best->patch_points && plans[k].overlap > best->overlap &&
             plans[k].work <= COST_SLACK * cheapest)
-            best = plans[k];
+            *best = plans[k];
     free(plans);
     free(sizes);
     free(lr);
+}
+
+/* The smoothing length as a share of the box's longer side, for the log. */
+static double h_share(const tps_size_node *nodes, const double box[4], double lambda_s)
+{
+    const double h = pow(lambda_s * (box[2] - box[0]) * (box[3] - box[1]) / (double)nodes[0].n,
+                         0.25);
+    return h / fmax(box[2] - box[0], box[3] - box[1]);
+}
+
+int tps_local_size_next(const tps_size_node *nodes, size_t n_nodes, const double box[4],
+                        double lambda_s, size_t patch_points, double overlap, double work_left,
+                        tps_size_plan *next, char *why, size_t why_size)
+{
+    const double h = h_share(nodes, box, lambda_s);
+    const double now = tps_local_size_shortfall(nodes, n_nodes, lambda_s, patch_points, overlap);
+    if (!(now > 1.0)) {
+        snprintf(why, why_size, "the cells are large enough for smoothing length %.3g of the "
+                 "box (shortfall %.3g)", h, now);
+        return 0;
+    }
+    tps_size_plan best;
+    choose(nodes, n_nodes, box, lambda_s, patch_points, overlap, work_left, 0, &best);
     if (best.patch_points == 0 || now < MATERIAL * best.shortfall) {
         snprintf(why, why_size, "the cells fall short by %.3g for smoothing length %.3g of the "
-                 "box, but no partition within the work cap (%.3g of %.3g n^3 left) falls "
-                 "short by less than %.3g", now,
-                 h_scaled / fmax(box[2] - box[0], box[3] - box[1]), work_left,
-                 (double)TPS_LOCAL_SIZE_WORK_CAP, now / MATERIAL);
+                 "box, but no partition within the work cap (%.3g n^3 left) falls short by "
+                 "less than %.3g", now, h, work_left, now / MATERIAL);
         return 0;
     }
     *next = best;
     snprintf(why, why_size, "the cells fall short by %.3g for smoothing length %.3g of the box: "
              "re-partitioned with cells of up to %zu points and Overlap %g (shortfall %.3g, "
-             "estimated work %.3g n^3)", now, h_scaled / fmax(box[2] - box[0], box[3] - box[1]),
-             best.patch_points, best.overlap, best.shortfall, best.work);
+             "estimated work %.3g n^3)", now, h, best.patch_points, best.overlap, best.shortfall,
+             best.work);
+    return 1;
+}
+
+int tps_local_size_final(const tps_size_node *nodes, size_t n_nodes, const double box[4],
+                         double lambda_s, size_t patch_points, double overlap, double work_left,
+                         tps_size_plan *next, char *why, size_t why_size)
+{
+    const double h = h_share(nodes, box, lambda_s);
+    const double now = tps_local_size_shortfall(nodes, n_nodes, lambda_s, patch_points, overlap);
+    if (!(now > 1.0)) {
+        snprintf(why, why_size, "the cells are large enough for smoothing length %.3g of the "
+                 "box (shortfall %.3g): solved on them", h, now);
+        return 0;
+    }
+    tps_size_plan best;
+    choose(nodes, n_nodes, box, lambda_s, patch_points, overlap, work_left, 1, &best);
+    if (best.patch_points == 0 || now < MATERIAL * best.shortfall) {
+        snprintf(why, why_size, "the cells fall short by %.3g for smoothing length %.3g of the "
+                 "box, and no partition large enough is within the final solve's share "
+                 "(%.3g n^3): solved on them", now, h, work_left);
+        return 0;
+    }
+    *next = best;
+    snprintf(why, why_size, "the cells fall short by %.3g for smoothing length %.3g of the box: "
+             "solved at this smoothing with cells of up to %zu points and Overlap %g "
+             "(shortfall %.3g, estimated work %.3g n^3)", now, h, best.patch_points,
+             best.overlap, best.shortfall, best.work);
     return 1;
 }
 
@@ -236,8 +281,7 @@ tps_status tps_local_gcv_passes(tps_context *ctx, tps_model *md, struct tps_loca
         for (size_t b = 0; b < md->n_bands; ++b)
             if (md->band_info[b].smoothing_gcv)
                 lambda = fmax(lambda, md->band_info[b].smoothing);
-        if (st != TPS_OK || !md->size_patches || !(lambda > 0.0) ||
-            pass == TPS_LOCAL_SIZE_PASSES)
+        if (st != TPS_OK || !md->size_patches || !(lambda > 0.0))
             return st;
         for (size_t p = 0; p < lc->n_patches; ++p) {
             const double np = (double)lc->patches[p].n;
@@ -249,29 +293,64 @@ tps_status tps_local_gcv_passes(tps_context *ctx, tps_model *md, struct tps_loca
             return tps_set_error(ctx, TPS_ERR_OUT_OF_MEMORY, "out of memory");
         sb->nodes(sb->user, view);
         const double box[4] = {lc->bu0, lc->bv0, lc->bu1, lc->bv1};
+        const double lambda_s = lambda / (md->scale * md->scale);
         tps_size_plan plan;
-        char why[400];
-        const int again = tps_local_size_next(view, n_nodes, box,
-                                              lambda / (md->scale * md->scale), *patch_points,
-                                              *overlap, TPS_LOCAL_SIZE_WORK_CAP - spent, &plan,
-                                              why, sizeof why);
+        char why[400], why_final[400] = "";
+        int again = 0, final = 0;
+        if (pass < TPS_LOCAL_SIZE_PASSES)
+            again = tps_local_size_next(view, n_nodes, box, lambda_s, *patch_points, *overlap,
+                                        TPS_LOCAL_SIZE_WORK_CAP - spent, &plan, why,
+                                        sizeof why);
+        else
+            snprintf(why, sizeof why, "the last GCV pass");
+        /* No GCV pass more: the solve alone may still take larger cells, at
+         * this lambda, for about the search's time at most. */
+        if (!again && tps_local_size_shortfall(view, n_nodes, lambda_s, *patch_points,
+                                               *overlap) > 1.0)
+            final = tps_local_size_final(view, n_nodes, box, lambda_s, *patch_points, *overlap,
+                                         TPS_LOCAL_SIZE_SOLVE_RATIO *
+                                             fmin(spent, TPS_LOCAL_SIZE_WORK_CAP),
+                                         &plan, why_final, sizeof why_final);
         free(view);
         tps_log(ctx, TPS_LOG_DEBUG, "GCV pass %d (smoothing %.6g, %zu patches, cells of up to "
-                "%zu points, overlap %.3g): %s", pass, lambda, lc->n_patches, *patch_points,
-                *overlap, why);
-        if (!again)
+                "%zu points, overlap %.3g): %s%s%s", pass, lambda, lc->n_patches, *patch_points,
+                *overlap, why, *why_final ? "; " : "", why_final);
+        if (!again && !final)
             return TPS_OK;
-        /* The next pass's blend and sums are of the new partition. */
-        free(*S);
-        *S = NULL;
-        for (size_t b = 0; *loo_sum && b < md->n_bands; ++b)
-            free((*loo_sum)[b]);
-        free(*loo_sum);
-        *loo_sum = NULL;
+        const size_t last_points = *patch_points;
+        const double last_overlap = *overlap;
         *patch_points = plan.patch_points;
         *overlap = plan.overlap;
         st = sb->rebuild(sb->user, ctx, *patch_points, *overlap, &budget);
+        if (st == TPS_ERR_MEMORY_LIMIT) {
+            /* Larger cells are the sizing's option, never the model's
+             * failure: the last pass's partition fitted the limit (its
+             * blend and sums still hold: the same settings, the same
+             * partition), and is solved. */
+            tps_log(ctx, TPS_LOG_DEBUG, "cells of up to %zu points with overlap %.3g pass the "
+                    "memory limit: solved on the last pass's partition", *patch_points,
+                    *overlap);
+            tps_clear_error(ctx);
+            *patch_points = last_points;
+            *overlap = last_overlap;
+            return sb->rebuild(sb->user, ctx, *patch_points, *overlap, &budget);
+        }
         if (st != TPS_OK)
             return st;
+        if (again) { /* the next pass's blend and sums are of the new partition */
+            free(*S);
+            *S = NULL;
+            for (size_t b = 0; *loo_sum && b < md->n_bands; ++b)
+                free((*loo_sum)[b]);
+            free(*loo_sum);
+            *loo_sum = NULL;
+            continue;
+        }
+        /* The solve's blend is of the new partition; its leave-one-out sums
+         * (formed by the solves) start from zero. */
+        for (size_t b = 0; *loo_sum && b < md->n_bands; ++b)
+            if ((*loo_sum)[b])
+                memset((*loo_sum)[b], 0, sizeof(double) * md->n);
+        return tps_local_point_blend(ctx, md, lc, points, user, *S, NULL, 0);
     }
 }

@@ -13,6 +13,12 @@
  * patches (each patch's eigendecomposition ~n_p^3): a re-partition over it
  * is not made. */
 #define TPS_LOCAL_SIZE_WORK_CAP 5e11
+/* A patch's eigendecomposition (GCV) costs about this many times its
+ * fixed-lambda solve (Cholesky factorisation and inverse; measured, docs/
+ * benchmarks.md): the final solve's larger cells may cost this times the
+ * passes' work (at most the cap's) in sum of n_p^3, about the search's
+ * time again. */
+#define TPS_LOCAL_SIZE_SOLVE_RATIO 8.0
 
 /* A quadtree node as the rule sees it: its cell (the model's scaled units),
  * its points, its first child (0: a leaf of the partition built). */
@@ -46,6 +52,15 @@ int tps_local_size_next(const tps_size_node *nodes, size_t n_nodes, const double
                         double lambda_s, size_t patch_points, double overlap, double work_left,
                         tps_size_plan *next, char *why, size_t why_size);
 
+/* After the last GCV pass: 1 and *next when the partition falls short for
+ * lambda_s and one whose cells are large enough (the cheapest, Overlap 2 on
+ * its cells as in tps_local_size_next), of estimated work at most
+ * work_left, falls materially less short: the solve (at lambda_s, no GCV)
+ * takes it. 0 otherwise; why as above. */
+int tps_local_size_final(const tps_size_node *nodes, size_t n_nodes, const double box[4],
+                         double lambda_s, size_t patch_points, double overlap, double work_left,
+                         tps_size_plan *next, char *why, size_t why_size);
+
 /* What the passes need of the build (local_build.c): the quadtree's nodes
  * (into view when not NULL; returns their count) and a rebuild of the
  * partition with other settings (*gcv_budget: what GCV may then take). */
@@ -59,8 +74,11 @@ typedef struct tps_size_build {
 /* tps_local_cv_start (local.h, same arguments up to loo_sum) and, when the
  * model sizes its patches (md->size_patches) and a GCV band's lambda asks
  * for larger cells, rebuilds and GCV again (at most TPS_LOCAL_SIZE_PASSES
- * passes and TPS_LOCAL_SIZE_WORK_CAP of work); *patch_points and *overlap
- * are the settings of the partition left built. */
+ * passes and TPS_LOCAL_SIZE_WORK_CAP of work); after the last pass, when
+ * its cells still fall short, rebuilds once more for the solve alone
+ * (tps_local_size_final; *S for the new partition, *loo_sum zeroed);
+ * *patch_points and *overlap are the settings of the partition left
+ * built. */
 tps_status tps_local_gcv_passes(tps_context *ctx, tps_model *md, struct tps_local *lc,
                                 tps_patch_points_fn points, void *user,
                                 const tps_size_build *sb, double *const *merged,

@@ -12,11 +12,20 @@
  * - PatchPoints alone, Overlap alone: honoured. Low noise (a small lambda):
  *   no re-partition. Clustered points: re-partitioned, bit-identical too. Two bands: sized for the larger lambda (the settings
  *   of the noisy band alone). A fixed lambda: the defaults, however large.
+ * - The rule itself (local_size.h) on a quadtree of known counts, the
+ *   N = 20,000 case of docs/benchmarks.md in miniature: a partition whose
+ *   larger cells the work cap denies to a GCV pass is still taken for the
+ *   final solve when it is large enough and within the solve's share;
+ *   a partition that is still short is not (only a GCV pass takes those);
+ *   none when the cells are large enough.
+ * - A memory limit that the defaults fit and the larger cells do not: the
+ *   model opens on the defaults, bit-identical to its fixed-lambda twin.
  * `test_local_gcv_size compare` runs the comparison with the global GCV
  * (skipped, 77, under TPS_TEST_QUICK=1: valgrind), `test_local_gcv_size`
  * the rest (under TPS_TEST_QUICK=1, valgrind: 700 points, the sized model and
  * its fixed-lambda twin only). */
 #include "check.h"
+#include "local_size.h"
 #include "testdata.h"
 #include "tps.h"
 
@@ -26,6 +35,7 @@
 #include <string.h>
 
 static int quick = 0;
+static size_t max_memory = 0; /* fit()'s */
 
 static double gauss(void)
 {
@@ -75,6 +85,7 @@ static fitted fit(tps_context *ctx, const points *p, size_t n_bands, const doubl
     o.overlap = overlap;
     o.num_threads = 2;
     o.device = TPS_DEVICE_CPU;
+    o.max_memory = max_memory;
     const int flags[2] = {gcv, gcv};
     const double sm[2] = {lambda, lambda};
     o.smoothing_gcv = flags;
@@ -114,6 +125,100 @@ static double rmse(tps_context *ctx, const fitted *f)
 static int repartitioned(const tps_model_info *in)
 {
     return in->patch_points != TPS_DEFAULT_PATCH_POINTS || in->overlap != TPS_DEFAULT_OVERLAP;
+}
+
+/* ---- the rule, on a quadtree of known counts ---- */
+
+/* A full quadtree over the unit square, three levels below the root, 300
+ * points in each of its 64 leaves (N = 19,200, uniform): the partition of
+ * PatchPoints 500. nodes[0] the root, each node's children together. */
+enum { LEVELS = 3, LEAF_POINTS = 300, TREE_NODES = 1 + 4 + 16 + 64 };
+
+static size_t make_tree(tps_size_node *nodes)
+{
+    size_t count = 1, first = 0, width = 1;
+    nodes[0] = (tps_size_node){0.0, 0.0, 1.0, 1.0, LEAF_POINTS * 64, 0};
+    for (int level = 0; level < LEVELS; ++level, width *= 4) {
+        for (size_t k = first; k < first + width; ++k) {
+            tps_size_node *nd = &nodes[k];
+            const double hu = 0.5 * (nd->u1 - nd->u0), hv = 0.5 * (nd->v1 - nd->v0);
+            nd->child = count;
+            for (int q = 0; q < 4; ++q) {
+                const double u0 = nd->u0 + hu * (q & 1), v0 = nd->v0 + hv * (q >> 1);
+                nodes[count++] = (tps_size_node){u0, v0, u0 + hu, v0 + hv, nd->n / 4, 0};
+            }
+        }
+        first += width;
+    }
+    return count;
+}
+
+static void test_rule(void)
+{
+    tps_size_node nodes[TREE_NODES];
+    const size_t n_nodes = make_tree(nodes);
+    CHECK(n_nodes == TREE_NODES, "%zu nodes", n_nodes);
+    const double box[4] = {0.0, 0.0, 1.0, 1.0};
+    /* sqrt(lambda rho) = 100: a cell needs (2 * 1.5 / (Overlap - 1))^2 * 100
+     * points (docs/design.md): 3,600 at Overlap 1.5, 1,600 at 1.75, 900 at
+     * 2. So the leaves (300) fall short by 12 at 1.5 and 3 at 2; the cells
+     * of 1,200 by 1.33 at 1.75, and at 2 they are large enough (0.75). Their
+     * estimated work (sum of n_p^3, the box's edges clipping the patches):
+     * 1,200 points at 1.75 4.4e11, at 2 8.9e11. */
+    const double lambda_s = 1e4 / (LEAF_POINTS * 64.0);
+    char why[400];
+    tps_size_plan plan = {0, 0.0, NAN, NAN};
+
+    const double now = tps_local_size_shortfall(nodes, n_nodes, lambda_s, 500, 1.5);
+    CHECK(fabs(now - 12.0) < 1e-9, "the leaves at Overlap 1.5 fall short by %.17g, not 12", now);
+
+    /* A GCV pass within the cap: the least short it affords (none large
+     * enough is within it), the cells of 1,200 at 1.75. */
+    int r = tps_local_size_next(nodes, n_nodes, box, lambda_s, 500, 1.5,
+                                TPS_LOCAL_SIZE_WORK_CAP, &plan, why, sizeof why);
+    CHECK(r == 1 && plan.patch_points == 1200 && plan.overlap == 1.75 &&
+              fabs(plan.shortfall - 1600.0 / 1200.0) < 1e-9 && plan.work > 4e11 &&
+              plan.work < 5e11,
+          "GCV pass from 500:1.5: %d, %zu:%g, shortfall %g, work %g (%s)", r,
+          plan.patch_points, plan.overlap, plan.shortfall, plan.work, why);
+    /* The final solve with no more than that: nothing large enough, so
+     * none (a partition still short is a GCV pass's to take). */
+    tps_size_plan none = {0, 0.0, NAN, NAN};
+    r = tps_local_size_final(nodes, n_nodes, box, lambda_s, 500, 1.5, TPS_LOCAL_SIZE_WORK_CAP,
+                             &none, why, sizeof why);
+    CHECK(r == 0 && none.patch_points == 0, "final solve from 500:1.5 within %g: %d, %zu (%s)",
+          TPS_LOCAL_SIZE_WORK_CAP, r, none.patch_points, why);
+
+    /* From there (1,200:1.75, the cells of the 20,000-point case): the cap's
+     * rest allows no GCV pass; the final solve's share (the solve ratio
+     * times the passes' work) takes the cells of 1,200 at Overlap 2. The
+     * rule reads the tree of the partition built (here: its leaves at the
+     * second level). */
+    for (size_t k = 5; k < 5 + 16; ++k)
+        nodes[k].child = 0;
+    const double spent = plan.work + 1.5e10; /* the passes: this one and the first */
+    tps_size_plan next = {0, 0.0, NAN, NAN};
+    r = tps_local_size_next(nodes, n_nodes, box, lambda_s, 1200, 1.75,
+                            TPS_LOCAL_SIZE_WORK_CAP - spent, &next, why, sizeof why);
+    CHECK(r == 0 && next.patch_points == 0, "GCV pass from 1200:1.75 within the cap: %d (%s)",
+          r, why);
+    r = tps_local_size_final(nodes, n_nodes, box, lambda_s, 1200, 1.75,
+                             TPS_LOCAL_SIZE_SOLVE_RATIO * spent, &next, why, sizeof why);
+    CHECK(r == 1 && next.patch_points == 1200 && next.overlap == 2.0 &&
+              fabs(next.shortfall - 0.75) < 1e-9 && next.work > TPS_LOCAL_SIZE_WORK_CAP &&
+              next.work <= TPS_LOCAL_SIZE_SOLVE_RATIO * spent,
+          "final solve from 1200:1.75: %d, %zu:%g, shortfall %g, work %g (%s)", r,
+          next.patch_points, next.overlap, next.shortfall, next.work, why);
+    /* ... but not beyond its share. */
+    tps_size_plan capped = {0, 0.0, NAN, NAN};
+    r = tps_local_size_final(nodes, n_nodes, box, lambda_s, 1200, 1.75, 0.5 * next.work,
+                             &capped, why, sizeof why);
+    CHECK(r == 0 && capped.patch_points == 0, "final solve within %g: %d (%s)",
+          0.5 * next.work, r, why);
+    /* Large enough already: none. */
+    r = tps_local_size_final(nodes, n_nodes, box, lambda_s, 1200, 2.0, 1e300, &capped, why,
+                             sizeof why);
+    CHECK(r == 0 && capped.patch_points == 0, "final solve from 1200:2: %d (%s)", r, why);
 }
 
 /* ---- against the global GCV ---- */
@@ -173,6 +278,53 @@ static void test_sized(tps_context *ctx)
               s.info.overlap);
     }
     tps_model_destroy(f.m);
+
+    /* A memory limit that the default partition fits and the larger
+     * cells do not: the model opens on the defaults (the limit from the
+     * need the engine names when it refuses 1 byte), bit-identical to the
+     * fixed-lambda model with them. */
+    max_memory = 1;
+    tps_context *lim = tps_context_create();
+    tps_fit_options o;
+    tps_fit_options_init(&o);
+    o.mode = TPS_MODE_LOCAL;
+    o.num_threads = 2; /* as fit()'s: the need counts the threads' solves */
+    o.device = TPS_DEVICE_CPU;
+    o.max_memory = 1;
+    const int gcv_flag = 1;
+    const double zero = 0.0;
+    o.smoothing_gcv = &gcv_flag;
+    tps_model *refused = tps_model_create(lim, p.n, p.x, p.y, 1, z1, &zero, &o);
+    const char *need = strstr(tps_context_errmsg(lim), "needs ");
+    max_memory = 0;
+    CHECK(refused == NULL && tps_context_errno(lim) == TPS_ERR_MEMORY_LIMIT && need &&
+              sscanf(need, "needs %zu bytes", &max_memory) == 1 && max_memory > 1,
+          "1 byte: %s", tps_context_errmsg(lim));
+    tps_model_destroy(refused);
+    tps_context_destroy(lim);
+    if (max_memory > 1) {
+        /* GCV's own reckoning of its sums asks somewhat more than the
+         * partition's check: a quarter more, still short of the larger
+         * cells'. */
+        max_memory += max_memory / 4;
+        fitted m = fit(ctx, &p, 1, z1, 1, 0.0, TPS_MODE_LOCAL, 0, 0.0);
+        max_memory = 0;
+        CHECK(m.m && !repartitioned(&m.info), "the defaults' memory: %zu:%g",
+              m.info.patch_points, m.info.overlap);
+        fitted mf = fit(ctx, &p, 1, z1, 0, m.lambda[0], TPS_MODE_LOCAL,
+                        TPS_DEFAULT_PATCH_POINTS, TPS_DEFAULT_OVERLAP);
+        if (m.m && mf.m) {
+            CHECK(tps_evaluate_points(ctx, m.m, 0, NT, tx, ty, out[0], NULL) == TPS_OK &&
+                      tps_evaluate_points(ctx, mf.m, 0, NT, tx, ty, out[1], NULL) == TPS_OK,
+                  "%s", tps_context_errmsg(ctx));
+            CHECK(memcmp(out[0], out[1], sizeof out[0]) == 0,
+                  "under the memory limit: the GCV model differs from the fixed-lambda model "
+                  "at lambda %.17g with the defaults", m.lambda[0]);
+        }
+        tps_model_destroy(m.m);
+        tps_model_destroy(mf.m);
+    }
+    max_memory = 0;
     if (quick) {
         /* Under valgrind (each GCV pass ~1,000x slower there): the sized
          * path and its fixed-lambda twin only; the rest runs in `make test`. */
@@ -260,6 +412,8 @@ int main(int argc, char **argv)
         ty[k] = 0.02 + 0.96 * uniform();
         tf[k] = franke(tx[k], ty[k]);
     }
+    if (!compare)
+        test_rule();
     tps_context *ctx = tps_context_create();
     if (compare)
         test_against_global(ctx);
