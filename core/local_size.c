@@ -211,58 +211,54 @@ static double h_share(const tps_size_node *nodes, const double box[4], double la
     return h / fmax(box[2] - box[0], box[3] - box[1]);
 }
 
-int tps_local_size_next(const tps_size_node *nodes, size_t n_nodes, const double box[4],
-                        double lambda_s, size_t patch_points, double overlap, double work_left,
-                        tps_size_plan *next, char *why, size_t why_size)
+/* The next partition for a GCV pass (final 0) or for the final solve at
+ * the chosen lambda (final 1): what tps_local_size_next and _final share. */
+static int decide(const tps_size_node *nodes, size_t n_nodes, const double box[4],
+                  double lambda_s, size_t patch_points, double overlap, double work_left,
+                  int final, tps_size_plan *next, char *why, size_t why_size)
 {
     const double h = h_share(nodes, box, lambda_s);
     const double now = tps_local_size_shortfall(nodes, n_nodes, lambda_s, patch_points, overlap);
     if (!(now > 1.0)) {
         snprintf(why, why_size, "the cells are large enough for smoothing length %.3g of the "
-                 "box (shortfall %.3g)", h, now);
+                 "box (shortfall %.3g)%s", h, now, final ? ": solved on them" : "");
         return 0;
     }
     tps_size_plan best;
-    choose(nodes, n_nodes, box, lambda_s, patch_points, overlap, work_left, 0, &best);
+    choose(nodes, n_nodes, box, lambda_s, patch_points, overlap, work_left, final, &best);
     if (best.patch_points == 0 || now < MATERIAL * best.shortfall) {
-        snprintf(why, why_size, "the cells fall short by %.3g for smoothing length %.3g of the "
-                 "box, but no partition within the work cap (%.3g n^3 left) falls short by "
-                 "less than %.3g", now, h, work_left, now / MATERIAL);
+        if (final)
+            snprintf(why, why_size, "the cells fall short by %.3g for smoothing length %.3g of "
+                     "the box, and no partition large enough is within the final solve's share "
+                     "(%.3g n^3): solved on them", now, h, work_left);
+        else
+            snprintf(why, why_size, "the cells fall short by %.3g for smoothing length %.3g of "
+                     "the box, but no partition within the work cap (%.3g n^3 left) falls short "
+                     "by less than %.3g", now, h, work_left, now / MATERIAL);
         return 0;
     }
     *next = best;
     snprintf(why, why_size, "the cells fall short by %.3g for smoothing length %.3g of the box: "
-             "re-partitioned with cells of up to %zu points and Overlap %g (shortfall %.3g, "
-             "estimated work %.3g n^3)", now, h, best.patch_points, best.overlap, best.shortfall,
-             best.work);
+             "%s with cells of up to %zu points and Overlap %g (shortfall %.3g, estimated work "
+             "%.3g n^3)", now, h, final ? "solved at this smoothing" : "re-partitioned",
+             best.patch_points, best.overlap, best.shortfall, best.work);
     return 1;
+}
+
+int tps_local_size_next(const tps_size_node *nodes, size_t n_nodes, const double box[4],
+                        double lambda_s, size_t patch_points, double overlap, double work_left,
+                        tps_size_plan *next, char *why, size_t why_size)
+{
+    return decide(nodes, n_nodes, box, lambda_s, patch_points, overlap, work_left, 0, next, why,
+                  why_size);
 }
 
 int tps_local_size_final(const tps_size_node *nodes, size_t n_nodes, const double box[4],
                          double lambda_s, size_t patch_points, double overlap, double work_left,
                          tps_size_plan *next, char *why, size_t why_size)
 {
-    const double h = h_share(nodes, box, lambda_s);
-    const double now = tps_local_size_shortfall(nodes, n_nodes, lambda_s, patch_points, overlap);
-    if (!(now > 1.0)) {
-        snprintf(why, why_size, "the cells are large enough for smoothing length %.3g of the "
-                 "box (shortfall %.3g): solved on them", h, now);
-        return 0;
-    }
-    tps_size_plan best;
-    choose(nodes, n_nodes, box, lambda_s, patch_points, overlap, work_left, 1, &best);
-    if (best.patch_points == 0 || now < MATERIAL * best.shortfall) {
-        snprintf(why, why_size, "the cells fall short by %.3g for smoothing length %.3g of the "
-                 "box, and no partition large enough is within the final solve's share "
-                 "(%.3g n^3): solved on them", now, h, work_left);
-        return 0;
-    }
-    *next = best;
-    snprintf(why, why_size, "the cells fall short by %.3g for smoothing length %.3g of the box: "
-             "solved at this smoothing with cells of up to %zu points and Overlap %g "
-             "(shortfall %.3g, estimated work %.3g n^3)", now, h, best.patch_points,
-             best.overlap, best.shortfall, best.work);
-    return 1;
+    return decide(nodes, n_nodes, box, lambda_s, patch_points, overlap, work_left, 1, next, why,
+                  why_size);
 }
 
 tps_status tps_local_gcv_passes(tps_context *ctx, tps_model *md, struct tps_local *lc,
