@@ -25,8 +25,10 @@
  *    (products and patch solves on the GPU) against the CPU's, within 1e-8
  *    x range; exit 77 only where the probe (gpu_probe.h) finds no GPU.
  *
- * TPS_TEST_QUICK=1 (valgrind): 1,000 points instead of 3,000, and two of the
- * four cases against the dense solve. */
+ * TPS_TEST_QUICK=1 (valgrind): 500 points instead of 3,000 (the direct
+ * products, as at 1,000, and the same preconditioner paths: cells, patches
+ * grown to PRECOND_MIN_PATCH, a coarse level of n / 8 points), and two of
+ * the four cases against the dense solve. */
 #include "check.h"
 #include "gpu_probe.h"
 #include "iterative.h"
@@ -449,7 +451,7 @@ int main(int argc, char **argv)
 {
     const char *quick = getenv("TPS_TEST_QUICK");
     if (quick && strcmp(quick, "1") == 0)
-        n_points = 1000;
+        n_points = 500;
     tps_context *ctx = tps_context_create();
     if (argc > 1 && strcmp(argv[1], "gpu") == 0) {
         const int rc = gpu_main(ctx);
