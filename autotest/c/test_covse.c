@@ -18,6 +18,9 @@
  *    model with covariates and weights evaluates to the same bytes.
  * 3. A LOCAL model's standard error (the blend of its patches') against the
  *    global one.
+ * TPS_TEST_QUICK=1 (valgrind): the standard errors' windows, threads and
+ * loaded model on 5 rows of the 600-column grid instead of 9; the local
+ * model's (500 points, not 2,000) on a 21^2 grid, one lambda, no bounds.
  *
  *   test_covse DIR gpu  the GPU against the CPU: a model with a covariate
  *                       (meuse_fixed) and one without, values and standard
