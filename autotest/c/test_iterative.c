@@ -25,8 +25,12 @@
  *    (products and patch solves on the GPU) against the CPU's, within 1e-8
  *    x range; exit 77 only where the probe (gpu_probe.h) finds no GPU.
  *
- * TPS_TEST_QUICK=1 (valgrind): 1,000 points instead of 3,000, and two of the
- * four cases against the dense solve. */
+ * TPS_TEST_QUICK=1 (valgrind): 500 points instead of 3,000 (the direct
+ * products, as at 1,000, and the same preconditioner paths: cells, patches
+ * grown to PRECOND_MIN_PATCH, a coarse level of n / 8 points), two of the
+ * four cases against the dense solve, and AUTO's choices that do not depend
+ * on the size (ITERATIVE asked for, DIRECT for few points) on 500 of the
+ * 2,000 points (over the memory limit: all 2,000). */
 #include "check.h"
 #include "gpu_probe.h"
 #include "iterative.h"
@@ -38,6 +42,10 @@
 #include <string.h>
 
 static size_t n_points = 3000;
+/* The fits of options() whose size does not matter (AUTO with ITERATIVE,
+ * AUTO's DIRECT for few points): all 2,000 points, or 500 under
+ * TPS_TEST_QUICK=1 (valgrind: a 2,000-point dense solve is minutes there). */
+static size_t n_small = 2000;
 
 typedef struct data {
     size_t n;
@@ -296,7 +304,7 @@ static void options(tps_context *ctx)
     /* MODE=AUTO with ITERATIVE: a global model. */
     tps_fit_options_init(&o);
     o.solver = TPS_SOLVER_ITERATIVE;
-    tps_model *m = fit_options(ctx, &d, d.n, &o, 0);
+    tps_model *m = fit_options(ctx, &d, n_small, &o, 0);
     tps_model_info info;
     tps_band_info bi;
     CHECK(m && tps_model_get_info(ctx, m, &info) == TPS_OK && info.mode == TPS_MODE_GLOBAL &&
@@ -309,10 +317,10 @@ static void options(tps_context *ctx)
      * dense, about 10 MB iterative). */
     tps_fit_options_init(&o);
     o.mode = TPS_MODE_GLOBAL;
-    m = fit_options(ctx, &d, d.n, &o, 0);
+    m = fit_options(ctx, &d, n_small, &o, 0);
     CHECK(m && tps_model_get_band_info(ctx, m, 0, &bi) == TPS_OK &&
               bi.solver == TPS_SOLVER_DIRECT,
-          "AUTO, 2,000 points: %s", tps_context_errmsg(ctx));
+          "AUTO, %zu points: %s", n_small, tps_context_errmsg(ctx));
     tps_model_destroy(m);
     o.max_memory = 16u << 20;
     m = fit_options(ctx, &d, d.n, &o, 0);
@@ -448,8 +456,10 @@ static int gpu_main(tps_context *ctx)
 int main(int argc, char **argv)
 {
     const char *quick = getenv("TPS_TEST_QUICK");
-    if (quick && strcmp(quick, "1") == 0)
-        n_points = 1000;
+    if (quick && strcmp(quick, "1") == 0) {
+        n_points = 500;
+        n_small = 500;
+    }
     tps_context *ctx = tps_context_create();
     if (argc > 1 && strcmp(argv[1], "gpu") == 0) {
         const int rc = gpu_main(ctx);

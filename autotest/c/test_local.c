@@ -16,10 +16,17 @@
  *  - a dense cluster with sparse outliers keeps its patches small.
  * (Saving and loading local models: test_model_io.c.)
  * TPS_TEST_QUICK=1 (valgrind, scripts/valgrind_tests.py): the same checks
- * and bounds on N = 2,000 points in patches of 250 (16 patches, as at full
- * size) and a 81^2 grid: the N = 5,000 global reference takes many minutes
- * under valgrind. Smaller patches fail the bounds (100 points: 9e-4 x range
- * inside): the accuracy of a patch depends on its points, not on N. */
+ * on N = 1,000 points in patches of 250 (10 patches) and a 41^2 grid: the
+ * global references' dense solves dominate under valgrind (N = 5,000 takes
+ * many minutes). The accuracy of a patch depends on how much of Franke's
+ * function it covers: 250 of 1,000 points cover twice the area of 250
+ * of 2,000, so the bounds inside and on the RMS are 1.5e-3 and 3e-4 x range
+ * there (measured 4.5e-4 and 1.3e-4; at 2,000 points 1.2e-4 and 5.4e-5; a
+ * wrong blend is off by a good part of the range), the largest the same
+ * (measured 2.6e-3). Smaller patches fail even at 2,000 (100 points: 9e-4 x
+ * range inside). The seams are read on two of the six lines (y = 0.37 along
+ * x, with the kink check; x = 0.5 + 1e-7 along y), the cluster has 2,500
+ * points, the windows are 17, 32 and 200 wide. */
 #include "tps.h"
 
 #include <math.h>
@@ -37,6 +44,9 @@
 
 static size_t N = N_FULL, G = G_FULL;
 static int patch_points = 0; /* 0: the engine's default */
+static int quick_lines = 0;   /* seams on two of the six lines */
+/* local vs global on the grid, x range, inside [0.05, 0.95]^2 and RMS */
+static double bound_inner = 2e-4, bound_rms = 1e-4;
 static double px[N_FULL], py[N_FULL], pz[N_FULL];
 
 static tps_model *make(tps_context *ctx, tps_mode mode, double lambda, int threads)
@@ -179,8 +189,8 @@ static void test_accuracy_and_seams(void)
      * the grid reaches past the points (both splines extrapolate there).
      * Bounds with a margin: */
     CHECK(worst <= 5e-3 * range, "local vs global max %.3g", worst);
-    CHECK(inner <= 2e-4 * range, "local vs global max inside %.3g", inner);
-    CHECK(rms <= 1e-4 * range, "local vs global rms %.3g", rms);
+    CHECK(inner <= bound_inner * range, "local vs global max inside %.3g", inner);
+    CHECK(rms <= bound_rms * range, "local vs global rms %.3g", rms);
 
     /* Seams: lines across the whole box cross every level of patch edges. */
     enum { LINE = 40000 };
@@ -188,8 +198,12 @@ static void test_accuracy_and_seams(void)
     const double d = 0.96 / LINE;
     const double ys[3] = {0.37, 0.5 + 1e-7, 0.8123};
     double worst_ratio = 0.0;
+    int n_lines = 0;
     for (int l = 0; l < 3; ++l) {
         for (int dir = 0; dir < 2; ++dir) {
+            if (quick_lines && dir != l)
+                continue; /* y = 0.37 along x (the kink check), x = 0.5 + 1e-7 along y */
+            ++n_lines;
             for (size_t k = 0; k < LINE; ++k) {
                 lx[k] = dir ? ys[l] : 0.02 + d * (double)k;
                 ly[k] = dir ? 0.02 + d * (double)k : ys[l];
@@ -214,12 +228,13 @@ static void test_accuracy_and_seams(void)
             }
         }
     }
-    printf("seams: worst second-difference ratio %.3f over 6 lines\n", worst_ratio);
+    printf("seams: worst second-difference ratio %.3f over %d lines\n", worst_ratio, n_lines);
 
     /* Windows and threads give the same bytes as the whole grid. */
     static double w[G_FULL * G_FULL];
     memset(w, 0xff, sizeof w);
-    const size_t bs[3] = {17, 64, 200};
+    /* windows cut the grid (17, and 64 or 32 at the quick size) and cover it */
+    const size_t bs[3] = {17, G > 64 ? 64 : 32, 200};
     for (int t = 0; t < 3; ++t) {
         for (size_t r0 = 0; r0 < G; r0 += bs[t])
             for (size_t c0 = 0; c0 < G; c0 += bs[t]) {
@@ -396,7 +411,7 @@ static void read_largest(void *user, tps_log_level level, const char *message)
 static void test_cluster(int quick)
 {
     enum { NC_MAX = 20000, OUTLIERS = 50 };
-    const int NC = quick ? 5000 : NC_MAX; /* valgrind: 5,000 */
+    const int NC = quick ? 2500 : NC_MAX; /* valgrind: 2,500 */
     static double x[NC_MAX], y[NC_MAX], z[NC_MAX];
     for (int i = 0; i < NC; ++i) {
         const double a = uniform(), b = uniform();
@@ -439,9 +454,12 @@ int main(int argc, char **argv)
     const char *quick = getenv("TPS_TEST_QUICK");
     const int is_quick = quick && strcmp(quick, "1") == 0;
     if (is_quick) {
-        N = 2000;
+        N = 1000;
         patch_points = 250;
-        G = 81;
+        G = 41;
+        quick_lines = 1;
+        bound_inner = 1.5e-3;
+        bound_rms = 3e-4;
         printf("quick mode: N = %zu, patches of %d, %zu^2 grid\n", N, patch_points, G);
     }
     if (!(argc > 1 && strcmp(argv[1], "errors") == 0))

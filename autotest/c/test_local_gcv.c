@@ -28,7 +28,10 @@
  *   points on a line, the memory limit.
  * `test_local_gcv compare` runs the comparisons with the global GCV and the
  * oracle (skipped, 77, under TPS_TEST_QUICK=1: valgrind), `test_local_gcv`
- * the rest (smaller grids under TPS_TEST_QUICK=1). */
+ * the rest; under TPS_TEST_QUICK=1 on smaller sets (a 16 x 20 layout, not
+ * 20 x 30; 800 points for the bit-identity, not 6,000; 600 for the plane
+ * warning, not 3,000; 800 for the bad input, not 2,000), each still over
+ * several patches. */
 #include "check.h"
 #include "testdata.h"
 #include "tps.h"
@@ -269,7 +272,7 @@ static void test_gcv_explicit(tps_context *ctx, const layout *l)
 
 static void test_identical(tps_context *ctx)
 {
-    const size_t n = quick ? 1500 : 6000;
+    const size_t n = quick ? 800 : 6000;
     double *x = malloc(sizeof(double) * n * 3), *y = x + n, *z = y + n;
     for (size_t i = 0; i < n; ++i) {
         x[i] = 1000.0 * uniform();
@@ -446,7 +449,7 @@ static void count_plane_warnings(void *user, tps_log_level level, const char *me
  * says so; a wavy field with little noise: no such warning. */
 static void test_plane_warning(void)
 {
-    const size_t n = quick ? 1200 : 3000;
+    const size_t n = quick ? 600 : 3000;
     double *x = malloc(sizeof(double) * n * 3), *y = x + n, *z = y + n;
     for (int wavy = 0; wavy < 2; ++wavy) {
         for (size_t i = 0; i < n; ++i) {
