@@ -67,21 +67,6 @@ static int bins_make(const tps_model *md, point_bins *pb)
     return 1;
 }
 
-typedef struct keyed {
-    double u, v;
-    size_t i;
-} keyed;
-
-static int compare_keyed(const void *pa, const void *pb)
-{
-    const keyed *a = pa, *b = pb;
-    if (a->u != b->u)
-        return a->u < b->u ? -1 : 1;
-    if (a->v != b->v)
-        return a->v < b->v ? -1 : 1;
-    return 0;
-}
-
 /* index[k]: the model index of patch p's stored point k. 0: out of memory
  * (*bad 0) or the points do not pair up (*bad 1). */
 static int patch_indices(const tps_model *md, const point_bins *bins, size_t p, size_t *index,
@@ -90,7 +75,7 @@ static int patch_indices(const tps_model *md, const point_bins *bins, size_t p, 
     const struct tps_local *lc = md->local;
     const patch *pt = &lc->patches[p];
     const size_t n = pt->n;
-    keyed *a = malloc(sizeof(keyed) * (n ? n : 1)), *b = malloc(sizeof(keyed) * (n ? n : 1));
+    tps_keyed_point *a = malloc(sizeof *a * (n ? n : 1)), *b = malloc(sizeof *b * (n ? n : 1));
     int ok = a && b;
     *bad = 0;
     size_t i0, i1, j0, j1, cnt = 0;
@@ -112,25 +97,25 @@ static int patch_indices(const tps_model *md, const point_bins *bins, size_t p, 
                     *bad = 1;
                     break;
                 }
-                a[cnt].u = (md->u[q] - pt->pcx) / pt->ps;
-                a[cnt].v = (md->v[q] - pt->pcy) / pt->ps;
-                a[cnt++].i = q;
+                a[cnt].x = (md->u[q] - pt->pcx) / pt->ps;
+                a[cnt].y = (md->v[q] - pt->pcy) / pt->ps;
+                a[cnt++].index = q;
             }
         }
     if (ok && cnt != n)
         ok = 0, *bad = 1;
     if (ok) {
         for (size_t k = 0; k < n; ++k) {
-            b[k].u = pt->u[k];
-            b[k].v = pt->v[k];
-            b[k].i = k;
+            b[k].x = pt->u[k];
+            b[k].y = pt->v[k];
+            b[k].index = k;
         }
-        qsort(a, n, sizeof *a, compare_keyed);
-        qsort(b, n, sizeof *b, compare_keyed);
+        qsort(a, n, sizeof *a, tps_compare_keyed_point);
+        qsort(b, n, sizeof *b, tps_compare_keyed_point);
         for (size_t k = 0; ok && k < n; ++k) {
-            if (a[k].u != b[k].u || a[k].v != b[k].v)
+            if (a[k].x != b[k].x || a[k].y != b[k].y)
                 ok = 0, *bad = 1;
-            index[b[k].i] = a[k].i;
+            index[b[k].index] = a[k].index;
         }
     }
     free(a);

@@ -319,6 +319,16 @@ tps_status tps_evaluate_scaled(tps_context *ctx, const tps_model *model, size_t 
                                const size_t *bands, size_t n, const double *u, const double *v,
                                const tps_plane *cov, double **out, int num_threads);
 
+/* ---- points ordered by their coordinates (model.c) ---- */
+/* A point's coordinates and index, and their order by x, then y, then
+ * index (qsort's comparator): what merges duplicate points (model.c) and
+ * pairs a local patch's stored points with the model's (cpu_local_se.c). */
+typedef struct tps_keyed_point {
+    double x, y;
+    size_t index;
+} tps_keyed_point;
+int tps_compare_keyed_point(const void *pa, const void *pb);
+
 /* ---- covariates (covariates.c) ---- */
 /* md->cov_mean and cov_scale from md->cov over the model's points;
  * TPS_ERR_COLLINEAR naming a covariate that is constant there. */

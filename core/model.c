@@ -18,14 +18,9 @@ void tps_fit_options_init(tps_fit_options *options)
         memset(options, 0, sizeof *options);
 }
 
-typedef struct input_point {
-    double x, y;
-    size_t index;
-} input_point;
-
-static int compare_xy(const void *pa, const void *pb)
+int tps_compare_keyed_point(const void *pa, const void *pb)
 {
-    const input_point *a = pa, *b = pb;
+    const tps_keyed_point *a = pa, *b = pb;
     if (a->x != b->x)
         return a->x < b->x ? -1 : 1;
     if (a->y != b->y)
@@ -114,7 +109,7 @@ static tps_status merge_points(tps_context *ctx, tps_model *md, size_t n_points,
 {
     const double *weights = options->weights;
     const double *const *cov = options->covariates;
-    input_point *pts = malloc(sizeof *pts * (n_points ? n_points : 1));
+    tps_keyed_point *pts = malloc(sizeof *pts * (n_points ? n_points : 1));
     size_t *counts = calloc(md->n_bands, sizeof *counts);
     if (!pts || !counts) {
         free(pts);
@@ -128,14 +123,14 @@ static tps_status merge_points(tps_context *ctx, tps_model *md, size_t n_points,
             for (size_t k = 0; k < md->n_cov; ++k)
                 usable = usable && isfinite(cov[k][i]);
             if (usable)
-                pts[kept++] = (input_point){x[i], y[i], i};
+                pts[kept++] = (tps_keyed_point){x[i], y[i], i};
             else
                 ++no_cov;
         }
     }
     md->info.n_dropped = n_points - kept - no_cov;
     md->info.n_dropped_covariate = no_cov;
-    qsort(pts, kept, sizeof *pts, compare_xy);
+    qsort(pts, kept, sizeof *pts, tps_compare_keyed_point);
 
     size_t n = 0;
     md->u = malloc(sizeof(double) * (kept ? kept : 1));
