@@ -319,7 +319,7 @@ tps_status tps_evaluate_scaled(tps_context *ctx, const tps_model *model, size_t 
                                const size_t *bands, size_t n, const double *u, const double *v,
                                const tps_plane *cov, double **out, int num_threads);
 
-/* ---- points ordered by their coordinates (model.c) ---- */
+/* ---- points ordered by their coordinates (quadtree.c) ---- */
 /* A point's coordinates and index, and their order by x, then y, then
  * index (qsort's comparator): what merges duplicate points (model.c) and
  * pairs a local patch's stored points with the model's (cpu_local_se.c). */

@@ -18,16 +18,6 @@ void tps_fit_options_init(tps_fit_options *options)
         memset(options, 0, sizeof *options);
 }
 
-int tps_compare_keyed_point(const void *pa, const void *pb)
-{
-    const tps_keyed_point *a = pa, *b = pb;
-    if (a->x != b->x)
-        return a->x < b->x ? -1 : 1;
-    if (a->y != b->y)
-        return a->y < b->y ? -1 : 1;
-    return a->index < b->index ? -1 : (a->index > b->index);
-}
-
 tps_model *tps_model_destroy(tps_model *model)
 {
     if (!model)

@@ -3,6 +3,7 @@
  * in order top-down (local expansions); only quadrants holding points
  * become nodes, so every node has points and a radius. */
 #include "quadtree.h"
+#include "internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -183,4 +184,16 @@ void tps_points_box(const double *u, const double *v, const size_t *idx, size_t 
         box[2] = fmin(box[2], v[i]);
         box[3] = fmax(box[3], v[i]);
     }
+}
+
+/* internal.h's order of points (a file of the lowest layer: model.c and
+ * cpu_local_se.c both use it) */
+int tps_compare_keyed_point(const void *pa, const void *pb)
+{
+    const tps_keyed_point *a = pa, *b = pb;
+    if (a->x != b->x)
+        return a->x < b->x ? -1 : 1;
+    if (a->y != b->y)
+        return a->y < b->y ? -1 : 1;
+    return a->index < b->index ? -1 : (a->index > b->index);
 }
